@@ -1,0 +1,212 @@
+"""The analytic pass: walk the network in file order and apply every layer's rules."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import Any
+
+from .arith import DTYPE_BYTES, RF, fmt_num
+from .errors import CnnError, LayerError, Problem
+from .layers import Ctx, Shape
+from .spec import Network
+
+OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  #: state tensors per trainable param
+
+
+@dataclass
+class LayerReport:
+    """Every number cnncalc computes for one layer (counts for the whole batch)."""
+
+    index: int
+    name: str
+    type: str
+    inputs: list[str]
+    output_shape: Shape
+    params: int
+    trainable_params: int
+    buffers: int
+    macs: int
+    elementwise_ops: int
+    activation_bytes: int
+    receptive_field: list[RF] | None
+    weights: dict[str, Shape] = field(default_factory=dict)
+    buffer_shapes: dict[str, Shape] = field(default_factory=dict)
+    shared_with: str | None = None
+    line: int | None = None
+
+    @property
+    def flops(self) -> int:
+        """FLOPs = 2·MACs (what torch.utils.flop_counter.FlopCounterMode reports)."""
+        return 2 * self.macs
+
+    def rf_json(self) -> dict | None:
+        if self.receptive_field is None:
+            return None
+        return {"size": [_j(r.size) for r in self.receptive_field],
+                "stride": [_j(r.jump) for r in self.receptive_field],
+                "start": [_j(r.start) for r in self.receptive_field]}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "inputs": self.inputs,
+                "output_shape": list(self.output_shape), "params": self.params,
+                "trainable_params": self.trainable_params, "buffers": self.buffers, "macs": self.macs,
+                "flops": self.flops, "elementwise_ops": self.elementwise_ops,
+                "activation_bytes": self.activation_bytes, "receptive_field": self.rf_json(),
+                "shared_with": self.shared_with, "weights": {k: list(v) for k, v in self.weights.items()},
+                "line": self.line}
+
+
+def _j(x):
+    return int(x) if x.denominator == 1 else float(x)
+
+
+@dataclass
+class Report:
+    """The analytic report of one network at one input shape, batch and dtype."""
+
+    name: str
+    file: str
+    input_shape: Shape
+    dtype: str
+    optimizer: str
+    layers: list[LayerReport]
+    outputs: list[str]
+    warnings: list[Problem]
+
+    @property
+    def bytes_per_element(self) -> int:
+        return DTYPE_BYTES[self.dtype]
+
+    @property
+    def totals(self) -> dict[str, Any]:
+        return self._totals
+
+    def compute_totals(self, last_use: dict[str, int]) -> None:
+        b = self.bytes_per_element
+        params = sum(r.params for r in self.layers)
+        trainable = sum(r.trainable_params for r in self.layers)
+        input_bytes = prod(self.input_shape) * b
+        activations = sum(r.activation_bytes for r in self.layers)
+        buffer_bytes = sum((8 if k == "num_batches_tracked" else b) * prod(s)
+                           for r in self.layers if r.shared_with is None for k, s in r.buffer_shapes.items())
+        # inference: a tensor lives from its layer until its last consumer has run
+        live = {"input": input_bytes}
+        peak = input_bytes
+        for r in self.layers:
+            live[r.name] = r.activation_bytes
+            peak = max(peak, sum(live.values()))
+            for name in [n for n in live if last_use.get(n, -1) <= r.index]:
+                del live[name]
+        param_bytes = params * b
+        states = OPTIMIZER_STATES[self.optimizer]
+        self._totals = {
+            "params": params, "trainable_params": trainable, "non_trainable_params": params - trainable,
+            "buffers": sum(r.buffers for r in self.layers),
+            "macs": sum(r.macs for r in self.layers), "flops": sum(r.flops for r in self.layers),
+            "elementwise_ops": sum(r.elementwise_ops for r in self.layers),
+            "activation_bytes": activations, "input_bytes": input_bytes,
+            "param_bytes": param_bytes, "buffer_bytes": buffer_bytes,
+            "inference_peak_activation_bytes": peak,
+            "inference_memory_bytes": param_bytes + buffer_bytes + peak,
+            "training_memory_bytes": param_bytes + buffer_bytes + trainable * b * (1 + states)
+            + input_bytes + activations,
+            "optimizer": self.optimizer,
+        }
+
+    def layer(self, name: str) -> LayerReport:
+        return next(r for r in self.layers if r.name == name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "file": self.file,
+                "input": {"shape": list(self.input_shape), "dtype": self.dtype},
+                "layers": [r.to_json() for r in self.layers], "outputs": self.outputs,
+                "totals": self.totals,
+                "memory_model": {
+                    "inference": "params + buffers + peak of live activations (a tensor is freed after its last consumer)",
+                    "training": f"params + buffers + grads + {self.optimizer} state "
+                                f"({OPTIMIZER_STATES[self.optimizer]}× trainable params) + input + every layer's output saved for backward"},
+                "warnings": [{"layer": w.layer, "message": w.message, "line": w.line} for w in self.warnings]}
+
+
+def analyze(net: Network, batch: int | None = None, input_shape: Shape | None = None,
+            dtype: str | None = None, optimizer: str = "adam") -> Report:
+    """Compute every layer's shape, params, MACs, memory and receptive field.
+
+    Raises CnnError with every located problem (shape mismatches, bad channels, …)."""
+    h = net.header
+    shape0 = (batch or h.batch, *(input_shape or h.input))
+    src = net.source
+    problems: list[Problem] = []
+    shapes: dict[str, Shape] = {"input": shape0}
+    notes: dict[str, str | None] = {"input": None}
+    spatial = len(shape0) - 2
+    fields: dict[str, list[RF] | None] = {"input": [RF.identity()] * spatial if spatial > 0 else None}
+    done: dict[str, LayerReport] = {}
+    rows: list[LayerReport] = []
+    warnings: list[Problem] = []
+    last_use: dict[str, int] = {}
+    exceeded: set[int] = set()
+    b = DTYPE_BYTES[dtype or h.dtype]
+
+    for node in net.nodes:
+        if any(i not in shapes for i in node.inputs):
+            continue  # an input failed: its problem is already reported
+        layer = node.layer
+        ctx = Ctx([shapes[i] for i in node.inputs], notes=[notes[i] for i in node.inputs])
+        try:
+            ctx.out = layer.shape(ctx)
+            weights, buffers = layer.weights(ctx), layer.buffers(ctx)
+            macs, elementwise = layer.macs(ctx), layer.elementwise(ctx)
+            rf = layer.rf(ctx, [fields[i] for i in node.inputs])
+            note = layer.note(ctx)
+            layer_warnings = layer.warnings(ctx)
+        except LayerError as exc:
+            problems.append(src.problem(str(exc), node.path + (exc.field or ()), node.name))
+            continue
+        shared = None
+        if node.share:
+            other = done.get(node.share)
+            if other is None:
+                problems.append(src.problem(f"share: '{node.share}' has no weights to share (it failed or comes later)",
+                                            node.path + ("share",), node.name))
+                continue
+            if other.type != layer.type or other.weights != weights:
+                problems.append(src.problem(
+                    f"share: '{node.share}' has weights {_shapes(other.weights)} ({other.type}) but this layer "
+                    f"needs {_shapes(weights)} ({layer.type})", node.path + ("share",), node.name))
+                continue
+            shared = other.shared_with or other.name
+        params = 0 if shared else sum(prod(s) for s in weights.values())
+        nbuf = 0 if shared else sum(prod(s) for s in buffers.values())
+        row = LayerReport(node.index, node.name, layer.type, list(node.inputs), ctx.out, params,
+                          params if layer.trainable else 0, nbuf, macs, elementwise, prod(ctx.out) * b, rf,
+                          weights, buffers, shared, src.locate(node.path)[0])
+        rows.append(row)
+        done[node.name] = row
+        shapes[node.name], notes[node.name], fields[node.name] = ctx.out, note, rf
+        for i in node.inputs:
+            last_use[i] = node.index
+        for msg in layer_warnings:
+            warnings.append(src.problem(msg, node.path, node.name, "warning"))
+        for axis, r in enumerate(rf or []):
+            if axis not in exceeded and r.size > shape0[2 + axis]:
+                exceeded.add(axis)
+                warnings.append(src.problem(
+                    f"receptive field {fmt_num(r.size)} on axis {axis} now exceeds the input ({shape0[2 + axis]}): "
+                    "further growth only adds padding", node.path, node.name, "warning"))
+    if problems:
+        raise CnnError(problems)
+    for name in net.outputs:
+        last_use[name] = len(net.nodes)
+    used = set(last_use)
+    for row in rows:
+        if row.name not in used:
+            warnings.append(src.problem(f"output of '{row.name}' is never used (not an input of any layer, "
+                                        "not in outputs)", net.nodes[row.index].path, row.name, "warning"))
+    report = Report(net.name, src.file, shape0, dtype or h.dtype, optimizer, rows, list(net.outputs), warnings)
+    report.compute_totals(last_use)
+    return report
+
+
+def _shapes(w: dict[str, Shape]) -> str:
+    return ", ".join(f"{k}{list(v)}" for k, v in w.items()) or "none"

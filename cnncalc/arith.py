@@ -1,0 +1,123 @@
+"""Pure arithmetic of CNN layers: no pydantic, no torch, one formula per helper.
+
+All sizes are per spatial axis. ``pad_total`` is the sum of the padding on both sides of an
+axis (``2·P`` for symmetric padding), so asymmetric padding needs no special case.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from math import gcd, prod  # noqa: F401  (prod re-exported for layer rules)
+
+DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def effective_kernel(kernel: int, dilation: int = 1) -> int:
+    """K_eff = D·(K − 1) + 1: the span a dilated kernel covers."""
+    return dilation * (kernel - 1) + 1
+
+
+def conv_out(size: int, kernel: int, stride: int = 1, pad_total: int = 0, dilation: int = 1) -> int:
+    """H' = ⌊(H + P_total − D·(K−1) − 1) / S⌋ + 1  (torch's floor rounding)."""
+    return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def dropped_by_floor(size: int, kernel: int, stride: int = 1, pad_total: int = 0,
+                     dilation: int = 1) -> int:
+    """Rows of the padded input that no window reaches: (H + P_total) − ((H'−1)·S + K_eff)."""
+    out = conv_out(size, kernel, stride, pad_total, dilation)
+    if out <= 0:
+        return 0
+    return size + pad_total - ((out - 1) * stride + effective_kernel(kernel, dilation))
+
+
+def pool_out(size: int, kernel: int, stride: int, padding: int = 0, dilation: int = 1,
+             ceil_mode: bool = False) -> int:
+    """H' = ⌊ or ⌈(H + 2P − D·(K−1) − 1) / S⌉ + 1; with ceil_mode the last window must
+    start inside the input or left padding: if (H'−1)·S ≥ H + P then H' −= 1 (torch rule)."""
+    num = size + 2 * padding - dilation * (kernel - 1) - 1
+    if not ceil_mode:
+        return num // stride + 1
+    out = -(-num // stride) + 1
+    if (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def conv_transpose_out(size: int, kernel: int, stride: int = 1, padding: int = 0,
+                       dilation: int = 1, output_padding: int = 0) -> int:
+    """H' = (H − 1)·S − 2P + D·(K − 1) + output_padding + 1."""
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+
+
+def same_padding(kernel: int, dilation: int = 1) -> tuple[int, int]:
+    """torch's padding='same' (stride 1): total D·(K−1), left ⌊total/2⌋, the rest on the right."""
+    total = dilation * (kernel - 1)
+    return total // 2, total - total // 2
+
+
+def adaptive_windows(size: int, out: int) -> tuple[int, Fraction]:
+    """Adaptive pooling window i spans [⌊i·H/H'⌋, ⌈(i+1)·H/H'⌉): returns (widest window, H/H').
+
+    Windows repeat with period H'/gcd(H, H'), so one period (capped) is enough."""
+    period = min(out // gcd(size, out), 100_000)
+    widest = max(-(-(i + 1) * size // out) - (i * size) // out for i in range(period))
+    return widest, Fraction(size, out)
+
+
+@dataclass(frozen=True)
+class RF:
+    """Receptive field on one axis, in network-input pixels.
+
+    size: extent of the field of one unit; jump: input pixels between neighbouring units;
+    start: centre of the first unit's field (may be negative: it sits in the padding).
+    """
+
+    size: Fraction
+    jump: Fraction
+    start: Fraction
+
+    @classmethod
+    def identity(cls) -> "RF":
+        return cls(Fraction(1), Fraction(1), Fraction(0))
+
+    def window(self, kernel: int, stride: int = 1, pad_left: int = 0, dilation: int = 1) -> "RF":
+        """Sliding window (conv, pool): r' = r + (K_eff − 1)·j;  j' = j·S;
+        start' = start + ((K_eff − 1)/2 − P_left)·j."""
+        k = effective_kernel(kernel, dilation)
+        return RF(self.size + (k - 1) * self.jump, self.jump * stride,
+                  self.start + (Fraction(k - 1, 2) - pad_left) * self.jump)
+
+    def transposed(self, kernel: int, stride: int, padding: int, dilation: int = 1) -> "RF":
+        """Transposed conv: output o reads inputs i with o + P − k·D = i·S (k < K).
+        r' = r + span·j with span the widest spread of such i (in input units); j' = j/S;
+        start' = start + (P − (K_eff − 1)/2)/S · j."""
+        span = Fraction(0)
+        for residue in range(stride):
+            taps = [k for k in range(kernel) if (k * dilation) % stride == residue]
+            if taps:
+                span = max(span, Fraction((max(taps) - min(taps)) * dilation, stride))
+        k_eff = effective_kernel(kernel, dilation)
+        return RF(self.size + span * self.jump, self.jump / stride,
+                  self.start + Fraction(2 * padding - (k_eff - 1), 2 * stride) * self.jump)
+
+    def resample(self, scale: Fraction, taps: int, offset: Fraction = Fraction(0)) -> "RF":
+        """Resampling by H'/H = 1/scale reading `taps` neighbouring inputs:
+        r' = r + (taps − 1)·j;  j' = j·scale;  start' = start + offset·j."""
+        return RF(self.size + (taps - 1) * self.jump, self.jump * scale, self.start + offset * self.jump)
+
+    def to_json(self) -> dict:
+        return {"size": _num(self.size), "stride": _num(self.jump), "start": _num(self.start)}
+
+
+def _num(x: Fraction) -> int | float:
+    return int(x) if x.denominator == 1 else float(x)
+
+
+def fmt_num(x: Fraction | int) -> str:
+    """'3', '1.5' or '1/3' (exact) for fields and jumps."""
+    x = Fraction(x)
+    if x.denominator == 1:
+        return str(x.numerator)
+    f = float(x)
+    return f"{f:g}" if Fraction(f).limit_denominator(1000) == x and len(f"{f:g}") <= 6 else str(x)

@@ -1,0 +1,220 @@
+"""The command line: analyze, validate, verify, layers, schema.
+
+Exit status: 0 all good; 1 invalid spec, failed check or torch disagrees; 2 bad command line.
+Only the torch backend imports torch, and only inside `verify`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from typing import List, Optional
+
+import typer
+
+from .errors import CnnError, Problem
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Analytic shapes, params, MACs, memory and receptive fields of CNN specs, "
+                       "proved against PyTorch.")
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
+class CheckFormat(str, Enum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+class Dtype(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+    float64 = "float64"
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    momentum = "momentum"
+    adam = "adam"
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    c = Console(stderr=stderr, highlight=False)
+    if not c.is_terminal:  # piped: no colour codes (rich) and never truncated
+        c = Console(stderr=stderr, highlight=False, width=100_000, no_color=True, color_system=None)
+    return c
+
+
+def report_problems(problems: list[Problem]) -> None:
+    err = console(stderr=True)
+    for p in problems:
+        style = "red" if p.severity == "error" else "yellow"
+        where = f" [bold]{p.layer}[/bold]:" if p.layer else ""
+        err.print(f"{p.location()}: [{style}]{p.severity}[/{style}]:{where} {_escape(p.message)}")
+
+
+def _escape(s: str) -> str:
+    from rich.markup import escape
+
+    return escape(s)
+
+
+def parse_input(value: str | None):
+    if value is None:
+        return None
+    from .spec import parse_shape
+
+    try:
+        return parse_shape(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--input") from None
+
+
+def _analyze(spec: str, batch, input, dtype, optimizer):
+    from .analyzer import analyze
+    from .spec import load_spec
+
+    return analyze(load_spec(spec), batch, parse_input(input), dtype.value if dtype else None,
+                   optimizer.value)
+
+
+SpecArg = typer.Argument(..., help="YAML spec file.", show_default=False)
+BatchOpt = typer.Option(None, "--batch", "-b", min=1, help="Batch size (default: the spec's, else 1).")
+InputOpt = typer.Option(None, "--input", "-i", help="Input without batch, e.g. 3x224x224 (overrides the spec).")
+DtypeOpt = typer.Option(None, "--dtype", help="Element type for byte counts (counts do not change).")
+
+
+@app.command()
+def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt,
+            dtype: Optional[Dtype] = DtypeOpt,
+            format: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
+            optimizer: Optimizer = typer.Option(Optimizer.adam, help="Optimizer assumed by the training-memory estimate."),
+            ) -> None:
+    """Per-layer table (shapes, params, MACs, FLOPs, memory, receptive fields) and totals."""
+    try:
+        report = _analyze(spec, batch, input, dtype, optimizer)
+    except CnnError as exc:
+        report_problems(exc.problems)
+        raise typer.Exit(1) from None
+    from . import render
+
+    if format is Format.table:
+        render.print_table(report, console())
+    else:
+        text = {Format.json: render.to_json, Format.csv: render.to_csv, Format.markdown: render.to_markdown}[format](report)
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@app.command()
+def validate(specs: List[str] = typer.Argument(..., help="Spec files.", show_default=False),
+             format: Optional[CheckFormat] = typer.Option(
+                 None, "--format", "-f", help="text (file:line:col: message), json, or github annotations "
+                                              "(default when GITHUB_ACTIONS=true)."),
+             strict: bool = typer.Option(False, help="Treat warnings as errors.")) -> None:
+    """Check spec files: every problem as file:line:col: message; exit 1 if any is invalid."""
+    from .analyzer import analyze
+    from .spec import load_spec
+
+    fmt = format or (CheckFormat.github if os.environ.get("GITHUB_ACTIONS") == "true" else CheckFormat.text)
+    results, bad = [], 0
+    for path in specs:
+        try:
+            report = analyze(load_spec(path))
+            problems = list(report.warnings)
+        except CnnError as exc:
+            problems = exc.problems
+        failed = any(p.severity == "error" or strict for p in problems)
+        bad += failed
+        results.append((path, failed, problems))
+    if fmt is CheckFormat.json:
+        print(json.dumps([{"file": f, "valid": not failed, "problems": [p.to_dict() for p in ps]}
+                          for f, failed, ps in results], indent=2))
+    elif fmt is CheckFormat.github:
+        for _, _, ps in results:
+            for p in ps:
+                kind = "error" if p.severity == "error" else "warning"
+                loc = ",".join(f"{k}={v}" for k, v in (("file", p.file), ("line", p.line), ("col", p.col)) if v is not None)
+                msg = (f"{p.layer}: " if p.layer else "") + p.message
+                print(f"::{kind} {loc}::{msg.replace('%', '%25').replace(chr(13), '%0D').replace(chr(10), '%0A')}")
+    else:
+        for path, failed, ps in results:
+            if ps:
+                report_problems(ps)
+        err = console(stderr=True)
+        err.print(f"{len(specs)} file{'s' * (len(specs) != 1)} checked: "
+                  + (f"{bad} invalid" if bad else "all valid"))
+    raise typer.Exit(1 if bad else 0)
+
+
+@app.command()
+def layers(type: Optional[str] = typer.Argument(None, help="Show one layer type in detail.")) -> None:
+    """The layer vocabulary: fields, defaults and the formulas each type uses."""
+    from .vocabulary import describe, print_vocabulary
+
+    try:
+        if type:
+            console().print(describe(type))
+        else:
+            print_vocabulary(console())
+    except CnnError as exc:
+        report_problems(exc.problems)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec format (for editors' YAML language server)."""
+    from .vocabulary import spec_schema
+
+    print(json.dumps(spec_schema(), indent=2))
+
+
+@app.command()
+def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt,
+           dtype: Dtype = typer.Option(Dtype.float32, "--dtype", help="Element type of the timed run."),
+           device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."),
+           repeat: int = typer.Option(20, min=1, max=100_000, help="Timed forward passes."),
+           warmup: int = typer.Option(3, min=0, max=10_000, help="Untimed warm-up passes."),
+           format: Format = typer.Option(Format.table, "--format", "-f", help="table or json."),
+           force: bool = typer.Option(False, help="Run even if the estimate exceeds the device memory."),
+           compile: bool = typer.Option(False, "--compile", help="Time the torch.compile'd model too."),
+           channels_last: bool = typer.Option(False, help="Time in channels_last memory format."),
+           rf_probe: bool = typer.Option(True, help="Check receptive fields with a gradient probe."),
+           ) -> None:
+    """Build the spec in PyTorch, compare every number with the analysis, time the forward pass."""
+    try:
+        report = _analyze(spec, batch, input, None, Optimizer.adam)
+        from . import torch_backend
+
+        result = torch_backend.verify_report(
+            report, device=device, dtype=dtype.value, repeat=repeat, warmup=warmup, force=force,
+            compile=compile, channels_last=channels_last, rf_probe=rf_probe,
+            progress=format is Format.table and sys.stderr.isatty())
+    except CnnError as exc:
+        report_problems(exc.problems)
+        raise typer.Exit(1) from None
+    from . import render
+
+    if format is Format.json:
+        print(render.to_json(report, {"verify": result.to_json()}))
+    else:
+        torch_backend.print_verify(report, result, console())
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""User-facing errors: one exception family, each problem located in the spec file.
+
+Anything that is not a :class:`CnnError` reaching the CLI is a bug in cnncalc.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located problem: ``file:line:col: [layer] message``."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    col: int | None = None
+    layer: str | None = None
+    severity: str = "error"
+
+    def location(self) -> str:
+        parts = [self.file or "<spec>"]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.col is not None:
+                parts.append(str(self.col))
+        return ":".join(parts)
+
+    def __str__(self) -> str:
+        where = f" {self.layer}:" if self.layer else ""
+        return f"{self.location()}:{where} {self.message}"
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "line": self.line, "col": self.col,
+                "layer": self.layer, "severity": self.severity, "message": self.message}
+
+
+@dataclass
+class CnnError(Exception):
+    """A user mistake (bad spec, bad option, failed check). Carries every problem found."""
+
+    problems: list[Problem] = field(default_factory=list)
+
+    @classmethod
+    def single(cls, message: str, **where) -> "CnnError":
+        return cls([Problem(message, **where)])
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems)
+
+
+class LayerError(ValueError):
+    """Raised by a layer rule (shape, channels, groups); the analyzer adds file/line/layer."""
+
+    def __init__(self, message: str, field: str | tuple | None = None):
+        super().__init__(message)
+        self.field = (field,) if isinstance(field, str) else field

@@ -1,0 +1,170 @@
+"""Activations: shape-preserving, one element-wise op per output element, point-wise RF."""
+from __future__ import annotations
+
+from math import prod
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+from typing import Annotated
+
+from ..errors import LayerError
+from .base import Ctx, Layer, PosInt, Shape
+
+
+class Activation(Layer):
+    """Point-wise activation: output shape = input shape; no params (PReLU has some);
+    element-wise ops = 1 per element; RF unchanged."""
+
+    category: ClassVar[str] = "activation"
+    torch_name: ClassVar[str] = ""
+    inplace: bool = False
+    """Accepted for torch parity; it changes no count (memory estimates ignore it)."""
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return prod(ctx.out)
+
+    def torch_kwargs(self) -> dict[str, Any]:
+        return {"inplace": self.inplace}
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return getattr(t.nn, self.torch_name)(**self.torch_kwargs())
+
+
+class ReLU(Activation):
+    """max(0, x)."""
+    type: Literal["relu"]
+    torch_name: ClassVar[str] = "ReLU"
+
+
+class ReLU6(Activation):
+    """min(max(0, x), 6)."""
+    type: Literal["relu6"]
+    torch_name: ClassVar[str] = "ReLU6"
+
+
+class LeakyReLU(Activation):
+    """x if x > 0 else negative_slope·x."""
+    type: Literal["leaky_relu"]
+    torch_name: ClassVar[str] = "LeakyReLU"
+    negative_slope: float = 0.01
+
+    def torch_kwargs(self) -> dict[str, Any]:
+        return {"negative_slope": self.negative_slope, "inplace": self.inplace}
+
+
+class ELU(Activation):
+    """x if x > 0 else α·(eˣ − 1)."""
+    type: Literal["elu"]
+    torch_name: ClassVar[str] = "ELU"
+    alpha: float = 1.0
+
+    def torch_kwargs(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "inplace": self.inplace}
+
+
+class SiLU(Activation):
+    """x·σ(x) (swish)."""
+    type: Literal["silu"]
+    torch_name: ClassVar[str] = "SiLU"
+
+
+class Hardswish(Activation):
+    """x·ReLU6(x + 3)/6."""
+    type: Literal["hardswish"]
+    torch_name: ClassVar[str] = "Hardswish"
+
+
+class Hardsigmoid(Activation):
+    """ReLU6(x + 3)/6."""
+    type: Literal["hardsigmoid"]
+    torch_name: ClassVar[str] = "Hardsigmoid"
+
+
+class _NoInplace(Activation):
+    inplace: Literal[False] = False
+
+    def torch_kwargs(self) -> dict[str, Any]:
+        return {}
+
+
+class Sigmoid(_NoInplace):
+    """1/(1 + e⁻ˣ)."""
+    type: Literal["sigmoid"]
+    torch_name: ClassVar[str] = "Sigmoid"
+
+
+class Tanh(_NoInplace):
+    """tanh(x)."""
+    type: Literal["tanh"]
+    torch_name: ClassVar[str] = "Tanh"
+
+
+class GELU(_NoInplace):
+    """x·Φ(x) (approximate: 'tanh' for the tanh formula)."""
+    type: Literal["gelu"]
+    torch_name: ClassVar[str] = "GELU"
+    approximate: Literal["none", "tanh"] = "none"
+
+    def torch_kwargs(self) -> dict[str, Any]:
+        return {"approximate": self.approximate}
+
+
+class Softmax(_NoInplace):
+    """e^x_i / Σ_j e^x_j along dim (default 1, the channels)."""
+    type: Literal["softmax"]
+    torch_name: ClassVar[str] = "Softmax"
+    dim: int = 1
+
+    def shape(self, ctx: Ctx) -> Shape:
+        if not -len(ctx.x) <= self.dim < len(ctx.x):
+            raise LayerError(f"dim {self.dim} is out of range for a {len(ctx.x)}-D input", "dim")
+        return ctx.x
+
+    def torch_kwargs(self) -> dict[str, Any]:
+        return {"dim": self.dim}
+
+
+class LogSoftmax(Softmax):
+    """log of softmax along dim (default 1)."""
+    type: Literal["log_softmax"]
+    torch_name: ClassVar[str] = "LogSoftmax"
+
+
+class PReLU(_NoInplace):
+    """x if x > 0 else a·x, with a learnable: one a, or one per channel
+    (num_parameters: channels). params = num_parameters."""
+    type: Literal["prelu"]
+    torch_name: ClassVar[str] = "PReLU"
+    num_parameters: PosInt | Literal["channels"] = 1
+    init: float = 0.25
+
+    def count(self, ctx: Ctx) -> int:
+        return ctx.x[1] if self.num_parameters == "channels" else self.num_parameters
+
+    def shape(self, ctx: Ctx) -> Shape:
+        n = self.count(ctx)
+        if n != 1 and (len(ctx.x) < 2 or ctx.x[1] != n):
+            raise LayerError(f"num_parameters={n} must be 1 or the number of channels ({ctx.x[1] if len(ctx.x) > 1 else '?'})",
+                             "num_parameters")
+        return ctx.x
+
+    def weights(self, ctx: Ctx) -> dict[str, tuple[int, ...]]:
+        return {"weight": (self.count(ctx),)}
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.nn.PReLU(self.count(ctx), self.init)
+
+
+class Dropout(Layer):
+    """Dropout (zeroes elements, or whole channels for dropout1d/2d/3d, with probability p while
+    training): identity at inference; no params, no ops counted."""
+
+    category: ClassVar[str] = "regularization"
+    type: Literal["dropout", "dropout1d", "dropout2d", "dropout3d"]
+    p: Annotated[float, Field(ge=0, le=1)] = 0.5
+    inplace: bool = False
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        name = {"dropout": "Dropout", "dropout1d": "Dropout1d", "dropout2d": "Dropout2d",
+                "dropout3d": "Dropout3d"}[self.type]
+        return getattr(t.nn, name)(self.p, self.inplace)

@@ -1,0 +1,172 @@
+"""The layer contract: one class per layer type holds all of its rules.
+
+A layer class declares its spec fields (pydantic, mirroring ``torch.nn``) and implements
+the rules below, each reading a :class:`Ctx` (input shapes with the batch dimension, and
+the output shape once known). Registering is automatic: subclassing :class:`Layer` with a
+``type: Literal["name"]`` field adds the class to :data:`REGISTRY`, which the spec parser,
+the analyzer, ``cnncalc layers``, the JSON Schema, the torch builder and the parity tests
+all read.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from math import prod
+from typing import Annotated, Any, ClassVar, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from ..arith import RF
+from ..errors import LayerError
+
+Shape = tuple[int, ...]
+MAX_INT = 2**40  #: largest size, channel or feature count accepted in a spec
+
+REGISTRY: dict[str, type["Layer"]] = {}
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$", max_length=200)]
+PosInt = Annotated[int, Field(ge=1, le=MAX_INT)]
+NonNegInt = Annotated[int, Field(ge=0, le=MAX_INT)]
+
+
+def _axes_schema(minimum: int) -> dict:
+    item = {"type": "integer", "minimum": minimum}
+    return {"anyOf": [item, {"type": "array", "items": item, "minItems": 1, "maxItems": 3}]}
+
+
+#: an int for every spatial axis, or one int per axis (normalised to a tuple)
+Axes = Annotated[Any, WithJsonSchema(_axes_schema(1))]
+Axes0 = Annotated[Any, WithJsonSchema(_axes_schema(0))]
+
+
+def per_axis(value: Any, dims: int, minimum: int = 1) -> tuple[int, ...]:
+    """Normalise ``3`` or ``[3, 5]`` to one value per spatial axis, checking the type and range."""
+    def ok(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and minimum <= v <= MAX_INT
+
+    what = "a positive integer" if minimum == 1 else "a non-negative integer"
+    if ok(value):
+        return (value,) * dims
+    if isinstance(value, (list, tuple)) and len(value) == dims and all(ok(v) for v in value):
+        return tuple(value)
+    axes = "1 value" if dims == 1 else f"a list of {dims} values"
+    raise ValueError(f"expected {what} or {axes} (one per spatial axis), received {value!r}")
+
+
+@dataclass
+class Ctx:
+    """What a rule sees: the input shapes (batch first) and, after `shape`, the output shape."""
+
+    ins: list[Shape]
+    out: Shape = ()
+    notes: list[str | None] = field(default_factory=list)
+
+    @property
+    def x(self) -> Shape:
+        return self.ins[0]
+
+    @property
+    def numel_out(self) -> int:
+        return prod(self.out)
+
+
+class Layer(BaseModel):
+    """Base of every layer type. Common fields: name, inputs, trainable, share."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, validate_default=True,
+                              defer_build=True, use_attribute_docstrings=True)
+
+    type: str
+    name: Name | None = None
+    """Unique layer name (default: the type and its index)."""
+    inputs: list[Name] | None = None
+    """Names of earlier layers (or 'input') feeding this one; default: the previous layer."""
+    trainable: bool = True
+    """false freezes the layer: its params count as non-trainable."""
+    share: Name | None = None
+    """Reuse the weights of this earlier layer: params counted once, MACs at every use."""
+
+    category: ClassVar[str] = "other"
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[int] = 1
+    #: the receptive field depends on the input size (adaptive pooling, resize to a size)
+    rf_size_dependent: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        ann = cls.__dict__.get("__annotations__", {}).get("type")
+        if ann is not None:
+            names = re.findall(r"['\"]([a-z0-9_]+)['\"]", ann) if isinstance(ann, str) else get_args(ann)
+            for name in names:
+                REGISTRY[name] = cls
+
+    # ---- rules (override what applies) -------------------------------------------------
+    def shape(self, ctx: Ctx) -> Shape:
+        """Output shape (with batch). Default: same as the input."""
+        return ctx.x
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        """Learnable tensors by torch name and shape."""
+        return {}
+
+    def buffers(self, ctx: Ctx) -> dict[str, Shape]:
+        """Non-learnable state tensors (running statistics)."""
+        return {}
+
+    def macs(self, ctx: Ctx) -> int:
+        """Multiply-accumulates of conv/linear-like work, bias excluded."""
+        return 0
+
+    def elementwise(self, ctx: Ctx) -> int:
+        """Element-wise operations (bias add, norm, activation, pooling, merges)."""
+        return 0
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        """Receptive field per spatial axis. Default: point-wise, the largest input field."""
+        return largest(fields)
+
+    def note(self, ctx: Ctx) -> str | None:
+        """How the output size came about, quoted by later checks (e.g. flatten's product)."""
+        return None
+
+    def warnings(self, ctx: Ctx) -> list[str]:
+        return []
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        """The torch module computing this layer (``t`` holds torch, nn, F and cnncalc's own)."""
+        raise NotImplementedError(f"{self.type} has no torch builder")
+
+    # ---- helpers for rules ----------------------------------------------------------------
+    @classmethod
+    def type_name(cls) -> str:
+        return next(k for k, v in REGISTRY.items() if v is cls)
+
+    @classmethod
+    def summary(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    def expect_rank(self, shape: Shape, rank: int, axes: str) -> None:
+        if len(shape) != rank:
+            raise LayerError(f"expected a {rank}-D input {axes}, received {fmt_shape(shape)}")
+
+    def check_declared(self, field_name: str, declared: int | None, actual: int, what: str,
+                       note: str | None = None) -> None:
+        if declared is not None and declared != actual:
+            because = note or f"the input has {actual} {what}"
+            raise LayerError(f"{field_name}={declared} but {because}", field_name)
+
+
+def largest(fields: list[list[RF] | None]) -> list[RF] | None:
+    """Through a merge, the largest field over the paths, per axis."""
+    known = [f for f in fields if f is not None]
+    if not known or any(len(f) != len(known[0]) for f in known):
+        return None
+    return [max((f[a] for f in known), key=lambda r: r.size) for a in range(len(known[0]))]
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def fmt_int(n: int) -> str:
+    return f"{n:,}"

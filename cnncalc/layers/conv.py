@@ -1,0 +1,515 @@
+"""Convolutions: plain, transposed, deformable, separable, locally connected and tiled."""
+from __future__ import annotations
+
+from math import prod
+from typing import Any, ClassVar, Literal
+
+from pydantic import field_validator, model_validator
+from pydantic import Field, WithJsonSchema
+from typing import Annotated
+
+from ..arith import RF, conv_out, conv_transpose_out, dropped_by_floor, same_padding
+from ..errors import LayerError
+from .base import MAX_INT, Axes, Axes0, Ctx, Layer, PosInt, Shape, fmt_shape, per_axis
+
+AXES_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+_END = {1: ("samples at the end",), 2: ("rows at the bottom", "columns at the right"),
+        3: ("frames at the end", "rows at the bottom", "columns at the right")}
+
+Padding = Annotated[Any, WithJsonSchema({"anyOf": [
+    {"type": "integer", "minimum": 0},
+    {"enum": ["same", "valid"]},
+    {"type": "array", "items": {"anyOf": [
+        {"type": "integer", "minimum": 0},
+        {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 2, "maxItems": 2}]}}]})]
+
+
+def spatial_axes(dims: int) -> str:
+    return "(N, C, " + ", ".join(AXES_NAMES[dims]) + ")"
+
+
+def padding_pairs(value: Any, dims: int) -> tuple[tuple[int, int], ...] | str:
+    """'same' | 'valid' | P | [P_h, P_w] | [[top, bottom], [left, right]] -> per-axis (left, right)."""
+    if value in ("same", "valid"):
+        return value
+    if isinstance(value, (list, tuple)) and len(value) == dims and all(
+            isinstance(v, (list, tuple)) for v in value):
+        pairs = tuple(tuple(per_axis(list(v), 2, minimum=0)) for v in value)
+        return pairs  # type: ignore[return-value]
+    try:
+        return tuple((p, p) for p in per_axis(value, dims, minimum=0))
+    except ValueError:
+        raise ValueError(f"expected 'same', 'valid', a non-negative integer, {dims} integers "
+                         f"(one per axis) or {dims} [before, after] pairs, received {value!r}") from None
+
+
+class _Window:
+    """Shared arithmetic of sliding windows over the spatial axes (conv-like layers)."""
+
+    dims: ClassVar[int]
+
+    def pads(self, ctx: Ctx) -> tuple[tuple[int, int], ...]:
+        pad = self.padding  # type: ignore[attr-defined]
+        if pad == "valid":
+            return ((0, 0),) * self.dims
+        if pad == "same":
+            return tuple(same_padding(k, d) for k, d in zip(self.kernel_size, self.dilation))  # type: ignore[attr-defined]
+        return pad
+
+    def window_shape(self, ctx: Ctx) -> tuple[int, ...]:
+        out = []
+        for a, (size, k, s, (pl, pr), d) in enumerate(zip(ctx.x[2:], self.kernel_size, self.stride,  # type: ignore[attr-defined]
+                                                           self.pads(ctx), self.dilation)):  # type: ignore[attr-defined]
+            o = conv_out(size, k, s, pl + pr, d)
+            if o <= 0:
+                ax = AXES_NAMES[self.dims][a]
+                raise LayerError(
+                    f"output {ax} would be ⌊({size} + {pl + pr} − {d}·({k}−1) − 1)/{s}⌋ + 1 = {o}: "
+                    f"the {'dilated ' if d > 1 else ''}kernel ({d * (k - 1) + 1}) is larger than the "
+                    f"padded input ({size + pl + pr})", "kernel_size")
+            out.append(o)
+        return tuple(out)
+
+    def window_rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        f = fields[0]
+        if f is None:
+            return None
+        return [r.window(k, s, pl, d) for r, k, s, (pl, _), d in
+                zip(f, self.kernel_size, self.stride, self.pads(ctx), self.dilation)]  # type: ignore[attr-defined]
+
+    def floor_warnings(self, ctx: Ctx) -> list[str]:
+        msgs = []
+        for a, (size, k, s, (pl, pr), d) in enumerate(zip(ctx.x[2:], self.kernel_size, self.stride,  # type: ignore[attr-defined]
+                                                           self.pads(ctx), self.dilation)):  # type: ignore[attr-defined]
+            lost = dropped_by_floor(size, k, s, pl + pr, d) - pr
+            if lost > 0:
+                msgs.append(f"{lost} {_END[self.dims][a]} never reach any output: "
+                            f"({size} + {pl + pr} − {d * (k - 1) + 1}) is not a multiple of stride {s}")
+        return msgs
+
+
+class ConvNd(_Window, Layer):
+    """Convolution: weight (C_out, C_in/groups, K…), bias (C_out).
+
+    H' = ⌊(H + P_total − D·(K−1) − 1)/S⌋ + 1 per axis;
+    params = C_out·(C_in/groups)·∏K + C_out·bias;
+    MACs = N·C_out·∏H'·(C_in/groups)·∏K;  RF: r' = r + (K_eff−1)·j, j' = j·S."""
+
+    category: ClassVar[str] = "convolution"
+    dims: ClassVar[int] = 2
+    out_channels: PosInt
+    """Number of filters (output channels)."""
+    kernel_size: Axes
+    """K: an int or one per spatial axis."""
+    stride: Axes = 1
+    padding: Padding = 0
+    """int, per-axis list, per-axis [before, after] pairs, 'same' (stride 1) or 'valid'."""
+    dilation: Axes = 1
+    groups: PosInt = 1
+    """groups = C_in (and C_out a multiple of it) is a depthwise convolution."""
+    bias: bool = True
+    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
+    in_channels: PosInt | None = None
+    """Optional: inferred from the input; checked when given."""
+
+    @field_validator("kernel_size", "stride", "dilation", mode="before")
+    @classmethod
+    def _axes(cls, v: Any) -> tuple[int, ...]:
+        return per_axis(v, cls.dims)
+
+    @field_validator("padding", mode="before")
+    @classmethod
+    def _padding(cls, v: Any) -> Any:
+        return padding_pairs(v, cls.dims)
+
+    @model_validator(mode="after")
+    def _same_needs_stride_1(self) -> "ConvNd":
+        if self.padding == "same" and any(s != 1 for s in self.stride):
+            raise ValueError(f"padding='same' needs stride 1 (torch refuses strided 'same'), received stride {list(self.stride)}")
+        if self.out_channels % self.groups:
+            raise ValueError(f"out_channels={self.out_channels} is not divisible by groups={self.groups}")
+        return self
+
+    def c_in(self, ctx: Ctx) -> int:
+        self.expect_rank(ctx.x, 2 + self.dims, spatial_axes(self.dims))
+        c = ctx.x[1]
+        self.check_declared("in_channels", self.in_channels, c, "channels")
+        if c % self.groups:
+            raise LayerError(f"input channels {c} are not divisible by groups={self.groups}", "groups")
+        return c
+
+    def shape(self, ctx: Ctx) -> Shape:
+        self.c_in(ctx)
+        if self.padding_mode != "zeros":
+            for a, (size, (pl, pr)) in enumerate(zip(ctx.x[2:], self.pads(ctx))):
+                limit = size if self.padding_mode == "circular" else size - 1
+                if max(pl, pr) > limit:
+                    raise LayerError(f"{self.padding_mode} padding {max(pl, pr)} on axis "
+                                     f"{AXES_NAMES[self.dims][a]} needs an input of at least "
+                                     f"{max(pl, pr) + (self.padding_mode != 'circular')}, received {size}", "padding")
+        return (ctx.x[0], self.out_channels, *self.window_shape(ctx))
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        w = {"weight": (self.out_channels, ctx.x[1] // self.groups, *self.kernel_size)}
+        if self.bias:
+            w["bias"] = (self.out_channels,)
+        return w
+
+    def macs(self, ctx: Ctx) -> int:
+        return prod(ctx.out) * (ctx.x[1] // self.groups) * prod(self.kernel_size)
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return prod(ctx.out) if self.bias else 0
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        return self.window_rf(ctx, fields)
+
+    def warnings(self, ctx: Ctx) -> list[str]:
+        return self.floor_warnings(ctx)
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        cls = getattr(t.nn, f"Conv{self.dims}d")
+        pads = self.pads(ctx)
+        symmetric = self.padding == "same" or all(pl == pr for pl, pr in pads)
+        padding = "same" if self.padding == "same" else tuple(pl for pl, _ in pads) if symmetric else 0
+        conv = cls(ctx.x[1], self.out_channels, self.kernel_size, self.stride, padding,
+                   self.dilation, self.groups, self.bias, self.padding_mode if symmetric else "zeros")
+        if symmetric:
+            return conv
+        return t.nn.Sequential(t.ext.Pad(pads, self.padding_mode), conv)
+
+
+class Conv1d(ConvNd):
+    __doc__ = ConvNd.__doc__
+    type: Literal["conv1d"]
+    dims: ClassVar[int] = 1
+
+
+class Conv2d(ConvNd):
+    __doc__ = ConvNd.__doc__
+    type: Literal["conv2d"]
+    dims: ClassVar[int] = 2
+
+
+class Conv3d(ConvNd):
+    __doc__ = ConvNd.__doc__
+    type: Literal["conv3d"]
+    dims: ClassVar[int] = 3
+
+
+class ConvTransposeNd(Layer):
+    """Transposed convolution: weight (C_in, C_out/groups, K…), bias (C_out).
+
+    H' = (H − 1)·S − 2P + D·(K − 1) + output_padding + 1;
+    params = C_in·(C_out/groups)·∏K + C_out·bias;
+    MACs = N·C_in·∏H·(C_out/groups)·∏K (every input pixel scatters one kernel; not ×S²);
+    RF: j' = j/S, r' = r + (taps spread)·j."""
+
+    category: ClassVar[str] = "convolution"
+    dims: ClassVar[int] = 2
+    out_channels: PosInt
+    kernel_size: Axes
+    stride: Axes = 1
+    padding: Axes0 = 0
+    output_padding: Axes0 = 0
+    """Extra rows/columns on one side of the output; must be < stride or dilation."""
+    dilation: Axes = 1
+    groups: PosInt = 1
+    bias: bool = True
+    in_channels: PosInt | None = None
+
+    @field_validator("kernel_size", "stride", "dilation", mode="before")
+    @classmethod
+    def _axes(cls, v: Any) -> tuple[int, ...]:
+        return per_axis(v, cls.dims)
+
+    @field_validator("padding", "output_padding", mode="before")
+    @classmethod
+    def _axes0(cls, v: Any) -> tuple[int, ...]:
+        return per_axis(v, cls.dims, minimum=0)
+
+    @model_validator(mode="after")
+    def _checks(self) -> "ConvTransposeNd":
+        for op, s, d in zip(self.output_padding, self.stride, self.dilation):
+            if op >= max(s, d):
+                raise ValueError(f"output_padding {op} must be smaller than stride ({s}) or dilation ({d})")
+        if self.out_channels % self.groups:
+            raise ValueError(f"out_channels={self.out_channels} is not divisible by groups={self.groups}")
+        return self
+
+    def shape(self, ctx: Ctx) -> Shape:
+        self.expect_rank(ctx.x, 2 + self.dims, spatial_axes(self.dims))
+        c = ctx.x[1]
+        self.check_declared("in_channels", self.in_channels, c, "channels")
+        if c % self.groups:
+            raise LayerError(f"input channels {c} are not divisible by groups={self.groups}", "groups")
+        out = []
+        for a, (h, k, s, p, d, op) in enumerate(zip(ctx.x[2:], self.kernel_size, self.stride, self.padding,
+                                                     self.dilation, self.output_padding)):
+            o = conv_transpose_out(h, k, s, p, d, op)
+            if o <= 0:
+                raise LayerError(f"output {AXES_NAMES[self.dims][a]} would be ({h}−1)·{s} − 2·{p} + "
+                                 f"{d}·({k}−1) + {op} + 1 = {o}", "padding")
+            out.append(o)
+        return (ctx.x[0], self.out_channels, *out)
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        w = {"weight": (ctx.x[1], self.out_channels // self.groups, *self.kernel_size)}
+        if self.bias:
+            w["bias"] = (self.out_channels,)
+        return w
+
+    def macs(self, ctx: Ctx) -> int:
+        return prod(ctx.x) * (self.out_channels // self.groups) * prod(self.kernel_size)
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return prod(ctx.out) if self.bias else 0
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        f = fields[0]
+        if f is None:
+            return None
+        return [r.transposed(k, s, p, d) for r, k, s, p, d in
+                zip(f, self.kernel_size, self.stride, self.padding, self.dilation)]
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        cls = getattr(t.nn, f"ConvTranspose{self.dims}d")
+        return cls(ctx.x[1], self.out_channels, self.kernel_size, self.stride, self.padding,
+                   self.output_padding, self.groups, self.bias, self.dilation)
+
+
+class ConvTranspose1d(ConvTransposeNd):
+    __doc__ = ConvTransposeNd.__doc__
+    type: Literal["conv_transpose1d"]
+    dims: ClassVar[int] = 1
+
+
+class ConvTranspose2d(ConvTransposeNd):
+    __doc__ = ConvTransposeNd.__doc__
+    type: Literal["conv_transpose2d"]
+    dims: ClassVar[int] = 2
+
+
+class ConvTranspose3d(ConvTransposeNd):
+    __doc__ = ConvTransposeNd.__doc__
+    type: Literal["conv_transpose3d"]
+    dims: ClassVar[int] = 3
+
+
+class _Conv2dBase(_Window, Layer):
+    """Fields shared by the 2-D special convolutions (no padding_mode, symmetric padding)."""
+
+    category: ClassVar[str] = "convolution"
+    dims: ClassVar[int] = 2
+    out_channels: PosInt
+    kernel_size: Axes
+    stride: Axes = 1
+    padding: Axes0 = 0
+    dilation: Axes = 1
+    bias: bool = True
+    in_channels: PosInt | None = None
+
+    @field_validator("kernel_size", "stride", "dilation", mode="before")
+    @classmethod
+    def _axes(cls, v: Any) -> tuple[int, ...]:
+        return per_axis(v, cls.dims)
+
+    @field_validator("padding", mode="before")
+    @classmethod
+    def _pad(cls, v: Any) -> tuple[tuple[int, int], ...]:
+        return tuple((p, p) for p in per_axis(v, cls.dims, minimum=0))
+
+    def c_in(self, ctx: Ctx) -> int:
+        self.expect_rank(ctx.x, 4, spatial_axes(2))
+        self.check_declared("in_channels", self.in_channels, ctx.x[1], "channels")
+        return ctx.x[1]
+
+    def shape(self, ctx: Ctx) -> Shape:
+        self.c_in(ctx)
+        return (ctx.x[0], self.out_channels, *self.window_shape(ctx))
+
+    def positions(self, ctx: Ctx) -> int:
+        return prod(ctx.out[2:])
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        return self.window_rf(ctx, fields)
+
+    def warnings(self, ctx: Ctx) -> list[str]:
+        return self.floor_warnings(ctx)
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return prod(ctx.out) if self.bias else 0
+
+    @property
+    def pad(self) -> tuple[int, ...]:
+        return tuple(p for p, _ in self.padding)
+
+
+class DeformConv2d(_Conv2dBase):
+    """Deformable convolution (torchvision.ops.DeformConv2d) with its offset branch.
+
+    offsets: a plain conv2d C_in → 2·offset_groups·∏K (+ offset_groups·∏K mask channels when
+    modulated, DCNv2) with the same kernel, stride, padding and dilation;
+    params = C_out·(C_in/groups)·∏K + C_out + offset conv params;
+    MACs = N·C_out·∏H'·(C_in/groups)·∏K + offset conv MACs (bilinear sampling is element-wise:
+    4 taps · 2 ops per sampled value). RF: that of the kernel with zero offsets (the real one is
+    data-dependent)."""
+
+    type: Literal["deform_conv2d"]
+    groups: PosInt = 1
+    offset_groups: PosInt = 1
+    modulated: bool = False
+    """DCNv2: also predict a sigmoid mask per sampling point."""
+
+    @model_validator(mode="after")
+    def _groups(self) -> "DeformConv2d":
+        if self.out_channels % self.groups:
+            raise ValueError(f"out_channels={self.out_channels} is not divisible by groups={self.groups}")
+        return self
+
+    def shape(self, ctx: Ctx) -> Shape:
+        c = self.c_in(ctx)
+        for g, what in ((self.groups, "groups"), (self.offset_groups, "offset_groups")):
+            if c % g:
+                raise LayerError(f"input channels {c} are not divisible by {what}={g}", what)
+        return super().shape(ctx)
+
+    def offset_channels(self) -> int:
+        return (3 if self.modulated else 2) * self.offset_groups * prod(self.kernel_size)
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        w = {"weight": (self.out_channels, ctx.x[1] // self.groups, *self.kernel_size)}
+        if self.bias:
+            w["bias"] = (self.out_channels,)
+        w["offset.weight"] = (self.offset_channels(), ctx.x[1], *self.kernel_size)
+        w["offset.bias"] = (self.offset_channels(),)
+        return w
+
+    def macs(self, ctx: Ctx) -> int:
+        k = prod(self.kernel_size)
+        return self.positions(ctx) * ctx.x[0] * k * (
+            self.out_channels * (ctx.x[1] // self.groups) + self.offset_channels() * ctx.x[1])
+
+    def elementwise(self, ctx: Ctx) -> int:
+        sampled = ctx.x[0] * ctx.x[1] * prod(self.kernel_size) * self.positions(ctx)
+        return 8 * sampled + (prod(ctx.out) if self.bias else 0) + ctx.x[0] * self.offset_channels() * self.positions(ctx)
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.ext.DeformConv2d(ctx.x[1], self.out_channels, self.kernel_size, self.stride, self.pad,
+                                  self.dilation, self.groups, self.offset_groups, self.bias, self.modulated)
+
+
+class SeparableConv2d(_Conv2dBase):
+    """Depthwise-separable convolution: depthwise K×K (groups=C_in, ×depth_multiplier, no bias)
+    then pointwise 1×1 to C_out (with bias).
+
+    params = C_in·m·∏K + C_out·C_in·m + C_out;
+    MACs = N·∏H'·C_in·m·∏K + N·∏H'·C_out·C_in·m."""
+
+    type: Literal["separable_conv2d"]
+    depth_multiplier: PosInt = 1
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        mid = ctx.x[1] * self.depth_multiplier
+        w = {"depthwise.weight": (mid, 1, *self.kernel_size), "pointwise.weight": (self.out_channels, mid, 1, 1)}
+        if self.bias:
+            w["pointwise.bias"] = (self.out_channels,)
+        return w
+
+    def macs(self, ctx: Ctx) -> int:
+        mid = ctx.x[1] * self.depth_multiplier
+        return ctx.x[0] * self.positions(ctx) * mid * (prod(self.kernel_size) + self.out_channels)
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        mid = ctx.x[1] * self.depth_multiplier
+        return t.ext.Named(
+            depthwise=t.nn.Conv2d(ctx.x[1], mid, self.kernel_size, self.stride, self.pad, self.dilation,
+                                  groups=ctx.x[1], bias=False),
+            pointwise=t.nn.Conv2d(mid, self.out_channels, 1, bias=self.bias))
+
+
+class SpatialSeparableConv2d(_Conv2dBase):
+    """Spatially separable convolution: K×1 (C_in → C_out) then 1×K (C_out → C_out); the
+    first conv carries the vertical stride/padding/dilation, the second the horizontal ones.
+
+    params = C_out·C_in·K_h + C_out·C_out·K_w (+ 2·C_out bias);
+    MACs = N·C_out·H'·W·C_in·K_h + N·C_out·H'·W'·C_out·K_w  (W: width after the first conv)."""
+
+    type: Literal["spatial_separable_conv2d"]
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        kh, kw = self.kernel_size
+        c = self.out_channels
+        w = {"vertical.weight": (c, ctx.x[1], kh, 1), "horizontal.weight": (c, c, 1, kw)}
+        if self.bias:
+            w["vertical.bias"] = (c,)
+            w["horizontal.bias"] = (c,)
+        return w
+
+    def macs(self, ctx: Ctx) -> int:
+        (kh, kw), (n, c, h_out, w_out) = self.kernel_size, ctx.out
+        return n * c * h_out * (ctx.x[3] * ctx.x[1] * kh + w_out * c * kw)
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return (ctx.out[0] * self.out_channels * ctx.out[2] * (ctx.x[3] + ctx.out[3])) if self.bias else 0
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.pad, self.dilation
+        c = self.out_channels
+        return t.ext.Named(
+            vertical=t.nn.Conv2d(ctx.x[1], c, (kh, 1), (sh, 1), (ph, 0), (dh, 1), bias=self.bias),
+            horizontal=t.nn.Conv2d(c, c, (1, kw), (1, sw), (0, pw), (1, dw), bias=self.bias))
+
+
+class LocallyConnected2d(_Conv2dBase):
+    """Locally connected (unshared) convolution: a separate filter at every output position.
+
+    weight (H'·W', C_out, C_in·∏K), bias (C_out, H', W');
+    params = H'·W'·C_out·C_in·∏K + C_out·H'·W' — they grow with the output size;
+    MACs = N·C_out·H'·W'·C_in·∏K (same as the shared convolution)."""
+
+    type: Literal["locally_connected2d"]
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        pos = ctx.out[2:]
+        w = {"weight": (prod(pos), self.out_channels, ctx.x[1] * prod(self.kernel_size))}
+        if self.bias:
+            w["bias"] = (self.out_channels, *pos)
+        return w
+
+    def macs(self, ctx: Ctx) -> int:
+        return prod(ctx.out) * ctx.x[1] * prod(self.kernel_size)
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.ext.LocallyConnected2d(ctx.x[1], self.out_channels, self.kernel_size, self.stride, self.pad,
+                                        self.dilation, ctx.out[2:], self.bias)
+
+
+class TiledConv2d(_Conv2dBase):
+    """Tiled convolution: T_h×T_w filter banks used in turn over the output positions
+    (position (y, x) uses bank (y mod T_h, x mod T_w)); tile_size 1 is a plain convolution.
+
+    weight (T_h, T_w, C_out, C_in·∏K), bias (C_out);
+    params = T_h·T_w·C_out·C_in·∏K + C_out;  MACs = N·C_out·H'·W'·C_in·∏K."""
+
+    type: Literal["tiled_conv2d"]
+    tile_size: Axes = 2
+    """Number of filter banks along each axis (the period of the weight pattern)."""
+
+    @field_validator("tile_size", mode="before")
+    @classmethod
+    def _tile(cls, v: Any) -> tuple[int, ...]:
+        return per_axis(v, 2)
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        w = {"weight": (*self.tile_size, self.out_channels, ctx.x[1] * prod(self.kernel_size))}
+        if self.bias:
+            w["bias"] = (self.out_channels,)
+        return w
+
+    def macs(self, ctx: Ctx) -> int:
+        return prod(ctx.out) * ctx.x[1] * prod(self.kernel_size)
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.ext.TiledConv2d(ctx.x[1], self.out_channels, self.kernel_size, self.stride, self.pad,
+                                 self.dilation, self.tile_size, self.bias)

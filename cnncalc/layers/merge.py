@@ -1,0 +1,85 @@
+"""Merges of several branches: add (residual), concat (channels), mul (gating, broadcast)."""
+from __future__ import annotations
+
+from math import prod
+from typing import Any, ClassVar, Literal
+
+from ..errors import LayerError
+from .base import Ctx, Layer, Shape, fmt_shape
+
+
+class Add(Layer):
+    """Element-wise sum of ≥ 2 inputs of the same shape (residual connections).
+
+    No params; element-wise ops = (inputs − 1) per output element; RF: the largest input field."""
+
+    category: ClassVar[str] = "merge"
+    type: Literal["add"]
+    min_inputs: ClassVar[int] = 2
+    max_inputs: ClassVar[int] = 64
+
+    def shape(self, ctx: Ctx) -> Shape:
+        for i, s in enumerate(ctx.ins[1:], 1):
+            if s != ctx.x:
+                raise LayerError(f"inputs must have the same shape: input 0 is {fmt_shape(ctx.x)}, "
+                                 f"input {i} is {fmt_shape(s)}", "inputs")
+        return ctx.x
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return (len(ctx.ins) - 1) * prod(ctx.out)
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.ext.Add()
+
+
+class Mul(Layer):
+    """Element-wise product of ≥ 2 inputs with torch broadcasting (squeeze-and-excitation gates:
+    (N, C, H, W) · (N, C, 1, 1)). No params; element-wise ops = (inputs − 1) per output element."""
+
+    category: ClassVar[str] = "merge"
+    type: Literal["mul"]
+    min_inputs: ClassVar[int] = 2
+    max_inputs: ClassVar[int] = 64
+
+    def shape(self, ctx: Ctx) -> Shape:
+        rank = max(len(s) for s in ctx.ins)
+        padded = [(1,) * (rank - len(s)) + tuple(s) for s in ctx.ins]
+        out = []
+        for axis in range(rank):
+            sizes = {p[axis] for p in padded} - {1}
+            if len(sizes) > 1:
+                raise LayerError("inputs do not broadcast: " + " vs ".join(fmt_shape(s) for s in ctx.ins)
+                                 + f" (axis {axis}: sizes {sorted(sizes)})", "inputs")
+            out.append(sizes.pop() if sizes else 1)
+        return tuple(out)
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return (len(ctx.ins) - 1) * prod(ctx.out)
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.ext.Mul()
+
+
+class Concat(Layer):
+    """Concatenation along dim (default 1, the channels): every other axis must match.
+    No params, no ops; RF: the largest input field."""
+
+    category: ClassVar[str] = "merge"
+    type: Literal["concat"]
+    min_inputs: ClassVar[int] = 2
+    max_inputs: ClassVar[int] = 64
+    dim: int = 1
+
+    def shape(self, ctx: Ctx) -> Shape:
+        r = len(ctx.x)
+        if not -r <= self.dim < r or self.dim % r == 0:
+            raise LayerError(f"dim {self.dim} is not a non-batch axis of a {r}-D input", "dim")
+        d = self.dim % r
+        for i, s in enumerate(ctx.ins[1:], 1):
+            if len(s) != r or s[:d] + s[d + 1:] != ctx.x[:d] + ctx.x[d + 1:]:
+                raise LayerError(f"inputs must match except on dim {d}: input 0 is {fmt_shape(ctx.x)}, "
+                                 f"input {i} is {fmt_shape(s)}", "inputs")
+        return (*ctx.x[:d], sum(s[d] for s in ctx.ins), *ctx.x[d + 1:])
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.ext.Concat(self.dim)

@@ -1,0 +1,205 @@
+"""Normalisation layers: batch, instance, layer, group and local response norm."""
+from __future__ import annotations
+
+from math import prod
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, WithJsonSchema, field_validator
+from typing import Annotated
+
+from ..errors import LayerError
+from .base import Ctx, Layer, PosInt, Shape, fmt_shape
+
+
+class _Norm(Layer):
+    category: ClassVar[str] = "normalization"
+    eps: Annotated[float, Field(gt=0)] = 1e-5
+
+
+class BatchNormNd(_Norm):
+    """Batch normalisation over channel C: y = γ·(x − μ)/√(σ² + ε) + β.
+
+    params = 2·C (γ, β; 0 without affine); buffers = 2·C + 1 (running mean, running var,
+    num_batches_tracked; 0 without track_running_stats); element-wise ops = 2 per element
+    (inference: folded scale and shift)."""
+
+    dims: ClassVar[int] = 2
+    momentum: Annotated[float, Field(ge=0, le=1)] | None = 0.1
+    affine: bool = True
+    track_running_stats: bool = True
+    num_features: PosInt | None = None
+    """Optional: inferred (C); checked when given."""
+
+    def shape(self, ctx: Ctx) -> Shape:
+        ranks = (2, 3) if self.dims == 1 else (self.dims + 2,)
+        if len(ctx.x) not in ranks:
+            raise LayerError(f"expected a {' or '.join(f'{r}-D' for r in ranks)} input, received {fmt_shape(ctx.x)}")
+        self.check_declared("num_features", self.num_features, ctx.x[1], "channels")
+        return ctx.x
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        c = ctx.x[1]
+        return {"weight": (c,), "bias": (c,)} if self.affine else {}
+
+    def buffers(self, ctx: Ctx) -> dict[str, Shape]:
+        c = ctx.x[1]
+        if not self.track_running_stats:
+            return {}
+        return {"running_mean": (c,), "running_var": (c,), "num_batches_tracked": ()}
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return 2 * prod(ctx.out)
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        cls = getattr(t.nn, f"{'Batch' if 'batch' in self.type else 'Instance'}Norm{self.dims}d")
+        return cls(ctx.x[1], self.eps, self.momentum, self.affine, self.track_running_stats)
+
+
+class BatchNorm1d(BatchNormNd):
+    __doc__ = BatchNormNd.__doc__
+    type: Literal["batchnorm1d"]
+    dims: ClassVar[int] = 1
+
+
+class BatchNorm2d(BatchNormNd):
+    __doc__ = BatchNormNd.__doc__
+    type: Literal["batchnorm2d"]
+    dims: ClassVar[int] = 2
+
+
+class BatchNorm3d(BatchNormNd):
+    __doc__ = BatchNormNd.__doc__
+    type: Literal["batchnorm3d"]
+    dims: ClassVar[int] = 3
+
+
+class InstanceNormNd(BatchNormNd):
+    """Instance normalisation: statistics per sample and channel over the spatial axes.
+
+    params = 2·C with affine (default off); buffers = 2·C + 1 with track_running_stats
+    (default off); element-wise ops = 2 per element."""
+
+    affine: bool = False
+    track_running_stats: bool = False
+
+    def shape(self, ctx: Ctx) -> Shape:
+        if len(ctx.x) != self.dims + 2:
+            raise LayerError(f"expected a {self.dims + 2}-D input, received {fmt_shape(ctx.x)}")
+        self.check_declared("num_features", self.num_features, ctx.x[1], "channels")
+        return ctx.x
+
+
+class InstanceNorm1d(InstanceNormNd):
+    __doc__ = InstanceNormNd.__doc__
+    type: Literal["instancenorm1d"]
+    dims: ClassVar[int] = 1
+
+
+class InstanceNorm2d(InstanceNormNd):
+    __doc__ = InstanceNormNd.__doc__
+    type: Literal["instancenorm2d"]
+    dims: ClassVar[int] = 2
+
+
+class InstanceNorm3d(InstanceNormNd):
+    __doc__ = InstanceNormNd.__doc__
+    type: Literal["instancenorm3d"]
+    dims: ClassVar[int] = 3
+
+
+class LayerNorm(_Norm):
+    """Layer normalisation over the trailing normalized_shape axes.
+
+    params = 2·∏normalized_shape with elementwise_affine (one without bias);
+    element-wise ops = 2 per element."""
+
+    type: Literal["layernorm"]
+    normalized_shape: Annotated[Any, WithJsonSchema({"anyOf": [
+        {"type": "integer", "minimum": 1}, {"type": "array", "items": {"type": "integer", "minimum": 1}}]})] = None
+    """Trailing axes to normalise; default: every axis but the batch (C, H, W)."""
+    elementwise_affine: bool = True
+    bias: bool = True
+
+    @field_validator("normalized_shape", mode="before")
+    @classmethod
+    def _shape(cls, v: Any) -> tuple[int, ...] | None:
+        if v is None:
+            return None
+        items = v if isinstance(v, list) else [v]
+        if not items or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in items):
+            raise ValueError(f"expected a positive integer or a list of them, received {v!r}")
+        return tuple(items)
+
+    def axes(self, ctx: Ctx) -> tuple[int, ...]:
+        return self.normalized_shape or ctx.x[1:]
+
+    def shape(self, ctx: Ctx) -> Shape:
+        ns = self.axes(ctx)
+        if tuple(ctx.x[len(ctx.x) - len(ns):]) != ns or len(ns) >= len(ctx.x):
+            raise LayerError(f"normalized_shape {list(ns)} must match the trailing axes of the input "
+                             f"{fmt_shape(ctx.x)}", "normalized_shape")
+        return ctx.x
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        if not self.elementwise_affine:
+            return {}
+        ns = self.axes(ctx)
+        return {"weight": ns, "bias": ns} if self.bias else {"weight": ns}
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return 2 * prod(ctx.out)
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.nn.LayerNorm(list(self.axes(ctx)), self.eps, self.elementwise_affine, self.bias)
+
+
+class GroupNorm(_Norm):
+    """Group normalisation: statistics per sample over groups of C/num_groups channels.
+
+    params = 2·C with affine; element-wise ops = 2 per element."""
+
+    type: Literal["groupnorm"]
+    num_groups: PosInt
+    num_channels: PosInt | None = None
+    affine: bool = True
+
+    def shape(self, ctx: Ctx) -> Shape:
+        if len(ctx.x) < 2:
+            raise LayerError(f"expected an input (N, C, …), received {fmt_shape(ctx.x)}")
+        c = ctx.x[1]
+        self.check_declared("num_channels", self.num_channels, c, "channels")
+        if c % self.num_groups:
+            raise LayerError(f"{c} channels are not divisible by num_groups={self.num_groups}", "num_groups")
+        return ctx.x
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        return {"weight": (ctx.x[1],), "bias": (ctx.x[1],)} if self.affine else {}
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return 2 * prod(ctx.out)
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.nn.GroupNorm(self.num_groups, ctx.x[1], self.eps, self.affine)
+
+
+class LocalResponseNorm(Layer):
+    """Local response normalisation across `size` neighbouring channels (AlexNet):
+    b_c = a_c / (k + α/n · Σ a_c'²)^β.  No params; element-wise ops = (size + 3) per element."""
+
+    category: ClassVar[str] = "normalization"
+    type: Literal["local_response_norm"]
+    size: PosInt
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 1.0
+
+    def shape(self, ctx: Ctx) -> Shape:
+        if len(ctx.x) < 3:
+            raise LayerError(f"expected an input (N, C, …) with spatial axes, received {fmt_shape(ctx.x)}")
+        return ctx.x
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return (self.size + 3) * prod(ctx.out)
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.nn.LocalResponseNorm(self.size, self.alpha, self.beta, self.k)

@@ -1,0 +1,302 @@
+"""Pooling: max, average, power-average (Lp), adaptive and global."""
+from __future__ import annotations
+
+from fractions import Fraction
+from math import prod
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic import WithJsonSchema
+from typing import Annotated
+
+from ..arith import RF, adaptive_windows, pool_out
+from ..errors import LayerError
+from .base import Axes, Axes0, Ctx, Layer, PosInt, Shape, per_axis
+from .conv import AXES_NAMES, _END, spatial_axes
+
+
+class PoolNd(Layer):
+    """Sliding-window pooling, per channel.
+
+    H' = ⌊(H + 2P − D·(K−1) − 1)/S⌋ + 1 (⌈…⌉ with ceil_mode, dropping a last window that
+    would start in the right padding); stride defaults to kernel_size; no params;
+    element-wise ops = N·C·∏H'·∏K;  RF: r' = r + (K_eff−1)·j, j' = j·S."""
+
+    category: ClassVar[str] = "pooling"
+    dims: ClassVar[int] = 2
+    has_dilation: ClassVar[bool] = False
+    has_padding: ClassVar[bool] = True
+    kernel_size: Axes
+    stride: Axes | None = None
+    """Default: kernel_size."""
+    padding: Axes0 = 0
+    """At most half the kernel (torch rule)."""
+    ceil_mode: bool = False
+
+    @field_validator("kernel_size", "stride", mode="before")
+    @classmethod
+    def _axes(cls, v: Any) -> tuple[int, ...] | None:
+        return None if v is None else per_axis(v, cls.dims)
+
+    @field_validator("padding", mode="before")
+    @classmethod
+    def _axes0(cls, v: Any) -> tuple[int, ...]:
+        return per_axis(v, cls.dims, minimum=0)
+
+    @model_validator(mode="after")
+    def _half_kernel(self) -> "PoolNd":
+        for p, k in zip(self.padding, self.kernel_size):
+            if 2 * p > k:
+                raise ValueError(f"padding {p} must be at most half the kernel size {k}")
+        return self
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return self.stride or self.kernel_size
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        return getattr(self, "dilation", None) or (1,) * self.dims
+
+    def shape(self, ctx: Ctx) -> Shape:
+        self.expect_rank(ctx.x, 2 + self.dims, spatial_axes(self.dims))
+        out = []
+        for a, (h, k, s, p, d) in enumerate(zip(ctx.x[2:], self.kernel_size, self.strides, self.padding,
+                                                 self.dilations)):
+            o = pool_out(h, k, s, p, d, self.ceil_mode)
+            if o <= 0:
+                raise LayerError(f"output {AXES_NAMES[self.dims][a]} would be {o}: the window "
+                                 f"({d * (k - 1) + 1}) is larger than the padded input ({h + 2 * p})", "kernel_size")
+            out.append(o)
+        return (*ctx.x[:2], *out)
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return prod(ctx.out) * prod(self.kernel_size)
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        f = fields[0]
+        if f is None:
+            return None
+        return [r.window(k, s, p, d) for r, k, s, p, d in
+                zip(f, self.kernel_size, self.strides, self.padding, self.dilations)]
+
+    def warnings(self, ctx: Ctx) -> list[str]:
+        msgs = []
+        for a, (h, k, s, p, d, o) in enumerate(zip(ctx.x[2:], self.kernel_size, self.strides, self.padding,
+                                                    self.dilations, ctx.out[2:])):
+            lost = h + p - ((o - 1) * s + d * (k - 1) + 1)
+            if lost > 0:
+                msgs.append(f"{lost} {_END[self.dims][a]} never reach any output: ({h} + {2 * p} − "
+                            f"{d * (k - 1) + 1}) is not a multiple of stride {s}")
+        return msgs
+
+
+class MaxPoolNd(PoolNd):
+    __doc__ = PoolNd.__doc__
+    dilation: Axes = 1
+
+    @field_validator("dilation", mode="before")
+    @classmethod
+    def _dil(cls, v: Any) -> tuple[int, ...]:
+        return per_axis(v, cls.dims)
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        cls = getattr(t.nn, f"MaxPool{self.dims}d")
+        return cls(self.kernel_size, self.strides, self.padding, self.dilation, ceil_mode=self.ceil_mode)
+
+
+class AvgPoolNd(PoolNd):
+    __doc__ = PoolNd.__doc__
+    count_include_pad: bool = True
+    divisor_override: PosInt | None = None
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        cls = getattr(t.nn, f"AvgPool{self.dims}d")
+        kw = {} if self.dims == 1 else {"divisor_override": self.divisor_override}
+        return cls(self.kernel_size, self.strides, self.padding, self.ceil_mode, self.count_include_pad, **kw)
+
+
+class LPPoolNd(PoolNd):
+    """Power-average pooling (L2 pooling for norm_type 2): (Σ x^p)^(1/p) over each window.
+
+    Same shape and RF rules as max pooling without padding; element-wise ops = N·C·∏H'·(∏K + 2)."""
+
+    norm_type: float = 2.0
+    """p: 2 is L2 pooling; large p approaches max pooling."""
+    padding: Annotated[Any, WithJsonSchema({"const": 0})] = 0
+
+    @field_validator("padding", mode="before")
+    @classmethod
+    def _axes0(cls, v: Any) -> tuple[int, ...]:
+        if v != 0:
+            raise ValueError(f"LPPool has no padding in torch, received {v!r}")
+        return (0,) * cls.dims
+
+    @field_validator("norm_type", mode="after")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"norm_type must be positive, received {v}")
+        return v
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return prod(ctx.out) * (prod(self.kernel_size) + 2)
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        cls = getattr(t.nn, f"LPPool{self.dims}d")
+        return cls(self.norm_type, self.kernel_size, self.strides, self.ceil_mode)
+
+
+class MaxPool1d(MaxPoolNd):
+    type: Literal["maxpool1d"]
+    dims: ClassVar[int] = 1
+
+
+class MaxPool2d(MaxPoolNd):
+    type: Literal["maxpool2d"]
+    dims: ClassVar[int] = 2
+
+
+class MaxPool3d(MaxPoolNd):
+    type: Literal["maxpool3d"]
+    dims: ClassVar[int] = 3
+
+
+class AvgPool1d(AvgPoolNd):
+    type: Literal["avgpool1d"]
+    dims: ClassVar[int] = 1
+
+
+class AvgPool2d(AvgPoolNd):
+    type: Literal["avgpool2d"]
+    dims: ClassVar[int] = 2
+
+
+class AvgPool3d(AvgPoolNd):
+    type: Literal["avgpool3d"]
+    dims: ClassVar[int] = 3
+
+
+class LPPool1d(LPPoolNd):
+    type: Literal["lppool1d"]
+    dims: ClassVar[int] = 1
+
+
+class LPPool2d(LPPoolNd):
+    type: Literal["lppool2d"]
+    dims: ClassVar[int] = 2
+
+
+OutSize = Annotated[Any, WithJsonSchema({"anyOf": [
+    {"type": "integer", "minimum": 1},
+    {"type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}]}}]})]
+
+
+class AdaptivePoolNd(Layer):
+    """Adaptive pooling to a fixed output size: window i spans [⌊i·H/H'⌋, ⌈(i+1)·H/H'⌉).
+
+    No params; element-wise ops = N·C·∏H'·∏(widest window);
+    RF: r' = r + (widest window − 1)·j, j' = j·H/H' (depends on the input size)."""
+
+    category: ClassVar[str] = "pooling"
+    dims: ClassVar[int] = 2
+    rf_size_dependent: ClassVar[bool] = True
+    output_size: OutSize
+    """An int, or one per axis; null keeps that axis' input size."""
+
+    @field_validator("output_size", mode="before")
+    @classmethod
+    def _out(cls, v: Any) -> tuple[int | None, ...]:
+        if isinstance(v, (list, tuple)) and len(v) == cls.dims:
+            return tuple(None if x is None else per_axis(x, 1)[0] for x in v)
+        return per_axis(v, cls.dims)
+
+    def sizes(self, ctx: Ctx) -> tuple[int, ...]:
+        return tuple(h if o is None else o for h, o in zip(ctx.x[2:], self.output_size))
+
+    def shape(self, ctx: Ctx) -> Shape:
+        self.expect_rank(ctx.x, 2 + self.dims, spatial_axes(self.dims))
+        return (*ctx.x[:2], *self.sizes(ctx))
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return prod(ctx.out) * prod(adaptive_windows(h, o)[0] for h, o in zip(ctx.x[2:], ctx.out[2:]))
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        f = fields[0]
+        if f is None:
+            return None
+        out = []
+        for r, h, o in zip(f, ctx.x[2:], ctx.out[2:]):
+            widest, scale = adaptive_windows(h, o)
+            first = -(-h // o)  # the first window spans [0, ⌈H/H'⌉)
+            out.append(r.resample(scale, widest, Fraction(first - 1, 2)))
+        return out
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        kind = "Max" if "max" in self.type else "Avg"
+        return getattr(t.nn, f"Adaptive{kind}Pool{self.dims}d")(self.output_size)
+
+
+class AdaptiveAvgPool1d(AdaptivePoolNd):
+    __doc__ = AdaptivePoolNd.__doc__
+    type: Literal["adaptive_avgpool1d"]
+    dims: ClassVar[int] = 1
+
+
+class AdaptiveAvgPool2d(AdaptivePoolNd):
+    __doc__ = AdaptivePoolNd.__doc__
+    type: Literal["adaptive_avgpool2d"]
+    dims: ClassVar[int] = 2
+
+
+class AdaptiveAvgPool3d(AdaptivePoolNd):
+    __doc__ = AdaptivePoolNd.__doc__
+    type: Literal["adaptive_avgpool3d"]
+    dims: ClassVar[int] = 3
+
+
+class AdaptiveMaxPool1d(AdaptivePoolNd):
+    __doc__ = AdaptivePoolNd.__doc__
+    type: Literal["adaptive_maxpool1d"]
+    dims: ClassVar[int] = 1
+
+
+class AdaptiveMaxPool2d(AdaptivePoolNd):
+    __doc__ = AdaptivePoolNd.__doc__
+    type: Literal["adaptive_maxpool2d"]
+    dims: ClassVar[int] = 2
+
+
+class AdaptiveMaxPool3d(AdaptivePoolNd):
+    __doc__ = AdaptivePoolNd.__doc__
+    type: Literal["adaptive_maxpool3d"]
+    dims: ClassVar[int] = 3
+
+
+class GlobalPool(Layer):
+    """Global pooling over every spatial axis, any dimensionality: (N, C, …) → (N, C, 1, …)
+    (or (N, C) with keepdims false). Element-wise ops = N·C·∏H; RF: the whole input."""
+
+    category: ClassVar[str] = "pooling"
+    rf_size_dependent: ClassVar[bool] = True
+    type: Literal["global_avgpool", "global_maxpool"]
+    keepdims: bool = True
+
+    def shape(self, ctx: Ctx) -> Shape:
+        if len(ctx.x) < 3:
+            raise LayerError(f"expected an input with spatial axes (N, C, …), received {ctx.x}")
+        return (*ctx.x[:2], *(1,) * (len(ctx.x) - 2)) if self.keepdims else ctx.x[:2]
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return prod(ctx.x)
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        f = fields[0]
+        if f is None or not self.keepdims:
+            return None
+        return [r.resample(Fraction(h), h, Fraction(h - 1, 2)) for r, h in zip(f, ctx.x[2:])]
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        dims = len(ctx.x) - 2
+        pool = getattr(t.nn, f"Adaptive{'Max' if 'max' in self.type else 'Avg'}Pool{dims}d")(1)
+        return pool if self.keepdims else t.nn.Sequential(pool, t.nn.Flatten(1))

@@ -1,0 +1,239 @@
+"""Layers that move, pad or resample data: identity, flatten, linear, upsample, padding."""
+from __future__ import annotations
+
+from fractions import Fraction
+from math import floor, prod
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, WithJsonSchema, field_validator, model_validator
+from typing import Annotated
+
+from ..arith import RF
+from ..errors import LayerError
+from .base import MAX_INT, Ctx, Layer, PosInt, Shape, fmt_shape, per_axis
+from .conv import AXES_NAMES
+
+
+class Identity(Layer):
+    """Passes its input through unchanged (a placeholder, or a named tap point)."""
+
+    type: Literal["identity"]
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.nn.Identity()
+
+
+class Flatten(Layer):
+    """Flattens axes start_dim..end_dim into one (torch default 1..−1: (N, C, H, W) → (N, C·H·W)).
+    The receptive field is not defined after flattening (null)."""
+
+    category: ClassVar[str] = "reshape"
+    type: Literal["flatten"]
+    start_dim: int = 1
+    end_dim: int = -1
+
+    def span(self, ctx: Ctx) -> tuple[int, int]:
+        r = len(ctx.x)
+        s, e = self.start_dim % r if -r <= self.start_dim < r else None, self.end_dim % r if -r <= self.end_dim < r else None
+        if s is None or e is None or s > e:
+            raise LayerError(f"start_dim={self.start_dim}, end_dim={self.end_dim} do not fit a "
+                             f"{r}-D input {fmt_shape(ctx.x)}", "start_dim")
+        return s, e
+
+    def shape(self, ctx: Ctx) -> Shape:
+        s, e = self.span(ctx)
+        return (*ctx.x[:s], prod(ctx.x[s:e + 1]), *ctx.x[e + 1:])
+
+    def note(self, ctx: Ctx) -> str | None:
+        s, e = self.span(ctx)
+        parts = ctx.x[s:e + 1]
+        return f"{self.name or 'flatten'} gives {'×'.join(map(str, parts))} = {prod(parts)}" if len(parts) > 1 else None
+
+    def rf(self, ctx: Ctx, fields: list) -> None:
+        return None
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.nn.Flatten(self.start_dim, self.end_dim)
+
+
+class Linear(Layer):
+    """Fully connected layer on the last axis: y = x·Wᵀ + b.
+
+    params = in·out + out·bias; MACs = (product of all leading axes, batch included)·in·out;
+    element-wise ops = bias adds. RF: null (every output sees every input feature)."""
+
+    category: ClassVar[str] = "linear"
+    type: Literal["linear"]
+    out_features: PosInt
+    bias: bool = True
+    in_features: PosInt | None = None
+    """Optional: inferred from the input's last axis; checked when given."""
+
+    def shape(self, ctx: Ctx) -> Shape:
+        if len(ctx.x) < 2:
+            raise LayerError(f"expected an input (N, …, features), received {fmt_shape(ctx.x)}")
+        note = ctx.notes[0] if ctx.notes else None
+        self.check_declared("in_features", self.in_features, ctx.x[-1], "features", note)
+        return (*ctx.x[:-1], self.out_features)
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        w = {"weight": (self.out_features, ctx.x[-1])}
+        if self.bias:
+            w["bias"] = (self.out_features,)
+        return w
+
+    def macs(self, ctx: Ctx) -> int:
+        return prod(ctx.x) * self.out_features
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return prod(ctx.out) if self.bias else 0
+
+    def rf(self, ctx: Ctx, fields: list) -> None:
+        return None
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.nn.Linear(ctx.x[-1], self.out_features, self.bias)
+
+
+class Upsample(Layer):
+    """Resize by scale_factor (H' = ⌊H·s⌋) or to a size, with torch.nn.Upsample's modes.
+
+    No params; element-wise ops = 0 (nearest) or (2^d·2 − 1) per output element
+    (d-linear interpolation); RF: j' = j/s, r' = r (nearest) or r + j (linear modes)."""
+
+    category: ClassVar[str] = "resampling"
+    type: Literal["upsample"]
+    size: Annotated[Any, WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1},
+                                                   {"type": "array", "items": {"type": "integer", "minimum": 1}}]})] = None
+    scale_factor: Annotated[Any, WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0},
+                                                           {"type": "array", "items": {"type": "number"}}]})] = None
+    mode: Literal["nearest", "linear", "bilinear", "trilinear"] = "nearest"
+    align_corners: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "Upsample":
+        if (self.size is None) == (self.scale_factor is None):
+            raise ValueError("give exactly one of size or scale_factor")
+        if self.align_corners is not None and self.mode == "nearest":
+            raise ValueError("align_corners only applies to the linear modes, not 'nearest'")
+        for v in (self.size if isinstance(self.size, list) else [self.size]):
+            if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INT):
+                raise ValueError(f"size must be positive integers, received {self.size!r}")
+        for v in (self.scale_factor if isinstance(self.scale_factor, list) else [self.scale_factor]):
+            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1e6):
+                raise ValueError(f"scale_factor must be positive numbers, received {self.scale_factor!r}")
+        return self
+
+    @property
+    def rf_size_dependent(self) -> bool:  # type: ignore[override]
+        return self.size is not None
+
+    def dims_of(self, ctx: Ctx) -> int:
+        dims = len(ctx.x) - 2
+        want = {"linear": 1, "bilinear": 2, "trilinear": 3}.get(self.mode)
+        if dims < 1 or (want and dims != want):
+            raise LayerError(f"mode '{self.mode}' needs a {(want or 1) + 2}-D input, received {fmt_shape(ctx.x)}", "mode")
+        return dims
+
+    def scales(self, ctx: Ctx) -> list[Fraction]:
+        """Input pixels per output pixel on each axis, as torch maps coordinates."""
+        dims = self.dims_of(ctx)
+        if self.align_corners:
+            return [Fraction(h - 1, o - 1) if o > 1 else Fraction(1) for h, o in zip(ctx.x[2:], ctx.out[2:])]
+        if self.scale_factor is not None:
+            return [1 / Fraction(s) for s in per_axis_any(self.scale_factor, dims, "scale_factor")]
+        return [Fraction(h, o) for h, o in zip(ctx.x[2:], ctx.out[2:])]
+
+    def shape(self, ctx: Ctx) -> Shape:
+        dims = self.dims_of(ctx)
+        if self.size is not None:
+            out = per_axis_any(self.size, dims, "size")
+        else:
+            out = tuple(floor(h * Fraction(s)) for h, s in zip(ctx.x[2:], per_axis_any(self.scale_factor, dims, "scale_factor")))
+            if min(out) < 1:
+                raise LayerError(f"scale_factor {self.scale_factor} gives an empty output {out}", "scale_factor")
+        return (*ctx.x[:2], *out)
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return 0 if self.mode == "nearest" else prod(ctx.out) * (2 ** (len(ctx.out) - 2) * 2 - 1)
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        f = fields[0]
+        if f is None:
+            return None
+        out = []
+        for r, s in zip(f, self.scales(ctx)):
+            if self.mode == "nearest":
+                out.append(r.resample(s, 1))
+            else:
+                out.append(r.resample(s, 1 if s == 1 else 2, (s - 1) / 2 if not self.align_corners else Fraction(0)))
+        return out
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.nn.Upsample(self.size, self.scale_factor, self.mode, self.align_corners)
+
+
+def per_axis_any(value: Any, dims: int, name: str) -> tuple:
+    if isinstance(value, list):
+        if len(value) != dims:
+            raise LayerError(f"{name} has {len(value)} values but the input has {dims} spatial axes", name)
+        return tuple(value)
+    return (value,) * dims
+
+
+class PadNd(Layer):
+    """Padding layer (torch order: [left, right, top, bottom, front, back], or one int for all).
+
+    H' = H + before + after per axis; no params; RF: start' = start − before·j."""
+
+    category: ClassVar[str] = "padding"
+    dims: ClassVar[int] = 2
+    mode: ClassVar[str] = "constant"
+    padding: Annotated[Any, WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0},
+                                                      {"type": "array", "items": {"type": "integer", "minimum": 0}}]})]
+
+    @field_validator("padding", mode="before")
+    @classmethod
+    def _pad(cls, v: Any) -> tuple[int, ...]:
+        if isinstance(v, list) and len(v) != 2 * cls.dims:
+            raise ValueError(f"expected one integer or {2 * cls.dims} integers "
+                             f"(last axis first: left, right, top, bottom, …), received {v!r}")
+        return per_axis(v, 2 * cls.dims, minimum=0)
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """(before, after) per spatial axis, first axis first."""
+        p = self.padding
+        return [(p[2 * i], p[2 * i + 1]) for i in range(self.dims)][::-1]
+
+    def shape(self, ctx: Ctx) -> Shape:
+        if len(ctx.x) != self.dims + 2:
+            raise LayerError(f"expected a {self.dims + 2}-D input (N, C, {', '.join(AXES_NAMES[self.dims])}), "
+                             f"received {fmt_shape(ctx.x)}")
+        if self.mode != "constant":
+            for (b, a), h in zip(self.pairs(), ctx.x[2:]):
+                if max(b, a) >= h + (self.mode == "circular"):
+                    raise LayerError(f"{self.mode} padding {max(b, a)} needs an input larger than it, received {h}", "padding")
+        return (*ctx.x[:2], *(h + b + a for h, (b, a) in zip(ctx.x[2:], self.pairs())))
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        f = fields[0]
+        return None if f is None else [r.window(1, 1, b) for r, (b, _) in zip(f, self.pairs())]
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        prefix = {"constant": "Zero", "reflect": "Reflection", "replicate": "Replication", "circular": "Circular"}[self.mode]
+        return getattr(t.nn, f"{prefix}Pad{self.dims}d")(self.padding)
+
+
+def _pad_class(kind: str, mode: str, dims: int) -> type[PadNd]:
+    name = f"{kind}_pad{dims}d"
+    cls = type(f"{kind.title()}Pad{dims}d", (PadNd,), {
+        "__annotations__": {"type": f'Literal["{name}"]'},
+        "__module__": __name__, "__doc__": PadNd.__doc__,
+        "dims": dims, "mode": mode})
+    return cls
+
+
+for _kind, _mode in (("zero", "constant"), ("reflection", "reflect"), ("replication", "replicate"),
+                     ("circular", "circular")):
+    for _d in (1, 2, 3):
+        globals()[f"{_kind.title()}Pad{_d}d"] = _pad_class(_kind, _mode, _d)

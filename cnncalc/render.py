@@ -1,0 +1,131 @@
+"""Turning a Report into a rich table, JSON, CSV or Markdown."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from .analyzer import LayerReport, Report
+from .arith import fmt_num
+
+
+def human(n: float, unit: str = "", base: int = 1000) -> str:
+    """1234567 → '1.23 M' (base 1000) or bytes → '1.18 MiB' (base 1024)."""
+    names = ["", "K", "M", "G", "T", "P", "E"] if base == 1000 else ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]
+    x, i = float(n), 0
+    while abs(x) >= base and i < len(names) - 1:
+        x, i = x / base, i + 1
+    if i == 0:
+        return f"{int(n):,} {unit}".strip() if float(n).is_integer() else f"{n:.3g} {unit}".strip()
+    return f"{x:.3g} {names[i]}{unit}"
+
+
+def hbytes(n: int) -> str:
+    return human(n, "B", 1024)
+
+
+def shape_str(shape) -> str:
+    return "×".join(str(s) for s in shape)
+
+
+def rf_cells(row: LayerReport) -> tuple[str, str, str]:
+    if row.receptive_field is None:
+        return "–", "–", "–"
+    return tuple("×".join(fmt_num(getattr(r, attr)) for r in row.receptive_field)  # type: ignore[return-value]
+                 for attr in ("size", "jump", "start"))
+
+
+COLUMNS = ["#", "name", "type", "output shape", "params", "MACs", "FLOPs", "activations",
+           "RF size", "RF jump", "RF start"]
+
+
+def layer_cells(row: LayerReport) -> list[str]:
+    params = f"{row.params:,}" + ("*" if row.trainable_params < row.params else "")
+    if row.shared_with:
+        params = f"0 (shares {row.shared_with})"
+    return [str(row.index), row.name, row.type, shape_str(row.output_shape), params,
+            human(row.macs), human(row.flops), hbytes(row.activation_bytes), *rf_cells(row)]
+
+
+def totals_rows(report: Report) -> list[tuple[str, str]]:
+    t = report.totals
+    states = {"sgd": "no state", "momentum": "1 state tensor", "adam": "2 state tensors"}[report.optimizer]
+    return [
+        ("input", f"{shape_str(report.input_shape)} {report.dtype}"),
+        ("params", f"{t['params']:,}  (trainable {t['trainable_params']:,}, non-trainable {t['non_trainable_params']:,})"),
+        ("buffers", f"{t['buffers']:,}"),
+        ("MACs", f"{t['macs']:,}  ({human(t['macs'])})"),
+        ("FLOPs (2·MACs)", f"{t['flops']:,}  ({human(t['flops'])})"),
+        ("element-wise ops", f"{t['elementwise_ops']:,}  ({human(t['elementwise_ops'])})"),
+        ("parameter memory", hbytes(t["param_bytes"]) + (f" + buffers {hbytes(t['buffer_bytes'])}" if t["buffer_bytes"] else "")),
+        ("activations (all layers)", hbytes(t["activation_bytes"])),
+        ("inference memory", f"{hbytes(t['inference_memory_bytes'])}  (params + buffers + peak live activations "
+                             f"{hbytes(t['inference_peak_activation_bytes'])})"),
+        ("training step memory", f"{hbytes(t['training_memory_bytes'])}  (params, grads, {report.optimizer} "
+                                 f"[{states}], saved activations)"),
+    ]
+
+
+def to_json(report: Report, extra: dict | None = None) -> str:
+    data = report.to_json()
+    if extra:
+        data.update(extra)
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+CSV_FIELDS = ["index", "name", "type", "inputs", "output_shape", "params", "trainable_params", "buffers",
+              "macs", "flops", "elementwise_ops", "activation_bytes", "rf_size", "rf_stride", "rf_start",
+              "shared_with"]
+
+
+def to_csv(report: Report) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+    for r in report.layers:
+        rf = r.rf_json() or {}
+        w.writerow([r.index, r.name, r.type, " ".join(r.inputs), "x".join(map(str, r.output_shape)), r.params,
+                    r.trainable_params, r.buffers, r.macs, r.flops, r.elementwise_ops, r.activation_bytes,
+                    *(" ".join(map(str, rf.get(k, []))) for k in ("size", "stride", "start")), r.shared_with or ""])
+    t = report.totals
+    w.writerow(["", "total", "", "", "", t["params"], t["trainable_params"], t["buffers"], t["macs"], t["flops"],
+                t["elementwise_ops"], t["activation_bytes"], "", "", "", ""])
+    return out.getvalue()
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+def to_markdown(report: Report) -> str:
+    lines = [f"## {report.name}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_md_escape(c) for c in layer_cells(r)) + " |" for r in report.layers]
+    lines += ["", "| total | value |", "|---|---|"]
+    lines += [f"| {k} | {_md_escape(v)} |" for k, v in totals_rows(report)]
+    if report.warnings:
+        lines += ["", "**Warnings**", ""] + [f"- `{w.layer}` (line {w.line}): {w.message}" for w in report.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(report: Report, console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{report.name}  ·  input {shape_str(report.input_shape)}  ·  {report.dtype}",
+                  title_justify="left", header_style="bold", show_lines=False)
+    for c in COLUMNS:
+        table.add_column(c, justify="right" if c in ("#", "params", "MACs", "FLOPs", "activations") else "left",
+                         no_wrap=c in ("name", "output shape"))
+    for r in report.layers:
+        table.add_row(*layer_cells(r))
+    console.print(table)
+    totals = Table(show_header=False, box=None, padding=(0, 2))
+    totals.add_column(style="bold")
+    totals.add_column()
+    for k, v in totals_rows(report):
+        totals.add_row(k, v)
+    console.print(totals)
+    if any(r.trainable_params < r.params for r in report.layers):
+        console.print("* frozen (trainable: false)")
+    for w in report.warnings:
+        console.print(f"[yellow]warning[/yellow] {w.layer} (line {w.line}): {w.message}", highlight=False)

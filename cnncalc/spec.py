@@ -1,0 +1,387 @@
+"""From a parsed YAML document to a validated network: header fields, blocks, repeat,
+argument substitution, name resolution and per-layer validation (pydantic), every problem
+located at its line and column."""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import CnnError, Problem
+from .layers import REGISTRY, Layer
+from .layers.base import MAX_INT, Name, PosInt
+from .source import Path, Source, load, parse
+from .subst import SubstError, substitute
+
+MAX_LAYERS = 100_000      #: layers after expanding blocks and repeat
+MAX_BLOCK_DEPTH = 16      #: blocks used inside blocks
+DTYPES = ("float32", "float16", "bfloat16", "float64")
+Dtype = Literal["float32", "float16", "bfloat16", "float64"]
+
+
+def parse_shape(value: Any) -> tuple[int, ...]:
+    """'3x224x224', [3, 224, 224] → (3, 224, 224): channels then spatial sizes."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in re.split(r"[x×,]", value.lower())]
+        if all(p.isdigit() for p in parts):
+            value = [int(p) for p in parts]
+    if (isinstance(value, (list, tuple)) and 1 <= len(value) <= 5
+            and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INT for v in value)):
+        return tuple(value)
+    raise ValueError(f"expected channels and sizes like 3x224x224 or [3, 224, 224] (1 to 5 positive "
+                     f"integers), received {value!r}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class BlockDef(_Strict):
+    """A reusable, parameterised group of layers."""
+
+    args: dict[Name, Any] = {}
+    """Argument names and their defaults (null: the use must give it)."""
+    layers: Annotated[list[Any], Field(min_length=1)]
+    """Layers (or block uses); '$arg' and '${expr}' strings are substituted."""
+    output: Name | None = None
+    """The layer whose output is the block's output (default: the last)."""
+    description: str | None = None
+
+
+class FirstOverride(_Strict):
+    block: Name | None = None
+    args: dict[Name, Any] = {}
+
+
+class BlockUse(_Strict):
+    """Use of a block: its layers are inserted here, `repeat` times in a chain."""
+
+    block: Name
+    name: Name | None = None
+    """Prefix of the inserted layer names (repeat > 1 adds .0, .1, …)."""
+    args: dict[Name, Any] = {}
+    repeat: Annotated[int, Field(ge=1, le=MAX_LAYERS)] = 1
+    first: FirstOverride | None = None
+    """Other block and/or args for the first repetition (a strided or projecting stage entry)."""
+    inputs: Annotated[list[Name], Field(min_length=1, max_length=1)] | None = None
+    share: Name | None = None
+    """Reuse the weights of an earlier use of the same block (Siamese branches)."""
+    trainable: bool | None = None
+    """false freezes every layer of the block."""
+
+
+class Header(_Strict):
+    """A cnncalc network spec."""
+
+    name: str | None = None
+    description: str | None = None
+    input: Any
+    """Input without batch: channels then sizes, e.g. 3x224x224 or [3, 224, 224]."""
+    batch: PosInt = 1
+    dtype: Dtype = "float32"
+    blocks: dict[Name, BlockDef] = {}
+    layers: Annotated[list[Any], Field(min_length=1)]
+    outputs: list[Name] | None = None
+    """Layers whose outputs the network returns (default: the last layer)."""
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input(cls, v: Any) -> tuple[int, ...]:
+        return parse_shape(v)
+
+
+@dataclass
+class Node:
+    """One layer of the expanded network, with its resolved names and its origin."""
+
+    index: int
+    name: str
+    layer: Layer
+    inputs: list[str]
+    path: Path
+    via: tuple[Path, ...] = ()
+    share: str | None = None
+
+
+@dataclass
+class Network:
+    header: Header
+    nodes: list[Node]
+    outputs: list[str]
+    source: Source
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.header.name or self.source.file
+
+
+def load_spec(path: str) -> Network:
+    """Read, parse and validate a spec file; raises CnnError with every problem found."""
+    return build_network(load(path))
+
+
+def parse_spec(text: str, file: str = "<spec>") -> Network:
+    return build_network(parse(text, file))
+
+
+def build_network(src: Source) -> Network:
+    try:
+        header = Header.model_validate(src.data)
+    except ValidationError as exc:
+        raise CnnError([src.problem(*pydantic_message(e, "spec")) for e in exc.errors()]) from None
+    net = _Expander(src, header).run()
+    if net.problems:
+        raise CnnError(net.problems)
+    return net
+
+
+def did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def pydantic_message(err: dict, what: str, cls: type[BaseModel] | None = None) -> tuple[str, Path]:
+    """A pydantic error as (plain message, YAML path relative to the validated mapping)."""
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    where = ".".join(str(p) for p in loc) or what
+    kind, received = err["type"], err.get("input")
+    if kind == "missing":
+        return f"missing required field '{where}'", loc[:-1]
+    if kind == "extra_forbidden":
+        valid = list(cls.model_fields) if cls else []
+        hint = did_you_mean(loc[-1], valid)
+        listing = f"; valid fields: {', '.join(valid)}" if valid else ""
+        return f"unknown field '{where}'{hint}{listing}", loc
+    msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    msg = msg.replace("Input should be", "expected")
+    if kind != "value_error" and "received" not in msg:
+        msg += f", received {received!r}" if not isinstance(received, (dict, list)) else ""
+    return f"{where}: {msg}", loc
+
+
+class _Expander:
+    def __init__(self, src: Source, header: Header):
+        self.src, self.header = src, header
+        self.nodes: list[Node] = []
+        self.where: dict[str, Path] = {}           # every global name -> YAML path
+        self.broken: set[str] = set()              # names whose layer failed validation
+        self.uses: dict[str, list[int]] = {}       # block-use name -> node indices
+        self.problems: list[Problem] = []
+        self.sizes: dict[str, int] = {}
+
+    def fail(self, message: str, path: Path, layer: str | None = None) -> None:
+        self.problems.append(self.src.problem(message, path, layer))
+
+    def run(self) -> Network:
+        total = self.expanded_size(self.header.layers, 0)
+        if total > MAX_LAYERS:
+            raise CnnError([self.src.problem(f"the network expands to {total:,} layers; more than "
+                                             f"{MAX_LAYERS:,} are refused", ("layers",))])
+        self.expand(self.header.layers, ("layers",), "", {"input": "input"}, "input", None, (), 0)
+        outputs = self.header.outputs or ([self.nodes[-1].name] if self.nodes else [])
+        for i, name in enumerate(self.header.outputs or []):
+            if name not in self.where:
+                self.fail(f"outputs: unknown layer '{name}'{did_you_mean(name, self.where)}", ("outputs", i))
+        return Network(self.header, self.nodes, outputs, self.src, self.problems)
+
+    # ---- size check before expanding -------------------------------------------------------
+    def expanded_size(self, items: list, depth: int) -> int:
+        if depth > MAX_BLOCK_DEPTH:
+            return MAX_LAYERS + 1
+        total = 0
+        for item in items:
+            if isinstance(item, dict) and "block" in item:
+                name = item.get("block")
+                repeat = item.get("repeat", 1)
+                repeat = repeat if isinstance(repeat, int) and repeat > 0 else 1
+                block = self.header.blocks.get(name) if isinstance(name, str) else None
+                if block is None:
+                    total += 1
+                    continue
+                if name not in self.sizes:
+                    self.sizes[name] = MAX_LAYERS + 1  # guards against a block using itself
+                    self.sizes[name] = self.expanded_size(block.layers, depth + 1)
+                total += repeat * self.sizes[name]
+            else:
+                total += 1
+            if total > MAX_LAYERS:
+                return total
+        return total
+
+    # ---- expansion -------------------------------------------------------------------------
+    def expand(self, items: list, base: Path, prefix: str, scope: dict[str, str], prev: str,
+               args: dict | None, via: tuple[Path, ...], depth: int, trainable: bool | None = None) -> str:
+        later = {}
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                later.setdefault(item["name"], base + (i,))
+        counts: dict[str, int] = {}
+        for i, raw in enumerate(items):
+            path = base + (i,)
+            later.pop(raw.get("name") if isinstance(raw, dict) else None, None)
+            if not isinstance(raw, dict):
+                self.fail(f"expected a layer (a mapping with 'type') or a block use (with 'block'), "
+                          f"received {raw!r}", path)
+                continue
+            try:
+                item = substitute(raw, args) if args is not None else raw
+            except SubstError as exc:
+                self.fail(str(exc), path, raw.get("name"))
+                continue
+            if "block" in item:
+                prev = self.use_block(item, path, prefix, scope, prev, later, via, depth, counts, trainable)
+            else:
+                prev = self.add_layer(item, path, prefix, scope, prev, later, via, counts, trainable)
+        return prev
+
+    def resolve(self, ref: Any, scope: dict[str, str], later: dict, path: Path, own: str | None,
+                layer: str | None) -> str | None:
+        if ref in scope:
+            return scope[ref]
+        if not scope.get("__block__") and ref in self.where:
+            return ref
+        if ref == own:
+            self.fail(f"'{ref}' refers to itself: inputs must be earlier layers", path, layer)
+        elif ref in later:
+            line = self.src.locate(later[ref])[0]
+            self.fail(f"'{ref}' is defined later (line {line}): inputs must be earlier layers", path, layer)
+        else:
+            known = [k for k in scope if not k.startswith("__")] + (list(self.where) if not scope.get("__block__") else [])
+            inside = " in this block (blocks see only their own layers and 'input')" if scope.get("__block__") else ""
+            self.fail(f"unknown layer '{ref}'{inside}{did_you_mean(ref, known)}", path, layer)
+        return None
+
+    def unique(self, name: str, path: Path) -> bool:
+        if name in self.where or name == "input":
+            first = self.src.locate(self.where[name])[0] if name in self.where else None
+            self.fail(f"duplicate layer name '{name}'" + (f" (first used on line {first})" if first else
+                                                          ": 'input' is reserved for the network input"), path, name)
+            return False
+        return True
+
+    def add_layer(self, item: dict, path: Path, prefix: str, scope: dict, prev: str, later: dict,
+                  via: tuple, counts: dict, trainable: bool | None) -> str:
+        kind = item.get("type")
+        if kind is None:
+            self.fail("missing 'type' (or 'block' for a block use)", path, item.get("name"))
+            return prev
+        cls = REGISTRY.get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            self.fail(f"unknown layer type '{kind}'{did_you_mean(kind, REGISTRY)}; valid types: "
+                      f"{', '.join(sorted(REGISTRY))}" + (f"; blocks: {', '.join(self.header.blocks)}" if self.header.blocks else ""),
+                      path + ("type",), item.get("name"))
+            return prev
+        local = item.get("name") if isinstance(item.get("name"), str) else None
+        if local is None:
+            counts[kind] = counts.get(kind, 0) + 1
+            local = f"{kind}_{counts[kind]}"
+        name = prefix + local
+        if trainable is False and "trainable" not in item:
+            item = {**item, "trainable": False}
+        try:
+            layer = cls.model_validate(item)
+        except ValidationError as exc:
+            for e in exc.errors():
+                msg, loc = pydantic_message(e, kind, cls)
+                self.fail(msg, path + loc, name)
+            layer = None
+        refs = item.get("inputs") if isinstance(item.get("inputs"), list) else None
+        inputs = [] if refs is not None else [prev]
+        for j, ref in enumerate(refs or []):
+            got = self.resolve(ref, scope, later, path + ("inputs", j), local, name)
+            inputs.append(got) if got else None
+        share = None
+        if layer is not None and layer.share is not None:
+            share = self.resolve(layer.share, scope, later, path + ("share",), local, name)
+        if layer is not None and refs is not None and not cls.min_inputs <= len(refs) <= cls.max_inputs:
+            want = f"{cls.min_inputs}" if cls.min_inputs == cls.max_inputs else f"{cls.min_inputs} to {cls.max_inputs}"
+            self.fail(f"{kind} takes {want} input{'s' if cls.max_inputs > 1 else ''}, received {len(refs)}",
+                      path + ("inputs",), name)
+            layer = None
+        elif layer is not None and refs is None and cls.min_inputs > 1:
+            self.fail(f"{kind} merges branches: name them with inputs: [a, b]", path, name)
+            layer = None
+        if not self.unique(name, path):
+            return prev
+        self.where[name] = path
+        scope[local] = name
+        if layer is None or len(inputs) != len(refs or [prev]) or any(i in self.broken for i in inputs):
+            self.broken.add(name)
+            return name
+        self.nodes.append(Node(len(self.nodes), name, layer, inputs, path, via, share))
+        return name
+
+    def use_block(self, item: dict, path: Path, prefix: str, scope: dict, prev: str, later: dict,
+                  via: tuple, depth: int, counts: dict, trainable: bool | None) -> str:
+        try:
+            use = BlockUse.model_validate(item)
+        except ValidationError as exc:
+            for e in exc.errors():
+                msg, loc = pydantic_message(e, "block use", BlockUse)
+                self.fail(msg, path + loc, item.get("name"))
+            return prev
+        if depth >= MAX_BLOCK_DEPTH:
+            self.fail(f"blocks nested deeper than {MAX_BLOCK_DEPTH} levels (does a block use itself?)", path)
+            return prev
+        names = [use.block] + ([use.first.block] if use.first and use.first.block else [])
+        for b in names:
+            if b not in self.header.blocks:
+                self.fail(f"unknown block '{b}'{did_you_mean(b, self.header.blocks)}; defined blocks: "
+                          f"{', '.join(self.header.blocks) or 'none'}", path + ("block",), use.name)
+                return prev
+        local = use.name
+        if local is None:
+            counts[use.block] = counts.get(use.block, 0) + 1
+            local = f"{use.block}_{counts[use.block]}"
+        name = prefix + local
+        if not self.unique(name, path):
+            return prev
+        cur = prev
+        if use.inputs:
+            cur = self.resolve(use.inputs[0], scope, later, path + ("inputs", 0), local, name) or prev
+        start = len(self.nodes)
+        for r in range(use.repeat):
+            first = r == 0 and use.first is not None
+            bname = use.first.block if first and use.first.block else use.block
+            block = self.header.blocks[bname]
+            args = {**block.args, **use.args, **(use.first.args if first else {})}
+            unknown = [a for a in {**use.args, **(use.first.args if first else {})} if a not in block.args]
+            missing = [a for a, v in args.items() if v is None]
+            if unknown or missing:
+                msg = "; ".join(([f"block '{bname}' has no argument {', '.join(map(repr, unknown))} (it takes: "
+                                  f"{', '.join(block.args) or 'none'})"] if unknown else []) +
+                                ([f"block '{bname}' needs argument {', '.join(map(repr, missing))}"] if missing else []))
+                self.fail(msg, path + ("args",), name)
+                return name
+            inner_prefix = f"{name}." + (f"{r}." if use.repeat > 1 else "")
+            inner = {"input": cur, "__block__": "1"}
+            out = self.expand(block.layers, ("blocks", bname, "layers"), inner_prefix, inner, cur, args,
+                              via + (path,), depth + 1, use.trainable if use.trainable is not None else trainable)
+            if block.output:
+                if block.output not in inner:
+                    self.fail(f"block '{bname}' output '{block.output}' is not one of its layers", ("blocks", bname, "output"))
+                    return name
+                out = inner[block.output]
+            cur = out
+        self.where[name] = path
+        scope[local] = cur
+        self.uses[name] = list(range(start, len(self.nodes)))
+        if use.share:
+            self.share_use(use.share, name, path)
+        return cur
+
+    def share_use(self, other: str, name: str, path: Path) -> None:
+        mine, theirs = self.uses[name], self.uses.get(other)
+        if theirs is None:
+            self.fail(f"share: '{other}' is not an earlier block use{did_you_mean(other, self.uses)}", path + ("share",), name)
+            return
+        if len(mine) != len(theirs) or any(self.nodes[a].layer.type != self.nodes[b].layer.type
+                                           for a, b in zip(mine, theirs)):
+            self.fail(f"share: '{other}' has a different structure from '{name}'", path + ("share",), name)
+            return
+        for a, b in zip(mine, theirs):
+            self.nodes[a].share = self.nodes[b].share or self.nodes[b].name

@@ -1,0 +1,101 @@
+"""The layer vocabulary for people (`cnncalc layers`) and for editors (`cnncalc schema`)."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Union
+
+from .errors import CnnError
+from .layers import REGISTRY, Layer
+from .spec import BlockUse, Header, did_you_mean
+
+COMMON = ("type", "name", "inputs", "trainable", "share")
+
+
+def fields_of(cls: type[Layer]) -> list[tuple[str, str, str, str]]:
+    """(name, type, default, description) of a layer class' own fields."""
+    out = []
+    schema = cls.model_json_schema()["properties"]
+    for name, f in cls.model_fields.items():
+        if name in COMMON:
+            continue
+        prop = schema.get(name, {})
+        kind = _kind(prop)
+        default = "required" if f.is_required() else repr(f.default)
+        out.append((name, kind, default, f.description or ""))
+    return out
+
+
+def _kind(prop: dict) -> str:
+    if "enum" in prop:
+        return " | ".join(map(repr, prop["enum"]))
+    if "const" in prop:
+        return repr(prop["const"])
+    if "anyOf" in prop:
+        return " | ".join(_kind(p) for p in prop["anyOf"])
+    if prop.get("type") == "array":
+        return f"list[{_kind(prop.get('items', {}))}]"
+    return prop.get("type", "any")
+
+
+def formula(cls: type[Layer]) -> str:
+    return " ".join(line.strip() for line in (cls.__doc__ or "").strip().splitlines())
+
+
+def describe(type_name: str) -> str:
+    cls = REGISTRY.get(type_name)
+    if cls is None:
+        raise CnnError.single(f"unknown layer type '{type_name}'{did_you_mean(type_name, REGISTRY)}")
+    from rich.markup import escape
+
+    lines = [f"[bold]{type_name}[/bold] ({cls.category})", "", escape(formula(cls)), "", "fields:"]
+    for name, kind, default, desc in fields_of(cls):
+        lines.append(escape(f"  {name}: {kind} = {default}" + (f"  — {desc}" if desc else "")))
+    lines.append("  common: name, inputs, trainable (default true), share")
+    return "\n".join(lines)
+
+
+def print_vocabulary(console: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="cnncalc layer types (fields mirror torch.nn; `cnncalc layers TYPE` for one)",
+                  show_lines=True, title_justify="left")
+    table.add_column("type", style="bold", no_wrap=True)
+    table.add_column("fields (default)")
+    table.add_column("rules")
+    for name in sorted(REGISTRY, key=lambda n: (REGISTRY[n].category, n)):
+        cls = REGISTRY[name]
+        fields = ", ".join(f"{n}" + ("" if d == "required" else f"={d}") for n, _, d, _ in fields_of(cls))
+        table.add_row(name, escape(fields or "–"), escape(formula(cls)))
+    console.print(table)
+    console.print("Every layer also takes: name, inputs (earlier layer names), trainable (false freezes), "
+                  "share (reuse an earlier layer's weights).\nCounting: params = learnable elements counted "
+                  "once; MACs = conv/linear multiply-accumulates (bias excluded); FLOPs = 2·MACs; "
+                  "element-wise work is counted apart.")
+
+
+def spec_schema() -> dict:
+    """JSON Schema (draft 2020-12) of a spec file, built from the same classes that validate it."""
+    from pydantic import Field, TypeAdapter
+
+    classes = sorted(set(REGISTRY.values()), key=lambda c: c.__name__)
+    union = Annotated[Union[tuple(classes)], Field(discriminator="type")]  # type: ignore[valid-type]
+    item_schema = TypeAdapter(union).json_schema(ref_template="#/$defs/{model}")
+    defs = item_schema.pop("$defs", {})
+    defs["Layer"] = item_schema
+    use = BlockUse.model_json_schema(ref_template="#/$defs/{model}")
+    defs.update(use.pop("$defs", {}))
+    defs["BlockUse"] = use
+    schema = Header.model_json_schema(ref_template="#/$defs/{model}")
+    defs.update(schema.pop("$defs", {}))
+    item = {"anyOf": [{"$ref": "#/$defs/Layer"}, {"$ref": "#/$defs/BlockUse"}]}
+    schema["properties"]["layers"]["items"] = item
+    schema["properties"]["input"] = {
+        "description": "Input without batch: channels then sizes, e.g. 3x224x224 or [3, 224, 224].",
+        "anyOf": [{"type": "string", "pattern": r"^\s*\d+(\s*[x×,]\s*\d+){0,4}\s*$"},
+                  {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 5}]}
+    # inside blocks, values may be "$arg" / "${expr}" strings: layers there are checked after substitution
+    defs["BlockDef"]["properties"]["layers"]["items"] = {
+        "type": "object", "anyOf": [{"required": ["type"]}, {"required": ["block"]}]}
+    schema.update({"$schema": "https://json-schema.org/draft/2020-12/schema",
+                   "$id": "https://cnncalc.dev/schema/spec.json", "$defs": defs})
+    return schema
