@@ -72,6 +72,7 @@ class Report:
     layers: list[LayerReport]
     outputs: list[str]
     warnings: list[Problem]
+    network: Any = field(default=None, repr=False, compare=False)
 
     @property
     def bytes_per_element(self) -> int:
@@ -203,7 +204,7 @@ def analyze(net: Network, batch: int | None = None, input_shape: Shape | None = 
         if row.name not in used:
             warnings.append(src.problem(f"output of '{row.name}' is never used (not an input of any layer, "
                                         "not in outputs)", net.nodes[row.index].path, row.name, "warning"))
-    report = Report(net.name, src.file, shape0, dtype or h.dtype, optimizer, rows, list(net.outputs), warnings)
+    report = Report(net.name, src.file, shape0, dtype or h.dtype, optimizer, rows, list(net.outputs), warnings, net)
     report.compute_totals(last_use)
     return report
 

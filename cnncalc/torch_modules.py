@@ -1,0 +1,160 @@
+"""Small faithful torch modules for layer kinds torch.nn lacks. Imported only by the backend."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
+
+
+class Pad(nn.Module):
+    """Asymmetric padding: pads = ((before, after) per spatial axis, first axis first)."""
+
+    def __init__(self, pads, mode: str = "zeros"):
+        super().__init__()
+        self.flat = [p for pair in reversed(pads) for p in pair]  # F.pad wants the last axis first
+        self.mode = _MODES[mode]
+
+    def forward(self, x):
+        return F.pad(x, self.flat, mode=self.mode)
+
+
+def Named(**modules: nn.Module) -> nn.Sequential:  # noqa: N802 - reads like a class
+    """A Sequential whose children keep the given names (so weights are 'depthwise.weight', …)."""
+    return nn.Sequential(OrderedDict(modules))
+
+
+class Add(nn.Module):
+    def forward(self, *xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Mul(nn.Module):
+    def forward(self, *xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out * x
+        return out
+
+
+class Concat(nn.Module):
+    def __init__(self, dim: int = 1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, *xs):
+        return torch.cat(xs, self.dim)
+
+
+class LocallyConnected2d(nn.Module):
+    """Unshared convolution via unfold: a separate (C_out × C_in·∏K) filter at each position."""
+
+    def __init__(self, c_in, c_out, kernel, stride, padding, dilation, out_size, bias=True):
+        super().__init__()
+        self.kernel, self.stride, self.padding, self.dilation = kernel, stride, padding, dilation
+        self.out_size = tuple(out_size)
+        positions = self.out_size[0] * self.out_size[1]
+        k = c_in * kernel[0] * kernel[1]
+        self.weight = nn.Parameter(torch.randn(positions, c_out, k) / k ** 0.5)
+        self.bias = nn.Parameter(torch.zeros(c_out, *self.out_size)) if bias else None
+
+    def forward(self, x):
+        cols = F.unfold(x, self.kernel, self.dilation, self.padding, self.stride)  # (N, K, L)
+        out = torch.bmm(cols.permute(2, 0, 1), self.weight.transpose(1, 2))       # (L, N, C_out)
+        out = out.permute(1, 2, 0).reshape(x.shape[0], -1, *self.out_size)
+        return out + self.bias if self.bias is not None else out
+
+
+class TiledConv2d(nn.Module):
+    """Tiled convolution: output position (y, x) uses filter bank (y mod T_h, x mod T_w)."""
+
+    def __init__(self, c_in, c_out, kernel, stride, padding, dilation, tile, bias=True):
+        super().__init__()
+        self.kernel, self.stride, self.padding, self.dilation, self.tile = kernel, stride, padding, dilation, tile
+        k = c_in * kernel[0] * kernel[1]
+        self.weight = nn.Parameter(torch.randn(*tile, c_out, k) / k ** 0.5)
+        self.bias = nn.Parameter(torch.zeros(c_out)) if bias else None
+
+    def forward(self, x):
+        n = x.shape[0]
+        h, w = [(s + 2 * p - d * (k - 1) - 1) // st + 1 for s, p, d, k, st in
+                zip(x.shape[2:], self.padding, self.dilation, self.kernel, self.stride)]
+        cols = F.unfold(x, self.kernel, self.dilation, self.padding, self.stride).reshape(n, -1, h, w)
+        out = x.new_zeros(n, self.weight.shape[2], h, w)
+        for a in range(min(self.tile[0], h)):
+            for b in range(min(self.tile[1], w)):
+                sub = cols[:, :, a::self.tile[0], b::self.tile[1]]
+                res = torch.matmul(self.weight[a, b], sub.reshape(n, sub.shape[1], -1))
+                out[:, :, a::self.tile[0], b::self.tile[1]] = res.reshape(n, -1, *sub.shape[2:])
+        return out + self.bias.view(1, -1, 1, 1) if self.bias is not None else out
+
+
+class DeformConv2d(nn.Module):
+    """Deformable convolution (DCNv1, or DCNv2 with `modulated`) in pure torch, with
+    torchvision.ops.deform_conv2d's semantics: offsets laid out as (offset_groups, ∏K, (dy, dx)),
+    bilinear sampling with zeros outside the input; the offset branch is a conv2d."""
+
+    def __init__(self, c_in, c_out, kernel, stride, padding, dilation, groups=1, offset_groups=1,
+                 bias=True, modulated=False):
+        super().__init__()
+        self.kernel, self.stride, self.padding, self.dilation = kernel, stride, padding, dilation
+        self.groups, self.offset_groups, self.modulated = groups, offset_groups, modulated
+        k = kernel[0] * kernel[1]
+        self.weight = nn.Parameter(torch.randn(c_out, c_in // groups, *kernel) / (c_in // groups * k) ** 0.5)
+        self.bias = nn.Parameter(torch.zeros(c_out)) if bias else None
+        self.offset = nn.Conv2d(c_in, (3 if modulated else 2) * offset_groups * k, kernel, stride, padding, dilation)
+        nn.init.zeros_(self.offset.weight)
+        nn.init.zeros_(self.offset.bias)
+
+    def split(self, x):
+        o = self.offset(x)
+        k = self.kernel[0] * self.kernel[1]
+        n_off = 2 * self.offset_groups * k
+        mask = torch.sigmoid(o[:, n_off:]) if self.modulated else None
+        return o[:, :n_off], mask
+
+    def forward(self, x):
+        offset, mask = self.split(x)
+        return deform_conv2d(x, offset, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                             mask, self.groups, self.offset_groups)
+
+
+def deform_conv2d(x, offset, weight, bias, stride, padding, dilation, mask, groups, offset_groups):
+    """Functional deformable convolution; columns by bilinear gathering, then one matmul per group."""
+    n, c, h, w = x.shape
+    kh, kw = weight.shape[2:]
+    k = kh * kw
+    ho, wo = offset.shape[2:]
+    og = offset_groups
+    dev, dt = x.device, x.dtype
+    ky, kx = torch.meshgrid(torch.arange(kh, device=dev), torch.arange(kw, device=dev), indexing="ij")
+    oy = torch.arange(ho, device=dev) * stride[0] - padding[0]
+    ox = torch.arange(wo, device=dev) * stride[1] - padding[1]
+    base_y = (oy.view(1, ho, 1) + (ky.reshape(k, 1, 1) * dilation[0])).to(dt)   # (K, Ho, 1)
+    base_x = (ox.view(1, 1, wo) + (kx.reshape(k, 1, 1) * dilation[1])).to(dt)   # (K, 1, Wo)
+    off = offset.view(n, og, k, 2, ho, wo)
+    py = base_y + off[:, :, :, 0]                                                 # (N, og, K, Ho, Wo)
+    px = base_x + off[:, :, :, 1]
+    y0, x0 = torch.floor(py), torch.floor(px)
+    ly, lx = py - y0, px - x0
+    inside = (py > -1) & (py < h) & (px > -1) & (px < w)
+    flat = x.view(n, og, c // og, h * w)
+    cols = x.new_zeros(n, og, c // og, k * ho * wo)
+    for dy, dx, wt in ((0, 0, (1 - ly) * (1 - lx)), (0, 1, (1 - ly) * lx), (1, 0, ly * (1 - lx)), (1, 1, ly * lx)):
+        yi, xi = y0 + dy, x0 + dx
+        valid = inside & (yi >= 0) & (yi <= h - 1) & (xi >= 0) & (xi <= w - 1)
+        idx = (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1)).long().view(n, og, 1, -1).expand(-1, -1, c // og, -1)
+        cols = cols + torch.gather(flat, 3, idx) * (wt * valid).view(n, og, 1, -1)
+    cols = cols.view(n, og, c // og, k, ho * wo)
+    if mask is not None:
+        cols = cols * mask.view(n, og, 1, k, ho * wo)
+    cols = cols.reshape(n, groups, (c // groups) * k, ho * wo)
+    out = torch.matmul(weight.view(groups, -1, (c // groups) * k), cols)          # (N, g, C_out/g, L)
+    out = out.reshape(n, -1, ho, wo)
+    return out + bias.view(1, -1, 1, 1) if bias is not None else out
