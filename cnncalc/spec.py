@@ -65,7 +65,8 @@ class BlockUse(_Strict):
     args: dict[Name, Any] = {}
     repeat: Annotated[int, Field(ge=1, le=MAX_LAYERS)] = 1
     first: FirstOverride | None = None
-    """Other block and/or args for the first repetition (a strided or projecting stage entry)."""
+    """Other block and/or args for the first repetition (a strided or projecting stage entry);
+    a different first block receives only those of `args` it declares."""
     inputs: Annotated[list[Name], Field(min_length=1, max_length=1)] | None = None
     share: Name | None = None
     """Reuse the weights of an earlier use of the same block (Siamese branches)."""
@@ -348,8 +349,11 @@ class _Expander:
             first = r == 0 and use.first is not None
             bname = use.first.block if first and use.first.block else use.block
             block = self.header.blocks[bname]
-            args = {**block.args, **use.args, **(use.first.args if first else {})}
-            unknown = [a for a in {**use.args, **(use.first.args if first else {})} if a not in block.args]
+            base = use.args
+            if first and use.first.block:  # a different entry block takes only the args it knows
+                base = {k: v for k, v in use.args.items() if k in block.args}
+            args = {**block.args, **base, **(use.first.args if first else {})}
+            unknown = [a for a in {**base, **(use.first.args if first else {})} if a not in block.args]
             missing = [a for a, v in args.items() if v is None]
             if unknown or missing:
                 msg = "; ".join(([f"block '{bname}' has no argument {', '.join(map(repr, unknown))} (it takes: "
