@@ -11,7 +11,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
-from math import ceil, prod
+from math import ceil, gcd, prod
 from types import SimpleNamespace
 from typing import Any
 
@@ -357,11 +357,12 @@ def probe_rf(report: Report, indices: list[int], t, device=None) -> dict[int, tu
     device = device or torch.device("cpu")
     net: Network = report.network
     results: dict[int, tuple | str] = {}
+    periods = field_periods(report)
+    budget = min(2 * 2**30, (available_memory(torch, device) or 2**33) // 4)
     for idx in indices:
         row = report.layers[idx]
         rf = row.receptive_field
-        dens = [r.jump.denominator for r in rf]
-        steps = max(dens) + 1
+        steps = periods[idx] + 1
         need = [ceil(r.size) + 2 * ceil(abs(r.start)) + 2 * ceil(r.jump) * (steps + 2) + 8 for r in rf]
         quantum = max(1, max(int(ceil(r.jump)) for r in rf))
         sizes = tuple(max(h, -(-n // quantum) * quantum) for h, n in zip(report.input_shape[2:], need))
@@ -371,13 +372,18 @@ def probe_rf(report: Report, indices: list[int], t, device=None) -> dict[int, tu
         except CnnError as exc:
             results[idx] = f"not probed: the network does not fit a {'x'.join(map(str, sizes))} input ({exc.problems[0].message})"
             continue
-        if prod(rep.input_shape) * 8 * 4 > 4 * 2**30:
-            results[idx] = "not probed: the probe input would need more than 4 GiB"
+        if 2 * rep.totals["activation_bytes"] > budget:
+            results[idx] = (f"not probed: the probe needs about {2 * rep.totals['activation_bytes'] / 2**30:.1f} GiB "
+                            f"(budget {budget / 2**30:.1f} GiB)")
             continue
         model = build_model(rep, t).to(device=device, dtype=torch.float64)
         linearise(model, t)
         x = torch.ones(rep.input_shape, dtype=torch.float64, device=device, requires_grad=True)
-        out = model(x, stop=idx)
+        try:
+            out = model(x, stop=idx)
+        except RuntimeError as exc:  # out of memory on an unusual device: report, do not crash
+            results[idx] = f"not probed: {str(exc).splitlines()[0][:120]}"
+            continue
         prf = rep.layers[idx].receptive_field
         centre = [min(max(0, int((Fraction(s, 2) - r.start) / r.jump) - steps // 2), o - steps)
                   for s, r, o in zip(sizes, prf, out.shape[2:])]
@@ -399,11 +405,31 @@ def probe_rf(report: Report, indices: list[int], t, device=None) -> dict[int, tu
                 nz = torch.nonzero(prof[b] > 0).flatten()
                 firsts.append(int(nz[0]))
                 extents.append(int(nz[-1]) - int(nz[0]) + 1)
-            den = r.jump.denominator
             sizes_m.append(max(extents))
-            jumps_m.append(Fraction(firsts[den] - firsts[0], den))
+            jumps_m.append(Fraction(firsts[-1] - firsts[0], steps - 1))
         results[idx] = (tuple(sizes_m), tuple(jumps_m))
     return results
+
+
+def field_periods(report: Report) -> list[int]:
+    """After upsampling (transposed conv, resize) neighbouring units' fields move unevenly:
+    the pattern repeats every P units, P the product of the up-factors on the way (capped).
+    The probe measures P + 1 units so that the average jump is exact."""
+    period = {"input": 1}
+    out = []
+    for row in report.layers:
+        p = 1
+        for i in row.inputs:
+            p = p * period.get(i, 1) // gcd(p, period.get(i, 1))
+        before = [report.layer(i).receptive_field for i in row.inputs if i != "input"]
+        if row.receptive_field and before and before[0]:
+            for r_in, r_out in zip(before[0], row.receptive_field):
+                p *= (r_out.jump / r_in.jump).denominator
+        p = min(p, 64)
+        period[row.name] = p
+        den = max((r.jump.denominator for r in row.receptive_field or ()), default=1)
+        out.append(p * den // gcd(p, den))
+    return out
 
 
 # ---- memory ----------------------------------------------------------------------------------

@@ -126,8 +126,9 @@ class Layer(BaseModel):
         return largest(fields)
 
     def note(self, ctx: Ctx) -> str | None:
-        """How the output size came about, quoted by later checks (e.g. flatten's product)."""
-        return None
+        """How the output size came about, quoted by later checks (e.g. flatten's product);
+        shape-preserving layers pass their input's note on."""
+        return ctx.notes[0] if ctx.notes and ctx.out == ctx.x else None
 
     def warnings(self, ctx: Ctx) -> list[str]:
         return []

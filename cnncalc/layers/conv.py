@@ -82,7 +82,7 @@ class _Window:
         for a, (size, k, s, (pl, pr), d) in enumerate(zip(ctx.x[2:], self.kernel_size, self.stride,  # type: ignore[attr-defined]
                                                            self.pads(ctx), self.dilation)):  # type: ignore[attr-defined]
             lost = dropped_by_floor(size, k, s, pl + pr, d) - pr
-            if lost > 0:
+            if lost > 0 and d * (k - 1) + 1 >= s:  # a kernel smaller than its stride subsamples by design
                 msgs.append(f"{lost} {_END[self.dims][a]} never reach any output: "
                             f"({size} + {pl + pr} − {d * (k - 1) + 1}) is not a multiple of stride {s}")
         return msgs

@@ -85,7 +85,7 @@ class PoolNd(Layer):
         for a, (h, k, s, p, d, o) in enumerate(zip(ctx.x[2:], self.kernel_size, self.strides, self.padding,
                                                     self.dilations, ctx.out[2:])):
             lost = h + p - ((o - 1) * s + d * (k - 1) + 1)
-            if lost > 0:
+            if lost > 0 and d * (k - 1) + 1 >= s:
                 msgs.append(f"{lost} {_END[self.dims][a]} never reach any output: ({h} + {2 * p} − "
                             f"{d * (k - 1) + 1}) is not a multiple of stride {s}")
         return msgs
