@@ -291,6 +291,7 @@ def linearise(model, t) -> None:
                     p.fill_(1.0 / max(1, p[0].numel()))
                 else:
                     p.zero_()
+        for module in model.modules():  # after the fill above, which also reached the offset convs
             if isinstance(module, t.ext.DeformConv2d):
                 module.offset.weight.zero_()
 
@@ -330,18 +331,28 @@ class WindowSum:
         return _WindowSum()
 
 
+def probeable(report: Report) -> list[int]:
+    """Rows whose field is defined and independent of the input size (no adaptive pooling,
+    resize-to-size or fixed normalized_shape on the way), so an enlarged input can show it."""
+    net, blocked, out = report.network, set(), []
+    for row in report.layers:
+        if (row.receptive_field is None or net.nodes[row.index].layer.rf_size_dependent
+                or any(i in blocked for i in row.inputs)):
+            blocked.add(row.name)
+        else:
+            out.append(row.index)
+    return out
+
+
 def probe_rows(report: Report, limit: int = 40) -> list[int]:
     """Rows worth probing: those whose field changes, before anything size-dependent; if there
     are too many, the ones where the jump changes plus the last one."""
-    net = report.network
     rows = []
-    for row in report.layers:
-        layer = net.nodes[row.index].layer
-        if row.receptive_field is None or layer.rf_size_dependent:
-            break
+    for idx in probeable(report):
+        row = report.layers[idx]
         prev = [report.layer(i).receptive_field for i in row.inputs if i != "input"]
         if not prev or any(p != row.receptive_field for p in prev):
-            rows.append(row.index)
+            rows.append(idx)
     if len(rows) > limit:
         keep = [i for k, i in enumerate(rows) if k == len(rows) - 1 or
                 [r.jump for r in report.layers[i].receptive_field] !=
@@ -362,7 +373,8 @@ def probe_rf(report: Report, indices: list[int], t, device=None) -> dict[int, tu
     for idx in indices:
         row = report.layers[idx]
         rf = row.receptive_field
-        steps = periods[idx] + 1
+        period = periods[idx]
+        steps = 2 * period + 1  # two full periods: some units may see nothing (checkerboard)
         need = [ceil(r.size) + 2 * ceil(abs(r.start)) + 2 * ceil(r.jump) * (steps + 2) + 8 for r in rf]
         quantum = max(1, max(int(ceil(r.jump)) for r in rf))
         sizes = tuple(max(h, -(-n // quantum) * quantum) for h, n in zip(report.input_shape[2:], need))
@@ -400,13 +412,16 @@ def probe_rf(report: Report, indices: list[int], t, device=None) -> dict[int, tu
         for a, r in enumerate(prf):
             other = tuple(d for d in range(1, g.dim()) if d != a + 1)
             prof = g.sum(dim=other) if other else g
-            firsts, extents = [], []
+            firsts: dict[int, int] = {}
+            extents = [0]
             for b in range(steps):
                 nz = torch.nonzero(prof[b] > 0).flatten()
-                firsts.append(int(nz[0]))
-                extents.append(int(nz[-1]) - int(nz[0]) + 1)
+                if len(nz):
+                    firsts[b] = int(nz[0])
+                    extents.append(int(nz[-1]) - int(nz[0]) + 1)
+            b0 = min(firsts, default=0)
             sizes_m.append(max(extents))
-            jumps_m.append(Fraction(firsts[-1] - firsts[0], steps - 1))
+            jumps_m.append(Fraction(firsts[b0 + period] - firsts[b0], period) if b0 + period in firsts else Fraction(0))
         results[idx] = (tuple(sizes_m), tuple(jumps_m))
     return results
 

@@ -130,6 +130,10 @@ class LayerNorm(_Norm):
             raise ValueError(f"expected a positive integer or a list of them, received {v!r}")
         return tuple(items)
 
+    @property
+    def rf_size_dependent(self) -> bool:  # type: ignore[override]
+        return self.normalized_shape is not None  # explicit sizes pin the input size
+
     def axes(self, ctx: Ctx) -> tuple[int, ...]:
         return self.normalized_shape or ctx.x[1:]
 

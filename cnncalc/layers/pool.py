@@ -144,7 +144,8 @@ class LPPoolNd(PoolNd):
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         cls = getattr(t.nn, f"LPPool{self.dims}d")
-        return cls(self.norm_type, self.kernel_size, self.strides, self.ceil_mode)
+        k, s = (self.kernel_size[0], self.strides[0]) if self.dims == 1 else (self.kernel_size, self.strides)
+        return cls(self.norm_type, k, s, self.ceil_mode)
 
 
 class MaxPool1d(MaxPoolNd):

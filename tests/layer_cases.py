@@ -1,0 +1,193 @@
+"""Per-layer cases: a tiny network whose last layer is the one under test, and that layer's
+expected numbers written as hand arithmetic (never copied from cnncalc's output).
+
+Each case: (id, input without batch, batch, layers, expected) with expected keys
+shape (with batch), params, macs, and optionally ew (element-wise ops) and buffers.
+"""
+from __future__ import annotations
+
+C = dict  # readability: C(type="conv2d", ...) is one layer
+
+CASES = [
+    # ---- convolution ----------------------------------------------------------------------
+    ("conv2d", (3, 32, 32), 2, [C(type="conv2d", out_channels=8, kernel_size=3)],
+     dict(shape=(2, 8, 30, 30), params=8 * 3 * 3 * 3 + 8, macs=2 * 8 * 30 * 30 * 3 * 3 * 3, ew=2 * 8 * 30 * 30)),
+    ("conv2d-stride-pad-dilation", (4, 17, 17), 1,
+     [C(type="conv2d", out_channels=16, kernel_size=3, stride=2, padding=2, dilation=2)],
+     # ⌊(17 + 4 − 2·2 − 1)/2⌋ + 1 = 9
+     dict(shape=(1, 16, 9, 9), params=16 * 4 * 9 + 16, macs=16 * 9 * 9 * 4 * 9)),
+    ("conv2d-groups", (4, 10, 10), 1, [C(type="conv2d", out_channels=8, kernel_size=3, padding=1, groups=2)],
+     dict(shape=(1, 8, 10, 10), params=8 * 2 * 9 + 8, macs=8 * 100 * 2 * 9)),
+    ("conv2d-depthwise", (3, 8, 8), 1, [C(type="conv2d", out_channels=6, kernel_size=3, groups=3, bias=False)],
+     dict(shape=(1, 6, 6, 6), params=6 * 1 * 9, macs=6 * 36 * 9, ew=0)),
+    ("conv2d-asymmetric-reflect", (2, 9, 9), 1,
+     [C(type="conv2d", out_channels=4, kernel_size=[3, 5], padding=[[1, 0], [2, 2]], padding_mode="reflect")],
+     # H: 9 + 1 − 3 + 1 = 8;  W: 9 + 4 − 5 + 1 = 9
+     dict(shape=(1, 4, 8, 9), params=4 * 2 * 15 + 4, macs=4 * 8 * 9 * 2 * 15)),
+    ("conv2d-same-even-circular", (2, 8, 8), 1,
+     [C(type="conv2d", out_channels=4, kernel_size=4, padding="same", padding_mode="circular")],
+     dict(shape=(1, 4, 8, 8), params=4 * 2 * 16 + 4, macs=4 * 64 * 2 * 16)),
+    ("conv2d-valid-replicate", (1, 5, 5), 1,
+     [C(type="conv2d", out_channels=3, kernel_size=2, padding="valid", bias=False, padding_mode="replicate")],
+     dict(shape=(1, 3, 4, 4), params=3 * 4, macs=3 * 16 * 4)),
+    ("conv2d-per-axis", (2, 12, 10), 1,
+     [C(type="conv2d", out_channels=2, kernel_size=[3, 1], stride=[2, 1], padding=[1, 0], dilation=[2, 1])],
+     # H: ⌊(12 + 2 − 4 − 1)/2⌋ + 1 = 5;  W: 10
+     dict(shape=(1, 2, 5, 10), params=2 * 2 * 3 + 2, macs=2 * 50 * 2 * 3)),
+    ("conv1d", (3, 50), 2, [C(type="conv1d", out_channels=4, kernel_size=5, stride=2, padding=1)],
+     # ⌊(50 + 2 − 5)/2⌋ + 1 = 24
+     dict(shape=(2, 4, 24), params=4 * 3 * 5 + 4, macs=2 * 4 * 24 * 3 * 5)),
+    ("conv3d", (2, 8, 16, 16), 1, [C(type="conv3d", out_channels=4, kernel_size=3, stride=[1, 2, 2], padding=1)],
+     dict(shape=(1, 4, 8, 8, 8), params=4 * 2 * 27 + 4, macs=4 * 8 * 8 * 8 * 2 * 27)),
+    ("conv_transpose2d", (8, 5, 5), 1,
+     [C(type="conv_transpose2d", out_channels=4, kernel_size=3, stride=2, padding=1, output_padding=1)],
+     # (5 − 1)·2 − 2 + 2 + 1 + 1 = 10; MACs = C_in·H·W·(C_out/g)·K², not ×stride²
+     dict(shape=(1, 4, 10, 10), params=8 * 4 * 9 + 4, macs=8 * 25 * 4 * 9)),
+    ("conv_transpose2d-groups-dilation", (4, 4, 4), 1,
+     [C(type="conv_transpose2d", out_channels=6, kernel_size=3, stride=2, groups=2, dilation=2)],
+     # (4 − 1)·2 + 2·2 + 1 = 11
+     dict(shape=(1, 6, 11, 11), params=4 * 3 * 9 + 6, macs=4 * 16 * 3 * 9)),
+    ("conv_transpose1d", (3, 10), 1, [C(type="conv_transpose1d", out_channels=2, kernel_size=4, stride=2, padding=1)],
+     dict(shape=(1, 2, 20), params=3 * 2 * 4 + 2, macs=3 * 10 * 2 * 4)),
+    ("conv_transpose3d", (3, 2, 3, 4), 1, [C(type="conv_transpose3d", out_channels=2, kernel_size=2, stride=2)],
+     dict(shape=(1, 2, 4, 6, 8), params=3 * 2 * 8 + 2, macs=3 * 24 * 2 * 8)),
+    ("deform_conv2d", (2, 6, 6), 1, [C(type="deform_conv2d", out_channels=4, kernel_size=3, padding=1)],
+     # main 4·2·9 + 4; offset conv 2 → 2·9 = 18 channels: 18·2·9 + 18
+     dict(shape=(1, 4, 6, 6), params=4 * 2 * 9 + 4 + 18 * 2 * 9 + 18, macs=36 * 9 * (4 * 2 + 18 * 2))),
+    ("deform_conv2d-modulated-groups", (4, 5, 5), 1,
+     [C(type="deform_conv2d", out_channels=4, kernel_size=3, padding=1, groups=2, offset_groups=2, modulated=True,
+        bias=False)],
+     # offsets + masks: 3·2·9 = 54 channels
+     dict(shape=(1, 4, 5, 5), params=4 * 2 * 9 + 54 * 4 * 9 + 54, macs=25 * 9 * (4 * 2 + 54 * 4))),
+    ("separable_conv2d", (3, 6, 6), 1,
+     [C(type="separable_conv2d", out_channels=8, kernel_size=3, padding=1, depth_multiplier=2)],
+     # depthwise 6·1·9, pointwise 8·6 + 8
+     dict(shape=(1, 8, 6, 6), params=6 * 9 + 8 * 6 + 8, macs=36 * 6 * 9 + 36 * 8 * 6)),
+    ("spatial_separable_conv2d", (2, 7, 7), 1,
+     [C(type="spatial_separable_conv2d", out_channels=4, kernel_size=3, stride=2, padding=1)],
+     # 3×1 stride (2,1): 4×7; then 1×3 stride (1,2): 4×4
+     dict(shape=(1, 4, 4, 4), params=4 * 2 * 3 + 4 + 4 * 4 * 3 + 4, macs=4 * 4 * 7 * 2 * 3 + 4 * 4 * 4 * 4 * 3)),
+    ("locally_connected2d", (3, 5, 5), 1, [C(type="locally_connected2d", out_channels=2, kernel_size=3)],
+     # one 2 × 27 filter per output position (9 positions) + a bias per output element
+     dict(shape=(1, 2, 3, 3), params=9 * 2 * 27 + 2 * 9, macs=2 * 9 * 27)),
+    ("tiled_conv2d", (3, 5, 5), 1, [C(type="tiled_conv2d", out_channels=2, kernel_size=2, tile_size=2)],
+     dict(shape=(1, 2, 4, 4), params=2 * 2 * 2 * 12 + 2, macs=2 * 16 * 12)),
+    # ---- pooling ----------------------------------------------------------------------------
+    ("maxpool2d", (2, 9, 9), 1, [C(type="maxpool2d", kernel_size=3, stride=2, padding=1)],
+     dict(shape=(1, 2, 5, 5), params=0, macs=0, ew=2 * 25 * 9)),
+    ("maxpool2d-ceil", (1, 8, 8), 1, [C(type="maxpool2d", kernel_size=3, stride=2, ceil_mode=True)],
+     # ⌈(8 − 3)/2⌉ + 1 = 4 (floor would give 3)
+     dict(shape=(1, 1, 4, 4), params=0, macs=0)),
+    ("maxpool2d-ceil-drops-window-in-padding", (1, 5, 5), 1,
+     [C(type="maxpool2d", kernel_size=2, stride=2, padding=1, ceil_mode=True)],
+     # ⌈(5 + 2 − 2)/2⌉ + 1 = 4, but window 4 would start at 6 ≥ 5 + 1: dropped → 3
+     dict(shape=(1, 1, 3, 3), params=0, macs=0)),
+    ("maxpool2d-dilation", (1, 6, 6), 1, [C(type="maxpool2d", kernel_size=2, stride=1, dilation=2)],
+     dict(shape=(1, 1, 4, 4), params=0, macs=0)),
+    ("maxpool1d", (3, 9), 1, [C(type="maxpool1d", kernel_size=2)], dict(shape=(1, 3, 4), params=0, macs=0)),
+    ("maxpool3d", (1, 4, 4, 4), 1, [C(type="maxpool3d", kernel_size=2)], dict(shape=(1, 1, 2, 2, 2), params=0, macs=0)),
+    ("avgpool2d", (2, 7, 7), 1,
+     [C(type="avgpool2d", kernel_size=2, stride=2, padding=1, ceil_mode=True, count_include_pad=False)],
+     # ⌈7/2⌉ + 1 = 5, the last window starts at 8 ≥ 7 + 1: dropped → 4
+     dict(shape=(1, 2, 4, 4), params=0, macs=0, ew=2 * 16 * 4)),
+    ("avgpool1d", (2, 10), 1, [C(type="avgpool1d", kernel_size=3, stride=2)], dict(shape=(1, 2, 4), params=0, macs=0)),
+    ("avgpool3d", (1, 4, 6, 6), 1, [C(type="avgpool3d", kernel_size=[2, 3, 3])],
+     dict(shape=(1, 1, 2, 2, 2), params=0, macs=0)),
+    ("lppool2d", (3, 6, 6), 1, [C(type="lppool2d", norm_type=2, kernel_size=2)],
+     dict(shape=(1, 3, 3, 3), params=0, macs=0, ew=27 * (4 + 2))),
+    ("lppool1d", (2, 9), 1, [C(type="lppool1d", norm_type=3, kernel_size=3, stride=2)],
+     dict(shape=(1, 2, 4), params=0, macs=0)),
+    ("adaptive_avgpool2d", (2, 7, 7), 1, [C(type="adaptive_avgpool2d", output_size=3)],
+     # windows [0,3) [2,5) [4,7): width 3
+     dict(shape=(1, 2, 3, 3), params=0, macs=0, ew=18 * 9)),
+    ("adaptive_maxpool2d", (1, 5, 6), 1, [C(type="adaptive_maxpool2d", output_size=[2, None])],
+     dict(shape=(1, 1, 2, 6), params=0, macs=0, ew=12 * 3 * 1)),
+    ("adaptive_avgpool1d", (2, 10), 1, [C(type="adaptive_avgpool1d", output_size=4)], dict(shape=(1, 2, 4), params=0, macs=0)),
+    ("adaptive_maxpool1d", (2, 9), 1, [C(type="adaptive_maxpool1d", output_size=3)], dict(shape=(1, 2, 3), params=0, macs=0)),
+    ("adaptive_avgpool3d", (1, 4, 4, 4), 1, [C(type="adaptive_avgpool3d", output_size=2)],
+     dict(shape=(1, 1, 2, 2, 2), params=0, macs=0)),
+    ("adaptive_maxpool3d", (1, 4, 5, 6), 1, [C(type="adaptive_maxpool3d", output_size=[1, 2, 3])],
+     dict(shape=(1, 1, 1, 2, 3), params=0, macs=0)),
+    ("global_avgpool", (8, 5, 5), 1, [C(type="global_avgpool")], dict(shape=(1, 8, 1, 1), params=0, macs=0, ew=200)),
+    ("global_maxpool", (4, 3, 3, 3), 1, [C(type="global_maxpool", keepdims=False)], dict(shape=(1, 4), params=0, macs=0)),
+    # ---- normalisation ----------------------------------------------------------------------
+    ("batchnorm2d", (8, 4, 4), 2, [C(type="batchnorm2d")],
+     dict(shape=(2, 8, 4, 4), params=2 * 8, buffers=2 * 8 + 1, macs=0, ew=2 * 256)),
+    ("batchnorm2d-plain", (8, 4, 4), 2, [C(type="batchnorm2d", affine=False, track_running_stats=False)],
+     dict(shape=(2, 8, 4, 4), params=0, buffers=0, macs=0)),
+    ("batchnorm1d", (10,), 4, [C(type="batchnorm1d")], dict(shape=(4, 10), params=20, buffers=21, macs=0)),
+    ("batchnorm3d", (3, 2, 2, 2), 2, [C(type="batchnorm3d")], dict(shape=(2, 3, 2, 2, 2), params=6, buffers=7, macs=0)),
+    ("instancenorm2d", (4, 5, 5), 2, [C(type="instancenorm2d")], dict(shape=(2, 4, 5, 5), params=0, buffers=0, macs=0)),
+    ("instancenorm1d", (3, 7), 2, [C(type="instancenorm1d", affine=True, track_running_stats=True)],
+     dict(shape=(2, 3, 7), params=6, buffers=7, macs=0)),
+    ("instancenorm3d", (2, 3, 3, 3), 2, [C(type="instancenorm3d", affine=True)],
+     dict(shape=(2, 2, 3, 3, 3), params=4, buffers=0, macs=0)),
+    ("layernorm", (4, 5, 5), 2, [C(type="layernorm")], dict(shape=(2, 4, 5, 5), params=2 * 100, macs=0)),
+    ("layernorm-last-axis", (4, 5, 5), 2, [C(type="layernorm", normalized_shape=5, bias=False)],
+     dict(shape=(2, 4, 5, 5), params=5, macs=0)),
+    ("groupnorm", (6, 4, 4), 1, [C(type="groupnorm", num_groups=2)], dict(shape=(1, 6, 4, 4), params=12, macs=0)),
+    ("local_response_norm", (8, 4, 4), 1, [C(type="local_response_norm", size=5)],
+     dict(shape=(1, 8, 4, 4), params=0, macs=0, ew=(5 + 3) * 128)),
+    # ---- activations and regularisation ------------------------------------------------------
+    *[(t, (3, 4, 4), 1, [C(type=t)], dict(shape=(1, 3, 4, 4), params=0, macs=0, ew=48))
+      for t in ("relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid",
+                "softmax", "log_softmax")],
+    ("prelu", (3, 4, 4), 1, [C(type="prelu")], dict(shape=(1, 3, 4, 4), params=1, macs=0)),
+    ("prelu-channels", (3, 4, 4), 1, [C(type="prelu", num_parameters="channels")], dict(shape=(1, 3, 4, 4), params=3, macs=0)),
+    *[(t, (2, 4, 4, 4) if t == "dropout3d" else (2, 4) if t == "dropout1d" else (2, 4, 4), 1, [C(type=t, p=0.3)],
+       dict(shape=(1, 2, 4, 4, 4) if t == "dropout3d" else (1, 2, 4) if t == "dropout1d" else (1, 2, 4, 4),
+            params=0, macs=0, ew=0))
+      for t in ("dropout", "dropout1d", "dropout2d", "dropout3d")],
+    # ---- reshaping, linear, resampling, padding ------------------------------------------------
+    ("identity", (3, 4, 4), 1, [C(type="identity")], dict(shape=(1, 3, 4, 4), params=0, macs=0)),
+    ("flatten", (3, 4, 5), 2, [C(type="flatten")], dict(shape=(2, 60), params=0, macs=0)),
+    ("flatten-spatial", (3, 4, 5), 2, [C(type="flatten", start_dim=2)], dict(shape=(2, 3, 20), params=0, macs=0)),
+    ("linear", (10,), 2, [C(type="linear", out_features=5)], dict(shape=(2, 5), params=10 * 5 + 5, macs=2 * 10 * 5, ew=10)),
+    ("linear-nd", (3, 7, 10), 2, [C(type="linear", out_features=5, bias=False)],
+     # every leading axis multiplies: 2·3·7 rows of 10 → 5
+     dict(shape=(2, 3, 7, 5), params=50, macs=2 * 3 * 7 * 10 * 5)),
+    ("upsample-nearest", (2, 3, 4), 1, [C(type="upsample", scale_factor=2)], dict(shape=(1, 2, 6, 8), params=0, macs=0, ew=0)),
+    ("upsample-nearest-fraction", (2, 3, 4), 1, [C(type="upsample", scale_factor=1.5)],
+     dict(shape=(1, 2, 4, 6), params=0, macs=0)),
+    ("upsample-bilinear-size", (2, 3, 4), 1, [C(type="upsample", size=[5, 7], mode="bilinear")],
+     dict(shape=(1, 2, 5, 7), params=0, macs=0, ew=70 * (4 * 2 - 1))),
+    ("upsample-bilinear-align", (2, 4, 4), 1, [C(type="upsample", scale_factor=2, mode="bilinear", align_corners=True)],
+     dict(shape=(1, 2, 8, 8), params=0, macs=0)),
+    ("upsample-linear", (2, 5), 1, [C(type="upsample", scale_factor=3, mode="linear")], dict(shape=(1, 2, 15), params=0, macs=0)),
+    ("upsample-trilinear", (1, 2, 2, 2), 1, [C(type="upsample", scale_factor=2, mode="trilinear")],
+     dict(shape=(1, 1, 4, 4, 4), params=0, macs=0)),
+    ("zero_pad2d", (1, 5, 5), 1, [C(type="zero_pad2d", padding=[1, 2, 3, 4])],
+     # [left, right, top, bottom]: W 5 + 3, H 5 + 7
+     dict(shape=(1, 1, 12, 8), params=0, macs=0)),
+    ("zero_pad1d", (2, 5), 1, [C(type="zero_pad1d", padding=[0, 3])], dict(shape=(1, 2, 8), params=0, macs=0)),
+    ("zero_pad3d", (1, 2, 2, 2), 1, [C(type="zero_pad3d", padding=1)], dict(shape=(1, 1, 4, 4, 4), params=0, macs=0)),
+    ("reflection_pad1d", (2, 5), 1, [C(type="reflection_pad1d", padding=2)], dict(shape=(1, 2, 9), params=0, macs=0)),
+    ("reflection_pad2d", (1, 4, 4), 1, [C(type="reflection_pad2d", padding=[1, 1, 2, 0])], dict(shape=(1, 1, 6, 6), params=0, macs=0)),
+    ("reflection_pad3d", (1, 3, 3, 3), 1, [C(type="reflection_pad3d", padding=1)], dict(shape=(1, 1, 5, 5, 5), params=0, macs=0)),
+    ("replication_pad1d", (2, 5), 1, [C(type="replication_pad1d", padding=3)], dict(shape=(1, 2, 11), params=0, macs=0)),
+    ("replication_pad2d", (1, 4, 4), 1, [C(type="replication_pad2d", padding=2)], dict(shape=(1, 1, 8, 8), params=0, macs=0)),
+    ("replication_pad3d", (1, 2, 2, 2), 1, [C(type="replication_pad3d", padding=1)], dict(shape=(1, 1, 4, 4, 4), params=0, macs=0)),
+    ("circular_pad1d", (2, 5), 1, [C(type="circular_pad1d", padding=2)], dict(shape=(1, 2, 9), params=0, macs=0)),
+    ("circular_pad2d", (1, 4, 4), 1, [C(type="circular_pad2d", padding=1)], dict(shape=(1, 1, 6, 6), params=0, macs=0)),
+    ("circular_pad3d", (1, 2, 3, 3), 1, [C(type="circular_pad3d", padding=1)], dict(shape=(1, 1, 4, 5, 5), params=0, macs=0)),
+    # ---- merges -------------------------------------------------------------------------------
+    ("add", (3, 5, 5), 1, [C(name="a", type="relu"), C(name="b", type="conv2d", inputs=["input"], out_channels=3,
+                                                        kernel_size=1, bias=False),
+                           C(type="add", inputs=["a", "b", "input"])],
+     dict(shape=(1, 3, 5, 5), params=0, macs=0, ew=2 * 75)),
+    ("mul", (4, 5, 5), 1, [C(name="g", type="global_avgpool"), C(type="mul", inputs=["input", "g"])],
+     dict(shape=(1, 4, 5, 5), params=0, macs=0, ew=100)),
+    ("concat", (3, 5, 5), 1, [C(name="a", type="conv2d", out_channels=5, kernel_size=3, padding=1),
+                              C(type="concat", inputs=["input", "a"])],
+     dict(shape=(1, 8, 5, 5), params=0, macs=0, ew=0)),
+]
+
+
+def spec_text(case) -> str:
+    """The case as a YAML spec (flow style, one layer per line)."""
+    import json
+
+    _, inp, batch, layers, _ = case
+    lines = [f"name: {case[0]}", f"input: {list(inp)}", f"batch: {batch}", "layers:"]
+    lines += [f"  - {json.dumps(layer)}" for layer in layers]
+    return "\n".join(lines) + "\n"
