@@ -374,8 +374,8 @@ def probe_rf(report: Report, indices: list[int], t, device=None) -> dict[int, tu
         row = report.layers[idx]
         rf = row.receptive_field
         period = periods[idx]
-        steps = 2 * period + 1  # two full periods: some units may see nothing (checkerboard)
-        need = [ceil(r.size) + 2 * ceil(abs(r.start)) + 2 * ceil(r.jump) * (steps + 2) + 8 for r in rf]
+        steps = 2 if period == 1 else 2 * period + 1  # after upsampling some units may see nothing
+        need = [ceil(r.size) + ceil(r.jump) * (steps + 1) + 4 for r in rf]  # the probed units' fields fit
         quantum = max(1, max(int(ceil(r.jump)) for r in rf))
         sizes = tuple(max(h, -(-n // quantum) * quantum) for h, n in zip(report.input_shape[2:], need))
         sub = Network(net.header, net.nodes[: idx + 1], [row.name], net.source)
@@ -384,12 +384,14 @@ def probe_rf(report: Report, indices: list[int], t, device=None) -> dict[int, tu
         except CnnError as exc:
             results[idx] = f"not probed: the network does not fit a {'x'.join(map(str, sizes))} input ({exc.problems[0].message})"
             continue
-        if 2 * rep.totals["activation_bytes"] > budget:
-            results[idx] = (f"not probed: the probe needs about {2 * rep.totals['activation_bytes'] / 2**30:.1f} GiB "
+        need_bytes = 3 * rep.totals["inference_peak_activation_bytes"]  # forward + gradients, no weight grads
+        if need_bytes > budget:
+            results[idx] = (f"not probed: the probe needs about {need_bytes / 2**30:.1f} GiB "
                             f"(budget {budget / 2**30:.1f} GiB)")
             continue
         model = build_model(rep, t).to(device=device, dtype=torch.float64)
         linearise(model, t)
+        model.requires_grad_(False)  # only the input gradient is wanted: autograd saves far less
         x = torch.ones(rep.input_shape, dtype=torch.float64, device=device, requires_grad=True)
         try:
             out = model(x, stop=idx)

@@ -1,0 +1,122 @@
+"""The examples reproduce published numbers and the totals their headers state."""
+import glob
+import json
+import os
+import re
+
+import pytest
+
+import cnncalc
+from conftest import EXAMPLES, SHARED
+
+GOOD = sorted(glob.glob(os.path.join(EXAMPLES, "*.yaml")))
+BROKEN = sorted(glob.glob(os.path.join(EXAMPLES, "broken", "*.yaml")))
+REFERENCE = json.load(open(os.path.join(SHARED, "reference", "torchvision.json")))["models"]
+
+
+def report(name, **kw):
+    return cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, f"{name}.yaml")), **kw)
+
+
+@pytest.mark.parametrize("path", GOOD, ids=os.path.basename)
+def test_example_validates_and_analyzes(path):
+    r = cnncalc.analyze(cnncalc.load_spec(path))
+    assert r.totals["params"] > 0 and r.layers
+
+
+@pytest.mark.parametrize("model", sorted(REFERENCE))
+def test_torchvision_reference(model):
+    t = report(model).totals
+    ref = REFERENCE[model]
+    assert (t["params"], t["buffers"], t["macs"], t["flops"]) == (ref["params"], ref["buffers"], ref["macs"], ref["flops"])
+
+
+def test_broken_alexnet_at_224_is_rejected_with_the_arithmetic():
+    (path,) = [p for p in BROKEN if p.endswith("alexnet_seed_224.yaml")]
+    with pytest.raises(cnncalc.CnnError) as err:
+        cnncalc.analyze(cnncalc.load_spec(path))
+    (p,) = err.value.problems
+    lines = open(path).read().splitlines()
+    assert lines[p.line - 1].lstrip().startswith("- {name: fc6")
+    assert lines[p.line - 1][:p.col - 1].endswith("in_features: ")  # points at the value 9216
+    assert p.layer == "fc6"
+    assert p.message == f"in_features=9216 but flatten gives 256×5×5 = {256 * 5 * 5}"
+
+
+def test_seed_alexnet_fits_at_227():
+    r = report("alexnet_seed")
+    # ⌊(227 + 2 − 11)/4⌋ + 1 = 55 → 27 → 27 → 13 → 13 → 13 → 6
+    assert [r.layer(n).output_shape[2] for n in ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "pool3")] == \
+        [55, 27, 27, 13, 13, 13, 6]
+    assert r.totals["params"] == (96 * 3 * 121 + 96) + (256 * 96 * 25 + 256) + (384 * 256 * 9 + 384) + \
+        (256 * 384 * 9 + 256) + (9216 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 1000 + 1000) == 61_050_856
+    assert r.totals["macs"] == 96 * 55 * 55 * 363 + 256 * 27 * 27 * 96 * 25 + 2 * 384 * 13 * 13 * 256 * 9 + \
+        9216 * 4096 + 4096 * 4096 + 4096 * 1000 == 910_975_520
+
+
+# totals the example headers state, each recomputed here by hand
+HAND = {
+    "mnist_net": dict(params=(32 * 9 + 32) + (64 * 32 * 4 + 64) + (2304 * 10 + 10),
+                      macs=32 * 26 * 26 * 9 + 64 * 12 * 12 * 32 * 4 + 2304 * 10),
+    "mnist_keras": dict(params=(32 * 9 + 32) + (64 * 32 * 9 + 64) + (1600 * 10 + 10)),
+    "lenet5": dict(params=(6 * 25 + 6) + (16 * 6 * 25 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10),
+                   macs=6 * 28 * 28 * 25 + 16 * 10 * 10 * 6 * 25 + 400 * 120 + 120 * 84 + 84 * 10),
+    "googlenet_block": dict(params=(64 * 192 + 64) + (96 * 192 + 96) + (128 * 96 * 9 + 128) + (16 * 192 + 16)
+                            + (32 * 16 * 25 + 32) + (32 * 192 + 32),
+                            macs=28 * 28 * (64 * 192 + 96 * 192 + 128 * 96 * 9 + 16 * 192 + 32 * 16 * 25 + 32 * 192)),
+    "deeplab_aspp": dict(params=(128 * 256 + 256) + 3 * (128 * 256 * 9 + 256) + (128 * 256 + 256) + (128 * 640 + 256)),
+    "c3d": dict(params=(64 * 3 * 27 + 64) + (128 * 64 * 27 + 128) + (256 * 128 * 27 + 256) + (256 * 256 * 27 + 256)
+                + (512 * 256 * 27 + 512) + 3 * (512 * 512 * 27 + 512) + (8192 * 4096 + 4096) + (4096 * 4096 + 4096)
+                + (4096 * 487 + 487)),
+    "hourglass": dict(params=(32 * 3 * 9 + 32 * 32 * 9 + 64 * 32 * 9 + 64 * 64 * 9 + 128 * 64 * 9 + 128 * 128 * 9)
+                      + (128 * 64 * 4 + 64) + (64 * 128 * 9 + 64 * 64 * 9) + (32 * 96 * 9 + 32 * 32 * 9) + (2 * 32 + 2)
+                      + 2 * 2 * (32 + 64 + 128 + 64 + 32),
+                      buffers=2 * (2 * (32 + 64 + 128 + 64 + 32)) + 10),
+    "conv1d_audio": dict(params=(32 * 80 + 32) + (32 * 32 * 3 + 32) + (64 * 32 * 3 + 64) + (64 * 64 * 3 + 64)
+                         + 2 * (32 + 32 + 64 + 64) + (64 * 35 + 35)),
+    "separable": dict(params=64 * 32 * 9 + (32 * 9 + 64 * 32) + (32 * 9 + 64 * 32) + (64 * 32 * 3 + 64 * 64 * 3)),
+    "siamese": dict(params=3 * 6 + (16 * 3 * 9 + 16) + (32 * 16 * 9 + 32) + (64 * 32 * 9 + 64) + (64 + 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_example_totals_by_hand(name):
+    t = report(name).totals
+    for key, value in HAND[name].items():
+        assert t[key] == value, key
+    header = open(os.path.join(EXAMPLES, f"{name}.yaml")).read().split("\nname:")[0]
+    stated = re.search(r"Expected totals: params ([\d,]+)", header)
+    if stated:  # the header's number is the true one
+        assert int(stated.group(1).replace(",", "")) == t["params"]
+
+
+def test_siamese_counts_shared_weights_once_and_macs_twice():
+    r = report("siamese")
+    a, b = r.layer("a.conv2"), r.layer("b.conv2")
+    assert (a.params, b.params, b.shared_with) == (32 * 16 * 9 + 32, 0, "a.conv2")
+    assert a.macs == b.macs == 32 * 16 * 16 * 16 * 9
+    assert r.totals["non_trainable_params"] == 3 * 6
+
+
+def test_deeplab_atrous_fields():
+    r = report("deeplab_aspp")
+    # a 3×3 kernel at dilation d spans 2d + 1
+    assert [r.layer(f"aspp{d}.conv").receptive_field[0].size for d in (6, 12, 18)] == [13, 25, 37]
+
+
+# ---- receptive fields per stage (hand arithmetic; the gradient probe confirms them in test_verify) ----
+VGG_STAGES = {"pool1": (6, 2), "pool2": (16, 4), "pool3": (44, 8), "pool4": (100, 16), "pool5": (212, 32)}
+RESNET50_STAGES = {"conv1": (7, 2), "maxpool": (7 + 2 * 2, 4), "layer1.2.relu": (11 + 3 * 2 * 4, 4),
+                   "layer2.3.relu": (35 + 2 * 4 + 3 * 2 * 8, 8), "layer3.5.relu": (91 + 2 * 8 + 5 * 2 * 16, 16),
+                   "layer4.2.relu": (267 + 2 * 16 + 2 * 2 * 32, 32)}
+ALEXNET_STAGES = {"conv1": (11, 4), "pool1": (19, 8), "conv2": (51, 8), "pool2": (67, 16), "pool5": (195, 32)}
+
+
+@pytest.mark.parametrize("name,stages", [("vgg16", VGG_STAGES), ("resnet50", RESNET50_STAGES),
+                                         ("alexnet", ALEXNET_STAGES)])
+def test_stage_receptive_fields(name, stages):
+    r = report(name)
+    for layer, (size, jump) in stages.items():
+        rf = r.layer(layer).receptive_field
+        assert [(x.size, x.jump) for x in rf] == [(size, jump)] * 2, layer
+    assert stages == ({"pool5": (212, 32)} | stages if name == "vgg16" else stages)

@@ -1,0 +1,99 @@
+"""`verify`: every example agrees with torch on CPU; stage receptive fields confirmed by the
+gradient probe; device, memory and missing-torch errors are plain messages."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import cnncalc  # noqa: E402
+from cnncalc import torch_backend as tb  # noqa: E402
+from conftest import EXAMPLES, ROOT  # noqa: E402
+from test_examples import ALEXNET_STAGES, RESNET50_STAGES, VGG_STAGES, report  # noqa: E402
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(EXAMPLES, "*.yaml"))), ids=os.path.basename)
+def test_every_example_verifies_on_cpu(path):
+    r = cnncalc.analyze(cnncalc.load_spec(path))
+    result = tb.verify_report(r, device="cpu", repeat=1, warmup=0, rf_probe=False)
+    assert result.mismatches == []
+    assert all(c.shape is not None and c.flops is not None for c in result.checks)
+    assert result.timing["median_s"] > 0
+
+
+@pytest.mark.parametrize("name,stages", [("vgg16", VGG_STAGES), ("resnet50", RESNET50_STAGES),
+                                         ("alexnet", ALEXNET_STAGES)])
+def test_stage_fields_by_gradient_probe(name, stages):
+    r = report(name)
+    t = tb.kit()
+    rows = [r.layer(n).index for n in stages]
+    measured = tb.probe_rf(r, rows, t)
+    for layer, (size, jump) in stages.items():
+        assert measured[r.layer(layer).index] == ((size, size), (jump, jump)), layer
+
+
+def test_probe_sees_the_whole_field_of_a_maxpool_chain():
+    # linearisation matters: a plain gradient through max pooling reaches one pixel per window
+    r = cnncalc.analyze(cnncalc.parse_spec(
+        "input: 1x40x40\nlayers:\n  - {type: conv2d, out_channels: 2, kernel_size: 3}\n"
+        "  - {type: relu}\n  - {type: maxpool2d, kernel_size: 2}\n  - {type: conv2d, out_channels: 2, kernel_size: 3}\n"))
+    measured = tb.probe_rf(r, [3], tb.kit())[3]
+    assert measured == ((3 + 1 * 1 + 2 * 2,) * 2, (2, 2))
+
+
+def test_transposed_conv_field_by_probe():
+    r = cnncalc.analyze(cnncalc.parse_spec(
+        "input: 2x12x12\nlayers:\n  - {type: conv2d, out_channels: 2, kernel_size: 3, stride: 2}\n"
+        "  - {type: conv_transpose2d, out_channels: 2, kernel_size: 3, stride: 2}\n"))
+    rf = r.layers[1].receptive_field[0]
+    # conv: 3, jump 2; transposed k3 s2: taps 0 and 2 land on one input pair → +1 input unit (·2)
+    assert (rf.size, rf.jump) == (3 + 1 * 2, 1)
+    assert tb.probe_rf(r, [1], tb.kit())[1] == ((5, 5), (1, 1))
+
+
+def test_cli_verify_json():
+    out = subprocess.run([sys.executable, "-m", "cnncalc", "verify", "examples/lenet5.yaml", "--repeat", "2",
+                          "--format", "json"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    v = data["verify"]
+    assert v["ok"] is True and v["device_type"] == "cpu" and v["timing"]["repeat"] == 2
+    assert [c["params"] for c in v["layers"]] == [l["params"] for l in data["layers"]]
+    assert v["layers"][0]["receptive_field"] == {"size": [5, 5], "stride": [1, 1]}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_absent_cuda_is_a_plain_error():
+    out = subprocess.run([sys.executable, "-m", "cnncalc", "verify", "examples/lenet5.yaml", "--device", "cuda"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "cuda requested but not available" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_unknown_device_is_a_plain_error():
+    with pytest.raises(cnncalc.CnnError, match="unknown device 'tpu'"):
+        tb.verify_report(report("lenet5"), device="tpu")
+
+
+def test_refuses_a_network_larger_than_the_device(monkeypatch):
+    monkeypatch.setattr(tb, "available_memory", lambda torch, dev: 1000)
+    with pytest.raises(cnncalc.CnnError, match="refusing"):
+        tb.verify_report(report("lenet5"), device="cpu")
+
+
+def test_missing_torch_is_a_one_line_message():
+    code = ("import sys; sys.modules['torch'] = None; sys.argv = ['cnncalc', 'verify', 'examples/lenet5.yaml']; "
+            "from cnncalc.cli import main; main()")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "pip install 'cnncalc[torch]'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_memory_measured_close_to_estimate():
+    result = tb.verify_report(report("resnet18"), device="cpu", repeat=1, warmup=0, rf_probe=False)
+    ratio = result.memory["ratio_measured_to_analytic"]
+    assert ratio is not None and 0.5 < ratio < 2.0
