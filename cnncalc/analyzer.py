@@ -44,7 +44,8 @@ class LayerReport:
             return None
         return {"size": [_j(r.size) for r in self.receptive_field],
                 "stride": [_j(r.jump) for r in self.receptive_field],
-                "start": [_j(r.start) for r in self.receptive_field]}
+                "start": [_j(r.start) for r in self.receptive_field],
+                "exact": all(r.exact for r in self.receptive_field)}
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "inputs": self.inputs,

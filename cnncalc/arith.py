@@ -69,45 +69,61 @@ def adaptive_windows(size: int, out: int) -> tuple[int, Fraction]:
 class RF:
     """Receptive field on one axis, in network-input pixels.
 
-    size: extent of the field of one unit; jump: input pixels between neighbouring units;
-    start: centre of the first unit's field (may be negative: it sits in the padding).
+    size: extent of the field of one unit; jump: input pixels between neighbouring units
+    (an average after upsampling); start: centre of the first unit's field (may be negative:
+    it sits in the padding); grain: the lattice the fields' positions actually move on (the
+    jump, until upsampling makes neighbours share sources and move unevenly).
     """
 
     size: Fraction
     jump: Fraction
     start: Fraction
+    grain: Fraction = Fraction(1)
+    uniform: bool = True
+    """Every unit's field has the same size (false after a transposed conv whose taps do not
+    divide evenly, or linear interpolation): `size` is then the largest."""
+    exact: bool = True
+    """False once the continuous formula stops being the discrete truth: a window spreading
+    over a non-multiple of the grain after upsampling, or a transposed conv leaving holes
+    (output units that read no input). The size is then an estimate, not checked by verify."""
 
     @classmethod
     def identity(cls) -> "RF":
         return cls(Fraction(1), Fraction(1), Fraction(0))
 
+    def _next(self, spread: Fraction, jump: Fraction, start: Fraction, holes: bool = False,
+              uniform: bool = True) -> "RF":
+        size = self.size + spread
+        grain = jump if jump % self.grain == 0 else self.grain
+        subsampled = jump > self.jump and not self.uniform  # may keep only the smaller fields
+        exact = (self.exact and not holes and not subsampled and spread % self.grain == 0
+                 and size.denominator == 1)
+        return RF(size, jump, start, grain, self.uniform and uniform, exact)
+
     def window(self, kernel: int, stride: int = 1, pad_left: int = 0, dilation: int = 1) -> "RF":
         """Sliding window (conv, pool): r' = r + (K_eff − 1)·j;  j' = j·S;
         start' = start + ((K_eff − 1)/2 − P_left)·j."""
         k = effective_kernel(kernel, dilation)
-        return RF(self.size + (k - 1) * self.jump, self.jump * stride,
-                  self.start + (Fraction(k - 1, 2) - pad_left) * self.jump)
+        return self._next((k - 1) * self.jump, self.jump * stride,
+                          self.start + (Fraction(k - 1, 2) - pad_left) * self.jump)
 
     def transposed(self, kernel: int, stride: int, padding: int, dilation: int = 1) -> "RF":
         """Transposed conv: output o reads inputs i with o + P − k·D = i·S (k < K).
-        r' = r + span·j with span the widest spread of such i (in input units); j' = j/S;
-        start' = start + (P − (K_eff − 1)/2)/S · j."""
-        span = Fraction(0)
-        for residue in range(stride):
-            taps = [k for k in range(kernel) if (k * dilation) % stride == residue]
-            if taps:
-                span = max(span, Fraction((max(taps) - min(taps)) * dilation, stride))
+        r' = r + span·j, span = ⌊(K−1)/m⌋·m·D/S input units (m = S/gcd(D, S): taps k and k+m
+        reach the same output residue); j' = j/S; start' = start + (P − (K_eff − 1)/2)/S · j."""
+        m = stride // gcd(dilation, stride)
+        span = Fraction((kernel - 1) // m * m * dilation, stride)
         k_eff = effective_kernel(kernel, dilation)
-        return RF(self.size + span * self.jump, self.jump / stride,
-                  self.start + Fraction(2 * padding - (k_eff - 1), 2 * stride) * self.jump)
+        holes = m != stride or kernel < m  # some output residues receive no tap
+        return self._next(span * self.jump, self.jump / stride,
+                          self.start + Fraction(2 * padding - (k_eff - 1), 2 * stride) * self.jump, holes,
+                          uniform=kernel % m == 0)
 
-    def resample(self, scale: Fraction, taps: int, offset: Fraction = Fraction(0)) -> "RF":
-        """Resampling by H'/H = 1/scale reading `taps` neighbouring inputs:
+    def resample(self, scale: Fraction, taps: int, offset: Fraction = Fraction(0), uniform: bool = True) -> "RF":
+        """Resampling by H'/H = 1/scale reading up to `taps` neighbouring inputs:
         r' = r + (taps − 1)·j;  j' = j·scale;  start' = start + offset·j."""
-        return RF(self.size + (taps - 1) * self.jump, self.jump * scale, self.start + offset * self.jump)
-
-    def to_json(self) -> dict:
-        return {"size": _num(self.size), "stride": _num(self.jump), "start": _num(self.start)}
+        return self._next((taps - 1) * self.jump, self.jump * scale, self.start + offset * self.jump,
+                          uniform=uniform)
 
 
 def _num(x: Fraction) -> int | float:

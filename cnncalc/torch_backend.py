@@ -246,7 +246,8 @@ def compare(report: Report, checks: list[LayerCheck]) -> list[str]:
         pairs = [("output shape", tuple(row.output_shape), c.shape), ("params", row.params, c.params),
                  ("trainable params", row.trainable_params, c.trainable), ("buffers", row.buffers, c.buffers),
                  ("FLOPs", row.flops, c.flops)]
-        if c.rf is not None and row.receptive_field is not None:
+        # an inexact field (holes from a transposed conv, sub-pixel jumps) is approximate only
+        if c.rf is not None and row.receptive_field is not None and all(r.exact for r in row.receptive_field):
             pairs.append(("RF size", tuple(r.size for r in row.receptive_field), tuple(c.rf[0])))
             pairs.append(("RF stride", tuple(r.jump for r in row.receptive_field), tuple(c.rf[1])))
         for what, a, m in pairs:
@@ -375,15 +376,11 @@ def probe_rf(report: Report, indices: list[int], t, device=None) -> dict[int, tu
         rf = row.receptive_field
         period = periods[idx]
         steps = 2 if period == 1 else 2 * period + 1  # after upsampling some units may see nothing
-        need = [ceil(r.size) + ceil(r.jump) * (steps + 1) + 4 for r in rf]  # the probed units' fields fit
-        quantum = max(1, max(int(ceil(r.jump)) for r in rf))
-        sizes = tuple(max(h, -(-n // quantum) * quantum) for h, n in zip(report.input_shape[2:], need))
-        sub = Network(net.header, net.nodes[: idx + 1], [row.name], net.source)
-        try:
-            rep = analyze(sub, batch=steps, input_shape=(report.input_shape[1], *sizes), dtype="float64")
-        except CnnError as exc:
-            results[idx] = f"not probed: the network does not fit a {'x'.join(map(str, sizes))} input ({exc.problems[0].message})"
+        geometry = _probe_geometry(report, net, idx, steps)
+        if isinstance(geometry, str):
+            results[idx] = geometry
             continue
+        rep, centre = geometry
         need_bytes = 3 * rep.totals["inference_peak_activation_bytes"]  # forward + gradients, no weight grads
         if need_bytes > budget:
             results[idx] = (f"not probed: the probe needs about {need_bytes / 2**30:.1f} GiB "
@@ -399,11 +396,6 @@ def probe_rf(report: Report, indices: list[int], t, device=None) -> dict[int, tu
             results[idx] = f"not probed: {str(exc).splitlines()[0][:120]}"
             continue
         prf = rep.layers[idx].receptive_field
-        centre = [min(max(0, int((Fraction(s, 2) - r.start) / r.jump) - steps // 2), o - steps)
-                  for s, r, o in zip(sizes, prf, out.shape[2:])]
-        if any(c < 0 for c in centre):
-            results[idx] = "not probed: output too small"
-            continue
         total = 0
         for b in range(steps):
             sel = (b, slice(None), *(c + b for c in centre))
@@ -426,6 +418,32 @@ def probe_rf(report: Report, indices: list[int], t, device=None) -> dict[int, tu
             jumps_m.append(Fraction(firsts[b0 + period] - firsts[b0], period) if b0 + period in firsts else Fraction(0))
         results[idx] = (tuple(sizes_m), tuple(jumps_m))
     return results
+
+
+def _probe_geometry(report: Report, net: Network, idx: int, steps: int):
+    """An input size at which `steps` neighbouring output units near the centre have their
+    whole (analytic) fields inside the input, and those units: (report at that size, first unit)."""
+    row = report.layers[idx]
+    quantum = max(1, max(int(ceil(r.jump)) for r in row.receptive_field))
+    sub = Network(net.header, net.nodes[: idx + 1], [row.name], net.source)
+    margin = 4
+    for _ in range(4):
+        need = [ceil(r.size) + ceil(r.jump) * (steps + 1) + margin for r in row.receptive_field]
+        sizes = tuple(max(h, -(-n // quantum) * quantum) for h, n in zip(report.input_shape[2:], need))
+        try:
+            rep = analyze(sub, batch=steps, input_shape=(report.input_shape[1], *sizes), dtype="float64")
+        except CnnError as exc:
+            return f"not probed: the network does not fit a {'x'.join(map(str, sizes))} input ({exc.problems[0].message})"
+        prf, out = rep.layers[idx].receptive_field, rep.layers[idx].output_shape[2:]
+        centre = [min(max(0, int((Fraction(s, 2) - r.start) / r.jump) - steps // 2), o - steps)
+                  for s, r, o in zip(sizes, prf, out)]
+        inside = all(c >= 0 and r.start + c * r.jump - (r.size - 1) / 2 >= 0
+                     and r.start + (c + steps - 1) * r.jump + (r.size - 1) / 2 <= s - 1
+                     for c, r, s in zip(centre, prf, sizes))
+        if inside:
+            return rep, centre
+        margin = 2 * margin + 2 * max(ceil(abs(r.start)) + ceil(r.jump) for r in prf)
+    return "not probed: no input size keeps the probed fields unclipped"
 
 
 def field_periods(report: Report) -> list[int]:

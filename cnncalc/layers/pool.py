@@ -230,7 +230,7 @@ class AdaptivePoolNd(Layer):
         for r, h, o in zip(f, ctx.x[2:], ctx.out[2:]):
             widest, scale = adaptive_windows(h, o)
             first = -(-h // o)  # the first window spans [0, ⌈H/H'⌉)
-            out.append(r.resample(scale, widest, Fraction(first - 1, 2)))
+            out.append(r.resample(scale, widest, Fraction(first - 1, 2), uniform=h % o == 0))
         return out
 
     def build(self, ctx: Ctx, t: Any) -> Any:

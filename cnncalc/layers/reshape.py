@@ -166,7 +166,8 @@ class Upsample(Layer):
             if self.mode == "nearest":
                 out.append(r.resample(s, 1))
             else:
-                out.append(r.resample(s, 1 if s == 1 else 2, (s - 1) / 2 if not self.align_corners else Fraction(0)))
+                out.append(r.resample(s, 1 if s == 1 else 2, (s - 1) / 2 if not self.align_corners else Fraction(0),
+                                      uniform=s == 1))  # some outputs land exactly on one input
         return out
 
     def build(self, ctx: Ctx, t: Any) -> Any:

@@ -1,0 +1,74 @@
+"""Property-based differential test: random valid networks (chains with branches and merges,
+mixed strides, dilations, groups and paddings) analysed and built in torch: zero mismatches.
+
+CI-sized by default; CNNCALC_DEEP=N runs N examples."""
+import json
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch")
+
+import cnncalc  # noqa: E402
+from cnncalc import torch_backend as tb  # noqa: E402
+
+EXAMPLES = int(os.environ.get("CNNCALC_DEEP", "30"))
+
+
+@st.composite
+def networks(draw):
+    c = draw(st.integers(1, 4))
+    size = draw(st.integers(6, 20))
+    layers = []
+    for i in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(["conv", "conv", "pool", "act", "norm", "tconv", "branch", "up"]))
+        name = f"l{i}"
+        if kind == "conv":
+            g = draw(st.sampled_from([1, 1, 2]))
+            layers.append(dict(name=name, type="conv2d", out_channels=2 * draw(st.integers(1, 3)),
+                               kernel_size=draw(st.integers(1, 4)), stride=draw(st.integers(1, 3)),
+                               padding=draw(st.integers(0, 2)), dilation=draw(st.integers(1, 2)),
+                               groups=g, bias=draw(st.booleans()),
+                               padding_mode=draw(st.sampled_from(["zeros", "zeros", "reflect", "circular"]))))
+        elif kind == "pool":
+            k = draw(st.integers(1, 3))
+            layers.append(dict(name=name, type=draw(st.sampled_from(["maxpool2d", "avgpool2d"])), kernel_size=k,
+                               stride=draw(st.integers(1, 3)), padding=draw(st.integers(0, k // 2)),
+                               ceil_mode=draw(st.booleans())))
+        elif kind == "act":
+            layers.append(dict(name=name, type=draw(st.sampled_from(["relu", "gelu", "sigmoid", "hardswish"]))))
+        elif kind == "norm":
+            layers.append(dict(name=name, type="batchnorm2d"))
+        elif kind == "tconv":
+            s = draw(st.integers(1, 3))
+            layers.append(dict(name=name, type="conv_transpose2d", out_channels=draw(st.integers(1, 4)),
+                               kernel_size=draw(st.integers(1, 4)), stride=s, padding=draw(st.integers(0, 1)),
+                               dilation=draw(st.integers(1, 2)), output_padding=draw(st.integers(0, s - 1))))
+        elif kind == "up":
+            layers.append(dict(name=name, type="upsample", scale_factor=draw(st.sampled_from([2, 3])),
+                               mode=draw(st.sampled_from(["nearest", "bilinear"]))))
+        else:  # a parallel 1×1 / 3×3 pair merged by add or concat
+            prev = layers[-1]["name"] if layers else "input"
+            layers.append(dict(name=f"{name}a", type="conv2d", inputs=[prev], out_channels=4, kernel_size=1))
+            layers.append(dict(name=f"{name}b", type="conv2d", inputs=[prev], out_channels=4, kernel_size=3, padding=1))
+            layers.append(dict(name=name, type=draw(st.sampled_from(["add", "concat"])), inputs=[f"{name}a", f"{name}b"]))
+    text = f"input: [{c}, {size}, {size + draw(st.integers(0, 5))}]\nbatch: {draw(st.integers(1, 2))}\nlayers:\n"
+    return text + "".join(f"  - {json.dumps(layer)}\n" for layer in layers)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks())
+def test_random_networks_agree_with_torch(text):
+    try:
+        report = cnncalc.analyze(cnncalc.parse_spec(text))
+    except cnncalc.CnnError:
+        return  # an invalid draw (e.g. a kernel larger than its input): rejected with a message, fine
+    t = tb.kit()
+    model = tb.build_model(report, t).eval()
+    checks = tb.measure_counts(report, model, torch.randn(report.input_shape), t)
+    for idx, res in tb.probe_rf(report, tb.probeable(report), t).items():
+        if not isinstance(res, str):
+            checks[idx].rf = res
+    assert tb.compare(report, checks) == [], text
