@@ -175,7 +175,9 @@ class _Expander:
         self.sizes: dict[str, int] = {}
 
     def fail(self, message: str, path: Path, layer: str | None = None) -> None:
-        self.problems.append(self.src.problem(message, path, layer))
+        problem = self.src.problem(message, path, layer)
+        if problem not in self.problems:  # a block used n times reports its own mistake once
+            self.problems.append(problem)
 
     def run(self) -> Network:
         total = self.expanded_size(self.header.layers, 0)

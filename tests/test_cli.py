@@ -1,0 +1,149 @@
+"""The command line: formats, exit codes, piping, golden outputs, schema, lean imports."""
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from cnncalc.cli import app
+from conftest import EXAMPLES, ROOT
+
+runner = CliRunner()
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+LENET = os.path.join(EXAMPLES, "lenet5.yaml")
+BROKEN = os.path.join(EXAMPLES, "broken", "alexnet_seed_224.yaml")
+
+
+def run(*args, env=None):
+    return runner.invoke(app, [str(a) for a in args], env=env)
+
+
+def golden(name: str, text: str) -> None:
+    path = os.path.join(GOLDEN, name)
+    if os.environ.get("CNNCALC_UPDATE_GOLDEN"):
+        with open(path, "w") as fh:
+            fh.write(text)
+    assert text == open(path).read(), f"{name} changed (CNNCALC_UPDATE_GOLDEN=1 to accept)"
+
+
+def test_json_contract_keys():
+    out = run("analyze", LENET, "--format", "json")
+    assert out.exit_code == 0
+    data = json.loads(out.stdout)
+    assert data["input"] == {"shape": [1, 1, 28, 28], "dtype": "float32"}
+    for layer in data["layers"]:
+        assert {"name", "type", "inputs", "output_shape", "params", "trainable_params", "buffers", "macs", "flops",
+                "activation_bytes", "receptive_field"} <= set(layer)
+    assert {"params", "trainable_params", "non_trainable_params", "buffers", "macs", "flops", "activation_bytes",
+            "param_bytes"} <= set(data["totals"])
+    assert data["layers"][0]["receptive_field"] == {"size": [5, 5], "stride": [1, 1], "start": [0, 0], "exact": True}
+    assert data["layers"][-1]["receptive_field"] is None  # after flatten
+    assert data["warnings"] == []
+
+
+def test_json_golden():
+    golden("lenet5.json", run("analyze", LENET, "--format", "json").stdout.replace(EXAMPLES, "EXAMPLES"))
+
+
+def test_csv_and_markdown():
+    rows = list(csv.DictReader(io.StringIO(run("analyze", LENET, "-f", "csv").stdout)))
+    assert rows[0]["name"] == "c1.conv" and rows[0]["params"] == str(6 * 25 + 6)
+    assert rows[-1]["name"] == "total" and int(rows[-1]["params"]) == sum(int(r["params"]) for r in rows[:-1])
+    md = run("analyze", LENET, "-f", "markdown").stdout
+    assert md.startswith("## lenet5\n") and "| 0 | c1.conv | conv2d | 1×6×28×28 | 156 |" in md
+
+
+def test_table_golden_and_piped_output_is_plain_and_whole():
+    out = subprocess.run([sys.executable, "-m", "cnncalc", "analyze", "examples/lenet5.yaml"], cwd=ROOT,
+                         capture_output=True, text=True, env={**os.environ, "COLUMNS": "20"})
+    assert out.returncode == 0 and "\x1b[" not in out.stdout
+    assert "c1.sigmoid" in out.stdout and "61,706" in out.stdout  # not folded to a 20-column terminal
+    golden("lenet5.table.txt", out.stdout)
+
+
+def test_overrides_batch_input_dtype():
+    spec = os.path.join(EXAMPLES, "googlenet_block.yaml")
+    data = json.loads(run("analyze", spec, "-f", "json", "--batch", "4", "--input", "192x14x14", "--dtype",
+                          "float16").stdout)
+    assert data["input"] == {"shape": [4, 192, 14, 14], "dtype": "float16"}
+    assert data["layers"][0]["output_shape"] == [4, 64, 14, 14]
+    assert data["layers"][0]["activation_bytes"] == 4 * 64 * 14 * 14 * 2
+    assert data["layers"][0]["macs"] == 4 * 64 * 14 * 14 * 192
+
+
+def test_bad_command_line_is_exit_2():
+    assert run("analyze", LENET, "--input", "axb").exit_code == 2
+    assert run("analyze", LENET, "--format", "xml").exit_code == 2
+    assert run("analyze").exit_code == 2
+
+
+def test_shape_error_at_other_input_size_is_exit_1():
+    out = run("analyze", LENET, "--input", "1x32x32")
+    # 32 with padding 2: c1 32 → 16 → c3 12 → 6: flatten gives 16·6·6 = 576 ≠ 400
+    assert out.exit_code == 1 and "in_features=400 but flatten gives 16×6×6 = 576" in out.stderr
+
+
+def test_validate_text_and_exit_codes():
+    out = run("validate", LENET, BROKEN)
+    assert out.exit_code == 1
+    assert f"{BROKEN}:23:44: error: fc6: in_features=9216 but flatten gives 256×5×5 = 6400" in out.stderr
+    assert "2 files checked: 1 invalid" in out.stderr
+    assert run("validate", *[os.path.join(EXAMPLES, f) for f in os.listdir(EXAMPLES) if f.endswith(".yaml")]).exit_code == 0
+
+
+def test_validate_github_and_json():
+    out = run("validate", BROKEN, env={"GITHUB_ACTIONS": "true"})
+    assert out.exit_code == 1
+    golden("validate.github.txt", out.stdout.replace(EXAMPLES, "EXAMPLES"))
+    data = json.loads(run("validate", LENET, BROKEN, "--format", "json").stdout)
+    assert [d["valid"] for d in data] == [True, False]
+    assert data[1]["problems"][0]["line"] == 23
+
+
+def test_missing_and_directory_files():
+    out = run("validate", "nope.yaml", EXAMPLES)
+    assert out.exit_code == 1
+    assert "nope.yaml: error: no such file" in out.stderr
+    assert "is a directory" in out.stderr
+
+
+def test_layers_and_schema():
+    out = run("layers")
+    assert out.exit_code == 0 and "conv_transpose2d" in out.stdout and "C_in·H·W" in out.stdout.replace("∏H", "H·W")
+    assert run("layers", "conv2d").exit_code == 0
+    bad = run("layers", "conv2")
+    assert bad.exit_code == 1 and "did you mean 'conv2d'" in bad.stderr
+
+
+def test_schema_is_valid_and_accepts_every_example():
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+
+    schema = json.loads(run("schema").stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for name in os.listdir(EXAMPLES):
+        if name.endswith(".yaml"):
+            errors = list(validator.iter_errors(yaml.safe_load(open(os.path.join(EXAMPLES, name)))))
+            assert errors == [], (name, errors[:1])
+    bad = {"input": "3x8x8", "layers": [{"type": "conv2d", "out_channels": 0, "kernel_size": 3}]}
+    assert list(validator.iter_errors(bad))
+    assert list(validator.iter_errors({"input": "3x8x8", "layers": [{"type": "conv9d"}]}))
+
+
+def test_analyze_never_imports_torch_numpy_or_matplotlib():
+    code = ("import sys; from cnncalc.cli import main; sys.argv = ['cnncalc', 'analyze', 'examples/resnet50.yaml', "
+            "'-f', 'json']\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+            "bad = [m for m in ('torch', 'numpy', 'matplotlib') if m in sys.modules]\n"
+            "sys.stderr.write('LOADED:' + ','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.stderr.strip().endswith("LOADED:"), out.stderr[-300:]
+
+
+def test_no_traceback_for_garbage():
+    out = subprocess.run([sys.executable, "-m", "cnncalc", "analyze", "/dev/null"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 1 and "Traceback" not in out.stderr and "file is empty" in out.stderr
