@@ -540,12 +540,20 @@ def time_forward(model, x, t, dev, repeat: int, warmup: int, progress=None) -> l
 
 
 def matmul_peak(t, dev, dtype) -> float:
-    """This device's measured matmul FLOP/s in this dtype (a short calibration)."""
+    """This device's measured matmul FLOP/s in this dtype (a short calibration). On CUDA in
+    float32 it runs in the math mode cuDNN convolutions use (TF32 when allowed), so the share
+    of peak compares like with like."""
     torch = t.torch
-    n = 4096 if dev.type != "cpu" else 1024
+    n = 8192 if dev.type == "cuda" else 4096 if dev.type == "mps" else 1024
     a = torch.randn(n, n, device=dev, dtype=dtype)
     b = torch.randn(n, n, device=dev, dtype=dtype)
-    times = time_forward(lambda x: a @ b, a, t, dev, repeat=5, warmup=2)
+    tf32 = dev.type == "cuda" and dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+    saved = torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = tf32 or saved
+        times = time_forward(lambda x: a @ b, a, t, dev, repeat=5, warmup=2)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
     return 2 * n ** 3 / statistics.median(times)
 
 
