@@ -88,11 +88,15 @@ def parse(text: str, file: str = "<spec>") -> Source:
     if not text.strip():
         raise CnnError.single("file is empty, expected a mapping with 'input' and 'layers'", file=file)
     try:
+        _check_depth(text, file)  # libyaml's composer recurses in C: refuse deep nesting first
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         msg = " ".join(s for s in (exc.context, exc.problem) if s) or "invalid YAML"
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        lines = text.splitlines()
+        if mark and mark.line < len(lines) and lines[mark.line][mark.column:mark.column + 1] == "\t":
+            msg = "a tab character: YAML indents with spaces only"
         raise CnnError([Problem(f"YAML syntax error: {msg}", file, line, col)]) from None
     except yaml.YAMLError as exc:
         raise CnnError.single(f"YAML error: {exc}", file=file) from None
@@ -106,6 +110,20 @@ def parse(text: str, file: str = "<spec>") -> Source:
     if not isinstance(src.data, dict):
         raise CnnError([src.problem(f"top level is a {_kind(src.data)}, expected a mapping with 'input' and 'layers'")])
     return src
+
+
+def _check_depth(text: str, file: str) -> None:
+    """Walk the parser's event stream (a non-recursive state machine) to bound nesting."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                m = event.start_mark
+                raise CnnError([Problem(f"YAML nested deeper than {MAX_DEPTH} levels; refused", file,
+                                        m.line + 1, m.column + 1)])
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
 
 
 def load(path: str) -> Source:

@@ -147,14 +147,15 @@ def did_you_mean(word: str, choices) -> str:
 
 def pydantic_message(err: dict, what: str, cls: type[BaseModel] | None = None) -> tuple[str, Path]:
     """A pydantic error as (plain message, YAML path relative to the validated mapping)."""
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    # drop the tag segments pydantic inserts for unions and validators ('list[int]', 'function-after[…]')
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and re.match(r"^[\w-]+\[.*\]$", p)))
     where = ".".join(str(p) for p in loc) or what
     kind, received = err["type"], err.get("input")
     if kind == "missing":
         return f"missing required field '{where}'", loc[:-1]
     if kind == "extra_forbidden":
         valid = list(cls.model_fields) if cls else []
-        hint = did_you_mean(loc[-1], valid)
+        hint = did_you_mean(loc[-1], valid) if loc else ""
         listing = f"; valid fields: {', '.join(valid)}" if valid else ""
         return f"unknown field '{where}'{hint}{listing}", loc
     msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
@@ -192,23 +193,30 @@ class _Expander:
         return Network(self.header, self.nodes, outputs, self.src, self.problems)
 
     # ---- size check before expanding -------------------------------------------------------
-    def expanded_size(self, items: list, depth: int) -> int:
+    def expanded_size(self, items: list, depth: int, base: Path = ("layers",)) -> int:
+        """Layers after expansion, computed per block once (so bombs are refused up front)."""
         if depth > MAX_BLOCK_DEPTH:
             return MAX_LAYERS + 1
         total = 0
-        for item in items:
+        for i, item in enumerate(items):
             if isinstance(item, dict) and "block" in item:
                 name = item.get("block")
                 repeat = item.get("repeat", 1)
                 repeat = repeat if isinstance(repeat, int) and repeat > 0 else 1
-                block = self.header.blocks.get(name) if isinstance(name, str) else None
-                if block is None:
+                first = item.get("first") if isinstance(item.get("first"), dict) else {}
+                names = [n for n in (name, first.get("block")) if isinstance(n, str) and n in self.header.blocks]
+                if not names:
                     total += 1
                     continue
-                if name not in self.sizes:
-                    self.sizes[name] = MAX_LAYERS + 1  # guards against a block using itself
-                    self.sizes[name] = self.expanded_size(block.layers, depth + 1)
-                total += repeat * self.sizes[name]
+                for n in names:
+                    if n not in self.sizes:
+                        self.sizes[n] = -1  # in progress
+                        self.sizes[n] = self.expanded_size(self.header.blocks[n].layers, depth + 1,
+                                                           ("blocks", n, "layers"))
+                    if self.sizes[n] < 0:
+                        raise CnnError([self.src.problem(f"block '{n}' uses itself (directly or through "
+                                                         "other blocks)", base + (i, "block"))])
+                total += repeat * max(self.sizes[n] for n in names)
             else:
                 total += 1
             if total > MAX_LAYERS:
@@ -225,7 +233,8 @@ class _Expander:
         counts: dict[str, int] = {}
         for i, raw in enumerate(items):
             path = base + (i,)
-            later.pop(raw.get("name") if isinstance(raw, dict) else None, None)
+            if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+                later.pop(raw["name"], None)
             if not isinstance(raw, dict):
                 self.fail(f"expected a layer (a mapping with 'type') or a block use (with 'block'), "
                           f"received {raw!r}", path)

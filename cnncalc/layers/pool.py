@@ -33,9 +33,14 @@ class PoolNd(Layer):
     """At most half the kernel (torch rule)."""
     ceil_mode: bool = False
 
-    @field_validator("kernel_size", "stride", mode="before")
+    @field_validator("kernel_size", mode="before")
     @classmethod
-    def _axes(cls, v: Any) -> tuple[int, ...] | None:
+    def _kernel(cls, v: Any) -> tuple[int, ...]:
+        return per_axis(v, cls.dims)
+
+    @field_validator("stride", mode="before")
+    @classmethod
+    def _stride(cls, v: Any) -> tuple[int, ...] | None:
         return None if v is None else per_axis(v, cls.dims)
 
     @field_validator("padding", mode="before")

@@ -1,0 +1,149 @@
+"""Hostile and broken input: always a located message and exit 1, never a traceback or hang."""
+import copy
+import json
+import os
+import random
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+import cnncalc
+from cnncalc.cli import app
+from conftest import EXAMPLES
+
+HOSTILE = os.path.join(os.path.dirname(__file__), "hostile")
+FUZZ = int(os.environ.get("CNNCALC_DEEP", "150"))
+runner = CliRunner()
+
+EXPECTED = {
+    "bad_utf8.yaml": ":2:10: error: not UTF-8 text (byte 0xe9)",
+    "billion_laughs.yaml": "more than 100,000 YAML nodes after expanding aliases; refused",
+    "binary.yaml": "binary file (contains NUL bytes)",
+    "collision.yaml": "duplicate layer name 's.conv' (first used on line 5)",
+    "comment_only.yaml": "file is empty",
+    "custom_tag.yaml": "tag '!shape' is not allowed",
+    "cycle.yaml": "'b' is defined later (line 4): inputs must be earlier layers",
+    "deep_nesting.yaml": "YAML nested deeper than 64 levels; refused",
+    "duplicate_keys.yaml": ":2:1: error: duplicate key 'input' (first defined on line 1)",
+    "empty.yaml": "file is empty",
+    "huge_channels.yaml": "out_channels: expected less than or equal to 1099511627776",
+    "huge_kernel.yaml": "= -999999999775",
+    "list_top.yaml": "top level is a list",
+    "negative.yaml": "kernel_size: expected a positive integer",
+    "nested_block_bomb.yaml": "the network expands to 1,000,000,000,000 layers; more than 100,000 are refused",
+    "python_tag.yaml": "tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed",
+    "repeat_bomb.yaml": "the network expands to 1,000,000,000 layers",
+    "scalar_top.yaml": "top level is a number",
+    "self_block.yaml": "block 'b' uses itself",
+    "syntax.yaml": ":3:1: error: YAML syntax error",
+    "tabs.yaml": ":3:1: error: YAML syntax error: a tab character",
+    "yaml11_bools.yaml": "bias: expected a valid boolean, received 'on'",
+    "yaml11_numbers.yaml": "out_channels: expected a valid integer, received '1e3'",
+}
+
+
+def test_every_hostile_file_has_an_expectation():
+    assert sorted(EXPECTED) == sorted(os.listdir(HOSTILE))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_hostile_file(name):
+    path = os.path.join(HOSTILE, name)
+    out = runner.invoke(app, ["validate", path])
+    assert out.exit_code == 1, out.stderr
+    assert out.exception is None or isinstance(out.exception, SystemExit)
+    assert EXPECTED[name] in out.stderr and path in out.stderr
+
+
+def test_oversized_file_is_refused(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("input: 3x8x8\nlayers:\n" + "  - {type: relu}  # padding padding padding padding\n" * 60000)
+    out = runner.invoke(app, ["validate", str(big)])
+    assert out.exit_code == 1 and "bytes are refused" in out.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file(tmp_path):
+    f = tmp_path / "secret.yaml"
+    f.write_text("input: 3x8x8\nlayers: [{type: relu}]\n")
+    f.chmod(0)
+    out = runner.invoke(app, ["validate", str(f)])
+    assert out.exit_code == 1 and "cannot read file" in out.stderr
+
+
+def test_thousands_of_layers_print_and_json_stays_valid():
+    text = "input: 8x16x16\nblocks:\n  u: {layers: [{type: conv2d, out_channels: 8, kernel_size: 3, padding: 1}, {type: relu}]}\n" \
+           "layers:\n  - {block: u, name: s, repeat: 1500}\n"
+    report = cnncalc.analyze(cnncalc.parse_spec(text))
+    assert len(report.layers) == 3000
+    from cnncalc import render
+
+    data = json.loads(render.to_json(report))
+    assert len(data["layers"]) == 3000 and data["totals"]["params"] == 1500 * (8 * 8 * 9 + 8)
+    assert render.to_csv(report).count("\n") == 3002
+
+
+# ---- fuzzing --------------------------------------------------------------------------------------
+def ends_cleanly(text: str) -> None:
+    """Analyze must either succeed or raise CnnError whose problems all carry a file."""
+    try:
+        cnncalc.analyze(cnncalc.parse_spec(text, "fuzz.yaml"))
+    except cnncalc.CnnError as exc:
+        assert exc.problems and all(p.file == "fuzz.yaml" for p in exc.problems)
+
+
+yaml_scalars = st.one_of(st.integers(-3, 300), st.booleans(), st.none(), st.floats(allow_nan=False, width=16),
+                         st.sampled_from(["same", "valid", "conv2d", "relu", "input", "$c", "${c*2}", "3x8x8", "yes"]))
+yaml_values = st.recursive(yaml_scalars, lambda kids: st.one_of(
+    st.lists(kids, max_size=4),
+    st.dictionaries(st.sampled_from(["type", "name", "inputs", "kernel_size", "out_channels", "stride", "padding",
+                                     "layers", "input", "blocks", "block", "repeat", "args", "groups", "share"]),
+                    kids, max_size=5)), max_leaves=20)
+
+
+@settings(max_examples=FUZZ, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(yaml_values)
+def test_fuzz_random_documents(doc):
+    ends_cleanly(yaml.safe_dump(doc))
+
+
+@settings(max_examples=FUZZ, deadline=None)
+@given(st.text(max_size=200))
+def test_fuzz_random_text(text):
+    ends_cleanly(text)
+
+
+EXAMPLE_DOCS = [yaml.safe_load(open(os.path.join(EXAMPLES, n))) for n in sorted(os.listdir(EXAMPLES))
+                if n.endswith(".yaml") and n not in ("c3d.yaml", "vgg16.yaml")]
+
+
+def mutate(doc, rnd: random.Random):
+    doc = copy.deepcopy(doc)
+    layers = doc["layers"]
+    i = rnd.randrange(len(layers))
+    op = rnd.choice(["delete_key", "swap_type", "out_of_range", "shuffle", "drop_layer", "bad_ref"])
+    layer = layers[i]
+    if op == "delete_key" and layer:
+        layer.pop(rnd.choice(list(layer)))
+    elif op == "swap_type":
+        key = rnd.choice(list(layer))
+        layer[key] = rnd.choice(["x", [1, 2, 3], {"a": 1}, 3.5, True, None])
+    elif op == "out_of_range":
+        key = rnd.choice([k for k in layer if isinstance(layer[k], int) and not isinstance(layer[k], bool)] or ["stride"])
+        layer[key] = rnd.choice([0, -1, 10**13, 7])
+    elif op == "shuffle":
+        rnd.shuffle(layers)
+    elif op == "drop_layer" and len(layers) > 1:
+        layers.pop(i)
+    else:
+        layer["inputs"] = [rnd.choice(["nowhere", "input", layers[-1].get("name", "x")])]
+    return doc
+
+
+@settings(max_examples=FUZZ, deadline=None)
+@given(st.integers(0, len(EXAMPLE_DOCS) - 1), st.integers(0, 2**32))
+def test_fuzz_mutated_examples(which, seed):
+    ends_cleanly(yaml.safe_dump(mutate(EXAMPLE_DOCS[which], random.Random(seed)), sort_keys=False))
