@@ -36,7 +36,7 @@ def parse_shape(value: Any) -> tuple[int, ...]:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 class BlockDef(_Strict):

@@ -1,26 +1,48 @@
 """The layer vocabulary for people (`cnncalc layers`) and for editors (`cnncalc schema`)."""
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
 from typing import Annotated, Any, Union
 
 from .errors import CnnError
 from .layers import REGISTRY, Layer
-from .spec import BlockUse, Header, did_you_mean
+from .spec import BlockDef, BlockUse, Header, did_you_mean
 
 COMMON = ("type", "name", "inputs", "trainable", "share")
+
+
+def attribute_docs(cls: type) -> dict[str, str]:
+    """Field docstrings (the string after `field: type = default`) of a class and its bases,
+    read from the source only when `layers`/`schema` need them (keeps start-up fast)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not klass.__module__.startswith("cnncalc"):
+            continue
+        try:
+            body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        except (OSError, TypeError, SyntaxError, IndexError):
+            continue  # generated classes (padding layers) document themselves through their base
+        for a, b in zip(body, body[1:]):
+            if (isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and isinstance(b, ast.Expr)
+                    and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)):
+                docs[a.target.id] = inspect.cleandoc(b.value.value)
+    return docs
 
 
 def fields_of(cls: type[Layer]) -> list[tuple[str, str, str, str]]:
     """(name, type, default, description) of a layer class' own fields."""
     out = []
     schema = cls.model_json_schema()["properties"]
+    docs = attribute_docs(cls)
     for name, f in cls.model_fields.items():
         if name in COMMON:
             continue
         prop = schema.get(name, {})
         kind = _kind(prop)
         default = "required" if f.is_required() else repr(f.default)
-        out.append((name, kind, default, f.description or ""))
+        out.append((name, kind, default, docs.get(name, "")))
     return out
 
 
@@ -96,6 +118,10 @@ def spec_schema() -> dict:
     # inside blocks, values may be "$arg" / "${expr}" strings: layers there are checked after substitution
     defs["BlockDef"]["properties"]["layers"]["items"] = {
         "type": "object", "anyOf": [{"required": ["type"]}, {"required": ["block"]}]}
+    for cls in [*classes, Header, BlockUse, BlockDef]:
+        target = schema if cls is Header else defs.get(cls.__name__, {})
+        for field_name, doc in attribute_docs(cls).items():
+            target.get("properties", {}).get(field_name, {}).setdefault("description", doc)
     schema.update({"$schema": "https://json-schema.org/draft/2020-12/schema",
                    "$id": "https://cnncalc.dev/schema/spec.json", "$defs": defs})
     return schema

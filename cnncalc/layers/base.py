@@ -74,7 +74,7 @@ class Layer(BaseModel):
     """Base of every layer type. Common fields: name, inputs, trainable, share."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, validate_default=True,
-                              defer_build=True, use_attribute_docstrings=True)
+                              defer_build=True)
 
     type: str
     name: Name | None = None
