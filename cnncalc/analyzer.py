@@ -74,6 +74,7 @@ class Report:
     outputs: list[str]
     warnings: list[Problem]
     network: Any = field(default=None, repr=False, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict)  #: optional sections (fused_bn, limits, ...)
 
     @property
     def bytes_per_element(self) -> int:
@@ -127,7 +128,8 @@ class Report:
                     "inference": "params + buffers + peak of live activations (a tensor is freed after its last consumer)",
                     "training": f"params + buffers + grads + {self.optimizer} state "
                                 f"({OPTIMIZER_STATES[self.optimizer]}× trainable params) + input + every layer's output saved for backward"},
-                "warnings": [{"layer": w.layer, "message": w.message, "line": w.line} for w in self.warnings]}
+                "warnings": [{"layer": w.layer, "message": w.message, "line": w.line} for w in self.warnings],
+                **self.extra}
 
 
 def analyze(net: Network, batch: int | None = None, input_shape: Shape | None = None,
@@ -212,3 +214,40 @@ def analyze(net: Network, batch: int | None = None, input_shape: Shape | None = 
 
 def _shapes(w: dict[str, Shape]) -> str:
     return ", ".join(f"{k}{list(v)}" for k, v in w.items()) or "none"
+
+
+FOLDABLE = ("conv1d", "conv2d", "conv3d", "linear")
+
+
+def bn_folds(report: Report) -> list[tuple[LayerReport, LayerReport]]:
+    """(conv, batchnorm) pairs that inference can fold: a batch norm with running statistics
+    whose only input is an unshared conv/linear that feeds nothing else."""
+    consumers: dict[str, int] = {}
+    for r in report.layers:
+        for i in r.inputs:
+            consumers[i] = consumers.get(i, 0) + 1
+    for o in report.outputs:
+        consumers[o] = consumers.get(o, 0) + 1
+    pairs = []
+    for r in report.layers:
+        if r.type.startswith("batchnorm") and r.buffers and len(r.inputs) == 1 and r.inputs[0] != "input":
+            conv = report.layer(r.inputs[0])
+            if conv.type in FOLDABLE and consumers.get(conv.name) == 1 and not conv.shared_with:
+                pairs.append((conv, r))
+    return pairs
+
+
+def fused_totals(report: Report) -> dict[str, int]:
+    """Inference totals after folding each batch norm into the conv before it:
+    W' = W·γ/√(σ²+ε), b' = (b − μ)·γ/√(σ²+ε) + β. The BN's params and buffers go; a conv
+    without bias gains one (C_out); MACs are unchanged; the BN's element-wise work becomes the
+    conv's bias add (1 per element instead of 2)."""
+    t = report.totals
+    pairs = bn_folds(report)
+    gained = sum(bn.output_shape[1] for conv, bn in pairs if "bias" not in conv.weights)
+    return {"folded": len(pairs),
+            "params": t["params"] - sum(bn.params for _, bn in pairs) + gained,
+            "buffers": t["buffers"] - sum(bn.buffers for _, bn in pairs),
+            "macs": t["macs"], "flops": t["flops"],
+            "elementwise_ops": t["elementwise_ops"] - sum(bn.elementwise_ops for _, bn in pairs)
+            + sum(prod(bn.output_shape) for conv, bn in pairs if "bias" not in conv.weights)}

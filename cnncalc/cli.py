@@ -80,6 +80,12 @@ def parse_input(value: str | None):
         raise typer.BadParameter(str(exc), param_hint="--input") from None
 
 
+def fused_totals(report):
+    from .analyzer import fused_totals as fused
+
+    return fused(report)
+
+
 def _analyze(spec: str, batch, input, dtype, optimizer):
     from .analyzer import analyze
     from .spec import load_spec
@@ -99,6 +105,8 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
             dtype: Optional[Dtype] = DtypeOpt,
             format: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
             optimizer: Optimizer = typer.Option(Optimizer.adam, help="Optimizer assumed by the training-memory estimate."),
+            verify: bool = typer.Option(False, "--verify", help="Then prove the numbers in PyTorch (as `verify`)."),
+            fuse_bn: bool = typer.Option(False, "--fuse-bn", help="Also report totals with batch norms folded."),
             ) -> None:
     """Per-layer table (shapes, params, MACs, FLOPs, memory, receptive fields) and totals."""
     try:
@@ -106,7 +114,12 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
     except CnnError as exc:
         report_problems(exc.problems)
         raise typer.Exit(1) from None
+    if verify:
+        _verify(report, format=Format.json if format is Format.json else Format.table, fuse_bn=fuse_bn)
     from . import render
+
+    if fuse_bn:
+        report.extra["fused_bn"] = fused_totals(report)
 
     if format is Format.table:
         render.print_table(report, console())
@@ -190,21 +203,29 @@ def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional
            compile: bool = typer.Option(False, "--compile", help="Time the torch.compile'd model too."),
            channels_last: bool = typer.Option(False, help="Time in channels_last memory format."),
            rf_probe: bool = typer.Option(True, help="Check receptive fields with a gradient probe."),
+           fuse_bn: bool = typer.Option(False, "--fuse-bn", help="Fold batch norms into convs and check outputs."),
            ) -> None:
     """Build the spec in PyTorch, compare every number with the analysis, time the forward pass."""
     try:
         report = _analyze(spec, batch, input, None, Optimizer.adam)
-        from . import torch_backend
-
-        result = torch_backend.verify_report(
-            report, device=device, dtype=dtype.value, repeat=repeat, warmup=warmup, force=force,
-            compile=compile, channels_last=channels_last, rf_probe=rf_probe,
-            progress=format is Format.table and sys.stderr.isatty())
     except CnnError as exc:
         report_problems(exc.problems)
         raise typer.Exit(1) from None
-    from . import render
+    _verify(report, device, dtype.value, repeat, warmup, format, force, compile, channels_last, rf_probe, fuse_bn)
 
+
+def _verify(report, device="auto", dtype="float32", repeat=20, warmup=3, format=Format.table, force=False,
+            compile=False, channels_last=False, rf_probe=True, fuse_bn=False) -> None:
+    from . import render, torch_backend
+
+    try:
+        result = torch_backend.verify_report(
+            report, device=device, dtype=dtype, repeat=repeat, warmup=warmup, force=force,
+            compile=compile, channels_last=channels_last, rf_probe=rf_probe,
+            progress=format is Format.table and sys.stderr.isatty(), fuse_bn=fuse_bn)
+    except CnnError as exc:
+        report_problems(exc.problems)
+        raise typer.Exit(1) from None
     if format is Format.json:
         print(render.to_json(report, {"verify": result.to_json()}))
     else:

@@ -67,7 +67,9 @@ def totals_rows(report: Report) -> list[tuple[str, str]]:
                              f"{hbytes(t['inference_peak_activation_bytes'])})"),
         ("training step memory", f"{hbytes(t['training_memory_bytes'])}  (params, grads, {report.optimizer} "
                                  f"[{states}], saved activations)"),
-    ]
+    ] + ([("batch norm folded", f"{f['folded']} BN into their convs: params {f['params']:,}, buffers "
+                                f"{f['buffers']:,}, element-wise ops {f['elementwise_ops']:,} (MACs unchanged)")]
+         if (f := report.extra.get("fused_bn")) else [])
 
 
 def to_json(report: Report, extra: dict | None = None) -> str:

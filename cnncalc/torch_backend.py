@@ -194,6 +194,7 @@ class VerifyResult:
     timing: dict = field(default_factory=dict)
     memory: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    fused: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -203,7 +204,7 @@ class VerifyResult:
         return {"ok": self.ok, "device": self.device, "device_type": self.device_type, "dtype": self.dtype,
                 "torch_version": self.torch_version, "mismatches": self.mismatches,
                 "layers": [c.to_json() for c in self.checks], "timing": self.timing, "memory": self.memory,
-                "notes": self.notes}
+                "fused_bn": self.fused, "notes": self.notes}
 
 
 def measure_counts(report: Report, model, x, t) -> list[LayerCheck]:
@@ -467,6 +468,47 @@ def field_periods(report: Report) -> list[int]:
     return out
 
 
+# ---- batch-norm folding --------------------------------------------------------------------
+def check_bn_folding(report: Report, t, dev) -> dict:
+    """Fold every foldable batch norm into its conv in a copy of the model (random running
+    statistics and affine parameters, eval mode) and check that outputs agree and that the
+    folded model has the analytic fused parameter count."""
+    from .analyzer import bn_folds, fused_totals
+
+    torch, nn = t.torch, t.nn
+    torch.manual_seed(0)
+    model = build_model(report, t).eval().to(dev)
+    index = {r.name: i for i, r in enumerate(report.layers)}
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+                if m.affine:
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-1, 1)
+        x = torch.randn(report.input_shape, device=dev)
+        before = model(x)
+        for conv_row, bn_row in bn_folds(report):
+            bn = model.layers[f"l{index[bn_row.name]}"]
+            holder = model.layers[f"l{index[conv_row.name]}"]
+            conv = [m for m in holder.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))][-1]
+            scale = (bn.weight if bn.affine else torch.ones_like(bn.running_var)) / torch.sqrt(bn.running_var + bn.eps)
+            shift = (bn.bias if bn.affine else torch.zeros_like(bn.running_mean)) - bn.running_mean * scale
+            conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.dim() - 1))))
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
+            conv.bias = nn.Parameter(bias * scale + shift)
+            model.layers[f"l{index[bn_row.name]}"] = nn.Identity()
+        after = model(x)
+    outs = (before,) if not isinstance(before, tuple) else before
+    outs2 = (after,) if not isinstance(after, tuple) else after
+    err = max(float((a - b).abs().max() / (a.abs().max() + 1e-12)) for a, b in zip(outs, outs2))
+    analytic = fused_totals(report)
+    measured = sum(p.numel() for p in model.parameters())
+    return {"folded": analytic["folded"], "analytic_params": analytic["params"], "torch_params": measured,
+            "max_relative_output_difference": err, "ok": measured == analytic["params"] and err < 1e-4}
+
+
 # ---- memory ----------------------------------------------------------------------------------
 def measure_peak(model, x, t, dev) -> int | None:
     """Peak bytes allocated by one inference forward pass beyond what was live before it."""
@@ -568,7 +610,7 @@ def summarize(times: list[float], batch: int, flops: int, peak: float | None) ->
 # ---- the whole verification --------------------------------------------------------------------
 def verify_report(report: Report, device: str = "auto", dtype: str = "float32", repeat: int = 20,
                   warmup: int = 3, force: bool = False, compile: bool = False, channels_last: bool = False,
-                  rf_probe: bool = True, progress: bool = False) -> VerifyResult:
+                  rf_probe: bool = True, progress: bool = False, fuse_bn: bool = False) -> VerifyResult:
     t = kit()
     torch = t.torch
     dev = pick_device(torch, device)
@@ -604,6 +646,14 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
                 else:
                     result.checks[idx].rf = res
         result.mismatches = compare(report, result.checks)
+        if fuse_bn:
+            bar.say("folding batch norms")
+            result.fused = check_bn_folding(report, t, dev)
+            if not result.fused["ok"]:
+                result.mismatches.append(
+                    f"batch-norm folding: params analytic={result.fused['analytic_params']:,} "
+                    f"torch={result.fused['torch_params']:,}, max relative output difference "
+                    f"{result.fused['max_relative_output_difference']:.2e}")
         model = model.to(dtype=tdtype)
         x = x.to(tdtype)
         if channels_last and len(report.input_shape) == 4:
@@ -697,6 +747,10 @@ def print_verify(report: Report, result: VerifyResult, console) -> None:
         lines.append(f"memory: measured peak {hbytes(mem['measured_peak_bytes'])} vs analytic peak activations "
                      f"{hbytes(mem['analytic_peak_activation_bytes'])} (ratio {mem['ratio_measured_to_analytic']:.2f}, "
                      f"{mem['method']})")
+    if result.fused:
+        f = result.fused
+        lines.append(f"batch norm folded into {f['folded']} convs: params {f['analytic_params']:,} analytic, "
+                     f"{f['torch_params']:,} in torch; outputs differ by {f['max_relative_output_difference']:.1e} (relative)")
     lines += result.notes
     console.print(Panel("\n".join(lines), title="timing", expand=False))
     probed = sum(1 for c in result.checks if c.rf)

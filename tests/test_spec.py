@@ -208,3 +208,24 @@ def test_floor_warning():
     # (10 − 3) = 7 is odd: the last row and column are never read
     assert [w.message.split(":")[0] for w in r.warnings] == [
         "1 rows at the bottom never reach any output", "1 columns at the right never reach any output"]
+
+
+def test_bn_folding_totals_by_hand():
+    from cnncalc.analyzer import fused_totals
+
+    r = analyze_text("""input: 3x8x8
+layers:
+  - {name: c1, type: conv2d, out_channels: 4, kernel_size: 3, bias: false}
+  - {name: bn1, type: batchnorm2d}
+  - {name: c2, type: conv2d, out_channels: 5, kernel_size: 1}
+  - {name: bn2, type: batchnorm2d}
+  - {name: tap, type: conv2d, out_channels: 5, kernel_size: 1}
+  - {name: bn3, type: batchnorm2d}
+  - {type: add, inputs: [tap, bn3]}
+""")
+    f = fused_totals(r)
+    # bn1 and bn2 fold (c1 gains a bias of 4); bn3 does not: 'tap' also feeds the add
+    assert f["folded"] == 2
+    assert f["params"] == r.totals["params"] - 2 * 4 - 2 * 5 + 4
+    assert f["buffers"] == 2 * 5 + 1
+    assert f["elementwise_ops"] == r.totals["elementwise_ops"] - 2 * (4 * 36) - 2 * (5 * 36) + 4 * 36

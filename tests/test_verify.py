@@ -97,3 +97,8 @@ def test_memory_measured_close_to_estimate():
     result = tb.verify_report(report("resnet18"), device="cpu", repeat=1, warmup=0, rf_probe=False)
     ratio = result.memory["ratio_measured_to_analytic"]
     assert ratio is not None and 0.5 < ratio < 2.0
+
+
+def test_bn_folding_checked_in_torch():
+    res = tb.check_bn_folding(report("resnet18"), tb.kit(), torch.device("cpu"))
+    assert res["ok"] and res["folded"] == 20 and res["torch_params"] == res["analytic_params"]
