@@ -251,3 +251,29 @@ def fused_totals(report: Report) -> dict[str, int]:
             "macs": t["macs"], "flops": t["flops"],
             "elementwise_ops": t["elementwise_ops"] - sum(bn.elementwise_ops for _, bn in pairs)
             + sum(prod(bn.output_shape) for conv, bn in pairs if "bias" not in conv.weights)}
+
+
+def check_limits(report: Report, cli_limits: dict[str, Any] | None = None) -> list[Problem]:
+    """The spec's `limits:` (at their batch and dtype) and the command line's budgets."""
+    from .budgets import check
+
+    net: Network = report.network
+    src = net.source
+    out: list[Problem] = []
+    spec_limits = net.header.limits
+    if spec_limits is not None:
+        lim = spec_limits.model_dump(exclude_none=True)
+        target = report
+        if (spec_limits.batch, spec_limits.dtype) != (None, None):
+            target = analyze(net, spec_limits.batch or report.input_shape[0], tuple(report.input_shape[1:]),
+                             spec_limits.dtype or report.dtype, report.optimizer)
+
+        def located(key, message):
+            path = ("limits",) + (key if isinstance(key, tuple) else (key,))
+            return src.problem(message, path, None)
+
+        out += check(target, lim, located)
+    if cli_limits:
+        out += check(report, cli_limits, lambda key, message: Problem(f"--{key.replace('_', '-')}: " + message
+                                                                       .split(": ", 1)[-1], src.file))
+    return out

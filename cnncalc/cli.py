@@ -94,6 +94,34 @@ def _analyze(spec: str, batch, input, dtype, optimizer):
                    optimizer.value)
 
 
+def _qty(value: str | None, flag: str) -> int | None:
+    if value is None:
+        return None
+    from .budgets import parse_quantity
+
+    try:
+        return parse_quantity(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from None
+
+
+def budget_flags(max_params, max_macs, max_flops, max_memory, max_training_memory, max_activations) -> dict:
+    given = {"max_params": (max_params, "--max-params"), "max_macs": (max_macs, "--max-macs"),
+             "max_flops": (max_flops, "--max-flops"), "max_inference_memory": (max_memory, "--max-memory"),
+             "max_training_memory": (max_training_memory, "--max-training-memory"),
+             "max_activation_bytes": (max_activations, "--max-activations")}
+    return {k: _qty(v, flag) for k, (v, flag) in given.items() if v is not None}
+
+
+MaxParams = typer.Option(None, "--max-params", help="Budget, e.g. 25M.", rich_help_panel="Budgets")
+MaxMacs = typer.Option(None, "--max-macs", help="Budget, e.g. 4.1G.", rich_help_panel="Budgets")
+MaxFlops = typer.Option(None, "--max-flops", help="Budget, e.g. 8.2G.", rich_help_panel="Budgets")
+MaxMemory = typer.Option(None, "--max-memory", help="Inference memory budget, e.g. 512MiB.", rich_help_panel="Budgets")
+MaxTraining = typer.Option(None, "--max-training-memory", help="Training-step memory budget, e.g. 8GiB.",
+                           rich_help_panel="Budgets")
+MaxActivations = typer.Option(None, "--max-activations", help="Budget for all activations, e.g. 1GiB.",
+                              rich_help_panel="Budgets")
+
 SpecArg = typer.Argument(..., help="YAML spec file.", show_default=False)
 BatchOpt = typer.Option(None, "--batch", "-b", min=1, help="Batch size (default: the spec's, else 1).")
 InputOpt = typer.Option(None, "--input", "-i", help="Input without batch, e.g. 3x224x224 (overrides the spec).")
@@ -107,10 +135,17 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
             optimizer: Optimizer = typer.Option(Optimizer.adam, help="Optimizer assumed by the training-memory estimate."),
             verify: bool = typer.Option(False, "--verify", help="Then prove the numbers in PyTorch (as `verify`)."),
             fuse_bn: bool = typer.Option(False, "--fuse-bn", help="Also report totals with batch norms folded."),
+            max_params: Optional[str] = MaxParams, max_macs: Optional[str] = MaxMacs,
+            max_flops: Optional[str] = MaxFlops, max_memory: Optional[str] = MaxMemory,
+            max_training_memory: Optional[str] = MaxTraining, max_activations: Optional[str] = MaxActivations,
             ) -> None:
     """Per-layer table (shapes, params, MACs, FLOPs, memory, receptive fields) and totals."""
+    budgets = budget_flags(max_params, max_macs, max_flops, max_memory, max_training_memory, max_activations)
     try:
         report = _analyze(spec, batch, input, dtype, optimizer)
+        from .analyzer import check_limits
+
+        over = check_limits(report, budgets)
     except CnnError as exc:
         report_problems(exc.problems)
         raise typer.Exit(1) from None
@@ -121,11 +156,16 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
     if fuse_bn:
         report.extra["fused_bn"] = fused_totals(report)
 
+    if over:
+        report.extra["limits"] = [p.to_dict() for p in over]
     if format is Format.table:
         render.print_table(report, console())
     else:
         text = {Format.json: render.to_json, Format.csv: render.to_csv, Format.markdown: render.to_markdown}[format](report)
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    if over:
+        report_problems(over)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -133,17 +173,22 @@ def validate(specs: List[str] = typer.Argument(..., help="Spec files.", show_def
              format: Optional[CheckFormat] = typer.Option(
                  None, "--format", "-f", help="text (file:line:col: message), json, or github annotations "
                                               "(default when GITHUB_ACTIONS=true)."),
-             strict: bool = typer.Option(False, help="Treat warnings as errors.")) -> None:
+             strict: bool = typer.Option(False, help="Treat warnings as errors."),
+             max_params: Optional[str] = MaxParams, max_macs: Optional[str] = MaxMacs,
+             max_flops: Optional[str] = MaxFlops, max_memory: Optional[str] = MaxMemory,
+             max_training_memory: Optional[str] = MaxTraining, max_activations: Optional[str] = MaxActivations,
+             ) -> None:
     """Check spec files: every problem as file:line:col: message; exit 1 if any is invalid."""
-    from .analyzer import analyze
+    from .analyzer import analyze, check_limits
     from .spec import load_spec
 
+    budgets = budget_flags(max_params, max_macs, max_flops, max_memory, max_training_memory, max_activations)
     fmt = format or (CheckFormat.github if os.environ.get("GITHUB_ACTIONS") == "true" else CheckFormat.text)
     results, bad = [], 0
     for path in specs:
         try:
             report = analyze(load_spec(path))
-            problems = list(report.warnings)
+            problems = check_limits(report, budgets) + list(report.warnings)
         except CnnError as exc:
             problems = exc.problems
         failed = any(p.severity == "error" or strict for p in problems)
@@ -167,6 +212,35 @@ def validate(specs: List[str] = typer.Argument(..., help="Spec files.", show_def
         err.print(f"{len(specs)} file{'s' * (len(specs) != 1)} checked: "
                   + (f"{bad} invalid" if bad else "all valid"))
     raise typer.Exit(1 if bad else 0)
+
+
+@app.command()
+def diff(old: str = typer.Argument(..., help="Old spec, or a JSON report from `analyze --format json`."),
+         new: str = typer.Argument(..., help="New spec (or JSON report)."),
+         format: Format = typer.Option(Format.table, "--format", "-f", help="table or json."),
+         fail_on_increase: Optional[str] = typer.Option(
+             None, help="Gate, e.g. macs=5%,params=0: exit 1 when a total grows by more."),
+         batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt) -> None:
+    """Per-layer and total changes between two specs (or a spec and a stored report)."""
+    from . import diff as d
+
+    try:
+        gate = d.parse_gate(fail_on_increase) if fail_on_increase else {}
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--fail-on-increase") from None
+    try:
+        result = d.compare(d.load_side(old, batch, parse_input(input)), d.load_side(new, batch, parse_input(input)))
+    except CnnError as exc:
+        report_problems(exc.problems)
+        raise typer.Exit(1) from None
+    problems = d.gate_problems(result, gate, new)
+    if format is Format.json:
+        print(json.dumps({**result, "gate": [p.message for p in problems]}, indent=2))
+    else:
+        d.print_diff(result, console())
+    if problems:
+        report_problems(problems)
+        raise typer.Exit(1)
 
 
 @app.command()

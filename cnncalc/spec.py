@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .budgets import Limits
 from .errors import CnnError, Problem
 from .layers import REGISTRY, Layer
 from .layers.base import MAX_INT, Name, PosInt
@@ -87,6 +88,8 @@ class Header(_Strict):
     layers: Annotated[list[Any], Field(min_length=1)]
     outputs: list[Name] | None = None
     """Layers whose outputs the network returns (default: the last layer)."""
+    limits: Limits | None = None
+    """Budgets that analyze and validate enforce (exit 1 when exceeded)."""
 
     @field_validator("input", mode="before")
     @classmethod

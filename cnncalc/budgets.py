@@ -1,0 +1,115 @@
+"""Budgets: limits a CI gate enforces on a network (params, MACs, memory, fields, shapes).
+
+Quantities accept plain numbers or units: 25M, 4.1G, 1.5T (powers of 1000) and 512MiB,
+2GiB (powers of 1024), also 512MB (powers of 1000).
+"""
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .errors import Problem
+
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
+          "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "b": 1,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_QTY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?(?:e[0-9]+)?)\s*([a-z]*)\s*$", re.I)
+
+
+def parse_quantity(value: Any) -> int:
+    """'25M' → 25,000,000; '512MiB' → 536,870,912; 4100 → 4100."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number like 25M, 4.1G or 512MiB, received {value!r}")
+    if isinstance(value, (int, float)) and value >= 0:
+        return int(value)
+    m = _QTY.match(str(value))
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"expected a number like 25M, 4.1G or 512MiB, received {value!r}")
+    return int(round(float(m.group(1)) * _UNITS[m.group(2).lower()]))
+
+
+Quantity = Annotated[Any, Field(json_schema_extra={"anyOf": [{"type": "integer", "minimum": 0},
+                                                             {"type": "string", "pattern": _QTY.pattern}]})]
+
+
+class FieldBounds(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    min: Annotated[int, Field(ge=1)] | None = None
+    max: Annotated[int, Field(ge=1)] | None = None
+
+
+class Limits(BaseModel):
+    """Budgets checked by analyze and validate (exit 1 when one is exceeded)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    batch: Annotated[int, Field(ge=1)] | None = None
+    """Batch at which the limits hold (default: the spec's)."""
+    dtype: str | None = None
+    """Element type for the byte limits (default: the spec's)."""
+    max_params: Quantity = None
+    max_trainable_params: Quantity = None
+    max_macs: Quantity = None
+    max_flops: Quantity = None
+    max_activation_bytes: Quantity = None
+    max_inference_memory: Quantity = None
+    max_training_memory: Quantity = None
+    receptive_field: dict[str, FieldBounds] = {}
+    """Per layer: min and/or max receptive-field size (every spatial axis)."""
+    output_shape: dict[str, list[Annotated[int, Field(ge=1)]]] = {}
+    """Per layer: the expected output shape, batch included."""
+
+    @field_validator("max_params", "max_trainable_params", "max_macs", "max_flops", "max_activation_bytes",
+                     "max_inference_memory", "max_training_memory", mode="before")
+    @classmethod
+    def _qty(cls, v: Any) -> int | None:
+        return None if v is None else parse_quantity(v)
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v: str | None) -> str | None:
+        if v is not None and v not in ("float32", "float16", "bfloat16", "float64"):
+            raise ValueError(f"expected float32, float16, bfloat16 or float64, received {v!r}")
+        return v
+
+
+#: limit name → key of Report.totals
+TOTALS = {"max_params": "params", "max_trainable_params": "trainable_params", "max_macs": "macs",
+          "max_flops": "flops", "max_activation_bytes": "activation_bytes",
+          "max_inference_memory": "inference_memory_bytes", "max_training_memory": "training_memory_bytes"}
+
+
+def check(report, limits: dict[str, Any], where) -> list[Problem]:
+    """Every exceeded limit as a located problem; `where(key)` gives the Problem location."""
+    out = []
+    t = report.totals
+    for key, total in TOTALS.items():
+        limit = limits.get(key)
+        if limit is not None and t[total] > limit:
+            over = t[total] - limit
+            out.append(where(key, f"{key}: {t[total]:,} exceeds the limit {limit:,} by {over:,} "
+                                  f"({over / limit:.1%})" if limit else f"{key}: {t[total]:,} exceeds the limit 0"))
+    names = {r.name: r for r in report.layers}
+    for layer, bounds in (limits.get("receptive_field") or {}).items():
+        row = names.get(layer)
+        if row is None or row.receptive_field is None:
+            out.append(where(("receptive_field", layer), f"receptive_field: '{layer}' is not a layer with a receptive field"))
+            continue
+        sizes = [r.size for r in row.receptive_field]
+        lo, hi = bounds.get("min"), bounds.get("max")
+        if lo is not None and min(sizes) < lo:
+            out.append(where(("receptive_field", layer), f"receptive field of {layer} is {_sizes(sizes)}, below the minimum {lo}"))
+        if hi is not None and max(sizes) > hi:
+            out.append(where(("receptive_field", layer), f"receptive field of {layer} is {_sizes(sizes)}, above the maximum {hi}"))
+    for layer, shape in (limits.get("output_shape") or {}).items():
+        row = names.get(layer)
+        if row is None:
+            out.append(where(("output_shape", layer), f"output_shape: unknown layer '{layer}'"))
+        elif list(row.output_shape) != list(shape):
+            out.append(where(("output_shape", layer), f"output shape of {layer} is {list(row.output_shape)}, expected {list(shape)}"))
+    return out
+
+
+def _sizes(sizes) -> str:
+    return "×".join(str(int(s)) if s.denominator == 1 else f"{float(s):g}" for s in sizes)

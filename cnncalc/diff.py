@@ -1,0 +1,114 @@
+"""`cnncalc diff OLD NEW`: what changed between two specs, or a spec and a stored JSON report."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+from .errors import CnnError, Problem
+
+METRICS = ("params", "macs", "flops", "activation_bytes", "inference_memory_bytes", "training_memory_bytes",
+           "buffers")
+LAYER_FIELDS = ("type", "output_shape", "params", "macs", "activation_bytes", "receptive_field")
+
+
+def load_side(path: str, batch=None, input_shape=None) -> dict[str, Any]:
+    """A spec (analysed now) or a JSON report from `analyze --format json`, as plain data."""
+    if path.endswith(".json"):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+            layers, totals = data["layers"], data["totals"]
+            return {"name": data.get("name", path), "layers": {r["name"]: _row(r) for r in layers}, "totals": totals,
+                    "order": [r["name"] for r in layers]}
+        except FileNotFoundError:
+            raise CnnError.single("no such file", file=path) from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CnnError.single(f"not a cnncalc JSON report ({type(exc).__name__}: {exc})", file=path) from None
+    from .analyzer import analyze
+    from .spec import load_spec
+
+    data = analyze(load_spec(path), batch, input_shape).to_json()
+    return {"name": data["name"], "layers": {r["name"]: _row(r) for r in data["layers"]}, "totals": data["totals"],
+            "order": [r["name"] for r in data["layers"]]}
+
+
+def _row(r: dict) -> dict:
+    rf = r.get("receptive_field")
+    return {"type": r.get("type"), "output_shape": r.get("output_shape"), "params": r.get("params"),
+            "macs": r.get("macs"), "activation_bytes": r.get("activation_bytes"),
+            "receptive_field": rf.get("size") if isinstance(rf, dict) else None}
+
+
+def compare(old: dict, new: dict) -> dict[str, Any]:
+    added = [n for n in new["order"] if n not in old["layers"]]
+    removed = [n for n in old["order"] if n not in new["layers"]]
+    changed = []
+    for name in new["order"]:
+        if name in old["layers"]:
+            a, b = old["layers"][name], new["layers"][name]
+            fields = {f: {"old": a[f], "new": b[f]} for f in LAYER_FIELDS if a[f] != b[f]}
+            if fields:
+                changed.append({"name": name, "changes": fields})
+    totals = {}
+    for m in METRICS:
+        a, b = old["totals"].get(m), new["totals"].get(m)
+        if isinstance(a, int) and isinstance(b, int):
+            totals[m] = {"old": a, "new": b, "delta": b - a, "percent": (b - a) / a * 100 if a else None}
+    return {"old": old["name"], "new": new["name"], "added": added, "removed": removed, "changed": changed,
+            "totals": totals}
+
+
+def parse_gate(text: str) -> dict[str, tuple[float, bool]]:
+    """'macs=5%,params=0' → {'macs': (5, True), 'params': (0, False)}: allowed increase."""
+    gate = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        m = re.fullmatch(r"([a-z_]+)=([0-9.]+)(%?)", part)
+        metric = {"memory": "inference_memory_bytes", "activations": "activation_bytes"}.get(m.group(1), m.group(1)) if m else None
+        if not m or metric not in METRICS:
+            raise ValueError(f"expected METRIC=N or METRIC=N% (metrics: params, macs, flops, activations, memory, "
+                             f"training_memory_bytes, buffers), received {part!r}")
+        gate[metric] = (float(m.group(2)), bool(m.group(3)))
+    return gate
+
+
+def gate_problems(result: dict, gate: dict[str, tuple[float, bool]], file: str) -> list[Problem]:
+    out = []
+    for metric, (allowed, percent) in gate.items():
+        t = result["totals"].get(metric)
+        if t is None:
+            continue
+        limit = t["old"] * allowed / 100 if percent else allowed
+        if t["delta"] > limit:
+            pct = f" ({t['percent']:+.2f}%)" if t["percent"] is not None else ""
+            out.append(Problem(f"{metric} grew by {t['delta']:,}{pct}: {t['old']:,} → {t['new']:,}, allowed "
+                               f"{allowed:g}{'%' if percent else ''}", file))
+    return out
+
+
+def print_diff(result: dict, console) -> None:
+    from rich.table import Table
+
+    from .render import human
+
+    t = Table(title=f"{result['old']} → {result['new']}", title_justify="left")
+    for c in ("total", "old", "new", "change"):
+        t.add_column(c, justify="left" if c == "total" else "right")
+    for m, v in result["totals"].items():
+        pct = f" ({v['percent']:+.2f}%)" if v["percent"] is not None else ""
+        t.add_row(m, f"{v['old']:,}", f"{v['new']:,}", f"{v['delta']:+,}{pct}" if v["delta"] else "=")
+    console.print(t)
+    for name in result["added"]:
+        console.print(f"[green]+ {name}[/green]")
+    for name in result["removed"]:
+        console.print(f"[red]- {name}[/red]")
+    for c in result["changed"]:
+        detail = "; ".join(f"{f}: {v['old']} → {v['new']}" for f, v in c["changes"].items())
+        console.print(f"[yellow]~ {c['name']}[/yellow]: {detail}", highlight=False)
+    if not (result["added"] or result["removed"] or result["changed"]):
+        console.print("no layer changed")
+
+
+def side_name(path: str) -> str:
+    return os.path.basename(path)
