@@ -6,7 +6,7 @@ from math import prod
 from typing import Any
 
 from .arith import DTYPE_BYTES, RF, fmt_num
-from .errors import CnnError, LayerError, Problem
+from .errors import CnnError, LayerError, Problem, gc_paused
 from .layers import Ctx, Shape
 from .spec import Network
 
@@ -137,6 +137,12 @@ def analyze(net: Network, batch: int | None = None, input_shape: Shape | None = 
     """Compute every layer's shape, params, MACs, memory and receptive field.
 
     Raises CnnError with every located problem (shape mismatches, bad channels, …)."""
+    with gc_paused():
+        return _analyze(net, batch, input_shape, dtype, optimizer)
+
+
+def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: str | None,
+             optimizer: str) -> Report:
     h = net.header
     shape0 = (batch or h.batch, *(input_shape or h.input))
     src = net.source

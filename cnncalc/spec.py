@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .budgets import Limits
-from .errors import CnnError, Problem
+from .errors import CnnError, Problem, gc_paused
 from .layers import REGISTRY, Layer
 from .layers.base import MAX_INT, Name, PosInt
 from .source import Path, Source, load, parse
@@ -137,7 +137,8 @@ def build_network(src: Source) -> Network:
         header = Header.model_validate(src.data)
     except ValidationError as exc:
         raise CnnError([src.problem(*pydantic_message(e, "spec")) for e in exc.errors()]) from None
-    net = _Expander(src, header).run()
+    with gc_paused():
+        net = _Expander(src, header).run()
     if net.problems:
         raise CnnError(net.problems)
     return net

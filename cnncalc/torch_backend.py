@@ -459,8 +459,11 @@ def field_periods(report: Report) -> list[int]:
             p = p * period.get(i, 1) // gcd(p, period.get(i, 1))
         before = [report.layer(i).receptive_field for i in row.inputs if i != "input"]
         if row.receptive_field and before and before[0]:
+            up = 1  # one factor for all axes: the lcm of the per-axis up-factors
             for r_in, r_out in zip(before[0], row.receptive_field):
-                p *= (r_out.jump / r_in.jump).denominator
+                d = (r_out.jump / r_in.jump).denominator
+                up = up * d // gcd(up, d)
+            p *= up
         p = min(p, 64)
         period[row.name] = p
         den = max((r.jump.denominator for r in row.receptive_field or ()), default=1)
