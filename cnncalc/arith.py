@@ -114,7 +114,9 @@ class RF:
         m = stride // gcd(dilation, stride)
         span = Fraction((kernel - 1) // m * m * dilation, stride)
         k_eff = effective_kernel(kernel, dilation)
-        holes = m != stride or kernel < m  # some output residues receive no tap
+        # holes: some output residues receive no tap; with dilation too the taps reach the
+        # outputs out of order, so neighbouring units' fields no longer advance monotonically
+        holes = m != stride or kernel < m or (dilation > 1 and stride > 1)
         return self._next(span * self.jump, self.jump / stride,
                           self.start + Fraction(2 * padding - (k_eff - 1), 2 * stride) * self.jump, holes,
                           uniform=kernel % m == 0)
