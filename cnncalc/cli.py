@@ -135,6 +135,8 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
             optimizer: Optimizer = typer.Option(Optimizer.adam, help="Optimizer assumed by the training-memory estimate."),
             verify: bool = typer.Option(False, "--verify", help="Then prove the numbers in PyTorch (as `verify`)."),
             fuse_bn: bool = typer.Option(False, "--fuse-bn", help="Also report totals with batch norms folded."),
+            explain: bool = typer.Option(False, "--explain", help="Show the formulas with the numbers substituted."),
+            layer: Optional[str] = typer.Option(None, "--layer", help="With --explain: only this layer."),
             max_params: Optional[str] = MaxParams, max_macs: Optional[str] = MaxMacs,
             max_flops: Optional[str] = MaxFlops, max_memory: Optional[str] = MaxMemory,
             max_training_memory: Optional[str] = MaxTraining, max_activations: Optional[str] = MaxActivations,
@@ -158,7 +160,20 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
 
     if over:
         report.extra["limits"] = [p.to_dict() for p in over]
-    if format is Format.table:
+    if layer is not None and layer not in {r.name for r in report.layers}:
+        from .spec import did_you_mean
+
+        report_problems([Problem(f"--layer: no layer '{layer}'{did_you_mean(layer, [r.name for r in report.layers])}",
+                                 report.file)])
+        raise typer.Exit(1)
+    if explain:
+        report.extra["explain"] = {name: [{"quantity": w, "expression": e, "value": v} for w, e, v in lines]
+                                   for name, lines in render.explanations(report, layer).items()}
+    if explain and format is Format.table:
+        if layer is None:
+            render.print_table(report, console())
+        render.print_explanations(report, console(), layer)
+    elif format is Format.table:
         render.print_table(report, console())
     else:
         text = {Format.json: render.to_json, Format.csv: render.to_csv, Format.markdown: render.to_markdown}[format](report)

@@ -134,3 +134,37 @@ def print_table(report: Report, console: Any) -> None:
         console.print("* frozen (trainable: false)")
     for w in report.warnings:
         console.print(f"[yellow]warning[/yellow] {w.layer} (line {w.line}): {w.message}", highlight=False)
+
+
+def explanations(report: Report, only: str | None = None) -> dict[str, list[tuple[str, str, int | str]]]:
+    """Per layer, the formulas behind its numbers with the numbers substituted."""
+    from .layers import Ctx
+
+    shapes = {"input": report.input_shape}
+    fields = {"input": None}
+    out = {}
+    for row in report.layers:
+        ctx = Ctx([shapes[i] for i in row.inputs], row.output_shape)
+        shapes[row.name] = row.output_shape
+        if only is None or row.name == only:
+            lines = list(report.network.nodes[row.index].layer.explain(ctx))
+            before = [fields.get(i) for i in row.inputs]
+            if row.receptive_field and before and before[0] and before[0] != row.receptive_field:
+                lines.append(("RF size", " → ".join("×".join(fmt_num(r.size) for r in f)
+                                                    for f in (before[0], row.receptive_field)), "") )
+                lines.append(("jump", " → ".join("×".join(fmt_num(r.jump) for r in f)
+                                                 for f in (before[0], row.receptive_field)), ""))
+            out[row.name] = lines
+        fields[row.name] = row.receptive_field
+    return out
+
+
+def print_explanations(report: Report, console, only: str | None = None) -> None:
+    from rich.markup import escape
+
+    for name, lines in explanations(report, only).items():
+        console.print(f"[bold]{escape(name)}[/bold] ({report.layer(name).type})")
+        for what, expr, value in lines:
+            expr, _, note = expr.partition("   (")
+            tail = f" = {value:,}" if isinstance(value, int) and not isinstance(value, bool) else ""
+            console.print(escape(f"  {what} = {expr}{tail}" + (f"   ({note}" if note else "")), highlight=False)

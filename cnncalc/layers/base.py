@@ -137,6 +137,18 @@ class Layer(BaseModel):
         """The torch module computing this layer (``t`` holds torch, nn, F and cnncalc's own)."""
         raise NotImplementedError(f"{self.type} has no torch builder")
 
+    def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
+        """(quantity, arithmetic with the numbers substituted, value) lines for --explain.
+        Default: params from the weight shapes, and MACs when the layer has none."""
+        w = self.weights(ctx)
+        lines = []
+        if w:
+            lines.append(("params", " + ".join("·".join(map(str, s)) or "1" for s in w.values()),
+                          sum(prod(s) for s in w.values())))
+        if not self.macs(ctx):
+            lines.append(("MACs", "0", 0))
+        return lines
+
     # ---- helpers for rules ----------------------------------------------------------------
     @classmethod
     def type_name(cls) -> str:

@@ -77,6 +77,22 @@ class _Window:
         return [r.window(k, s, pl, d) for r, k, s, (pl, _), d in
                 zip(f, self.kernel_size, self.stride, self.pads(ctx), self.dilation)]  # type: ignore[attr-defined]
 
+    def explain_window(self, ctx: Ctx) -> list[tuple[str, str, int]]:
+        """H' = ⌊(H + P_total − D·(K−1) − 1)/S⌋ + 1 per axis, numbers substituted."""
+        lines = []
+        for a, (size, k, s, (pl, pr), d, o) in enumerate(zip(ctx.x[2:], self.kernel_size, self.stride,  # type: ignore[attr-defined]
+                                                              self.pads(ctx), self.dilation, ctx.out[2:])):  # type: ignore[attr-defined]
+            lost = dropped_by_floor(size, k, s, pl + pr, d) - pr
+            note = f"   ({lost} {_END[self.dims][a].split()[0]} dropped by the floor)" if lost > 0 else ""
+            lines.append((AXES_NAMES[self.dims][a] + "'", f"⌊({size} + {pl + pr} − {d}·({k}−1) − 1) / {s}⌋ + 1{note}", o))
+        return lines
+
+    def explain_dense(self, ctx: Ctx) -> tuple[str, str, int]:
+        """The seeds' sparse-interaction argument: a fully connected layer with the same input
+        and output sizes would need in·out + out params."""
+        i, o = prod(ctx.x[1:]), prod(ctx.out[1:])
+        return ("a fully connected layer doing the same mapping would need", f"{i}·{o} + {o}", i * o + o)
+
     def floor_warnings(self, ctx: Ctx) -> list[str]:
         msgs = []
         for a, (size, k, s, (pl, pr), d) in enumerate(zip(ctx.x[2:], self.kernel_size, self.stride,  # type: ignore[attr-defined]
@@ -166,6 +182,12 @@ class ConvNd(_Window, Layer):
 
     def warnings(self, ctx: Ctx) -> list[str]:
         return self.floor_warnings(ctx)
+
+    def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
+        k = "·".join(map(str, self.kernel_size))
+        return [*self.explain_window(ctx), *super().explain(ctx),
+                ("MACs", f"{'·'.join(map(str, ctx.out))} · {ctx.x[1]}/{self.groups} · {k}", self.macs(ctx)),
+                self.explain_dense(ctx)]
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         cls = getattr(t.nn, f"Conv{self.dims}d")
@@ -272,6 +294,14 @@ class ConvTransposeNd(Layer):
         return [r.transposed(k, s, p, d) for r, k, s, p, d in
                 zip(f, self.kernel_size, self.stride, self.padding, self.dilation)]
 
+    def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
+        lines = [(AXES_NAMES[self.dims][a] + "'", f"({h} − 1)·{s} − 2·{p} + {d}·({k} − 1) + {op} + 1", o)
+                 for a, (h, k, s, p, d, op, o) in enumerate(zip(ctx.x[2:], self.kernel_size, self.stride, self.padding,
+                                                                 self.dilation, self.output_padding, ctx.out[2:]))]
+        k = "·".join(map(str, self.kernel_size))
+        return [*lines, *super().explain(ctx),
+                ("MACs", f"{'·'.join(map(str, ctx.x))} · {self.out_channels}/{self.groups} · {k}", self.macs(ctx))]
+
     def build(self, ctx: Ctx, t: Any) -> Any:
         cls = getattr(t.nn, f"ConvTranspose{self.dims}d")
         return cls(ctx.x[1], self.out_channels, self.kernel_size, self.stride, self.padding,
@@ -340,6 +370,13 @@ class _Conv2dBase(_Window, Layer):
     def elementwise(self, ctx: Ctx) -> int:
         return prod(ctx.out) if self.bias else 0
 
+    def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
+        return [*self.explain_window(ctx), *super().explain(ctx), ("MACs", self.macs_expr(ctx), self.macs(ctx)),
+                self.explain_dense(ctx)]
+
+    def macs_expr(self, ctx: Ctx) -> str:
+        return f"{'·'.join(map(str, ctx.out))} · {ctx.x[1]} · {'·'.join(map(str, self.kernel_size))}"
+
     @property
     def pad(self) -> tuple[int, ...]:
         return tuple(p for p, _ in self.padding)
@@ -390,6 +427,11 @@ class DeformConv2d(_Conv2dBase):
         return self.positions(ctx) * ctx.x[0] * k * (
             self.out_channels * (ctx.x[1] // self.groups) + self.offset_channels() * ctx.x[1])
 
+    def macs_expr(self, ctx: Ctx) -> str:
+        k = "·".join(map(str, self.kernel_size))
+        return (f"{ctx.x[0]}·{'·'.join(map(str, ctx.out[2:]))} · {k} · ({self.out_channels}·{ctx.x[1]}/{self.groups}"
+                f" + {self.offset_channels()}·{ctx.x[1]})")
+
     def elementwise(self, ctx: Ctx) -> int:
         sampled = ctx.x[0] * ctx.x[1] * prod(self.kernel_size) * self.positions(ctx)
         return 8 * sampled + (prod(ctx.out) if self.bias else 0) + ctx.x[0] * self.offset_channels() * self.positions(ctx)
@@ -420,6 +462,11 @@ class SeparableConv2d(_Conv2dBase):
         mid = ctx.x[1] * self.depth_multiplier
         return ctx.x[0] * self.positions(ctx) * mid * (prod(self.kernel_size) + self.out_channels)
 
+    def macs_expr(self, ctx: Ctx) -> str:
+        mid = ctx.x[1] * self.depth_multiplier
+        pos = f"{ctx.x[0]}·{'·'.join(map(str, ctx.out[2:]))}"
+        return f"{pos} · {mid} · {'·'.join(map(str, self.kernel_size))} + {pos} · {mid} · {self.out_channels}"
+
     def build(self, ctx: Ctx, t: Any) -> Any:
         mid = ctx.x[1] * self.depth_multiplier
         return t.ext.Named(
@@ -449,6 +496,10 @@ class SpatialSeparableConv2d(_Conv2dBase):
     def macs(self, ctx: Ctx) -> int:
         (kh, kw), (n, c, h_out, w_out) = self.kernel_size, ctx.out
         return n * c * h_out * (ctx.x[3] * ctx.x[1] * kh + w_out * c * kw)
+
+    def macs_expr(self, ctx: Ctx) -> str:
+        (kh, kw), (n, c, h_out, w_out) = self.kernel_size, ctx.out
+        return f"{n}·{c}·{h_out}·{ctx.x[3]} · {ctx.x[1]}·{kh} + {n}·{c}·{h_out}·{w_out} · {c}·{kw}"
 
     def elementwise(self, ctx: Ctx) -> int:
         return (ctx.out[0] * self.out_channels * ctx.out[2] * (ctx.x[3] + ctx.out[3])) if self.bias else 0

@@ -85,6 +85,15 @@ class PoolNd(Layer):
         return [r.window(k, s, p, d) for r, k, s, p, d in
                 zip(f, self.kernel_size, self.strides, self.padding, self.dilations)]
 
+    def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
+        rnd = ("⌈", "⌉") if self.ceil_mode else ("⌊", "⌋")
+        lines = [(AXES_NAMES[self.dims][a] + "'", f"{rnd[0]}({h} + 2·{p} − {d}·({k}−1) − 1) / {s}{rnd[1]} + 1"
+                  + (" (last window dropped: it would start in the padding)" if self.ceil_mode and
+                     pool_out(h, k, s, p, d, True) != -(-(h + 2 * p - d * (k - 1) - 1) // s) + 1 else ""), o)
+                 for a, (h, k, s, p, d, o) in enumerate(zip(ctx.x[2:], self.kernel_size, self.strides, self.padding,
+                                                             self.dilations, ctx.out[2:]))]
+        return [*lines, *super().explain(ctx)]
+
     def warnings(self, ctx: Ctx) -> list[str]:
         msgs = []
         for a, (h, k, s, p, d, o) in enumerate(zip(ctx.x[2:], self.kernel_size, self.strides, self.padding,

@@ -91,6 +91,10 @@ class Linear(Layer):
     def rf(self, ctx: Ctx, fields: list) -> None:
         return None
 
+    def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
+        return [*super().explain(ctx),
+                ("MACs", f"{'·'.join(map(str, ctx.x[:-1]))} · {ctx.x[-1]} · {self.out_features}", self.macs(ctx))]
+
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.nn.Linear(ctx.x[-1], self.out_features, self.bias)
 
