@@ -25,6 +25,7 @@ class Format(str, Enum):
     json = "json"
     csv = "csv"
     markdown = "markdown"
+    html = "html"
 
 
 class CheckFormat(str, Enum):
@@ -175,6 +176,8 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
         render.print_explanations(report, console(), layer)
     elif format is Format.table:
         render.print_table(report, console())
+    elif format is Format.html:
+        sys.stdout.write(render.to_html(report, explain, layer))
     else:
         text = {Format.json: render.to_json, Format.csv: render.to_csv, Format.markdown: render.to_markdown}[format](report)
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -256,6 +259,106 @@ def diff(old: str = typer.Argument(..., help="Old spec, or a JSON report from `a
     if problems:
         report_problems(problems)
         raise typer.Exit(1)
+
+
+@app.command()
+def rf(spec: str = SpecArg, layer: Optional[str] = typer.Option(None, "--layer", help="Layer of the unit."),
+       unit: Optional[str] = typer.Option(None, "--unit", help="Output unit, 0-based, e.g. 3,4 (needs --layer)."),
+       batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt,
+       format: Format = typer.Option(Format.table, "--format", "-f", help="table or json.")) -> None:
+    """Receptive fields: size, jump and start of every layer, or the input window one unit sees."""
+    from . import views
+
+    try:
+        report = _analyze(spec, batch, input, None, Optimizer.adam)
+        if unit is not None:
+            if layer is None:
+                raise typer.BadParameter("--unit needs --layer", param_hint="--unit")
+            try:
+                u = views.parse_unit(unit)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--unit") from None
+            if layer not in {r.name for r in report.layers}:
+                from .spec import did_you_mean
+
+                raise CnnError.single(f"--layer: no layer '{layer}'{did_you_mean(layer, [r.name for r in report.layers])}",
+                                      file=spec)
+            axes = views.unit_field(report, layer, u)
+    except CnnError as exc:
+        report_problems(exc.problems)
+        raise typer.Exit(1) from None
+    if unit is None:
+        if format is Format.json:
+            print(json.dumps({r.name: r.rf_json() for r in report.layers if r.receptive_field}, indent=2))
+        else:
+            views.print_fields(report, console())
+        return
+    if format is Format.json:
+        print(json.dumps({"layer": layer, "unit": list(u), "axes": [
+            {**a, "size": float(a["size"]) if a["size"].denominator != 1 else int(a["size"])} for a in axes]}, indent=2))
+        return
+    names = ["rows", "columns"] if len(axes) == 2 else ["frames", "rows", "columns"] if len(axes) == 3 else ["samples"]
+    out = console()
+    out.print(f"unit {tuple(u)} of {layer} sees:")
+    for name, a in zip(names, axes):
+        approx = "" if a["exact"] else " (approximate: see RF.exact in the README)"
+        out.print(f"  {name} {a['from']}..{a['to']} of the input → {a['clipped'][0]}..{a['clipped'][1]} inside it, "
+                  f"{a['padding']} in the padding{approx}")
+
+
+@app.command()
+def sweep(spec: str = SpecArg,
+          input: str = typer.Option(..., "--input", "-i", help="Comma-separated sizes, e.g. 3x128x128,3x224x224."),
+          batch: str = typer.Option("1", "--batch", "-b", help="Comma-separated batches, e.g. 1,32,256."),
+          dtype: Optional[Dtype] = DtypeOpt,
+          format: Format = typer.Option(Format.table, "--format", "-f", help="table or json.")) -> None:
+    """How shapes, cost, memory and fields change with input size and batch."""
+    from . import views
+    from .spec import load_spec
+
+    sizes = [parse_input(p) for p in _split_shapes(input)]
+    try:
+        batches = [int(b) for b in batch.split(",")]
+        if min(batches) < 1:
+            raise ValueError
+    except ValueError:
+        raise typer.BadParameter(f"expected positive integers like 1,32,256, received {batch!r}", param_hint="--batch") from None
+    try:
+        rows = views.sweep(load_spec(spec), sizes, batches, dtype.value if dtype else None)
+    except CnnError as exc:
+        report_problems(exc.problems)
+        raise typer.Exit(1) from None
+    if format is Format.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        views.print_sweep(rows, console())
+
+
+def _split_shapes(text: str) -> list[str]:
+    """'3x128x128,3x224x224' → two shapes (a shape itself never contains a comma here)."""
+    return [p for p in text.split(",") if p.strip()]
+
+
+@app.command()
+def plot(spec: str = SpecArg, output: Optional[str] = typer.Option(None, "-o", "--output",
+                                                                  help="PNG or SVG file (needs matplotlib)."),
+         batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt) -> None:
+    """Per-layer MACs, params, activation memory, receptive field and output size: a figure with
+    -o out.png|svg, bars in the terminal otherwise."""
+    from . import views
+
+    try:
+        report = _analyze(spec, batch, input, None, Optimizer.adam)
+        if output:
+            if not output.lower().endswith((".png", ".svg", ".pdf")):
+                raise typer.BadParameter("expected a .png, .svg or .pdf file", param_hint="--output")
+            views.figure(report, output)
+            console(stderr=True).print(f"wrote {output}")
+        else:
+            views.terminal_plot(report, console())
+    except CnnError as exc:
+        report_problems(exc.problems)
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -168,3 +168,25 @@ def print_explanations(report: Report, console, only: str | None = None) -> None
             expr, _, note = expr.partition("   (")
             tail = f" = {value:,}" if isinstance(value, int) and not isinstance(value, bool) else ""
             console.print(escape(f"  {what} = {expr}{tail}" + (f"   ({note}" if note else "")), highlight=False)
+
+
+def to_html(report: Report, explain: bool = False, only: str | None = None) -> str:
+    """A self-contained HTML page (inline styles) of the table, totals and explanations,
+    recorded from the same rich rendering as the terminal table."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(record=True, file=io.StringIO(), width=max(160, 60 + 12 * 11), color_system="truecolor")
+    print_table(report, console)
+    if explain:
+        print_explanations(report, console, only)
+    return console.export_html(inline_styles=True, code_format=_HTML)
+
+
+_HTML = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>cnncalc report</title>
+<style>body {{ color: {foreground}; background-color: {background}; }}</style></head>
+<body><pre style="font-family: Menlo, 'DejaVu Sans Mono', Consolas, monospace; font-size: 13px">
+<code>{code}</code></pre></body></html>
+"""

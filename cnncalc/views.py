@@ -1,0 +1,152 @@
+"""Other ways to look at a report: one unit's receptive field, sweeps over sizes, plots."""
+from __future__ import annotations
+
+from math import ceil, floor
+from typing import Any
+
+from .analyzer import Report, analyze
+from .errors import CnnError
+from .render import hbytes, human, shape_str
+
+
+def unit_field(report: Report, layer: str, unit: tuple[int, ...]) -> list[dict[str, Any]]:
+    """The input interval each spatial axis of one output unit sees: the field centred at
+    start + u·jump, extent `size`, clipped to the input; how much of it lies in padding."""
+    row = report.layer(layer)
+    if row.receptive_field is None:
+        raise CnnError.single(f"{layer} has no receptive field (after flatten or linear)", file=report.file)
+    spatial = row.output_shape[2:]
+    if len(unit) != len(spatial) or any(not 0 <= u < s for u, s in zip(unit, spatial)):
+        raise CnnError.single(f"--unit {','.join(map(str, unit))} is outside {layer}'s output "
+                              f"{'×'.join(map(str, spatial))} (0-based, one index per spatial axis)", file=report.file)
+    out = []
+    for u, r, size in zip(unit, row.receptive_field, report.input_shape[2:]):
+        centre = r.start + u * r.jump
+        lo, hi = centre - (r.size - 1) / 2, centre + (r.size - 1) / 2
+        first, last = ceil(lo), floor(hi)
+        clipped = (max(first, 0), min(last, size - 1))
+        out.append({"from": first, "to": last, "clipped": list(clipped),
+                    "padding": max(0, -first) + max(0, last - (size - 1)), "size": r.size, "exact": r.exact})
+    return out
+
+
+def print_fields(report: Report, console) -> None:
+    from rich.table import Table
+
+    from .arith import fmt_num
+
+    t = Table(title=f"receptive fields of {report.name} (input {shape_str(report.input_shape[2:])})", title_justify="left")
+    for c in ("layer", "type", "output", "size", "jump", "start", "exact"):
+        t.add_column(c)
+    for row in report.layers:
+        if row.receptive_field is None:
+            continue
+        f = row.receptive_field
+        t.add_row(row.name, row.type, shape_str(row.output_shape[2:]), "×".join(fmt_num(r.size) for r in f),
+                  "×".join(fmt_num(r.jump) for r in f), "×".join(fmt_num(r.start) for r in f),
+                  "yes" if all(r.exact for r in f) else "approx.")
+    console.print(t)
+
+
+def sweep(net, inputs: list[tuple[int, ...]], batches: list[int], dtype: str | None = None) -> list[dict]:
+    """Totals at every input size × batch; a size where the network breaks says where."""
+    rows = []
+    for shape in inputs:
+        for b in batches:
+            entry: dict[str, Any] = {"input": list(shape), "batch": b}
+            try:
+                r = analyze(net, b, shape, dtype)
+            except CnnError as exc:
+                p = exc.problems[0]
+                entry.update(ok=False, error=f"{p.layer}: {p.message}" if p.layer else p.message)
+            else:
+                t = r.totals
+                rf = next((x.receptive_field for x in reversed(r.layers) if x.receptive_field), None)
+                entry.update(ok=True, output_shape=list(r.layers[-1].output_shape), params=t["params"],
+                             macs=t["macs"], flops=t["flops"], inference_memory_bytes=t["inference_memory_bytes"],
+                             training_memory_bytes=t["training_memory_bytes"],
+                             receptive_field=[float(f.size) if f.size.denominator != 1 else int(f.size) for f in rf] if rf else None)
+            rows.append(entry)
+    return rows
+
+
+def print_sweep(rows: list[dict], console) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title="sweep", title_justify="left")
+    for c in ("input", "batch", "output", "params", "MACs", "inference mem", "training mem", "final RF"):
+        t.add_column(c, justify="right" if c not in ("input", "output") else "left")
+    for e in rows:
+        if not e["ok"]:
+            t.add_row(shape_str(e["input"]), str(e["batch"]), f"[red]breaks: {escape(e['error'])}[/red]", "", "", "", "", "")
+            continue
+        t.add_row(shape_str(e["input"]), str(e["batch"]), shape_str(e["output_shape"]), f"{e['params']:,}",
+                  human(e["macs"]), hbytes(e["inference_memory_bytes"]), hbytes(e["training_memory_bytes"]),
+                  "×".join(map(str, e["receptive_field"] or [])) or "–")
+    console.print(t)
+
+
+def terminal_plot(report: Report, console, width: int = 40) -> None:
+    """Per-layer bars of MACs, params and activation memory, drawn with block characters."""
+    from rich.table import Table
+
+    rows = report.layers
+    peaks = {k: max(1, max(getattr(r, k) for r in rows)) for k in ("macs", "params", "activation_bytes")}
+    t = Table(title=f"{report.name}: share of the largest layer", title_justify="left", box=None)
+    for c in ("layer", "MACs", "params", "activations", "RF"):
+        t.add_column(c, no_wrap=True)
+
+    def bar(v: int, peak: int) -> str:
+        eighths = round(v / peak * width * 8)
+        return "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
+
+    for r in rows:
+        rf = "×".join(str(round(float(f.size))) for f in r.receptive_field) if r.receptive_field else ""
+        t.add_row(r.name, bar(r.macs, peaks["macs"]), bar(r.params, peaks["params"]),
+                  bar(r.activation_bytes, peaks["activation_bytes"]), rf)
+    console.print(t)
+
+
+def figure(report: Report, path: str) -> None:
+    """A PNG/SVG with four panels: MACs, params and activation memory per layer, and receptive
+    field and output size against depth (matplotlib, the `plot` extra)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise CnnError.single("plotting to a file needs matplotlib: pip install 'cnncalc[plot]' "
+                              "(or use `cnncalc plot SPEC` for the terminal version)") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report.layers
+    idx = list(range(len(rows)))
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8), constrained_layout=True)
+    for ax, key, title in ((axes[0][0], "macs", "MACs per layer"), (axes[0][1], "params", "parameters per layer"),
+                           (axes[1][0], "activation_bytes", "activation bytes per layer")):
+        ax.bar(idx, [getattr(r, key) for r in rows], color="#4C72B0")
+        ax.set_title(title)
+        ax.set_xlabel("layer index")
+    ax = axes[1][1]
+    rf = [(i, float(r.receptive_field[0].size)) for i, r in enumerate(rows) if r.receptive_field]
+    size = [(i, r.output_shape[2]) for i, r in enumerate(rows) if len(r.output_shape) > 2]
+    if rf:
+        ax.plot(*zip(*rf), label="receptive field (axis 0)", color="#C44E52")
+    if size:
+        ax.plot(*zip(*size), label="output size (axis 0)", color="#55A868")
+    ax.set_title("receptive field and output size vs depth")
+    ax.set_xlabel("layer index")
+    ax.legend()
+    fig.suptitle(f"{report.name}: {report.totals['params']:,} params, {human(report.totals['macs'])} MACs")
+    fig.savefig(path)
+    plt.close(fig)
+    fig_axes = len(fig.axes)
+    if fig_axes != 4:  # pragma: no cover - a guard on matplotlib changes
+        raise RuntimeError("unexpected figure layout")
+
+
+def parse_unit(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise ValueError(f"expected indices like 3,4, received {text!r}") from None

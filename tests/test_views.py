@@ -1,0 +1,89 @@
+"""rf, sweep, plot and HTML: what they show is checked against torch or hand arithmetic."""
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+import cnncalc
+from cnncalc import views
+from cnncalc.cli import app
+from conftest import EXAMPLES, analyze_text
+
+runner = CliRunner()
+ALEXNET = os.path.join(EXAMPLES, "alexnet.yaml")
+
+
+def test_unit_field_by_hand():
+    r = cnncalc.analyze(cnncalc.load_spec(ALEXNET))
+    # pool5: size 195, jump 32, start (conv1 pads 2) = 5 − 2 + … : centre of unit u is start + 32·u
+    rf = r.layer("pool5").receptive_field[0]
+    (rows, cols) = views.unit_field(r, "pool5", (0, 5))
+    assert rows["from"] == rf.start - 97 and rows["to"] == rf.start + 97
+    assert rows["clipped"] == [0, int(rf.start + 97)] and rows["padding"] == -int(rf.start - 97)
+    assert cols["from"] == rf.start + 5 * 32 - 97 and cols["clipped"][1] == 223
+
+
+def test_unit_field_matches_the_gradient_probe():
+    torch = pytest.importorskip("torch")
+    from cnncalc import torch_backend as tb
+
+    r = analyze_text("input: 1x20x20\nlayers:\n  - {type: conv2d, out_channels: 2, kernel_size: 5, padding: 2}\n"
+                     "  - {type: maxpool2d, kernel_size: 2}\n  - {name: last, type: conv2d, out_channels: 2, kernel_size: 3, stride: 2, padding: 1}\n")
+    t = tb.kit()
+    model = tb.build_model(r, t).double()
+    tb.linearise(model, t)
+    model.requires_grad_(False)
+    for unit in [(0, 0), (2, 3), (4, 4)]:
+        x = torch.ones(r.input_shape, dtype=torch.float64, requires_grad=True)
+        out = model(x)
+        (g,) = torch.autograd.grad(out[(0, slice(None), *unit)].sum(), x)
+        nz = torch.nonzero(g[0].abs().sum(0) > 0)
+        axes = views.unit_field(r, "last", unit)
+        assert [int(nz[:, 0].min()), int(nz[:, 0].max())] == axes[0]["clipped"]
+        assert [int(nz[:, 1].min()), int(nz[:, 1].max())] == axes[1]["clipped"]
+
+
+def test_rf_cli():
+    out = runner.invoke(app, ["rf", ALEXNET])
+    assert out.exit_code == 0 and "pool5" in out.stdout and "195×195" in out.stdout
+    out = runner.invoke(app, ["rf", ALEXNET, "--layer", "pool5", "--unit", "9,9"])
+    assert out.exit_code == 1 and "outside pool5's output 6×6" in out.stderr
+    assert runner.invoke(app, ["rf", ALEXNET, "--unit", "1,1"]).exit_code == 2
+    data = json.loads(runner.invoke(app, ["rf", ALEXNET, "--layer", "conv1", "--unit", "0,0", "-f", "json"]).stdout)
+    assert data["axes"][0] == {"from": -2, "to": 8, "clipped": [0, 8], "padding": 2, "size": 11, "exact": True}
+
+
+def test_sweep_reports_breaks_and_scales():
+    out = runner.invoke(app, ["sweep", os.path.join(EXAMPLES, "alexnet_seed.yaml"), "-i", "3x224x224,3x227x227",
+                              "-b", "1,4", "-f", "json"])
+    rows = json.loads(out.stdout)
+    assert [r["ok"] for r in rows] == [False, False, True, True]
+    assert rows[0]["error"] == "fc6: in_features=9216 but flatten gives 256×5×5 = 6400"
+    assert rows[3]["macs"] == 4 * rows[2]["macs"] and rows[3]["params"] == rows[2]["params"]
+    assert runner.invoke(app, ["sweep", ALEXNET, "-i", "3x224x224", "-b", "0"]).exit_code == 2
+
+
+def test_terminal_plot_and_figure(tmp_path):
+    out = runner.invoke(app, ["plot", os.path.join(EXAMPLES, "lenet5.yaml")])
+    assert out.exit_code == 0 and "█" in out.stdout and "c3.conv" in out.stdout
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "lenet.png"
+    out = runner.invoke(app, ["plot", os.path.join(EXAMPLES, "lenet5.yaml"), "-o", str(png)])
+    assert out.exit_code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    h, w = matplotlib.image.imread(str(png)).shape[:2]
+    assert (w, h) == (1300, 800)  # 13×8 inches at 100 dpi: the four-panel layout
+    svg = tmp_path / "lenet.svg"
+    assert runner.invoke(app, ["plot", os.path.join(EXAMPLES, "lenet5.yaml"), "-o", str(svg)]).exit_code == 0
+    text = svg.read_text()
+    for title in ("MACs per layer", "parameters per layer", "activation bytes per layer", "receptive field and output size"):
+        assert title in text
+    assert runner.invoke(app, ["plot", ALEXNET, "-o", str(tmp_path / "x.gif")]).exit_code == 2
+
+
+def test_html_report():
+    out = runner.invoke(app, ["analyze", os.path.join(EXAMPLES, "lenet5.yaml"), "-f", "html", "--explain"])
+    assert out.exit_code == 0 and out.stdout.startswith("<!DOCTYPE html>")
+    assert "61,706" in out.stdout and "params = 6·1·5·5 + 6 = 156" in out.stdout
