@@ -65,10 +65,10 @@ macs, params = get_model_complexity_info(model, tuple(x.shape[1:]), as_strings=F
 print(json.dumps({"params": int(params), "macs": int(macs)}))
 """,
 }
-WHY = {"torchinfo": "counts per-module work from hooks on the executor's modules",
-       "fvcore": "counts one MAC per multiply-add of conv/linear (its 'flops' are MACs); adds batch norm and pooling",
-       "thop": "hooks nn modules only; counts BN/activations/pooling in its 'MACs'",
-       "ptflops": "hooks nn modules only; adds BN, activation and pooling work to MACs"}
+WHY = {"torchinfo": "also counts BN parameters and linear biases as mult-adds",
+       "fvcore": "adds some non-matmul ops (e.g. batch norm) to its count",
+       "thop": "adds non-matmul layers (batch norm, activations, pooling)",
+       "ptflops": "adds non-matmul layers (batch norm, activations, pooling)"}
 
 
 def timed(cmd: list[str], runs: int) -> tuple[float, str]:
