@@ -482,6 +482,18 @@ def check_bn_folding(report: Report, t, dev) -> dict:
     torch.manual_seed(0)
     model = build_model(report, t).eval().to(dev)
     index = {r.name: i for i, r in enumerate(report.layers)}
+    tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # compare in true float32
+    try:
+        return _fold_and_compare(report, t, dev, model, index)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def _fold_and_compare(report: Report, t, dev, model, index) -> dict:
+    from .analyzer import bn_folds, fused_totals
+
+    torch, nn = t.torch, t.nn
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
