@@ -438,8 +438,9 @@ def _probe_geometry(report: Report, net: Network, idx: int, steps: int):
         prf, out = rep.layers[idx].receptive_field, rep.layers[idx].output_shape[2:]
         centre = [min(max(0, int((Fraction(s, 2) - r.start) / r.jump) - steps // 2), o - steps)
                   for s, r, o in zip(sizes, prf, out)]
-        inside = all(c >= 0 and r.start + c * r.jump - (r.size - 1) / 2 >= 0
-                     and r.start + (c + steps - 1) * r.jump + (r.size - 1) / 2 <= s - 1
+        # after upsampling, units sit on the grain lattice, up to a grain from start + u·jump
+        inside = all(c >= 0 and r.start + c * r.jump - (r.size - 1) / 2 - r.grain >= 0
+                     and r.start + (c + steps - 1) * r.jump + (r.size - 1) / 2 + r.grain <= s - 1
                      for c, r, s in zip(centre, prf, sizes))
         if inside:
             return rep, centre
