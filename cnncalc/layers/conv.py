@@ -104,12 +104,8 @@ class _Window:
         return msgs
 
 
-class ConvNd(_Window, Layer):
-    """Convolution: weight (C_out, C_in/groups, K…), bias (C_out).
-
-    H' = ⌊(H + P_total − D·(K−1) − 1)/S⌋ + 1 per axis;
-    params = C_out·(C_in/groups)·∏K + C_out·bias;
-    MACs = N·C_out·∏H'·(C_in/groups)·∏K;  RF: r' = r + (K_eff−1)·j, j' = j·S."""
+class _ConvFields(Layer):
+    """Fields every convolution shares (torch names), normalised per spatial axis."""
 
     category: ClassVar[str] = "convolution"
     dims: ClassVar[int] = 2
@@ -118,13 +114,8 @@ class ConvNd(_Window, Layer):
     kernel_size: Axes
     """K: an int or one per spatial axis."""
     stride: Axes = 1
-    padding: Padding = 0
-    """int, per-axis list, per-axis [before, after] pairs, 'same' (stride 1) or 'valid'."""
     dilation: Axes = 1
-    groups: PosInt = 1
-    """groups = C_in (and C_out a multiple of it) is a depthwise convolution."""
     bias: bool = True
-    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
     in_channels: PosInt | None = None
     """Optional: inferred from the input; checked when given."""
 
@@ -132,6 +123,20 @@ class ConvNd(_Window, Layer):
     @classmethod
     def _axes(cls, v: Any) -> tuple[int, ...]:
         return per_axis(v, cls.dims)
+
+
+class ConvNd(_Window, _ConvFields):
+    """Convolution: weight (C_out, C_in/groups, K…), bias (C_out).
+
+    H' = ⌊(H + P_total − D·(K−1) − 1)/S⌋ + 1 per axis;
+    params = C_out·(C_in/groups)·∏K + C_out·bias;
+    MACs = N·C_out·∏H'·(C_in/groups)·∏K;  RF: r' = r + (K_eff−1)·j, j' = j·S."""
+
+    padding: Padding = 0
+    """int, per-axis list, per-axis [before, after] pairs, 'same' (stride 1) or 'valid'."""
+    groups: PosInt = 1
+    """groups = C_in (and C_out a multiple of it) is a depthwise convolution."""
+    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
 
     @field_validator("padding", mode="before")
     @classmethod
@@ -219,7 +224,7 @@ class Conv3d(ConvNd):
     dims: ClassVar[int] = 3
 
 
-class ConvTransposeNd(Layer):
+class ConvTransposeNd(_ConvFields):
     """Transposed convolution: weight (C_in, C_out/groups, K…), bias (C_out).
 
     H' = (H − 1)·S − 2P + D·(K − 1) + output_padding + 1;
@@ -227,23 +232,10 @@ class ConvTransposeNd(Layer):
     MACs = N·C_in·∏H·(C_out/groups)·∏K (every input pixel scatters one kernel; not ×S²);
     RF: j' = j/S, r' = r + (taps spread)·j."""
 
-    category: ClassVar[str] = "convolution"
-    dims: ClassVar[int] = 2
-    out_channels: PosInt
-    kernel_size: Axes
-    stride: Axes = 1
     padding: Axes0 = 0
     output_padding: Axes0 = 0
     """Extra rows/columns on one side of the output; must be < stride or dilation."""
-    dilation: Axes = 1
     groups: PosInt = 1
-    bias: bool = True
-    in_channels: PosInt | None = None
-
-    @field_validator("kernel_size", "stride", "dilation", mode="before")
-    @classmethod
-    def _axes(cls, v: Any) -> tuple[int, ...]:
-        return per_axis(v, cls.dims)
 
     @field_validator("padding", "output_padding", mode="before")
     @classmethod
@@ -326,23 +318,10 @@ class ConvTranspose3d(ConvTransposeNd):
     dims: ClassVar[int] = 3
 
 
-class _Conv2dBase(_Window, Layer):
+class _Conv2dBase(_Window, _ConvFields):
     """Fields shared by the 2-D special convolutions (no padding_mode, symmetric padding)."""
 
-    category: ClassVar[str] = "convolution"
-    dims: ClassVar[int] = 2
-    out_channels: PosInt
-    kernel_size: Axes
-    stride: Axes = 1
     padding: Axes0 = 0
-    dilation: Axes = 1
-    bias: bool = True
-    in_channels: PosInt | None = None
-
-    @field_validator("kernel_size", "stride", "dilation", mode="before")
-    @classmethod
-    def _axes(cls, v: Any) -> tuple[int, ...]:
-        return per_axis(v, cls.dims)
 
     @field_validator("padding", mode="before")
     @classmethod
