@@ -147,3 +147,17 @@ def test_analyze_never_imports_torch_numpy_or_matplotlib():
 def test_no_traceback_for_garbage():
     out = subprocess.run([sys.executable, "-m", "cnncalc", "analyze", "/dev/null"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 1 and "Traceback" not in out.stderr and "file is empty" in out.stderr
+
+
+SCHEMA_INVALID = ["huge_channels.yaml", "negative.yaml", "list_top.yaml", "scalar_top.yaml", "yaml11_numbers.yaml",
+                  "repeat_bomb.yaml"]
+
+
+def test_schema_rejects_the_broken_specs():
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+
+    validator = jsonschema.Draft202012Validator(json.loads(run("schema").stdout))
+    for name in SCHEMA_INVALID:
+        doc = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "hostile", name)))
+        assert list(validator.iter_errors(doc)), name
