@@ -90,7 +90,6 @@ def gate_problems(result: dict, gate: dict[str, tuple[float, bool]], file: str) 
 def print_diff(result: dict, console) -> None:
     from rich.table import Table
 
-    from .render import human
 
     t = Table(title=f"{result['old']} → {result['new']}", title_justify="left")
     for c in ("total", "old", "new", "change"):

@@ -11,11 +11,11 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
-from math import ceil, gcd, prod
+from math import ceil, gcd
 from types import SimpleNamespace
 from typing import Any
 
-from .analyzer import LayerReport, Report, analyze
+from .analyzer import Report, analyze
 from .arith import DTYPE_BYTES, fmt_num
 from .errors import CnnError
 from .layers import Ctx
@@ -373,8 +373,6 @@ def probe_rf(report: Report, indices: list[int], t, device=None) -> dict[int, tu
     periods = field_periods(report)
     budget = min(2 * 2**30, (available_memory(torch, device) or 2**33) // 4)
     for idx in indices:
-        row = report.layers[idx]
-        rf = row.receptive_field
         period = periods[idx]
         steps = 2 if period == 1 else 2 * period + 1  # after upsampling some units may see nothing
         geometry = _probe_geometry(report, net, idx, steps)
@@ -477,9 +475,7 @@ def check_bn_folding(report: Report, t, dev) -> dict:
     """Fold every foldable batch norm into its conv in a copy of the model (random running
     statistics and affine parameters, eval mode) and check that outputs agree and that the
     folded model has the analytic fused parameter count."""
-    from .analyzer import bn_folds, fused_totals
-
-    torch, nn = t.torch, t.nn
+    torch = t.torch
     torch.manual_seed(0)
     model = build_model(report, t).eval().to(dev)
     index = {r.name: i for i, r in enumerate(report.layers)}

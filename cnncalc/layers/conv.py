@@ -5,12 +5,12 @@ from math import prod
 from typing import Any, ClassVar, Literal
 
 from pydantic import field_validator, model_validator
-from pydantic import Field, WithJsonSchema
+from pydantic import WithJsonSchema
 from typing import Annotated
 
 from ..arith import RF, conv_out, conv_transpose_out, dropped_by_floor, same_padding
 from ..errors import LayerError
-from .base import MAX_INT, Axes, Axes0, Ctx, Layer, PosInt, Shape, fmt_shape, per_axis
+from .base import Axes, Axes0, Ctx, Layer, PosInt, Shape, per_axis
 
 AXES_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 _END = {1: ("samples at the end",), 2: ("rows at the bottom", "columns at the right"),

@@ -5,7 +5,7 @@ from fractions import Fraction
 from math import prod
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import field_validator, model_validator
 from pydantic import WithJsonSchema
 from typing import Annotated
 

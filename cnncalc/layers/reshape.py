@@ -5,7 +5,7 @@ from fractions import Fraction
 from math import floor, prod
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, WithJsonSchema, field_validator, model_validator
+from pydantic import WithJsonSchema, field_validator, model_validator
 from typing import Annotated
 
 from ..arith import RF
