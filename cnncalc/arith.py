@@ -82,6 +82,9 @@ class RF:
     uniform: bool = True
     """Every unit's field has the same size (false after a transposed conv whose taps do not
     divide evenly, or linear interpolation): `size` is then the largest."""
+    irregular: bool = False
+    """Units sit unevenly on the grain (e.g. stride 3 after upsampling by 2): neither evenly
+    spaced nor plain copies, so no window over them has a closed form."""
     exact: bool = True
     """False once the continuous formula stops being the discrete truth: a window spreading
     over a non-multiple of the grain after upsampling, or a transposed conv leaving holes
@@ -95,10 +98,11 @@ class RF:
               uniform: bool = True) -> "RF":
         size = self.size + spread
         grain = jump if jump % self.grain == 0 else self.grain
+        irregular = self.irregular or not (jump % grain == 0 or grain % jump == 0)
         subsampled = jump > self.jump and not self.uniform  # may keep only the smaller fields
-        exact = (self.exact and not holes and not subsampled and spread % self.grain == 0
-                 and size.denominator == 1)
-        return RF(size, jump, start, grain, self.uniform and uniform, exact)
+        spread_ok = spread == 0 or (not self.irregular and spread % self.grain == 0)
+        exact = self.exact and not holes and not subsampled and spread_ok and size.denominator == 1
+        return RF(size, jump, start, grain, self.uniform and uniform, irregular, exact)
 
     def window(self, kernel: int, stride: int = 1, pad_left: int = 0, dilation: int = 1) -> "RF":
         """Sliding window (conv, pool): r' = r + (K_eff − 1)·j;  j' = j·S;
