@@ -54,7 +54,11 @@ def build_model(report: Report, t: SimpleNamespace | None = None):
     modules: dict[str, Any] = {}
     for row, ctx in zip(report.layers, contexts(report)):
         layer = net.nodes[row.index].layer
-        modules[row.name] = modules[row.shared_with] if row.shared_with else layer.build(ctx, t)
+        try:
+            modules[row.name] = modules[row.shared_with] if row.shared_with else layer.build(ctx, t)
+        except (RuntimeError, ValueError, TypeError) as exc:  # torch refuses what the analysis accepted
+            raise CnnError([net.source.problem(f"torch cannot build this layer: {exc}".splitlines()[0][:300],
+                                               net.nodes[row.index].path, row.name)]) from None
         if not layer.trainable:
             for p in modules[row.name].parameters():
                 p.requires_grad_(False)
@@ -226,7 +230,13 @@ def measure_counts(report: Report, model, x, t) -> list[LayerCheck]:
 
     def hook(i, module, args):
         with FlopCounterMode(display=False) as counter:
-            out = module(*args)
+            try:
+                out = module(*args)
+            except (RuntimeError, ValueError, TypeError) as exc:  # a disagreement, reported as one
+                row = report.layers[i]
+                raise CnnError([report.network.source.problem(
+                    f"torch rejects this layer at input {[tuple(a.shape) for a in args]}: {exc}".splitlines()[0][:300],
+                    report.network.nodes[row.index].path, row.name)]) from None
         checks[i].flops = counter.get_total_flops()
         checks[i].shape = tuple(out.shape)
         return out

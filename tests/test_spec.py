@@ -229,3 +229,14 @@ layers:
     assert f["params"] == r.totals["params"] - 2 * 4 - 2 * 5 + 4
     assert f["buffers"] == 2 * 5 + 1
     assert f["elementwise_ops"] == r.totals["elementwise_ops"] - 2 * (4 * 36) - 2 * (5 * 36) + 4 * 36
+
+
+def test_buffer_and_inference_memory_by_hand():
+    r = analyze_text("input: 3x8x8\nlayers:\n  - {name: c, type: conv2d, out_channels: 4, kernel_size: 3, bias: false}\n"
+                     "  - {name: bn, type: batchnorm2d}\n")
+    t = r.totals
+    assert t["buffer_bytes"] == 2 * 4 * 4 + 8  # running mean and var in float32, num_batches_tracked int64
+    act, inp = 4 * 6 * 6 * 4, 3 * 8 * 8 * 4
+    # while c runs: the input and c's output (inp + act); while bn runs: c and bn (2·act) — the input is gone
+    assert t["inference_peak_activation_bytes"] == max(inp + act, 2 * act) == inp + act
+    assert t["inference_memory_bytes"] == (4 * 27 + 8) * 4 + t["buffer_bytes"] + inp + act

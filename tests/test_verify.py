@@ -102,3 +102,23 @@ def test_memory_measured_close_to_estimate():
 def test_bn_folding_checked_in_torch():
     res = tb.check_bn_folding(report("resnet18"), tb.kit(), torch.device("cpu"))
     assert res["ok"] and res["folded"] == 20 and res["torch_params"] == res["analytic_params"]
+
+
+def test_torch_refusing_a_layer_is_a_located_message(monkeypatch):
+    from cnncalc.layers.activation import ReLU
+
+    def broken(self, ctx, t):
+        return t.nn.Linear(3, 3)  # a module that cannot take the layer's input
+
+    monkeypatch.setattr(ReLU, "build", broken)
+    with pytest.raises(cnncalc.CnnError) as err:
+        tb.verify_report(report("lenet5").__class__ and cnncalc.analyze(cnncalc.parse_spec(
+            "input: 2x4x4\nlayers:\n  - {name: act, type: relu}\n", "net.yaml")), device="cpu", rf_probe=False)
+    (p,) = err.value.problems
+    assert (p.file, p.line, p.layer) == ("net.yaml", 3, "act") and "torch rejects this layer" in p.message
+
+
+def test_cli_analyze_verify_flag():
+    out = subprocess.run([sys.executable, "-m", "cnncalc", "analyze", "examples/mnist_net.yaml", "--verify"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and "all analytic numbers agree with torch" in out.stdout
