@@ -171,19 +171,19 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
             note = layer.note(ctx)
             layer_warnings = layer.warnings(ctx)
         except LayerError as exc:
-            problems.append(src.problem(str(exc), node.path + (exc.field or ()), node.name))
+            problems.append(src.problem(str(exc), node.path + (exc.field or ()), node.name, index=node.index))
             continue
         shared = None
         if node.share:
             other = done.get(node.share)
             if other is None:
                 problems.append(src.problem(f"share: '{node.share}' has no weights to share (it failed or comes later)",
-                                            node.path + ("share",), node.name))
+                                            node.path + ("share",), node.name, index=node.index))
                 continue
             if other.type != layer.type or other.weights != weights:
                 problems.append(src.problem(
                     f"share: '{node.share}' has weights {_shapes(other.weights)} ({other.type}) but this layer "
-                    f"needs {_shapes(weights)} ({layer.type})", node.path + ("share",), node.name))
+                    f"needs {_shapes(weights)} ({layer.type})", node.path + ("share",), node.name, index=node.index))
                 continue
             shared = other.shared_with or other.name
         params = 0 if shared else sum(prod(s) for s in weights.values())
@@ -197,13 +197,13 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
         for i in node.inputs:
             last_use[i] = node.index
         for msg in layer_warnings:
-            warnings.append(src.problem(msg, node.path, node.name, "warning"))
+            warnings.append(src.problem(msg, node.path, node.name, "warning", node.index))
         for axis, r in enumerate(rf or []):
             if axis not in exceeded and r.size > shape0[2 + axis]:
                 exceeded.add(axis)
                 warnings.append(src.problem(
                     f"receptive field {fmt_num(r.size)} on axis {axis} now exceeds the input ({shape0[2 + axis]}): "
-                    "further growth only adds padding", node.path, node.name, "warning"))
+                    "further growth only adds padding", node.path, node.name, "warning", node.index))
     if problems:
         raise CnnError(problems)
     for name in net.outputs:
@@ -212,7 +212,7 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
     for row in rows:
         if row.name not in used:
             warnings.append(src.problem(f"output of '{row.name}' is never used (not an input of any layer, "
-                                        "not in outputs)", net.nodes[row.index].path, row.name, "warning"))
+                                        "not in outputs)", net.nodes[row.index].path, row.name, "warning", row.index))
     report = Report(net.name, src.file, shape0, dtype or h.dtype, optimizer, rows, list(net.outputs), warnings, net)
     report.compute_totals(last_use)
     return report

@@ -60,7 +60,7 @@ def report_problems(problems: list[Problem]) -> None:
     err = console(stderr=True)
     for p in problems:
         style = "red" if p.severity == "error" else "yellow"
-        where = f" [bold]{p.layer}[/bold]:" if p.layer else ""
+        where = f" [bold]{_escape(p.who())}[/bold]:" if p.layer else ""
         err.print(f"{p.location()}: [{style}]{p.severity}[/{style}]:{where} {_escape(p.message)}")
 
 
@@ -220,7 +220,7 @@ def validate(specs: List[str] = typer.Argument(..., help="Spec files.", show_def
             for p in ps:
                 kind = "error" if p.severity == "error" else "warning"
                 loc = ",".join(f"{k}={v}" for k, v in (("file", p.file), ("line", p.line), ("col", p.col)) if v is not None)
-                msg = (f"{p.layer}: " if p.layer else "") + p.message
+                msg = (f"{p.who()}: " if p.layer else "") + p.message
                 print(f"::{kind} {loc}::{msg.replace('%', '%25').replace(chr(13), '%0D').replace(chr(10), '%0A')}")
     else:
         for path, failed, ps in results:

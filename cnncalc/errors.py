@@ -19,6 +19,8 @@ class Problem:
     col: int | None = None
     layer: str | None = None
     severity: str = "error"
+    index: int | None = None
+    """Position of the layer in the expanded network (0-based), when there is one."""
 
     def location(self) -> str:
         parts = [self.file or "<spec>"]
@@ -28,13 +30,19 @@ class Problem:
                 parts.append(str(self.col))
         return ":".join(parts)
 
+    def who(self) -> str:
+        """'fc6 (#15)': the layer's name and index, or '' for problems outside layers."""
+        if not self.layer:
+            return ""
+        return f"{self.layer} (#{self.index})" if self.index is not None else self.layer
+
     def __str__(self) -> str:
-        where = f" {self.layer}:" if self.layer else ""
+        where = f" {self.who()}:" if self.layer else ""
         return f"{self.location()}:{where} {self.message}"
 
     def to_dict(self) -> dict:
-        return {"file": self.file, "line": self.line, "col": self.col,
-                "layer": self.layer, "severity": self.severity, "message": self.message}
+        return {"file": self.file, "line": self.line, "col": self.col, "layer": self.layer,
+                "index": self.index, "severity": self.severity, "message": self.message}
 
 
 @dataclass

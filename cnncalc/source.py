@@ -45,9 +45,9 @@ class Source:
         return self.positions.get((), (None, None))
 
     def problem(self, message: str, path: Path = (), layer: str | None = None,
-                severity: str = "error") -> Problem:
+                severity: str = "error", index: int | None = None) -> Problem:
         line, col = self.locate(path)
-        return Problem(message, self.file, line, col, layer, severity)
+        return Problem(message, self.file, line, col, layer, severity, index)
 
 
 def read_text(path: str) -> str:

@@ -180,9 +180,10 @@ class _Expander:
         self.sizes: dict[str, int] = {}
 
     def fail(self, message: str, path: Path, layer: str | None = None) -> None:
-        problem = self.src.problem(message, path, layer)
-        if problem not in self.problems:  # a block used n times reports its own mistake once
-            self.problems.append(problem)
+        index = len(self.nodes) if layer else None  # the index this layer would have
+        problem = self.src.problem(message, path, layer, index=index)
+        if not any((p.message, p.line, p.col) == (problem.message, problem.line, problem.col) for p in self.problems):
+            self.problems.append(problem)  # a block used n times reports its own mistake once
 
     def run(self) -> Network:
         total = self.expanded_size(self.header.layers, 0)

@@ -90,7 +90,8 @@ def test_shape_error_at_other_input_size_is_exit_1():
 def test_validate_text_and_exit_codes():
     out = run("validate", LENET, BROKEN)
     assert out.exit_code == 1
-    assert f"{BROKEN}:23:44: error: fc6: in_features=9216 but flatten gives 256×5×5 = 6400" in out.stderr
+    # fc6 is layer #15: conv1 lrn1 pool1 relu conv2 lrn2 pool2 relu conv3 relu conv4 pool3 relu flatten dropout fc6
+    assert f"{BROKEN}:23:44: error: fc6 (#15): in_features=9216 but flatten gives 256×5×5 = 6400" in out.stderr
     assert "2 files checked: 1 invalid" in out.stderr
     assert run("validate", *[os.path.join(EXAMPLES, f) for f in os.listdir(EXAMPLES) if f.endswith(".yaml")]).exit_code == 0
 

@@ -39,7 +39,7 @@ def test_broken_alexnet_at_224_is_rejected_with_the_arithmetic():
     lines = open(path).read().splitlines()
     assert lines[p.line - 1].lstrip().startswith("- {name: fc6")
     assert lines[p.line - 1][:p.col - 1].endswith("in_features: ")  # points at the value 9216
-    assert p.layer == "fc6"
+    assert (p.layer, p.index) == ("fc6", 15)
     assert p.message == f"in_features=9216 but flatten gives 256×5×5 = {256 * 5 * 5}"
 
 
