@@ -171,7 +171,8 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
             note = layer.note(ctx)
             layer_warnings = layer.warnings(ctx)
         except LayerError as exc:
-            problems.append(src.problem(str(exc), node.path + (exc.field or ()), node.name, index=node.index))
+            problems.append(src.problem(str(exc) + _used_at(src, node), node.path + (exc.field or ()), node.name,
+                                        index=node.index))
             continue
         shared = None
         if node.share:
@@ -216,6 +217,14 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
     report = Report(net.name, src.file, shape0, dtype or h.dtype, optimizer, rows, list(net.outputs), warnings, net)
     report.compute_totals(last_use)
     return report
+
+
+def _used_at(src, node) -> str:
+    """For a layer inside a block, where that block was used (the definition is shared)."""
+    if not node.via:
+        return ""
+    lines = [str(src.locate(p)[0]) for p in node.via]
+    return f" (in the block used at line {' → '.join(lines)})"
 
 
 def _shapes(w: dict[str, Shape]) -> str:

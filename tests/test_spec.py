@@ -240,3 +240,19 @@ def test_buffer_and_inference_memory_by_hand():
     # while c runs: the input and c's output (inp + act); while bn runs: c and bn (2·act) — the input is gone
     assert t["inference_peak_activation_bytes"] == max(inp + act, 2 * act) == inp + act
     assert t["inference_memory_bytes"] == (4 * 27 + 8) * 4 + t["buffer_bytes"] + inp + act
+
+
+def test_errors_inside_blocks_name_the_use_site():
+    p = one("""input: 3x8x8
+blocks:
+  b:
+    layers:
+      - {name: conv, type: conv2d, out_channels: 4, kernel_size: 3, groups: 2}
+layers:
+  - {type: conv2d, out_channels: 4, kernel_size: 1}
+  - {block: b, name: ok}
+  - {type: conv2d, out_channels: 3, kernel_size: 1, padding: 2}
+  - {block: b, name: bad}
+""")
+    assert (p.line, p.layer, p.index) == (5, "bad.conv", 3)
+    assert p.message == "input channels 3 are not divisible by groups=2 (in the block used at line 10)"
