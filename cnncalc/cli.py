@@ -81,12 +81,6 @@ def parse_input(value: str | None):
         raise typer.BadParameter(str(exc), param_hint="--input") from None
 
 
-def fused_totals(report):
-    from .analyzer import fused_totals as fused
-
-    return fused(report)
-
-
 def _analyze(spec: str, batch, input, dtype, optimizer):
     from .analyzer import analyze
     from .spec import load_spec
@@ -152,13 +146,17 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
     except CnnError as exc:
         report_problems(exc.problems)
         raise typer.Exit(1) from None
-    if verify:
-        _verify(report, format=Format.json if format is Format.json else Format.table, fuse_bn=fuse_bn)
     from . import render
 
     if fuse_bn:
-        report.extra["fused_bn"] = fused_totals(report)
+        from .analyzer import fused_totals
 
+        report.extra["fused_bn"] = fused_totals(report)
+    if verify and format is Format.json:  # one JSON document: the report with its `verify` object
+        ok = _verify(report, format=Format.json, fuse_bn=fuse_bn)
+        if over:
+            report_problems(over)
+        raise typer.Exit(0 if ok and not over else 1)
     if over:
         report.extra["limits"] = [p.to_dict() for p in over]
     if layer is not None and layer not in {r.name for r in report.layers}:
@@ -183,6 +181,8 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     if over:
         report_problems(over)
+    ok = _verify(report, fuse_bn=fuse_bn) if verify else True
+    if over or not ok:
         raise typer.Exit(1)
 
 
@@ -403,11 +403,13 @@ def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional
     except CnnError as exc:
         report_problems(exc.problems)
         raise typer.Exit(1) from None
-    _verify(report, device, dtype.value, repeat, warmup, format, force, compile, channels_last, rf_probe, fuse_bn)
+    ok = _verify(report, device, dtype.value, repeat, warmup, format, force, compile, channels_last, rf_probe, fuse_bn)
+    raise typer.Exit(0 if ok else 1)
 
 
 def _verify(report, device="auto", dtype="float32", repeat=20, warmup=3, format=Format.table, force=False,
-            compile=False, channels_last=False, rf_probe=True, fuse_bn=False) -> None:
+            compile=False, channels_last=False, rf_probe=True, fuse_bn=False) -> bool:
+    """Run the verification and print it; True when torch agrees (user errors exit 1 here)."""
     from . import render, torch_backend
 
     try:
@@ -422,7 +424,7 @@ def _verify(report, device="auto", dtype="float32", repeat=20, warmup=3, format=
         print(render.to_json(report, {"verify": result.to_json()}))
     else:
         torch_backend.print_verify(report, result, console())
-    raise typer.Exit(0 if result.ok else 1)
+    return result.ok
 
 
 def main() -> None:
