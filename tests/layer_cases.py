@@ -191,3 +191,32 @@ def spec_text(case) -> str:
     lines = [f"name: {case[0]}", f"input: {list(inp)}", f"batch: {batch}", "layers:"]
     lines += [f"  - {json.dumps(layer)}" for layer in layers]
     return "\n".join(lines) + "\n"
+
+
+# Element-wise ops of the cases above that do not state them inline, by the conventions in
+# README (bias add 1/element, norms 2/element, pooling ∏K per output, d-linear 2^(d+1)−1 per
+# output, deformable sampling 8 per sampled value plus both bias adds, movement/padding 0).
+EW = {
+    "conv2d-stride-pad-dilation": 16 * 9 * 9, "conv2d-groups": 8 * 10 * 10, "conv2d-asymmetric-reflect": 4 * 8 * 9,
+    "conv2d-same-even-circular": 4 * 8 * 8, "conv2d-valid-replicate": 0, "conv2d-per-axis": 2 * 5 * 10,
+    "conv1d": 2 * 4 * 24, "conv3d": 4 * 8 * 8 * 8, "conv_transpose2d": 4 * 10 * 10,
+    "conv_transpose2d-groups-dilation": 6 * 11 * 11, "conv_transpose1d": 2 * 20, "conv_transpose3d": 2 * 4 * 6 * 8,
+    "deform_conv2d": 8 * (2 * 9 * 36) + 4 * 36 + 18 * 36,
+    "deform_conv2d-modulated-groups": 8 * (4 * 9 * 25) + 54 * 25,
+    "separable_conv2d": 8 * 6 * 6, "spatial_separable_conv2d": 4 * 4 * (7 + 4),
+    "locally_connected2d": 2 * 3 * 3, "tiled_conv2d": 2 * 4 * 4,
+    "maxpool2d-ceil": 16 * 9, "maxpool2d-ceil-drops-window-in-padding": 9 * 4, "maxpool2d-dilation": 16 * 4,
+    "maxpool1d": 3 * 4 * 2, "maxpool3d": 8 * 8, "avgpool1d": 2 * 4 * 3, "avgpool3d": 8 * 18,
+    "lppool1d": 2 * 4 * (3 + 2),
+    "adaptive_avgpool1d": 2 * 4 * 3,    # 10 → 4: windows [0,3) [2,5) [5,8) [7,10)
+    "adaptive_maxpool1d": 2 * 3 * 3, "adaptive_avgpool3d": 8 * 8,
+    "adaptive_maxpool3d": 6 * (4 * 3 * 2),  # widest windows 4, 3 ([0,3) [2,5)) and 2
+    "global_maxpool": 4 * 27,
+    "batchnorm2d-plain": 2 * 2 * 8 * 16, "batchnorm1d": 2 * 4 * 10, "batchnorm3d": 2 * 2 * 3 * 8,
+    "instancenorm2d": 2 * 2 * 4 * 25, "instancenorm1d": 2 * 2 * 3 * 7, "instancenorm3d": 2 * 2 * 2 * 27,
+    "layernorm": 2 * 2 * 100, "layernorm-last-axis": 2 * 2 * 100, "groupnorm": 2 * 96,
+    "prelu": 48, "prelu-channels": 48, "identity": 0, "flatten": 0, "flatten-spatial": 0, "linear-nd": 0,
+    "upsample-nearest-fraction": 0, "upsample-bilinear-align": 2 * 8 * 8 * (4 * 2 - 1),
+    "upsample-linear": 2 * 15 * (2 * 2 - 1), "upsample-trilinear": 64 * (8 * 2 - 1),
+    **{f"{kind}_pad{d}d": 0 for kind in ("zero", "reflection", "replication", "circular") for d in (1, 2, 3)},
+}

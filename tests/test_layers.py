@@ -3,7 +3,7 @@ import pytest
 
 from cnncalc.layers import REGISTRY
 from conftest import analyze_text
-from layer_cases import CASES, spec_text
+from layer_cases import CASES, EW, spec_text
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -14,8 +14,7 @@ def test_layer_rules(case):
     assert row.params == expected["params"]
     assert row.macs == expected["macs"]
     assert row.flops == 2 * expected["macs"]
-    if "ew" in expected:
-        assert row.elementwise_ops == expected["ew"]
+    assert row.elementwise_ops == expected.get("ew", EW.get(case[0]))
     if "buffers" in expected:
         assert row.buffers == expected["buffers"]
 
@@ -30,3 +29,7 @@ def test_totals_are_sums_of_rows():
     report = analyze_text(text)
     for key in ("params", "trainable_params", "buffers", "macs", "flops", "elementwise_ops", "activation_bytes"):
         assert report.totals[key] == sum(getattr(r, key) for r in report.layers)
+
+
+def test_every_case_pins_its_elementwise_ops():
+    assert [c[0] for c in CASES if "ew" not in c[4] and c[0] not in EW] == []
