@@ -316,7 +316,7 @@ def sweep(spec: str = SpecArg,
     from . import views
     from .spec import load_spec
 
-    sizes = [parse_input(p) for p in _split_shapes(input)]
+    sizes = [parse_input(p) for p in input.split(",") if p.strip()]
     try:
         batches = [int(b) for b in batch.split(",")]
         if min(batches) < 1:
@@ -332,11 +332,6 @@ def sweep(spec: str = SpecArg,
         print(json.dumps(rows, indent=2))
     else:
         views.print_sweep(rows, console())
-
-
-def _split_shapes(text: str) -> list[str]:
-    """'3x128x128,3x224x224' → two shapes (a shape itself never contains a comma here)."""
-    return [p for p in text.split(",") if p.strip()]
 
 
 @app.command()
@@ -428,7 +423,7 @@ def _verify(report, device="auto", dtype="float32", repeat=20, warmup=3, format=
 
 
 def main() -> None:
-    app()
+    app()  # click handles a closed pipe (`| head`): silent, exit 1
 
 
 if __name__ == "__main__":

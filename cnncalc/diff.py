@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Any
 
@@ -108,6 +107,3 @@ def print_diff(result: dict, console) -> None:
     if not (result["added"] or result["removed"] or result["changed"]):
         console.print("no layer changed")
 
-
-def side_name(path: str) -> str:
-    return os.path.basename(path)

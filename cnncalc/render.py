@@ -32,11 +32,9 @@ def shape_str(shape) -> str:
 def rf_cells(row: LayerReport) -> tuple[str, str, str]:
     if row.receptive_field is None:
         return "–", "–", "–"
-    if not all(r.exact for r in row.receptive_field):  # approximate, see RF.exact
-        return ("~" + "×".join(fmt_num(r.size) for r in row.receptive_field),
-                *("×".join(fmt_num(getattr(r, a)) for r in row.receptive_field) for a in ("jump", "start")))
-    return tuple("×".join(fmt_num(getattr(r, attr)) for r in row.receptive_field)  # type: ignore[return-value]
-                 for attr in ("size", "jump", "start"))
+    size, jump, start = ("×".join(fmt_num(getattr(r, a)) for r in row.receptive_field) for a in ("size", "jump", "start"))
+    approx = "" if all(r.exact for r in row.receptive_field) else "~"  # see RF.exact
+    return approx + size, jump, start
 
 
 COLUMNS = ["#", "name", "type", "output shape", "params", "MACs", "FLOPs", "activations",

@@ -288,7 +288,7 @@ def linearise(model, t) -> None:
             if isinstance(child, identity):
                 setattr(parent, name, nn.Identity())
             elif isinstance(child, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
-                setattr(parent, name, t.ext.__dict__.get("WindowSum", WindowSum)(child))
+                setattr(parent, name, WindowSum(child))
             elif isinstance(child, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)):
                 dims = int(type(child).__name__[-2])
                 setattr(parent, name, getattr(nn, f"AdaptiveAvgPool{dims}d")(child.output_size))
@@ -682,7 +682,13 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
             model = model.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
         bar.say("measuring memory")
-        peak = measure_peak(model, x, t, dev)
+        try:
+            peak = measure_peak(model, x, t, dev)
+        except RuntimeError as exc:  # e.g. a kernel this dtype lacks on this device
+            first = str(exc).splitlines()[0][:200]
+            raise CnnError.single(f"torch cannot run this network in {dtype} on {dev.type} "
+                                  f"({type(exc).__name__}: {first}); the counts were checked in float32 — "
+                                  "time it in another dtype or on another device", file=report.file) from None
         analytic = report.totals["inference_peak_activation_bytes"] * DTYPE_BYTES[dtype] // report.bytes_per_element
         result.memory = {"analytic_peak_activation_bytes": analytic, "measured_peak_bytes": peak,
                          "ratio_measured_to_analytic": (peak / analytic) if peak and analytic else None,

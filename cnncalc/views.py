@@ -138,11 +138,12 @@ def figure(report: Report, path: str) -> None:
     ax.set_xlabel("layer index")
     ax.legend()
     fig.suptitle(f"{report.name}: {report.totals['params']:,} params, {human(report.totals['macs'])} MACs")
-    fig.savefig(path)
-    plt.close(fig)
-    fig_axes = len(fig.axes)
-    if fig_axes != 4:  # pragma: no cover - a guard on matplotlib changes
-        raise RuntimeError("unexpected figure layout")
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        raise CnnError.single(f"cannot write the figure: {exc.strerror or exc}", file=path) from None
+    finally:
+        plt.close(fig)
 
 
 def parse_unit(text: str) -> tuple[int, ...]:

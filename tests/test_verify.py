@@ -122,3 +122,12 @@ def test_cli_analyze_verify_flag():
     out = subprocess.run([sys.executable, "-m", "cnncalc", "analyze", "examples/mnist_net.yaml", "--verify"],
                          cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0 and "all analytic numbers agree with torch" in out.stdout
+
+
+def test_dtype_the_device_cannot_run_is_a_plain_error(monkeypatch):
+    def no_half(*args, **kwargs):
+        raise NotImplementedError('"avg_pool3d_out_frame" not implemented for \'Half\'')
+
+    monkeypatch.setattr(tb, "measure_peak", no_half)
+    with pytest.raises(cnncalc.CnnError, match="torch cannot run this network in float16 on cpu"):
+        tb.verify_report(report("lenet5"), device="cpu", dtype="float16", rf_probe=False)

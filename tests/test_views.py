@@ -87,3 +87,9 @@ def test_html_report():
     out = runner.invoke(app, ["analyze", os.path.join(EXAMPLES, "lenet5.yaml"), "-f", "html", "--explain"])
     assert out.exit_code == 0 and out.stdout.startswith("<!DOCTYPE html>")
     assert "61,706" in out.stdout and "params = 6·1·5·5 + 6 = 156" in out.stdout
+
+
+def test_unwritable_figure_path_is_a_plain_error(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = runner.invoke(app, ["plot", os.path.join(EXAMPLES, "lenet5.yaml"), "-o", str(tmp_path / "no" / "x.png")])
+    assert out.exit_code == 1 and "cannot write the figure" in out.stderr
