@@ -682,20 +682,14 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
             model = model.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
         bar.say("measuring memory")
-        try:
-            peak = measure_peak(model, x, t, dev)
-        except RuntimeError as exc:  # e.g. a kernel this dtype lacks on this device
-            first = str(exc).splitlines()[0][:200]
-            raise CnnError.single(f"torch cannot run this network in {dtype} on {dev.type} "
-                                  f"({type(exc).__name__}: {first}); the counts were checked in float32 — "
-                                  "time it in another dtype or on another device", file=report.file) from None
+        peak = _in_dtype(measure_peak, report, dtype, dev, model, x, t, dev)
         analytic = report.totals["inference_peak_activation_bytes"] * DTYPE_BYTES[dtype] // report.bytes_per_element
         result.memory = {"analytic_peak_activation_bytes": analytic, "measured_peak_bytes": peak,
                          "ratio_measured_to_analytic": (peak / analytic) if peak and analytic else None,
                          "method": {"cuda": "torch.cuda.max_memory_allocated", "cpu": "torch.profiler memory events"}
                          .get(dev.type, "not measured on this device")}
         bar.say("timing")
-        times = time_forward(model, x, t, dev, repeat, warmup, bar.advance)
+        times = _in_dtype(time_forward, report, dtype, dev, model, x, t, dev, repeat, warmup, bar.advance)
         peak_flops = matmul_peak(t, dev, tdtype)
         result.timing = summarize(times, report.input_shape[0], report.totals["flops"], peak_flops)
         result.timing.update({"warmup": warmup, "channels_last": channels_last})
@@ -708,6 +702,17 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
             except Exception as exc:  # noqa: BLE001 - compile support varies by platform; report it
                 result.notes.append(f"torch.compile failed on this platform: {type(exc).__name__}: {exc}"[:300])
     return result
+
+
+def _in_dtype(fn, report: Report, dtype: str, dev, *args):
+    """Run a timed/measured pass; a kernel this dtype lacks on this device is a plain error."""
+    try:
+        return fn(*args)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0][:200]
+        raise CnnError.single(f"torch cannot run this network in {dtype} on {dev.type} ({type(exc).__name__}: "
+                              f"{first}); the counts were checked in float32 — time it in another dtype or on "
+                              "another device", file=report.file) from None
 
 
 class _Progress:
