@@ -79,27 +79,28 @@ def test_deform_conv_with_zero_offsets_is_a_convolution():
     assert torch.allclose(ours, ref, atol=1e-12)
 
 
-def test_locally_connected_with_equal_filters_is_a_convolution():
-    report = analyze_text("input: 3x6x6\nlayers:\n  - {type: locally_connected2d, out_channels: 2, kernel_size: 3, stride: 2, padding: 1}\n")
-    t = tb.kit()
-    model = tb.build_model(report, t)
-    lc = model.layers["l0"]
-    conv = torch.nn.Conv2d(3, 2, 3, 2, 1)
+def equals_conv(spec: str, conv, load, x_shape) -> bool:
+    """Build the one-layer spec, load a plain conv's weights into it, compare outputs."""
+    model = tb.build_model(analyze_text(spec), tb.kit())
     with torch.no_grad():
+        load(model.layers["l0"], conv)
+    x = torch.randn(x_shape)
+    return torch.allclose(model(x), conv(x), atol=1e-6)
+
+
+def test_locally_connected_with_equal_filters_is_a_convolution():
+    def load(lc, conv):
         lc.weight.copy_(conv.weight.reshape(1, 2, -1).expand_as(lc.weight))
         lc.bias.copy_(conv.bias.view(2, 1, 1).expand_as(lc.bias))
-    x = torch.randn(1, 3, 6, 6)
-    assert torch.allclose(model(x), conv(x), atol=1e-6)
+
+    assert equals_conv("input: 3x6x6\nlayers:\n  - {type: locally_connected2d, out_channels: 2, kernel_size: 3, "
+                       "stride: 2, padding: 1}\n", torch.nn.Conv2d(3, 2, 3, 2, 1), load, (1, 3, 6, 6))
 
 
 def test_tiled_conv_with_one_tile_is_a_convolution():
-    report = analyze_text("input: 3x7x7\nlayers:\n  - {type: tiled_conv2d, out_channels: 2, kernel_size: 3, tile_size: 1, padding: 1}\n")
-    t = tb.kit()
-    model = tb.build_model(report, t)
-    tc = model.layers["l0"]
-    conv = torch.nn.Conv2d(3, 2, 3, 1, 1)
-    with torch.no_grad():
+    def load(tc, conv):
         tc.weight.copy_(conv.weight.reshape(1, 1, 2, -1))
         tc.bias.copy_(conv.bias)
-    x = torch.randn(2, 3, 7, 7)
-    assert torch.allclose(model(x), conv(x), atol=1e-6)
+
+    assert equals_conv("input: 3x7x7\nlayers:\n  - {type: tiled_conv2d, out_channels: 2, kernel_size: 3, "
+                       "tile_size: 1, padding: 1}\n", torch.nn.Conv2d(3, 2, 3, 1, 1), load, (2, 3, 7, 7))
