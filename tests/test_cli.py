@@ -65,6 +65,22 @@ def test_table_golden_and_piped_output_is_plain_and_whole():
     golden("lenet5.table.txt", out.stdout)
 
 
+def test_narrow_terminal_table_keeps_one_aligned_line_per_layer():
+    from rich.cells import cell_len
+    from rich.console import Console
+
+    import cnncalc
+    from cnncalc.render import print_table
+
+    report = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, "resnet50.yaml")))
+    console = Console(file=io.StringIO(), width=90, color_system=None)
+    print_table(report, console)
+    body = [line for line in console.file.getvalue().splitlines() if line.startswith("│")]
+    assert len(body) == len(report.layers)  # cells are cut (…), never wrapped onto a second line
+    assert {cell_len(line) for line in body} == {90}
+    assert body[0].split("│")[1].strip() == "0" and body[-1].split("│")[1].strip() == str(len(report.layers) - 1)
+
+
 def test_overrides_batch_input_dtype():
     spec = os.path.join(EXAMPLES, "googlenet_block.yaml")
     data = json.loads(run("analyze", spec, "-f", "json", "--batch", "4", "--input", "192x14x14", "--dtype",
