@@ -1,5 +1,4 @@
 """Activations: shape-preserving, one element-wise op per output element, point-wise RF."""
-from __future__ import annotations
 
 from math import prod
 from typing import Any, ClassVar, Literal

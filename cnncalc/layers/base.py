@@ -7,7 +7,6 @@ the output shape once known). Registering is automatic: subclassing :class:`Laye
 the analyzer, ``cnncalc layers``, the JSON Schema, the torch builder and the parity tests
 all read.
 """
-from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field

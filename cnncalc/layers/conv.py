@@ -1,5 +1,4 @@
 """Convolutions: plain, transposed, deformable, separable, locally connected and tiled."""
-from __future__ import annotations
 
 from math import prod
 from typing import Any, ClassVar, Literal

@@ -1,5 +1,4 @@
 """Merges of several branches: add (residual), concat (channels), mul (gating, broadcast)."""
-from __future__ import annotations
 
 from math import prod
 from typing import Any, ClassVar, Literal

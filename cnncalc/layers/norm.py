@@ -1,5 +1,4 @@
 """Normalisation layers: batch, instance, layer, group and local response norm."""
-from __future__ import annotations
 
 from math import prod
 from typing import Any, ClassVar, Literal

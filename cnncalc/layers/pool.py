@@ -1,5 +1,4 @@
 """Pooling: max, average, power-average (Lp), adaptive and global."""
-from __future__ import annotations
 
 from fractions import Fraction
 from math import prod

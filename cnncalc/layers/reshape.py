@@ -1,5 +1,4 @@
 """Layers that move, pad or resample data: identity, flatten, linear, upsample, padding."""
-from __future__ import annotations
 
 from fractions import Fraction
 from math import floor, prod
