@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import glob
 import os
 import shutil
@@ -65,6 +66,8 @@ macs, params = get_model_complexity_info(model, tuple(x.shape[1:]), as_strings=F
 print(json.dumps({"params": int(params), "macs": int(macs)}))
 """,
 }
+STACK = ("import typer, yaml, rich.console, rich.table\nfrom pydantic import TypeAdapter\n"
+         "TypeAdapter(int).validate_python(1)")
 WHY = {"torchinfo": "also counts BN parameters and linear biases as mult-adds",
        "fvcore": "adds some non-matmul ops (e.g. batch norm) to its count",
        "thop": "adds non-matmul layers (batch norm, activations, pooling)",
@@ -87,10 +90,17 @@ def whole_processes(runs: int, skip_peers: bool) -> None:
     import cnncalc
 
     ours = cnncalc.analyze(cnncalc.load_spec(SPEC)).totals
-    t_ours, _ = timed([sys.executable, "-m", "cnncalc", "analyze", SPEC, "--format", "json"], runs)
-    print(f"\n1. whole processes on ResNet-50 (median of {runs})")
+    t_ours, _ = timed([sys.executable, "-m", "cnncalc", "analyze", SPEC], runs)  # the default: a table
+    t_json, _ = timed([sys.executable, "-m", "cnncalc", "analyze", SPEC, "--format", "json"], runs)
+    print(f"\n1. whole processes on ResNet-50 (median of {runs}); × = seconds / cnncalc analyze's")
     print(f"{'tool':<18}{'seconds':>9}{'× cnncalc':>11}{'params':>14}{'MACs':>16}  agrees?")
     print(f"{'cnncalc analyze':<18}{t_ours:>9.3f}{1:>11.1f}{ours['params']:>14,}{ours['macs']:>16,}  —")
+    print(f"{'  … --format json':<18}{t_json:>9.3f}{t_json / t_ours:>11.2f}")
+    # what no cnncalc code can go below: the interpreter, and importing the stack it is built on
+    t_py, _ = timed([sys.executable, "-c", "pass"], runs)
+    t_stack, _ = timed([sys.executable, "-c", STACK], runs)
+    print(f"{'  python alone':<18}{t_py:>9.3f}{t_py / t_ours:>11.2f}")
+    print(f"{'  + its stack':<18}{t_stack:>9.3f}{t_stack / t_ours:>11.2f}  (typer, pydantic, PyYAML, rich imported)")
     if skip_peers:
         return
     for name, body in PEERS.items():
@@ -133,10 +143,12 @@ def in_process() -> None:
     print(f"{'network':<12}{'layers':>8}{'seconds':>10}{'µs/layer':>10}")
     for kind, make in (("chain", chain), ("residual", dag)):
         for n in (1_000, 10_000, 100_000):
+            text = make(n)
+            gc.collect()  # freeing the previous network is not this one's cost
             t0 = time.perf_counter()
-            r = cnncalc.analyze(cnncalc.parse_spec(make(n)))
+            layers = len(cnncalc.analyze(cnncalc.parse_spec(text)).layers)
             dt = time.perf_counter() - t0
-            print(f"{kind:<12}{len(r.layers):>8,}{dt:>10.3f}{dt / len(r.layers) * 1e6:>10.1f}")
+            print(f"{kind:<12}{layers:>8,}{dt:>10.3f}{dt / layers * 1e6:>10.1f}")
 
 
 def validate_many(runs: int) -> None:
