@@ -8,6 +8,7 @@ the analyzer, ``cnncalc layers``, the JSON Schema, the torch builder and the par
 all read.
 """
 
+import inspect
 import re
 from dataclasses import dataclass, field
 from math import prod
@@ -93,7 +94,7 @@ class Layer(BaseModel):
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        ann = cls.__dict__.get("__annotations__", {}).get("type")
+        ann = inspect.get_annotations(cls).get("type")  # its own, also under lazy annotations (3.14)
         if ann is not None:
             names = re.findall(r"['\"]([a-z0-9_]+)['\"]", ann) if isinstance(ann, str) else get_args(ann)
             for name in names:

@@ -231,7 +231,7 @@ class PadNd(Layer):
 def _pad_class(kind: str, mode: str, dims: int) -> type[PadNd]:
     name = f"{kind}_pad{dims}d"
     cls = type(f"{kind.title()}Pad{dims}d", (PadNd,), {
-        "__annotations__": {"type": f'Literal["{name}"]'},
+        "__annotations__": {"type": Literal[name]},
         "__module__": __name__, "__doc__": PadNd.__doc__,
         "dims": dims, "mode": mode})
     return cls
