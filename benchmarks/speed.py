@@ -10,6 +10,7 @@
 2. In process: the analyzer on ResNet-50, and on generated chains and residual DAGs of 1k, 10k
    and 100k layers (cost per layer should stay flat).
 3. `cnncalc validate` of 200 specs in one process.
+4. Every output format of `cnncalc analyze` on 1k- and 10k-layer chains (rendering stays linear).
 """
 from __future__ import annotations
 
@@ -165,6 +166,26 @@ def validate_many(runs: int) -> None:
         shutil.rmtree(tmp)
 
 
+def outputs() -> None:
+    """Whole `cnncalc analyze` processes printing every format for 1k- and 10k-layer chains: the
+    rendering must stay linear too."""
+    tmp = tempfile.mkdtemp()
+    try:
+        print(f"\n4. analyze output, whole process (seconds; µs per layer)\n{'layers':>8}"
+              + "".join(f"{f:>18}" for f in ("table", "json", "csv", "markdown")))
+        for n in (1_000, 10_000):
+            path = os.path.join(tmp, f"chain{n}.yaml")
+            with open(path, "w") as fh:
+                fh.write(chain(n))
+            row = f"{n:>8,}"
+            for fmt in ("table", "json", "csv", "markdown"):
+                t, _ = timed([sys.executable, "-m", "cnncalc", "analyze", path, "-f", fmt], 1)
+                row += f"{t:>9.2f}{t / n * 1e6:>7.0f} µs"
+            print(row)
+    finally:
+        shutil.rmtree(tmp)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
@@ -174,6 +195,7 @@ def main() -> None:
     whole_processes(args.runs, args.skip_peers)
     in_process()
     validate_many(args.runs)
+    outputs()
 
 
 if __name__ == "__main__":
