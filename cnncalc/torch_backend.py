@@ -746,26 +746,31 @@ class _Progress:
 
 
 def print_verify(report: Report, result: VerifyResult, console) -> None:
+    from rich.markup import escape
     from rich.panel import Panel
     from rich.table import Table
 
-    from .render import hbytes, human, shape_str
+    from .render import add_rows, hbytes, human, shape_str
 
     ok, bad = "[green]✓[/green]", "[red]✗[/red]"
     table = Table(title=f"verify {report.name}: analytic | torch", title_justify="left")
     for col in ("name", "output shape", "", "params", "", "FLOPs", "", "RF size (probe)", ""):
         table.add_column(col, justify="right" if col in ("params", "FLOPs") else "left")
-    for row, c in zip(report.layers, result.checks):
-        def mark(a, m):
-            return "–" if m is None else (ok if a == m else bad)
+
+    def mark(a, m):
+        return "–" if m is None else (ok if a == m else bad)
+
+    def cells(row, c):
         rf_a = "×".join(fmt_num(r.size) for r in row.receptive_field) if row.receptive_field else "–"
         rf_m = "×".join(str(s) for s in c.rf[0]) if c.rf else ("" if not c.rf_note else "·")
         rf_ok = mark(tuple(r.size for r in row.receptive_field or ()), tuple(c.rf[0]) if c.rf else None)
-        table.add_row(row.name, f"{shape_str(row.output_shape)} | {shape_str(c.shape) if c.shape else '?'}",
-                      mark(tuple(row.output_shape), c.shape),
-                      f"{row.params:,} | {c.params:,}", mark(row.params, c.params),
-                      f"{human(row.flops)} | {human(c.flops or 0)}", mark(row.flops, c.flops),
-                      f"{rf_a} | {rf_m}" if c.rf else rf_a, rf_ok)
+        return (escape(row.name), f"{shape_str(row.output_shape)} | {shape_str(c.shape) if c.shape else '?'}",
+                mark(tuple(row.output_shape), c.shape),
+                f"{row.params:,} | {c.params:,}", mark(row.params, c.params),
+                f"{human(row.flops)} | {human(c.flops or 0)}", mark(row.flops, c.flops),
+                f"{rf_a} | {rf_m}" if c.rf else rf_a, rf_ok)
+
+    add_rows(table, map(cells, report.layers, result.checks), markup=True)
     console.print(table)
     tm, mem = result.timing, result.memory
     lines = [f"device: {result.device} · dtype {result.dtype} · torch {result.torch_version}",

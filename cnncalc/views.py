@@ -5,8 +5,8 @@ from math import ceil, floor
 from typing import Any
 
 from .analyzer import Report, analyze
-from .errors import CnnError
-from .render import hbytes, human, shape_str
+from .errors import CnnError, gc_paused
+from .render import add_rows, hbytes, human, shape_str
 
 
 def unit_field(report: Report, layer: str, unit: tuple[int, ...]) -> list[dict[str, Any]]:
@@ -30,6 +30,7 @@ def unit_field(report: Report, layer: str, unit: tuple[int, ...]) -> list[dict[s
     return out
 
 
+@gc_paused()
 def print_fields(report: Report, console) -> None:
     from rich.table import Table
 
@@ -38,13 +39,13 @@ def print_fields(report: Report, console) -> None:
     t = Table(title=f"receptive fields of {report.name} (input {shape_str(report.input_shape[2:])})", title_justify="left")
     for c in ("layer", "type", "output", "size", "jump", "start", "exact"):
         t.add_column(c)
-    for row in report.layers:
-        if row.receptive_field is None:
-            continue
+    def cells(row):
         f = row.receptive_field
-        t.add_row(row.name, row.type, shape_str(row.output_shape[2:]), "×".join(fmt_num(r.size) for r in f),
-                  "×".join(fmt_num(r.jump) for r in f), "×".join(fmt_num(r.start) for r in f),
-                  "yes" if all(r.exact for r in f) else "approx.")
+        return (row.name, row.type, shape_str(row.output_shape[2:]),
+                *("×".join(fmt_num(getattr(r, a)) for r in f) for a in ("size", "jump", "start")),
+                "yes" if all(r.exact for r in f) else "approx.")
+
+    add_rows(t, (cells(row) for row in report.layers if row.receptive_field is not None))
     console.print(t)
 
 
@@ -77,16 +78,18 @@ def print_sweep(rows: list[dict], console) -> None:
     t = Table(title="sweep", title_justify="left")
     for c in ("input", "batch", "output", "params", "MACs", "inference mem", "training mem", "final RF"):
         t.add_column(c, justify="right" if c not in ("input", "output") else "left")
-    for e in rows:
+    def cells(e):
         if not e["ok"]:
-            t.add_row(shape_str(e["input"]), str(e["batch"]), f"[red]breaks: {escape(e['error'])}[/red]", "", "", "", "", "")
-            continue
-        t.add_row(shape_str(e["input"]), str(e["batch"]), shape_str(e["output_shape"]), f"{e['params']:,}",
-                  human(e["macs"]), hbytes(e["inference_memory_bytes"]), hbytes(e["training_memory_bytes"]),
-                  "×".join(map(str, e["receptive_field"] or [])) or "–")
+            return shape_str(e["input"]), str(e["batch"]), f"[red]breaks: {escape(e['error'])}[/red]", *[""] * 5
+        return (shape_str(e["input"]), str(e["batch"]), shape_str(e["output_shape"]), f"{e['params']:,}",
+                human(e["macs"]), hbytes(e["inference_memory_bytes"]), hbytes(e["training_memory_bytes"]),
+                "×".join(map(str, e["receptive_field"] or [])) or "–")
+
+    add_rows(t, map(cells, rows), markup=True)
     console.print(t)
 
 
+@gc_paused()
 def terminal_plot(report: Report, console, width: int = 40) -> None:
     """Per-layer bars of MACs, params and activation memory, drawn with block characters."""
     from rich.table import Table
@@ -101,10 +104,10 @@ def terminal_plot(report: Report, console, width: int = 40) -> None:
         eighths = round(v / peak * width * 8)
         return "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
 
-    for r in rows:
-        rf = "×".join(str(round(float(f.size))) for f in r.receptive_field) if r.receptive_field else ""
-        t.add_row(r.name, bar(r.macs, peaks["macs"]), bar(r.params, peaks["params"]),
-                  bar(r.activation_bytes, peaks["activation_bytes"]), rf)
+    add_rows(t, ((r.name, bar(r.macs, peaks["macs"]), bar(r.params, peaks["params"]),
+                  bar(r.activation_bytes, peaks["activation_bytes"]),
+                  "×".join(str(round(float(f.size))) for f in r.receptive_field) if r.receptive_field else "")
+                 for r in rows))
     console.print(t)
 
 
