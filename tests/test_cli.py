@@ -178,3 +178,19 @@ def test_schema_rejects_the_broken_specs():
     for name in SCHEMA_INVALID:
         doc = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "hostile", name)))
         assert list(validator.iter_errors(doc)), name
+
+
+def test_add_rows_keeps_order_markup_and_escapes_across_chunks():
+    from rich.console import Console
+    from rich.table import Table
+
+    from cnncalc.render import ROWS_PER_CELL, add_rows
+
+    n = 2 * ROWS_PER_CELL + 3
+    table = Table("i", "mark")
+    add_rows(table, ((str(i), "[green]ok[/green]" if i % 2 else "\\[x]") for i in range(n)), markup=True)
+    assert table.row_count == 3
+    console = Console(file=io.StringIO(), width=40, color_system=None)
+    console.print(table)
+    body = [line.split("│")[1:3] for line in console.file.getvalue().splitlines() if line.startswith("│")]
+    assert [(i.strip(), m.strip()) for i, m in body] == [(str(i), "ok" if i % 2 else "[x]") for i in range(n)]
