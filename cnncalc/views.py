@@ -39,6 +39,7 @@ def print_fields(report: Report, console) -> None:
     t = Table(title=f"receptive fields of {report.name} (input {shape_str(report.input_shape[2:])})", title_justify="left")
     for c in ("layer", "type", "output", "size", "jump", "start", "exact"):
         t.add_column(c)
+
     def cells(row):
         f = row.receptive_field
         return (row.name, row.type, shape_str(row.output_shape[2:]),
@@ -78,14 +79,13 @@ def print_sweep(rows: list[dict], console) -> None:
     t = Table(title="sweep", title_justify="left")
     for c in ("input", "batch", "output", "params", "MACs", "inference mem", "training mem", "final RF"):
         t.add_column(c, justify="right" if c not in ("input", "output") else "left")
-    def cells(e):
+    for e in rows:  # a few rows, wrapped: the reason a size breaks must stay whole
         if not e["ok"]:
-            return shape_str(e["input"]), str(e["batch"]), f"[red]breaks: {escape(e['error'])}[/red]", *[""] * 5
-        return (shape_str(e["input"]), str(e["batch"]), shape_str(e["output_shape"]), f"{e['params']:,}",
-                human(e["macs"]), hbytes(e["inference_memory_bytes"]), hbytes(e["training_memory_bytes"]),
-                "×".join(map(str, e["receptive_field"] or [])) or "–")
-
-    add_rows(t, map(cells, rows), markup=True)
+            t.add_row(shape_str(e["input"]), str(e["batch"]), f"[red]breaks: {escape(e['error'])}[/red]", "", "", "", "", "")
+            continue
+        t.add_row(shape_str(e["input"]), str(e["batch"]), shape_str(e["output_shape"]), f"{e['params']:,}",
+                  human(e["macs"]), hbytes(e["inference_memory_bytes"]), hbytes(e["training_memory_bytes"]),
+                  "×".join(map(str, e["receptive_field"] or [])) or "–")
     console.print(t)
 
 
