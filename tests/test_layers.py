@@ -33,3 +33,23 @@ def test_totals_are_sums_of_rows():
 
 def test_every_case_pins_its_elementwise_ops():
     assert [c[0] for c in CASES if "ew" not in c[4] and c[0] not in EW] == []
+
+
+def test_registry_reads_string_annotations_of_postponed_evaluation(tmp_path, monkeypatch):
+    """A layer class written under `from __future__ import annotations` registers too."""
+    import importlib
+
+    (tmp_path / "probe_layers.py").write_text(
+        "from __future__ import annotations\n"
+        "from typing import Literal\n"
+        "from cnncalc.layers import Layer\n\n\n"
+        "class Probe(Layer):\n"
+        "    type: Literal['probe_a', 'probe_b']\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        probe = importlib.import_module("probe_layers").Probe
+        assert REGISTRY["probe_a"] is REGISTRY["probe_b"] is probe
+        assert probe.model_validate({"type": "probe_b"}).type == "probe_b"
+    finally:
+        REGISTRY.pop("probe_a", None)
+        REGISTRY.pop("probe_b", None)
