@@ -33,7 +33,7 @@ PEER_PRELUDE = f"""
 import sys, json, time
 sys.path.insert(0, {ROOT!r})
 import torch, cnncalc
-from cnncalc import torch_backend as tb
+from cnncalc import backend as tb
 report = cnncalc.analyze(cnncalc.load_spec({SPEC!r}))
 model = tb.build_model(report).eval()
 x = torch.randn(report.input_shape)

@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cnncalc  # noqa: E402
-from cnncalc import torch_backend as tb  # noqa: E402
+from cnncalc import backend as tb  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

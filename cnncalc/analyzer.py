@@ -5,9 +5,10 @@ from dataclasses import dataclass, field
 from math import prod
 from typing import Any
 
-from .arith import DTYPE_BYTES, RF, fmt_num
+from .arith import DTYPE_BYTES, RF, fmt_num, plain
 from .errors import CnnError, LayerError, Problem, gc_paused
-from .layers import Ctx, Shape
+from .layers import Ctx, Layer, Shape
+from .source import Path
 from .spec import Network
 
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  #: state tensors per trainable param
@@ -33,6 +34,12 @@ class LayerReport:
     buffer_shapes: dict[str, Shape] = field(default_factory=dict)
     shared_with: str | None = None
     line: int | None = None
+    layer: Layer = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    """The spec's layer object: its rules, torch builder, probe and folding."""
+    ctx: Ctx = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    """What the layer's rules saw: input shapes and output shape."""
+    path: Path = field(default=(), repr=False, compare=False)
+    """Where the layer is written in the spec (for located messages)."""
 
     @property
     def flops(self) -> int:
@@ -42,9 +49,11 @@ class LayerReport:
     def rf_json(self) -> dict | None:
         if self.receptive_field is None:
             return None
-        return {"size": [_j(r.size) for r in self.receptive_field],
-                "stride": [_j(r.jump) for r in self.receptive_field],
-                "start": [_j(r.start) for r in self.receptive_field],
+        jump = [plain(r.jump) for r in self.receptive_field]
+        return {"size": [plain(r.size) for r in self.receptive_field],
+                "stride": jump,  # the contract's name for the jump; kept for compatibility
+                "jump": jump,
+                "start": [plain(r.start) for r in self.receptive_field],
                 "exact": all(r.exact for r in self.receptive_field)}
 
     def to_json(self) -> dict[str, Any]:
@@ -55,10 +64,6 @@ class LayerReport:
                 "activation_bytes": self.activation_bytes, "receptive_field": self.rf_json(),
                 "shared_with": self.shared_with, "weights": {k: list(v) for k, v in self.weights.items()},
                 "line": self.line}
-
-
-def _j(x):
-    return int(x) if x.denominator == 1 else float(x)
 
 
 @dataclass
@@ -117,7 +122,22 @@ class Report:
         }
 
     def layer(self, name: str) -> LayerReport:
-        return next(r for r in self.layers if r.name == name)
+        """The row of the layer called `name` (KeyError if there is none)."""
+        index = self.__dict__.get("_by_name")
+        if index is None or len(index) != len(self.layers):
+            index = self.__dict__["_by_name"] = {r.name: r for r in self.layers}
+        return index[name]
+
+    def problem(self, row: LayerReport, message: str) -> Problem:
+        """A problem located at the row's layer in the spec."""
+        return self.network.source.problem(message, row.path, row.name, index=row.index)
+
+    def prefix(self, index: int, batch: int, input_shape: Shape, dtype: str | None = None) -> "Report":
+        """The network up to row `index` (its output the only one), analysed at another input
+        size and batch (the receptive-field probe enlarges the input)."""
+        net: Network = self.network
+        sub = Network(net.header, net.nodes[: index + 1], [self.layers[index].name], net.source)
+        return analyze(sub, batch, input_shape, dtype, self.optimizer)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "file": self.file,
@@ -191,7 +211,7 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
         nbuf = 0 if shared else sum(prod(s) for s in buffers.values())
         row = LayerReport(node.index, node.name, layer.type, list(node.inputs), ctx.out, params,
                           params if layer.trainable else 0, nbuf, macs, elementwise, prod(ctx.out) * b, rf,
-                          weights, buffers, shared, src.locate(node.path)[0])
+                          weights, buffers, shared, src.locate(node.path)[0], layer, ctx, node.path)
         rows.append(row)
         done[node.name] = row
         shapes[node.name], notes[node.name], fields[node.name] = ctx.out, note, rf
@@ -231,12 +251,10 @@ def _shapes(w: dict[str, Shape]) -> str:
     return ", ".join(f"{k}{list(v)}" for k, v in w.items()) or "none"
 
 
-FOLDABLE = ("conv1d", "conv2d", "conv3d", "linear")
-
-
 def bn_folds(report: Report) -> list[tuple[LayerReport, LayerReport]]:
-    """(conv, batchnorm) pairs that inference can fold: a batch norm with running statistics
-    whose only input is an unshared conv/linear that feeds nothing else."""
+    """(conv, batchnorm) pairs that inference can fold: a layer that `folds()` (batch norm with
+    running statistics) whose only input is an unshared layer that `absorbs_affine`
+    (conv/linear) and feeds nothing else."""
     consumers: dict[str, int] = {}
     for r in report.layers:
         for i in r.inputs:
@@ -245,9 +263,9 @@ def bn_folds(report: Report) -> list[tuple[LayerReport, LayerReport]]:
         consumers[o] = consumers.get(o, 0) + 1
     pairs = []
     for r in report.layers:
-        if r.type.startswith("batchnorm") and r.buffers and len(r.inputs) == 1 and r.inputs[0] != "input":
+        if r.layer.folds() and not r.shared_with and len(r.inputs) == 1 and r.inputs[0] != "input":
             conv = report.layer(r.inputs[0])
-            if conv.type in FOLDABLE and consumers.get(conv.name) == 1 and not conv.shared_with:
+            if conv.layer.absorbs_affine and consumers.get(conv.name) == 1 and not conv.shared_with:
                 pairs.append((conv, r))
     return pairs
 

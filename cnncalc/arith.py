@@ -19,29 +19,60 @@ def effective_kernel(kernel: int, dilation: int = 1) -> int:
 
 def conv_out(size: int, kernel: int, stride: int = 1, pad_total: int = 0, dilation: int = 1) -> int:
     """H' = ⌊(H + P_total − D·(K−1) − 1) / S⌋ + 1  (torch's floor rounding)."""
-    return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def dropped_by_floor(size: int, kernel: int, stride: int = 1, pad_total: int = 0,
-                     dilation: int = 1) -> int:
-    """Rows of the padded input that no window reaches: (H + P_total) − ((H'−1)·S + K_eff)."""
-    out = conv_out(size, kernel, stride, pad_total, dilation)
-    if out <= 0:
-        return 0
-    return size + pad_total - ((out - 1) * stride + effective_kernel(kernel, dilation))
+    return Window(size, kernel, stride, pad_total, 0, dilation).out
 
 
 def pool_out(size: int, kernel: int, stride: int, padding: int = 0, dilation: int = 1,
              ceil_mode: bool = False) -> int:
     """H' = ⌊ or ⌈(H + 2P − D·(K−1) − 1) / S⌉ + 1; with ceil_mode the last window must
     start inside the input or left padding: if (H'−1)·S ≥ H + P then H' −= 1 (torch rule)."""
-    num = size + 2 * padding - dilation * (kernel - 1) - 1
-    if not ceil_mode:
-        return num // stride + 1
-    out = -(-num // stride) + 1
-    if (out - 1) * stride >= size + padding:
-        out -= 1
-    return out
+    return Window(size, kernel, stride, padding, padding, dilation, ceil_mode).out
+
+
+@dataclass(frozen=True)
+class Window:
+    """One spatial axis of a sliding window (convolution, pooling): input size H, kernel K,
+    stride S, padding before/after, dilation D, rounding (floor, or ceil for ceil_mode)."""
+
+    size: int
+    kernel: int
+    stride: int = 1
+    pad_lo: int = 0
+    pad_hi: int = 0
+    dilation: int = 1
+    ceil_mode: bool = False
+
+    @property
+    def span(self) -> int:
+        """K_eff = D·(K − 1) + 1."""
+        return effective_kernel(self.kernel, self.dilation)
+
+    @property
+    def padded(self) -> int:
+        return self.size + self.pad_lo + self.pad_hi
+
+    @property
+    def out(self) -> int:
+        """H' = ⌊(H + P_lo + P_hi − K_eff) / S⌋ + 1; with ceil_mode ⌈…⌉ + 1, minus one when the
+        last window would start in the right padding ((H'−1)·S ≥ H + P_lo, torch's rule)."""
+        num = self.padded - self.span
+        if not self.ceil_mode:
+            return num // self.stride + 1
+        out = -(-num // self.stride) + 1
+        if (out - 1) * self.stride >= self.size + self.pad_lo:
+            out -= 1
+        return out
+
+    @property
+    def unreached(self) -> int:
+        """Input rows at the end that no window reaches: H + P_lo − ((H'−1)·S + K_eff)."""
+        return max(0, self.size + self.pad_lo - ((self.out - 1) * self.stride + self.span))
+
+    def formula(self) -> str:
+        """The output-size arithmetic with this axis' numbers substituted."""
+        lo, hi = ("⌈", "⌉") if self.ceil_mode else ("⌊", "⌋")
+        pad = f"2·{self.pad_lo}" if self.pad_lo == self.pad_hi else f"{self.pad_lo} + {self.pad_hi}"
+        return f"{lo}({self.size} + {pad} − {self.dilation}·({self.kernel}−1) − 1) / {self.stride}{hi} + 1"
 
 
 def conv_transpose_out(size: int, kernel: int, stride: int = 1, padding: int = 0,
@@ -132,7 +163,9 @@ class RF:
                           uniform=uniform)
 
 
-def _num(x: Fraction) -> int | float:
+def plain(x: Fraction | int) -> int | float:
+    """An exact number for JSON: an int when whole, else the nearest float."""
+    x = Fraction(x)
     return int(x) if x.denominator == 1 else float(x)
 
 

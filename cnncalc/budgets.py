@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
+from .arith import DTYPE_BYTES
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import Problem
@@ -69,8 +70,8 @@ class Limits(BaseModel):
     @field_validator("dtype")
     @classmethod
     def _dtype(cls, v: str | None) -> str | None:
-        if v is not None and v not in ("float32", "float16", "bfloat16", "float64"):
-            raise ValueError(f"expected float32, float16, bfloat16 or float64, received {v!r}")
+        if v is not None and v not in DTYPE_BYTES:
+            raise ValueError(f"expected one of {', '.join(DTYPE_BYTES)}, received {v!r}")
         return v
 
 

@@ -5,15 +5,17 @@ Only the torch backend imports torch, and only inside `verify`.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 from enum import Enum
-from typing import List, Optional
+from typing import Any, Callable, List, Optional, TypeVar
 
 import typer
 
-from .errors import CnnError, Problem
+from .arith import DTYPE_BYTES
+from .errors import CnnError, Problem, did_you_mean
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Analytic shapes, params, MACs, memory and receptive fields of CNN specs, "
@@ -34,11 +36,7 @@ class CheckFormat(str, Enum):
     github = "github"
 
 
-class Dtype(str, Enum):
-    float32 = "float32"
-    float16 = "float16"
-    bfloat16 = "bfloat16"
-    float64 = "float64"
+Dtype = Enum("Dtype", {name: name for name in DTYPE_BYTES}, type=str)  # type: ignore[misc]
 
 
 class Optimizer(str, Enum):
@@ -68,6 +66,22 @@ def _escape(s: str) -> str:
     from rich.markup import escape
 
     return escape(s)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(command: F) -> F:
+    """A CnnError is the user's mistake: its located problems go to stderr, exit status 1."""
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except CnnError as exc:
+            report_problems(exc.problems)
+            raise typer.Exit(1) from None
+
+    return run  # type: ignore[return-value]
 
 
 def parse_input(value: str | None):
@@ -124,6 +138,7 @@ DtypeOpt = typer.Option(None, "--dtype", help="Element type for byte counts (cou
 
 
 @app.command()
+@user_errors
 def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt,
             dtype: Optional[Dtype] = DtypeOpt,
             format: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
@@ -137,16 +152,12 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
             max_training_memory: Optional[str] = MaxTraining, max_activations: Optional[str] = MaxActivations,
             ) -> None:
     """Per-layer table (shapes, params, MACs, FLOPs, memory, receptive fields) and totals."""
-    budgets = budget_flags(max_params, max_macs, max_flops, max_memory, max_training_memory, max_activations)
-    try:
-        report = _analyze(spec, batch, input, dtype, optimizer)
-        from .analyzer import check_limits
-
-        over = check_limits(report, budgets)
-    except CnnError as exc:
-        report_problems(exc.problems)
-        raise typer.Exit(1) from None
     from . import render
+    from .analyzer import check_limits
+
+    budgets = budget_flags(max_params, max_macs, max_flops, max_memory, max_training_memory, max_activations)
+    report = _analyze(spec, batch, input, dtype, optimizer)
+    over = check_limits(report, budgets)
 
     if fuse_bn:
         from .analyzer import fused_totals
@@ -160,11 +171,8 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
     if over:
         report.extra["limits"] = [p.to_dict() for p in over]
     if layer is not None and layer not in {r.name for r in report.layers}:
-        from .spec import did_you_mean
-
-        report_problems([Problem(f"--layer: no layer '{layer}'{did_you_mean(layer, [r.name for r in report.layers])}",
-                                 report.file)])
-        raise typer.Exit(1)
+        raise CnnError([Problem(f"--layer: no layer '{layer}'{did_you_mean(layer, [r.name for r in report.layers])}",
+                                report.file)])
     if explain:
         report.extra["explain"] = {name: [{"quantity": w, "expression": e, "value": v} for w, e, v in lines]
                                    for name, lines in render.explanations(report, layer).items()}
@@ -233,6 +241,7 @@ def validate(specs: List[str] = typer.Argument(..., help="Spec files.", show_def
 
 
 @app.command()
+@user_errors
 def diff(old: str = typer.Argument(..., help="Old spec, or a JSON report from `analyze --format json`."),
          new: str = typer.Argument(..., help="New spec (or JSON report)."),
          format: Format = typer.Option(Format.table, "--format", "-f", help="table or json."),
@@ -246,11 +255,7 @@ def diff(old: str = typer.Argument(..., help="Old spec, or a JSON report from `a
         gate = d.parse_gate(fail_on_increase) if fail_on_increase else {}
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--fail-on-increase") from None
-    try:
-        result = d.compare(d.load_side(old, batch, parse_input(input)), d.load_side(new, batch, parse_input(input)))
-    except CnnError as exc:
-        report_problems(exc.problems)
-        raise typer.Exit(1) from None
+    result = d.compare(d.load_side(old, batch, parse_input(input)), d.load_side(new, batch, parse_input(input)))
     problems = d.gate_problems(result, gate, new)
     if format is Format.json:
         print(json.dumps({**result, "gate": [p.message for p in problems]}, indent=2))
@@ -262,6 +267,7 @@ def diff(old: str = typer.Argument(..., help="Old spec, or a JSON report from `a
 
 
 @app.command()
+@user_errors
 def rf(spec: str = SpecArg, layer: Optional[str] = typer.Option(None, "--layer", help="Layer of the unit."),
        unit: Optional[str] = typer.Option(None, "--unit", help="Output unit, 0-based, e.g. 3,4 (needs --layer)."),
        batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt,
@@ -269,44 +275,31 @@ def rf(spec: str = SpecArg, layer: Optional[str] = typer.Option(None, "--layer",
     """Receptive fields: size, jump and start of every layer, or the input window one unit sees."""
     from . import views
 
+    if unit is not None and layer is None:
+        raise typer.BadParameter("--unit needs --layer", param_hint="--unit")
     try:
-        report = _analyze(spec, batch, input, None, Optimizer.adam)
-        if unit is not None:
-            if layer is None:
-                raise typer.BadParameter("--unit needs --layer", param_hint="--unit")
-            try:
-                u = views.parse_unit(unit)
-            except ValueError as exc:
-                raise typer.BadParameter(str(exc), param_hint="--unit") from None
-            if layer not in {r.name for r in report.layers}:
-                from .spec import did_you_mean
-
-                raise CnnError.single(f"--layer: no layer '{layer}'{did_you_mean(layer, [r.name for r in report.layers])}",
-                                      file=spec)
-            axes = views.unit_field(report, layer, u)
-    except CnnError as exc:
-        report_problems(exc.problems)
-        raise typer.Exit(1) from None
-    if unit is None:
+        u = views.parse_unit(unit) if unit is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--unit") from None
+    report = _analyze(spec, batch, input, None, Optimizer.adam)
+    if u is None:
         if format is Format.json:
             print(json.dumps({r.name: r.rf_json() for r in report.layers if r.receptive_field}, indent=2))
         else:
             views.print_fields(report, console())
         return
+    if layer not in {r.name for r in report.layers}:
+        raise CnnError.single(f"--layer: no layer '{layer}'{did_you_mean(layer, [r.name for r in report.layers])}",
+                              file=spec)
+    axes = views.unit_field(report, layer, u)
     if format is Format.json:
-        print(json.dumps({"layer": layer, "unit": list(u), "axes": [
-            {**a, "size": float(a["size"]) if a["size"].denominator != 1 else int(a["size"])} for a in axes]}, indent=2))
-        return
-    names = ["rows", "columns"] if len(axes) == 2 else ["frames", "rows", "columns"] if len(axes) == 3 else ["samples"]
-    out = console()
-    out.print(f"unit {tuple(u)} of {layer} sees:")
-    for name, a in zip(names, axes):
-        approx = "" if a["exact"] else " (approximate: see RF.exact in the README)"
-        out.print(f"  {name} {a['from']}..{a['to']} of the input → {a['clipped'][0]}..{a['clipped'][1]} inside it, "
-                  f"{a['padding']} in the padding{approx}")
+        print(json.dumps(views.unit_field_json(layer, u, axes), indent=2))
+    else:
+        views.print_unit_field(layer, u, axes, console())
 
 
 @app.command()
+@user_errors
 def sweep(spec: str = SpecArg,
           input: str = typer.Option(..., "--input", "-i", help="Comma-separated sizes, e.g. 3x128x128,3x224x224."),
           batch: str = typer.Option("1", "--batch", "-b", help="Comma-separated batches, e.g. 1,32,256."),
@@ -323,11 +316,7 @@ def sweep(spec: str = SpecArg,
             raise ValueError
     except ValueError:
         raise typer.BadParameter(f"expected positive integers like 1,32,256, received {batch!r}", param_hint="--batch") from None
-    try:
-        rows = views.sweep(load_spec(spec), sizes, batches, dtype.value if dtype else None)
-    except CnnError as exc:
-        report_problems(exc.problems)
-        raise typer.Exit(1) from None
+    rows = views.sweep(load_spec(spec), sizes, batches, dtype.value if dtype else None)
     if format is Format.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -335,6 +324,7 @@ def sweep(spec: str = SpecArg,
 
 
 @app.command()
+@user_errors
 def plot(spec: str = SpecArg, output: Optional[str] = typer.Option(None, "-o", "--output",
                                                                   help="PNG or SVG file (needs matplotlib)."),
          batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt) -> None:
@@ -342,33 +332,26 @@ def plot(spec: str = SpecArg, output: Optional[str] = typer.Option(None, "-o", "
     -o out.png|svg, bars in the terminal otherwise."""
     from . import views
 
-    try:
-        report = _analyze(spec, batch, input, None, Optimizer.adam)
-        if output:
-            if not output.lower().endswith((".png", ".svg", ".pdf")):
-                raise typer.BadParameter("expected a .png, .svg or .pdf file", param_hint="--output")
-            views.figure(report, output)
-            console(stderr=True).print(f"wrote {output}")
-        else:
-            views.terminal_plot(report, console())
-    except CnnError as exc:
-        report_problems(exc.problems)
-        raise typer.Exit(1) from None
+    if output and not output.lower().endswith((".png", ".svg", ".pdf")):
+        raise typer.BadParameter("expected a .png, .svg or .pdf file", param_hint="--output")
+    report = _analyze(spec, batch, input, None, Optimizer.adam)
+    if output:
+        views.figure(report, output)
+        console(stderr=True).print(f"wrote {_escape(output)}")
+    else:
+        views.terminal_plot(report, console())
 
 
 @app.command()
+@user_errors
 def layers(type: Optional[str] = typer.Argument(None, help="Show one layer type in detail.")) -> None:
     """The layer vocabulary: fields, defaults and the formulas each type uses."""
     from .vocabulary import describe, print_vocabulary
 
-    try:
-        if type:
-            console().print(describe(type))
-        else:
-            print_vocabulary(console())
-    except CnnError as exc:
-        report_problems(exc.problems)
-        raise typer.Exit(1) from None
+    if type:
+        console().print(describe(type))
+    else:
+        print_vocabulary(console())
 
 
 @app.command()
@@ -380,6 +363,7 @@ def schema() -> None:
 
 
 @app.command()
+@user_errors
 def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt,
            dtype: Dtype = typer.Option(Dtype.float32, "--dtype", help="Element type of the timed run."),
            device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."),
@@ -393,32 +377,25 @@ def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional
            fuse_bn: bool = typer.Option(False, "--fuse-bn", help="Fold batch norms into convs and check outputs."),
            ) -> None:
     """Build the spec in PyTorch, compare every number with the analysis, time the forward pass."""
-    try:
-        report = _analyze(spec, batch, input, None, Optimizer.adam)
-    except CnnError as exc:
-        report_problems(exc.problems)
-        raise typer.Exit(1) from None
+    report = _analyze(spec, batch, input, None, Optimizer.adam)
     ok = _verify(report, device, dtype.value, repeat, warmup, format, force, compile, channels_last, rf_probe, fuse_bn)
     raise typer.Exit(0 if ok else 1)
 
 
 def _verify(report, device="auto", dtype="float32", repeat=20, warmup=3, format=Format.table, force=False,
             compile=False, channels_last=False, rf_probe=True, fuse_bn=False) -> bool:
-    """Run the verification and print it; True when torch agrees (user errors exit 1 here)."""
-    from . import render, torch_backend
+    """Run the verification and print it; True when torch agrees."""
+    from . import render, views
+    from .backend.verify import verify_report
 
-    try:
-        result = torch_backend.verify_report(
-            report, device=device, dtype=dtype, repeat=repeat, warmup=warmup, force=force,
-            compile=compile, channels_last=channels_last, rf_probe=rf_probe,
-            progress=format is Format.table and sys.stderr.isatty(), fuse_bn=fuse_bn)
-    except CnnError as exc:
-        report_problems(exc.problems)
-        raise typer.Exit(1) from None
+    with views.VerifyProgress(format is Format.table and sys.stderr.isatty(), warmup + repeat) as progress:
+        result = verify_report(report, device=device, dtype=dtype, repeat=repeat, warmup=warmup, force=force,
+                               compile=compile, channels_last=channels_last, rf_probe=rf_probe, fuse_bn=fuse_bn,
+                               progress=progress)
     if format is Format.json:
         print(render.to_json(report, {"verify": result.to_json()}))
     else:
-        torch_backend.print_verify(report, result, console())
+        views.print_verify(report, result, console())
     return result.ok
 
 

@@ -5,8 +5,10 @@ Anything that is not a :class:`CnnError` reaching the CLI is a bug in cnncalc.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import gc
 from dataclasses import dataclass, field
+from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -78,3 +80,9 @@ def gc_paused():
     finally:
         if enabled:
             gc.enable()
+
+
+def did_you_mean(word: object, choices: Iterable) -> str:
+    """' (did you mean 'x'?)' for the closest choice, or ''."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -83,7 +83,7 @@ def to_json(report: Report, extra: dict | None = None) -> str:
 
 CSV_FIELDS = ["index", "name", "type", "inputs", "output_shape", "params", "trainable_params", "buffers",
               "macs", "flops", "elementwise_ops", "activation_bytes", "rf_size", "rf_stride", "rf_start",
-              "shared_with"]
+              "shared_with", "rf_jump"]  # rf_stride is the jump under the contract's name; rf_jump says it plainly
 
 
 @gc_paused()
@@ -95,10 +95,11 @@ def to_csv(report: Report) -> str:
         rf = r.rf_json() or {}
         w.writerow([r.index, r.name, r.type, " ".join(r.inputs), "x".join(map(str, r.output_shape)), r.params,
                     r.trainable_params, r.buffers, r.macs, r.flops, r.elementwise_ops, r.activation_bytes,
-                    *(" ".join(map(str, rf.get(k, []))) for k in ("size", "stride", "start")), r.shared_with or ""])
+                    *(" ".join(map(str, rf.get(k, []))) for k in ("size", "stride", "start")), r.shared_with or "",
+                    " ".join(map(str, rf.get("jump", [])))])
     t = report.totals
     w.writerow(["", "total", "", "", "", t["params"], t["trainable_params"], t["buffers"], t["macs"], t["flops"],
-                t["elementwise_ops"], t["activation_bytes"], "", "", "", ""])
+                t["elementwise_ops"], t["activation_bytes"], "", "", "", "", ""])
     return out.getvalue()
 
 
@@ -159,22 +160,17 @@ def print_table(report: Report, console: Any) -> None:
 
 def explanations(report: Report, only: str | None = None) -> dict[str, list[tuple[str, str, int | str]]]:
     """Per layer, the formulas behind its numbers with the numbers substituted."""
-    from .layers import Ctx
-
-    shapes = {"input": report.input_shape}
     fields = {"input": None}
     out = {}
     for row in report.layers:
-        ctx = Ctx([shapes[i] for i in row.inputs], row.output_shape)
-        shapes[row.name] = row.output_shape
         if only is None or row.name == only:
-            lines = list(report.network.nodes[row.index].layer.explain(ctx))
+            lines: list[tuple[str, str, int | str]] = list(row.layer.explain(row.ctx))
             before = [fields.get(i) for i in row.inputs]
             if row.receptive_field and before and before[0] and before[0] != row.receptive_field:
                 lines.append(("RF size", " → ".join("×".join(fmt_num(r.size) for r in f)
-                                                    for f in (before[0], row.receptive_field)), "") )
-                lines.append(("jump", " → ".join("×".join(fmt_num(r.jump) for r in f)
-                                                 for f in (before[0], row.receptive_field)), ""))
+                                                    for f in (before[0], row.receptive_field)), ""))
+                lines.append(("RF jump", " → ".join("×".join(fmt_num(r.jump) for r in f)
+                                                    for f in (before[0], row.receptive_field)), ""))
             out[row.name] = lines
         fields[row.name] = row.receptive_field
     return out

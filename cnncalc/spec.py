@@ -3,15 +3,15 @@ argument substitution, name resolution and per-layer validation (pydantic), ever
 located at its line and column."""
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .arith import DTYPE_BYTES
 from .budgets import Limits
-from .errors import CnnError, Problem, gc_paused
+from .errors import CnnError, Problem, did_you_mean, gc_paused
 from .layers import REGISTRY, Layer
 from .layers.base import MAX_INT, Name, PosInt
 from .source import Path, Source, load, parse
@@ -19,8 +19,7 @@ from .subst import SubstError, substitute
 
 MAX_LAYERS = 100_000      #: layers after expanding blocks and repeat
 MAX_BLOCK_DEPTH = 16      #: blocks used inside blocks
-DTYPES = ("float32", "float16", "bfloat16", "float64")
-Dtype = Literal["float32", "float16", "bfloat16", "float64"]
+Dtype = Literal[tuple(DTYPE_BYTES)]  # type: ignore[valid-type]
 
 
 def parse_shape(value: Any) -> tuple[int, ...]:
@@ -144,11 +143,6 @@ def build_network(src: Source) -> Network:
     return net
 
 
-def did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def pydantic_message(err: dict, what: str, cls: type[BaseModel] | None = None) -> tuple[str, Path]:
     """A pydantic error as (plain message, YAML path relative to the validated mapping)."""
     # drop the tag segments pydantic inserts for unions and validators ('list[int]', 'function-after[…]')
@@ -167,6 +161,31 @@ def pydantic_message(err: dict, what: str, cls: type[BaseModel] | None = None) -
     if kind != "value_error" and "received" not in msg:
         msg += f", received {received!r}" if not isinstance(received, (dict, list)) else ""
     return f"{where}: {msg}", loc
+
+
+@dataclass
+class Frame:
+    """Where the expander stands: inside which block use (if any), with which arguments."""
+
+    scope: dict[str, str]
+    """Local name → global name of what this list can refer to ('input' included)."""
+    prefix: str = ""
+    """Prepended to local layer names (the block use's name and repetition)."""
+    args: dict | None = None
+    """The block's arguments ('$arg' substitution); None at the top level."""
+    via: tuple[Path, ...] = ()
+    """Paths of the block uses leading here (for messages)."""
+    depth: int = 0
+    trainable: bool | None = None
+    """false when an enclosing block use froze its layers."""
+    later: dict[str, Path] = field(default_factory=dict)
+    """Names defined further down this list (to say 'defined later' instead of 'unknown')."""
+    counts: dict[str, int] = field(default_factory=dict)
+    """Per type (or block), how many unnamed ones so far: the default names type_1, type_2, …"""
+
+    @property
+    def in_block(self) -> bool:
+        return self.args is not None
 
 
 class _Expander:
@@ -190,7 +209,7 @@ class _Expander:
         if total > MAX_LAYERS:
             raise CnnError([self.src.problem(f"the network expands to {total:,} layers; more than "
                                              f"{MAX_LAYERS:,} are refused", ("layers",))])
-        self.expand(self.header.layers, ("layers",), "", {"input": "input"}, "input", None, (), 0)
+        self.expand(self.header.layers, ("layers",), Frame({"input": "input"}), "input")
         outputs = self.header.outputs or ([self.nodes[-1].name] if self.nodes else [])
         for i, name in enumerate(self.header.outputs or []):
             if name not in self.where:
@@ -229,46 +248,43 @@ class _Expander:
         return total
 
     # ---- expansion -------------------------------------------------------------------------
-    def expand(self, items: list, base: Path, prefix: str, scope: dict[str, str], prev: str,
-               args: dict | None, via: tuple[Path, ...], depth: int, trainable: bool | None = None) -> str:
-        later = {}
+    def expand(self, items: list, base: Path, frame: Frame, prev: str) -> str:
+        """Add the layers of one list (the spec's or a block's); returns the last output's name."""
         for i, item in enumerate(items):
             if isinstance(item, dict) and isinstance(item.get("name"), str):
-                later.setdefault(item["name"], base + (i,))
-        counts: dict[str, int] = {}
+                frame.later.setdefault(item["name"], base + (i,))
         for i, raw in enumerate(items):
             path = base + (i,)
             if isinstance(raw, dict) and isinstance(raw.get("name"), str):
-                later.pop(raw["name"], None)
+                frame.later.pop(raw["name"], None)
             if not isinstance(raw, dict):
                 self.fail(f"expected a layer (a mapping with 'type') or a block use (with 'block'), "
                           f"received {raw!r}", path)
                 continue
             try:
-                item = substitute(raw, args) if args is not None else raw
+                item = substitute(raw, frame.args) if frame.args is not None else raw
             except SubstError as exc:
                 self.fail(str(exc), path, raw.get("name"))
                 continue
             if "block" in item:
-                prev = self.use_block(item, path, prefix, scope, prev, later, via, depth, counts, trainable)
+                prev = self.use_block(item, path, frame, prev)
             else:
-                prev = self.add_layer(item, path, prefix, scope, prev, later, via, counts, trainable)
+                prev = self.add_layer(item, path, frame, prev)
         return prev
 
-    def resolve(self, ref: Any, scope: dict[str, str], later: dict, path: Path, own: str | None,
-                layer: str | None) -> str | None:
-        if ref in scope:
-            return scope[ref]
-        if not scope.get("__block__") and ref in self.where:
+    def resolve(self, ref: Any, frame: Frame, path: Path, own: str | None, layer: str | None) -> str | None:
+        if ref in frame.scope:
+            return frame.scope[ref]
+        if not frame.in_block and ref in self.where:
             return ref
         if ref == own:
             self.fail(f"'{ref}' refers to itself: inputs must be earlier layers", path, layer)
-        elif ref in later:
-            line = self.src.locate(later[ref])[0]
+        elif ref in frame.later:
+            line = self.src.locate(frame.later[ref])[0]
             self.fail(f"'{ref}' is defined later (line {line}): inputs must be earlier layers", path, layer)
         else:
-            known = [k for k in scope if not k.startswith("__")] + (list(self.where) if not scope.get("__block__") else [])
-            inside = " in this block (blocks see only their own layers and 'input')" if scope.get("__block__") else ""
+            known = list(frame.scope) + ([] if frame.in_block else list(self.where))
+            inside = " in this block (blocks see only their own layers and 'input')" if frame.in_block else ""
             self.fail(f"unknown layer '{ref}'{inside}{did_you_mean(ref, known)}", path, layer)
         return None
 
@@ -280,8 +296,7 @@ class _Expander:
             return False
         return True
 
-    def add_layer(self, item: dict, path: Path, prefix: str, scope: dict, prev: str, later: dict,
-                  via: tuple, counts: dict, trainable: bool | None) -> str:
+    def add_layer(self, item: dict, path: Path, frame: Frame, prev: str) -> str:
         kind = item.get("type")
         if kind is None:
             self.fail("missing 'type' (or 'block' for a block use)", path, item.get("name"))
@@ -294,10 +309,10 @@ class _Expander:
             return prev
         local = item.get("name") if isinstance(item.get("name"), str) else None
         if local is None:
-            counts[kind] = counts.get(kind, 0) + 1
-            local = f"{kind}_{counts[kind]}"
-        name = prefix + local
-        if trainable is False and "trainable" not in item:
+            frame.counts[kind] = frame.counts.get(kind, 0) + 1
+            local = f"{kind}_{frame.counts[kind]}"
+        name = frame.prefix + local
+        if frame.trainable is False and "trainable" not in item:
             item = {**item, "trainable": False}
         try:
             layer = cls.model_validate(item)
@@ -309,11 +324,12 @@ class _Expander:
         refs = item.get("inputs") if isinstance(item.get("inputs"), list) else None
         inputs = [] if refs is not None else [prev]
         for j, ref in enumerate(refs or []):
-            got = self.resolve(ref, scope, later, path + ("inputs", j), local, name)
-            inputs.append(got) if got else None
+            got = self.resolve(ref, frame, path + ("inputs", j), local, name)
+            if got:
+                inputs.append(got)
         share = None
         if layer is not None and layer.share is not None:
-            share = self.resolve(layer.share, scope, later, path + ("share",), local, name)
+            share = self.resolve(layer.share, frame, path + ("share",), local, name)
         if layer is not None and refs is not None and not cls.min_inputs <= len(refs) <= cls.max_inputs:
             want = f"{cls.min_inputs}" if cls.min_inputs == cls.max_inputs else f"{cls.min_inputs} to {cls.max_inputs}"
             self.fail(f"{kind} takes {want} input{'s' if cls.max_inputs > 1 else ''}, received {len(refs)}",
@@ -325,15 +341,14 @@ class _Expander:
         if not self.unique(name, path):
             return prev
         self.where[name] = path
-        scope[local] = name
+        frame.scope[local] = name
         if layer is None or len(inputs) != len(refs or [prev]) or any(i in self.broken for i in inputs):
             self.broken.add(name)
             return name
-        self.nodes.append(Node(len(self.nodes), name, layer, inputs, path, via, share))
+        self.nodes.append(Node(len(self.nodes), name, layer, inputs, path, frame.via, share))
         return name
 
-    def use_block(self, item: dict, path: Path, prefix: str, scope: dict, prev: str, later: dict,
-                  via: tuple, depth: int, counts: dict, trainable: bool | None) -> str:
+    def use_block(self, item: dict, path: Path, frame: Frame, prev: str) -> str:
         try:
             use = BlockUse.model_validate(item)
         except ValidationError as exc:
@@ -341,7 +356,7 @@ class _Expander:
                 msg, loc = pydantic_message(e, "block use", BlockUse)
                 self.fail(msg, path + loc, item.get("name"))
             return prev
-        if depth >= MAX_BLOCK_DEPTH:
+        if frame.depth >= MAX_BLOCK_DEPTH:
             self.fail(f"blocks nested deeper than {MAX_BLOCK_DEPTH} levels (does a block use itself?)", path)
             return prev
         names = [use.block] + ([use.first.block] if use.first and use.first.block else [])
@@ -352,14 +367,14 @@ class _Expander:
                 return prev
         local = use.name
         if local is None:
-            counts[use.block] = counts.get(use.block, 0) + 1
-            local = f"{use.block}_{counts[use.block]}"
-        name = prefix + local
+            frame.counts[use.block] = frame.counts.get(use.block, 0) + 1
+            local = f"{use.block}_{frame.counts[use.block]}"
+        name = frame.prefix + local
         if not self.unique(name, path):
             return prev
         cur = prev
         if use.inputs:
-            cur = self.resolve(use.inputs[0], scope, later, path + ("inputs", 0), local, name) or prev
+            cur = self.resolve(use.inputs[0], frame, path + ("inputs", 0), local, name) or prev
         start = len(self.nodes)
         for r in range(use.repeat):
             first = r == 0 and use.first is not None
@@ -377,18 +392,17 @@ class _Expander:
                                 ([f"block '{bname}' needs argument {', '.join(map(repr, missing))}"] if missing else []))
                 self.fail(msg, path + ("args",), name)
                 return name
-            inner_prefix = f"{name}." + (f"{r}." if use.repeat > 1 else "")
-            inner = {"input": cur, "__block__": "1"}
-            out = self.expand(block.layers, ("blocks", bname, "layers"), inner_prefix, inner, cur, args,
-                              via + (path,), depth + 1, use.trainable if use.trainable is not None else trainable)
+            inner = Frame({"input": cur}, f"{name}." + (f"{r}." if use.repeat > 1 else ""), args, frame.via + (path,),
+                          frame.depth + 1, use.trainable if use.trainable is not None else frame.trainable)
+            out = self.expand(block.layers, ("blocks", bname, "layers"), inner, cur)
             if block.output:
-                if block.output not in inner:
+                if block.output not in inner.scope:
                     self.fail(f"block '{bname}' output '{block.output}' is not one of its layers", ("blocks", bname, "output"))
                     return name
-                out = inner[block.output]
+                out = inner.scope[block.output]
             cur = out
         self.where[name] = path
-        scope[local] = cur
+        frame.scope[local] = cur
         self.uses[name] = list(range(start, len(self.nodes)))
         if use.share:
             self.share_use(use.share, name, path)

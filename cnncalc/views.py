@@ -5,6 +5,7 @@ from math import ceil, floor
 from typing import Any
 
 from .analyzer import Report, analyze
+from .arith import fmt_num, plain
 from .errors import CnnError, gc_paused
 from .render import add_rows, hbytes, human, shape_str
 
@@ -33,8 +34,6 @@ def unit_field(report: Report, layer: str, unit: tuple[int, ...]) -> list[dict[s
 @gc_paused()
 def print_fields(report: Report, console) -> None:
     from rich.table import Table
-
-    from .arith import fmt_num
 
     t = Table(title=f"receptive fields of {report.name} (input {shape_str(report.input_shape[2:])})", title_justify="left")
     for c in ("layer", "type", "output", "size", "jump", "start", "exact"):
@@ -67,7 +66,7 @@ def sweep(net, inputs: list[tuple[int, ...]], batches: list[int], dtype: str | N
                 entry.update(ok=True, output_shape=list(r.layers[-1].output_shape), params=t["params"],
                              macs=t["macs"], flops=t["flops"], inference_memory_bytes=t["inference_memory_bytes"],
                              training_memory_bytes=t["training_memory_bytes"],
-                             receptive_field=[float(f.size) if f.size.denominator != 1 else int(f.size) for f in rf] if rf else None)
+                             receptive_field=[plain(f.size) for f in rf] if rf else None)
             rows.append(entry)
     return rows
 
@@ -147,6 +146,103 @@ def figure(report: Report, path: str) -> None:
         raise CnnError.single(f"cannot write the figure: {exc.strerror or exc}", file=path) from None
     finally:
         plt.close(fig)
+
+
+def print_unit_field(layer: str, unit: tuple[int, ...], axes: list[dict[str, Any]], console: Any) -> None:
+    """What one unit sees, one line per spatial axis."""
+    from rich.markup import escape
+
+    names = {1: ["samples"], 2: ["rows", "columns"], 3: ["frames", "rows", "columns"]}[len(axes)]
+    console.print(f"unit {tuple(unit)} of {escape(layer)} sees:")
+    for name, a in zip(names, axes):
+        approx = "" if a["exact"] else " (approximate: see RF.exact in the README)"
+        console.print(f"  {name} {a['from']}..{a['to']} of the input → {a['clipped'][0]}..{a['clipped'][1]} inside "
+                      f"it, {a['padding']} in the padding{approx}")
+
+
+def unit_field_json(layer: str, unit: tuple[int, ...], axes: list[dict[str, Any]]) -> dict:
+    return {"layer": layer, "unit": list(unit), "axes": [{**a, "size": plain(a["size"])} for a in axes]}
+
+
+class VerifyProgress:
+    """verify's progress on a terminal (a rich bar over the warm-up and timed passes), a no-op
+    otherwise; called as progress(stage, done)."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total = enabled, total
+        self.bar: Any = None
+
+    def __enter__(self) -> "VerifyProgress":
+        if self.enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True)
+            self.bar.__enter__()
+            self.task = self.bar.add_task("starting", total=self.total)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, stage: str, done: int) -> None:
+        if self.bar:
+            self.bar.update(self.task, description=stage, advance=done)
+
+
+def print_verify(report: Report, result: Any, console: Any) -> None:
+    """The verify table (analytic | torch per layer), the timing panel and the verdict."""
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.table import Table
+
+    ok, bad = "[green]✓[/green]", "[red]✗[/red]"
+    table = Table(title=f"verify {report.name}: analytic | torch", title_justify="left")
+    for col in ("name", "output shape", "", "params", "", "FLOPs", "", "RF size (probe)", ""):
+        table.add_column(col, justify="right" if col in ("params", "FLOPs") else "left")
+
+    def mark(a, m):
+        return "–" if m is None else (ok if a == m else bad)
+
+    def cells(row, c):
+        rf_a = "×".join(fmt_num(r.size) for r in row.receptive_field) if row.receptive_field else "–"
+        rf_m = "×".join(str(s) for s in c.rf[0]) if c.rf else ("" if not c.rf_note else "·")
+        rf_ok = mark(tuple(r.size for r in row.receptive_field or ()), tuple(c.rf[0]) if c.rf else None)
+        return (escape(row.name), f"{shape_str(row.output_shape)} | {shape_str(c.shape) if c.shape else '?'}",
+                mark(tuple(row.output_shape), c.shape),
+                f"{row.params:,} | {c.params:,}", mark(row.params, c.params),
+                f"{human(row.flops)} | {human(c.flops or 0)}", mark(row.flops, c.flops),
+                f"{rf_a} | {rf_m}" if c.rf else rf_a, rf_ok)
+
+    add_rows(table, map(cells, report.layers, result.checks), markup=True)
+    console.print(table)
+    tm, mem = result.timing, result.memory
+    lines = [f"device: {result.device} · dtype {result.dtype} · torch {result.torch_version}",
+             f"forward: median {tm['median_s'] * 1e3:.3f} ms (p25 {tm['p25_s'] * 1e3:.3f}, p75 "
+             f"{tm['p75_s'] * 1e3:.3f}, min {tm['min_s'] * 1e3:.3f}) over {tm['repeat']} runs after {tm['warmup']} warm-up",
+             f"throughput: {tm['samples_per_s']:,.1f} samples/s · {human(tm['achieved_flops_per_s'])}FLOP/s"
+             + (f" = {tm['share_of_peak']:.1%} of this device's measured matmul peak "
+                f"({human(tm['peak_matmul_flops_per_s'])}FLOP/s)" if tm.get("share_of_peak") else "")]
+    if "compiled" in tm:
+        lines.append(f"torch.compile: median {tm['compiled']['median_s'] * 1e3:.3f} ms")
+    if mem.get("measured_peak_bytes"):
+        lines.append(f"memory: measured peak {hbytes(mem['measured_peak_bytes'])} vs analytic peak activations "
+                     f"{hbytes(mem['analytic_peak_activation_bytes'])} (ratio {mem['ratio_measured_to_analytic']:.2f}, "
+                     f"{mem['method']})")
+    if result.fused:
+        f = result.fused
+        lines.append(f"batch norm folded into {f['folded']} convs: params {f['analytic_params']:,} analytic, "
+                     f"{f['torch_params']:,} in torch; outputs differ by {f['max_relative_output_difference']:.1e} (relative)")
+    lines += result.notes
+    console.print(Panel("\n".join(lines), title="timing", expand=False))
+    probed = sum(1 for c in result.checks if c.rf)
+    console.print(f"{len(result.checks)} layers compared (shape, params, buffers, FLOPs); "
+                  f"{probed} receptive fields probed.")
+    if result.ok:
+        console.print("[green]all analytic numbers agree with torch[/green]")
+    else:
+        for m in result.mismatches:
+            console.print(f"[red]mismatch[/red] {m}", highlight=False)
 
 
 def parse_unit(text: str) -> tuple[int, ...]:

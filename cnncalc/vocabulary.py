@@ -6,9 +6,9 @@ import inspect
 import textwrap
 from typing import Annotated, Any, Union
 
-from .errors import CnnError
+from .errors import CnnError, did_you_mean
 from .layers import REGISTRY, Layer
-from .spec import BlockDef, BlockUse, Header, did_you_mean
+from .spec import BlockDef, BlockUse, Header
 
 COMMON = ("type", "name", "inputs", "trainable", "share")
 
@@ -23,7 +23,7 @@ def attribute_docs(cls: type) -> dict[str, str]:
         try:
             body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
         except (OSError, TypeError, SyntaxError, IndexError):
-            continue  # generated classes (padding layers) document themselves through their base
+            continue
         for a, b in zip(body, body[1:]):
             if (isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and isinstance(b, ast.Expr)
                     and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)):

@@ -1,11 +1,10 @@
 import os
 import sys
 
-import pytest
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
-SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 sys.path.insert(0, os.path.dirname(__file__))
 
 
@@ -15,6 +14,18 @@ def analyze_text(text: str, **kw):
     return cnncalc.analyze(cnncalc.parse_spec(text, "test.yaml"), **kw)
 
 
-@pytest.fixture
-def analyze_yaml():
-    return analyze_text
+def example(name: str, **kw):
+    """The analysis of examples/NAME.yaml."""
+    import cnncalc
+
+    return cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, f"{name}.yaml")), **kw)
+
+
+def golden(name: str, text: str) -> None:
+    """`text` equals tests/golden/NAME (CNNCALC_UPDATE_GOLDEN=1 rewrites it: review the diff)."""
+    path = os.path.join(GOLDEN, name)
+    if os.environ.get("CNNCALC_UPDATE_GOLDEN"):
+        with open(path, "w") as fh:
+            fh.write(text)
+    with open(path) as fh:
+        assert text == fh.read(), f"{name} changed (CNNCALC_UPDATE_GOLDEN=1 to accept)"

@@ -170,6 +170,8 @@ CASES = [
     ("circular_pad1d", (2, 5), 1, [C(type="circular_pad1d", padding=2)], dict(shape=(1, 2, 9), params=0, macs=0)),
     ("circular_pad2d", (1, 4, 4), 1, [C(type="circular_pad2d", padding=1)], dict(shape=(1, 1, 6, 6), params=0, macs=0)),
     ("circular_pad3d", (1, 2, 3, 3), 1, [C(type="circular_pad3d", padding=1)], dict(shape=(1, 1, 4, 5, 5), params=0, macs=0)),
+    ("channel_shuffle", (6, 3, 4), 2, [C(type="channel_shuffle", groups=3)],
+     dict(shape=(2, 6, 3, 4), params=0, macs=0, ew=0)),  # a permutation of the channels: no arithmetic
     # ---- merges -------------------------------------------------------------------------------
     ("add", (3, 5, 5), 1, [C(name="a", type="relu"), C(name="b", type="conv2d", inputs=["input"], out_channels=3,
                                                         kernel_size=1, bias=False),

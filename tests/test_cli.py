@@ -10,24 +10,15 @@ import pytest
 from typer.testing import CliRunner
 
 from cnncalc.cli import app
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, ROOT, golden
 
 runner = CliRunner()
-GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 LENET = os.path.join(EXAMPLES, "lenet5.yaml")
 BROKEN = os.path.join(EXAMPLES, "broken", "alexnet_seed_224.yaml")
 
 
 def run(*args, env=None):
     return runner.invoke(app, [str(a) for a in args], env=env)
-
-
-def golden(name: str, text: str) -> None:
-    path = os.path.join(GOLDEN, name)
-    if os.environ.get("CNNCALC_UPDATE_GOLDEN"):
-        with open(path, "w") as fh:
-            fh.write(text)
-    assert text == open(path).read(), f"{name} changed (CNNCALC_UPDATE_GOLDEN=1 to accept)"
 
 
 def test_json_contract_keys():
@@ -40,7 +31,8 @@ def test_json_contract_keys():
                 "activation_bytes", "receptive_field"} <= set(layer)
     assert {"params", "trainable_params", "non_trainable_params", "buffers", "macs", "flops", "activation_bytes",
             "param_bytes"} <= set(data["totals"])
-    assert data["layers"][0]["receptive_field"] == {"size": [5, 5], "stride": [1, 1], "start": [0, 0], "exact": True}
+    assert data["layers"][0]["receptive_field"] == {"size": [5, 5], "stride": [1, 1], "jump": [1, 1], "start": [0, 0],
+                                                 "exact": True}
     assert data["layers"][-1]["receptive_field"] is None  # after flatten
     assert data["warnings"] == []
 

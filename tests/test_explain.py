@@ -3,7 +3,6 @@ import re
 
 import pytest
 
-from cnncalc.torch_backend import contexts
 from conftest import analyze_text
 from layer_cases import CASES, spec_text
 
@@ -19,9 +18,8 @@ def evaluate(expr: str) -> int:
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_explained_formulas_evaluate_to_the_reported_numbers(case):
     report = analyze_text(spec_text(case))
-    row, ctx = report.layers[-1], contexts(report)[-1]
-    layer = report.network.nodes[row.index].layer
-    lines = layer.explain(ctx)
+    row = report.layers[-1]
+    lines = row.layer.explain(row.ctx)
     by_name = {}
     for what, expr, value in lines:
         by_name[what] = value

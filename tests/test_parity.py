@@ -4,7 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cnncalc import torch_backend as tb  # noqa: E402
+from cnncalc import backend as tb  # noqa: E402
 from conftest import analyze_text  # noqa: E402
 from layer_cases import CASES, spec_text  # noqa: E402
 
@@ -54,7 +54,7 @@ layers:
 
 def test_pure_deform_conv_matches_torchvision():
     ops = pytest.importorskip("torchvision.ops")
-    from cnncalc.torch_modules import deform_conv2d
+    from cnncalc.backend.modules import deform_conv2d
 
     torch.manual_seed(1)
     x = torch.randn(2, 4, 7, 7, dtype=torch.float64)
@@ -68,7 +68,7 @@ def test_pure_deform_conv_matches_torchvision():
 
 
 def test_deform_conv_with_zero_offsets_is_a_convolution():
-    from cnncalc.torch_modules import deform_conv2d
+    from cnncalc.backend.modules import deform_conv2d
 
     torch.manual_seed(2)
     x = torch.randn(1, 4, 9, 8, dtype=torch.float64)

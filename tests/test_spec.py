@@ -158,7 +158,7 @@ def test_groups_must_divide_channels():
 
 def test_output_size_not_positive():
     p = one("input: 3x4x4\nlayers:\n  - {type: conv2d, out_channels: 4, kernel_size: 7}\n")
-    assert "output H would be ⌊(4 + 0 − 1·(7−1) − 1)/1⌋ + 1 = -2" in p.message
+    assert "output H would be ⌊(4 + 2·0 − 1·(7−1) − 1) / 1⌋ + 1 = -2" in p.message
 
 
 def test_add_shape_mismatch():

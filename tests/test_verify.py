@@ -11,9 +11,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import cnncalc  # noqa: E402
-from cnncalc import torch_backend as tb  # noqa: E402
-from conftest import EXAMPLES, ROOT  # noqa: E402
-from test_examples import ALEXNET_STAGES, RESNET50_STAGES, VGG_STAGES, report  # noqa: E402
+from cnncalc import backend as tb  # noqa: E402
+from cnncalc.backend import verify as bv  # noqa: E402
+from conftest import EXAMPLES, ROOT, example  # noqa: E402
+from reference import ALEXNET_STAGES, RESNET50_STAGES, VGG_STAGES  # noqa: E402
+
+report = example
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(EXAMPLES, "*.yaml"))), ids=os.path.basename)
@@ -63,7 +66,7 @@ def test_cli_verify_json():
     v = data["verify"]
     assert v["ok"] is True and v["device_type"] == "cpu" and v["timing"]["repeat"] == 2
     assert [c["params"] for c in v["layers"]] == [l["params"] for l in data["layers"]]
-    assert v["layers"][0]["receptive_field"] == {"size": [5, 5], "stride": [1, 1]}
+    assert v["layers"][0]["receptive_field"] == {"size": [5, 5], "stride": [1, 1], "jump": [1, 1]}
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -80,7 +83,7 @@ def test_unknown_device_is_a_plain_error():
 
 
 def test_refuses_a_network_larger_than_the_device(monkeypatch):
-    monkeypatch.setattr(tb, "available_memory", lambda torch, dev: 1000)
+    monkeypatch.setattr(bv, "available_memory", lambda torch, dev: 1000)
     with pytest.raises(cnncalc.CnnError, match="refusing"):
         tb.verify_report(report("lenet5"), device="cpu")
 
@@ -112,7 +115,7 @@ def test_torch_refusing_a_layer_is_a_located_message(monkeypatch):
 
     monkeypatch.setattr(ReLU, "build", broken)
     with pytest.raises(cnncalc.CnnError) as err:
-        tb.verify_report(report("lenet5").__class__ and cnncalc.analyze(cnncalc.parse_spec(
+        tb.verify_report(cnncalc.analyze(cnncalc.parse_spec(
             "input: 2x4x4\nlayers:\n  - {name: act, type: relu}\n", "net.yaml")), device="cpu", rf_probe=False)
     (p,) = err.value.problems
     assert (p.file, p.line, p.layer) == ("net.yaml", 3, "act") and "torch rejects this layer" in p.message
@@ -128,6 +131,6 @@ def test_dtype_the_device_cannot_run_is_a_plain_error(monkeypatch):
     def no_half(*args, **kwargs):
         raise NotImplementedError('"avg_pool3d_out_frame" not implemented for \'Half\'')
 
-    monkeypatch.setattr(tb, "measure_peak", no_half)
+    monkeypatch.setattr(bv, "measure_peak", no_half)
     with pytest.raises(cnncalc.CnnError, match="torch cannot run this network in float16 on cpu"):
         tb.verify_report(report("lenet5"), device="cpu", dtype="float16", rf_probe=False)

@@ -26,13 +26,13 @@ def test_unit_field_by_hand():
 
 def test_unit_field_matches_the_gradient_probe():
     torch = pytest.importorskip("torch")
-    from cnncalc import torch_backend as tb
+    from cnncalc import backend as tb
 
     r = analyze_text("input: 1x20x20\nlayers:\n  - {type: conv2d, out_channels: 2, kernel_size: 5, padding: 2}\n"
                      "  - {type: maxpool2d, kernel_size: 2}\n  - {name: last, type: conv2d, out_channels: 2, kernel_size: 3, stride: 2, padding: 1}\n")
     t = tb.kit()
     model = tb.build_model(r, t).double()
-    tb.linearise(model, t)
+    tb.linearise(model, r, t)
     model.requires_grad_(False)
     for unit in [(0, 0), (2, 3), (4, 4)]:
         x = torch.ones(r.input_shape, dtype=torch.float64, requires_grad=True)

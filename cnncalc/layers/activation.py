@@ -7,7 +7,7 @@ from pydantic import Field
 from typing import Annotated
 
 from ..errors import LayerError
-from .base import Ctx, Layer, PosInt, Shape
+from .base import Ctx, Layer, PosInt, Shape, fmt_shape
 
 
 class Activation(Layer):
@@ -27,6 +27,10 @@ class Activation(Layer):
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         return getattr(t.nn, self.torch_name)(**self.torch_kwargs())
+
+    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
+        """Point-wise: identity (each unit sees the field of its own input position)."""
+        return t.nn.Identity()
 
 
 class ReLU(Activation):
@@ -155,15 +159,47 @@ class PReLU(_NoInplace):
 
 
 class Dropout(Layer):
-    """Dropout (zeroes elements, or whole channels for dropout1d/2d/3d, with probability p while
-    training): identity at inference; no params, no ops counted."""
+    """Dropout: zeroes elements with probability p while training; identity at inference
+    (no params, no ops counted, RF unchanged)."""
 
     category: ClassVar[str] = "regularization"
-    type: Literal["dropout", "dropout1d", "dropout2d", "dropout3d"]
+    type: Literal["dropout"]
+    torch_name: ClassVar[str] = "Dropout"
+    ranks: ClassVar[tuple[int, ...]] = ()
+    """Input ranks (batch included) torch accepts; () for any."""
     p: Annotated[float, Field(ge=0, le=1)] = 0.5
     inplace: bool = False
 
+    def shape(self, ctx: Ctx) -> Shape:
+        if self.ranks and len(ctx.x) not in self.ranks:
+            raise LayerError(f"{self.type} expects a {' or '.join(f'{r}-D' for r in self.ranks)} input "
+                             f"(torch refuses or deprecates others), received {fmt_shape(ctx.x)}")
+        return ctx.x
+
     def build(self, ctx: Ctx, t: Any) -> Any:
-        name = {"dropout": "Dropout", "dropout1d": "Dropout1d", "dropout2d": "Dropout2d",
-                "dropout3d": "Dropout3d"}[self.type]
-        return getattr(t.nn, name)(self.p, self.inplace)
+        return getattr(t.nn, self.torch_name)(self.p, self.inplace)
+
+    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
+        """Identity, as at inference."""
+        return t.nn.Identity()
+
+
+class Dropout1d(Dropout):
+    """Channel dropout: zeroes whole channels of (N, C, L) with probability p while training;
+    identity at inference (no params, no ops counted, RF unchanged)."""
+
+    type: Literal["dropout1d"]
+    torch_name: ClassVar[str] = "Dropout1d"
+    ranks: ClassVar[tuple[int, ...]] = (2, 3)
+
+
+class Dropout2d(Dropout1d):
+    type: Literal["dropout2d"]
+    torch_name: ClassVar[str] = "Dropout2d"
+    ranks: ClassVar[tuple[int, ...]] = (3, 4)
+
+
+class Dropout3d(Dropout1d):
+    type: Literal["dropout3d"]
+    torch_name: ClassVar[str] = "Dropout3d"
+    ranks: ClassVar[tuple[int, ...]] = (4, 5)

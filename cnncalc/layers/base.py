@@ -26,7 +26,6 @@ REGISTRY: dict[str, type["Layer"]] = {}
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$", max_length=200)]
 PosInt = Annotated[int, Field(ge=1, le=MAX_INT)]
-NonNegInt = Annotated[int, Field(ge=0, le=MAX_INT)]
 
 
 def _axes_schema(minimum: int) -> dict:
@@ -65,10 +64,6 @@ class Ctx:
     def x(self) -> Shape:
         return self.ins[0]
 
-    @property
-    def numel_out(self) -> int:
-        return prod(self.out)
-
 
 class Layer(BaseModel):
     """Base of every layer type. Common fields: name, inputs, trainable, share."""
@@ -91,9 +86,13 @@ class Layer(BaseModel):
     max_inputs: ClassVar[int] = 1
     #: the receptive field depends on the input size (adaptive pooling, resize to a size)
     rf_size_dependent: ClassVar[bool] = False
+    #: its weights can absorb a following per-channel affine map (batch-norm folding)
+    absorbs_affine: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
+        if not cls.__dict__.get("__doc__"):  # a 1-D/2-D/3-D variant states its family's rules
+            cls.__doc__ = next((k.__doc__ for k in cls.__mro__[1:] if k.__dict__.get("__doc__")), None)
         ann = inspect.get_annotations(cls).get("type")  # its own, also under lazy annotations (3.14)
         if ann is not None:
             names = re.findall(r"['\"]([a-z0-9_]+)['\"]", ann) if isinstance(ann, str) else get_args(ann)
@@ -137,6 +136,30 @@ class Layer(BaseModel):
         """The torch module computing this layer (``t`` holds torch, nn, F and cnncalc's own)."""
         raise NotImplementedError(f"{self.type} has no torch builder")
 
+    # ---- how verify treats the layer ---------------------------------------------------------
+    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
+        """The module's stand-in in the receptive-field probe: a linear map with positive weights,
+        so a unit's input gradient is non-zero exactly on its field. Default: the module itself
+        with every weight 1/fan-in and every bias 0."""
+        return t.ext.positive(module)
+
+    def folds(self) -> bool:
+        """At inference a per-channel affine map y = s·x + b that folds into the layer before it
+        (batch norm with running statistics)."""
+        return False
+
+    def affine_map(self, module: Any, t: Any) -> tuple[Any, Any]:
+        """(s, b) of a folding layer's module, for `folds()` layers."""
+        raise NotImplementedError(f"{self.type} does not fold")
+
+    def absorb(self, module: Any, scale: Any, shift: Any, t: Any) -> None:
+        """Fold a following y = s·x + b into this layer's module: W' = W·s per output channel,
+        b' = b·s + shift (for `absorbs_affine` layers: the last conv/linear of the module)."""
+        target = [m for m in module.modules() if hasattr(m, "weight") and m.weight is not None][-1]
+        target.weight.mul_(scale.view(-1, *([1] * (target.weight.dim() - 1))))
+        bias = target.bias if target.bias is not None else t.torch.zeros_like(scale)
+        target.bias = t.nn.Parameter(bias * scale + shift)
+
     def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
         """(quantity, arithmetic with the numbers substituted, value) lines for --explain.
         Default: params from the weight shapes, and MACs when the layer has none."""
@@ -150,14 +173,6 @@ class Layer(BaseModel):
         return lines
 
     # ---- helpers for rules ----------------------------------------------------------------
-    @classmethod
-    def type_name(cls) -> str:
-        return next(k for k, v in REGISTRY.items() if v is cls)
-
-    @classmethod
-    def summary(cls) -> str:
-        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-
     def expect_rank(self, shape: Shape, rank: int, axes: str) -> None:
         if len(shape) != rank:
             raise LayerError(f"expected a {rank}-D input {axes}, received {fmt_shape(shape)}")
@@ -179,7 +194,3 @@ def largest(fields: list[list[RF] | None]) -> list[RF] | None:
 
 def fmt_shape(shape: Shape) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ")"
-
-
-def fmt_int(n: int) -> str:
-    return f"{n:,}"

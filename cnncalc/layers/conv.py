@@ -7,7 +7,7 @@ from pydantic import field_validator, model_validator
 from pydantic import WithJsonSchema
 from typing import Annotated
 
-from ..arith import RF, conv_out, conv_transpose_out, dropped_by_floor, same_padding
+from ..arith import RF, Window, conv_transpose_out, same_padding
 from ..errors import LayerError
 from .base import Axes, Axes0, Ctx, Layer, PosInt, Shape, per_axis
 
@@ -43,7 +43,8 @@ def padding_pairs(value: Any, dims: int) -> tuple[tuple[int, int], ...] | str:
 
 
 class _Window:
-    """Shared arithmetic of sliding windows over the spatial axes (conv-like layers)."""
+    """Sliding windows over the spatial axes (conv-like layers and pooling): one
+    :class:`~cnncalc.arith.Window` per axis feeds the shape, the warnings, --explain and the RF."""
 
     dims: ClassVar[int]
 
@@ -52,38 +53,48 @@ class _Window:
         if pad == "valid":
             return ((0, 0),) * self.dims
         if pad == "same":
-            return tuple(same_padding(k, d) for k, d in zip(self.kernel_size, self.dilation))  # type: ignore[attr-defined]
+            return tuple(same_padding(k, d) for k, d in zip(self.kernel_size, self.dilations))  # type: ignore[attr-defined]
         return pad
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return self.stride  # type: ignore[attr-defined]
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        return self.dilation  # type: ignore[attr-defined]
+
+    def windows(self, ctx: Ctx) -> list[Window]:
+        return [Window(h, k, s, lo, hi, d, getattr(self, "ceil_mode", False)) for h, k, s, (lo, hi), d in
+                zip(ctx.x[2:], self.kernel_size, self.strides, self.pads(ctx), self.dilations)]  # type: ignore[attr-defined]
 
     def window_shape(self, ctx: Ctx) -> tuple[int, ...]:
         out = []
-        for a, (size, k, s, (pl, pr), d) in enumerate(zip(ctx.x[2:], self.kernel_size, self.stride,  # type: ignore[attr-defined]
-                                                           self.pads(ctx), self.dilation)):  # type: ignore[attr-defined]
-            o = conv_out(size, k, s, pl + pr, d)
-            if o <= 0:
-                ax = AXES_NAMES[self.dims][a]
+        for a, w in enumerate(self.windows(ctx)):
+            if w.out <= 0:
                 raise LayerError(
-                    f"output {ax} would be ⌊({size} + {pl + pr} − {d}·({k}−1) − 1)/{s}⌋ + 1 = {o}: "
-                    f"the {'dilated ' if d > 1 else ''}kernel ({d * (k - 1) + 1}) is larger than the "
-                    f"padded input ({size + pl + pr})", "kernel_size")
-            out.append(o)
+                    f"output {AXES_NAMES[self.dims][a]} would be {w.formula()} = {w.out}: the "
+                    f"{'dilated ' if w.dilation > 1 else ''}kernel ({w.span}) is larger than the padded input "
+                    f"({w.padded})", "kernel_size")
+            out.append(w.out)
         return tuple(out)
 
     def window_rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
         f = fields[0]
         if f is None:
             return None
-        return [r.window(k, s, pl, d) for r, k, s, (pl, _), d in
-                zip(f, self.kernel_size, self.stride, self.pads(ctx), self.dilation)]  # type: ignore[attr-defined]
+        return [r.window(w.kernel, w.stride, w.pad_lo, w.dilation) for r, w in zip(f, self.windows(ctx))]
 
     def explain_window(self, ctx: Ctx) -> list[tuple[str, str, int]]:
-        """H' = ⌊(H + P_total − D·(K−1) − 1)/S⌋ + 1 per axis, numbers substituted."""
+        """H' per axis with the numbers substituted, and what the rounding dropped."""
         lines = []
-        for a, (size, k, s, (pl, pr), d, o) in enumerate(zip(ctx.x[2:], self.kernel_size, self.stride,  # type: ignore[attr-defined]
-                                                              self.pads(ctx), self.dilation, ctx.out[2:])):  # type: ignore[attr-defined]
-            lost = dropped_by_floor(size, k, s, pl + pr, d) - pr
-            note = f"   ({lost} {_END[self.dims][a].split()[0]} dropped by the floor)" if lost > 0 else ""
-            lines.append((AXES_NAMES[self.dims][a] + "'", f"⌊({size} + {pl + pr} − {d}·({k}−1) − 1) / {s}⌋ + 1{note}", o))
+        for a, w in enumerate(self.windows(ctx)):
+            note = ""
+            if w.ceil_mode and w.out != -(-(w.padded - w.span) // w.stride) + 1:
+                note = "   (last window dropped: it would start in the padding)"
+            elif w.unreached:
+                note = f"   ({w.unreached} {_END[self.dims][a].split()[0]} dropped by the floor)"
+            lines.append((AXES_NAMES[self.dims][a] + "'", w.formula() + note, w.out))
         return lines
 
     def explain_dense(self, ctx: Ctx) -> tuple[str, str, int]:
@@ -92,14 +103,12 @@ class _Window:
         i, o = prod(ctx.x[1:]), prod(ctx.out[1:])
         return ("a fully connected layer doing the same mapping would need", f"{i}·{o} + {o}", i * o + o)
 
-    def floor_warnings(self, ctx: Ctx) -> list[str]:
+    def window_warnings(self, ctx: Ctx) -> list[str]:
         msgs = []
-        for a, (size, k, s, (pl, pr), d) in enumerate(zip(ctx.x[2:], self.kernel_size, self.stride,  # type: ignore[attr-defined]
-                                                           self.pads(ctx), self.dilation)):  # type: ignore[attr-defined]
-            lost = dropped_by_floor(size, k, s, pl + pr, d) - pr
-            if lost > 0 and d * (k - 1) + 1 >= s:  # a kernel smaller than its stride subsamples by design
-                msgs.append(f"{lost} {_END[self.dims][a]} never reach any output: "
-                            f"({size} + {pl + pr} − {d * (k - 1) + 1}) is not a multiple of stride {s}")
+        for a, w in enumerate(self.windows(ctx)):
+            if w.unreached and w.span >= w.stride:  # a kernel smaller than its stride subsamples by design
+                msgs.append(f"{w.unreached} {_END[self.dims][a]} never reach any output: "
+                            f"({w.size} + {w.pad_lo + w.pad_hi} − {w.span}) is not a multiple of stride {w.stride}")
         return msgs
 
 
@@ -131,6 +140,7 @@ class ConvNd(_Window, _ConvFields):
     params = C_out·(C_in/groups)·∏K + C_out·bias;
     MACs = N·C_out·∏H'·(C_in/groups)·∏K;  RF: r' = r + (K_eff−1)·j, j' = j·S."""
 
+    absorbs_affine: ClassVar[bool] = True
     padding: Padding = 0
     """int, per-axis list, per-axis [before, after] pairs, 'same' (stride 1) or 'valid'."""
     groups: PosInt = 1
@@ -185,7 +195,7 @@ class ConvNd(_Window, _ConvFields):
         return self.window_rf(ctx, fields)
 
     def warnings(self, ctx: Ctx) -> list[str]:
-        return self.floor_warnings(ctx)
+        return self.window_warnings(ctx)
 
     def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
         k = "·".join(map(str, self.kernel_size))
@@ -206,19 +216,16 @@ class ConvNd(_Window, _ConvFields):
 
 
 class Conv1d(ConvNd):
-    __doc__ = ConvNd.__doc__
     type: Literal["conv1d"]
     dims: ClassVar[int] = 1
 
 
 class Conv2d(ConvNd):
-    __doc__ = ConvNd.__doc__
     type: Literal["conv2d"]
     dims: ClassVar[int] = 2
 
 
 class Conv3d(ConvNd):
-    __doc__ = ConvNd.__doc__
     type: Literal["conv3d"]
     dims: ClassVar[int] = 3
 
@@ -300,19 +307,16 @@ class ConvTransposeNd(_ConvFields):
 
 
 class ConvTranspose1d(ConvTransposeNd):
-    __doc__ = ConvTransposeNd.__doc__
     type: Literal["conv_transpose1d"]
     dims: ClassVar[int] = 1
 
 
 class ConvTranspose2d(ConvTransposeNd):
-    __doc__ = ConvTransposeNd.__doc__
     type: Literal["conv_transpose2d"]
     dims: ClassVar[int] = 2
 
 
 class ConvTranspose3d(ConvTransposeNd):
-    __doc__ = ConvTransposeNd.__doc__
     type: Literal["conv_transpose3d"]
     dims: ClassVar[int] = 3
 
@@ -343,7 +347,7 @@ class _Conv2dBase(_Window, _ConvFields):
         return self.window_rf(ctx, fields)
 
     def warnings(self, ctx: Ctx) -> list[str]:
-        return self.floor_warnings(ctx)
+        return self.window_warnings(ctx)
 
     def elementwise(self, ctx: Ctx) -> int:
         return prod(ctx.out) if self.bias else 0
@@ -417,6 +421,12 @@ class DeformConv2d(_Conv2dBase):
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.ext.DeformConv2d(ctx.x[1], self.out_channels, self.kernel_size, self.stride, self.pad,
                                   self.dilation, self.groups, self.offset_groups, self.bias, self.modulated)
+
+    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
+        """Positive weights with zero offsets: the field of the undeformed kernel."""
+        module = t.ext.positive(module)
+        module.offset.weight.data.zero_()
+        return module
 
 
 class SeparableConv2d(_Conv2dBase):

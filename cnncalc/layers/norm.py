@@ -14,6 +14,10 @@ class _Norm(Layer):
     category: ClassVar[str] = "normalization"
     eps: Annotated[float, Field(gt=0)] = 1e-5
 
+    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
+        """Point-wise for receptive fields (README's convention): identity."""
+        return t.nn.Identity()
+
 
 class BatchNormNd(_Norm):
     """Batch normalisation over channel C: y = γ·(x − μ)/√(σ² + ε) + β.
@@ -53,21 +57,29 @@ class BatchNormNd(_Norm):
         cls = getattr(t.nn, f"{'Batch' if 'batch' in self.type else 'Instance'}Norm{self.dims}d")
         return cls(ctx.x[1], self.eps, self.momentum, self.affine, self.track_running_stats)
 
+    def folds(self) -> bool:
+        return self.track_running_stats
+
+    def affine_map(self, module: Any, t: Any) -> tuple[Any, Any]:
+        """s = γ/√(σ² + ε), b = β − μ·s (γ = 1, β = 0 without affine)."""
+        torch = t.torch
+        gamma = module.weight if self.affine else torch.ones_like(module.running_var)
+        scale = gamma / torch.sqrt(module.running_var + module.eps)
+        beta = module.bias if self.affine else torch.zeros_like(module.running_mean)
+        return scale, beta - module.running_mean * scale
+
 
 class BatchNorm1d(BatchNormNd):
-    __doc__ = BatchNormNd.__doc__
     type: Literal["batchnorm1d"]
     dims: ClassVar[int] = 1
 
 
 class BatchNorm2d(BatchNormNd):
-    __doc__ = BatchNormNd.__doc__
     type: Literal["batchnorm2d"]
     dims: ClassVar[int] = 2
 
 
 class BatchNorm3d(BatchNormNd):
-    __doc__ = BatchNormNd.__doc__
     type: Literal["batchnorm3d"]
     dims: ClassVar[int] = 3
 
@@ -81,6 +93,9 @@ class InstanceNormNd(BatchNormNd):
     affine: bool = False
     track_running_stats: bool = False
 
+    def folds(self) -> bool:
+        return False  # per-sample statistics, even when running ones are tracked
+
     def shape(self, ctx: Ctx) -> Shape:
         if len(ctx.x) != self.dims + 2:
             raise LayerError(f"expected a {self.dims + 2}-D input, received {fmt_shape(ctx.x)}")
@@ -89,19 +104,16 @@ class InstanceNormNd(BatchNormNd):
 
 
 class InstanceNorm1d(InstanceNormNd):
-    __doc__ = InstanceNormNd.__doc__
     type: Literal["instancenorm1d"]
     dims: ClassVar[int] = 1
 
 
 class InstanceNorm2d(InstanceNormNd):
-    __doc__ = InstanceNormNd.__doc__
     type: Literal["instancenorm2d"]
     dims: ClassVar[int] = 2
 
 
 class InstanceNorm3d(InstanceNormNd):
-    __doc__ = InstanceNormNd.__doc__
     type: Literal["instancenorm3d"]
     dims: ClassVar[int] = 3
 
@@ -206,3 +218,7 @@ class LocalResponseNorm(Layer):
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.nn.LocalResponseNorm(self.size, self.alpha, self.beta, self.k)
+
+    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
+        """Across channels only, so spatially point-wise: identity."""
+        return t.nn.Identity()

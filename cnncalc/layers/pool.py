@@ -8,13 +8,13 @@ from pydantic import field_validator, model_validator
 from pydantic import WithJsonSchema
 from typing import Annotated
 
-from ..arith import RF, adaptive_windows, pool_out
+from ..arith import RF, adaptive_windows
 from ..errors import LayerError
 from .base import Axes, Axes0, Ctx, Layer, PosInt, Shape, per_axis
-from .conv import AXES_NAMES, _END, spatial_axes
+from .conv import _Window, spatial_axes
 
 
-class PoolNd(Layer):
+class PoolNd(_Window, Layer):
     """Sliding-window pooling, per channel.
 
     H' = ⌊(H + 2P − D·(K−1) − 1)/S⌋ + 1 (⌈…⌉ with ceil_mode, dropping a last window that
@@ -23,8 +23,6 @@ class PoolNd(Layer):
 
     category: ClassVar[str] = "pooling"
     dims: ClassVar[int] = 2
-    has_dilation: ClassVar[bool] = False
-    has_padding: ClassVar[bool] = True
     kernel_size: Axes
     stride: Axes | None = None
     """Default: kernel_size."""
@@ -62,50 +60,27 @@ class PoolNd(Layer):
     def dilations(self) -> tuple[int, ...]:
         return getattr(self, "dilation", None) or (1,) * self.dims
 
+    def pads(self, ctx: Ctx) -> tuple[tuple[int, int], ...]:
+        return tuple((p, p) for p in self.padding)
+
     def shape(self, ctx: Ctx) -> Shape:
         self.expect_rank(ctx.x, 2 + self.dims, spatial_axes(self.dims))
-        out = []
-        for a, (h, k, s, p, d) in enumerate(zip(ctx.x[2:], self.kernel_size, self.strides, self.padding,
-                                                 self.dilations)):
-            o = pool_out(h, k, s, p, d, self.ceil_mode)
-            if o <= 0:
-                raise LayerError(f"output {AXES_NAMES[self.dims][a]} would be {o}: the window "
-                                 f"({d * (k - 1) + 1}) is larger than the padded input ({h + 2 * p})", "kernel_size")
-            out.append(o)
-        return (*ctx.x[:2], *out)
+        return (*ctx.x[:2], *self.window_shape(ctx))
 
     def elementwise(self, ctx: Ctx) -> int:
         return prod(ctx.out) * prod(self.kernel_size)
 
     def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
-        f = fields[0]
-        if f is None:
-            return None
-        return [r.window(k, s, p, d) for r, k, s, p, d in
-                zip(f, self.kernel_size, self.strides, self.padding, self.dilations)]
+        return self.window_rf(ctx, fields)
 
     def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
-        rnd = ("⌈", "⌉") if self.ceil_mode else ("⌊", "⌋")
-        lines = [(AXES_NAMES[self.dims][a] + "'", f"{rnd[0]}({h} + 2·{p} − {d}·({k}−1) − 1) / {s}{rnd[1]} + 1"
-                  + (" (last window dropped: it would start in the padding)" if self.ceil_mode and
-                     pool_out(h, k, s, p, d, True) != -(-(h + 2 * p - d * (k - 1) - 1) // s) + 1 else ""), o)
-                 for a, (h, k, s, p, d, o) in enumerate(zip(ctx.x[2:], self.kernel_size, self.strides, self.padding,
-                                                             self.dilations, ctx.out[2:]))]
-        return [*lines, *super().explain(ctx)]
+        return [*self.explain_window(ctx), *super().explain(ctx)]
 
     def warnings(self, ctx: Ctx) -> list[str]:
-        msgs = []
-        for a, (h, k, s, p, d, o) in enumerate(zip(ctx.x[2:], self.kernel_size, self.strides, self.padding,
-                                                    self.dilations, ctx.out[2:])):
-            lost = h + p - ((o - 1) * s + d * (k - 1) + 1)
-            if lost > 0 and d * (k - 1) + 1 >= s:
-                msgs.append(f"{lost} {_END[self.dims][a]} never reach any output: ({h} + {2 * p} − "
-                            f"{d * (k - 1) + 1}) is not a multiple of stride {s}")
-        return msgs
+        return self.window_warnings(ctx)
 
 
 class MaxPoolNd(PoolNd):
-    __doc__ = PoolNd.__doc__
     dilation: Axes = 1
 
     @field_validator("dilation", mode="before")
@@ -117,9 +92,12 @@ class MaxPoolNd(PoolNd):
         cls = getattr(t.nn, f"MaxPool{self.dims}d")
         return cls(self.kernel_size, self.strides, self.padding, self.dilation, ceil_mode=self.ceil_mode)
 
+    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
+        """The sum over the very same windows: every element of a window gets gradient."""
+        return t.ext.WindowSum(self.windows(ctx))
+
 
 class AvgPoolNd(PoolNd):
-    __doc__ = PoolNd.__doc__
     count_include_pad: bool = True
     divisor_override: PosInt | None = None
 
@@ -250,39 +228,37 @@ class AdaptivePoolNd(Layer):
         kind = "Max" if "max" in self.type else "Avg"
         return getattr(t.nn, f"Adaptive{kind}Pool{self.dims}d")(self.output_size)
 
+    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
+        """The average over the very same windows."""
+        return getattr(t.nn, f"AdaptiveAvgPool{self.dims}d")(self.output_size)
+
 
 class AdaptiveAvgPool1d(AdaptivePoolNd):
-    __doc__ = AdaptivePoolNd.__doc__
     type: Literal["adaptive_avgpool1d"]
     dims: ClassVar[int] = 1
 
 
 class AdaptiveAvgPool2d(AdaptivePoolNd):
-    __doc__ = AdaptivePoolNd.__doc__
     type: Literal["adaptive_avgpool2d"]
     dims: ClassVar[int] = 2
 
 
 class AdaptiveAvgPool3d(AdaptivePoolNd):
-    __doc__ = AdaptivePoolNd.__doc__
     type: Literal["adaptive_avgpool3d"]
     dims: ClassVar[int] = 3
 
 
 class AdaptiveMaxPool1d(AdaptivePoolNd):
-    __doc__ = AdaptivePoolNd.__doc__
     type: Literal["adaptive_maxpool1d"]
     dims: ClassVar[int] = 1
 
 
 class AdaptiveMaxPool2d(AdaptivePoolNd):
-    __doc__ = AdaptivePoolNd.__doc__
     type: Literal["adaptive_maxpool2d"]
     dims: ClassVar[int] = 2
 
 
 class AdaptiveMaxPool3d(AdaptivePoolNd):
-    __doc__ = AdaptivePoolNd.__doc__
     type: Literal["adaptive_maxpool3d"]
     dims: ClassVar[int] = 3
 
@@ -310,7 +286,11 @@ class GlobalPool(Layer):
             return None
         return [r.resample(Fraction(h), h, Fraction(h - 1, 2)) for r, h in zip(f, ctx.x[2:])]
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
-        dims = len(ctx.x) - 2
-        pool = getattr(t.nn, f"Adaptive{'Max' if 'max' in self.type else 'Avg'}Pool{dims}d")(1)
+    def build(self, ctx: Ctx, t: Any, kind: str | None = None) -> Any:
+        kind = kind or ("Max" if "max" in self.type else "Avg")
+        pool = getattr(t.nn, f"Adaptive{kind}Pool{len(ctx.x) - 2}d")(1)
         return pool if self.keepdims else t.nn.Sequential(pool, t.nn.Flatten(1))
+
+    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
+        """The average over the whole input."""
+        return self.build(ctx, t, "Avg")

@@ -1,4 +1,4 @@
-"""Layers that move, pad or resample data: identity, flatten, linear, upsample, padding."""
+"""Layers that move, pad or resample data: identity, flatten, channel shuffle, upsample, padding."""
 
 from fractions import Fraction
 from math import floor, prod
@@ -55,47 +55,25 @@ class Flatten(Layer):
         return t.nn.Flatten(self.start_dim, self.end_dim)
 
 
-class Linear(Layer):
-    """Fully connected layer on the last axis: y = x·Wᵀ + b.
+class ChannelShuffle(Layer):
+    """Channel shuffle (ShuffleNet): view C as (groups, C/groups), swap the two, flatten back.
 
-    params = in·out + out·bias; MACs = (product of all leading axes, batch included)·in·out;
-    element-wise ops = bias adds. RF: null (every output sees every input feature)."""
+    Output shape = input shape (C divisible by groups); no params, no ops counted (data
+    movement only); RF unchanged (only channels move)."""
 
-    category: ClassVar[str] = "linear"
-    type: Literal["linear"]
-    out_features: PosInt
-    bias: bool = True
-    in_features: PosInt | None = None
-    """Optional: inferred from the input's last axis; checked when given."""
+    category: ClassVar[str] = "reshape"
+    type: Literal["channel_shuffle"]
+    groups: PosInt
 
     def shape(self, ctx: Ctx) -> Shape:
-        if len(ctx.x) < 2:
-            raise LayerError(f"expected an input (N, …, features), received {fmt_shape(ctx.x)}")
-        note = ctx.notes[0] if ctx.notes else None
-        self.check_declared("in_features", self.in_features, ctx.x[-1], "features", note)
-        return (*ctx.x[:-1], self.out_features)
-
-    def weights(self, ctx: Ctx) -> dict[str, Shape]:
-        w = {"weight": (self.out_features, ctx.x[-1])}
-        if self.bias:
-            w["bias"] = (self.out_features,)
-        return w
-
-    def macs(self, ctx: Ctx) -> int:
-        return prod(ctx.x) * self.out_features
-
-    def elementwise(self, ctx: Ctx) -> int:
-        return prod(ctx.out) if self.bias else 0
-
-    def rf(self, ctx: Ctx, fields: list) -> None:
-        return None
-
-    def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
-        return [*super().explain(ctx),
-                ("MACs", f"{'·'.join(map(str, ctx.x[:-1]))} · {ctx.x[-1]} · {self.out_features}", self.macs(ctx))]
+        if len(ctx.x) < 3:
+            raise LayerError(f"expected an input (N, C, …) with spatial axes, received {fmt_shape(ctx.x)}")
+        if ctx.x[1] % self.groups:
+            raise LayerError(f"{ctx.x[1]} channels are not divisible by groups={self.groups}", "groups")
+        return ctx.x
 
     def build(self, ctx: Ctx, t: Any) -> Any:
-        return t.nn.Linear(ctx.x[-1], self.out_features, self.bias)
+        return t.nn.ChannelShuffle(self.groups)
 
 
 class Upsample(Layer):
@@ -228,16 +206,73 @@ class PadNd(Layer):
         return getattr(t.nn, f"{prefix}Pad{self.dims}d")(self.padding)
 
 
-def _pad_class(kind: str, mode: str, dims: int) -> type[PadNd]:
-    name = f"{kind}_pad{dims}d"
-    cls = type(f"{kind.title()}Pad{dims}d", (PadNd,), {
-        "__annotations__": {"type": Literal[name]},
-        "__module__": __name__, "__doc__": PadNd.__doc__,
-        "dims": dims, "mode": mode})
-    return cls
+class ZeroPad1d(PadNd):
+    type: Literal["zero_pad1d"]
+    dims: ClassVar[int] = 1
+    mode: ClassVar[str] = "constant"
 
 
-for _kind, _mode in (("zero", "constant"), ("reflection", "reflect"), ("replication", "replicate"),
-                     ("circular", "circular")):
-    for _d in (1, 2, 3):
-        globals()[f"{_kind.title()}Pad{_d}d"] = _pad_class(_kind, _mode, _d)
+class ZeroPad2d(PadNd):
+    type: Literal["zero_pad2d"]
+    dims: ClassVar[int] = 2
+    mode: ClassVar[str] = "constant"
+
+
+class ZeroPad3d(PadNd):
+    type: Literal["zero_pad3d"]
+    dims: ClassVar[int] = 3
+    mode: ClassVar[str] = "constant"
+
+
+class ReflectionPad1d(PadNd):
+    type: Literal["reflection_pad1d"]
+    dims: ClassVar[int] = 1
+    mode: ClassVar[str] = "reflect"
+
+
+class ReflectionPad2d(PadNd):
+    type: Literal["reflection_pad2d"]
+    dims: ClassVar[int] = 2
+    mode: ClassVar[str] = "reflect"
+
+
+class ReflectionPad3d(PadNd):
+    type: Literal["reflection_pad3d"]
+    dims: ClassVar[int] = 3
+    mode: ClassVar[str] = "reflect"
+
+
+class ReplicationPad1d(PadNd):
+    type: Literal["replication_pad1d"]
+    dims: ClassVar[int] = 1
+    mode: ClassVar[str] = "replicate"
+
+
+class ReplicationPad2d(PadNd):
+    type: Literal["replication_pad2d"]
+    dims: ClassVar[int] = 2
+    mode: ClassVar[str] = "replicate"
+
+
+class ReplicationPad3d(PadNd):
+    type: Literal["replication_pad3d"]
+    dims: ClassVar[int] = 3
+    mode: ClassVar[str] = "replicate"
+
+
+class CircularPad1d(PadNd):
+    type: Literal["circular_pad1d"]
+    dims: ClassVar[int] = 1
+    mode: ClassVar[str] = "circular"
+
+
+class CircularPad2d(PadNd):
+    type: Literal["circular_pad2d"]
+    dims: ClassVar[int] = 2
+    mode: ClassVar[str] = "circular"
+
+
+class CircularPad3d(PadNd):
+    type: Literal["circular_pad3d"]
+    dims: ClassVar[int] = 3
+    mode: ClassVar[str] = "circular"

@@ -1,4 +1,5 @@
-"""Small faithful torch modules for layer kinds torch.nn lacks. Imported only by the backend."""
+"""Small faithful torch modules for layer kinds torch.nn lacks, and the probe's stand-ins.
+Imported only through :func:`cnncalc.backend.kit`."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -158,3 +159,37 @@ def deform_conv2d(x, offset, weight, bias, stride, padding, dilation, mask, grou
     out = torch.matmul(weight.view(groups, -1, (c // groups) * k), cols)          # (N, g, C_out/g, L)
     out = out.reshape(n, -1, ho, wo)
     return out + bias.view(1, -1, 1, 1) if bias is not None else out
+
+
+# ---- the receptive-field probe's stand-ins ---------------------------------------------------
+def positive(module: nn.Module) -> nn.Module:
+    """Make a module a positive linear map: every weight (a parameter of ≥ 2 dims) 1/fan-in,
+    every bias or vector parameter 0. A unit's input gradient is then non-zero exactly on the
+    inputs it reads."""
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.dim() >= 2:
+                p.fill_(1.0 / max(1, p[0].numel()))
+            else:
+                p.zero_()
+    return module
+
+
+class WindowSum(nn.Module):
+    """The sum over max pooling's windows: a ones-kernel depthwise convolution over the very
+    same windows (padding, dilation, ceil_mode's extra last window), so every element of a
+    window gets gradient. `windows`: one cnncalc.arith.Window per spatial axis."""
+
+    def __init__(self, windows):
+        super().__init__()
+        self.k = tuple(w.kernel for w in windows)
+        self.s = tuple(w.stride for w in windows)
+        self.d = tuple(w.dilation for w in windows)
+        pads = [(w.pad_lo, w.pad_hi + max(0, (w.out - 1) * w.stride + w.span - w.padded)) for w in windows]
+        self.flat = [p for pair in reversed(pads) for p in pair]  # F.pad wants the last axis first
+        self.conv = getattr(F, f"conv{len(windows)}d")
+
+    def forward(self, x):
+        c = x.shape[1]
+        w = torch.ones(c, 1, *self.k, dtype=x.dtype, device=x.device)
+        return self.conv(F.pad(x, self.flat), w, None, self.s, 0, self.d, c)

@@ -1,0 +1,63 @@
+"""A report's network as an nn.Module, built from each layer class's `build` rule."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from ..analyzer import Report
+from ..errors import CnnError
+from . import kit
+
+
+def build_model(report: Report, t: SimpleNamespace | None = None) -> Any:
+    """The network as an nn.Module that runs the layers in file order (branches, merges,
+    sharing); module `l{i}` is row i. A layer torch refuses to build is a located error."""
+    t = t or kit()
+    modules: dict[str, Any] = {}
+    for row in report.layers:
+        try:
+            modules[row.name] = modules[row.shared_with] if row.shared_with else row.layer.build(row.ctx, t)
+        except (RuntimeError, ValueError, TypeError) as exc:  # torch refuses what the analysis accepted
+            raise CnnError([report.problem(row, f"torch cannot build this layer: {exc}".splitlines()[0][:300])]) from None
+        if not row.layer.trainable:
+            for p in modules[row.name].parameters():
+                p.requires_grad_(False)
+    return _graph_class(t)(report, modules)
+
+
+def _graph_class(t: SimpleNamespace) -> Any:
+    nn = t.nn
+
+    class Graph(nn.Module):
+        """Executes the layers in file order, freeing each tensor after its last consumer;
+        `hook(index, module, inputs) -> output` wraps every call (per-layer counting)."""
+
+        def __init__(self, report: Report, modules: dict[str, Any]):
+            super().__init__()
+            self.rows = [(r.name, list(r.inputs)) for r in report.layers]
+            self.layers = nn.ModuleDict({f"l{i}": modules[r.name] for i, r in enumerate(report.layers)})
+            self.outputs = list(report.outputs)
+            last: dict[str, int] = {}
+            for i, (_, ins) in enumerate(self.rows):
+                for n in ins:
+                    last[n] = i
+            for n in self.outputs:
+                last[n] = len(self.rows)
+            self.last = last
+            self.hook = None
+
+        def forward(self, x, stop: int | None = None):
+            values = {"input": x}
+            for i, (name, ins) in enumerate(self.rows):
+                module = self.layers[f"l{i}"]
+                args = [values[n] for n in ins]
+                values[name] = self.hook(i, module, args) if self.hook else module(*args)
+                if stop is not None and i == stop:
+                    return values[name]
+                for n in ins:
+                    if self.last.get(n, -1) <= i:
+                        values.pop(n, None)
+            outs = [values[n] for n in self.outputs]
+            return outs[0] if len(outs) == 1 else tuple(outs)
+
+    return Graph

@@ -1,0 +1,150 @@
+"""The whole verification: build, count, probe, fold, measure and time, then compare every
+number with the analysis. Draws nothing: progress goes to a callback, the result is data."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Callable
+
+from ..analyzer import Report
+from ..arith import DTYPE_BYTES, fmt_num
+from ..errors import CnnError
+from . import kit
+from .build import build_model
+from .device import available_memory, device_name, pick_device
+from .fold import check_bn_folding
+from .measure import LayerCheck, matmul_peak, measure_counts, measure_peak, summarize, time_forward
+from .probe import probe_rf, probe_rows
+
+#: progress(stage, done): a new stage with done=0, then done=1 per warm-up or timed pass
+Progress = Callable[[str, int], None]
+
+
+@dataclass
+class VerifyResult:
+    device: str
+    device_type: str
+    dtype: str
+    torch_version: str
+    checks: list[LayerCheck]
+    mismatches: list[str] = field(default_factory=list)
+    timing: dict = field(default_factory=dict)
+    memory: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    fused: dict | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "device": self.device, "device_type": self.device_type, "dtype": self.dtype,
+                "torch_version": self.torch_version, "mismatches": self.mismatches,
+                "layers": [c.to_json() for c in self.checks], "timing": self.timing, "memory": self.memory,
+                "fused_bn": self.fused, "notes": self.notes}
+
+
+def compare(report: Report, checks: list[LayerCheck]) -> list[str]:
+    """Every disagreement as 'layer: what analytic=… torch=…'."""
+    bad = []
+    for row, c in zip(report.layers, checks):
+        pairs = [("output shape", tuple(row.output_shape), c.shape), ("params", row.params, c.params),
+                 ("trainable params", row.trainable_params, c.trainable), ("buffers", row.buffers, c.buffers),
+                 ("FLOPs", row.flops, c.flops)]
+        # an inexact field (holes from a transposed conv, sub-pixel jumps) is approximate only
+        if c.rf is not None and row.receptive_field is not None and all(r.exact for r in row.receptive_field):
+            pairs.append(("RF size", tuple(r.size for r in row.receptive_field), tuple(c.rf[0])))
+            pairs.append(("RF jump", tuple(r.jump for r in row.receptive_field), tuple(c.rf[1])))
+        for what, a, m in pairs:
+            if m is not None and a != m:
+                bad.append(f"{row.name}: {what} analytic={_fmt(a)} torch={_fmt(m)}")
+    return bad
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, tuple):
+        return "(" + ", ".join(fmt_num(x) if isinstance(x, Fraction) else str(x) for x in v) + ")"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def verify_report(report: Report, device: str = "auto", dtype: str = "float32", repeat: int = 20,
+                  warmup: int = 3, force: bool = False, compile: bool = False, channels_last: bool = False,
+                  rf_probe: bool = True, fuse_bn: bool = False, progress: Progress | None = None) -> VerifyResult:
+    """Build the report's network in torch on `device`, compare shapes, params, buffers, FLOPs
+    and probed receptive fields, fold batch norms (`fuse_bn`), measure memory and time the
+    forward pass in `dtype`."""
+    t = kit()
+    torch = t.torch
+    dev = pick_device(torch, device)
+    say = progress or (lambda stage, done: None)
+    tdtype = getattr(torch, dtype)
+    scale = DTYPE_BYTES[dtype] / report.bytes_per_element
+    est = report.totals["params"] * DTYPE_BYTES[dtype] + int(report.totals["inference_peak_activation_bytes"] * scale)
+    avail = available_memory(torch, dev)
+    if avail is not None and est * 1.2 > avail and not force:
+        raise CnnError.single(f"the network needs about {est / 2**30:.2f} GiB on {dev.type} "
+                              f"(params + peak activations) but only {avail / 2**30:.2f} GiB are free; "
+                              "refusing (use --force to try anyway)")
+    result = VerifyResult(device_name(torch, dev), dev.type, dtype, torch.__version__, [])
+    if dev.type == "cpu" and dtype == "float16":
+        result.notes.append("float16 on CPU is supported but slow (no native half kernels): time it on a GPU")
+    say("building the network", 0)
+    torch.manual_seed(0)
+    model = build_model(report, t).eval().to(dev)  # counts: float32 (they do not depend on dtype)
+    x = torch.randn(report.input_shape, device=dev)
+    say("comparing shapes, params and FLOPs", 0)
+    result.checks = measure_counts(report, model, x, t)
+    if rf_probe:
+        say("probing receptive fields", 0)
+        probe_dev = dev if dev.type == "cuda" else torch.device("cpu")
+        for idx, res in probe_rf(report, probe_rows(report), t, probe_dev).items():
+            if isinstance(res, str):
+                result.checks[idx].rf_note = res
+            else:
+                result.checks[idx].rf = res
+    result.mismatches = compare(report, result.checks)
+    if fuse_bn:
+        say("folding batch norms", 0)
+        result.fused = check_bn_folding(report, t, dev)
+        if not result.fused["ok"]:
+            result.mismatches.append(
+                f"batch-norm folding: params analytic={result.fused['analytic_params']:,} "
+                f"torch={result.fused['torch_params']:,}, max relative output difference "
+                f"{result.fused['max_relative_output_difference']:.2e}")
+    model = model.to(dtype=tdtype)
+    x = x.to(tdtype)
+    if channels_last and len(report.input_shape) == 4:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    say("measuring memory", 0)
+    peak = _in_dtype(measure_peak, report, dtype, dev, model, x, t, dev)
+    analytic = int(report.totals["inference_peak_activation_bytes"] * scale)
+    result.memory = {"analytic_peak_activation_bytes": analytic, "measured_peak_bytes": peak,
+                     "ratio_measured_to_analytic": (peak / analytic) if peak and analytic else None,
+                     "method": {"cuda": "torch.cuda.max_memory_allocated", "cpu": "torch.profiler memory events"}
+                     .get(dev.type, "not measured on this device")}
+    say("timing", 0)
+    times = _in_dtype(time_forward, report, dtype, dev, model, x, t, dev, repeat, warmup, lambda: say("timing", 1))
+    peak_flops = matmul_peak(t, dev, tdtype)
+    result.timing = summarize(times, report.input_shape[0], report.totals["flops"], peak_flops)
+    result.timing.update({"warmup": warmup, "channels_last": channels_last})
+    if compile:
+        say("compiling (torch.compile)", 0)
+        try:
+            compiled = torch.compile(model)
+            ctimes = time_forward(compiled, x, t, dev, repeat, max(warmup, 2))
+            result.timing["compiled"] = summarize(ctimes, report.input_shape[0], report.totals["flops"], peak_flops)
+        except Exception as exc:  # noqa: BLE001 - compile support varies by platform; report it
+            result.notes.append(f"torch.compile failed on this platform: {type(exc).__name__}: {exc}"[:300])
+    return result
+
+
+def _in_dtype(fn: Callable, report: Report, dtype: str, dev: Any, *args: Any) -> Any:
+    """Run a timed/measured pass; a kernel this dtype lacks on this device is a plain error."""
+    try:
+        return fn(*args)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0][:200]
+        raise CnnError.single(f"torch cannot run this network in {dtype} on {dev.type} ({type(exc).__name__}: "
+                              f"{first}); the counts were checked in float32 — time it in another dtype or on "
+                              "another device", file=report.file) from None

@@ -1,0 +1,51 @@
+"""Fully connected layers."""
+
+from math import prod
+from typing import Any, ClassVar, Literal
+
+from ..errors import LayerError
+from .base import Ctx, Layer, PosInt, Shape, fmt_shape
+
+
+class Linear(Layer):
+    """Fully connected layer on the last axis: y = x·Wᵀ + b.
+
+    params = in·out + out·bias; MACs = (product of all leading axes, batch included)·in·out;
+    element-wise ops = bias adds. RF: null (every output sees every input feature)."""
+
+    category: ClassVar[str] = "linear"
+    absorbs_affine: ClassVar[bool] = True
+    type: Literal["linear"]
+    out_features: PosInt
+    bias: bool = True
+    in_features: PosInt | None = None
+    """Optional: inferred from the input's last axis; checked when given."""
+
+    def shape(self, ctx: Ctx) -> Shape:
+        if len(ctx.x) < 2:
+            raise LayerError(f"expected an input (N, …, features), received {fmt_shape(ctx.x)}")
+        note = ctx.notes[0] if ctx.notes else None
+        self.check_declared("in_features", self.in_features, ctx.x[-1], "features", note)
+        return (*ctx.x[:-1], self.out_features)
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        w = {"weight": (self.out_features, ctx.x[-1])}
+        if self.bias:
+            w["bias"] = (self.out_features,)
+        return w
+
+    def macs(self, ctx: Ctx) -> int:
+        return prod(ctx.x) * self.out_features
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return prod(ctx.out) if self.bias else 0
+
+    def rf(self, ctx: Ctx, fields: list) -> None:
+        return None
+
+    def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
+        return [*super().explain(ctx),
+                ("MACs", f"{'·'.join(map(str, ctx.x[:-1]))} · {ctx.x[-1]} · {self.out_features}", self.macs(ctx))]
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.nn.Linear(ctx.x[-1], self.out_features, self.bias)
