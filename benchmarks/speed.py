@@ -125,7 +125,8 @@ def chain(n: int) -> str:
 
 
 def dag(n: int) -> str:
-    return ("input: 8x32x32\nblocks:\n  r:\n    layers:\n      - {name: c, type: conv2d, out_channels: 8, kernel_size: 3, padding: 1}\n"
+    return ("input: 8x32x32\nblocks:\n  r:\n    layers:\n"
+            "      - {name: c, type: conv2d, out_channels: 8, kernel_size: 3, padding: 1}\n"
             "      - {name: b, type: batchnorm2d}\n      - {name: a, type: add, inputs: [b, input]}\n"
             f"      - {{name: r, type: relu}}\nlayers:\n  - {{block: r, name: s, repeat: {n // 4}}}\n")
 

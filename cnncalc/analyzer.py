@@ -132,7 +132,7 @@ class Report:
         """A problem located at the row's layer in the spec."""
         return self.network.source.problem(message, row.path, row.name, index=row.index)
 
-    def prefix(self, index: int, batch: int, input_shape: Shape, dtype: str | None = None) -> "Report":
+    def prefix(self, index: int, batch: int, input_shape: Shape, dtype: str | None = None) -> Report:
         """The network up to row `index` (its output the only one), analysed at another input
         size and batch (the receptive-field probe enlarges the input)."""
         net: Network = self.network
@@ -147,7 +147,8 @@ class Report:
                 "memory_model": {
                     "inference": "params + buffers + peak of live activations (a tensor is freed after its last consumer)",
                     "training": f"params + buffers + grads + {self.optimizer} state "
-                                f"({OPTIMIZER_STATES[self.optimizer]}× trainable params) + input + every layer's output saved for backward"},
+                                f"({OPTIMIZER_STATES[self.optimizer]}× trainable params) + input + every layer's output "
+                                "saved for backward"},
                 "warnings": [{"layer": w.layer, "message": w.message, "line": w.line} for w in self.warnings],
                 **self.extra}
 

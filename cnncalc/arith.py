@@ -122,11 +122,11 @@ class RF:
     (output units that read no input). The size is then an estimate, not checked by verify."""
 
     @classmethod
-    def identity(cls) -> "RF":
+    def identity(cls) -> RF:
         return cls(Fraction(1), Fraction(1), Fraction(0))
 
     def _next(self, spread: Fraction, jump: Fraction, start: Fraction, holes: bool = False,
-              uniform: bool = True) -> "RF":
+              uniform: bool = True) -> RF:
         size = self.size + spread
         grain = jump if jump % self.grain == 0 else self.grain
         irregular = self.irregular or not (jump % grain == 0 or grain % jump == 0)
@@ -135,14 +135,14 @@ class RF:
         exact = self.exact and not holes and not subsampled and spread_ok and size.denominator == 1
         return RF(size, jump, start, grain, self.uniform and uniform, irregular, exact)
 
-    def window(self, kernel: int, stride: int = 1, pad_left: int = 0, dilation: int = 1) -> "RF":
+    def window(self, kernel: int, stride: int = 1, pad_left: int = 0, dilation: int = 1) -> RF:
         """Sliding window (conv, pool): r' = r + (K_eff − 1)·j;  j' = j·S;
         start' = start + ((K_eff − 1)/2 − P_left)·j."""
         k = effective_kernel(kernel, dilation)
         return self._next((k - 1) * self.jump, self.jump * stride,
                           self.start + (Fraction(k - 1, 2) - pad_left) * self.jump)
 
-    def transposed(self, kernel: int, stride: int, padding: int, dilation: int = 1) -> "RF":
+    def transposed(self, kernel: int, stride: int, padding: int, dilation: int = 1) -> RF:
         """Transposed conv: output o reads inputs i with o + P − k·D = i·S (k < K).
         r' = r + span·j, span = ⌊(K−1)/m⌋·m·D/S input units (m = S/gcd(D, S): taps k and k+m
         reach the same output residue); j' = j/S; start' = start + (P − (K_eff − 1)/2)/S · j."""
@@ -156,7 +156,7 @@ class RF:
                           self.start + Fraction(2 * padding - (k_eff - 1), 2 * stride) * self.jump, holes,
                           uniform=kernel % m == 0)
 
-    def resample(self, scale: Fraction, taps: int, offset: Fraction = Fraction(0), uniform: bool = True) -> "RF":
+    def resample(self, scale: Fraction, taps: int, offset: Fraction = Fraction(0), uniform: bool = True) -> RF:
         """Resampling by H'/H = 1/scale reading up to `taps` neighbouring inputs:
         r' = r + (taps − 1)·j;  j' = j·scale;  start' = start + offset·j."""
         return self._next((taps - 1) * self.jump, self.jump * scale, self.start + offset * self.jump,

@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from .arith import DTYPE_BYTES
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .arith import DTYPE_BYTES
 from .errors import Problem
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
@@ -100,15 +100,18 @@ def check(report, limits: dict[str, Any], where) -> list[Problem]:
         sizes = [r.size for r in row.receptive_field]
         lo, hi = bounds.get("min"), bounds.get("max")
         if lo is not None and min(sizes) < lo:
-            out.append(where(("receptive_field", layer), f"receptive field of {layer} is {_sizes(sizes)}, below the minimum {lo}"))
+            out.append(where(("receptive_field", layer),
+                             f"receptive field of {layer} is {_sizes(sizes)}, below the minimum {lo}"))
         if hi is not None and max(sizes) > hi:
-            out.append(where(("receptive_field", layer), f"receptive field of {layer} is {_sizes(sizes)}, above the maximum {hi}"))
+            out.append(where(("receptive_field", layer),
+                             f"receptive field of {layer} is {_sizes(sizes)}, above the maximum {hi}"))
     for layer, shape in (limits.get("output_shape") or {}).items():
         row = names.get(layer)
         if row is None:
             out.append(where(("output_shape", layer), f"output_shape: unknown layer '{layer}'"))
         elif list(row.output_shape) != list(shape):
-            out.append(where(("output_shape", layer), f"output shape of {layer} is {list(row.output_shape)}, expected {list(shape)}"))
+            out.append(where(("output_shape", layer),
+                             f"output shape of {layer} is {list(row.output_shape)}, expected {list(shape)}"))
     return out
 
 

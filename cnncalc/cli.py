@@ -231,7 +231,7 @@ def validate(specs: List[str] = typer.Argument(..., help="Spec files.", show_def
                 msg = (f"{p.who()}: " if p.layer else "") + p.message
                 print(f"::{kind} {loc}::{msg.replace('%', '%25').replace(chr(13), '%0D').replace(chr(10), '%0A')}")
     else:
-        for path, failed, ps in results:
+        for _, _, ps in results:
             if ps:
                 report_problems(ps)
         err = console(stderr=True)
@@ -277,6 +277,7 @@ def rf(spec: str = SpecArg, layer: Optional[str] = typer.Option(None, "--layer",
 
     if unit is not None and layer is None:
         raise typer.BadParameter("--unit needs --layer", param_hint="--unit")
+    layer = layer or ""
     try:
         u = views.parse_unit(unit) if unit is not None else None
     except ValueError as exc:
@@ -365,7 +366,7 @@ def schema() -> None:
 @app.command()
 @user_errors
 def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt,
-           dtype: Dtype = typer.Option(Dtype.float32, "--dtype", help="Element type of the timed run."),
+           dtype: Dtype = typer.Option(Dtype("float32"), "--dtype", help="Element type of the timed run."),
            device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."),
            repeat: int = typer.Option(20, min=1, max=100_000, help="Timed forward passes."),
            warmup: int = typer.Option(3, min=0, max=10_000, help="Untimed warm-up passes."),

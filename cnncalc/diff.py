@@ -64,7 +64,8 @@ def parse_gate(text: str) -> dict[str, tuple[float, bool]]:
     gate = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         m = re.fullmatch(r"([a-z_]+)=([0-9.]+)(%?)", part)
-        metric = {"memory": "inference_memory_bytes", "activations": "activation_bytes"}.get(m.group(1), m.group(1)) if m else None
+        aliases = {"memory": "inference_memory_bytes", "activations": "activation_bytes"}
+        metric = aliases.get(m.group(1), m.group(1)) if m else None
         if not m or metric not in METRICS:
             raise ValueError(f"expected METRIC=N or METRIC=N% (metrics: params, macs, flops, activations, memory, "
                              f"training_memory_bytes, buffers), received {part!r}")

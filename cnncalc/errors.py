@@ -54,7 +54,7 @@ class CnnError(Exception):
     problems: list[Problem] = field(default_factory=list)
 
     @classmethod
-    def single(cls, message: str, **where) -> "CnnError":
+    def single(cls, message: str, **where) -> CnnError:
         return cls([Problem(message, **where)])
 
     def __str__(self) -> str:

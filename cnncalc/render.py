@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .analyzer import LayerReport, Report
-from .arith import fmt_num
+from .arith import RF, fmt_num
 from .errors import gc_paused
 
 
@@ -160,7 +160,7 @@ def print_table(report: Report, console: Any) -> None:
 
 def explanations(report: Report, only: str | None = None) -> dict[str, list[tuple[str, str, int | str]]]:
     """Per layer, the formulas behind its numbers with the numbers substituted."""
-    fields = {"input": None}
+    fields: dict[str, list[RF] | None] = {"input": None}
     out = {}
     for row in report.layers:
         if only is None or row.name == only:

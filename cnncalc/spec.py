@@ -82,7 +82,7 @@ class Header(_Strict):
     input: Any
     """Input without batch: channels then sizes, e.g. 3x224x224 or [3, 224, 224]."""
     batch: PosInt = 1
-    dtype: Dtype = "float32"
+    dtype: Dtype = "float32"  # type: ignore[valid-type]
     blocks: dict[Name, BlockDef] = {}
     layers: Annotated[list[Any], Field(min_length=1)]
     outputs: list[Name] | None = None
@@ -143,7 +143,7 @@ def build_network(src: Source) -> Network:
     return net
 
 
-def pydantic_message(err: dict, what: str, cls: type[BaseModel] | None = None) -> tuple[str, Path]:
+def pydantic_message(err: Any, what: str, cls: type[BaseModel] | None = None) -> tuple[str, Path]:
     """A pydantic error as (plain message, YAML path relative to the validated mapping)."""
     # drop the tag segments pydantic inserts for unions and validators ('list[int]', 'function-after[…]')
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and re.match(r"^[\w-]+\[.*\]$", p)))
@@ -227,7 +227,7 @@ class _Expander:
                 name = item.get("block")
                 repeat = item.get("repeat", 1)
                 repeat = repeat if isinstance(repeat, int) and repeat > 0 else 1
-                first = item.get("first") if isinstance(item.get("first"), dict) else {}
+                first: dict = item["first"] if isinstance(item.get("first"), dict) else {}
                 names = [n for n in (name, first.get("block")) if isinstance(n, str) and n in self.header.blocks]
                 if not names:
                     total += 1
@@ -304,7 +304,8 @@ class _Expander:
         cls = REGISTRY.get(kind) if isinstance(kind, str) else None
         if cls is None:
             self.fail(f"unknown layer type '{kind}'{did_you_mean(kind, REGISTRY)}; valid types: "
-                      f"{', '.join(sorted(REGISTRY))}" + (f"; blocks: {', '.join(self.header.blocks)}" if self.header.blocks else ""),
+                      f"{', '.join(sorted(REGISTRY))}"
+                      + (f"; blocks: {', '.join(self.header.blocks)}" if self.header.blocks else ""),
                       path + ("type",), item.get("name"))
             return prev
         local = item.get("name") if isinstance(item.get("name"), str) else None
@@ -377,14 +378,15 @@ class _Expander:
             cur = self.resolve(use.inputs[0], frame, path + ("inputs", 0), local, name) or prev
         start = len(self.nodes)
         for r in range(use.repeat):
-            first = r == 0 and use.first is not None
-            bname = use.first.block if first and use.first.block else use.block
+            first = use.first if r == 0 else None
+            bname = first.block if first and first.block else use.block
             block = self.header.blocks[bname]
             base = use.args
-            if first and use.first.block:  # a different entry block takes only the args it knows
+            if first and first.block:  # a different entry block takes only the args it knows
                 base = {k: v for k, v in use.args.items() if k in block.args}
-            args = {**block.args, **base, **(use.first.args if first else {})}
-            unknown = [a for a in {**base, **(use.first.args if first else {})} if a not in block.args]
+            given = {**base, **(first.args if first else {})}
+            args = {**block.args, **given}
+            unknown = [a for a in given if a not in block.args]
             missing = [a for a, v in args.items() if v is None]
             if unknown or missing:
                 msg = "; ".join(([f"block '{bname}' has no argument {', '.join(map(repr, unknown))} (it takes: "

@@ -172,7 +172,7 @@ class VerifyProgress:
         self.enabled, self.total = enabled, total
         self.bar: Any = None
 
-    def __enter__(self) -> "VerifyProgress":
+    def __enter__(self) -> VerifyProgress:
         if self.enabled:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

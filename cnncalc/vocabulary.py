@@ -21,7 +21,7 @@ def attribute_docs(cls: type) -> dict[str, str]:
         if not klass.__module__.startswith("cnncalc"):
             continue
         try:
-            body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+            body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body  # type: ignore[attr-defined]
         except (OSError, TypeError, SyntaxError, IndexError):
             continue
         for a, b in zip(body, body[1:]):
@@ -101,7 +101,7 @@ def spec_schema() -> dict:
 
     classes = sorted(set(REGISTRY.values()), key=lambda c: c.__name__)
     union = Annotated[Union[tuple(classes)], Field(discriminator="type")]  # type: ignore[valid-type]
-    item_schema = TypeAdapter(union).json_schema(ref_template="#/$defs/{model}")
+    item_schema = TypeAdapter(union).json_schema(ref_template="#/$defs/{model}")  # type: ignore[arg-type]
     defs = item_schema.pop("$defs", {})
     defs["Layer"] = item_schema
     use = BlockUse.model_json_schema(ref_template="#/$defs/{model}")
@@ -118,7 +118,8 @@ def spec_schema() -> dict:
     # inside blocks, values may be "$arg" / "${expr}" strings: layers there are checked after substitution
     defs["BlockDef"]["properties"]["layers"]["items"] = {
         "type": "object", "anyOf": [{"required": ["type"]}, {"required": ["block"]}]}
-    for cls in [*classes, Header, BlockUse, BlockDef]:
+    documented: list[type] = [*classes, Header, BlockUse, BlockDef]
+    for cls in documented:
         target = schema if cls is Header else defs.get(cls.__name__, {})
         for field_name, doc in attribute_docs(cls).items():
             target.get("properties", {}).get(field_name, {}).setdefault("description", doc)

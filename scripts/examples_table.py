@@ -22,7 +22,8 @@ def table() -> str:
         r = cnncalc.analyze(cnncalc.load_spec(path))
         t = r.totals
         rf = next((x.receptive_field for x in reversed(r.layers) if x.receptive_field), None)
-        rf_s = ("" if rf is None or all(f.exact for f in rf) else "~") + "×".join(str(int(f.size)) if f.size.denominator == 1 else f"{float(f.size):g}" for f in rf) if rf else "–"
+        approx = "" if rf is None or all(f.exact for f in rf) else "~"
+        rf_s = approx + "×".join(str(f.size) if f.size.denominator == 1 else f"{float(f.size):g}" for f in rf) if rf else "–"
         rf_s = rf_s or "–"
         lines.append(f"| `{os.path.basename(path)}` | {shape_str(r.input_shape[1:])} | {len(r.layers)} | "
                      f"{t['params']:,} | {t['macs']:,} | {t['flops']:,} | {rf_s} | {hbytes(t['inference_memory_bytes'])} |")

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from cnncalc.budgets import parse_quantity
 from cnncalc.cli import app
+
 from conftest import EXAMPLES, ROOT
 
 runner = CliRunner()

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cnncalc.cli import app
+
 from conftest import EXAMPLES, ROOT, golden
 
 runner = CliRunner()

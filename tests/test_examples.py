@@ -7,6 +7,7 @@ from math import prod
 import pytest
 
 import cnncalc
+
 from conftest import EXAMPLES, example
 from reference import ALEXNET_STAGES, RESNET50_STAGES, TORCHVISION, VGG_STAGES
 

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 import cnncalc
 from cnncalc.cli import app
+
 from conftest import EXAMPLES
 
 HOSTILE = os.path.join(os.path.dirname(__file__), "hostile")
@@ -75,8 +76,9 @@ def test_unreadable_file(tmp_path):
 
 
 def test_thousands_of_layers_print_and_json_stays_valid():
-    text = "input: 8x16x16\nblocks:\n  u: {layers: [{type: conv2d, out_channels: 8, kernel_size: 3, padding: 1}, {type: relu}]}\n" \
-           "layers:\n  - {block: u, name: s, repeat: 1500}\n"
+    text = "input: 8x16x16\nblocks:\n" \
+        "  u: {layers: [{type: conv2d, out_channels: 8, kernel_size: 3, padding: 1}, {type: relu}]}\n" \
+        "layers:\n  - {block: u, name: s, repeat: 1500}\n"
     report = cnncalc.analyze(cnncalc.parse_spec(text))
     assert len(report.layers) == 3000
     from cnncalc import render

@@ -1,7 +1,8 @@
 """Every layer type's shape, params, MACs and element-wise rules against hand arithmetic."""
 import pytest
 
-from cnncalc.layers import REGISTRY
+from cnncalc.layers import REGISTRY, Layer
+
 from conftest import analyze_text
 from layer_cases import CASES, EW, spec_text
 
@@ -53,3 +54,24 @@ def test_registry_reads_string_annotations_of_postponed_evaluation(tmp_path, mon
     finally:
         REGISTRY.pop("probe_a", None)
         REGISTRY.pop("probe_b", None)
+
+
+def test_every_type_documents_its_rules():
+    """`cnncalc layers TYPE` shows each type's formulas: no type may have an empty rule."""
+    from cnncalc.vocabulary import formula
+
+    assert [name for name, cls in REGISTRY.items() if not formula(cls) or cls.__doc__ == Layer.__doc__] == []
+
+
+@pytest.mark.parametrize("kind,rank,ok", [("dropout1d", 3, True), ("dropout1d", 4, False), ("dropout2d", 4, True),
+                                          ("dropout2d", 5, False), ("dropout3d", 5, True), ("dropout3d", 3, False),
+                                          ("dropout", 5, True)])
+def test_channel_dropout_takes_the_ranks_torch_takes(kind, rank, ok):
+    import cnncalc
+
+    text = f"input: {[2] + [4] * (rank - 2)}\nlayers:\n  - {{type: {kind}}}\n"
+    if ok:
+        assert analyze_text(text).layers[0].output_shape == (1, 2, *[4] * (rank - 2))
+    else:
+        with pytest.raises(cnncalc.CnnError, match=f"{kind} expects"):
+            analyze_text(text)

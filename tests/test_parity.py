@@ -5,6 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cnncalc import backend as tb  # noqa: E402
+
 from conftest import analyze_text  # noqa: E402
 from layer_cases import CASES, spec_text  # noqa: E402
 

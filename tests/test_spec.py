@@ -3,6 +3,7 @@ import pytest
 
 import cnncalc
 from cnncalc.arith import conv_out, pool_out
+
 from conftest import analyze_text
 
 

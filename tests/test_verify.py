@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 import cnncalc  # noqa: E402
 from cnncalc import backend as tb  # noqa: E402
 from cnncalc.backend import verify as bv  # noqa: E402
+
 from conftest import EXAMPLES, ROOT, example  # noqa: E402
 from reference import ALEXNET_STAGES, RESNET50_STAGES, VGG_STAGES  # noqa: E402
 
@@ -65,7 +66,7 @@ def test_cli_verify_json():
     data = json.loads(out.stdout)
     v = data["verify"]
     assert v["ok"] is True and v["device_type"] == "cpu" and v["timing"]["repeat"] == 2
-    assert [c["params"] for c in v["layers"]] == [l["params"] for l in data["layers"]]
+    assert [c["params"] for c in v["layers"]] == [row["params"] for row in data["layers"]]
     assert v["layers"][0]["receptive_field"] == {"size": [5, 5], "stride": [1, 1], "jump": [1, 1]}
 
 
@@ -134,3 +135,18 @@ def test_dtype_the_device_cannot_run_is_a_plain_error(monkeypatch):
     monkeypatch.setattr(bv, "measure_peak", no_half)
     with pytest.raises(cnncalc.CnnError, match="torch cannot run this network in float16 on cpu"):
         tb.verify_report(report("lenet5"), device="cpu", dtype="float16", rf_probe=False)
+
+
+def test_verify_output_golden():
+    """The verify table and verdict; the timing panel (measured, so varying) is masked."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from cnncalc.cli import app
+
+    from conftest import golden
+
+    out = CliRunner().invoke(app, ["verify", os.path.join(EXAMPLES, "lenet5.yaml"), "--repeat", "1", "--warmup", "0"])
+    assert out.exit_code == 0, out.stdout
+    golden("lenet5.verify.txt", re.sub(r"╭─+ timing ─+╮\n(.*\n)*?╰─+╯\n", "<timing panel>\n", out.stdout))

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 import cnncalc
 from cnncalc import views
 from cnncalc.cli import app
+
 from conftest import EXAMPLES, analyze_text
 
 runner = CliRunner()
@@ -29,7 +30,8 @@ def test_unit_field_matches_the_gradient_probe():
     from cnncalc import backend as tb
 
     r = analyze_text("input: 1x20x20\nlayers:\n  - {type: conv2d, out_channels: 2, kernel_size: 5, padding: 2}\n"
-                     "  - {type: maxpool2d, kernel_size: 2}\n  - {name: last, type: conv2d, out_channels: 2, kernel_size: 3, stride: 2, padding: 1}\n")
+                     "  - {type: maxpool2d, kernel_size: 2}\n"
+                     "  - {name: last, type: conv2d, out_channels: 2, kernel_size: 3, stride: 2, padding: 1}\n")
     t = tb.kit()
     model = tb.build_model(r, t).double()
     tb.linearise(model, r, t)
@@ -93,3 +95,21 @@ def test_unwritable_figure_path_is_a_plain_error(tmp_path):
     pytest.importorskip("matplotlib")
     out = runner.invoke(app, ["plot", os.path.join(EXAMPLES, "lenet5.yaml"), "-o", str(tmp_path / "no" / "x.png")])
     assert out.exit_code == 1 and "cannot write the figure" in out.stderr
+
+
+def test_rf_outputs_golden():
+    from conftest import golden
+
+    table = runner.invoke(app, ["rf", os.path.join(EXAMPLES, "resnet18.yaml")])
+    unit = runner.invoke(app, ["rf", os.path.join(EXAMPLES, "lenet5.yaml"), "--layer", "c3.pool", "--unit", "2,3"])
+    assert table.exit_code == unit.exit_code == 0
+    golden("resnet18.rf.txt", table.stdout)
+    golden("lenet5.rf-unit.txt", unit.stdout)
+
+
+def test_diff_output_golden():
+    from conftest import golden
+
+    out = runner.invoke(app, ["diff", os.path.join(EXAMPLES, "alexnet_seed.yaml"), os.path.join(EXAMPLES, "alexnet.yaml")])
+    assert out.exit_code == 0
+    golden("alexnet.diff.txt", out.stdout)

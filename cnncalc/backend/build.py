@@ -28,7 +28,7 @@ def build_model(report: Report, t: SimpleNamespace | None = None) -> Any:
 def _graph_class(t: SimpleNamespace) -> Any:
     nn = t.nn
 
-    class Graph(nn.Module):
+    class Graph(nn.Module):  # type: ignore[name-defined]
         """Executes the layers in file order, freeing each tensor after its last consumer;
         `hook(index, module, inputs) -> output` wraps every call (per-layer counting)."""
 

@@ -25,17 +25,15 @@ def check_bn_folding(report: Report, t: Any, dev: Any) -> dict:
 
 def _fold_and_compare(report: Report, t: Any, dev: Any, model: Any) -> dict:
     torch = t.torch
+    pairs = bn_folds(report)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, t.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-1, 1)
-                m.running_var.uniform_(0.5, 2)
-                if m.affine:
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.uniform_(-1, 1)
+        for _, bn_row in pairs:  # random statistics and affine parameters: a fold that drops one shows
+            for tensor in [*model.layers[f"l{bn_row.index}"].parameters(), *model.layers[f"l{bn_row.index}"].buffers()]:
+                if tensor.is_floating_point():
+                    tensor.uniform_(0.5, 2)
         x = torch.randn(report.input_shape, device=dev)
         before = model(x)
-        for conv_row, bn_row in bn_folds(report):
+        for conv_row, bn_row in pairs:
             bn_key, conv_key = f"l{bn_row.index}", f"l{conv_row.index}"
             scale, shift = bn_row.layer.affine_map(model.layers[bn_key], t)
             conv_row.layer.absorb(model.layers[conv_key], scale, shift, t)

@@ -45,7 +45,7 @@ def measure_counts(report: Report, model, x, t) -> list[LayerCheck]:
 
     checks = [LayerCheck(r.name) for r in report.layers]
     seen: set[int] = set()
-    for i, row in enumerate(report.layers):
+    for i in range(len(report.layers)):
         module = model.layers[f"l{i}"]
         own = [p for p in module.parameters() if id(p) not in seen]
         bufs = [b for b in module.buffers() if id(b) not in seen]

@@ -111,7 +111,7 @@ class DeformConv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(c_out)) if bias else None
         self.offset = nn.Conv2d(c_in, (3 if modulated else 2) * offset_groups * k, kernel, stride, padding, dilation)
         nn.init.zeros_(self.offset.weight)
-        nn.init.zeros_(self.offset.bias)
+        nn.init.zeros_(self.offset.bias)  # type: ignore[arg-type]
 
     def split(self, x):
         o = self.offset(x)

@@ -8,6 +8,7 @@ from math import ceil, gcd
 from typing import Any
 
 from ..analyzer import Report
+from ..arith import RF
 from ..errors import CnnError
 from .build import build_model
 from .device import available_memory
@@ -34,6 +35,13 @@ def probeable(report: Report) -> list[int]:
     return out
 
 
+def _field(report: Report, idx: int) -> list[RF]:
+    """The field of a probeable row (never None there)."""
+    field = report.layers[idx].receptive_field
+    assert field is not None, report.layers[idx].name
+    return field
+
+
 def probe_rows(report: Report, limit: int = 40) -> list[int]:
     """Rows worth probing: those whose field changes, before anything size-dependent; if there
     are too many, the ones where the jump changes plus the last one."""
@@ -45,8 +53,7 @@ def probe_rows(report: Report, limit: int = 40) -> list[int]:
             rows.append(idx)
     if len(rows) > limit:
         keep = [i for k, i in enumerate(rows) if k == len(rows) - 1 or
-                [r.jump for r in report.layers[i].receptive_field] !=
-                [r.jump for r in report.layers[rows[k + 1]].receptive_field]]
+                [r.jump for r in _field(report, i)] != [r.jump for r in _field(report, rows[k + 1])]]
         rows = keep[-limit:]
     return rows
 
@@ -81,7 +88,7 @@ def probe_rf(report: Report, indices: list[int], t: Any, device: Any = None) -> 
         except RuntimeError as exc:  # out of memory on an unusual device: report, do not crash
             results[idx] = f"not probed: {str(exc).splitlines()[0][:120]}"
             continue
-        results[idx] = _measure(torch, x, out, rep.layers[idx].receptive_field, centre, steps, period)
+        results[idx] = _measure(torch, x, out, _field(rep, idx), centre, steps, period)
     return results
 
 
@@ -113,17 +120,17 @@ def _measure(torch: Any, x: Any, out: Any, prf: list, centre: list[int], steps: 
 def _probe_geometry(report: Report, idx: int, steps: int) -> tuple[Report, list[int]] | str:
     """An input size at which `steps` neighbouring output units near the centre have their
     whole (analytic) fields inside the input, and those units: (report at that size, first unit)."""
-    row = report.layers[idx]
-    quantum = max(1, max(int(ceil(r.jump)) for r in row.receptive_field))
+    field = _field(report, idx)
+    quantum = max(1, max(int(ceil(r.jump)) for r in field))
     margin = 4
     for _ in range(4):
-        need = [ceil(r.size) + ceil(r.jump) * (steps + 1) + margin for r in row.receptive_field]
+        need = [ceil(r.size) + ceil(r.jump) * (steps + 1) + margin for r in field]
         sizes = tuple(max(h, -(-n // quantum) * quantum) for h, n in zip(report.input_shape[2:], need))
         try:
             rep = report.prefix(idx, steps, (report.input_shape[1], *sizes), "float64")
         except CnnError as exc:
             return f"not probed: the network does not fit a {'x'.join(map(str, sizes))} input ({exc.problems[0].message})"
-        prf, out = rep.layers[idx].receptive_field, rep.layers[idx].output_shape[2:]
+        prf, out = _field(rep, idx), rep.layers[idx].output_shape[2:]
         centre = [min(max(0, int((Fraction(s, 2) - r.start) / r.jump) - steps // 2), o - steps)
                   for s, r, o in zip(sizes, prf, out)]
         # after upsampling, units sit on the grain lattice, up to a grain from start + u·jump

@@ -1,10 +1,9 @@
 """Activations: shape-preserving, one element-wise op per output element, point-wise RF."""
 
 from math import prod
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
-from typing import Annotated
 
 from ..errors import LayerError
 from .base import Ctx, Layer, PosInt, Shape, fmt_shape
@@ -112,10 +111,7 @@ class GELU(_NoInplace):
         return {"approximate": self.approximate}
 
 
-class Softmax(_NoInplace):
-    """e^x_i / Σ_j e^x_j along dim (default 1, the channels)."""
-    type: Literal["softmax"]
-    torch_name: ClassVar[str] = "Softmax"
+class _AlongDim(_NoInplace):
     dim: int = 1
 
     def shape(self, ctx: Ctx) -> Shape:
@@ -127,7 +123,13 @@ class Softmax(_NoInplace):
         return {"dim": self.dim}
 
 
-class LogSoftmax(Softmax):
+class Softmax(_AlongDim):
+    """e^x_i / Σ_j e^x_j along dim (default 1, the channels)."""
+    type: Literal["softmax"]
+    torch_name: ClassVar[str] = "Softmax"
+
+
+class LogSoftmax(_AlongDim):
     """log of softmax along dim (default 1)."""
     type: Literal["log_softmax"]
     torch_name: ClassVar[str] = "LogSoftmax"
@@ -158,12 +160,8 @@ class PReLU(_NoInplace):
         return t.nn.PReLU(self.count(ctx), self.init)
 
 
-class Dropout(Layer):
-    """Dropout: zeroes elements with probability p while training; identity at inference
-    (no params, no ops counted, RF unchanged)."""
-
+class _Dropout(Layer):
     category: ClassVar[str] = "regularization"
-    type: Literal["dropout"]
     torch_name: ClassVar[str] = "Dropout"
     ranks: ClassVar[tuple[int, ...]] = ()
     """Input ranks (batch included) torch accepts; () for any."""
@@ -184,22 +182,31 @@ class Dropout(Layer):
         return t.nn.Identity()
 
 
-class Dropout1d(Dropout):
-    """Channel dropout: zeroes whole channels of (N, C, L) with probability p while training;
+class Dropout(_Dropout):
+    """Dropout: zeroes elements with probability p while training; identity at inference
+    (no params, no ops counted, RF unchanged)."""
+
+    type: Literal["dropout"]
+
+
+class _ChannelDropout(_Dropout):
+    """Channel dropout: zeroes whole channels of (N, C, …) with probability p while training;
     identity at inference (no params, no ops counted, RF unchanged)."""
 
+
+class Dropout1d(_ChannelDropout):
     type: Literal["dropout1d"]
     torch_name: ClassVar[str] = "Dropout1d"
     ranks: ClassVar[tuple[int, ...]] = (2, 3)
 
 
-class Dropout2d(Dropout1d):
+class Dropout2d(_ChannelDropout):
     type: Literal["dropout2d"]
     torch_name: ClassVar[str] = "Dropout2d"
     ranks: ClassVar[tuple[int, ...]] = (3, 4)
 
 
-class Dropout3d(Dropout1d):
+class Dropout3d(_ChannelDropout):
     type: Literal["dropout3d"]
     torch_name: ClassVar[str] = "Dropout3d"
     ranks: ClassVar[tuple[int, ...]] = (4, 5)

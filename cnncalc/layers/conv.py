@@ -1,11 +1,9 @@
 """Convolutions: plain, transposed, deformable, separable, locally connected and tiled."""
 
 from math import prod
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import field_validator, model_validator
-from pydantic import WithJsonSchema
-from typing import Annotated
+from pydantic import WithJsonSchema, field_validator, model_validator
 
 from ..arith import RF, Window, conv_transpose_out, same_padding
 from ..errors import LayerError
@@ -180,7 +178,7 @@ class ConvNd(_Window, _ConvFields):
         return (ctx.x[0], self.out_channels, *self.window_shape(ctx))
 
     def weights(self, ctx: Ctx) -> dict[str, Shape]:
-        w = {"weight": (self.out_channels, ctx.x[1] // self.groups, *self.kernel_size)}
+        w: dict[str, Shape] = {"weight": (self.out_channels, ctx.x[1] // self.groups, *self.kernel_size)}
         if self.bias:
             w["bias"] = (self.out_channels,)
         return w
@@ -274,7 +272,7 @@ class ConvTransposeNd(_ConvFields):
         return (ctx.x[0], self.out_channels, *out)
 
     def weights(self, ctx: Ctx) -> dict[str, Shape]:
-        w = {"weight": (ctx.x[1], self.out_channels // self.groups, *self.kernel_size)}
+        w: dict[str, Shape] = {"weight": (ctx.x[1], self.out_channels // self.groups, *self.kernel_size)}
         if self.bias:
             w["bias"] = (self.out_channels,)
         return w
@@ -397,7 +395,7 @@ class DeformConv2d(_Conv2dBase):
         return (3 if self.modulated else 2) * self.offset_groups * prod(self.kernel_size)
 
     def weights(self, ctx: Ctx) -> dict[str, Shape]:
-        w = {"weight": (self.out_channels, ctx.x[1] // self.groups, *self.kernel_size)}
+        w: dict[str, Shape] = {"weight": (self.out_channels, ctx.x[1] // self.groups, *self.kernel_size)}
         if self.bias:
             w["bias"] = (self.out_channels,)
         w["offset.weight"] = (self.offset_channels(), ctx.x[1], *self.kernel_size)
@@ -441,7 +439,8 @@ class SeparableConv2d(_Conv2dBase):
 
     def weights(self, ctx: Ctx) -> dict[str, Shape]:
         mid = ctx.x[1] * self.depth_multiplier
-        w = {"depthwise.weight": (mid, 1, *self.kernel_size), "pointwise.weight": (self.out_channels, mid, 1, 1)}
+        w: dict[str, Shape] = {"depthwise.weight": (mid, 1, *self.kernel_size),
+                               "pointwise.weight": (self.out_channels, mid, 1, 1)}
         if self.bias:
             w["pointwise.bias"] = (self.out_channels,)
         return w
@@ -475,7 +474,7 @@ class SpatialSeparableConv2d(_Conv2dBase):
     def weights(self, ctx: Ctx) -> dict[str, Shape]:
         kh, kw = self.kernel_size
         c = self.out_channels
-        w = {"vertical.weight": (c, ctx.x[1], kh, 1), "horizontal.weight": (c, c, 1, kw)}
+        w: dict[str, Shape] = {"vertical.weight": (c, ctx.x[1], kh, 1), "horizontal.weight": (c, c, 1, kw)}
         if self.bias:
             w["vertical.bias"] = (c,)
             w["horizontal.bias"] = (c,)
@@ -511,7 +510,7 @@ class LocallyConnected2d(_Conv2dBase):
 
     def weights(self, ctx: Ctx) -> dict[str, Shape]:
         pos = ctx.out[2:]
-        w = {"weight": (prod(pos), self.out_channels, ctx.x[1] * prod(self.kernel_size))}
+        w: dict[str, Shape] = {"weight": (prod(pos), self.out_channels, ctx.x[1] * prod(self.kernel_size))}
         if self.bias:
             w["bias"] = (self.out_channels, *pos)
         return w
@@ -541,7 +540,7 @@ class TiledConv2d(_Conv2dBase):
         return per_axis(v, 2)
 
     def weights(self, ctx: Ctx) -> dict[str, Shape]:
-        w = {"weight": (*self.tile_size, self.out_channels, ctx.x[1] * prod(self.kernel_size))}
+        w: dict[str, Shape] = {"weight": (*self.tile_size, self.out_channels, ctx.x[1] * prod(self.kernel_size))}
         if self.bias:
             w["bias"] = (self.out_channels,)
         return w

@@ -29,7 +29,7 @@ class Linear(Layer):
         return (*ctx.x[:-1], self.out_features)
 
     def weights(self, ctx: Ctx) -> dict[str, Shape]:
-        w = {"weight": (self.out_features, ctx.x[-1])}
+        w: dict[str, Shape] = {"weight": (self.out_features, ctx.x[-1])}
         if self.bias:
             w["bias"] = (self.out_features,)
         return w

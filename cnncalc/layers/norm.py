@@ -1,10 +1,9 @@
 """Normalisation layers: batch, instance, layer, group and local response norm."""
 
 from math import prod
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, WithJsonSchema, field_validator
-from typing import Annotated
 
 from ..errors import LayerError
 from .base import Ctx, Layer, PosInt, Shape, fmt_shape

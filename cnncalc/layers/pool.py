@@ -2,11 +2,9 @@
 
 from fractions import Fraction
 from math import prod
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import field_validator, model_validator
-from pydantic import WithJsonSchema
-from typing import Annotated
+from pydantic import WithJsonSchema, field_validator, model_validator
 
 from ..arith import RF, adaptive_windows
 from ..errors import LayerError

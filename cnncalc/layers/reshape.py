@@ -2,10 +2,9 @@
 
 from fractions import Fraction
 from math import floor, prod
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import WithJsonSchema, field_validator, model_validator
-from typing import Annotated
 
 from ..arith import RF
 from ..errors import LayerError
