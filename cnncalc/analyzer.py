@@ -54,7 +54,8 @@ class LayerReport:
                 "stride": jump,  # the contract's name for the jump; kept for compatibility
                 "jump": jump,
                 "start": [plain(r.start) for r in self.receptive_field],
-                "exact": all(r.exact for r in self.receptive_field)}
+                "exact": all(r.exact for r in self.receptive_field),
+                "whole_input": [r.whole for r in self.receptive_field]}
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "inputs": self.inputs,

@@ -120,6 +120,11 @@ class RF:
     """False once the continuous formula stops being the discrete truth: a window spreading
     over a non-multiple of the grain after upsampling, or a transposed conv leaving holes
     (output units that read no input). The size is then an estimate, not checked by verify."""
+    whole: bool = False
+    """Every unit reads the whole input on this axis (after global pooling, or a merge with a
+    broadcast global branch such as a squeeze-and-excitation gate): `size` is the padded input
+    extent the window covers and stays so; `start` is its centre for every unit; `jump` is
+    still the spacing of the units."""
 
     @classmethod
     def identity(cls) -> RF:
@@ -133,7 +138,24 @@ class RF:
         subsampled = jump > self.jump and not self.uniform  # may keep only the smaller fields
         spread_ok = spread == 0 or (not self.irregular and spread % self.grain == 0)
         exact = self.exact and not holes and not subsampled and spread_ok and size.denominator == 1
+        if self.whole:  # a window over everything grows no further and moves no more
+            return RF(self.size, jump, self.start, grain, self.uniform, irregular, self.exact, whole=True)
         return RF(size, jump, start, grain, self.uniform and uniform, irregular, exact)
+
+    @property
+    def lo(self) -> Fraction:
+        """First input pixel of the first unit's window."""
+        return self.start - (self.size - 1) / 2
+
+    @property
+    def hi(self) -> Fraction:
+        """Last input pixel of the first unit's window."""
+        return self.start + (self.size - 1) / 2
+
+    def made_whole(self) -> RF:
+        """This window, read by every unit alike (a global pooling)."""
+        return RF(self.size, self.jump, self.start, self.grain, self.uniform, self.irregular, self.exact, whole=True)
+
 
     def window(self, kernel: int, stride: int = 1, pad_left: int = 0, dilation: int = 1) -> RF:
         """Sliding window (conv, pool): r' = r + (K_eff − 1)·j;  j' = j·S;
@@ -161,6 +183,29 @@ class RF:
         r' = r + (taps − 1)·j;  j' = j·scale;  start' = start + offset·j."""
         return self._next((taps - 1) * self.jump, self.jump * scale, self.start + offset * self.jump,
                           uniform=uniform)
+
+
+def union(full: list[RF], broadcast: list[RF]) -> RF:
+    """One axis of a merge (add, mul, concat along channels): a unit reads the union of its
+    inputs' windows. `full`: inputs at the output's resolution; `broadcast`: inputs of size 1
+    along this axis (an SE gate), whose one window every unit reads.
+
+    Equal jumps: [min lo, max hi] of the first unit, the common jump, exact when every input is
+    exact and uniform. A broadcast whole-input window makes the union whole. Anything else (a
+    broadcast window that is not whole, unequal jumps) is the union of the first units'
+    windows, marked inexact."""
+    whole = [r for r in full + broadcast if r.whole]
+    base = max(full, key=lambda r: r.size)
+    if whole:
+        w = max(whole, key=lambda r: r.size)
+        return RF(w.size, base.jump, w.start, base.grain, all(r.uniform for r in full), base.irregular,
+                  all(r.exact for r in full + broadcast), whole=True)
+    everything = full + broadcast
+    lo, hi = min(r.lo for r in everything), max(r.hi for r in everything)
+    same = all(r.jump == base.jump and r.grain == base.grain for r in full) and not broadcast
+    exact = same and all(r.exact and r.uniform and not r.irregular for r in full)
+    return RF(hi - lo + 1, base.jump, (lo + hi) / 2, base.grain, all(r.uniform for r in full),
+              any(r.irregular for r in full), exact)
 
 
 def plain(x: Fraction | int) -> int | float:

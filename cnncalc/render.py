@@ -34,9 +34,14 @@ def shape_str(shape) -> str:
 def rf_cells(row: LayerReport) -> tuple[str, str, str]:
     if row.receptive_field is None:
         return "–", "–", "–"
-    size, jump, start = ("×".join(fmt_num(getattr(r, a)) for r in row.receptive_field) for a in ("size", "jump", "start"))
+    size, jump, start = ("×".join(rf_num(r, a) for r in row.receptive_field) for a in ("size", "jump", "start"))
     approx = "" if all(r.exact for r in row.receptive_field) else "~"  # see RF.exact
     return approx + size, jump, start
+
+
+def rf_num(r: RF, what: str) -> str:
+    """One axis of a field for people: 'all' for the size of a whole-input field."""
+    return "all" if what == "size" and r.whole else fmt_num(getattr(r, what))
 
 
 ROWS_PER_CELL = 64

@@ -7,7 +7,7 @@ from typing import Any
 from .analyzer import Report, analyze
 from .arith import fmt_num, plain
 from .errors import CnnError, gc_paused
-from .render import add_rows, hbytes, human, shape_str
+from .render import add_rows, hbytes, human, rf_num, shape_str
 
 
 def unit_field(report: Report, layer: str, unit: tuple[int, ...]) -> list[dict[str, Any]]:
@@ -22,7 +22,7 @@ def unit_field(report: Report, layer: str, unit: tuple[int, ...]) -> list[dict[s
                               f"{'×'.join(map(str, spatial))} (0-based, one index per spatial axis)", file=report.file)
     out = []
     for u, r, size in zip(unit, row.receptive_field, report.input_shape[2:]):
-        centre = r.start + u * r.jump
+        centre = r.start if r.whole else r.start + u * r.jump
         lo, hi = centre - (r.size - 1) / 2, centre + (r.size - 1) / 2
         first, last = ceil(lo), floor(hi)
         clipped = (max(first, 0), min(last, size - 1))
@@ -42,7 +42,7 @@ def print_fields(report: Report, console) -> None:
     def cells(row):
         f = row.receptive_field
         return (row.name, row.type, shape_str(row.output_shape[2:]),
-                *("×".join(fmt_num(getattr(r, a)) for r in f) for a in ("size", "jump", "start")),
+                *("×".join(rf_num(r, a) for r in f) for a in ("size", "jump", "start")),
                 "yes" if all(r.exact for r in f) else "approx.")
 
     add_rows(t, (cells(row) for row in report.layers if row.receptive_field is not None))

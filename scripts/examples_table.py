@@ -12,18 +12,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import cnncalc  # noqa: E402
-from cnncalc.render import hbytes, shape_str  # noqa: E402
+from cnncalc.render import hbytes, rf_num, shape_str  # noqa: E402
 
 
 def table() -> str:
-    lines = ["| example | input | layers | params | MACs | FLOPs | final RF | inference memory |",
+    lines = ["| example | input | layers | params | MACs | FLOPs | largest local RF | inference memory |",
              "|---|---|---:|---:|---:|---:|---|---:|"]
     for path in sorted(glob.glob(os.path.join(ROOT, "examples", "*.yaml"))):
         r = cnncalc.analyze(cnncalc.load_spec(path))
         t = r.totals
-        rf = next((x.receptive_field for x in reversed(r.layers) if x.receptive_field), None)
+        # the last field that is not the whole input (global pooling makes every later one whole)
+        rf = next((x.receptive_field for x in reversed(r.layers)
+                   if x.receptive_field and not any(f.whole for f in x.receptive_field)), None)
         approx = "" if rf is None or all(f.exact for f in rf) else "~"
-        rf_s = approx + "×".join(str(f.size) if f.size.denominator == 1 else f"{float(f.size):g}" for f in rf) if rf else "–"
+        rf_s = approx + "×".join(rf_num(f, "size") for f in rf) if rf else "–"
         rf_s = rf_s or "–"
         lines.append(f"| `{os.path.basename(path)}` | {shape_str(r.input_shape[1:])} | {len(r.layers)} | "
                      f"{t['params']:,} | {t['macs']:,} | {t['flops']:,} | {rf_s} | {hbytes(t['inference_memory_bytes'])} |")

@@ -23,7 +23,7 @@ def networks(draw):
     size = draw(st.integers(6, 20))
     layers = []
     for i in range(draw(st.integers(1, 6))):
-        kind = draw(st.sampled_from(["conv", "conv", "pool", "act", "norm", "tconv", "branch", "up"]))
+        kind = draw(st.sampled_from(["conv", "conv", "pool", "act", "norm", "tconv", "branch", "skew", "up"]))
         name = f"l{i}"
         if kind == "conv":
             g = draw(st.sampled_from([1, 1, 2]))
@@ -49,6 +49,14 @@ def networks(draw):
         elif kind == "up":
             layers.append(dict(name=name, type="upsample", scale_factor=draw(st.sampled_from([2, 3])),
                                mode=draw(st.sampled_from(["nearest", "bilinear"]))))
+        elif kind == "skew":  # windows shifted left and right: a merge reads their union
+            prev = layers[-1]["name"] if layers else "input"
+            k, p = draw(st.integers(2, 4)), draw(st.integers(0, 3))
+            for side, pads in (("a", [[p, 0], [0, p]]), ("b", [[0, p], [p, 0]])):
+                layers.append(dict(name=f"{name}{side}", type="conv2d", inputs=[prev], out_channels=2, kernel_size=k,
+                                   padding=pads))
+            layers.append(dict(name=name, type=draw(st.sampled_from(["add", "mul", "concat"])),
+                               inputs=[f"{name}a", f"{name}b"]))
         else:  # a parallel 1×1 / 3×3 pair merged by add or concat
             prev = layers[-1]["name"] if layers else "input"
             layers.append(dict(name=f"{name}a", type="conv2d", inputs=[prev], out_channels=4, kernel_size=1))

@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from ..arith import RF
+from ..arith import RF, union
 from ..errors import LayerError
 
 Shape = tuple[int, ...]
@@ -121,8 +121,9 @@ class Layer(BaseModel):
         return 0
 
     def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
-        """Receptive field per spatial axis. Default: point-wise, the largest input field."""
-        return largest(fields)
+        """Receptive field per spatial axis. Default: point-wise (a merge of several inputs
+        reads the union of their windows)."""
+        return merged(ctx, fields)
 
     def note(self, ctx: Ctx) -> str | None:
         """How the output size came about, quoted by later checks (e.g. flatten's product);
@@ -184,12 +185,21 @@ class Layer(BaseModel):
             raise LayerError(f"{field_name}={declared} but {because}", field_name)
 
 
-def largest(fields: list[list[RF] | None]) -> list[RF] | None:
-    """Through a merge, the largest field over the paths, per axis."""
-    known = [f for f in fields if f is not None]
-    if not known or any(len(f) != len(known[0]) for f in known):
+def merged(ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+    """Through a merge, per spatial axis the union of the inputs' windows (:func:`arith.union`);
+    an input of size 1 along an axis where the output is larger is broadcast (an SE gate)."""
+    known = [(shape, f) for shape, f in zip(ctx.ins, fields) if f is not None]
+    if not known or any(len(f) != len(known[0][1]) for _, f in known):
         return None
-    return [max((f[a] for f in known), key=lambda r: r.size) for a in range(len(known[0]))]
+    dims = len(known[0][1])
+    out = []
+    for a in range(dims):
+        size = ctx.out[len(ctx.out) - dims + a]
+        sizes = [shape[len(shape) - dims + a] if len(shape) - dims + a >= 2 else 1 for shape, _ in known]
+        full = [f[a] for n, (_, f) in zip(sizes, known) if n == size]
+        broadcast = [f[a] for n, (_, f) in zip(sizes, known) if n != size]
+        out.append(union(full or broadcast, broadcast if full else []))
+    return out
 
 
 def fmt_shape(shape: Shape) -> str:

@@ -1,16 +1,19 @@
 """Merges of several branches: add (residual), concat (channels), mul (gating, broadcast)."""
 
+from dataclasses import replace
 from math import prod
 from typing import Any, ClassVar, Literal
 
+from ..arith import RF
 from ..errors import LayerError
-from .base import Ctx, Layer, Shape, fmt_shape
+from .base import Ctx, Layer, Shape, fmt_shape, merged
 
 
 class Add(Layer):
     """Element-wise sum of ≥ 2 inputs of the same shape (residual connections).
 
-    No params; element-wise ops = (inputs − 1) per output element; RF: the largest input field."""
+    No params; element-wise ops = (inputs − 1) per output element; RF: the union of the inputs'
+    windows."""
 
     category: ClassVar[str] = "merge"
     type: Literal["add"]
@@ -33,7 +36,8 @@ class Add(Layer):
 
 class Mul(Layer):
     """Element-wise product of ≥ 2 inputs with torch broadcasting (squeeze-and-excitation gates:
-    (N, C, H, W) · (N, C, 1, 1)). No params; element-wise ops = (inputs − 1) per output element."""
+    (N, C, H, W) · (N, C, 1, 1)). No params; element-wise ops = (inputs − 1) per output element;
+    RF: the union of the inputs' windows; a broadcast global gate makes it the whole input."""
 
     category: ClassVar[str] = "merge"
     type: Literal["mul"]
@@ -61,7 +65,7 @@ class Mul(Layer):
 
 class Concat(Layer):
     """Concatenation along dim (default 1, the channels): every other axis must match.
-    No params, no ops; RF: the largest input field."""
+    No params, no ops; RF: the union of the inputs' windows."""
 
     category: ClassVar[str] = "merge"
     type: Literal["concat"]
@@ -79,6 +83,19 @@ class Concat(Layer):
                 raise LayerError(f"inputs must match except on dim {d}: input 0 is {fmt_shape(ctx.x)}, "
                                  f"input {i} is {fmt_shape(s)}", "inputs")
         return (*ctx.x[:d], sum(s[d] for s in ctx.ins), *ctx.x[d + 1:])
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        """Along channels: the union of the inputs' windows. Along a spatial axis the units past
+        the seam read other positions: that axis gets the union of the first units' windows,
+        marked inexact."""
+        d = self.dim % len(ctx.x)
+        if d == 1:
+            return merged(ctx, fields)
+        flat = Ctx([(*s[:d], 1, *s[d + 1:]) for s in ctx.ins], (*ctx.out[:d], 1, *ctx.out[d + 1:]))
+        out = merged(flat, fields)
+        if out is not None:
+            out[d - 2] = replace(out[d - 2], exact=False)
+        return out
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.ext.Concat(self.dim)

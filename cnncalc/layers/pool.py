@@ -219,7 +219,8 @@ class AdaptivePoolNd(Layer):
         for r, h, o in zip(f, ctx.x[2:], ctx.out[2:]):
             widest, scale = adaptive_windows(h, o)
             first = -(-h // o)  # the first window spans [0, ⌈H/H'⌉)
-            out.append(r.resample(scale, widest, Fraction(first - 1, 2), uniform=h % o == 0))
+            r = r.resample(scale, widest, Fraction(first - 1, 2), uniform=h % o == 0)
+            out.append(r.made_whole() if o == 1 else r)
         return out
 
     def build(self, ctx: Ctx, t: Any) -> Any:
@@ -282,7 +283,7 @@ class GlobalPool(Layer):
         f = fields[0]
         if f is None or not self.keepdims:
             return None
-        return [r.resample(Fraction(h), h, Fraction(h - 1, 2)) for r, h in zip(f, ctx.x[2:])]
+        return [r.resample(Fraction(h), h, Fraction(h - 1, 2)).made_whole() for r, h in zip(f, ctx.x[2:])]
 
     def build(self, ctx: Ctx, t: Any, kind: str | None = None) -> Any:
         kind = kind or ("Max" if "max" in self.type else "Avg")

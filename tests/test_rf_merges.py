@@ -1,0 +1,85 @@
+"""Receptive fields through merges, against torch's gradients: a merge reads the union of its
+inputs' windows; a broadcast global gate (squeeze-and-excitation) makes every unit read the
+whole input while the units keep the spacing of the full-resolution path."""
+import pytest
+
+from conftest import analyze_text
+
+torch = pytest.importorskip("torch")
+
+from cnncalc import backend as tb  # noqa: E402
+
+
+def union_spec(merge: str) -> str:
+    # unit i of a reads x[i−3..i], of b x[i..i+3]: together x[i−3..i+3], 7 wide, centred on i
+    return ("input: 2x41\nlayers:\n"
+            "  - {name: a, type: conv1d, out_channels: 2, kernel_size: 4, padding: [[3, 0]], inputs: [input]}\n"
+            "  - {name: b, type: conv1d, out_channels: 2, kernel_size: 4, padding: [[0, 3]], inputs: [input]}\n"
+            f"  - {{name: m, type: {merge}, inputs: [a, b]}}\n")
+
+
+@pytest.mark.parametrize("merge", ["add", "mul", "concat"])
+def test_merge_reads_the_union_of_its_inputs(merge):
+    r = analyze_text(union_spec(merge))
+    (f,) = r.layer("m").receptive_field
+    assert (f.size, f.jump, f.start, f.exact) == (3 + 1 + 3, 1, 0, True)
+    assert tb.probe_rf(r, [2], tb.kit())[2] == ((7,), (1,))
+
+
+SE = """
+input: 8x32x32
+blocks:
+  se:
+    layers:
+      - {name: x, type: identity}
+      - {name: pool, type: adaptive_avgpool2d, output_size: 1}
+      - {name: fc, type: conv2d, out_channels: 8, kernel_size: 1}
+      - {name: gate, type: sigmoid}
+      - {name: scaled, type: mul, inputs: [gate, x]}
+layers:
+  - {name: c1, type: conv2d, out_channels: 8, kernel_size: 3, stride: 2, padding: 1}
+  - {block: se, name: se1}
+  - {name: c2, type: conv2d, out_channels: 8, kernel_size: 3, padding: 1}
+  - {block: se, name: se2}
+  - {name: c3, type: conv2d, out_channels: 8, kernel_size: 3}
+"""
+
+
+def input_gradient(report, layer: str, unit: tuple[int, ...]):
+    t = tb.kit()
+    model = tb.build_model(report, t).double()
+    tb.linearise(model, report, t)
+    model.requires_grad_(False)
+    x = torch.ones(report.input_shape, dtype=torch.float64, requires_grad=True)
+    out = model(x, stop=report.layer(layer).index)
+    (grad,) = torch.autograd.grad(out[(0, slice(None), *unit)].sum(), x)
+    return grad.abs().sum(dim=(0, 1))
+
+
+def test_squeeze_excitation_gate_makes_the_field_whole_and_keeps_the_spacing():
+    r = analyze_text(SE)
+    for name in ("se1.scaled", "c2", "se2.scaled", "c3"):
+        fields = r.layer(name).receptive_field
+        # every unit reads all 32 input pixels (plus c1's one pixel of padding): never more than that
+        assert [(f.whole, f.size, f.jump) for f in fields] == [(True, 1 + 32, 2)] * 2, name
+    assert r.layer("c1").receptive_field[0].whole is False
+    for unit in [(0, 0), (5, 9), (13, 13)]:
+        assert bool((input_gradient(r, "c3", unit) > 0).all()), unit  # torch: the whole 32×32 input
+    units = [r.layer("c3").output_shape[2], r.layer("c1").output_shape[2]]
+    assert units == [14, 16]  # and the units stay 2 input pixels apart: 16 → 14 after a 3×3 valid conv
+
+
+def test_rf_unit_of_a_whole_field_is_the_whole_input():
+    from cnncalc import views
+
+    r = analyze_text(SE)
+    for unit in [(0, 0), (13, 2)]:
+        axes = views.unit_field(r, "c3", unit)
+        assert [(a["from"], a["to"], a["clipped"]) for a in axes] == [(-1, 31, [0, 31])] * 2
+
+
+def test_concat_along_a_spatial_axis_is_marked_approximate():
+    r = analyze_text("input: 1x8x8\nlayers:\n  - {name: a, type: conv2d, out_channels: 1, kernel_size: 3, padding: 1}\n"
+                     "  - {name: c, type: concat, dim: 3, inputs: [a, input]}\n")
+    rows, cols = r.layer("c").receptive_field
+    assert rows.exact and not cols.exact  # units past the seam (column 8 on) read other positions
