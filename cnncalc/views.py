@@ -5,7 +5,7 @@ from math import ceil, floor
 from typing import Any
 
 from .analyzer import Report, analyze
-from .arith import fmt_num, plain
+from .arith import plain
 from .errors import CnnError, gc_paused
 from .render import add_rows, hbytes, human, rf_num, shape_str
 
@@ -205,14 +205,16 @@ def print_verify(report: Report, result: Any, console: Any) -> None:
         return "–" if m is None else (ok if a == m else bad)
 
     def cells(row, c):
-        rf_a = "×".join(fmt_num(r.size) for r in row.receptive_field) if row.receptive_field else "–"
-        rf_m = "×".join(str(s) for s in c.rf[0]) if c.rf else ("" if not c.rf_note else "·")
+        rf_a = "×".join(rf_num(r, "size") for r in row.receptive_field) if row.receptive_field else "–"
+        rf_m = "×".join(str(s) for s in c.rf[0]) if c.rf else "not probed" if c.rf_note else ""
         rf_ok = mark(tuple(r.size for r in row.receptive_field or ()), tuple(c.rf[0]) if c.rf else None)
+        if c.rf_whole is not None:
+            rf_m, rf_ok = ("all" if c.rf_whole else "not all"), mark(True, c.rf_whole)
         return (escape(row.name), f"{shape_str(row.output_shape)} | {shape_str(c.shape) if c.shape else '?'}",
                 mark(tuple(row.output_shape), c.shape),
                 f"{row.params:,} | {c.params:,}", mark(row.params, c.params),
                 f"{human(row.flops)} | {human(c.flops or 0)}", mark(row.flops, c.flops),
-                f"{rf_a} | {rf_m}" if c.rf else rf_a, rf_ok)
+                f"{rf_a} | {rf_m}" if rf_m else rf_a, rf_ok)
 
     add_rows(table, map(cells, report.layers, result.checks), markup=True)
     console.print(table)
@@ -235,11 +237,16 @@ def print_verify(report: Report, result: Any, console: Any) -> None:
                      f"{f['torch_params']:,} in torch; outputs differ by {f['max_relative_output_difference']:.1e} (relative)")
     lines += result.notes
     console.print(Panel("\n".join(lines), title="timing", expand=False))
-    probed = sum(1 for c in result.checks if c.rf)
+    rf = result.rf_summary()
     console.print(f"{len(result.checks)} layers compared (shape, params, buffers, FLOPs); "
-                  f"{probed} receptive fields probed.")
-    if result.ok:
+                  f"{rf['probed']} receptive fields probed, {rf['not_probed']} not probed"
+                  + (":" if rf["reasons"] else "."))
+    for why, n in sorted(rf["reasons"].items(), key=lambda kv: -kv[1]):
+        console.print(f"  {n} {escape(why)}", highlight=False)
+    if result.ok and not rf["not_probed"]:
         console.print("[green]all analytic numbers agree with torch[/green]")
+    elif result.ok:
+        console.print("[green]every checked number agrees with torch[/green] (the fields listed above were not probed)")
     else:
         for m in result.mismatches:
             console.print(f"[red]mismatch[/red] {m}", highlight=False)

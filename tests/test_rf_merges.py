@@ -83,3 +83,26 @@ def test_concat_along_a_spatial_axis_is_marked_approximate():
                      "  - {name: c, type: concat, dim: 3, inputs: [a, input]}\n")
     rows, cols = r.layer("c").receptive_field
     assert rows.exact and not cols.exact  # units past the seam (column 8 on) read other positions
+
+
+def test_verify_checks_whole_fields_and_names_what_it_did_not_probe():
+    r = analyze_text(SE)
+    result = tb.verify_report(r, device="cpu", repeat=1, warmup=0)
+    assert result.ok, result.mismatches
+    checks = {row.name: c for row, c in zip(r.layers, result.checks)}
+    assert [n for n, c in checks.items() if c.rf_whole] == ["se1.pool", "se1.scaled", "se2.pool", "se2.scaled", "c3"]
+    assert checks["c1"].rf == ((3, 3), (2, 2))
+    assert checks["c2"].rf_note == "not probed: same field as se1.scaled"
+    summary = result.rf_summary()
+    assert summary == {"probed": 6, "not_probed": 7, "reasons": {"same field as its input": 7}}
+
+
+def test_a_wrong_whole_input_claim_is_a_mismatch():
+    from dataclasses import replace
+
+    r = analyze_text(union_spec("add"))
+    row = r.layer("m")
+    row.receptive_field = [replace(f, whole=True) for f in row.receptive_field]  # simulate a wrong rule
+    assert tb.probe_whole(r, row.index, tb.kit()) is False
+    result = tb.verify_report(r, device="cpu", repeat=1, warmup=0)
+    assert "m: RF whole input analytic=yes torch=no" in result.mismatches

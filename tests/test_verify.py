@@ -125,7 +125,10 @@ def test_torch_refusing_a_layer_is_a_located_message(monkeypatch):
 def test_cli_analyze_verify_flag():
     out = subprocess.run([sys.executable, "-m", "cnncalc", "analyze", "examples/mnist_net.yaml", "--verify"],
                          cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0 and "all analytic numbers agree with torch" in out.stdout
+    assert out.returncode == 0, out.stderr
+    # conv → relu → pool: the relus' fields are their convs' (listed, not probed again)
+    assert "4 receptive fields probed, 2 not probed:\n  2 same field as its input\n" in out.stdout
+    assert "every checked number agrees with torch (the fields listed above were not probed)" in out.stdout
 
 
 def test_dtype_the_device_cannot_run_is_a_plain_error(monkeypatch):

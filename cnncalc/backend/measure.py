@@ -27,6 +27,7 @@ class LayerCheck:
     flops: int | None = None
     rf: tuple | None = None          # (sizes, jumps) measured by the gradient probe
     rf_note: str | None = None
+    rf_whole: bool | None = None     # whether every unit reads the whole input (for whole fields)
 
     def to_json(self) -> dict:
         return {"name": self.name, "output_shape": list(self.shape) if self.shape else None,
@@ -35,6 +36,7 @@ class LayerCheck:
                 "receptive_field": None if self.rf is None else {"size": [plain(x) for x in self.rf[0]],
                                                                   "stride": [plain(x) for x in self.rf[1]],
                                                                   "jump": [plain(x) for x in self.rf[1]]},
+                "receptive_field_whole_input": self.rf_whole,
                 "rf_note": self.rf_note}
 
 

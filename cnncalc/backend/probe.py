@@ -42,20 +42,72 @@ def _field(report: Report, idx: int) -> list[RF]:
     return field
 
 
-def probe_rows(report: Report, limit: int = 40) -> list[int]:
-    """Rows worth probing: those whose field changes, before anything size-dependent; if there
-    are too many, the ones where the jump changes plus the last one."""
-    rows = []
-    for idx in probeable(report):
-        row = report.layers[idx]
-        prev = [report.layer(i).receptive_field for i in row.inputs if i != "input"]
-        if not prev or any(p != row.receptive_field for p in prev):
-            rows.append(idx)
+def probe_plan(report: Report, limit: int = 40) -> tuple[list[int], list[int], dict[int, str]]:
+    """Rows whose window to probe (exact fields that change, before anything size-dependent;
+    if there are too many, the ones where the jump changes plus the last), rows where a field
+    becomes whole-input (checked by `probe_whole`), and for every other row with a field the
+    reason it is not probed."""
+    ok = set(probeable(report))
+    rows, whole, skipped = [], [], {}
+    for row in report.layers:
+        field = row.receptive_field
+        if field is None:
+            continue
+        prev = [(i, report.layer(i).receptive_field) for i in row.inputs if i != "input"]
+        if prev and all(p == field for _, p in prev):
+            skipped[row.index] = f"not probed: same field as {prev[0][0]}"
+        elif any(r.whole for r in field):
+            whole.append(row.index)
+        elif row.index not in ok:
+            skipped[row.index] = "not probed: depends on the input size (adaptive pooling or resize on the way)"
+        elif not all(r.exact for r in field):
+            skipped[row.index] = "not probed: approximate field (exact: false)"
+        else:
+            rows.append(row.index)
     if len(rows) > limit:
         keep = [i for k, i in enumerate(rows) if k == len(rows) - 1 or
                 [r.jump for r in _field(report, i)] != [r.jump for r in _field(report, rows[k + 1])]]
+        for i in set(rows) - set(keep[-limit:]):
+            skipped[i] = f"not probed: beyond the {limit} probed rows (those where the jump changes, and the last)"
         rows = keep[-limit:]
-    return rows
+    last = next((r for r in reversed(report.layers) if r.receptive_field is not None), None)
+    if last is not None and last.index in skipped and any(f.whole for f in last.receptive_field or ()):
+        del skipped[last.index]  # the network's final whole-input claim is always checked
+        whole.append(last.index)
+    return rows, whole, skipped
+
+
+def probe_whole(report: Report, idx: int, t: Any, device: Any = None) -> bool | str:
+    """Does every unit of row `idx` read every input pixel along the axes its field calls
+    whole? The first and the last unit of a positive linear copy at the network's own input
+    size; a reason instead when that does not fit the probe's memory budget."""
+    torch = t.torch
+    device = device or torch.device("cpu")
+    rep = report.prefix(idx, 1, tuple(report.input_shape[1:]), "float64")
+    need = 3 * rep.totals["inference_peak_activation_bytes"]
+    budget = min(2 * 2**30, (available_memory(torch, device) or 2**33) // 4)
+    if need > budget:
+        return f"not probed: the probe needs about {need / 2**30:.1f} GiB (budget {budget / 2**30:.1f} GiB)"
+    model = build_model(rep, t).to(device=device, dtype=torch.float64)
+    linearise(model, rep, t)
+    model.requires_grad_(False)
+    x = torch.ones(rep.input_shape, dtype=torch.float64, device=device, requires_grad=True)
+    out = model(x, stop=idx)
+    field = _field(report, idx)  # the claim under test
+    for unit in ((0,) * len(field), tuple(n - 1 for n in out.shape[2:])):
+        sel = (0, slice(None), *unit)
+        (grad,) = torch.autograd.grad(out[sel].sum(), x, retain_graph=True)
+        g = grad.abs().sum(dim=(0, 1))
+        for a, r in enumerate(field):
+            other = tuple(d for d in range(g.dim()) if d != a)
+            if r.whole and not bool(((g.sum(dim=other) if other else g) > 0).all()):
+                return False
+    return True
+
+
+def probe_rows(report: Report, limit: int = 40) -> list[int]:
+    """The rows `probe_plan` probes."""
+    return probe_plan(report, limit)[0]
 
 
 def probe_rf(report: Report, indices: list[int], t: Any, device: Any = None) -> dict[int, tuple | str]:

@@ -14,7 +14,7 @@ from .build import build_model
 from .device import available_memory, device_name, pick_device
 from .fold import check_bn_folding
 from .measure import LayerCheck, matmul_peak, measure_counts, measure_peak, summarize, time_forward
-from .probe import probe_rf, probe_rows
+from .probe import probe_plan, probe_rf, probe_whole
 
 #: progress(stage, done): a new stage with done=0, then done=1 per warm-up or timed pass
 Progress = Callable[[str, int], None]
@@ -37,11 +37,23 @@ class VerifyResult:
     def ok(self) -> bool:
         return not self.mismatches
 
+    def rf_summary(self) -> dict:
+        """How many receptive fields were probed, and why the others were not."""
+        reasons: dict[str, int] = {}
+        for c in self.checks:
+            if c.rf is None and c.rf_note:
+                why = c.rf_note.removeprefix("not probed: ")
+                why = "same field as its input" if why.startswith("same field as ") else why
+                reasons[why] = reasons.get(why, 0) + 1
+        probed = sum(1 for c in self.checks if c.rf is not None or c.rf_whole is not None)
+        return {"probed": probed, "not_probed": sum(reasons.values()),
+                "reasons": reasons}
+
     def to_json(self) -> dict:
         return {"ok": self.ok, "device": self.device, "device_type": self.device_type, "dtype": self.dtype,
                 "torch_version": self.torch_version, "mismatches": self.mismatches,
                 "layers": [c.to_json() for c in self.checks], "timing": self.timing, "memory": self.memory,
-                "fused_bn": self.fused, "notes": self.notes}
+                "fused_bn": self.fused, "notes": self.notes, "receptive_fields": self.rf_summary()}
 
 
 def compare(report: Report, checks: list[LayerCheck]) -> list[str]:
@@ -55,6 +67,8 @@ def compare(report: Report, checks: list[LayerCheck]) -> list[str]:
         if c.rf is not None and row.receptive_field is not None and all(r.exact for r in row.receptive_field):
             pairs.append(("RF size", tuple(r.size for r in row.receptive_field), tuple(c.rf[0])))
             pairs.append(("RF jump", tuple(r.jump for r in row.receptive_field), tuple(c.rf[1])))
+        if c.rf_whole is not None and row.receptive_field is not None:
+            pairs.append(("RF whole input", any(r.whole for r in row.receptive_field), c.rf_whole))
         for what, a, m in pairs:
             if m is not None and a != m:
                 bad.append(f"{row.name}: {what} analytic={_fmt(a)} torch={_fmt(m)}")
@@ -62,6 +76,8 @@ def compare(report: Report, checks: list[LayerCheck]) -> list[str]:
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, tuple):
         return "(" + ", ".join(fmt_num(x) if isinstance(x, Fraction) else str(x) for x in v) + ")"
     return f"{v:,}" if isinstance(v, int) else str(v)
@@ -94,10 +110,23 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
     x = torch.randn(report.input_shape, device=dev)
     say("comparing shapes, params and FLOPs", 0)
     result.checks = measure_counts(report, model, x, t)
-    if rf_probe:
+    if not rf_probe:
+        for row, check in zip(report.layers, result.checks):
+            if row.receptive_field is not None:
+                check.rf_note = "not probed: --no-rf-probe"
+    else:
         say("probing receptive fields", 0)
         probe_dev = dev if dev.type == "cuda" else torch.device("cpu")
-        for idx, res in probe_rf(report, probe_rows(report), t, probe_dev).items():
+        rows, whole, skipped = probe_plan(report)
+        for idx, why in skipped.items():
+            result.checks[idx].rf_note = why
+        for idx in whole:
+            covered = probe_whole(report, idx, t, probe_dev)
+            if isinstance(covered, str):
+                result.checks[idx].rf_note = covered
+            else:
+                result.checks[idx].rf_whole = covered
+        for idx, res in probe_rf(report, rows, t, probe_dev).items():
             if isinstance(res, str):
                 result.checks[idx].rf_note = res
             else:
