@@ -152,6 +152,12 @@ class RF:
         """Last input pixel of the first unit's window."""
         return self.start + (self.size - 1) / 2
 
+    def spread(self, units: int) -> RF:
+        """Every unit reads all `units` positions of this axis: the union of their windows,
+        r' = r + (n − 1)·j centred on the middle unit, whole."""
+        return RF(self.size + (units - 1) * self.jump, self.jump, self.start + Fraction(units - 1, 2) * self.jump,
+                  self.grain, self.uniform, self.irregular, self.exact, whole=True)
+
     def made_whole(self) -> RF:
         """This window, read by every unit alike (a global pooling)."""
         return RF(self.size, self.jump, self.start, self.grain, self.uniform, self.irregular, self.exact, whole=True)

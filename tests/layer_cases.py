@@ -172,6 +172,9 @@ CASES = [
     ("circular_pad3d", (1, 2, 3, 3), 1, [C(type="circular_pad3d", padding=1)], dict(shape=(1, 1, 4, 5, 5), params=0, macs=0)),
     ("channel_shuffle", (6, 3, 4), 2, [C(type="channel_shuffle", groups=3)],
      dict(shape=(2, 6, 3, 4), params=0, macs=0, ew=0)),  # a permutation of the channels: no arithmetic
+    ("softmax-spatial", (2, 4, 5), 1, [C(type="conv2d", out_channels=2, kernel_size=3, padding=1),
+                                        C(type="softmax", dim=-1)],
+     dict(shape=(1, 2, 4, 5), params=0, macs=0, ew=2 * 4 * 5)),  # each unit reads its whole row
     # ---- merges -------------------------------------------------------------------------------
     ("add", (3, 5, 5), 1, [C(name="a", type="relu"), C(name="b", type="conv2d", inputs=["input"], out_channels=3,
                                                         kernel_size=1, bias=False),

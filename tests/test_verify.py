@@ -126,9 +126,7 @@ def test_cli_analyze_verify_flag():
     out = subprocess.run([sys.executable, "-m", "cnncalc", "analyze", "examples/mnist_net.yaml", "--verify"],
                          cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    # conv → relu → pool: the relus' fields are their convs' (listed, not probed again)
-    assert "4 receptive fields probed, 2 not probed:\n  2 same field as its input\n" in out.stdout
-    assert "every checked number agrees with torch (the fields listed above were not probed)" in out.stdout
+    assert "6 receptive fields probed, 0 not probed.\nall analytic numbers agree with torch" in out.stdout
 
 
 def test_dtype_the_device_cannot_run_is_a_plain_error(monkeypatch):
@@ -153,3 +151,16 @@ def test_verify_output_golden():
     out = CliRunner().invoke(app, ["verify", os.path.join(EXAMPLES, "lenet5.yaml"), "--repeat", "1", "--warmup", "0"])
     assert out.exit_code == 0, out.stdout
     golden("lenet5.verify.txt", re.sub(r"╭─+ timing ─+╮\n(.*\n)*?╰─+╯\n", "<timing panel>\n", out.stdout))
+
+
+def test_every_field_is_probed_or_named(monkeypatch):
+    """Beyond the probe limit, or with --no-rf-probe, each unprobed field carries its reason."""
+    from cnncalc.backend import probe
+
+    r = report("lenet5")
+    rows, whole, skipped = probe.probe_plan(r, limit=2)
+    assert rows == [4, 5] and whole == []  # the last row before the jump changes, and the last
+    assert sorted(skipped) == [0, 1, 2, 3] and set(skipped.values()) == {
+        "not probed: beyond the 2 probed rows (those where the jump changes, and the last)"}
+    result = tb.verify_report(r, device="cpu", repeat=1, warmup=0, rf_probe=False)
+    assert result.rf_summary() == {"probed": 0, "not_probed": 6, "reasons": {"--no-rf-probe": 6}}

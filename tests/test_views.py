@@ -32,12 +32,9 @@ def test_unit_field_matches_the_gradient_probe():
     r = analyze_text("input: 1x20x20\nlayers:\n  - {type: conv2d, out_channels: 2, kernel_size: 5, padding: 2}\n"
                      "  - {type: maxpool2d, kernel_size: 2}\n"
                      "  - {name: last, type: conv2d, out_channels: 2, kernel_size: 3, stride: 2, padding: 1}\n")
-    t = tb.kit()
-    model = tb.build_model(r, t).double()
-    tb.linearise(model, r, t)
-    model.requires_grad_(False)
+    model = tb.probe_model(r, 2, tb.kit())
     for unit in [(0, 0), (2, 3), (4, 4)]:
-        x = torch.ones(r.input_shape, dtype=torch.float64, requires_grad=True)
+        x = torch.ones((1, 1, 20, 20), dtype=torch.float64, requires_grad=True)
         out = model(x)
         (g,) = torch.autograd.grad(out[(0, slice(None), *unit)].sum(), x)
         nz = torch.nonzero(g[0].abs().sum(0) > 0)

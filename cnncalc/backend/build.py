@@ -34,21 +34,22 @@ def _graph_class(t: SimpleNamespace) -> Any:
 
         def __init__(self, report: Report, modules: dict[str, Any]):
             super().__init__()
-            self.rows = [(r.name, list(r.inputs)) for r in report.layers]
-            self.layers = nn.ModuleDict({f"l{i}": modules[r.name] for i, r in enumerate(report.layers)})
+            kept = [r for r in report.layers if r.name in modules]  # the probe keeps a row's ancestors only
+            self.rows = [(r.index, r.name, list(r.inputs)) for r in kept]
+            self.layers = nn.ModuleDict({f"l{r.index}": modules[r.name] for r in kept})
             self.outputs = list(report.outputs)
             last: dict[str, int] = {}
-            for i, (_, ins) in enumerate(self.rows):
+            for i, _, ins in self.rows:
                 for n in ins:
                     last[n] = i
             for n in self.outputs:
-                last[n] = len(self.rows)
+                last[n] = len(report.layers)
             self.last = last
             self.hook = None
 
         def forward(self, x, stop: int | None = None):
             values = {"input": x}
-            for i, (name, ins) in enumerate(self.rows):
+            for i, name, ins in self.rows:
                 module = self.layers[f"l{i}"]
                 args = [values[n] for n in ins]
                 values[name] = self.hook(i, module, args) if self.hook else module(*args)

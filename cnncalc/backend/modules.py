@@ -162,19 +162,6 @@ def deform_conv2d(x, offset, weight, bias, stride, padding, dilation, mask, grou
 
 
 # ---- the receptive-field probe's stand-ins ---------------------------------------------------
-def positive(module: nn.Module) -> nn.Module:
-    """Make a module a positive linear map: every weight (a parameter of ≥ 2 dims) 1/fan-in,
-    every bias or vector parameter 0. A unit's input gradient is then non-zero exactly on the
-    inputs it reads."""
-    with torch.no_grad():
-        for p in module.parameters():
-            if p.dim() >= 2:
-                p.fill_(1.0 / max(1, p[0].numel()))
-            else:
-                p.zero_()
-    return module
-
-
 class WindowSum(nn.Module):
     """The sum over max pooling's windows: a ones-kernel depthwise convolution over the very
     same windows (padding, dilation, ceil_mode's extra last window), so every element of a
@@ -193,3 +180,41 @@ class WindowSum(nn.Module):
         c = x.shape[1]
         w = torch.ones(c, 1, *self.k, dtype=x.dtype, device=x.device)
         return self.conv(F.pad(x, self.flat), w, None, self.s, 0, self.d, c)
+
+
+class ScatterSum(nn.Module):
+    """A transposed convolution with a ones kernel and the same geometry, per channel: every
+    input position scatters to the outputs the real layer's taps reach."""
+
+    def __init__(self, kernel, stride, padding, output_padding, dilation):
+        super().__init__()
+        self.k, self.args = tuple(kernel), (tuple(stride), tuple(padding), tuple(output_padding))
+        self.d = tuple(dilation)
+        self.conv = getattr(F, f"conv_transpose{len(self.k)}d")
+
+    def forward(self, x):
+        c = x.shape[1]
+        w = torch.ones(c, 1, *self.k, dtype=x.dtype, device=x.device)
+        return self.conv(x, w, None, *self.args, c, self.d)
+
+
+class AxisMean(nn.Module):
+    """The mean along one axis, spread back over it: every position reads the whole axis."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return x.mean(self.dim, keepdim=True).expand_as(x)
+
+
+class SumLast(nn.Module):
+    """Linear's reach: every output feature reads the whole last axis."""
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.features = features
+
+    def forward(self, x):
+        return x.sum(-1, keepdim=True).expand(*x.shape[:-1], self.features)

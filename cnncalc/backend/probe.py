@@ -4,22 +4,52 @@ enough that their fields are not clipped."""
 from __future__ import annotations
 
 from fractions import Fraction
-from math import ceil, gcd
+from math import ceil, gcd, prod
 from typing import Any
 
 from ..analyzer import Report
 from ..arith import RF
 from ..errors import CnnError
-from .build import build_model
+from .build import _graph_class
 from .device import available_memory
 
 
-def linearise(model: Any, report: Report, t: Any) -> None:
-    """Replace every layer's module by its probe stand-in (`Layer.probe`): positive weights,
-    point-wise layers as identity, max pooling as window sums, adaptive max as average."""
-    for i, row in enumerate(report.layers):
-        key = f"l{i}"
-        model.layers[key] = row.layer.probe(row.ctx, model.layers[key], t)
+def ancestors(report: Report, idx: int) -> set[int]:
+    """Rows whose outputs row `idx` depends on (itself included)."""
+    want, out = {report.layers[idx].name}, set()
+    for row in reversed(report.layers[: idx + 1]):
+        if row.name in want:
+            out.add(row.index)
+            want.update(row.inputs)
+    return out
+
+
+def probe_model(report: Report, idx: int, t: Any) -> Any:
+    """The stand-in network up to row `idx` on one-channel float64 tensors: each ancestor's
+    `Layer.probe` (window sums, scatters, resizes, identities), every other row left out."""
+    keep = ancestors(report, idx)
+    modules = {row.name: row.layer.probe(row.ctx, t) for row in report.layers if row.index in keep}
+    model = _graph_class(t)(report, modules).to(dtype=t.torch.float64)
+    model.requires_grad_(False)
+    return model
+
+
+def _probe_bytes(report: Report, idx: int) -> int:
+    """What a probe of row `idx` holds at most: the peak of the one-channel float64 tensors
+    alive at once (each freed after its last consumer, as the graph does), twice (forward
+    values and their gradients), plus the input and its gradient. The stand-ins save no
+    activations for backward beyond the merges' operands, which stay alive anyway."""
+    keep = ancestors(report, idx)
+    rows = [r for r in report.layers if r.index in keep]
+    last = {n: r.index for r in rows for n in r.inputs}
+    size = {"input": prod((report.input_shape[0], *report.input_shape[2:]))}
+    live, peak = dict(size), 0
+    for r in rows:
+        live[r.name] = prod((r.output_shape[0], *r.output_shape[2:]))
+        peak = max(peak, sum(live.values()))
+        for n in [n for n in live if n != "input" and last.get(n, -1) <= r.index and n != r.name]:
+            del live[n]
+    return 8 * (2 * peak + 2 * size["input"])
 
 
 def probeable(report: Report) -> list[int]:
@@ -42,10 +72,13 @@ def _field(report: Report, idx: int) -> list[RF]:
     return field
 
 
-def probe_plan(report: Report, limit: int = 40) -> tuple[list[int], list[int], dict[int, str]]:
-    """Rows whose window to probe (exact fields that change, before anything size-dependent;
-    if there are too many, the ones where the jump changes plus the last), rows where a field
-    becomes whole-input (checked by `probe_whole`), and for every other row with a field the
+PROBE_LIMIT = 1000  #: windows probed per verify at most (ResNet-50 has 175 fields: all of them)
+
+
+def probe_plan(report: Report, limit: int = PROBE_LIMIT) -> tuple[list[int], list[int], dict[int, str]]:
+    """Rows whose window to probe (every exact field before anything size-dependent; if there
+    are more than `limit`, the ones where the jump changes plus the last), rows with a
+    whole-input field (checked by `probe_whole`), and for every other row with a field the
     reason it is not probed."""
     ok = set(probeable(report))
     rows, whole, skipped = [], [], {}
@@ -53,10 +86,7 @@ def probe_plan(report: Report, limit: int = 40) -> tuple[list[int], list[int], d
         field = row.receptive_field
         if field is None:
             continue
-        prev = [(i, report.layer(i).receptive_field) for i in row.inputs if i != "input"]
-        if prev and all(p == field for _, p in prev):
-            skipped[row.index] = f"not probed: same field as {prev[0][0]}"
-        elif any(r.whole for r in field):
+        if any(r.whole for r in field):
             whole.append(row.index)
         elif row.index not in ok:
             skipped[row.index] = "not probed: depends on the input size (adaptive pooling or resize on the way)"
@@ -70,10 +100,6 @@ def probe_plan(report: Report, limit: int = 40) -> tuple[list[int], list[int], d
         for i in set(rows) - set(keep[-limit:]):
             skipped[i] = f"not probed: beyond the {limit} probed rows (those where the jump changes, and the last)"
         rows = keep[-limit:]
-    last = next((r for r in reversed(report.layers) if r.receptive_field is not None), None)
-    if last is not None and last.index in skipped and any(f.whole for f in last.receptive_field or ()):
-        del skipped[last.index]  # the network's final whole-input claim is always checked
-        whole.append(last.index)
     return rows, whole, skipped
 
 
@@ -84,14 +110,12 @@ def probe_whole(report: Report, idx: int, t: Any, device: Any = None) -> bool | 
     torch = t.torch
     device = device or torch.device("cpu")
     rep = report.prefix(idx, 1, tuple(report.input_shape[1:]), "float64")
-    need = 3 * rep.totals["inference_peak_activation_bytes"]
-    budget = min(2 * 2**30, (available_memory(torch, device) or 2**33) // 4)
+    need = _probe_bytes(rep, idx)
+    budget = min(2**30, (available_memory(torch, device) or 2**33) // 4)
     if need > budget:
         return f"not probed: the probe needs about {need / 2**30:.1f} GiB (budget {budget / 2**30:.1f} GiB)"
-    model = build_model(rep, t).to(device=device, dtype=torch.float64)
-    linearise(model, rep, t)
-    model.requires_grad_(False)
-    x = torch.ones(rep.input_shape, dtype=torch.float64, device=device, requires_grad=True)
+    model = probe_model(rep, idx, t).to(device)
+    x = torch.ones((1, 1, *rep.input_shape[2:]), dtype=torch.float64, device=device, requires_grad=True)
     out = model(x, stop=idx)
     field = _field(report, idx)  # the claim under test
     for unit in ((0,) * len(field), tuple(n - 1 for n in out.shape[2:])):
@@ -105,93 +129,98 @@ def probe_whole(report: Report, idx: int, t: Any, device: Any = None) -> bool | 
     return True
 
 
-def probe_rows(report: Report, limit: int = 40) -> list[int]:
+def probe_rows(report: Report, limit: int = PROBE_LIMIT) -> list[int]:
     """The rows `probe_plan` probes."""
     return probe_plan(report, limit)[0]
 
 
 def probe_rf(report: Report, indices: list[int], t: Any, device: Any = None) -> dict[int, tuple | str]:
-    """Measure (sizes, jumps) of the rows' fields by back-propagating from output units of a
-    linearised float64 copy; a row that cannot be probed gets the reason instead."""
+    """Measure (sizes, jumps) of the rows' fields by back-propagating from neighbouring output
+    units of the stand-in network (`probe_model`), one axis at a time (the fields of probed
+    layers are separable per axis), that axis enlarged until the units' fields are not
+    clipped; a row that cannot be probed gets the reason instead."""
     torch = t.torch
     device = device or torch.device("cpu")
     results: dict[int, tuple | str] = {}
     periods = field_periods(report)
-    budget = min(2 * 2**30, (available_memory(torch, device) or 2**33) // 4)
+    budget = min(2**30, (available_memory(torch, device) or 2**33) // 4)
     for idx in indices:
         period = periods[idx]
         steps = 2 if period == 1 else 2 * period + 1  # after upsampling some units may see nothing
-        geometry = _probe_geometry(report, idx, steps)
-        if isinstance(geometry, str):
-            results[idx] = geometry
-            continue
-        rep, centre = geometry
-        need_bytes = 3 * rep.totals["inference_peak_activation_bytes"]  # forward + gradients, no weight grads
-        if need_bytes > budget:
-            results[idx] = (f"not probed: the probe needs about {need_bytes / 2**30:.1f} GiB "
-                            f"(budget {budget / 2**30:.1f} GiB)")
-            continue
-        model = build_model(rep, t).to(device=device, dtype=torch.float64)
-        linearise(model, rep, t)
-        model.requires_grad_(False)  # only the input gradient is wanted: autograd saves far less
-        x = torch.ones(rep.input_shape, dtype=torch.float64, device=device, requires_grad=True)
-        try:
-            out = model(x, stop=idx)
-        except RuntimeError as exc:  # out of memory on an unusual device: report, do not crash
-            results[idx] = f"not probed: {str(exc).splitlines()[0][:120]}"
-            continue
-        results[idx] = _measure(torch, x, out, _field(rep, idx), centre, steps, period)
+        sizes, jumps = [], []
+        for axis in range(len(_field(report, idx))):
+            measured = _probe_axis(report, idx, axis, steps, period, t, device, budget)
+            if isinstance(measured, str):
+                results[idx] = measured
+                break
+            sizes.append(measured[0])
+            jumps.append(measured[1])
+        else:
+            results[idx] = (tuple(sizes), tuple(jumps))
     return results
 
 
-def _measure(torch: Any, x: Any, out: Any, prf: list, centre: list[int], steps: int, period: int) -> tuple:
-    """Sizes and jumps per axis from the input gradients of `steps` diagonal neighbours."""
+def _probe_axis(report: Report, idx: int, axis: int, steps: int, period: int, t: Any, device: Any,
+                budget: int) -> tuple[int, Fraction] | str:
+    """Size and jump of row `idx`'s field along `axis`, from `steps` neighbouring units."""
+    torch = t.torch
+    geometry = _probe_geometry(report, idx, axis, steps)
+    if isinstance(geometry, str):
+        return geometry
+    rep, unit = geometry
+    need = _probe_bytes(rep, idx)
+    if need > budget:
+        return f"not probed: the probe needs about {need / 2**30:.1f} GiB (budget {budget / 2**30:.1f} GiB)"
+    model = probe_model(rep, idx, t).to(device)
+    x = torch.ones((steps, 1, *rep.input_shape[2:]), dtype=torch.float64, device=device, requires_grad=True)
+    try:
+        out = model(x, stop=idx)
+    except RuntimeError as exc:  # out of memory on an unusual device: report, do not crash
+        return f"not probed: {str(exc).splitlines()[0][:120]}"
     total = 0
-    for b in range(steps):
-        sel = (b, slice(None), *(c + b for c in centre))
+    for b in range(steps):  # unit b of batch element b: neighbours along the axis, each alone
+        sel = (b, slice(None), *(u + b if a == axis else u for a, u in enumerate(unit)))
         total = total + out[sel].sum()
     (grad,) = torch.autograd.grad(total, x)
     g = grad.abs().sum(dim=1)  # (steps, *spatial)
-    sizes, jumps = [], []
-    for a in range(len(prf)):
-        other = tuple(d for d in range(1, g.dim()) if d != a + 1)
-        prof = g.sum(dim=other) if other else g
-        firsts: dict[int, int] = {}
-        extents = [0]
-        for b in range(steps):
-            nz = torch.nonzero(prof[b] > 0).flatten()
-            if len(nz):
-                firsts[b] = int(nz[0])
-                extents.append(int(nz[-1]) - int(nz[0]) + 1)
-        b0 = min(firsts, default=0)
-        sizes.append(max(extents))
-        jumps.append(Fraction(firsts[b0 + period] - firsts[b0], period) if b0 + period in firsts else Fraction(0))
-    return tuple(sizes), tuple(jumps)
+    other = tuple(d for d in range(1, g.dim()) if d != axis + 1)
+    prof = g.sum(dim=other) if other else g
+    firsts: dict[int, int] = {}
+    extents = [0]
+    for b in range(steps):
+        nz = torch.nonzero(prof[b] > 0).flatten()
+        if len(nz):
+            firsts[b] = int(nz[0])
+            extents.append(int(nz[-1]) - int(nz[0]) + 1)
+    b0 = min(firsts, default=0)
+    jump = Fraction(firsts[b0 + period] - firsts[b0], period) if b0 + period in firsts else Fraction(0)
+    return max(extents), jump
 
 
-def _probe_geometry(report: Report, idx: int, steps: int) -> tuple[Report, list[int]] | str:
-    """An input size at which `steps` neighbouring output units near the centre have their
-    whole (analytic) fields inside the input, and those units: (report at that size, first unit)."""
-    field = _field(report, idx)
-    quantum = max(1, max(int(ceil(r.jump)) for r in field))
+def _probe_geometry(report: Report, idx: int, axis: int, steps: int) -> tuple[Report, list[int]] | str:
+    """An input, enlarged along `axis` only, at which `steps` neighbouring units along that
+    axis near its centre have their whole (analytic) fields inside it: (report at that size,
+    the first unit; on the other axes their middle unit)."""
+    r = _field(report, idx)[axis]
+    quantum = max(1, int(ceil(r.jump)))
+    h = report.input_shape[2 + axis]
     margin = 4
     for _ in range(4):
-        need = [ceil(r.size) + ceil(r.jump) * (steps + 1) + margin for r in field]
-        sizes = tuple(max(h, -(-n // quantum) * quantum) for h, n in zip(report.input_shape[2:], need))
+        need = ceil(r.size) + ceil(r.jump) * (steps + 1) + margin
+        sizes = list(report.input_shape[2:])
+        sizes[axis] = max(h, -(-need // quantum) * quantum)
         try:
             rep = report.prefix(idx, steps, (report.input_shape[1], *sizes), "float64")
         except CnnError as exc:
             return f"not probed: the network does not fit a {'x'.join(map(str, sizes))} input ({exc.problems[0].message})"
-        prf, out = _field(rep, idx), rep.layers[idx].output_shape[2:]
-        centre = [min(max(0, int((Fraction(s, 2) - r.start) / r.jump) - steps // 2), o - steps)
-                  for s, r, o in zip(sizes, prf, out)]
+        pr, out = _field(rep, idx)[axis], rep.layers[idx].output_shape[2:]
+        s, o = sizes[axis], out[axis]
+        c = min(max(0, int((Fraction(s, 2) - pr.start) / pr.jump) - steps // 2), o - steps)
         # after upsampling, units sit on the grain lattice, up to a grain from start + u·jump
-        inside = all(c >= 0 and r.start + c * r.jump - (r.size - 1) / 2 - r.grain >= 0
-                     and r.start + (c + steps - 1) * r.jump + (r.size - 1) / 2 + r.grain <= s - 1
-                     for c, r, s in zip(centre, prf, sizes))
-        if inside:
-            return rep, centre
-        margin = 2 * margin + 2 * max(ceil(abs(r.start)) + ceil(r.jump) for r in prf)
+        if c >= 0 and pr.start + c * pr.jump - (pr.size - 1) / 2 - pr.grain >= 0 \
+                and pr.start + (c + steps - 1) * pr.jump + (pr.size - 1) / 2 + pr.grain <= s - 1:
+            return rep, [c if a == axis else n // 2 for a, n in enumerate(out)]
+        margin = 2 * margin + 2 * (ceil(abs(pr.start)) + ceil(pr.jump))
     return "not probed: no input size keeps the probed fields unclipped"
 
 

@@ -5,6 +5,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
+from ..arith import RF
 from ..errors import LayerError
 from .base import Ctx, Layer, PosInt, Shape, fmt_shape
 
@@ -27,9 +28,6 @@ class Activation(Layer):
     def build(self, ctx: Ctx, t: Any) -> Any:
         return getattr(t.nn, self.torch_name)(**self.torch_kwargs())
 
-    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
-        """Point-wise: identity (each unit sees the field of its own input position)."""
-        return t.nn.Identity()
 
 
 class ReLU(Activation):
@@ -112,7 +110,29 @@ class GELU(_NoInplace):
 
 
 class _AlongDim(_NoInplace):
+    """Normalised along `dim`: along the channels point-wise; along a spatial axis every unit
+    reads the whole of that axis."""
+
     dim: int = 1
+
+    @property
+    def rf_size_dependent(self) -> bool:  # type: ignore[override]
+        return self.dim != 1  # along a spatial axis the field spans the whole axis
+
+    def axis(self, ctx: Ctx) -> int | None:
+        """The spatial axis (0-based) that `dim` names, or None."""
+        d = self.dim % len(ctx.x)
+        return d - 2 if d >= 2 else None
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        f, a = fields[0], self.axis(ctx)
+        if f is None or a is None:
+            return f
+        return [r.spread(ctx.x[2 + a]) if i == a else r for i, r in enumerate(f)]
+
+    def probe(self, ctx: Ctx, t: Any) -> Any:
+        """Along a spatial axis: the mean over it, spread back (every unit reads all of it)."""
+        return t.nn.Identity() if self.axis(ctx) is None else t.ext.AxisMean(self.dim)
 
     def shape(self, ctx: Ctx) -> Shape:
         if not -len(ctx.x) <= self.dim < len(ctx.x):
@@ -124,13 +144,15 @@ class _AlongDim(_NoInplace):
 
 
 class Softmax(_AlongDim):
-    """e^x_i / Σ_j e^x_j along dim (default 1, the channels)."""
+    """e^x_i / Σ_j e^x_j along dim (default 1, the channels); along a spatial axis every unit
+    reads the whole of that axis (RF: that axis becomes whole)."""
     type: Literal["softmax"]
     torch_name: ClassVar[str] = "Softmax"
 
 
 class LogSoftmax(_AlongDim):
-    """log of softmax along dim (default 1)."""
+    """log of softmax along dim (default 1); along a spatial axis every unit reads the whole of
+    that axis (RF: that axis becomes whole)."""
     type: Literal["log_softmax"]
     torch_name: ClassVar[str] = "LogSoftmax"
 
@@ -177,9 +199,6 @@ class _Dropout(Layer):
     def build(self, ctx: Ctx, t: Any) -> Any:
         return getattr(t.nn, self.torch_name)(self.p, self.inplace)
 
-    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
-        """Identity, as at inference."""
-        return t.nn.Identity()
 
 
 class Dropout(_Dropout):

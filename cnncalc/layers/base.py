@@ -138,11 +138,13 @@ class Layer(BaseModel):
         raise NotImplementedError(f"{self.type} has no torch builder")
 
     # ---- how verify treats the layer ---------------------------------------------------------
-    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
-        """The module's stand-in in the receptive-field probe: a linear map with positive weights,
-        so a unit's input gradient is non-zero exactly on its field. Default: the module itself
-        with every weight 1/fan-in and every bias 0."""
-        return t.ext.positive(module)
+    def probe(self, ctx: Ctx, t: Any) -> Any:
+        """The layer's stand-in in the receptive-field probe: a positive map on one-channel
+        tensors (N, 1, …) that reaches the same input positions as the layer reaches over all
+        its channels (with positive weights, the union over channels is all a unit's field
+        needs). Default: identity, a point-wise layer; a layer that mixes positions returns
+        its reach, which the parity test of its case row compares with its `rf` rule."""
+        return t.nn.Identity()
 
     def folds(self) -> bool:
         """At inference a per-channel affine map y = s·x + b that folds into the layer before it

@@ -77,6 +77,10 @@ class _Window:
             out.append(w.out)
         return tuple(out)
 
+    def probe(self, ctx: Ctx, t: Any) -> Any:
+        """The sum over the very same windows (any weights, groups or tiling reach the same)."""
+        return t.ext.WindowSum(self.windows(ctx))
+
     def window_rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
         f = fields[0]
         if f is None:
@@ -303,6 +307,10 @@ class ConvTransposeNd(_ConvFields):
         return cls(ctx.x[1], self.out_channels, self.kernel_size, self.stride, self.padding,
                    self.output_padding, self.groups, self.bias, self.dilation)
 
+    def probe(self, ctx: Ctx, t: Any) -> Any:
+        """A ones-kernel transposed convolution with the same geometry, per channel."""
+        return t.ext.ScatterSum(self.kernel_size, self.stride, self.padding, self.output_padding, self.dilation)
+
 
 class ConvTranspose1d(ConvTransposeNd):
     type: Literal["conv_transpose1d"]
@@ -419,12 +427,6 @@ class DeformConv2d(_Conv2dBase):
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.ext.DeformConv2d(ctx.x[1], self.out_channels, self.kernel_size, self.stride, self.pad,
                                   self.dilation, self.groups, self.offset_groups, self.bias, self.modulated)
-
-    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
-        """Positive weights with zero offsets: the field of the undeformed kernel."""
-        module = t.ext.positive(module)
-        module.offset.weight.data.zero_()
-        return module
 
 
 class SeparableConv2d(_Conv2dBase):

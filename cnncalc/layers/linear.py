@@ -49,3 +49,7 @@ class Linear(Layer):
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.nn.Linear(ctx.x[-1], self.out_features, self.bias)
+
+    def probe(self, ctx: Ctx, t: Any) -> Any:
+        """Every output feature reads the whole last axis: its sum, spread over out_features."""
+        return t.ext.SumLast(self.out_features)

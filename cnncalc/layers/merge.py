@@ -33,6 +33,9 @@ class Add(Layer):
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.ext.Add()
 
+    def probe(self, ctx: Ctx, t: Any) -> Any:
+        return self.build(ctx, t)
+
 
 class Mul(Layer):
     """Element-wise product of ≥ 2 inputs with torch broadcasting (squeeze-and-excitation gates:
@@ -61,6 +64,9 @@ class Mul(Layer):
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.ext.Mul()
+
+    def probe(self, ctx: Ctx, t: Any) -> Any:
+        return self.build(ctx, t)
 
 
 class Concat(Layer):
@@ -99,3 +105,7 @@ class Concat(Layer):
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.ext.Concat(self.dim)
+
+    def probe(self, ctx: Ctx, t: Any) -> Any:
+        """Along channels the one-channel stand-ins add up (the union); along space they join."""
+        return t.ext.Add() if self.dim % len(ctx.x) == 1 else self.build(ctx, t)

@@ -13,9 +13,6 @@ class _Norm(Layer):
     category: ClassVar[str] = "normalization"
     eps: Annotated[float, Field(gt=0)] = 1e-5
 
-    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
-        """Point-wise for receptive fields (README's convention): identity."""
-        return t.nn.Identity()
 
 
 class BatchNormNd(_Norm):
@@ -218,6 +215,3 @@ class LocalResponseNorm(Layer):
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.nn.LocalResponseNorm(self.size, self.alpha, self.beta, self.k)
 
-    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
-        """Across channels only, so spatially point-wise: identity."""
-        return t.nn.Identity()

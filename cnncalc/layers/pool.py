@@ -90,9 +90,6 @@ class MaxPoolNd(PoolNd):
         cls = getattr(t.nn, f"MaxPool{self.dims}d")
         return cls(self.kernel_size, self.strides, self.padding, self.dilation, ceil_mode=self.ceil_mode)
 
-    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
-        """The sum over the very same windows: every element of a window gets gradient."""
-        return t.ext.WindowSum(self.windows(ctx))
 
 
 class AvgPoolNd(PoolNd):
@@ -227,7 +224,7 @@ class AdaptivePoolNd(Layer):
         kind = "Max" if "max" in self.type else "Avg"
         return getattr(t.nn, f"Adaptive{kind}Pool{self.dims}d")(self.output_size)
 
-    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Any) -> Any:
         """The average over the very same windows."""
         return getattr(t.nn, f"AdaptiveAvgPool{self.dims}d")(self.output_size)
 
@@ -290,6 +287,6 @@ class GlobalPool(Layer):
         pool = getattr(t.nn, f"Adaptive{kind}Pool{len(ctx.x) - 2}d")(1)
         return pool if self.keepdims else t.nn.Sequential(pool, t.nn.Flatten(1))
 
-    def probe(self, ctx: Ctx, module: Any, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Any) -> Any:
         """The average over the whole input."""
         return self.build(ctx, t, "Avg")

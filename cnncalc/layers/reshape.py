@@ -53,6 +53,9 @@ class Flatten(Layer):
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.nn.Flatten(self.start_dim, self.end_dim)
 
+    def probe(self, ctx: Ctx, t: Any) -> Any:
+        return self.build(ctx, t)
+
 
 class ChannelShuffle(Layer):
     """Channel shuffle (ShuffleNet): view C as (groups, C/groups), swap the two, flatten back.
@@ -153,6 +156,10 @@ class Upsample(Layer):
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.nn.Upsample(self.size, self.scale_factor, self.mode, self.align_corners)
 
+    def probe(self, ctx: Ctx, t: Any) -> Any:
+        """The resize itself (positive interpolation weights, per channel)."""
+        return self.build(ctx, t)
+
 
 def per_axis_any(value: Any, dims: int, name: str) -> tuple:
     if isinstance(value, list):
@@ -203,6 +210,9 @@ class PadNd(Layer):
     def build(self, ctx: Ctx, t: Any) -> Any:
         prefix = {"constant": "Zero", "reflect": "Reflection", "replicate": "Replication", "circular": "Circular"}[self.mode]
         return getattr(t.nn, f"{prefix}Pad{self.dims}d")(self.padding)
+
+    def probe(self, ctx: Ctx, t: Any) -> Any:
+        return self.build(ctx, t)
 
 
 class ZeroPad1d(PadNd):
