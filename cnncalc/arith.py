@@ -197,9 +197,10 @@ def union(full: list[RF], broadcast: list[RF]) -> RF:
     along this axis (an SE gate), whose one window every unit reads.
 
     Equal jumps: [min lo, max hi] of the first unit, the common jump, exact when every input is
-    exact and uniform. A broadcast whole-input window makes the union whole. Anything else (a
-    broadcast window that is not whole, unequal jumps) is the union of the first units'
-    windows, marked inexact."""
+    exact and uniform and the jump is whole (after upsampling, windows offset by a fraction of a
+    pixel cover a number of pixels that depends on the unit). A broadcast whole-input window
+    makes the union whole. Anything else (a broadcast window that is not whole, unequal jumps)
+    is the union of the first units' windows, marked inexact."""
     whole = [r for r in full + broadcast if r.whole]
     base = max(full, key=lambda r: r.size)
     if whole:
@@ -208,8 +209,11 @@ def union(full: list[RF], broadcast: list[RF]) -> RF:
                   all(r.exact for r in full + broadcast), whole=True)
     everything = full + broadcast
     lo, hi = min(r.lo for r in everything), max(r.hi for r in everything)
-    same = all(r.jump == base.jump and r.grain == base.grain for r in full) and not broadcast
-    exact = same and all(r.exact and r.uniform and not r.irregular for r in full)
+    # after upsampling (a sub-pixel jump) windows offset by a fraction of a pixel cover a number
+    # of pixels that depends on the unit: exact only when they coincide
+    same = all(r.jump == base.jump for r in full) and not broadcast and (
+        base.jump.denominator == 1 or all((r.lo, r.hi) == (base.lo, base.hi) for r in full))
+    exact = same and all(r.exact and r.uniform and not r.irregular for r in full) and (hi - lo).denominator == 1
     return RF(hi - lo + 1, base.jump, (lo + hi) / 2, base.grain, all(r.uniform for r in full),
               any(r.irregular for r in full), exact)
 

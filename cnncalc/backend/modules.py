@@ -162,10 +162,24 @@ def deform_conv2d(x, offset, weight, bias, stride, padding, dilation, mask, grou
 
 
 # ---- the receptive-field probe's stand-ins ---------------------------------------------------
+def window_sum(x, kernel, stride, dilation):
+    """Σ over each window, one axis at a time (windows are products of per-axis ranges): the
+    sum of K strided slices per axis. No im2col workspace: memory of one output per axis."""
+    for a, (k, s, d) in enumerate(zip(kernel, stride, dilation)):
+        dim = 2 + a
+        out = (x.shape[dim] - d * (k - 1) - 1) // s + 1
+        acc = None
+        for j in range(k):
+            part = x.narrow(dim, j * d, (out - 1) * s + 1)[(slice(None),) * dim + (slice(None, None, s),)]
+            acc = part if acc is None else acc + part
+        x = acc
+    return x
+
+
 class WindowSum(nn.Module):
-    """The sum over max pooling's windows: a ones-kernel depthwise convolution over the very
-    same windows (padding, dilation, ceil_mode's extra last window), so every element of a
-    window gets gradient. `windows`: one cnncalc.arith.Window per spatial axis."""
+    """The sum over a sliding window's windows (the probe's stand-in of convolutions and
+    pooling): the very same windows (padding, dilation, ceil_mode's extra last window), so
+    every element of a window gets gradient. `windows`: one cnncalc.arith.Window per axis."""
 
     def __init__(self, windows):
         super().__init__()
@@ -174,28 +188,28 @@ class WindowSum(nn.Module):
         self.d = tuple(w.dilation for w in windows)
         pads = [(w.pad_lo, w.pad_hi + max(0, (w.out - 1) * w.stride + w.span - w.padded)) for w in windows]
         self.flat = [p for pair in reversed(pads) for p in pair]  # F.pad wants the last axis first
-        self.conv = getattr(F, f"conv{len(windows)}d")
 
     def forward(self, x):
-        c = x.shape[1]
-        w = torch.ones(c, 1, *self.k, dtype=x.dtype, device=x.device)
-        return self.conv(F.pad(x, self.flat), w, None, self.s, 0, self.d, c)
+        return window_sum(F.pad(x, self.flat), self.k, self.s, self.d)
 
 
 class ScatterSum(nn.Module):
-    """A transposed convolution with a ones kernel and the same geometry, per channel: every
-    input position scatters to the outputs the real layer's taps reach."""
+    """A transposed convolution's reach, per channel: the input spread out with S−1 zeros
+    between neighbours, padded by D·(K−1) − P (plus output_padding at the end), then summed
+    over dilated windows of K taps — the very positions the real layer's taps reach."""
 
     def __init__(self, kernel, stride, padding, output_padding, dilation):
         super().__init__()
-        self.k, self.args = tuple(kernel), (tuple(stride), tuple(padding), tuple(output_padding))
-        self.d = tuple(dilation)
-        self.conv = getattr(F, f"conv_transpose{len(self.k)}d")
+        self.k, self.s, self.d = tuple(kernel), tuple(stride), tuple(dilation)
+        pads = [(d * (k - 1) - p, d * (k - 1) - p + op)
+                for k, p, op, d in zip(kernel, padding, output_padding, dilation)]
+        self.flat = [p for pair in reversed(pads) for p in pair]
 
     def forward(self, x):
-        c = x.shape[1]
-        w = torch.ones(c, 1, *self.k, dtype=x.dtype, device=x.device)
-        return self.conv(x, w, None, *self.args, c, self.d)
+        spread = x.new_zeros((*x.shape[:2], *((n - 1) * s + 1 for n, s in zip(x.shape[2:], self.s))))
+        every = (slice(None), slice(None), *(slice(None, None, s) for s in self.s))
+        spread[every] = x
+        return window_sum(F.pad(spread, self.flat), self.k, (1,) * len(self.k), self.d)
 
 
 class AxisMean(nn.Module):

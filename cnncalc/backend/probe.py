@@ -37,19 +37,21 @@ def probe_model(report: Report, idx: int, t: Any) -> Any:
 def _probe_bytes(report: Report, idx: int) -> int:
     """What a probe of row `idx` holds at most: the peak of the one-channel float64 tensors
     alive at once (each freed after its last consumer, as the graph does), twice (forward
-    values and their gradients), plus the input and its gradient. The stand-ins save no
-    activations for backward beyond the merges' operands, which stay alive anyway."""
+    values and their gradients), the input and its gradient, and three of the largest tensor
+    (a window sum's padded copy and per-axis partial sums). The stand-ins save nothing for
+    backward beyond the merges' operands, which stay alive anyway."""
     keep = ancestors(report, idx)
     rows = [r for r in report.layers if r.index in keep]
     last = {n: r.index for r in rows for n in r.inputs}
     size = {"input": prod((report.input_shape[0], *report.input_shape[2:]))}
-    live, peak = dict(size), 0
+    live, peak, largest = dict(size), 0, size["input"]
     for r in rows:
         live[r.name] = prod((r.output_shape[0], *r.output_shape[2:]))
+        largest = max(largest, live[r.name])
         peak = max(peak, sum(live.values()))
         for n in [n for n in live if n != "input" and last.get(n, -1) <= r.index and n != r.name]:
             del live[n]
-    return 8 * (2 * peak + 2 * size["input"])
+    return 8 * (2 * peak + 2 * size["input"] + 3 * largest)
 
 
 def probeable(report: Report) -> list[int]:
@@ -172,23 +174,19 @@ def _probe_axis(report: Report, idx: int, axis: int, steps: int, period: int, t:
     if need > budget:
         return f"not probed: the probe needs about {need / 2**30:.1f} GiB (budget {budget / 2**30:.1f} GiB)"
     model = probe_model(rep, idx, t).to(device)
-    x = torch.ones((steps, 1, *rep.input_shape[2:]), dtype=torch.float64, device=device, requires_grad=True)
+    x = torch.ones((1, 1, *rep.input_shape[2:]), dtype=torch.float64, device=device, requires_grad=True)
     try:
         out = model(x, stop=idx)
     except RuntimeError as exc:  # out of memory on an unusual device: report, do not crash
         return f"not probed: {str(exc).splitlines()[0][:120]}"
-    total = 0
-    for b in range(steps):  # unit b of batch element b: neighbours along the axis, each alone
-        sel = (b, slice(None), *(u + b if a == axis else u for a, u in enumerate(unit)))
-        total = total + out[sel].sum()
-    (grad,) = torch.autograd.grad(total, x)
-    g = grad.abs().sum(dim=1)  # (steps, *spatial)
-    other = tuple(d for d in range(1, g.dim()) if d != axis + 1)
-    prof = g.sum(dim=other) if other else g
     firsts: dict[int, int] = {}
     extents = [0]
-    for b in range(steps):
-        nz = torch.nonzero(prof[b] > 0).flatten()
+    other = tuple(d for d in range(len(unit)) if d != axis)
+    for b in range(steps):  # neighbouring units along the axis, one backward pass each
+        sel = (0, slice(None), *(u + b if a == axis else u for a, u in enumerate(unit)))
+        (grad,) = torch.autograd.grad(out[sel].sum(), x, retain_graph=b < steps - 1)
+        g = grad[0].abs().sum(dim=0)  # (*spatial)
+        nz = torch.nonzero((g.sum(dim=other) if other else g) > 0).flatten()
         if len(nz):
             firsts[b] = int(nz[0])
             extents.append(int(nz[-1]) - int(nz[0]) + 1)
@@ -198,30 +196,41 @@ def _probe_axis(report: Report, idx: int, axis: int, steps: int, period: int, t:
 
 
 def _probe_geometry(report: Report, idx: int, axis: int, steps: int) -> tuple[Report, list[int]] | str:
-    """An input, enlarged along `axis` only, at which `steps` neighbouring units along that
-    axis near its centre have their whole (analytic) fields inside it: (report at that size,
-    the first unit; on the other axes their middle unit)."""
-    r = _field(report, idx)[axis]
-    quantum = max(1, int(ceil(r.jump)))
-    h = report.input_shape[2 + axis]
+    """An input at which `steps` neighbouring units along `axis` have their whole (analytic)
+    fields inside it: (report at that size, the first unit). `axis` is enlarged for the
+    steps; the other axes only as far as one unit's field needs (a unit partly in the padding
+    could see some branches of a merge not at all)."""
+    fields = _field(report, idx)
+    sizes = list(report.input_shape[2:])
     margin = 4
-    for _ in range(4):
-        need = ceil(r.size) + ceil(r.jump) * (steps + 1) + margin
-        sizes = list(report.input_shape[2:])
-        sizes[axis] = max(h, -(-need // quantum) * quantum)
+    for _ in range(6):
+        for b, f in enumerate(fields):
+            count = steps if b == axis else 1
+            need = ceil(f.size) + ceil(f.jump) * count + 2 * ceil(_slack(f)) + margin
+            quantum = max(1, int(ceil(f.jump)))
+            sizes[b] = max(sizes[b], -(-need // quantum) * quantum)
         try:
-            rep = report.prefix(idx, steps, (report.input_shape[1], *sizes), "float64")
+            rep = report.prefix(idx, 1, (report.input_shape[1], *sizes), "float64")
         except CnnError as exc:
             return f"not probed: the network does not fit a {'x'.join(map(str, sizes))} input ({exc.problems[0].message})"
-        pr, out = _field(rep, idx)[axis], rep.layers[idx].output_shape[2:]
-        s, o = sizes[axis], out[axis]
-        c = min(max(0, int((Fraction(s, 2) - pr.start) / pr.jump) - steps // 2), o - steps)
-        # after upsampling, units sit on the grain lattice, up to a grain from start + u·jump
-        if c >= 0 and pr.start + c * pr.jump - (pr.size - 1) / 2 - pr.grain >= 0 \
-                and pr.start + (c + steps - 1) * pr.jump + (pr.size - 1) / 2 + pr.grain <= s - 1:
-            return rep, [c if a == axis else n // 2 for a, n in enumerate(out)]
-        margin = 2 * margin + 2 * (ceil(abs(pr.start)) + ceil(pr.jump))
+        out, units, inside = rep.layers[idx].output_shape[2:], [], True
+        for b, (f, n, o) in enumerate(zip(_field(rep, idx), sizes, out)):
+            count = steps if b == axis else 1
+            # the `count` units whose centres straddle the middle of the input
+            u = min(max(0, round((Fraction(n - 1, 2) - f.start) / f.jump - Fraction(count - 1, 2))), o - count)
+            units.append(u)
+            inside = inside and u >= 0 and f.start + u * f.jump - (f.size - 1) / 2 - _slack(f) >= 0 \
+                and f.start + (u + count - 1) * f.jump + (f.size - 1) / 2 + _slack(f) <= n - 1
+        if inside:
+            return rep, units
+        margin += max(ceil(abs(f.start)) + ceil(f.jump) for f in _field(rep, idx))
     return "not probed: no input size keeps the probed fields unclipped"
+
+
+def _slack(f: RF) -> Fraction:
+    """How far a unit's window may sit from start + u·jump: after upsampling units lie on the
+    grain lattice, up to a grain off; otherwise exactly there."""
+    return Fraction(0) if f.grain == f.jump else f.grain
 
 
 def field_periods(report: Report) -> list[int]:

@@ -109,7 +109,7 @@ class Upsample(Layer):
 
     @property
     def rf_size_dependent(self) -> bool:  # type: ignore[override]
-        return self.size is not None
+        return self.size is not None or bool(self.align_corners)  # align_corners: jump (H−1)/(H'−1)
 
     def dims_of(self, ctx: Ctx) -> int:
         dims = len(ctx.x) - 2
