@@ -235,7 +235,7 @@ def print_verify(report: Report, result: Any, console: Any) -> None:
         f = result.fused
         lines.append(f"batch norm folded into {f['folded']} convs: params {f['analytic_params']:,} analytic, "
                      f"{f['torch_params']:,} in torch; outputs differ by {f['max_relative_output_difference']:.1e} (relative)")
-    lines += result.notes
+    lines += [escape(n) for n in result.notes]
     console.print(Panel("\n".join(lines), title="timing", expand=False))
     rf = result.rf_summary()
     console.print(f"{len(result.checks)} layers compared (shape, params, buffers, FLOPs); "

@@ -175,6 +175,20 @@ CASES = [
     ("softmax-spatial", (2, 4, 5), 1, [C(type="conv2d", out_channels=2, kernel_size=3, padding=1),
                                         C(type="softmax", dim=-1)],
      dict(shape=(1, 2, 4, 5), params=0, macs=0, ew=2 * 4 * 5)),  # each unit reads its whole row
+    # torch floors the double product: 10 · 0.7 = 7.000000000000001 → 7 (the exact 10 · 7/10 floors to 7 too,
+    # but 6 · 0.3333333333333333 is exactly 1.99999999999999988… and torch's double product rounds to 2)
+    ("upsample-float-scale", (1, 10, 10), 1, [C(type="upsample", scale_factor=0.7)],
+     dict(shape=(1, 1, 7, 7), params=0, macs=0, ew=0)),
+    ("upsample-third", (1, 6, 6), 1, [C(type="upsample", scale_factor=0.3333333333333333)],
+     dict(shape=(1, 1, 2, 2), params=0, macs=0, ew=0)),
+    ("upsample-align-from-1x1", (2, 4, 4), 1, [C(type="adaptive_avgpool2d", output_size=1),
+                                               C(type="upsample", size=5, mode="bilinear", align_corners=True)],
+     dict(shape=(1, 2, 5, 5), params=0, macs=0, ew=2 * 25 * (2 * 2 * 2 - 1))),
+    ("replication_pad-wider-than-input", (1, 3), 1, [C(type="replication_pad1d", padding=4)],
+     dict(shape=(1, 1, 11), params=0, macs=0, ew=0)),
+    ("conv1d-replicate-wider-than-input", (1, 3), 1,
+     [C(type="conv1d", out_channels=1, kernel_size=3, padding=4, padding_mode="replicate")],
+     dict(shape=(1, 1, 9), params=3 + 1, macs=9 * 3, ew=9)),
     # ---- merges -------------------------------------------------------------------------------
     ("add", (3, 5, 5), 1, [C(name="a", type="relu"), C(name="b", type="conv2d", inputs=["input"], out_channels=3,
                                                         kernel_size=1, bias=False),

@@ -164,3 +164,12 @@ def test_every_field_is_probed_or_named(monkeypatch):
         "not probed: beyond the 2 probed rows (those where the jump changes, and the last)"}
     result = tb.verify_report(r, device="cpu", repeat=1, warmup=0, rf_probe=False)
     assert result.rf_summary() == {"probed": 0, "not_probed": 6, "reasons": {"--no-rf-probe": 6}}
+
+
+def test_a_wide_timing_spread_is_flagged():
+    from cnncalc.backend.measure import summarize
+
+    calm = summarize([1.0, 1.01, 0.99, 1.02, 0.98], batch=1, flops=10, peak=None)
+    busy = summarize([0.27e-3, 0.3e-3, 14e-3, 80e-3, 81e-3], batch=1, flops=10, peak=None)  # the LeNet run
+    assert not calm["unstable"] and calm["spread"] < 1.1
+    assert busy["unstable"] and busy["spread"] > 100

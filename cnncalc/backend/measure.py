@@ -160,15 +160,22 @@ def matmul_peak(t, dev, dtype) -> float:
     saved = torch.backends.cuda.matmul.allow_tf32
     try:
         torch.backends.cuda.matmul.allow_tf32 = tf32 or saved
-        times = time_forward(lambda x: a @ b, a, t, dev, repeat=5, warmup=2)
+        times = time_forward(lambda x: a @ b, a, t, dev, repeat=9, warmup=2)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = saved
-    return 2 * n ** 3 / statistics.median(times)
+    return 2 * n ** 3 / min(times)  # a peak: the best of several runs (a busy machine only slows some)
+
+
+SPREAD_LIMIT = 1.5  #: p75/p25 above this: the median is not to be trusted
 
 
 def summarize(times: list[float], batch: int, flops: int, peak: float | None) -> dict:
+    """Median, quartiles, throughput and share of peak; `spread` = p75/p25 and `unstable`
+    when it exceeds SPREAD_LIMIT (a busy machine, frequency changes, too few runs)."""
     q = statistics.quantiles(times, n=4) if len(times) >= 2 else [times[0]] * 3
     med = statistics.median(times)
+    spread = q[2] / q[0] if q[0] > 0 else float("inf")
     return {"repeat": len(times), "median_s": med, "min_s": min(times), "p25_s": q[0], "p75_s": q[2],
             "samples_per_s": batch / med, "achieved_flops_per_s": flops / med,
-            "peak_matmul_flops_per_s": peak, "share_of_peak": (flops / med) / peak if peak else None}
+            "peak_matmul_flops_per_s": peak, "share_of_peak": (flops / med) / peak if peak else None,
+            "spread": spread, "unstable": spread > SPREAD_LIMIT}

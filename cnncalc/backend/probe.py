@@ -253,5 +253,5 @@ def field_periods(report: Report) -> list[int]:
         p = min(p, 64)
         period[row.name] = p
         den = max((r.jump.denominator for r in row.receptive_field or ()), default=1)
-        out.append(p * den // gcd(p, den))
+        out.append(min(64, p * den // gcd(p, den)))
     return out

@@ -13,7 +13,7 @@ from . import kit
 from .build import build_model
 from .device import available_memory, device_name, pick_device
 from .fold import check_bn_folding
-from .measure import LayerCheck, matmul_peak, measure_counts, measure_peak, summarize, time_forward
+from .measure import SPREAD_LIMIT, LayerCheck, matmul_peak, measure_counts, measure_peak, summarize, time_forward
 from .probe import probe_plan, probe_rf, probe_whole
 
 #: progress(stage, done): a new stage with done=0, then done=1 per warm-up or timed pass
@@ -157,6 +157,10 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
     peak_flops = matmul_peak(t, dev, tdtype)
     result.timing = summarize(times, report.input_shape[0], report.totals["flops"], peak_flops)
     result.timing.update({"warmup": warmup, "channels_last": channels_last})
+    if result.timing["unstable"]:
+        result.notes.append(f"timing is unstable: p75/p25 = {result.timing['spread']:.2f} (over {SPREAD_LIMIT}); the "
+                            f"machine is busy or {repeat} runs are too few: close other work or use --repeat "
+                            f"{max(4 * repeat, 50)}")
     if compile:
         say("compiling (torch.compile)", 0)
         try:

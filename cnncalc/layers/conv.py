@@ -172,7 +172,7 @@ class ConvNd(_Window, _ConvFields):
 
     def shape(self, ctx: Ctx) -> Shape:
         self.c_in(ctx)
-        if self.padding_mode != "zeros":
+        if self.padding_mode in ("reflect", "circular"):  # torch's rules; replicate has no limit
             for a, (size, (pl, pr)) in enumerate(zip(ctx.x[2:], self.pads(ctx))):
                 limit = size if self.padding_mode == "circular" else size - 1
                 if max(pl, pr) > limit:

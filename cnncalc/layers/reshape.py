@@ -1,5 +1,6 @@
 """Layers that move, pad or resample data: identity, flatten, channel shuffle, upsample, padding."""
 
+from dataclasses import replace
 from fractions import Fraction
 from math import floor, prod
 from typing import Annotated, Any, ClassVar, Literal
@@ -123,8 +124,8 @@ class Upsample(Layer):
         dims = self.dims_of(ctx)
         if self.align_corners:
             return [Fraction(h - 1, o - 1) if o > 1 else Fraction(1) for h, o in zip(ctx.x[2:], ctx.out[2:])]
-        if self.scale_factor is not None:
-            return [1 / Fraction(s) for s in per_axis_any(self.scale_factor, dims, "scale_factor")]
+        if self.scale_factor is not None:  # a float like 0.7 is the nearest short fraction here (see rf)
+            return [1 / Fraction(s).limit_denominator(1000) for s in per_axis_any(self.scale_factor, dims, "scale_factor")]
         return [Fraction(h, o) for h, o in zip(ctx.x[2:], ctx.out[2:])]
 
     def shape(self, ctx: Ctx) -> Shape:
@@ -132,7 +133,8 @@ class Upsample(Layer):
         if self.size is not None:
             out = per_axis_any(self.size, dims, "size")
         else:
-            out = tuple(floor(h * Fraction(s)) for h, s in zip(ctx.x[2:], per_axis_any(self.scale_factor, dims, "scale_factor")))
+            # torch (F.interpolate) floors the double product, not the exact one: 10 · 0.7 → 7
+            out = tuple(floor(h * float(s)) for h, s in zip(ctx.x[2:], per_axis_any(self.scale_factor, dims, "scale_factor")))
             if min(out) < 1:
                 raise LayerError(f"scale_factor {self.scale_factor} gives an empty output {out}", "scale_factor")
         return (*ctx.x[:2], *out)
@@ -144,9 +146,16 @@ class Upsample(Layer):
         f = fields[0]
         if f is None:
             return None
+        factors = per_axis_any(self.scale_factor, len(f), "scale_factor") if self.scale_factor is not None else [1] * len(f)
         out = []
-        for r, s in zip(f, self.scales(ctx)):
-            if self.mode == "nearest":
+        for r, s, h, given in zip(f, self.scales(ctx), ctx.x[2:], factors):
+            if Fraction(given) != Fraction(given).limit_denominator(1000):
+                # torch maps coordinates with the double 1/0.7…, not a short fraction: the units'
+                # lattice has no short period, and the field below is an estimate
+                r = replace(r, exact=False)
+            if h == 1:  # every unit reads the one input position: the same window, not a lattice
+                out.append(r if r.whole else replace(r, exact=False))
+            elif self.mode == "nearest":
                 out.append(r.resample(s, 1))
             else:
                 out.append(r.resample(s, 1 if s == 1 else 2, (s - 1) / 2 if not self.align_corners else Fraction(0),
@@ -197,10 +206,11 @@ class PadNd(Layer):
         if len(ctx.x) != self.dims + 2:
             raise LayerError(f"expected a {self.dims + 2}-D input (N, C, {', '.join(AXES_NAMES[self.dims])}), "
                              f"received {fmt_shape(ctx.x)}")
-        if self.mode != "constant":
-            for (b, a), h in zip(self.pairs(), ctx.x[2:]):
-                if max(b, a) >= h + (self.mode == "circular"):
-                    raise LayerError(f"{self.mode} padding {max(b, a)} needs an input larger than it, received {h}", "padding")
+        for (b, a), h in zip(self.pairs(), ctx.x[2:]):
+            limit = {"reflect": h - 1, "circular": h}.get(self.mode)  # torch's rules; replicate has none
+            if limit is not None and max(b, a) > limit:
+                raise LayerError(f"{self.mode} padding {max(b, a)} needs an input of at least "
+                                 f"{max(b, a) + (self.mode == 'reflect')}, received {h}", "padding")
         return (*ctx.x[:2], *(h + b + a for h, (b, a) in zip(ctx.x[2:], self.pairs())))
 
     def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
