@@ -120,6 +120,11 @@ class RF:
     """False once the continuous formula stops being the discrete truth: a window spreading
     over a non-multiple of the grain after upsampling, or a transposed conv leaving holes
     (output units that read no input). The size is then an estimate, not checked by verify."""
+    even: bool = True
+    """Unit u's window is centred exactly at start + u·jump. False from the first upsampling
+    on (a shrinking jump: resize up, strided transposed conv): neighbours' windows then sit unevenly
+    (e.g. −0.5, 0.5, 0.5, 1.5 for ×2) and `start` is the intercept of their average line, an
+    estimate of the first unit's centre that verify does not compare."""
     whole: bool = False
     """Every unit reads the whole input on this axis (after global pooling, or a merge with a
     broadcast global branch such as a squeeze-and-excitation gate): `size` is the padded input
@@ -138,9 +143,10 @@ class RF:
         subsampled = jump > self.jump and not self.uniform  # may keep only the smaller fields
         spread_ok = spread == 0 or (not self.irregular and spread % self.grain == 0)
         exact = self.exact and not holes and not subsampled and spread_ok and size.denominator == 1
+        even = self.even and jump >= self.jump  # upsampling pairs units up unevenly, for good
         if self.whole:  # a window over everything grows no further and moves no more
-            return RF(self.size, jump, self.start, grain, self.uniform, irregular, self.exact, whole=True)
-        return RF(size, jump, start, grain, self.uniform and uniform, irregular, exact)
+            return RF(self.size, jump, self.start, grain, self.uniform, irregular, self.exact, even, whole=True)
+        return RF(size, jump, start, grain, self.uniform and uniform, irregular, exact, even)
 
     @property
     def lo(self) -> Fraction:
@@ -156,11 +162,12 @@ class RF:
         """Every unit reads all `units` positions of this axis: the union of their windows,
         r' = r + (n − 1)·j centred on the middle unit, whole."""
         return RF(self.size + (units - 1) * self.jump, self.jump, self.start + Fraction(units - 1, 2) * self.jump,
-                  self.grain, self.uniform, self.irregular, self.exact, whole=True)
+                  self.grain, self.uniform, self.irregular, self.exact, self.even, whole=True)
 
     def made_whole(self) -> RF:
         """This window, read by every unit alike (a global pooling)."""
-        return RF(self.size, self.jump, self.start, self.grain, self.uniform, self.irregular, self.exact, whole=True)
+        return RF(self.size, self.jump, self.start, self.grain, self.uniform, self.irregular, self.exact, self.even,
+                  whole=True)
 
 
     def window(self, kernel: int, stride: int = 1, pad_left: int = 0, dilation: int = 1) -> RF:
@@ -206,7 +213,7 @@ def union(full: list[RF], broadcast: list[RF]) -> RF:
     if whole:
         w = max(whole, key=lambda r: r.size)
         return RF(w.size, base.jump, w.start, base.grain, all(r.uniform for r in full), base.irregular,
-                  all(r.exact for r in full + broadcast), whole=True)
+                  all(r.exact for r in full + broadcast), all(r.even for r in full + broadcast), whole=True)
     everything = full + broadcast
     lo, hi = min(r.lo for r in everything), max(r.hi for r in everything)
     # after upsampling (a sub-pixel jump) windows offset by a fraction of a pixel cover a number
@@ -215,7 +222,7 @@ def union(full: list[RF], broadcast: list[RF]) -> RF:
         base.jump.denominator == 1 or all((r.lo, r.hi) == (base.lo, base.hi) for r in full))
     exact = same and all(r.exact and r.uniform and not r.irregular for r in full) and (hi - lo).denominator == 1
     return RF(hi - lo + 1, base.jump, (lo + hi) / 2, base.grain, all(r.uniform for r in full),
-              any(r.irregular for r in full), exact)
+              any(r.irregular for r in full), exact, all(r.even for r in everything))
 
 
 def plain(x: Fraction | int) -> int | float:

@@ -40,8 +40,11 @@ def rf_cells(row: LayerReport) -> tuple[str, str, str]:
 
 
 def rf_num(r: RF, what: str) -> str:
-    """One axis of a field for people: 'all' for the size of a whole-input field."""
-    return "all" if what == "size" and r.whole else fmt_num(getattr(r, what))
+    """One axis of a field for people: 'all' for the size of a whole-input field, '~' before
+    a start that is an estimate (uneven units after upsampling)."""
+    if what == "size" and r.whole:
+        return "all"
+    return ("~" if what == "start" and not r.even else "") + fmt_num(getattr(r, what))
 
 
 ROWS_PER_CELL = 64

@@ -27,7 +27,8 @@ def unit_field(report: Report, layer: str, unit: tuple[int, ...]) -> list[dict[s
         first, last = ceil(lo), floor(hi)
         clipped = (max(first, 0), min(last, size - 1))
         out.append({"from": first, "to": last, "clipped": list(clipped),
-                    "padding": max(0, -first) + max(0, last - (size - 1)), "size": r.size, "exact": r.exact})
+                    "padding": max(0, -first) + max(0, last - (size - 1)), "size": r.size,
+                    "exact": r.exact and (r.even or r.whole)})
     return out
 
 

@@ -33,7 +33,7 @@ def test_json_contract_keys():
     assert {"params", "trainable_params", "non_trainable_params", "buffers", "macs", "flops", "activation_bytes",
             "param_bytes"} <= set(data["totals"])
     assert data["layers"][0]["receptive_field"] == {"size": [5, 5], "stride": [1, 1], "jump": [1, 1], "start": [0, 0],
-                                                 "exact": True, "whole_input": [False, False]}
+                                                 "exact": True, "start_exact": [True, True], "whole_input": [False, False]}
     assert data["layers"][-1]["receptive_field"] is None  # after flatten
     assert data["warnings"] == []
 

@@ -25,7 +25,7 @@ class LayerCheck:
     trainable: int | None = None
     buffers: int | None = None
     flops: int | None = None
-    rf: tuple | None = None          # (sizes, jumps) measured by the gradient probe
+    rf: tuple | None = None          # (sizes, jumps, starts) measured by the gradient probe
     rf_note: str | None = None
     rf_whole: bool | None = None     # whether every unit reads the whole input (for whole fields)
 
@@ -35,7 +35,8 @@ class LayerCheck:
                 "flops": self.flops,
                 "receptive_field": None if self.rf is None else {"size": [plain(x) for x in self.rf[0]],
                                                                   "stride": [plain(x) for x in self.rf[1]],
-                                                                  "jump": [plain(x) for x in self.rf[1]]},
+                                                                  "jump": [plain(x) for x in self.rf[1]],
+                                                                  "start": [plain(x) for x in self.rf[2]]},
                 "receptive_field_whole_input": self.rf_whole,
                 "rf_note": self.rf_note}
 

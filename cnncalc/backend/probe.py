@@ -149,7 +149,7 @@ def probe_rf(report: Report, indices: list[int], t: Any, device: Any = None) -> 
     for idx in indices:
         period = periods[idx]
         steps = 2 if period == 1 else 2 * period + 1  # after upsampling some units may see nothing
-        sizes, jumps = [], []
+        sizes, jumps, starts = [], [], []
         for axis in range(len(_field(report, idx))):
             measured = _probe_axis(report, idx, axis, steps, period, t, device, budget)
             if isinstance(measured, str):
@@ -157,16 +157,18 @@ def probe_rf(report: Report, indices: list[int], t: Any, device: Any = None) -> 
                 break
             sizes.append(measured[0])
             jumps.append(measured[1])
+            starts.append(measured[2])
         else:
-            results[idx] = (tuple(sizes), tuple(jumps))
+            results[idx] = (tuple(sizes), tuple(jumps), tuple(starts))
     return results
 
 
 def _probe_axis(report: Report, idx: int, axis: int, steps: int, period: int, t: Any, device: Any,
-                budget: int) -> tuple[int, Fraction] | str:
-    """Size and jump of row `idx`'s field along `axis`, from `steps` neighbouring units."""
+                budget: int) -> tuple[int, Fraction, Fraction] | str:
+    """Size, jump and start of row `idx`'s field along `axis`, from `steps` neighbouring units
+    (the first at a multiple of the layout's period, so the first unit's centre follows)."""
     torch = t.torch
-    geometry = _probe_geometry(report, idx, axis, steps)
+    geometry = _probe_geometry(report, idx, axis, steps, period)
     if isinstance(geometry, str):
         return geometry
     rep, unit = geometry
@@ -181,6 +183,7 @@ def _probe_axis(report: Report, idx: int, axis: int, steps: int, period: int, t:
         return f"not probed: {str(exc).splitlines()[0][:120]}"
     firsts: dict[int, int] = {}
     extents = [0]
+    centre = None
     other = tuple(d for d in range(len(unit)) if d != axis)
     for b in range(steps):  # neighbouring units along the axis, one backward pass each
         sel = (0, slice(None), *(u + b if a == axis else u for a, u in enumerate(unit)))
@@ -190,12 +193,16 @@ def _probe_axis(report: Report, idx: int, axis: int, steps: int, period: int, t:
         if len(nz):
             firsts[b] = int(nz[0])
             extents.append(int(nz[-1]) - int(nz[0]) + 1)
+            if b == 0:
+                centre = Fraction(int(nz[0]) + int(nz[-1]), 2)
     b0 = min(firsts, default=0)
     jump = Fraction(firsts[b0 + period] - firsts[b0], period) if b0 + period in firsts else Fraction(0)
-    return max(extents), jump
+    start = centre - unit[axis] * jump if centre is not None else Fraction(0)
+    return max(extents), jump, start
 
 
-def _probe_geometry(report: Report, idx: int, axis: int, steps: int) -> tuple[Report, list[int]] | str:
+def _probe_geometry(report: Report, idx: int, axis: int, steps: int,
+                    period: int = 1) -> tuple[Report, list[int]] | str:
     """An input at which `steps` neighbouring units along `axis` have their whole (analytic)
     fields inside it: (report at that size, the first unit). `axis` is enlarged for the
     steps; the other axes only as far as one unit's field needs (a unit partly in the padding
@@ -218,6 +225,8 @@ def _probe_geometry(report: Report, idx: int, axis: int, steps: int) -> tuple[Re
             count = steps if b == axis else 1
             # the `count` units whose centres straddle the middle of the input
             u = min(max(0, round((Fraction(n - 1, 2) - f.start) / f.jump - Fraction(count - 1, 2))), o - count)
+            if b == axis:
+                u -= u % period  # the layout repeats every `period` units: this one lies like unit 0
             units.append(u)
             inside = inside and u >= 0 and f.start + u * f.jump - (f.size - 1) / 2 - _slack(f) >= 0 \
                 and f.start + (u + count - 1) * f.jump + (f.size - 1) / 2 + _slack(f) <= n - 1

@@ -1,5 +1,6 @@
 """Pooling: max, average, power-average (Lp), adaptive and global."""
 
+from dataclasses import replace
 from fractions import Fraction
 from math import prod
 from typing import Annotated, Any, ClassVar, Literal
@@ -217,6 +218,8 @@ class AdaptivePoolNd(Layer):
             widest, scale = adaptive_windows(h, o)
             first = -(-h // o)  # the first window spans [0, ⌈H/H'⌉)
             r = r.resample(scale, widest, Fraction(first - 1, 2), uniform=h % o == 0)
+            if h % o:  # windows [⌊iH/H'⌋, ⌈(i+1)H/H'⌉) of varying width and step: H/H' is only their average
+                r = replace(r, exact=False)
             out.append(r.made_whole() if o == 1 else r)
         return out
 

@@ -149,9 +149,11 @@ class Upsample(Layer):
         factors = per_axis_any(self.scale_factor, len(f), "scale_factor") if self.scale_factor is not None else [1] * len(f)
         out = []
         for r, s, h, given in zip(f, self.scales(ctx), ctx.x[2:], factors):
-            if Fraction(given) != Fraction(given).limit_denominator(1000):
-                # torch maps coordinates with the double 1/0.7…, not a short fraction: the units'
-                # lattice has no short period, and the field below is an estimate
+            if Fraction(given) != Fraction(given).limit_denominator(1000) or (
+                    self.size is not None and not self.align_corners and s.numerator != 1 and s.denominator != 1):
+                # a size that is no whole multiple or divisor of the input: units step unevenly
+                # (or torch maps coordinates with the double 1/0.7…, not a short fraction): the
+                # field below is an estimate
                 r = replace(r, exact=False)
             if h == 1:  # every unit reads the one input position: the same window, not a lattice
                 out.append(r if r.whole else replace(r, exact=False))
