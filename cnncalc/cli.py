@@ -59,7 +59,7 @@ def report_problems(problems: list[Problem]) -> None:
     for p in problems:
         style = "red" if p.severity == "error" else "yellow"
         where = f" [bold]{_escape(p.who())}[/bold]:" if p.layer else ""
-        err.print(f"{p.location()}: [{style}]{p.severity}[/{style}]:{where} {_escape(p.message)}")
+        err.print(f"{_escape(p.location())}: [{style}]{p.severity}[/{style}]:{where} {_escape(p.message)}")
 
 
 def _escape(s: str) -> str:

@@ -187,3 +187,10 @@ def test_add_rows_keeps_order_markup_and_escapes_across_chunks():
     console.print(table)
     body = [line.split("│")[1:3] for line in console.file.getvalue().splitlines() if line.startswith("│")]
     assert [(i.strip(), m.strip()) for i, m in body] == [(str(i), "ok" if i % 2 else "[x]") for i in range(n)]
+
+
+def test_markup_in_a_file_name_is_printed_as_written(tmp_path):
+    f = tmp_path / "bad[bold].yaml"
+    f.write_text("input: 1x8x8\nlayers:\n  - {type: conv2d, out_channels: 1, kernel_size: 30}\n")
+    out = run("validate", f)
+    assert out.exit_code == 1 and f"{f}:3:50: error:" in out.stderr

@@ -47,7 +47,7 @@ def networks(draw):
                                kernel_size=draw(st.integers(1, 4)), stride=s, padding=draw(st.integers(0, 1)),
                                dilation=draw(st.integers(1, 2)), output_padding=draw(st.integers(0, s - 1))))
         elif kind == "up":
-            layers.append(dict(name=name, type="upsample", scale_factor=draw(st.sampled_from([2, 3])),
+            layers.append(dict(name=name, type="upsample", scale_factor=draw(st.sampled_from([2, 3, 0.5, 0.7, 1.5])),
                                mode=draw(st.sampled_from(["nearest", "bilinear"]))))
         elif kind == "skew":  # windows shifted left and right: a merge reads their union
             prev = layers[-1]["name"] if layers else "input"
