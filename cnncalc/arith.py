@@ -204,8 +204,8 @@ def union(full: list[RF], broadcast: list[RF]) -> RF:
     along this axis (an SE gate), whose one window every unit reads.
 
     Equal jumps: [min lo, max hi] of the first unit, the common jump, exact when every input is
-    exact and uniform and the jump is whole (after upsampling, windows offset by a fraction of a
-    pixel cover a number of pixels that depends on the unit). A broadcast whole-input window
+    exact and uniform, the jump whole and the units even (after upsampling, offset windows cover
+    a number of pixels that depends on the unit). A broadcast whole-input window
     makes the union whole. Anything else (a broadcast window that is not whole, unequal jumps)
     is the union of the first units' windows, marked inexact."""
     whole = [r for r in full + broadcast if r.whole]
@@ -216,10 +216,11 @@ def union(full: list[RF], broadcast: list[RF]) -> RF:
                   all(r.exact for r in full + broadcast), all(r.even for r in full + broadcast), whole=True)
     everything = full + broadcast
     lo, hi = min(r.lo for r in everything), max(r.hi for r in everything)
-    # after upsampling (a sub-pixel jump) windows offset by a fraction of a pixel cover a number
-    # of pixels that depends on the unit: exact only when they coincide
+    # after upsampling (uneven units, or a sub-pixel jump) offset windows cover a number of
+    # pixels that depends on the unit: exact only when they coincide
     same = all(r.jump == base.jump for r in full) and not broadcast and (
-        base.jump.denominator == 1 or all((r.lo, r.hi) == (base.lo, base.hi) for r in full))
+        (base.jump.denominator == 1 and all(r.even for r in full))
+        or all((r.lo, r.hi) == (base.lo, base.hi) for r in full))
     exact = same and all(r.exact and r.uniform and not r.irregular for r in full) and (hi - lo).denominator == 1
     return RF(hi - lo + 1, base.jump, (lo + hi) / 2, base.grain, all(r.uniform for r in full),
               any(r.irregular for r in full), exact, all(r.even for r in everything))

@@ -116,3 +116,13 @@ def test_start_after_upsampling_is_marked_an_estimate():
     (_, _, (start,)) = tb.probe_rf(r, [1], tb.kit())[1]
     assert start == 0.5 and f.start != start  # torch's first unit; not compared by verify
     assert tb.verify_report(r, device="cpu", repeat=1, warmup=0).ok
+
+
+def test_a_merge_of_offset_windows_after_upsampling_is_approximate():
+    # found by the 10,000-network run: after ×2 nearest the units pair up, so windows offset by
+    # one unit cover 2 or 3 input pixels depending on the unit; the continuous union is no answer
+    r = analyze_text("input: 1x12\nlayers:\n  - {name: up, type: upsample, scale_factor: 2}\n"
+                     "  - {name: a, type: conv1d, out_channels: 1, kernel_size: 3, padding: [[1, 0]], inputs: [up]}\n"
+                     "  - {name: b, type: conv1d, out_channels: 1, kernel_size: 3, padding: [[0, 1]], inputs: [up]}\n"
+                     "  - {name: m, type: add, inputs: [a, b]}\n")
+    assert r.layer("a").receptive_field[0].exact and not r.layer("m").receptive_field[0].exact

@@ -32,9 +32,9 @@ from .build import build_model  # noqa: E402
 from .device import pick_device  # noqa: E402
 from .fold import check_bn_folding  # noqa: E402
 from .measure import LayerCheck, measure_counts, time_forward  # noqa: E402
-from .probe import probe_model, probe_plan, probe_rf, probe_rows, probe_whole, probeable  # noqa: E402
+from .probe import probe_model, probe_plan, probe_rf, probe_whole, probeable  # noqa: E402
 from .verify import VerifyResult, compare, verify_report  # noqa: E402
 
 __all__ = ["kit", "build_model", "pick_device", "check_bn_folding", "LayerCheck", "measure_counts", "time_forward",
-           "probe_model", "probe_plan", "probe_rf", "probe_rows", "probe_whole", "probeable", "VerifyResult", "compare",
+           "probe_model", "probe_plan", "probe_rf", "probe_whole", "probeable", "VerifyResult", "compare",
            "verify_report"]

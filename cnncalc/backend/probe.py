@@ -131,11 +131,6 @@ def probe_whole(report: Report, idx: int, t: Any, device: Any = None) -> bool | 
     return True
 
 
-def probe_rows(report: Report, limit: int = PROBE_LIMIT) -> list[int]:
-    """The rows `probe_plan` probes."""
-    return probe_plan(report, limit)[0]
-
-
 def probe_rf(report: Report, indices: list[int], t: Any, device: Any = None) -> dict[int, tuple | str]:
     """Measure (sizes, jumps) of the rows' fields by back-propagating from neighbouring output
     units of the stand-in network (`probe_model`), one axis at a time (the fields of probed

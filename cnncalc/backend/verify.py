@@ -43,7 +43,6 @@ class VerifyResult:
         for c in self.checks:
             if c.rf is None and c.rf_note:
                 why = c.rf_note.removeprefix("not probed: ")
-                why = "same field as its input" if why.startswith("same field as ") else why
                 reasons[why] = reasons.get(why, 0) + 1
         probed = sum(1 for c in self.checks if c.rf is not None or c.rf_whole is not None)
         return {"probed": probed, "not_probed": sum(reasons.values()),
