@@ -8,6 +8,7 @@ from typing import Any
 from .arith import DTYPE_BYTES, RF, fmt_num, plain
 from .errors import CnnError, LayerError, Problem, gc_paused
 from .layers import Ctx, Layer, Shape
+from .layers.base import MAX_INT
 from .source import Path
 from .spec import Network
 
@@ -188,6 +189,8 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
         ctx = Ctx([shapes[i] for i in node.inputs], notes=[notes[i] for i in node.inputs])
         try:
             ctx.out = layer.shape(ctx)
+            if max(ctx.out, default=0) > MAX_INT:
+                raise LayerError(f"output shape {'×'.join(map(str, ctx.out))} has a size above the limit 2^40")
             weights, buffers = layer.weights(ctx), layer.buffers(ctx)
             macs, elementwise = layer.macs(ctx), layer.elementwise(ctx)
             rf = layer.rf(ctx, [fields[i] for i in node.inputs])

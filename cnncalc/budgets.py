@@ -19,16 +19,23 @@ _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
 _QTY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?(?:e[0-9]+)?)\s*([a-z]*)\s*$", re.I)
 
 
+MAX_QUANTITY = 10**30  #: larger budgets (and infinity) are refused: no network comes near
+
+
 def parse_quantity(value: Any) -> int:
-    """'25M' → 25,000,000; '512MiB' → 536,870,912; 4100 → 4100."""
+    """'25M' → 25,000,000; '512MiB' → 536,870,912; 4100 → 4100 (at most 10^30)."""
     if isinstance(value, bool):
         raise ValueError(f"expected a number like 25M, 4.1G or 512MiB, received {value!r}")
     if isinstance(value, (int, float)) and value >= 0:
-        return int(value)
-    m = _QTY.match(str(value))
-    if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(f"expected a number like 25M, 4.1G or 512MiB, received {value!r}")
-    return int(round(float(m.group(1)) * _UNITS[m.group(2).lower()]))
+        number: float = value
+    else:
+        m = _QTY.match(str(value)[:100])
+        if not m or m.group(2).lower() not in _UNITS:
+            raise ValueError(f"expected a number like 25M, 4.1G or 512MiB, received {str(value)[:60]!r}")
+        number = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not number <= MAX_QUANTITY:  # also infinity and NaN
+        raise ValueError(f"{str(value)[:60]} is larger than the largest budget accepted (10^30)")
+    return int(round(number))
 
 
 Quantity = Annotated[Any, Field(json_schema_extra={"anyOf": [{"type": "integer", "minimum": 0},

@@ -132,7 +132,7 @@ MaxActivations = typer.Option(None, "--max-activations", help="Budget for all ac
                               rich_help_panel="Budgets")
 
 SpecArg = typer.Argument(..., help="YAML spec file.", show_default=False)
-BatchOpt = typer.Option(None, "--batch", "-b", min=1, help="Batch size (default: the spec's, else 1).")
+BatchOpt = typer.Option(None, "--batch", "-b", min=1, max=2**40, help="Batch size (default: the spec's, else 1).")
 InputOpt = typer.Option(None, "--input", "-i", help="Input without batch, e.g. 3x224x224 (overrides the spec).")
 DtypeOpt = typer.Option(None, "--dtype", help="Element type for byte counts (counts do not change).")
 
@@ -312,11 +312,12 @@ def sweep(spec: str = SpecArg,
 
     sizes = [parse_input(p) for p in input.split(",") if p.strip()]
     try:
-        batches = [int(b) for b in batch.split(",")]
-        if min(batches) < 1:
+        batches = [int(b) for b in batch.split(",")[:1000] if len(b.strip()) <= 14]
+        if not batches or min(batches) < 1 or max(batches) > 2**40:
             raise ValueError
     except ValueError:
-        raise typer.BadParameter(f"expected positive integers like 1,32,256, received {batch!r}", param_hint="--batch") from None
+        raise typer.BadParameter(f"expected positive integers up to 2^40 like 1,32,256, received {batch[:60]!r}",
+                                 param_hint="--batch") from None
     rows = views.sweep(load_spec(spec), sizes, batches, dtype.value if dtype else None)
     if format is Format.json:
         print(json.dumps(rows, indent=2))

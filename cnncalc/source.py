@@ -170,8 +170,12 @@ class _Walker:
             out[key] = self.convert(value_node, path + (key,), depth + 1)
         return out
 
-    def pairs(self, node: yaml.MappingNode):
-        """Mapping pairs with YAML merge keys (``<<: *base``) applied; explicit keys win."""
+    def pairs(self, node: yaml.MappingNode, within: tuple = ()) -> list:
+        """Mapping pairs with YAML merge keys (``<<: *base``) applied: explicit keys win, then
+        the first merged mapping that has the key. Merged pairs count against the node limit
+        as they are produced; a mapping that merges itself is refused."""
+        if any(node is n for n in within):
+            raise self.fail(node, "a merge key ('<<') refers to the mapping it is in")
         merged, own = [], []
         for k, v in node.value:
             if k.tag == _YAML + "merge":
@@ -179,11 +183,19 @@ class _Walker:
                 for s in sources:
                     if not isinstance(s, yaml.MappingNode):
                         raise self.fail(s, "'<<' merges mappings only")
-                    merged.extend(self.pairs(s))
+                    merged.extend(self.pairs(s, within + (node,)))
+                    self.count += len(s.value)
+                    if self.count > MAX_NODES:
+                        raise self.fail(s, f"more than {MAX_NODES:,} YAML nodes after expanding merge keys; refused")
             else:
                 own.append((k, v))
-        names = {k.value for k, _ in own if isinstance(k, yaml.ScalarNode)}
-        return [(k, v) for k, v in merged if k.value not in names] + own
+        seen = {k.value for k, _ in own if isinstance(k, yaml.ScalarNode)}
+        out = []
+        for k, v in merged:
+            if k.value not in seen:
+                seen.add(k.value)
+                out.append((k, v))
+        return out + own
 
     def check_tag(self, node: yaml.Node, kind: str) -> None:
         if node.tag != _YAML + kind:
@@ -198,9 +210,17 @@ class _Walker:
         if tag == _YAML + "bool":
             return {"true": True, "false": False}.get(text.lower(), text)  # yes/on/off stay strings
         if tag == _YAML + "int":
-            return int(text.replace("_", "")) if _DECIMAL.match(text) else text  # 010, 0x1f, 1:30
+            if not _DECIMAL.match(text):
+                return text  # 010, 0x1f, 1:30 stay strings: the schema refuses them
+            if len(text) > 40:
+                raise self.fail(node, f"a number with {len(text.lstrip('+-'))} digits is too large to be a size "
+                                      "or a count (sizes are at most 2^40)")
+            return int(text.replace("_", ""))
         if tag == _YAML + "float":
-            return _Loader.yaml_constructors[tag](_Loader(""), node)
+            try:
+                return _Loader.yaml_constructors[tag](_Loader(""), node)
+            except ValueError:
+                raise self.fail(node, f"'{text[:60]}' is not a number") from None
         if tag in (_YAML + "timestamp", _YAML + "binary", _YAML + "value", _YAML + "yaml"):
             return text
         raise self.fail(node, f"tag '{tag}' is not allowed (only plain YAML is read)")

@@ -14,7 +14,7 @@ from .budgets import Limits
 from .errors import CnnError, Problem, did_you_mean, gc_paused
 from .layers import REGISTRY, Layer
 from .layers.base import MAX_INT, Name, PosInt
-from .source import Path, Source, load, parse
+from .source import Path, Source, _kind, load, parse
 from .subst import SubstError, substitute
 
 MAX_LAYERS = 100_000      #: layers after expanding blocks and repeat
@@ -273,6 +273,9 @@ class _Expander:
         return prev
 
     def resolve(self, ref: Any, frame: Frame, path: Path, own: str | None, layer: str | None) -> str | None:
+        if not isinstance(ref, str):
+            self.fail(f"expected a layer name, received {_kind(ref)} {str(ref)[:60]}", path, layer)
+            return None
         if ref in frame.scope:
             return frame.scope[ref]
         if not frame.in_block and ref in self.where:

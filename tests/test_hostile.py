@@ -149,3 +149,46 @@ def mutate(doc, rnd: random.Random):
 @given(st.integers(0, len(EXAMPLE_DOCS) - 1), st.integers(0, 2**32))
 def test_fuzz_mutated_examples(which, seed):
     ends_cleanly(yaml.safe_dump(mutate(EXAMPLE_DOCS[which], random.Random(seed)), sort_keys=False))
+
+
+HUGE = "9" * 5000
+TRACEBACK_CLASSES = {  # #14: each ended in a Python traceback; now a located message, exit 1
+    "int past Python's digit limit": (f"input: 1x8x8\nlayers:\n  - {{type: conv2d, out_channels: {HUGE}, "
+                                      "kernel_size: 3}\n", "3:34", "5000 digits is too large"),
+    "negative huge int in a list": (f"input: 1x8x8\nlayers:\n  - {{type: relu, inputs: [-{HUGE}]}}\n", "3:27",
+                                    "too large"),
+    "explicit tag whose constructor raises": ("input: 1x8x8\nlayers:\n  - {type: conv2d, out_channels: !!float abc, "
+                                              "kernel_size: 3}\n", "3:34", "'abc' is not a number"),
+    "merge key referring to itself": ("a: &a {<<: *a}\ninput: 1x8x8\nlayers:\n  - {type: relu}\n", "1:4",
+                                      "refers to the mapping it is in"),
+    "infinite budget": ("input: 1x8x8\nlimits: {max_params: .inf}\nlayers:\n  - {type: relu}\n", "2:22",
+                        "larger than the largest budget"),
+    "a list where a name is expected": ("input: 1x8x8\nlayers:\n  - {type: relu, inputs: [[input]]}\n", "3:27",
+                                        "expected a layer name, received list"),
+    "null in an upsample size": ("input: 1x8x8\nlayers:\n  - {type: upsample, size: [null, 3]}\n", "3:5",
+                                 "size must be positive integers"),
+    "computed size past the limit": ("input: 1x8x8\nlayers:\n" + "  - {type: upsample, scale_factor: 1000000}\n" * 3,
+                                     "4:5", "above the limit 2^40"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TRACEBACK_CLASSES))
+def test_former_tracebacks_are_located_errors(kind, tmp_path):
+    text, where, message = TRACEBACK_CLASSES[kind]
+    f = tmp_path / "net.yaml"
+    f.write_text(text)
+    out = CliRunner().invoke(app, ["analyze", str(f)])
+    assert out.exit_code == 1 and isinstance(out.exception, SystemExit), out.output
+    assert f"{f}:{where}: error:" in out.stderr and message in out.stderr, out.stderr
+
+
+def test_merging_the_same_mapping_twice_is_legal_yaml():
+    r = cnncalc.analyze(cnncalc.parse_spec("input: 1x8x8\nlayers:\n  - &b {type: relu, name: a}\n"
+                                           "  - {<<: [*b, *b], name: r}\n"))
+    assert [(row.name, row.type) for row in r.layers] == [("a", "relu"), ("r", "relu")]
+
+
+@pytest.mark.parametrize("args", [["--max-params", "1e400"], ["--batch", str(2**40 + 1)]])
+def test_out_of_range_options_are_usage_errors(args):
+    out = CliRunner().invoke(app, ["analyze", os.path.join(EXAMPLES, "lenet5.yaml"), *args])
+    assert out.exit_code == 2 and "Traceback" not in out.output

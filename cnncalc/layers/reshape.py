@@ -101,7 +101,7 @@ class Upsample(Layer):
         if self.align_corners is not None and self.mode == "nearest":
             raise ValueError("align_corners only applies to the linear modes, not 'nearest'")
         for v in (self.size if isinstance(self.size, list) else [self.size]):
-            if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INT):
+            if not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INT) and self.size is not None:
                 raise ValueError(f"size must be positive integers, received {self.size!r}")
         for v in (self.scale_factor if isinstance(self.scale_factor, list) else [self.scale_factor]):
             if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1e6):
