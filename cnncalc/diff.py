@@ -88,23 +88,24 @@ def gate_problems(result: dict, gate: dict[str, tuple[float, bool]], file: str) 
 
 
 def print_diff(result: dict, console) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
 
-    t = Table(title=f"{result['old']} → {result['new']}", title_justify="left")
+    t = Table(title=f"{escape(str(result['old']))} → {escape(str(result['new']))}", title_justify="left")
     for c in ("total", "old", "new", "change"):
         t.add_column(c, justify="left" if c == "total" else "right")
     for m, v in result["totals"].items():
         pct = f" ({v['percent']:+.2f}%)" if v["percent"] is not None else ""
-        t.add_row(m, f"{v['old']:,}", f"{v['new']:,}", f"{v['delta']:+,}{pct}" if v["delta"] else "=")
+        t.add_row(escape(str(m)), f"{v['old']:,}", f"{v['new']:,}", f"{v['delta']:+,}{pct}" if v["delta"] else "=")
     console.print(t)
     for name in result["added"]:
-        console.print(f"[green]+ {name}[/green]")
+        console.print(f"[green]+ {escape(str(name))}[/green]")
     for name in result["removed"]:
-        console.print(f"[red]- {name}[/red]")
+        console.print(f"[red]- {escape(str(name))}[/red]")
     for c in result["changed"]:
         detail = "; ".join(f"{f}: {v['old']} → {v['new']}" for f, v in c["changes"].items())
-        console.print(f"[yellow]~ {c['name']}[/yellow]: {detail}", highlight=False)
+        console.print(f"[yellow]~ {escape(str(c['name']))}[/yellow]: {escape(detail)}", highlight=False)
     if not (result["added"] or result["removed"] or result["changed"]):
         console.print("no layer changed")
 

@@ -146,9 +146,10 @@ def add_rows(table: Any, rows: Iterable[Sequence[str]], markup: bool = False) ->
 @gc_paused()
 def print_table(report: Report, console: Any) -> None:
     """The layer table, then the totals."""
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{report.name}  ·  input {shape_str(report.input_shape)}  ·  {report.dtype}",
+    table = Table(title=f"{escape(report.name)}  ·  input {shape_str(report.input_shape)}  ·  {report.dtype}",
                   title_justify="left", header_style="bold", show_lines=False)
     for c in COLUMNS:
         table.add_column(c, justify="right" if c in ("#", "params", "MACs", "FLOPs", "activations") else "left")
@@ -163,7 +164,8 @@ def print_table(report: Report, console: Any) -> None:
     if any(r.trainable_params < r.params for r in report.layers):
         console.print("* frozen (trainable: false)")
     for w in report.warnings:
-        console.print(f"[yellow]warning[/yellow] {w.layer} (line {w.line}): {w.message}", highlight=False)
+        console.print(f"[yellow]warning[/yellow] {escape(str(w.layer))} (line {w.line}): {escape(w.message)}",
+                      highlight=False)
 
 
 def explanations(report: Report, only: str | None = None) -> dict[str, list[tuple[str, str, int | str]]]:

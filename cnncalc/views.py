@@ -34,9 +34,11 @@ def unit_field(report: Report, layer: str, unit: tuple[int, ...]) -> list[dict[s
 
 @gc_paused()
 def print_fields(report: Report, console) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=f"receptive fields of {report.name} (input {shape_str(report.input_shape[2:])})", title_justify="left")
+    t = Table(title=f"receptive fields of {escape(report.name)} (input {shape_str(report.input_shape[2:])})",
+              title_justify="left")
     for c in ("layer", "type", "output", "size", "jump", "start", "exact"):
         t.add_column(c)
 
@@ -92,11 +94,12 @@ def print_sweep(rows: list[dict], console) -> None:
 @gc_paused()
 def terminal_plot(report: Report, console, width: int = 40) -> None:
     """Per-layer bars of MACs, params and activation memory, drawn with block characters."""
+    from rich.markup import escape
     from rich.table import Table
 
     rows = report.layers
     peaks = {k: max(1, max(getattr(r, k) for r in rows)) for k in ("macs", "params", "activation_bytes")}
-    t = Table(title=f"{report.name}: share of the largest layer", title_justify="left", box=None)
+    t = Table(title=f"{escape(report.name)}: share of the largest layer", title_justify="left", box=None)
     for c in ("layer", "MACs", "params", "activations", "RF"):
         t.add_column(c, no_wrap=True)
 
@@ -198,7 +201,7 @@ def print_verify(report: Report, result: Any, console: Any) -> None:
     from rich.table import Table
 
     ok, bad = "[green]✓[/green]", "[red]✗[/red]"
-    table = Table(title=f"verify {report.name}: analytic | torch", title_justify="left")
+    table = Table(title=f"verify {escape(report.name)}: analytic | torch", title_justify="left")
     for col in ("name", "output shape", "", "params", "", "FLOPs", "", "RF size (probe)", ""):
         table.add_column(col, justify="right" if col in ("params", "FLOPs") else "left")
 

@@ -192,3 +192,19 @@ def test_merging_the_same_mapping_twice_is_legal_yaml():
 def test_out_of_range_options_are_usage_errors(args):
     out = CliRunner().invoke(app, ["analyze", os.path.join(EXAMPLES, "lenet5.yaml"), *args])
     assert out.exit_code == 2 and "Traceback" not in out.output
+
+
+NAME = "[/red]x[link=javascript:alert(1)]y[/link]<script>z</script>"
+
+
+@pytest.mark.parametrize("args", [["analyze"], ["analyze", "-f", "html"], ["rf"], ["plot"], ["analyze", "--explain"]])
+def test_markup_in_a_spec_name_is_shown_as_written(args, tmp_path):
+    f = tmp_path / "net.yaml"
+    f.write_text(f"name: {json.dumps(NAME)}\ninput: 1x8x8\nlayers:\n  - {{type: conv2d, out_channels: 1, kernel_size: 3}}\n")
+    out = CliRunner().invoke(app, [args[0], str(f), *args[1:]])
+    assert out.exit_code == 0, out.output
+    if "html" in args:
+        assert "<script>" not in out.stdout and "href" not in out.stdout and "&lt;script&gt;z" in out.stdout
+        assert "[/red]x[link=javascript:alert(1)]y[/link]" in out.stdout
+    else:
+        assert NAME in out.stdout
