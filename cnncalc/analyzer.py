@@ -56,7 +56,7 @@ class LayerReport:
                 "jump": jump,
                 "start": [plain(r.start) for r in self.receptive_field],
                 "exact": all(r.exact for r in self.receptive_field),
-                "start_exact": [r.exact and r.even for r in self.receptive_field],
+                "start_exact": [r.exact and r.centred for r in self.receptive_field],
                 "whole_input": [r.whole for r in self.receptive_field]}
 
     def to_json(self) -> dict[str, Any]:

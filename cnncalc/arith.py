@@ -5,7 +5,7 @@ axis (``2·P`` for symmetric padding), so asymmetric padding needs no special ca
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from math import gcd, prod  # noqa: F401  (prod re-exported for layer rules)
 
@@ -15,18 +15,6 @@ DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 def effective_kernel(kernel: int, dilation: int = 1) -> int:
     """K_eff = D·(K − 1) + 1: the span a dilated kernel covers."""
     return dilation * (kernel - 1) + 1
-
-
-def conv_out(size: int, kernel: int, stride: int = 1, pad_total: int = 0, dilation: int = 1) -> int:
-    """H' = ⌊(H + P_total − D·(K−1) − 1) / S⌋ + 1  (torch's floor rounding)."""
-    return Window(size, kernel, stride, pad_total, 0, dilation).out
-
-
-def pool_out(size: int, kernel: int, stride: int, padding: int = 0, dilation: int = 1,
-             ceil_mode: bool = False) -> int:
-    """H' = ⌊ or ⌈(H + 2P − D·(K−1) − 1) / S⌉ + 1; with ceil_mode the last window must
-    start inside the input or left padding: if (H'−1)·S ≥ H + P then H' −= 1 (torch rule)."""
-    return Window(size, kernel, stride, padding, padding, dilation, ceil_mode).out
 
 
 @dataclass(frozen=True)
@@ -145,8 +133,13 @@ class RF:
         exact = self.exact and not holes and not subsampled and spread_ok and size.denominator == 1
         even = self.even and jump >= self.jump  # upsampling pairs units up unevenly, for good
         if self.whole:  # a window over everything grows no further and moves no more
-            return RF(self.size, jump, self.start, grain, self.uniform, irregular, self.exact, even, whole=True)
+            return replace(self, jump=jump, grain=grain, irregular=irregular, even=even)
         return RF(size, jump, start, grain, self.uniform and uniform, irregular, exact, even)
+
+    @property
+    def centred(self) -> bool:
+        """start + u·jump is unit u's centre (for a whole field, start is every unit's centre)."""
+        return self.even or self.whole
 
     @property
     def lo(self) -> Fraction:
@@ -161,14 +154,12 @@ class RF:
     def spread(self, units: int) -> RF:
         """Every unit reads all `units` positions of this axis: the union of their windows,
         r' = r + (n − 1)·j centred on the middle unit, whole."""
-        return RF(self.size + (units - 1) * self.jump, self.jump, self.start + Fraction(units - 1, 2) * self.jump,
-                  self.grain, self.uniform, self.irregular, self.exact, self.even, whole=True)
+        return replace(self, size=self.size + (units - 1) * self.jump,
+                       start=self.start + Fraction(units - 1, 2) * self.jump, whole=True)
 
     def made_whole(self) -> RF:
         """This window, read by every unit alike (a global pooling)."""
-        return RF(self.size, self.jump, self.start, self.grain, self.uniform, self.irregular, self.exact, self.even,
-                  whole=True)
-
+        return replace(self, whole=True)
 
     def window(self, kernel: int, stride: int = 1, pad_left: int = 0, dilation: int = 1) -> RF:
         """Sliding window (conv, pool): r' = r + (K_eff − 1)·j;  j' = j·S;

@@ -84,6 +84,13 @@ def user_errors(command: F) -> F:
     return run  # type: ignore[return-value]
 
 
+def require_layer(report, name: str) -> None:
+    """--layer must name a layer of the report (a located message with a suggestion otherwise)."""
+    names = [r.name for r in report.layers]
+    if name not in names:
+        raise CnnError([Problem(f"--layer: no layer '{name}'{did_you_mean(name, names)}", report.file)])
+
+
 def parse_input(value: str | None):
     if value is None:
         return None
@@ -170,9 +177,8 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
         raise typer.Exit(0 if ok and not over else 1)
     if over:
         report.extra["limits"] = [p.to_dict() for p in over]
-    if layer is not None and layer not in {r.name for r in report.layers}:
-        raise CnnError([Problem(f"--layer: no layer '{layer}'{did_you_mean(layer, [r.name for r in report.layers])}",
-                                report.file)])
+    if layer is not None:
+        require_layer(report, layer)
     if explain:
         report.extra["explain"] = {name: [{"quantity": w, "expression": e, "value": v} for w, e, v in lines]
                                    for name, lines in render.explanations(report, layer).items()}
@@ -277,7 +283,6 @@ def rf(spec: str = SpecArg, layer: Optional[str] = typer.Option(None, "--layer",
 
     if unit is not None and layer is None:
         raise typer.BadParameter("--unit needs --layer", param_hint="--unit")
-    layer = layer or ""
     try:
         u = views.parse_unit(unit) if unit is not None else None
     except ValueError as exc:
@@ -289,9 +294,8 @@ def rf(spec: str = SpecArg, layer: Optional[str] = typer.Option(None, "--layer",
         else:
             views.print_fields(report, console())
         return
-    if layer not in {r.name for r in report.layers}:
-        raise CnnError.single(f"--layer: no layer '{layer}'{did_you_mean(layer, [r.name for r in report.layers])}",
-                              file=spec)
+    assert layer is not None  # --unit needs --layer, checked above
+    require_layer(report, layer)
     axes = views.unit_field(report, layer, u)
     if format is Format.json:
         print(json.dumps(views.unit_field_json(layer, u, axes), indent=2))
@@ -312,8 +316,11 @@ def sweep(spec: str = SpecArg,
 
     sizes = [parse_input(p) for p in input.split(",") if p.strip()]
     try:
-        batches = [int(b) for b in batch.split(",")[:1000] if len(b.strip()) <= 14]
-        if not batches or min(batches) < 1 or max(batches) > 2**40:
+        parts = batch.split(",")
+        if len(parts) > 1000 or any(len(b.strip()) > 14 for b in parts):
+            raise ValueError
+        batches = [int(b) for b in parts]
+        if min(batches) < 1 or max(batches) > 2**40:
             raise ValueError
     except ValueError:
         raise typer.BadParameter(f"expected positive integers up to 2^40 like 1,32,256, received {batch[:60]!r}",

@@ -44,7 +44,7 @@ def rf_num(r: RF, what: str) -> str:
     a start that is an estimate (uneven units after upsampling)."""
     if what == "size" and r.whole:
         return "all"
-    return ("~" if what == "start" and not r.even else "") + fmt_num(getattr(r, what))
+    return ("~" if what == "start" and not r.centred else "") + fmt_num(getattr(r, what))
 
 
 ROWS_PER_CELL = 64

@@ -28,7 +28,7 @@ def unit_field(report: Report, layer: str, unit: tuple[int, ...]) -> list[dict[s
         clipped = (max(first, 0), min(last, size - 1))
         out.append({"from": first, "to": last, "clipped": list(clipped),
                     "padding": max(0, -first) + max(0, last - (size - 1)), "size": r.size,
-                    "exact": r.exact and (r.even or r.whole)})
+                    "exact": r.exact and r.centred})
     return out
 
 
@@ -156,7 +156,8 @@ def print_unit_field(layer: str, unit: tuple[int, ...], axes: list[dict[str, Any
     """What one unit sees, one line per spatial axis."""
     from rich.markup import escape
 
-    names = {1: ["samples"], 2: ["rows", "columns"], 3: ["frames", "rows", "columns"]}[len(axes)]
+    names = {1: ["samples"], 2: ["rows", "columns"], 3: ["frames", "rows", "columns"]}.get(
+        len(axes), [f"axis {a}:" for a in range(len(axes))])
     console.print(f"unit {tuple(unit)} of {escape(layer)} sees:")
     for name, a in zip(names, axes):
         approx = "" if a["exact"] else " (approximate: see RF.exact in the README)"

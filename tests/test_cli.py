@@ -46,6 +46,9 @@ def test_csv_and_markdown():
     rows = list(csv.DictReader(io.StringIO(run("analyze", LENET, "-f", "csv").stdout)))
     assert rows[0]["name"] == "c1.conv" and rows[0]["params"] == str(6 * 25 + 6)
     assert rows[-1]["name"] == "total" and int(rows[-1]["params"]) == sum(int(r["params"]) for r in rows[:-1])
+    # c3.pool: conv k5 (jump 1) → pool k2 s2 (2) → conv k5 (2) → pool k2 s2: jump 2·2 = 4
+    pool = next(r for r in rows if r["name"] == "c3.pool")
+    assert pool["rf_jump"] == pool["rf_stride"] == "4 4"
     md = run("analyze", LENET, "-f", "markdown").stdout
     assert md.startswith("## lenet5\n") and "| 0 | c1.conv | conv2d | 1×6×28×28 | 156 |" in md
 

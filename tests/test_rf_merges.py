@@ -126,3 +126,13 @@ def test_a_merge_of_offset_windows_after_upsampling_is_approximate():
                      "  - {name: b, type: conv1d, out_channels: 1, kernel_size: 3, padding: [[0, 1]], inputs: [up]}\n"
                      "  - {name: m, type: add, inputs: [a, b]}\n")
     assert r.layer("a").receptive_field[0].exact and not r.layer("m").receptive_field[0].exact
+
+
+def test_probe_memory_estimate_by_hand():
+    from cnncalc.backend.probe import _probe_bytes
+
+    r = analyze_text("input: 3x10x10\nlayers:\n  - {name: a, type: conv2d, out_channels: 8, kernel_size: 3}\n"
+                     "  - {name: b, type: conv2d, out_channels: 8, kernel_size: 3}\n")
+    # one channel, float64: the input (10·10, held by the caller) + a (8·8) + b (6·6) alive at once = 200;
+    # twice (values and gradients), the input and its gradient, three of the largest tensor (the input)
+    assert _probe_bytes(r, 1) == 8 * (2 * (100 + 64 + 36) + 2 * 100 + 3 * 100)

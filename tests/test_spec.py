@@ -2,7 +2,7 @@
 import pytest
 
 import cnncalc
-from cnncalc.arith import conv_out, pool_out
+from cnncalc.arith import Window
 
 from conftest import analyze_text
 
@@ -20,12 +20,12 @@ def one(text):
 
 # ---- the seeds' worked examples -------------------------------------------------------------
 def test_seed_worked_examples():
-    assert conv_out(32, 4) == (32 - 4) // 1 + 1 == 29
-    assert conv_out(32, 4, stride=3, pad_total=2 * 1) == (32 + 2 * 1 - 4) // 3 + 1 == 11
+    assert Window(32, 4).out == (32 - 4) // 1 + 1 == 29
+    assert Window(32, 4, stride=3, pad_lo=1, pad_hi=1).out == (32 + 2 * 1 - 4) // 3 + 1 == 11
     r = analyze_text("input: 3x32x32\nlayers:\n  - {type: conv2d, out_channels: 6, kernel_size: 5, padding: 2}\n")
     assert r.layers[0].params == 6 * (5 * 5 * 3 + 1) == 456
     assert r.layers[0].output_shape == (1, 6, 32, 32)
-    assert pool_out(4, 2, 2) == 2
+    assert Window(4, 2, 2).out == 2
 
 
 @pytest.mark.parametrize("layers,k", [(1, 3), (2, 3), (5, 3), (3, 5)])

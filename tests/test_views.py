@@ -110,3 +110,17 @@ def test_diff_output_golden():
     out = runner.invoke(app, ["diff", os.path.join(EXAMPLES, "alexnet_seed.yaml"), os.path.join(EXAMPLES, "alexnet.yaml")])
     assert out.exit_code == 0
     golden("alexnet.diff.txt", out.stdout)
+
+
+def test_unit_field_of_a_network_with_four_spatial_axes(tmp_path):
+    f = tmp_path / "net.yaml"
+    f.write_text("input: 1x4x4x4x4\nlayers:\n  - {type: relu}\n")
+    out = runner.invoke(app, ["rf", str(f), "--layer", "relu_1", "--unit", "1,0,2,3"])
+    assert out.exit_code == 0, out.output
+    assert [line.split(":")[0].strip() for line in out.stdout.splitlines()[1:]] == [f"axis {a}" for a in range(4)]
+    assert "axis 3: 3..3 of the input" in out.stdout
+
+
+def test_sweep_refuses_a_batch_it_cannot_take():
+    out = runner.invoke(app, ["sweep", os.path.join(EXAMPLES, "lenet5.yaml"), "-i", "1x28x28", "-b", "1," + "1" * 21])
+    assert out.exit_code == 2

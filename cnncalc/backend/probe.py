@@ -1,5 +1,5 @@
-"""Receptive fields measured by gradients: a positive linear copy of the network (each layer
-class says how it is probed), back-propagated from neighbouring output units on an input large
+"""Receptive fields measured by gradients: a one-channel stand-in network (each layer class
+says how it is probed), back-propagated from neighbouring output units on an input large
 enough that their fields are not clipped."""
 from __future__ import annotations
 
@@ -52,6 +52,17 @@ def _probe_bytes(report: Report, idx: int) -> int:
         for n in [n for n in live if n != "input" and last.get(n, -1) <= r.index and n != r.name]:
             del live[n]
     return 8 * (2 * peak + 2 * size["input"] + 3 * largest)
+
+
+def _budget(torch: Any, device: Any) -> int:
+    """Bytes one probe may take: 1 GiB, or a quarter of what the device has free."""
+    return min(2**30, (available_memory(torch, device) or 2**33) // 4)
+
+
+def _too_big(need: int, budget: int) -> str | None:
+    if need <= budget:
+        return None
+    return f"not probed: the probe needs about {need / 2**30:.1f} GiB (budget {budget / 2**30:.1f} GiB)"
 
 
 def probeable(report: Report) -> list[int]:
@@ -107,18 +118,20 @@ def probe_plan(report: Report, limit: int = PROBE_LIMIT) -> tuple[list[int], lis
 
 def probe_whole(report: Report, idx: int, t: Any, device: Any = None) -> bool | str:
     """Does every unit of row `idx` read every input pixel along the axes its field calls
-    whole? The first and the last unit of a positive linear copy at the network's own input
-    size; a reason instead when that does not fit the probe's memory budget."""
+    whole? The first and the last unit of the stand-in network at the network's own input
+    size; a reason instead when that cannot be run."""
     torch = t.torch
     device = device or torch.device("cpu")
     rep = report.prefix(idx, 1, tuple(report.input_shape[1:]), "float64")
-    need = _probe_bytes(rep, idx)
-    budget = min(2**30, (available_memory(torch, device) or 2**33) // 4)
-    if need > budget:
-        return f"not probed: the probe needs about {need / 2**30:.1f} GiB (budget {budget / 2**30:.1f} GiB)"
+    too_big = _too_big(_probe_bytes(rep, idx), _budget(torch, device))
+    if too_big:
+        return too_big
     model = probe_model(rep, idx, t).to(device)
     x = torch.ones((1, 1, *rep.input_shape[2:]), dtype=torch.float64, device=device, requires_grad=True)
-    out = model(x, stop=idx)
+    try:
+        out = model(x, stop=idx)
+    except RuntimeError as exc:  # out of memory on an unusual device: report, do not crash
+        return f"not probed: {str(exc).splitlines()[0][:120]}"
     field = _field(report, idx)  # the claim under test
     for unit in ((0,) * len(field), tuple(n - 1 for n in out.shape[2:])):
         sel = (0, slice(None), *unit)
@@ -132,7 +145,7 @@ def probe_whole(report: Report, idx: int, t: Any, device: Any = None) -> bool | 
 
 
 def probe_rf(report: Report, indices: list[int], t: Any, device: Any = None) -> dict[int, tuple | str]:
-    """Measure (sizes, jumps) of the rows' fields by back-propagating from neighbouring output
+    """Measure (sizes, jumps, starts) of the rows' fields by back-propagating from neighbouring output
     units of the stand-in network (`probe_model`), one axis at a time (the fields of probed
     layers are separable per axis), that axis enlarged until the units' fields are not
     clipped; a row that cannot be probed gets the reason instead."""
@@ -140,7 +153,7 @@ def probe_rf(report: Report, indices: list[int], t: Any, device: Any = None) -> 
     device = device or torch.device("cpu")
     results: dict[int, tuple | str] = {}
     periods = field_periods(report)
-    budget = min(2**30, (available_memory(torch, device) or 2**33) // 4)
+    budget = _budget(torch, device)
     for idx in indices:
         period = periods[idx]
         steps = 2 if period == 1 else 2 * period + 1  # after upsampling some units may see nothing
@@ -167,9 +180,9 @@ def _probe_axis(report: Report, idx: int, axis: int, steps: int, period: int, t:
     if isinstance(geometry, str):
         return geometry
     rep, unit = geometry
-    need = _probe_bytes(rep, idx)
-    if need > budget:
-        return f"not probed: the probe needs about {need / 2**30:.1f} GiB (budget {budget / 2**30:.1f} GiB)"
+    too_big = _too_big(_probe_bytes(rep, idx), budget)
+    if too_big:
+        return too_big
     model = probe_model(rep, idx, t).to(device)
     x = torch.ones((1, 1, *rep.input_shape[2:]), dtype=torch.float64, device=device, requires_grad=True)
     try:

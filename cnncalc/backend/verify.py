@@ -66,7 +66,7 @@ def compare(report: Report, checks: list[LayerCheck]) -> list[str]:
         if c.rf is not None and row.receptive_field is not None and all(r.exact for r in row.receptive_field):
             pairs.append(("RF size", tuple(r.size for r in row.receptive_field), tuple(c.rf[0])))
             pairs.append(("RF jump", tuple(r.jump for r in row.receptive_field), tuple(c.rf[1])))
-            if all(r.even for r in row.receptive_field):  # else start is an estimate (RF.even)
+            if all(r.centred for r in row.receptive_field):  # else start is an estimate (RF.even)
                 pairs.append(("RF start", tuple(r.start for r in row.receptive_field), tuple(c.rf[2])))
         if c.rf_whole is not None and row.receptive_field is not None:
             pairs.append(("RF whole input", any(r.whole for r in row.receptive_field), c.rf_whole))

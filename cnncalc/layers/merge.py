@@ -9,16 +9,23 @@ from ..errors import LayerError
 from .base import Ctx, Layer, Shape, fmt_shape, merged
 
 
-class Add(Layer):
+class _Merge(Layer):
+    category: ClassVar[str] = "merge"
+    min_inputs: ClassVar[int] = 2
+    max_inputs: ClassVar[int] = 64
+
+    def probe(self, ctx: Ctx, t: Any) -> Any:
+        """The merge itself, on the inputs' one-channel stand-ins."""
+        return self.build(ctx, t)
+
+
+class Add(_Merge):
     """Element-wise sum of ≥ 2 inputs of the same shape (residual connections).
 
     No params; element-wise ops = (inputs − 1) per output element; RF: the union of the inputs'
     windows."""
 
-    category: ClassVar[str] = "merge"
     type: Literal["add"]
-    min_inputs: ClassVar[int] = 2
-    max_inputs: ClassVar[int] = 64
 
     def shape(self, ctx: Ctx) -> Shape:
         for i, s in enumerate(ctx.ins[1:], 1):
@@ -33,19 +40,13 @@ class Add(Layer):
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.ext.Add()
 
-    def probe(self, ctx: Ctx, t: Any) -> Any:
-        return self.build(ctx, t)
 
-
-class Mul(Layer):
+class Mul(_Merge):
     """Element-wise product of ≥ 2 inputs with torch broadcasting (squeeze-and-excitation gates:
     (N, C, H, W) · (N, C, 1, 1)). No params; element-wise ops = (inputs − 1) per output element;
     RF: the union of the inputs' windows; a broadcast global gate makes it the whole input."""
 
-    category: ClassVar[str] = "merge"
     type: Literal["mul"]
-    min_inputs: ClassVar[int] = 2
-    max_inputs: ClassVar[int] = 64
 
     def shape(self, ctx: Ctx) -> Shape:
         rank = max(len(s) for s in ctx.ins)
@@ -65,18 +66,12 @@ class Mul(Layer):
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.ext.Mul()
 
-    def probe(self, ctx: Ctx, t: Any) -> Any:
-        return self.build(ctx, t)
 
-
-class Concat(Layer):
+class Concat(_Merge):
     """Concatenation along dim (default 1, the channels): every other axis must match.
     No params, no ops; RF: the union of the inputs' windows."""
 
-    category: ClassVar[str] = "merge"
     type: Literal["concat"]
-    min_inputs: ClassVar[int] = 2
-    max_inputs: ClassVar[int] = 64
     dim: int = 1
 
     def shape(self, ctx: Ctx) -> Shape:
