@@ -9,10 +9,9 @@ from .arith import DTYPE_BYTES, RF, fmt_num, plain
 from .errors import CnnError, LayerError, Problem, gc_paused
 from .layers import Ctx, Layer, Shape
 from .layers.base import MAX_INT
+from .memory import OPTIMIZER_STATES, inference_peak, training_memory
 from .source import Path
 from .spec import Network
-
-OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  #: state tensors per trainable param
 
 
 @dataclass
@@ -92,7 +91,7 @@ class Report:
     def totals(self) -> dict[str, Any]:
         return self._totals
 
-    def compute_totals(self, last_use: dict[str, int]) -> None:
+    def compute_totals(self) -> None:
         b = self.bytes_per_element
         params = sum(r.params for r in self.layers)
         trainable = sum(r.trainable_params for r in self.layers)
@@ -100,16 +99,11 @@ class Report:
         activations = sum(r.activation_bytes for r in self.layers)
         buffer_bytes = sum((8 if k == "num_batches_tracked" else b) * prod(s)
                            for r in self.layers if r.shared_with is None for k, s in r.buffer_shapes.items())
-        # inference: a tensor lives from its layer until its last consumer has run
-        live = {"input": input_bytes}
-        peak = input_bytes
-        for r in self.layers:
-            live[r.name] = r.activation_bytes
-            peak = max(peak, sum(live.values()))
-            for name in [n for n in live if last_use.get(n, -1) <= r.index]:
-                del live[name]
+        peak = inference_peak(self.layers, self.outputs, input_bytes, b)
         param_bytes = params * b
         states = OPTIMIZER_STATES[self.optimizer]
+        train = training_memory(self.layers, self.outputs, input_bytes, b, self.optimizer,
+                                param_bytes + buffer_bytes + trainable * b * states)
         self._totals = {
             "params": params, "trainable_params": trainable, "non_trainable_params": params - trainable,
             "buffers": sum(r.buffers for r in self.layers),
@@ -119,8 +113,9 @@ class Report:
             "param_bytes": param_bytes, "buffer_bytes": buffer_bytes,
             "inference_peak_activation_bytes": peak,
             "inference_memory_bytes": param_bytes + buffer_bytes + peak,
-            "training_memory_bytes": param_bytes + buffer_bytes + trainable * b * (1 + states)
-            + input_bytes + activations,
+            "training_memory_bytes": train.peak,
+            "training_saved_activation_bytes": train.saved,
+            "training_peak_phase": train.phase,
             "optimizer": self.optimizer,
         }
 
@@ -148,10 +143,11 @@ class Report:
                 "layers": [r.to_json() for r in self.layers], "outputs": self.outputs,
                 "totals": self.totals,
                 "memory_model": {
-                    "inference": "params + buffers + peak of live activations (a tensor is freed after its last consumer)",
-                    "training": f"params + buffers + grads + {self.optimizer} state "
-                                f"({OPTIMIZER_STATES[self.optimizer]}× trainable params) + input + every layer's output "
-                                "saved for backward"},
+                    "inference": "params + buffers + peak of live activations and the layer's temporaries "
+                                 "(a tensor is freed after its last consumer; views and in-place layers allocate nothing)",
+                    "training": f"params + buffers + {self.optimizer} state "
+                                f"({OPTIMIZER_STATES[self.optimizer]}× trainable params) + the step's peak of "
+                                "activations, what autograd saves for backward, gradients and optimizer temporaries"},
                 "warnings": [{"layer": w.layer, "message": w.message, "line": w.line} for w in self.warnings],
                 **self.extra}
 
@@ -241,7 +237,7 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
             warnings.append(src.problem(f"output of '{row.name}' is never used (not an input of any layer, "
                                         "not in outputs)", net.nodes[row.index].path, row.name, "warning", row.index))
     report = Report(net.name, src.file, shape0, dtype or h.dtype, optimizer, rows, list(net.outputs), warnings, net)
-    report.compute_totals(last_use)
+    report.compute_totals()
     return report
 
 

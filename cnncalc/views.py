@@ -233,9 +233,16 @@ def print_verify(report: Report, result: Any, console: Any) -> None:
     if "compiled" in tm:
         lines.append(f"torch.compile: median {tm['compiled']['median_s'] * 1e3:.3f} ms")
     if mem.get("measured_peak_bytes"):
-        lines.append(f"memory: measured peak {hbytes(mem['measured_peak_bytes'])} vs analytic peak activations "
-                     f"{hbytes(mem['analytic_peak_activation_bytes'])} (ratio {mem['ratio_measured_to_analytic']:.2f}, "
-                     f"{mem['method']})")
+        lines.append(f"memory, inference: measured peak activations {hbytes(mem['measured_peak_bytes'])} vs analytic "
+                     f"{hbytes(mem['analytic_peak_activation_bytes'])} (ratio {mem['ratio_measured_to_analytic']:.2f})"
+                     f"; operator workspace +{hbytes(mem['measured_workspace_bytes'])}")
+    tr = mem.get("training") or {}
+    if tr.get("measured_bytes"):
+        lines.append(f"memory, training step ({tr['optimizer']}, float32): measured {hbytes(tr['measured_bytes'])} vs "
+                     f"analytic {hbytes(tr['analytic_bytes'])} (ratio {tr['ratio']:.2f}, peak in the {tr['phase']})"
+                     f"; operator workspace +{hbytes(tr['workspace_bytes'])}")
+    if mem:
+        lines.append(f"memory measured by {mem['method']}; judged within ±{mem['tolerance']:.0%}")
     if result.fused:
         f = result.fused
         lines.append(f"batch norm folded into {f['folded']} convs: params {f['analytic_params']:,} analytic, "
@@ -243,15 +250,18 @@ def print_verify(report: Report, result: Any, console: Any) -> None:
     lines += [escape(n) for n in result.notes]
     console.print(Panel("\n".join(lines), title="timing", expand=False))
     rf = result.rf_summary()
+    unjudged = mem.get("not_judged", [])
     console.print(f"{len(result.checks)} layers compared (shape, params, buffers, FLOPs); "
                   f"{rf['probed']} receptive fields probed, {rf['not_probed']} not probed"
                   + (":" if rf["reasons"] else "."))
     for why, n in sorted(rf["reasons"].items(), key=lambda kv: -kv[1]):
         console.print(f"  {n} {escape(why)}", highlight=False)
-    if result.ok and not rf["not_probed"]:
+    for why in unjudged:
+        console.print(f"  not judged: {escape(why)}", highlight=False)
+    if result.ok and not rf["not_probed"] and not unjudged:
         console.print("[green]all analytic numbers agree with torch[/green]")
     elif result.ok:
-        console.print("[green]every checked number agrees with torch[/green] (the fields listed above were not probed)")
+        console.print("[green]every checked number agrees with torch[/green] (what is listed above was not checked)")
     else:
         for m in result.mismatches:
             console.print(f"[red]mismatch[/red] {m}", highlight=False)

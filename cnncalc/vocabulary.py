@@ -72,7 +72,31 @@ def describe(type_name: str) -> str:
     for name, kind, default, desc in fields_of(cls):
         lines.append(escape(f"  {name}: {kind} = {default}" + (f"  — {desc}" if desc else "")))
     lines.append("  common: name, inputs, trainable (default true), share")
+    lines += ["", "memory:"] + [escape(f"  {what}: {doc}") for what, doc in memory_rules(cls)]
     return "\n".join(lines)
+
+
+def memory_rules(cls: type[Layer]) -> list[tuple[str, str]]:
+    """The memory model of a type, from the docstrings of its memory rules."""
+    def doc(rule: str) -> str | None:
+        fn = getattr(cls, rule, None)
+        if fn is None or fn is getattr(Layer, rule, None) or not fn.__doc__:
+            return None
+        return " ".join(line.strip() for line in (fn.__doc__ or "").strip().split("\n\n")[0].splitlines()) or None
+
+    saved = doc("saved") or "nothing (its backward needs no values)"
+    rules = [("kept for backward", saved)]
+    if doc("aliases"):
+        rules.append(("no new output", doc("aliases") or ""))
+    if doc("scratch"):
+        rules.append(("temporaries in the forward call", doc("scratch") or ""))
+    if doc("middle") and doc("middle") != doc("scratch"):
+        rules.append(("intermediate result", doc("middle") or ""))
+    if cls.passes_gradient:
+        rules.append(("backward", "passes the output's gradient on to the inputs (no new gradient tensor)"))
+    if not cls.memory_exact:
+        rules.append(("verify", "does not judge this type's memory (an estimate)"))
+    return rules
 
 
 def print_vocabulary(console: Any) -> None:

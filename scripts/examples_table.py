@@ -16,8 +16,9 @@ from cnncalc.render import hbytes, rf_num, shape_str  # noqa: E402
 
 
 def table() -> str:
-    lines = ["| example | input | layers | params | MACs | FLOPs | largest local RF | inference memory |",
-             "|---|---|---:|---:|---:|---:|---|---:|"]
+    lines = ["| example | input | layers | params | MACs | FLOPs | largest local RF | inference memory "
+             "| training step (adam) |",
+             "|---|---|---:|---:|---:|---:|---|---:|---:|"]
     for path in sorted(glob.glob(os.path.join(ROOT, "examples", "*.yaml"))):
         r = cnncalc.analyze(cnncalc.load_spec(path))
         t = r.totals
@@ -28,7 +29,8 @@ def table() -> str:
         rf_s = approx + "×".join(rf_num(f, "size") for f in rf) if rf else "–"
         rf_s = rf_s or "–"
         lines.append(f"| `{os.path.basename(path)}` | {shape_str(r.input_shape[1:])} | {len(r.layers)} | "
-                     f"{t['params']:,} | {t['macs']:,} | {t['flops']:,} | {rf_s} | {hbytes(t['inference_memory_bytes'])} |")
+                     f"{t['params']:,} | {t['macs']:,} | {t['flops']:,} | {rf_s} | {hbytes(t['inference_memory_bytes'])} | "
+                     f"{hbytes(t['training_memory_bytes'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -78,30 +78,116 @@ def measure_counts(report: Report, model, x, t) -> list[LayerCheck]:
     return checks
 
 
-def measure_peak(model, x, t, dev) -> int | None:
-    """Peak bytes allocated by one inference forward pass beyond what was live before it."""
+def measure_peak(model, x, t, dev) -> Peak | None:
+    """Peak bytes of activations in one inference forward pass, the input included (the
+    caller holds it): the input's bytes plus the peak allocated during the pass."""
     torch = t.torch
-    if dev.type == "cuda":
-        sync(torch, dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-        base = torch.cuda.memory_allocated(dev)
-        with torch.inference_mode():
-            out = model(x)
-        sync(torch, dev)
-        del out
-        return torch.cuda.max_memory_allocated(dev) - base
-    if dev.type == "cpu":
-        from torch.profiler import ProfilerActivity, profile
+    with torch.inference_mode():
+        grown = _peak_during(lambda: model(x), t, dev)
+    return None if grown is None else Peak(x.nbytes + grown.tensors, grown.workspace)
 
-        with _quiet_fds(), torch.inference_mode(), profile(activities=[ProfilerActivity.CPU],
-                                                           profile_memory=True) as prof:
-            model(x)
-        cur = peak = 0
-        for e in sorted(prof.events(), key=lambda e: e.time_range.start):
-            cur += e.self_cpu_memory_usage  # allocations at their op, frees as '[memory]' events
-            peak = max(peak, cur)
-        return peak or None
-    return None
+
+def measure_training(model, x, t, dev, optimizer: str) -> Peak | None:
+    """Peak bytes of one training step (forward, backward with an output-sized loss gradient,
+    optimizer step with torch's for-loop implementation, gradients set to None), after a
+    warm-up step has created the optimizer state: params + buffers + state + input + the peak
+    allocated during the step."""
+    torch = t.torch
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = None
+    if params:
+        kw = {"sgd": dict(lr=1e-3), "momentum": dict(lr=1e-3, momentum=0.9), "adam": dict(lr=1e-3)}[optimizer]
+        opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(params, foreach=False, **kw)
+
+    class Loss(torch.autograd.Function):  # type: ignore[name-defined]
+        """Σ outputs; its backward hands each output a fresh output-sized gradient (as a real
+        loss does) that autograd frees once used."""
+
+        @staticmethod
+        def forward(ctx, o):
+            ctx.like = (o.shape, o.dtype, o.device)
+            return o.sum()
+
+        @staticmethod
+        def backward(ctx, g):
+            shape, dtype, device = ctx.like
+            return torch.ones(shape, dtype=dtype, device=device)
+
+    def step() -> None:
+        out = model(x)
+        outs = [o for o in (out if isinstance(out, tuple) else (out,)) if o.requires_grad]
+        if outs:
+            sum(Loss.apply(o) for o in outs).backward()
+        if opt:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    try:
+        step()
+        grown = _peak_during(step, t, dev)
+    finally:
+        model.eval()
+    if grown is None:
+        return None
+    state = sum(v.nbytes for s in (opt.state.values() if opt else ()) for v in s.values()
+                if torch.is_tensor(v) and v.dim() > 0)
+    kept = {id(v): v.nbytes for v in [*model.parameters(), *model.buffers()]}
+    return Peak(sum(kept.values()) + state + x.nbytes + grown.tensors, grown.workspace)
+
+
+@dataclass
+class Peak:
+    """Peak bytes allocated while something ran, beyond what was allocated before."""
+
+    tensors: int
+    """the peak of tensors alive between torch operators (what the analytic model describes)"""
+    workspace: int
+    """what the allocator's peak adds: buffers an operator allocates and frees inside itself
+    (im2col columns, reordered weights, cuDNN workspace)"""
+
+
+def _peak_during(fn: Callable[[], Any], t, dev) -> Peak | None:
+    """Peaks while fn runs, from the profiler's allocation events (CPU and CUDA); None on
+    devices whose allocations the profiler does not record."""
+    if dev.type not in ("cpu", "cuda"):
+        return None
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    sync(t.torch, dev)
+    with _quiet_fds(), profile(activities=acts, profile_memory=True) as prof:
+        fn()
+        sync(t.torch, dev)
+    events: list[tuple[int, int, int, int | None]] = []  # (time, bytes ±, address, outermost operator)
+    stack: list[tuple[Any, int | None]] = [(node, None) for node in prof.profiler.kineto_results.experimental_event_tree()]
+    while stack:
+        node, op = stack.pop()
+        if op is None and node.tag == _EventType.TorchOp and node.name.startswith("aten::"):
+            op = id(node)
+        stack.extend((child, op) for child in node.children)
+        if node.tag == _EventType.Allocation and str(node.extra_fields.device).split(":")[0] == dev.type:
+            events.append((node.start_time_ns, node.extra_fields.alloc_size, node.extra_fields.ptr, op))
+    events.sort(key=lambda e: e[0])
+    opened: dict[int, int | None] = {}  # address -> operator that allocated it
+    inside: set[int] = set()            # indices of allocations freed by the operator that made them
+    born: dict[int, int] = {}
+    for i, (_, size, ptr, op) in enumerate(events):
+        if size > 0:
+            opened[ptr], born[ptr] = op, i
+        elif ptr in opened:
+            if op is not None and opened.pop(ptr) == op:
+                inside.update((born[ptr], i))
+            born.pop(ptr, None)
+    total = tensors = peak_total = peak_tensors = 0
+    for i, (_, size, _, _) in enumerate(events):
+        total += size
+        peak_total = max(peak_total, total)
+        if i not in inside:
+            tensors += size
+            peak_tensors = max(peak_tensors, tensors)
+    return Peak(peak_tensors, peak_total - peak_tensors)
 
 
 @contextlib.contextmanager

@@ -6,14 +6,23 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Callable
 
-from ..analyzer import Report
+from ..analyzer import Report, analyze
 from ..arith import DTYPE_BYTES, fmt_num
 from ..errors import CnnError
 from . import kit
 from .build import build_model
 from .device import available_memory, device_name, pick_device
 from .fold import check_bn_folding
-from .measure import SPREAD_LIMIT, LayerCheck, matmul_peak, measure_counts, measure_peak, summarize, time_forward
+from .measure import (
+    SPREAD_LIMIT,
+    LayerCheck,
+    matmul_peak,
+    measure_counts,
+    measure_peak,
+    measure_training,
+    summarize,
+    time_forward,
+)
 from .probe import probe_plan, probe_rf, probe_whole
 
 #: progress(stage, done): a new stage with done=0, then done=1 per warm-up or timed pass
@@ -141,18 +150,16 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
                 f"batch-norm folding: params analytic={result.fused['analytic_params']:,} "
                 f"torch={result.fused['torch_params']:,}, max relative output difference "
                 f"{result.fused['max_relative_output_difference']:.2e}")
+    say("measuring training memory", 0)
+    train_model = _train_memory(report, model, x, t, dev)
     model = model.to(dtype=tdtype)
     x = x.to(tdtype)
     if channels_last and len(report.input_shape) == 4:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     say("measuring memory", 0)
-    peak = _in_dtype(measure_peak, report, dtype, dev, model, x, t, dev)
-    analytic = int(report.totals["inference_peak_activation_bytes"] * scale)
-    result.memory = {"analytic_peak_activation_bytes": analytic, "measured_peak_bytes": peak,
-                     "ratio_measured_to_analytic": (peak / analytic) if peak and analytic else None,
-                     "method": {"cuda": "torch.cuda.max_memory_allocated", "cpu": "torch.profiler memory events"}
-                     .get(dev.type, "not measured on this device")}
+    result.memory = _memory(report, model, x, t, dev, dtype, train_model)
+    result.mismatches += result.memory.pop("mismatches")
     say("timing", 0)
     times = _in_dtype(time_forward, report, dtype, dev, model, x, t, dev, repeat, warmup, lambda: say("timing", 1))
     peak_flops = matmul_peak(t, dev, tdtype)
@@ -171,6 +178,64 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
         except Exception as exc:  # noqa: BLE001 - compile support varies by platform; report it
             result.notes.append(f"torch.compile failed on this platform: {type(exc).__name__}: {exc}"[:300])
     return result
+
+
+MEMORY_TOLERANCE = 0.10  #: measured ÷ analytic memory may differ from 1 by this much
+
+
+def _at(report: Report, dtype: str) -> Report:
+    """The report re-analysed in another dtype (memory figures depend on it)."""
+    if dtype == report.dtype:
+        return report
+    return analyze(report.network, report.input_shape[0], report.input_shape[1:], dtype, report.optimizer)
+
+
+def _train_memory(report: Report, model: Any, x: Any, t: Any, dev: Any) -> dict:
+    """One training step measured in float32 against the analytic training memory."""
+    analytic = _at(report, "float32").totals
+    out = {"analytic_bytes": analytic["training_memory_bytes"], "phase": analytic["training_peak_phase"],
+           "optimizer": report.optimizer, "measured_bytes": None, "workspace_bytes": None, "ratio": None}
+    try:
+        peak = measure_training(model, x, t, dev, report.optimizer)
+    except (RuntimeError, ValueError) as exc:  # e.g. batch norm over one value per channel
+        out["note"] = f"torch cannot train this network at this batch: {str(exc).splitlines()[0][:200]}"
+        return out
+    if peak is not None:
+        out.update(measured_bytes=peak.tensors, workspace_bytes=peak.workspace,
+                   ratio=peak.tensors / out["analytic_bytes"] if out["analytic_bytes"] else None)
+    return out
+
+
+def _memory(report: Report, model: Any, x: Any, t: Any, dev: Any, dtype: str, training: dict) -> dict:
+    """Inference peak measured in the timed dtype, the training step's figures, and whether
+    both are within MEMORY_TOLERANCE of the analytic model (mismatches otherwise)."""
+    peak = _in_dtype(measure_peak, report, dtype, dev, model, x, t, dev)
+    analytic = _at(report, dtype).totals["inference_peak_activation_bytes"]
+    inexact = sorted({r.type for r in report.layers if not r.layer.memory_exact})
+    mem: dict[str, Any] = {
+        "analytic_peak_activation_bytes": analytic,
+        "measured_peak_bytes": peak.tensors if peak else None,
+        "measured_workspace_bytes": peak.workspace if peak else None,
+        "ratio_measured_to_analytic": peak.tensors / analytic if peak and analytic else None,
+        "method": {"cuda": "torch.profiler allocation events (CUDA caching allocator)",
+                   "cpu": "torch.profiler allocation events"}.get(dev.type, "not measured on this device"),
+        "training": training, "tolerance": MEMORY_TOLERANCE, "mismatches": []}
+    why = []  # what was not judged, and why
+    if inexact:
+        why.append(f"memory: {', '.join(inexact)} run as cnncalc's own torch code, whose temporaries are not "
+                   "the real kernel's")
+    else:
+        if peak is None:
+            why.append(f"memory: torch cannot measure allocations on {dev.type}")
+        if training["measured_bytes"] is None:
+            why.append(f"training memory: {training.get('note') or 'not measured on ' + dev.type}")
+    for what, ratio in (("inference peak activations", mem["ratio_measured_to_analytic"]),
+                        ("training step", training["ratio"])):
+        if ratio is not None and not inexact and abs(ratio - 1) > MEMORY_TOLERANCE:
+            mem["mismatches"].append(f"memory: {what} measured/analytic = {ratio:.2f} (tolerance ±{MEMORY_TOLERANCE:.0%})")
+    mem["judged"] = not why
+    mem["not_judged"] = why
+    return mem
 
 
 def _in_dtype(fn: Callable, report: Report, dtype: str, dev: Any, *args: Any) -> Any:

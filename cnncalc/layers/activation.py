@@ -7,7 +7,7 @@ from pydantic import Field
 
 from ..arith import RF
 from ..errors import LayerError
-from .base import Ctx, Layer, PosInt, Shape, fmt_shape
+from .base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
 
 
 class Activation(Layer):
@@ -17,10 +17,19 @@ class Activation(Layer):
     category: ClassVar[str] = "activation"
     torch_name: ClassVar[str] = ""
     inplace: bool = False
-    """Accepted for torch parity; it changes no count (memory estimates ignore it)."""
+    """Overwrite the input: no new output tensor (memory)."""
+    #: autograd keeps the output (relu, sigmoid, tanh, softmax) rather than the input
+    saves_output: ClassVar[bool] = False
 
     def elementwise(self, ctx: Ctx) -> int:
         return prod(ctx.out)
+
+    def aliases(self, training: bool) -> bool:
+        return self.inplace
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Autograd keeps the input (the output for relu, sigmoid, tanh, softmax, log_softmax)."""
+        return Saved(output=True) if self.saves_output or self.inplace else Saved(inputs=(0,))
 
     def torch_kwargs(self) -> dict[str, Any]:
         return {"inplace": self.inplace}
@@ -34,6 +43,7 @@ class ReLU(Activation):
     """max(0, x)."""
     type: Literal["relu"]
     torch_name: ClassVar[str] = "ReLU"
+    saves_output: ClassVar[bool] = True
 
 
 class ReLU6(Activation):
@@ -91,12 +101,14 @@ class Sigmoid(_NoInplace):
     """1/(1 + e⁻ˣ)."""
     type: Literal["sigmoid"]
     torch_name: ClassVar[str] = "Sigmoid"
+    saves_output: ClassVar[bool] = True
 
 
 class Tanh(_NoInplace):
     """tanh(x)."""
     type: Literal["tanh"]
     torch_name: ClassVar[str] = "Tanh"
+    saves_output: ClassVar[bool] = True
 
 
 class GELU(_NoInplace):
@@ -114,6 +126,7 @@ class _AlongDim(_NoInplace):
     reads the whole of that axis."""
 
     dim: int = 1
+    saves_output: ClassVar[bool] = True
 
     @property
     def rf_size_dependent(self) -> bool:  # type: ignore[override]
@@ -199,6 +212,19 @@ class _Dropout(Layer):
     def build(self, ctx: Ctx, t: Any) -> Any:
         return getattr(t.nn, self.torch_name)(self.p, self.inplace)
 
+    def aliases(self, training: bool) -> bool:
+        """At inference (and for p = 0) torch returns the input itself; in place it overwrites it."""
+        return not training or self.p == 0 or self.inplace
+
+    def mask(self, ctx: Ctx) -> int:
+        """Elements of the random mask: one per element (one per channel for channel dropout)."""
+        return prod(ctx.out)
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Autograd keeps the scaled mask, in the compute dtype (torch's CPU kernel; CUDA keeps
+        a bool mask, 1 byte per element)."""
+        return Saved() if self.p == 0 else Saved(extra=self.mask(ctx))
+
 
 
 class Dropout(_Dropout):
@@ -211,6 +237,10 @@ class Dropout(_Dropout):
 class _ChannelDropout(_Dropout):
     """Channel dropout: zeroes whole channels of (N, C, …) with probability p while training;
     identity at inference (no params, no ops counted, RF unchanged)."""
+
+    def mask(self, ctx: Ctx) -> int:
+        """One per (sample, channel); torch reads the lower rank as one unbatched sample."""
+        return prod(ctx.out[:2]) if len(ctx.out) == max(self.ranks) else ctx.out[0]
 
 
 class Dropout1d(_ChannelDropout):

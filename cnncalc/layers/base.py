@@ -52,6 +52,20 @@ def per_axis(value: Any, dims: int, minimum: int = 1) -> tuple[int, ...]:
     raise ValueError(f"expected {what} or {axes} (one per spatial axis), received {value!r}")
 
 
+@dataclass(frozen=True)
+class Saved:
+    """The tensors autograd keeps from a layer's forward call for its backward call (torch's
+    derivatives.yaml): inputs kept as they are (shared with any other layer keeping them), the
+    output, and new tensors (statistics, masks, indices) counted in elements."""
+
+    inputs: tuple[int, ...] = ()
+    output: bool = False
+    extra: int = 0
+    """new tensors in the compute dtype, elements"""
+    extra_bytes: int = 0
+    """new tensors of a fixed dtype (int64 indices, bool masks), bytes"""
+
+
 @dataclass
 class Ctx:
     """What a rule sees: the input shapes (batch first) and, after `shape`, the output shape."""
@@ -88,6 +102,10 @@ class Layer(BaseModel):
     rf_size_dependent: ClassVar[bool] = False
     #: its weights can absorb a following per-channel affine map (batch-norm folding)
     absorbs_affine: ClassVar[bool] = False
+    #: backward hands the output's gradient (or views of it) to the inputs: no new gradient tensor
+    passes_gradient: ClassVar[bool] = False
+    #: the memory rules describe what torch allocates (False: an estimate, which verify does not judge)
+    memory_exact: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -132,6 +150,29 @@ class Layer(BaseModel):
 
     def warnings(self, ctx: Ctx) -> list[str]:
         return []
+
+    # ---- memory ---------------------------------------------------------------------------------
+    def aliases(self, training: bool) -> bool:
+        """The output is the input's memory (a view, an in-place op, dropout at inference):
+        the layer allocates nothing."""
+        return False
+
+    def scratch(self, ctx: Ctx, b: int) -> int:
+        """Bytes of the temporaries the layer's torch code makes, at their peak inside the
+        forward call, beyond the output (b: bytes per element of the compute dtype). Buffers
+        that one torch operator allocates and frees inside itself are not tensors: verify
+        reports them as workspace."""
+        return 0
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """What autograd keeps for backward when the output needs a gradient; `grads` says
+        which inputs need one. Default: nothing (moves, pads, sums)."""
+        return Saved()
+
+    def backward_scratch(self, ctx: Ctx, b: int, grads: tuple[bool, ...]) -> int:
+        """Bytes of temporaries in the backward call: the gradients of the forward call's
+        temporaries, made when an input needs a gradient."""
+        return self.scratch(ctx, b) if any(grads) else 0
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         """The torch module computing this layer (``t`` holds torch, nn, F and cnncalc's own)."""

@@ -7,7 +7,7 @@ from pydantic import WithJsonSchema, field_validator, model_validator
 
 from ..arith import RF, Window, conv_transpose_out, same_padding
 from ..errors import LayerError
-from .base import Axes, Axes0, Ctx, Layer, PosInt, Shape, per_axis
+from .base import Axes, Axes0, Ctx, Layer, PosInt, Saved, Shape, per_axis
 
 AXES_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 _END = {1: ("samples at the end",), 2: ("rows at the bottom", "columns at the right"),
@@ -199,6 +199,44 @@ class ConvNd(_Window, _ConvFields):
     def warnings(self, ctx: Ctx) -> list[str]:
         return self.window_warnings(ctx)
 
+    @property
+    def memory_exact(self) -> bool:  # type: ignore[override]
+        """Circular padding (its backward is a chain of slice copies) and a padding_mode with no
+        padding take torch paths whose backward temporaries are not modelled (measured up to
+        25% off in a training step): verify does not judge them."""
+        return self.padding_mode == "zeros" or (
+            self.padding_mode != "circular" and any(a or b for a, b in self.pads(None)))  # type: ignore[arg-type]
+
+    def padded(self, ctx: Ctx) -> int:
+        """Elements of the padded copy torch makes first (a padding_mode other than zeros, or
+        uneven zero padding); 0 when the kernel pads on the fly."""
+        pads = self.pads(ctx)
+        if self.padding_mode == "zeros" and all(a == b for a, b in pads):
+            return 0
+        return prod(ctx.x[:2]) * prod(h + a + b for h, (a, b) in zip(ctx.x[2:], pads))
+
+    def scratch(self, ctx: Ctx, b: int) -> int:
+        """The padded copy, if any."""
+        return self.padded(ctx) * b
+
+    def backward_scratch(self, ctx: Ctx, b: int, grads: tuple[bool, ...]) -> int:
+        """When the input needs a gradient, the padding runs as its own backward step: first the
+        conv makes the padded copy's gradient (next to the output's); then, the output's
+        gradient and the saved copy freed, the padding turns it into the input's."""
+        copy, x, out = self.padded(ctx), prod(ctx.x), prod(ctx.out)
+        if not grads[0] or not copy:
+            return 0
+        second = (copy if self.padding_mode == "circular" else 0) + (0 if self.trainable else copy) - out
+        return max(copy - x, second, 0) * b
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Autograd keeps the input (its padded copy, if any) for the weight's gradient; reflect
+        and replicate padding also keep the input."""
+        copy = self.padded(ctx)
+        reflects = self.padding_mode in ("reflect", "replicate") and any(a or b for a, b in self.pads(ctx))
+        keep_input = (not copy and self.trainable) or (copy and grads[0] and reflects)  # a zero pad is a clone
+        return Saved(inputs=(0,) if keep_input else (), extra=copy if self.trainable else 0)
+
     def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
         k = "·".join(map(str, self.kernel_size))
         return [*self.explain_window(ctx), *super().explain(ctx),
@@ -302,6 +340,10 @@ class ConvTransposeNd(_ConvFields):
         return [*lines, *super().explain(ctx),
                 ("MACs", f"{'·'.join(map(str, ctx.x))} · {self.out_channels}/{self.groups} · {k}", self.macs(ctx))]
 
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Autograd keeps the input for the weight's gradient."""
+        return Saved(inputs=(0,)) if self.trainable else Saved()
+
     def build(self, ctx: Ctx, t: Any) -> Any:
         cls = getattr(t.nn, f"ConvTranspose{self.dims}d")
         return cls(ctx.x[1], self.out_channels, self.kernel_size, self.stride, self.padding,
@@ -369,6 +411,21 @@ class _Conv2dBase(_Window, _ConvFields):
     def pad(self) -> tuple[int, ...]:
         return tuple(p for p, _ in self.padding)
 
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Autograd keeps the input for the weight's gradient, and the intermediate result."""
+        return Saved(inputs=(0,), extra=self.middle(ctx)) if self.trainable else Saved()
+
+    def middle(self, ctx: Ctx) -> int:  # elements of a two-step convolution's intermediate result
+        return 0
+
+    def scratch(self, ctx: Ctx, b: int) -> int:
+        """The intermediate result, alive while the second step runs."""
+        return self.middle(ctx) * b
+
+    def backward_scratch(self, ctx: Ctx, b: int, grads: tuple[bool, ...]) -> int:
+        """The intermediate result's gradient (the first step's weights need it)."""
+        return self.scratch(ctx, b) if self.trainable or grads[0] else 0
+
 
 class DeformConv2d(_Conv2dBase):
     """Deformable convolution (torchvision.ops.DeformConv2d) with its offset branch.
@@ -381,6 +438,7 @@ class DeformConv2d(_Conv2dBase):
     data-dependent)."""
 
     type: Literal["deform_conv2d"]
+    memory_exact: ClassVar[bool] = False
     groups: PosInt = 1
     offset_groups: PosInt = 1
     modulated: bool = False
@@ -424,6 +482,11 @@ class DeformConv2d(_Conv2dBase):
         sampled = ctx.x[0] * ctx.x[1] * prod(self.kernel_size) * self.positions(ctx)
         return 8 * sampled + (prod(ctx.out) if self.bias else 0) + ctx.x[0] * self.offset_channels() * self.positions(ctx)
 
+    def middle(self, ctx: Ctx) -> int:
+        """An estimate: the sampled columns N·C_in·∏K·H'·W' (torchvision's kernel builds them
+        in chunks; verify runs cnncalc's own torch code, so it does not judge this figure)."""
+        return ctx.x[0] * ctx.x[1] * prod(self.kernel_size) * self.positions(ctx)
+
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.ext.DeformConv2d(ctx.x[1], self.out_channels, self.kernel_size, self.stride, self.pad,
                                   self.dilation, self.groups, self.offset_groups, self.bias, self.modulated)
@@ -455,6 +518,10 @@ class SeparableConv2d(_Conv2dBase):
         mid = ctx.x[1] * self.depth_multiplier
         pos = f"{ctx.x[0]}·{'·'.join(map(str, ctx.out[2:]))}"
         return f"{pos} · {mid} · {'·'.join(map(str, self.kernel_size))} + {pos} · {mid} · {self.out_channels}"
+
+    def middle(self, ctx: Ctx) -> int:
+        """The depthwise result, N·C_in·m·∏H'."""
+        return ctx.x[0] * ctx.x[1] * self.depth_multiplier * self.positions(ctx)
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         mid = ctx.x[1] * self.depth_multiplier
@@ -493,6 +560,10 @@ class SpatialSeparableConv2d(_Conv2dBase):
     def elementwise(self, ctx: Ctx) -> int:
         return (ctx.out[0] * self.out_channels * ctx.out[2] * (ctx.x[3] + ctx.out[3])) if self.bias else 0
 
+    def middle(self, ctx: Ctx) -> int:
+        """The vertical conv's result, N·C_out·H'·W."""
+        return ctx.out[0] * self.out_channels * ctx.out[2] * ctx.x[3]
+
     def build(self, ctx: Ctx, t: Any) -> Any:
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.pad, self.dilation
         c = self.out_channels
@@ -519,6 +590,18 @@ class LocallyConnected2d(_Conv2dBase):
 
     def macs(self, ctx: Ctx) -> int:
         return prod(ctx.out) * ctx.x[1] * prod(self.kernel_size)
+
+    def columns(self, ctx: Ctx) -> int:
+        """Elements of the unfolded input (im2col): N·C_in·∏K·H'·W'."""
+        return ctx.x[0] * ctx.x[1] * prod(self.kernel_size) * self.positions(ctx)
+
+    def scratch(self, ctx: Ctx, b: int) -> int:
+        """The columns and one output-sized matmul result before it is laid out."""
+        return (self.columns(ctx) + prod(ctx.out)) * b
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Autograd keeps the columns (not the input)."""
+        return Saved(extra=self.columns(ctx)) if self.trainable or grads[0] else Saved()
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.ext.LocallyConnected2d(ctx.x[1], self.out_channels, self.kernel_size, self.stride, self.pad,
@@ -549,6 +632,28 @@ class TiledConv2d(_Conv2dBase):
 
     def macs(self, ctx: Ctx) -> int:
         return prod(ctx.out) * ctx.x[1] * prod(self.kernel_size)
+
+    def columns(self, ctx: Ctx) -> int:
+        """Elements of the unfolded input (im2col): N·C_in·∏K·H'·W'."""
+        return ctx.x[0] * ctx.x[1] * prod(self.kernel_size) * self.positions(ctx)
+
+    def scratch(self, ctx: Ctx, b: int) -> int:
+        """Beside the columns and the zeroed output being filled, bank by bank: the bank's
+        gathered columns and matmul result while the previous result is still referenced; then
+        the bias add next to the last result."""
+        (n, _, h, w), (th, tw) = ctx.out, self.tile_size
+        banks = min(th, h) * min(tw, w)
+        first = -(-h // th) * -(-w // tw)  # positions of the first (largest) bank
+        last = -(-(h - min(th, h) + 1) // th) * -(-(w - min(tw, w) + 1) // tw)
+        cols, out, k = self.columns(ctx), prod(ctx.out), ctx.x[1] * prod(self.kernel_size)
+        filling = cols + n * first * (k + self.out_channels * (2 if banks > 1 else 1))
+        if self.bias:  # the output is the bias add's result, made after the filling
+            filling = max(filling, cols + out + n * last * self.out_channels)
+        return filling * b
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Autograd keeps each bank's gathered columns: together the columns."""
+        return Saved(extra=self.columns(ctx)) if self.trainable or grads[0] else Saved()
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.ext.TiledConv2d(ctx.x[1], self.out_channels, self.kernel_size, self.stride, self.pad,

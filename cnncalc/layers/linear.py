@@ -4,7 +4,7 @@ from math import prod
 from typing import Any, ClassVar, Literal
 
 from ..errors import LayerError
-from .base import Ctx, Layer, PosInt, Shape, fmt_shape
+from .base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
 
 
 class Linear(Layer):
@@ -49,6 +49,10 @@ class Linear(Layer):
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.nn.Linear(ctx.x[-1], self.out_features, self.bias)
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Autograd keeps the input for the weight's gradient."""
+        return Saved(inputs=(0,)) if self.trainable else Saved()
 
     def probe(self, ctx: Ctx, t: Any) -> Any:
         """Every output feature reads the whole last axis: its sum, spread over out_features."""

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from ..arith import RF
 from ..errors import LayerError
-from .base import Ctx, Layer, Shape, fmt_shape, merged
+from .base import Ctx, Layer, Saved, Shape, fmt_shape, merged
 
 
 class _Merge(Layer):
@@ -18,6 +18,11 @@ class _Merge(Layer):
         """The merge itself, on the inputs' one-channel stand-ins."""
         return self.build(ctx, t)
 
+    def scratch(self, ctx: Ctx, b: int) -> int:
+        """Three or more inputs are added or multiplied pairwise: one output-sized partial
+        result (concatenation is one operator)."""
+        return prod(ctx.out) * b if len(ctx.ins) > 2 and self.type != "concat" else 0
+
 
 class Add(_Merge):
     """Element-wise sum of ≥ 2 inputs of the same shape (residual connections).
@@ -26,6 +31,7 @@ class Add(_Merge):
     windows."""
 
     type: Literal["add"]
+    passes_gradient: ClassVar[bool] = True
 
     def shape(self, ctx: Ctx) -> Shape:
         for i, s in enumerate(ctx.ins[1:], 1):
@@ -66,6 +72,21 @@ class Mul(_Merge):
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.ext.Mul()
 
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Computed pairwise, p = x₀·x₁, then p·x₂, …: autograd keeps each factor whose partner
+        needs a gradient, and the partial products (output-sized) it needs."""
+        keep, partials = [], 0
+        left = grads[0]  # does the running product need a gradient?
+        if grads[1]:
+            keep.append(0)
+        for i in range(1, len(grads)):
+            if left:
+                keep.append(i)
+            if i >= 2 and grads[i]:
+                partials += 1
+            left = left or grads[i]
+        return Saved(inputs=tuple(keep), extra=partials * prod(ctx.out))
+
 
 class Concat(_Merge):
     """Concatenation along dim (default 1, the channels): every other axis must match.
@@ -73,6 +94,7 @@ class Concat(_Merge):
 
     type: Literal["concat"]
     dim: int = 1
+    passes_gradient: ClassVar[bool] = True
 
     def shape(self, ctx: Ctx) -> Shape:
         r = len(ctx.x)

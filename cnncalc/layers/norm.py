@@ -6,7 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, WithJsonSchema, field_validator
 
 from ..errors import LayerError
-from .base import Ctx, Layer, PosInt, Shape, fmt_shape
+from .base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
 
 
 class _Norm(Layer):
@@ -56,6 +56,10 @@ class BatchNormNd(_Norm):
     def folds(self) -> bool:
         return self.track_running_stats
 
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Autograd keeps the input and the batch mean and inverse deviation (C each)."""
+        return Saved(inputs=(0,), extra=2 * ctx.x[1])
+
     def affine_map(self, module: Any, t: Any) -> tuple[Any, Any]:
         """s = γ/√(σ² + ε), b = β − μ·s (γ = 1, β = 0 without affine)."""
         torch = t.torch
@@ -91,6 +95,11 @@ class InstanceNormNd(BatchNormNd):
 
     def folds(self) -> bool:
         return False  # per-sample statistics, even when running ones are tracked
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """torch runs batch norm on (1, N·C, …): autograd keeps the input, the mean and inverse
+        deviation, and the N-fold repeats of γ and of the running statistics (N·C each)."""
+        return Saved(inputs=(0,), extra=ctx.x[0] * ctx.x[1] * (2 + self.affine + 2 * self.track_running_stats))
 
     def shape(self, ctx: Ctx) -> Shape:
         if len(ctx.x) != self.dims + 2:
@@ -163,6 +172,10 @@ class LayerNorm(_Norm):
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.nn.LayerNorm(list(self.axes(ctx)), self.eps, self.elementwise_affine, self.bias)
 
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Autograd keeps the input and a mean and inverse deviation per normalised slice."""
+        return Saved(inputs=(0,), extra=2 * prod(ctx.x[: len(ctx.x) - len(self.axes(ctx))]))
+
 
 class GroupNorm(_Norm):
     """Group normalisation: statistics per sample over groups of C/num_groups channels.
@@ -192,6 +205,10 @@ class GroupNorm(_Norm):
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.nn.GroupNorm(self.num_groups, ctx.x[1], self.eps, self.affine)
 
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Autograd keeps the input and a mean and inverse deviation per sample and group."""
+        return Saved(inputs=(0,), extra=2 * ctx.x[0] * self.num_groups)
+
 
 class LocalResponseNorm(Layer):
     """Local response normalisation across `size` neighbouring channels (AlexNet):
@@ -214,4 +231,16 @@ class LocalResponseNorm(Layer):
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.nn.LocalResponseNorm(self.size, self.alpha, self.beta, self.k)
+
+    def padded(self, ctx: Ctx) -> int:
+        """Elements of x² padded by size − 1 channels (torch averages it with a pooling op)."""
+        return ctx.x[0] * (ctx.x[1] + self.size - 1) * prod(ctx.x[2:])
+
+    def scratch(self, ctx: Ctx, b: int) -> int:
+        """x² with its padded copy, or later the pooled sum with two steps of the divisor."""
+        return max(self.padded(ctx), 2 * prod(ctx.x)) * b
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Autograd keeps the input, padded x², the pooled sum and the divisor."""
+        return Saved(inputs=(0,), extra=self.padded(ctx) + 2 * prod(ctx.x))
 

@@ -9,7 +9,7 @@ from pydantic import WithJsonSchema, field_validator, model_validator
 
 from ..arith import RF, adaptive_windows
 from ..errors import LayerError
-from .base import Axes, Axes0, Ctx, Layer, PosInt, Shape, per_axis
+from .base import Axes, Axes0, Ctx, Layer, PosInt, Saved, Shape, per_axis
 from .conv import _Window, spatial_axes
 
 
@@ -91,6 +91,10 @@ class MaxPoolNd(PoolNd):
         cls = getattr(t.nn, f"MaxPool{self.dims}d")
         return cls(self.kernel_size, self.strides, self.padding, self.dilation, ceil_mode=self.ceil_mode)
 
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Autograd keeps the input and the int64 index of each maximum."""
+        return Saved(inputs=(0,), extra_bytes=8 * prod(ctx.out))
+
 
 
 class AvgPoolNd(PoolNd):
@@ -101,6 +105,10 @@ class AvgPoolNd(PoolNd):
         cls = getattr(t.nn, f"AvgPool{self.dims}d")
         kw = {} if self.dims == 1 else {"divisor_override": self.divisor_override}
         return cls(self.kernel_size, self.strides, self.padding, self.ceil_mode, self.count_include_pad, **kw)
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Autograd keeps the input."""
+        return Saved(inputs=(0,))
 
 
 class LPPoolNd(PoolNd):
@@ -133,6 +141,15 @@ class LPPoolNd(PoolNd):
         cls = getattr(t.nn, f"LPPool{self.dims}d")
         k, s = (self.kernel_size[0], self.strides[0]) if self.dims == 1 else (self.kernel_size, self.strides)
         return cls(self.norm_type, k, s, self.ceil_mode)
+
+    def scratch(self, ctx: Ctx, b: int) -> int:
+        """x^p (input-sized) next to the window averages, or later three output-sized steps."""
+        return max(prod(ctx.x), 3 * prod(ctx.out)) * b
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """torch computes (sign(a)·relu(|a|)·∏K)^(1/p) of a = avg_pool(x^p): autograd keeps x,
+        x^p and four output-sized steps."""
+        return Saved(inputs=(0,), extra=prod(ctx.x) + 4 * prod(ctx.out))
 
 
 class MaxPool1d(MaxPoolNd):
@@ -231,6 +248,14 @@ class AdaptivePoolNd(Layer):
         """The average over the very same windows."""
         return getattr(t.nn, f"AdaptiveAvgPool{self.dims}d")(self.output_size)
 
+    def scratch(self, ctx: Ctx, b: int) -> int:
+        """Adaptive max pooling computes the int64 index of each maximum even at inference."""
+        return 8 * prod(ctx.out) if "max" in self.type else 0
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Autograd keeps the input (and for max pooling the int64 index of each maximum)."""
+        return Saved(inputs=(0,), extra_bytes=8 * prod(ctx.out) if "max" in self.type else 0)
+
 
 class AdaptiveAvgPool1d(AdaptivePoolNd):
     type: Literal["adaptive_avgpool1d"]
@@ -293,3 +318,11 @@ class GlobalPool(Layer):
     def probe(self, ctx: Ctx, t: Any) -> Any:
         """The average over the whole input."""
         return self.build(ctx, t, "Avg")
+
+    def scratch(self, ctx: Ctx, b: int) -> int:
+        """A maximum computes the int64 index of each maximum even at inference."""
+        return 8 * prod(ctx.out) if "max" in self.type else 0
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """A mean keeps nothing; a maximum keeps the input and the int64 index of each maximum."""
+        return Saved(inputs=(0,), extra_bytes=8 * prod(ctx.out)) if "max" in self.type else Saved()

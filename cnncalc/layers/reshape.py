@@ -9,7 +9,7 @@ from pydantic import WithJsonSchema, field_validator, model_validator
 
 from ..arith import RF
 from ..errors import LayerError
-from .base import MAX_INT, Ctx, Layer, PosInt, Shape, fmt_shape, per_axis
+from .base import MAX_INT, Ctx, Layer, PosInt, Saved, Shape, fmt_shape, per_axis
 from .conv import AXES_NAMES
 
 
@@ -17,6 +17,12 @@ class Identity(Layer):
     """Passes its input through unchanged (a placeholder, or a named tap point)."""
 
     type: Literal["identity"]
+
+    passes_gradient: ClassVar[bool] = True
+
+    def aliases(self, training: bool) -> bool:
+        """A view of the input: nothing allocated, and the gradient passes back as a view."""
+        return True
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.nn.Identity()
@@ -30,6 +36,12 @@ class Flatten(Layer):
     type: Literal["flatten"]
     start_dim: int = 1
     end_dim: int = -1
+
+    passes_gradient: ClassVar[bool] = True
+
+    def aliases(self, training: bool) -> bool:
+        """A view of the input: nothing allocated, and the gradient passes back as a view."""
+        return True
 
     def span(self, ctx: Ctx) -> tuple[int, int]:
         r = len(ctx.x)
@@ -222,6 +234,10 @@ class PadNd(Layer):
     def build(self, ctx: Ctx, t: Any) -> Any:
         prefix = {"constant": "Zero", "reflect": "Reflection", "replicate": "Replication", "circular": "Circular"}[self.mode]
         return getattr(t.nn, f"{prefix}Pad{self.dims}d")(self.padding)
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Reflect and replicate keep the input; zero and circular padding keep nothing."""
+        return Saved(inputs=(0,)) if self.mode in ("reflect", "replicate") else Saved()
 
     def probe(self, ctx: Ctx, t: Any) -> Any:
         return self.build(ctx, t)

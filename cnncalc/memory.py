@@ -1,0 +1,196 @@
+"""The memory model: which tensors are alive at each step of an inference pass and of a
+training step, from each layer's rules (`aliases`, `scratch`, `saved`, `passes_gradient`).
+
+Inference (torch.inference_mode): a layer's output is allocated while its inputs are alive,
+with its temporaries (`scratch`); a tensor is freed after its last consumer. Views, in-place
+layers and dropout at inference allocate nothing.
+
+Training step (forward, backward, optimizer step; gradients set to None between steps, as
+``zero_grad()`` does): the forward pass also keeps what autograd saves (`saved`) until that
+layer's backward has run. Backward runs the layers in reverse; each allocates the gradient of
+every input that needs one (size of the input; passed on as is by add, concat and views) and
+its weights' gradients, with temporaries as large as its forward ones (the gradients of its
+intermediate results), then frees what it saved and its output's gradient. The optimizer
+step holds params, gradients and state, plus Adam's two temporaries of the largest tensor
+(torch's for-loop implementation). Persistent: params, buffers, optimizer state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .analyzer import LayerReport
+
+OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  #: state tensors per trainable param
+STEP_TEMPORARIES = {"sgd": 0, "momentum": 0, "adam": 2}  #: largest-param-sized temporaries in step()
+
+
+class _Pool:
+    """Live storages with reference counts (names that use them), and the running total."""
+
+    def __init__(self) -> None:
+        self.size: dict[str, int] = {}
+        self.refs: dict[str, int] = {}
+        self.total = 0
+
+    def alloc(self, key: str, nbytes: int) -> None:
+        self.size[key] = nbytes
+        self.refs[key] = 1
+        self.total += nbytes
+
+    def ref(self, key: str) -> None:
+        self.refs[key] += 1
+
+    def unref(self, key: str) -> None:
+        self.refs[key] -= 1
+        if self.refs[key] == 0:
+            self.total -= self.size.pop(key)
+            del self.refs[key]
+
+
+def _last_uses(rows: list[LayerReport], outputs: list[str]) -> dict[str, int]:
+    """Row index after which each tensor is dropped; the caller holds the input and outputs."""
+    last: dict[str, int] = {}
+    for r in rows:
+        for n in r.inputs:
+            last[n] = r.index
+    end = rows[-1].index + 1 if rows else 0
+    for n in ["input", *outputs]:
+        last[n] = end
+    return last
+
+
+def inference_peak(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: int) -> int:
+    """Peak bytes of activations during one inference pass (the input included)."""
+    last = _last_uses(rows, outputs)
+    pool, root = _Pool(), {"input": "input"}
+    pool.alloc("input", input_bytes)
+    peak = pool.total
+    pending: dict[int, list[str]] = {}
+    for name, i in last.items():
+        pending.setdefault(i, []).append(name)
+    for r in rows:
+        if r.layer.aliases(False):
+            root[r.name] = root[r.inputs[0]]
+            pool.ref(root[r.name])
+        else:
+            root[r.name] = r.name
+            pool.alloc(r.name, r.activation_bytes)
+            peak = max(peak, pool.total + r.layer.scratch(r.ctx, b))
+        if r.name not in last:  # never used: freed at once
+            pool.unref(root[r.name])
+        for name in pending.pop(r.index, []):
+            pool.unref(root[name])
+    return peak
+
+
+@dataclass
+class TrainingMemory:
+    """The training step's figures (bytes)."""
+
+    peak: int
+    """params + buffers + optimizer state + the step's peak of everything else"""
+    saved: int
+    """what autograd holds at the end of the forward pass (activations kept for backward)"""
+    phase: str
+    """where the peak falls: 'forward', 'backward' or 'optimizer step'"""
+
+
+def training_memory(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: int,
+                    optimizer: str, persistent: int) -> TrainingMemory:
+    """Simulate one training step (see the module docstring); `persistent` = params + buffers
+    + optimizer state bytes."""
+    last = _last_uses(rows, outputs)
+    pending: dict[int, list[str]] = {}
+    for name, i in last.items():
+        pending.setdefault(i, []).append(name)
+    grad = {"input": False}
+    pool, root = _Pool(), {"input": "input"}
+    pool.alloc("input", input_bytes)
+    held: dict[int, tuple[list[str], int]] = {}  # row index -> (storages it keeps, new bytes it keeps)
+    peak, phase = pool.total, "forward"
+    for r in rows:
+        grad[r.name] = any(grad[i] for i in r.inputs) or r.trainable_params > 0 or (
+            r.shared_with is not None and r.layer.trainable)
+        fresh = not r.layer.aliases(True)
+        root[r.name] = r.name if fresh else root[r.inputs[0]]
+        if fresh:
+            pool.alloc(r.name, r.activation_bytes)
+        else:
+            pool.ref(root[r.name])
+        extra = 0
+        if grad[r.name]:
+            s = r.layer.saved(r.ctx, tuple(grad[i] for i in r.inputs))
+            keys = [root[r.inputs[i]] for i in s.inputs] + ([root[r.name]] if s.output else [])
+            keys = list(dict.fromkeys(keys))
+            for k in keys:
+                pool.ref(k)
+            extra = s.extra * b + s.extra_bytes
+            held[r.index] = (keys, extra)
+        if pool.total + max(r.layer.scratch(r.ctx, b), extra) > peak:
+            peak, phase = pool.total + max(r.layer.scratch(r.ctx, b), extra), "forward"
+        pool.total += extra
+        if r.name not in last:
+            pool.unref(root[r.name])
+        for name in pending.pop(r.index, []):
+            if name in root:
+                pool.unref(root[name])
+    kept = {k for keys, _ in held.values() for k in keys}
+    saved = sum(pool.size[k] for k in kept) + sum(extra for _, extra in held.values())
+    # backward: the loss's gradient for every output, then the layers in reverse
+    size = {r.name: r.activation_bytes for r in rows}
+    grads = _Pool()
+    gkey: dict[str, str] = {}
+    for o in outputs:
+        if grad.get(o) and o not in gkey:
+            gkey[o] = f"d{o}"
+            grads.alloc(gkey[o], size[o])
+    weight_grads = 0
+    trainable = {r.name: r.trainable_params for r in rows}
+    granted: set[str] = set()  # weights whose gradient exists (shared weights: from their first use)
+    for r in reversed(rows):
+        if not grad[r.name] or r.name not in gkey:
+            if r.index in held:
+                _release(pool, held.pop(r.index))
+            continue
+        owner = r.shared_with or r.name
+        accumulating = 0  # a shared weight's later gradients are made, then added in place
+        if owner in granted:
+            accumulating = trainable[owner] * b
+        else:
+            granted.add(owner)
+            weight_grads += trainable[owner] * b
+        for n in r.inputs:
+            if not grad.get(n) or n == "input":
+                continue
+            if n in gkey:  # made, then added in place to the gradient already there
+                accumulating += 0 if r.layer.passes_gradient else size[n]
+                continue
+            if r.layer.passes_gradient:
+                gkey[n] = gkey[r.name]
+                grads.ref(gkey[n])
+            else:
+                gkey[n] = f"d{n}"
+                grads.alloc(gkey[n], size[n])
+        now = pool.total + grads.total + weight_grads + accumulating + r.layer.backward_scratch(
+            r.ctx, b, tuple(bool(grad.get(n)) for n in r.inputs))
+        if now > peak:
+            peak, phase = now, "backward"
+        if r.index in held:
+            _release(pool, held.pop(r.index))
+        grads.unref(gkey[r.name])
+    largest = max((prod(s) for r in rows if r.trainable_params for s in r.weights.values()), default=0)
+    step = weight_grads + STEP_TEMPORARIES[optimizer] * largest * b + pool.total
+    if step > peak:
+        peak, phase = step, "optimizer step"
+    return TrainingMemory(persistent + peak, saved, phase)
+
+
+def _release(pool: _Pool, held: tuple[list[str], int]) -> None:
+    keys, extra = held
+    pool.total -= extra
+    for k in keys:
+        pool.unref(k)
+
