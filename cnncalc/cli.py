@@ -63,9 +63,18 @@ def report_problems(problems: list[Problem]) -> None:
 
 
 def _escape(s: str) -> str:
-    from rich.markup import escape
+    from .safe import markup
 
-    return escape(s)
+    return markup(s)
+
+
+def annotation(value: object, prop: bool = False) -> str:
+    """A GitHub workflow-command value: %, CR and LF escaped (and ':' and ',' in a property),
+    other control characters made visible, so no text can end the command or start another."""
+    from .safe import visible
+
+    text = visible(str(value).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
+    return text.replace(":", "%3A").replace(",", "%2C") if prop else text
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -233,9 +242,9 @@ def validate(specs: List[str] = typer.Argument(..., help="Spec files.", show_def
         for _, _, ps in results:
             for p in ps:
                 kind = "error" if p.severity == "error" else "warning"
-                loc = ",".join(f"{k}={v}" for k, v in (("file", p.file), ("line", p.line), ("col", p.col)) if v is not None)
-                msg = (f"{p.who()}: " if p.layer else "") + p.message
-                print(f"::{kind} {loc}::{msg.replace('%', '%25').replace(chr(13), '%0D').replace(chr(10), '%0A')}")
+                loc = ",".join(f"{k}={annotation(v, True)}" for k, v in (("file", p.file), ("line", p.line),
+                                                                         ("col", p.col)) if v is not None)
+                print(f"::{kind} {loc}::{annotation((f'{p.who()}: ' if p.layer else '') + p.message)}")
     else:
         for _, _, ps in results:
             if ps:

@@ -88,8 +88,9 @@ def gate_problems(result: dict, gate: dict[str, tuple[float, bool]], file: str) 
 
 
 def print_diff(result: dict, console) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    from .safe import markup as escape
 
 
     t = Table(title=f"{escape(str(result['old']))} → {escape(str(result['new']))}", title_justify="left")

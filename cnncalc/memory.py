@@ -11,8 +11,9 @@ layer's backward has run. Backward runs the layers in reverse; each allocates th
 every input that needs one (size of the input; passed on as is by add, concat and views) and
 its weights' gradients, with temporaries as large as its forward ones (the gradients of its
 intermediate results), then frees what it saved and its output's gradient. The optimizer
-step holds params, gradients and state, plus Adam's two temporaries of the largest tensor
-(torch's for-loop implementation). Persistent: params, buffers, optimizer state.
+step holds params, gradients and state; Adam (torch's for-loop implementation) makes two
+temporaries per tensor while the previous tensor's last one is still referenced (SGD, with or
+without momentum, works in place). Persistent: params, buffers, optimizer state.
 """
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from .analyzer import LayerReport
 
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  #: state tensors per trainable param
-STEP_TEMPORARIES = {"sgd": 0, "momentum": 0, "adam": 2}  #: largest-param-sized temporaries in step()
 
 
 class _Pool:
@@ -168,7 +168,7 @@ def training_memory(rows: list[LayerReport], outputs: list[str], input_bytes: in
             if n in gkey:  # made, then added in place to the gradient already there
                 accumulating += 0 if r.layer.passes_gradient else size[n]
                 continue
-            if r.layer.passes_gradient:
+            if r.layer.passes_gradient:  # (a broadcast input's small reduced gradient is not counted)
                 gkey[n] = gkey[r.name]
                 grads.ref(gkey[n])
             else:
@@ -181,11 +181,17 @@ def training_memory(rows: list[LayerReport], outputs: list[str], input_bytes: in
         if r.index in held:
             _release(pool, held.pop(r.index))
         grads.unref(gkey[r.name])
-    largest = max((prod(s) for r in rows if r.trainable_params for s in r.weights.values()), default=0)
-    step = weight_grads + STEP_TEMPORARIES[optimizer] * largest * b + pool.total
+    step = weight_grads + pool.total + (_adam_temporaries(rows) * b if optimizer == "adam" else 0)
     if step > peak:
         peak, phase = step, "optimizer step"
     return TrainingMemory(persistent + peak, saved, phase)
+
+
+def _adam_temporaries(rows: list[LayerReport]) -> int:
+    """Elements of Adam's temporaries at their peak: for each tensor in parameter order,
+    √v and √v/c (its size, twice) while the previous tensor's √v/c is still referenced."""
+    sizes = [prod(s) for r in rows if r.trainable_params for s in r.weights.values()]
+    return max((2 * cur + prev for prev, cur in zip([0, *sizes], sizes)), default=0)
 
 
 def _release(pool: _Pool, held: tuple[list[str], int]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from .analyzer import LayerReport, Report
 from .arith import RF, fmt_num
 from .errors import gc_paused
+from .safe import json_text, visible
 
 
 def human(n: float, unit: str = "", base: int = 1000) -> str:
@@ -87,7 +88,7 @@ def to_json(report: Report, extra: dict | None = None) -> str:
     data = report.to_json()
     if extra:
         data.update(extra)
-    return json.dumps(data, indent=2, ensure_ascii=False)
+    return json_text(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 CSV_FIELDS = ["index", "name", "type", "inputs", "output_shape", "params", "trainable_params", "buffers",
@@ -102,7 +103,7 @@ def to_csv(report: Report) -> str:
     w.writerow(CSV_FIELDS)
     for r in report.layers:
         rf = r.rf_json() or {}
-        w.writerow([r.index, r.name, r.type, " ".join(r.inputs), "x".join(map(str, r.output_shape)), r.params,
+        w.writerow([r.index, visible(r.name), r.type, visible(" ".join(r.inputs)), "x".join(map(str, r.output_shape)), r.params,
                     r.trainable_params, r.buffers, r.macs, r.flops, r.elementwise_ops, r.activation_bytes,
                     *(" ".join(map(str, rf.get(k, []))) for k in ("size", "stride", "start")), r.shared_with or "",
                     " ".join(map(str, rf.get("jump", [])))])
@@ -113,17 +114,18 @@ def to_csv(report: Report) -> str:
 
 
 def _md_escape(s: str) -> str:
-    return s.replace("|", "\\|")
+    return visible(s).replace("|", "\\|")
 
 
 @gc_paused()
 def to_markdown(report: Report) -> str:
-    lines = [f"## {report.name}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines = [f"## {_md_escape(report.name)}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_md_escape(c) for c in layer_cells(r)) + " |" for r in report.layers]
     lines += ["", "| total | value |", "|---|---|"]
     lines += [f"| {k} | {_md_escape(v)} |" for k, v in totals_rows(report)]
     if report.warnings:
-        lines += ["", "**Warnings**", ""] + [f"- `{w.layer}` (line {w.line}): {w.message}" for w in report.warnings]
+        lines += ["", "**Warnings**", ""] + [f"- `{visible(w.layer)}` (line {w.line}): {_md_escape(w.message)}"
+                                             for w in report.warnings]
     return "\n".join(lines) + "\n"
 
 
@@ -138,7 +140,7 @@ def add_rows(table: Any, rows: Iterable[Sequence[str]], markup: bool = False) ->
     for i in range(0, len(rows), ROWS_PER_CELL):
         cells = []
         for column in zip(*rows[i:i + ROWS_PER_CELL]):
-            cell = Text("\n").join(map(Text.from_markup, column)) if markup else Text("\n".join(column))
+            cell = Text("\n").join(map(Text.from_markup, column)) if markup else Text("\n".join(map(visible, column)))
             cell.no_wrap, cell.overflow = True, "ellipsis"
             cells.append(cell)
         table.add_row(*cells)
@@ -147,8 +149,9 @@ def add_rows(table: Any, rows: Iterable[Sequence[str]], markup: bool = False) ->
 @gc_paused()
 def print_table(report: Report, console: Any) -> None:
     """The layer table, then the totals."""
-    from rich.markup import escape
     from rich.table import Table
+
+    from .safe import markup as escape
 
     table = Table(title=f"{escape(report.name)}  ·  input {shape_str(report.input_shape)}  ·  {report.dtype}",
                   title_justify="left", header_style="bold", show_lines=False)
@@ -188,7 +191,7 @@ def explanations(report: Report, only: str | None = None) -> dict[str, list[tupl
 
 
 def print_explanations(report: Report, console, only: str | None = None) -> None:
-    from rich.markup import escape
+    from .safe import markup as escape
 
     for name, lines in explanations(report, only).items():
         console.print(f"[bold]{escape(name)}[/bold] ({report.layer(name).type})")

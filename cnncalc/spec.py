@@ -197,6 +197,7 @@ class _Expander:
         self.uses: dict[str, list[int]] = {}       # block-use name -> node indices
         self.problems: list[Problem] = []
         self.sizes: dict[str, int] = {}
+        self.work = 0                              # block repetitions and layers expanded so far
 
     def fail(self, message: str, path: Path, layer: str | None = None) -> None:
         index = len(self.nodes) if layer else None  # the index this layer would have
@@ -349,8 +350,17 @@ class _Expander:
         if layer is None or len(inputs) != len(refs or [prev]) or any(i in self.broken for i in inputs):
             self.broken.add(name)
             return name
+        self.grow(path)
         self.nodes.append(Node(len(self.nodes), name, layer, inputs, path, frame.via, share))
         return name
+
+    def grow(self, path: Path) -> None:
+        """Count one step of expansion; past the limit (arguments can drive `repeat` and `block`
+        beyond what the static estimate sees) the spec is refused at once."""
+        self.work += 1
+        if len(self.nodes) > MAX_LAYERS or self.work > 4 * MAX_LAYERS:
+            raise CnnError([self.src.problem(f"the network expands to more than {MAX_LAYERS:,} layers (blocks "
+                                             "repeated through their arguments); refused", path)])
 
     def use_block(self, item: dict, path: Path, frame: Frame, prev: str) -> str:
         try:
@@ -381,6 +391,7 @@ class _Expander:
             cur = self.resolve(use.inputs[0], frame, path + ("inputs", 0), local, name) or prev
         start = len(self.nodes)
         for r in range(use.repeat):
+            self.grow(path)
             first = use.first if r == 0 else None
             bname = first.block if first and first.block else use.block
             block = self.header.blocks[bname]

@@ -34,8 +34,9 @@ def unit_field(report: Report, layer: str, unit: tuple[int, ...]) -> list[dict[s
 
 @gc_paused()
 def print_fields(report: Report, console) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    from .safe import markup as escape
 
     t = Table(title=f"receptive fields of {escape(report.name)} (input {shape_str(report.input_shape[2:])})",
               title_justify="left")
@@ -75,8 +76,9 @@ def sweep(net, inputs: list[tuple[int, ...]], batches: list[int], dtype: str | N
 
 
 def print_sweep(rows: list[dict], console) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    from .safe import markup as escape
 
     t = Table(title="sweep", title_justify="left")
     for c in ("input", "batch", "output", "params", "MACs", "inference mem", "training mem", "final RF"):
@@ -94,8 +96,9 @@ def print_sweep(rows: list[dict], console) -> None:
 @gc_paused()
 def terminal_plot(report: Report, console, width: int = 40) -> None:
     """Per-layer bars of MACs, params and activation memory, drawn with block characters."""
-    from rich.markup import escape
     from rich.table import Table
+
+    from .safe import markup as escape
 
     rows = report.layers
     peaks = {k: max(1, max(getattr(r, k) for r in rows)) for k in ("macs", "params", "activation_bytes")}
@@ -154,7 +157,7 @@ def figure(report: Report, path: str) -> None:
 
 def print_unit_field(layer: str, unit: tuple[int, ...], axes: list[dict[str, Any]], console: Any) -> None:
     """What one unit sees, one line per spatial axis."""
-    from rich.markup import escape
+    from .safe import markup as escape
 
     names = {1: ["samples"], 2: ["rows", "columns"], 3: ["frames", "rows", "columns"]}.get(
         len(axes), [f"axis {a}:" for a in range(len(axes))])
@@ -197,9 +200,10 @@ class VerifyProgress:
 
 def print_verify(report: Report, result: Any, console: Any) -> None:
     """The verify table (analytic | torch per layer), the timing panel and the verdict."""
-    from rich.markup import escape
     from rich.panel import Panel
     from rich.table import Table
+
+    from .safe import markup as escape
 
     ok, bad = "[green]✓[/green]", "[red]✗[/red]"
     table = Table(title=f"verify {escape(report.name)}: analytic | torch", title_justify="left")

@@ -66,7 +66,7 @@ def describe(type_name: str) -> str:
     cls = REGISTRY.get(type_name)
     if cls is None:
         raise CnnError.single(f"unknown layer type '{type_name}'{did_you_mean(type_name, REGISTRY)}")
-    from rich.markup import escape
+    from .safe import markup as escape
 
     lines = [f"[bold]{type_name}[/bold] ({cls.category})", "", escape(formula(cls)), "", "fields:"]
     for name, kind, default, desc in fields_of(cls):
@@ -92,7 +92,7 @@ def memory_rules(cls: type[Layer]) -> list[tuple[str, str]]:
         rules.append(("temporaries in the forward call", doc("scratch") or ""))
     if doc("middle") and doc("middle") != doc("scratch"):
         rules.append(("intermediate result", doc("middle") or ""))
-    if cls.passes_gradient:
+    if cls.passes_gradient is True:
         rules.append(("backward", "passes the output's gradient on to the inputs (no new gradient tensor)"))
     if not cls.memory_exact:
         rules.append(("verify", "does not judge this type's memory (an estimate)"))
@@ -100,8 +100,9 @@ def memory_rules(cls: type[Layer]) -> list[tuple[str, str]]:
 
 
 def print_vocabulary(console: Any) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    from .safe import markup as escape
 
     table = Table(title="cnncalc layer types (fields mirror torch.nn; `cnncalc layers TYPE` for one)",
                   show_lines=True, title_justify="left")

@@ -20,6 +20,8 @@ FUZZ = int(os.environ.get("CNNCALC_DEEP", "150"))
 runner = CliRunner()
 
 EXPECTED = {
+    "args_repeat_bomb.yaml": "the network expands to more than 100,000 layers (blocks repeated through their "
+                             "arguments); refused",
     "bad_utf8.yaml": ":2:10: error: not UTF-8 text (byte 0xe9)",
     "billion_laughs.yaml": "more than 100,000 YAML nodes after expanding aliases; refused",
     "binary.yaml": "binary file (contains NUL bytes)",
@@ -208,3 +210,29 @@ def test_markup_in_a_spec_name_is_shown_as_written(args, tmp_path):
         assert "[/red]x[link=javascript:alert(1)]y[/link]" in out.stdout
     else:
         assert NAME in out.stdout
+
+
+ESCAPES = 'name: "x\\e]0;title\\a\\e[31mred\\u202e"\ninput: 3x8x8\nlayers:\n  - {type: conv2d, out_channels: 4, kernel_size: 3}\n'
+
+
+@pytest.mark.parametrize("args", [["analyze"], ["analyze", "-f", "markdown"], ["analyze", "-f", "csv"],
+                                  ["analyze", "-f", "html"], ["analyze", "-f", "json"], ["rf"], ["plot"],
+                                  ["validate"], ["validate", "-f", "github"], ["analyze", "--explain"]])
+def test_terminal_escapes_from_a_spec_never_reach_the_output(args, tmp_path):
+    f = tmp_path / "esc\x1b[2J.yaml"
+    f.write_text(ESCAPES + '  - {type: "relu\\e[5m"}\n' * (args == ["validate"]))
+    out = CliRunner().invoke(app, [args[0], str(f), *args[1:]])
+    text = out.stdout + out.stderr
+    assert out.exception is None or isinstance(out.exception, SystemExit)
+    assert not [c for c in text if (ord(c) < 32 and c not in "\n\t") or 0x7f <= ord(c) < 0xa0 or c == "\u202e"]
+    if args not in (["analyze", "-f", "csv"], ["validate"], ["validate", "-f", "github"]):  # no spec name there
+        assert "\\x1b" in text or "\\u001b" in text  # shown, not swallowed
+
+
+def test_github_annotations_cannot_be_forged_by_a_file_name(tmp_path):
+    f = tmp_path / "a,b:c%\n::error file=x::forged.yaml"
+    f.write_text("input: 3x8x8\nlayers:\n  - {type: conv2d, out_channels: 4, kernel_size: 30}\n")
+    out = CliRunner().invoke(app, ["validate", str(f), "-f", "github"])
+    lines = out.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("::error file=") and "%0A" in lines[0]
+    assert "a%2Cb%3Ac%25%0A%3A%3Aerror file=x%3A%3Aforged.yaml,line=3,col=" in lines[0]

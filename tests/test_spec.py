@@ -171,7 +171,7 @@ def test_output_size_not_positive():
 def test_add_shape_mismatch():
     p = one("input: 3x8x8\nlayers:\n  - {name: a, type: conv2d, out_channels: 3, kernel_size: 3}\n"
             "  - {type: add, inputs: [a, input]}\n")
-    assert "input 0 is (1, 3, 6, 6), input 1 is (1, 3, 8, 8)" in p.message
+    assert "inputs do not broadcast: (1, 3, 6, 6) vs (1, 3, 8, 8) (axis 2: sizes [6, 8])" in p.message
 
 
 def test_references_later_self_unknown_and_duplicates():
@@ -263,3 +263,11 @@ layers:
 """)
     assert (p.line, p.layer, p.index) == (5, "bad.conv", 3)
     assert p.message == "input channels 3 are not divisible by groups=2 (in the block used at line 10)"
+
+
+def test_avgpool3d_refuses_an_input_smaller_than_its_kernel_as_torch_does():
+    p = one("input: [1, 2, 2, 2]\nlayers:\n  - {type: avgpool3d, kernel_size: 3, stride: 1, padding: 1}\n")
+    assert p.message == ("torch's avg_pool3d refuses an input smaller than the kernel, padding aside: "
+                         "(1, 1, 2, 2, 2) with kernel_size [3, 3, 3]")
+    assert analyze_text("input: [1, 2, 2]\nlayers:\n  - {type: avgpool2d, kernel_size: 3, stride: 1, padding: 1}\n"
+                        ).layers[0].output_shape == (1, 1, 2, 2)  # 2-D pools accept it

@@ -20,6 +20,8 @@ class Activation(Layer):
     """Overwrite the input: no new output tensor (memory)."""
     #: autograd keeps the output (relu, sigmoid, tanh, softmax) rather than the input
     saves_output: ClassVar[bool] = False
+    #: in place, backward still needs the input: autograd keeps a copy of it
+    inplace_copies_input: ClassVar[bool] = False
 
     def elementwise(self, ctx: Ctx) -> int:
         return prod(ctx.out)
@@ -28,7 +30,11 @@ class Activation(Layer):
         return self.inplace
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
-        """Autograd keeps the input (the output for relu, sigmoid, tanh, softmax, log_softmax)."""
+        """Autograd keeps the input (the output for relu, sigmoid, tanh, softmax, log_softmax);
+        in place, the output (relu, leaky_relu, elu) or a copy of the input (relu6, silu,
+        hardswish, hardsigmoid)."""
+        if self.inplace and self.inplace_copies_input:
+            return Saved(extra=prod(ctx.x))
         return Saved(output=True) if self.saves_output or self.inplace else Saved(inputs=(0,))
 
     def torch_kwargs(self) -> dict[str, Any]:
@@ -50,6 +56,7 @@ class ReLU6(Activation):
     """min(max(0, x), 6)."""
     type: Literal["relu6"]
     torch_name: ClassVar[str] = "ReLU6"
+    inplace_copies_input: ClassVar[bool] = True
 
 
 class LeakyReLU(Activation):
@@ -76,18 +83,21 @@ class SiLU(Activation):
     """x·σ(x) (swish)."""
     type: Literal["silu"]
     torch_name: ClassVar[str] = "SiLU"
+    inplace_copies_input: ClassVar[bool] = True
 
 
 class Hardswish(Activation):
     """x·ReLU6(x + 3)/6."""
     type: Literal["hardswish"]
     torch_name: ClassVar[str] = "Hardswish"
+    inplace_copies_input: ClassVar[bool] = True
 
 
 class Hardsigmoid(Activation):
     """ReLU6(x + 3)/6."""
     type: Literal["hardsigmoid"]
     torch_name: ClassVar[str] = "Hardsigmoid"
+    inplace_copies_input: ClassVar[bool] = True
 
 
 class _NoInplace(Activation):
@@ -215,6 +225,11 @@ class _Dropout(Layer):
     def aliases(self, training: bool) -> bool:
         """At inference (and for p = 0) torch returns the input itself; in place it overwrites it."""
         return not training or self.p == 0 or self.inplace
+
+    @property
+    def passes_gradient(self) -> bool:  # type: ignore[override]
+        """p = 0 returns the input itself: its gradient is the output's."""
+        return self.p == 0
 
     def mask(self, ctx: Ctx) -> int:
         """Elements of the random mask: one per element (one per channel for channel dropout)."""

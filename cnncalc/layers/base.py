@@ -43,7 +43,7 @@ def per_axis(value: Any, dims: int, minimum: int = 1) -> tuple[int, ...]:
     def ok(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and minimum <= v <= MAX_INT
 
-    what = "a positive integer" if minimum == 1 else "a non-negative integer"
+    what = {1: "a positive integer", 0: "a non-negative integer"}.get(minimum, "an integer")
     if ok(value):
         return (value,) * dims
     if isinstance(value, (list, tuple)) and len(value) == dims and all(ok(v) for v in value):

@@ -367,6 +367,9 @@ class ConvTranspose2d(ConvTransposeNd):
 class ConvTranspose3d(ConvTransposeNd):
     type: Literal["conv_transpose3d"]
     dims: ClassVar[int] = 3
+    #: torch's CPU kernel (slow_conv_transpose3d) allocates its output like the input and
+    #: resizes it, keeping max(input, output) bytes: memory is not judged
+    memory_exact: ClassVar[bool] = False
 
 
 class _Conv2dBase(_Window, _ConvFields):

@@ -18,6 +18,19 @@ class _Merge(Layer):
         """The merge itself, on the inputs' one-channel stand-ins."""
         return self.build(ctx, t)
 
+    def broadcast(self, ctx: Ctx) -> Shape:
+        """torch's broadcasting: shapes aligned on the right, each axis one size or 1."""
+        rank = max(len(s) for s in ctx.ins)
+        padded = [(1,) * (rank - len(s)) + tuple(s) for s in ctx.ins]
+        out = []
+        for axis in range(rank):
+            sizes = {p[axis] for p in padded} - {1}
+            if len(sizes) > 1:
+                raise LayerError("inputs do not broadcast: " + " vs ".join(fmt_shape(s) for s in ctx.ins)
+                                 + f" (axis {axis}: sizes {sorted(sizes)})", "inputs")
+            out.append(sizes.pop() if sizes else 1)
+        return tuple(out)
+
     def scratch(self, ctx: Ctx, b: int) -> int:
         """Three or more inputs are added or multiplied pairwise: one output-sized partial
         result (concatenation is one operator)."""
@@ -25,20 +38,15 @@ class _Merge(Layer):
 
 
 class Add(_Merge):
-    """Element-wise sum of ≥ 2 inputs of the same shape (residual connections).
-
-    No params; element-wise ops = (inputs − 1) per output element; RF: the union of the inputs'
-    windows."""
+    """Element-wise sum of ≥ 2 inputs with torch broadcasting (residual connections; a
+    (N, C, 1, 1) bias map). No params; element-wise ops = (inputs − 1) per output element;
+    RF: the union of the inputs' windows; a broadcast global branch makes it the whole input."""
 
     type: Literal["add"]
     passes_gradient: ClassVar[bool] = True
 
     def shape(self, ctx: Ctx) -> Shape:
-        for i, s in enumerate(ctx.ins[1:], 1):
-            if s != ctx.x:
-                raise LayerError(f"inputs must have the same shape: input 0 is {fmt_shape(ctx.x)}, "
-                                 f"input {i} is {fmt_shape(s)}", "inputs")
-        return ctx.x
+        return self.broadcast(ctx)
 
     def elementwise(self, ctx: Ctx) -> int:
         return (len(ctx.ins) - 1) * prod(ctx.out)
@@ -55,16 +63,7 @@ class Mul(_Merge):
     type: Literal["mul"]
 
     def shape(self, ctx: Ctx) -> Shape:
-        rank = max(len(s) for s in ctx.ins)
-        padded = [(1,) * (rank - len(s)) + tuple(s) for s in ctx.ins]
-        out = []
-        for axis in range(rank):
-            sizes = {p[axis] for p in padded} - {1}
-            if len(sizes) > 1:
-                raise LayerError("inputs do not broadcast: " + " vs ".join(fmt_shape(s) for s in ctx.ins)
-                                 + f" (axis {axis}: sizes {sorted(sizes)})", "inputs")
-            out.append(sizes.pop() if sizes else 1)
-        return tuple(out)
+        return self.broadcast(ctx)
 
     def elementwise(self, ctx: Ctx) -> int:
         return (len(ctx.ins) - 1) * prod(ctx.out)

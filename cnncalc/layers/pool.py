@@ -9,7 +9,7 @@ from pydantic import WithJsonSchema, field_validator, model_validator
 
 from ..arith import RF, adaptive_windows
 from ..errors import LayerError
-from .base import Axes, Axes0, Ctx, Layer, PosInt, Saved, Shape, per_axis
+from .base import Axes, Axes0, Ctx, Layer, PosInt, Saved, Shape, fmt_shape, per_axis
 from .conv import _Window, spatial_axes
 
 
@@ -100,6 +100,14 @@ class MaxPoolNd(PoolNd):
 class AvgPoolNd(PoolNd):
     count_include_pad: bool = True
     divisor_override: PosInt | None = None
+
+    def shape(self, ctx: Ctx) -> Shape:
+        out = super().shape(ctx)
+        small = [(h, k) for h, k in zip(ctx.x[2:], self.kernel_size) if h < k]
+        if self.dims == 3 and small:  # torch's avg_pool3d checks the unpadded input
+            raise LayerError(f"torch's avg_pool3d refuses an input smaller than the kernel, padding aside: "
+                             f"{fmt_shape(ctx.x)} with kernel_size {list(self.kernel_size)}", "kernel_size")
+        return out
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         cls = getattr(t.nn, f"AvgPool{self.dims}d")

@@ -94,8 +94,10 @@ class ChannelShuffle(Layer):
 class Upsample(Layer):
     """Resize by scale_factor (H' = ⌊H·s⌋) or to a size, with torch.nn.Upsample's modes.
 
-    No params; element-wise ops = 0 (nearest) or (2^d·2 − 1) per output element
-    (d-linear interpolation); RF: j' = j/s, r' = r (nearest) or r + j (linear modes)."""
+    No params; element-wise ops = 0 (nearest, nearest-exact) or (2^d·2 − 1) per output element
+    (d-linear interpolation; bicubic 4^d·2 − 1); RF: j' = j/s, r' = r (nearest modes), r + j
+    (linear modes) or r + 3j (bicubic: 4 taps, marked approximate: its outer weights vanish
+    where a unit lands on an input pixel)."""
 
     category: ClassVar[str] = "resampling"
     type: Literal["upsample"]
@@ -103,15 +105,15 @@ class Upsample(Layer):
                                                    {"type": "array", "items": {"type": "integer", "minimum": 1}}]})] = None
     scale_factor: Annotated[Any, WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0},
                                                            {"type": "array", "items": {"type": "number"}}]})] = None
-    mode: Literal["nearest", "linear", "bilinear", "trilinear"] = "nearest"
+    mode: Literal["nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear"] = "nearest"
     align_corners: bool | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> "Upsample":
         if (self.size is None) == (self.scale_factor is None):
             raise ValueError("give exactly one of size or scale_factor")
-        if self.align_corners is not None and self.mode == "nearest":
-            raise ValueError("align_corners only applies to the linear modes, not 'nearest'")
+        if self.align_corners is not None and self.mode.startswith("nearest"):
+            raise ValueError(f"align_corners only applies to the linear and cubic modes, not '{self.mode}'")
         for v in (self.size if isinstance(self.size, list) else [self.size]):
             if not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INT) and self.size is not None:
                 raise ValueError(f"size must be positive integers, received {self.size!r}")
@@ -126,7 +128,7 @@ class Upsample(Layer):
 
     def dims_of(self, ctx: Ctx) -> int:
         dims = len(ctx.x) - 2
-        want = {"linear": 1, "bilinear": 2, "trilinear": 3}.get(self.mode)
+        want = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}.get(self.mode)
         if dims < 1 or (want and dims != want):
             raise LayerError(f"mode '{self.mode}' needs a {(want or 1) + 2}-D input, received {fmt_shape(ctx.x)}", "mode")
         return dims
@@ -152,7 +154,9 @@ class Upsample(Layer):
         return (*ctx.x[:2], *out)
 
     def elementwise(self, ctx: Ctx) -> int:
-        return 0 if self.mode == "nearest" else prod(ctx.out) * (2 ** (len(ctx.out) - 2) * 2 - 1)
+        if self.mode.startswith("nearest"):
+            return 0
+        return prod(ctx.out) * ((4 if self.mode == "bicubic" else 2) ** (len(ctx.out) - 2) * 2 - 1)
 
     def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
         f = fields[0]
@@ -171,6 +175,11 @@ class Upsample(Layer):
                 out.append(r if r.whole else replace(r, exact=False))
             elif self.mode == "nearest":
                 out.append(r.resample(s, 1))
+            elif self.mode == "nearest-exact":  # unit i reads ⌊(i + ½)·s⌋
+                out.append(r.resample(s, 1, Fraction(floor(s / 2)), uniform=s.denominator == 1))
+            elif self.mode == "bicubic":
+                out.append(replace(r.resample(s, 4, (s - 1) / 2 if not self.align_corners else Fraction(0),
+                                              uniform=False), exact=False))
             else:
                 out.append(r.resample(s, 1 if s == 1 else 2, (s - 1) / 2 if not self.align_corners else Fraction(0),
                                       uniform=s == 1))  # some outputs land exactly on one input
@@ -193,15 +202,16 @@ def per_axis_any(value: Any, dims: int, name: str) -> tuple:
 
 
 class PadNd(Layer):
-    """Padding layer (torch order: [left, right, top, bottom, front, back], or one int for all).
+    """Padding layer (torch order: [left, right, top, bottom, front, back], or one int for all;
+    zero padding also takes negative values, which crop).
 
     H' = H + before + after per axis; no params; RF: start' = start − before·j."""
 
     category: ClassVar[str] = "padding"
     dims: ClassVar[int] = 2
     mode: ClassVar[str] = "constant"
-    padding: Annotated[Any, WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0},
-                                                      {"type": "array", "items": {"type": "integer", "minimum": 0}}]})]
+    padding: Annotated[Any, WithJsonSchema({"anyOf": [{"type": "integer"},
+                                                      {"type": "array", "items": {"type": "integer"}}]})]
 
     @field_validator("padding", mode="before")
     @classmethod
@@ -209,6 +219,8 @@ class PadNd(Layer):
         if isinstance(v, list) and len(v) != 2 * cls.dims:
             raise ValueError(f"expected one integer or {2 * cls.dims} integers "
                              f"(last axis first: left, right, top, bottom, …), received {v!r}")
+        if cls.mode == "constant":  # negative zero padding crops (torch's F.pad)
+            return per_axis(v, 2 * cls.dims, minimum=-MAX_INT)
         return per_axis(v, 2 * cls.dims, minimum=0)
 
     def pairs(self) -> list[tuple[int, int]]:
@@ -225,7 +237,11 @@ class PadNd(Layer):
             if limit is not None and max(b, a) > limit:
                 raise LayerError(f"{self.mode} padding {max(b, a)} needs an input of at least "
                                  f"{max(b, a) + (self.mode == 'reflect')}, received {h}", "padding")
-        return (*ctx.x[:2], *(h + b + a for h, (b, a) in zip(ctx.x[2:], self.pairs())))
+        out = tuple(h + b + a for h, (b, a) in zip(ctx.x[2:], self.pairs()))
+        if min(out) < 1:
+            raise LayerError(f"cropping {list(self.padding)} leaves nothing of {fmt_shape(ctx.x)}: "
+                             f"{fmt_shape((*ctx.x[:2], *out))}", "padding")
+        return (*ctx.x[:2], *out)
 
     def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
         f = fields[0]
