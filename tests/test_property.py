@@ -129,3 +129,37 @@ def test_random_networks_memory_matches_torch(text, optimizer):
     totals = report.totals
     assert abs(inference.tensors - totals["inference_peak_activation_bytes"]) <= 64, text
     assert abs(training.tensors - totals["training_memory_bytes"]) <= 256, (text, totals["training_peak_phase"])
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks(), st.integers(0, 2**16))
+def test_rf_unit_windows_match_the_gradient(text, pick):
+    """Every window `rf --unit` calls exact is the hull of the input pixels torch's gradient
+    reaches from that unit."""
+    from cnncalc import views
+
+    try:
+        report = cnncalc.analyze(cnncalc.parse_spec(text))
+    except cnncalc.CnnError:
+        report = None
+    assume(report is not None)
+    rows = [r for r in report.layers if r.receptive_field is not None]
+    # the probe's stand-ins carry no bias: a mul with a branch that reads only padding (0)
+    # would hide what the other branch reaches
+    assume(rows and not any(r.type == "mul" for r in report.layers))
+    row = rows[pick % len(rows)]
+    spatial = row.output_shape[2:]
+    unit = tuple((pick // 7 + 3 * a) % s for a, s in enumerate(spatial))
+    axes = views.unit_field(report, row.name, unit)
+    model = tb.probe_model(report, row.index, tb.kit())
+    x = torch.ones((1, 1, *report.input_shape[2:]), dtype=torch.float64, requires_grad=True)
+    out = model(x, stop=row.index)
+    (g,) = torch.autograd.grad(out[(0, slice(None), *unit)].sum(), x)
+    reached = torch.nonzero(g[0].abs().sum(0) > 0)
+    for a, axis in enumerate(axes):
+        if not axis["exact"]:
+            continue
+        if axis["clipped"][0] > axis["clipped"][1]:  # all in padding: no pixel
+            assert len(reached) == 0, (text, row.name, unit, a)
+        else:
+            assert [int(reached[:, a].min()), int(reached[:, a].max())] == axis["clipped"], (text, row.name, unit, a)

@@ -124,3 +124,20 @@ def test_unit_field_of_a_network_with_four_spatial_axes(tmp_path):
 def test_sweep_refuses_a_batch_it_cannot_take():
     out = runner.invoke(app, ["sweep", os.path.join(EXAMPLES, "lenet5.yaml"), "-i", "1x28x28", "-b", "1," + "1" * 21])
     assert out.exit_code == 2
+
+
+def test_unit_windows_are_the_real_ones_after_transposed_convs_and_dilation():
+    # conv_transpose1d k2 s2: output 2i and 2i + 1 read input i (the formula said "0 to −1")
+    r = analyze_text("input: 1x8\nlayers:\n  - {name: up, type: conv_transpose1d, out_channels: 1, kernel_size: 2, "
+                     "stride: 2}\n  - {name: c, type: conv1d, out_channels: 1, kernel_size: 3, stride: 2}\n")
+    for u in range(8):
+        (axis,) = views.unit_field(r, "up", (u,))
+        assert (axis["from"], axis["to"], axis["exact"]) == (u // 2, u // 2, True)
+    for i in range(7):  # then conv k3 s2: unit i reads up's 2i..2i+2, i.e. inputs i..i+1
+        (axis,) = views.unit_field(r, "c", (i,))
+        assert (axis["from"], axis["to"]) == (i, i + 1)
+    # a 3-tap conv dilated by 18 on 33 pixels: the middle unit reads −2, 16 and 34, only 16 is real
+    r = analyze_text("input: 1x33x33\nlayers:\n  - {name: d, type: conv2d, out_channels: 1, kernel_size: 3, "
+                     "padding: 18, dilation: 18}\n")
+    assert [(a["from"], a["to"], a["clipped"]) for a in views.unit_field(r, "d", (16, 0))] == [
+        (16 - 18, 16 + 18, [16, 16]), (0 - 18, 0 + 18, [0, 18])]

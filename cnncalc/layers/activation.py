@@ -153,6 +153,10 @@ class _AlongDim(_NoInplace):
             return f
         return [r.spread(ctx.x[2 + a]) if i == a else r for i, r in enumerate(f)]
 
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        """Along its own axis, the whole axis; point-wise along the others."""
+        return [(0, ctx.x[2 + axis] - 1)] if axis == self.axis(ctx) else super().reads(ctx, axis, lo, hi, real)
+
     def probe(self, ctx: Ctx, t: Any) -> Any:
         """Along a spatial axis: the mean over it, spread back (every unit reads all of it)."""
         return t.nn.Identity() if self.axis(ctx) is None else t.ext.AxisMean(self.dim)

@@ -143,6 +143,26 @@ class Layer(BaseModel):
         reads the union of their windows)."""
         return merged(ctx, fields)
 
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        """Per input, the first and last position on spatial axis `axis` that outputs lo..hi
+        read, in that input's coordinates: counting padding positions (outside 0..size − 1) as
+        the field's size does, or with `real` only the input's own positions (first > last:
+        none). None where that is no fixed interval (`rf --unit` then falls back to the
+        field's formula, approximate). Default: point-wise (an input broadcast along the axis:
+        its one position)."""
+        out: list[tuple[int, int] | None] = []
+        for shape in ctx.ins:
+            dim = len(shape) - len(ctx.out) + 2 + axis  # axes align on the right (broadcasting)
+            broadcast = dim < 2 or (shape[dim] == 1 and ctx.out[2 + axis] > 1)
+            span = (0, 0) if broadcast else (lo, hi)
+            out.append(clip(span, shape[dim] if dim >= 2 else 1) if real else span)
+        return out
+
+    def dense(self, ctx: Ctx, axis: int) -> bool:
+        """Consecutive outputs read, together, consecutive input positions along `axis` (no
+        position skipped: no dilation, strides within the kernel)."""
+        return True
+
     def note(self, ctx: Ctx) -> str | None:
         """How the output size came about, quoted by later checks (e.g. flatten's product);
         shape-preserving layers pass their input's note on."""
@@ -226,6 +246,24 @@ class Layer(BaseModel):
         if declared is not None and declared != actual:
             because = note or f"the input has {actual} {what}"
             raise LayerError(f"{field_name}={declared} but {because}", field_name)
+
+
+def clip(span: tuple[int, int], size: int) -> tuple[int, int]:
+    """An interval cut to positions 0..size − 1 (first > last when nothing is left)."""
+    return max(span[0], 0), min(span[1], size - 1)
+
+
+def progressions(lo: int, hi: int, step: int, offsets: range | list[int], size: int | None) -> tuple[int, int]:
+    """First and last of the positions o·step + off (lo ≤ o ≤ hi, off in offsets) that lie in
+    0..size − 1 (all of them when size is None); (1, 0) when none does."""
+    spans = []
+    for off in offsets:
+        a, b = lo, hi
+        if size is not None:
+            a, b = max(a, -(off // step)), min(b, (size - 1 - off) // step)
+        if a <= b:
+            spans.append((a * step + off, b * step + off))
+    return (min(f for f, _ in spans), max(la for _, la in spans)) if spans else (1, 0)
 
 
 def merged(ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:

@@ -7,7 +7,7 @@ from pydantic import WithJsonSchema, field_validator, model_validator
 
 from ..arith import RF, Window, conv_transpose_out, same_padding
 from ..errors import LayerError
-from .base import Axes, Axes0, Ctx, Layer, PosInt, Saved, Shape, per_axis
+from .base import Axes, Axes0, Ctx, Layer, PosInt, Saved, Shape, clip, per_axis, progressions
 
 AXES_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 _END = {1: ("samples at the end",), 2: ("rows at the bottom", "columns at the right"),
@@ -80,6 +80,25 @@ class _Window:
     def probe(self, ctx: Ctx, t: Any) -> Any:
         """The sum over the very same windows (any weights, groups or tiling reach the same)."""
         return t.ext.WindowSum(self.windows(ctx))
+
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        """Window i reads i·S − P_lo + t·D (t < K): from lo·S − P_lo to hi·S − P_lo + D·(K − 1);
+        of the input's own positions, those of each tap t that fall inside (padding other than
+        zeros reads mirrored or wrapped pixels: no fixed interval)."""
+        if getattr(self, "padding_mode", "zeros") != "zeros":
+            return [None]
+        w = self.windows(ctx)[axis]
+        if not real:
+            return [(lo * w.stride - w.pad_lo, hi * w.stride - w.pad_lo + w.dilation * (w.kernel - 1))]
+        if w.dilation == 1 and w.stride <= w.kernel:  # the taps tile the span: cut it
+            return [clip((lo * w.stride - w.pad_lo, hi * w.stride - w.pad_lo + w.kernel - 1), w.size)]
+        if w.kernel > 4096:
+            return [None]
+        return [progressions(lo, hi, w.stride, [t * w.dilation - w.pad_lo for t in range(w.kernel)], w.size)]
+
+    def dense(self, ctx: Ctx, axis: int) -> bool:
+        w = self.windows(ctx)[axis]
+        return w.dilation == 1 and w.stride <= w.kernel
 
     def window_rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
         f = fields[0]
@@ -339,6 +358,19 @@ class ConvTransposeNd(_ConvFields):
         k = "·".join(map(str, self.kernel_size))
         return [*lines, *super().explain(ctx),
                 ("MACs", f"{'·'.join(map(str, ctx.x))} · {self.out_channels}/{self.groups} · {k}", self.macs(ctx))]
+
+    def dense(self, ctx: Ctx, axis: int) -> bool:
+        return self.dilation[axis] == 1
+
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        """Output o gathers the inputs i with i·S − P + t·D = o (t < K), all of them real:
+        per tap, i from ⌈(lo + P − t·D)/S⌉ to ⌊(hi + P − t·D)/S⌋ within the input."""
+        k, s, p, d, size = self.kernel_size[axis], self.stride[axis], self.padding[axis], self.dilation[axis], ctx.x[2 + axis]
+        if k > 4096:
+            return [None]
+        spans = [(max(-(-(lo + p - t * d) // s), 0), min((hi + p - t * d) // s, size - 1)) for t in range(k)]
+        spans = [(a, b) for a, b in spans if a <= b]
+        return [(min(a for a, _ in spans), max(b for _, b in spans)) if spans else (1, 0)]
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
         """Autograd keeps the input for the weight's gradient."""

@@ -119,6 +119,21 @@ class Concat(_Merge):
             out[d - 2] = replace(out[d - 2], exact=False)
         return out
 
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        """Along channels point-wise; along its spatial axis each input covers its own stretch
+        of the output (outputs lo..hi may touch only some of them)."""
+        d = self.dim % len(ctx.x)
+        if d != 2 + axis:
+            return super().reads(ctx, axis, lo, hi, real)
+        out: list[tuple[int, int] | None] = []
+        offset = 0
+        for shape in ctx.ins:
+            size = shape[d]
+            first, last = max(lo - offset, 0), min(hi - offset, size - 1)
+            out.append((first, last) if first <= last else (1, 0))  # (1, 0): this input is not read
+            offset += size
+        return out
+
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.ext.Concat(self.dim)
 

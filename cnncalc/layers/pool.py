@@ -256,6 +256,11 @@ class AdaptivePoolNd(Layer):
         """The average over the very same windows."""
         return getattr(t.nn, f"AdaptiveAvgPool{self.dims}d")(self.output_size)
 
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        """Window i spans [⌊i·H/H'⌋, ⌈(i + 1)·H/H'⌉ − 1]."""
+        h, o = ctx.x[2 + axis], ctx.out[2 + axis]
+        return [(lo * h // o, -(-(hi + 1) * h // o) - 1)]
+
     def scratch(self, ctx: Ctx, b: int) -> int:
         """Adaptive max pooling computes the int64 index of each maximum even at inference."""
         return 8 * prod(ctx.out) if "max" in self.type else 0
@@ -326,6 +331,10 @@ class GlobalPool(Layer):
     def probe(self, ctx: Ctx, t: Any) -> Any:
         """The average over the whole input."""
         return self.build(ctx, t, "Avg")
+
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        """The whole axis."""
+        return [(0, ctx.x[2 + axis] - 1)]
 
     def scratch(self, ctx: Ctx, b: int) -> int:
         """A maximum computes the int64 index of each maximum even at inference."""

@@ -9,7 +9,7 @@ from pydantic import WithJsonSchema, field_validator, model_validator
 
 from ..arith import RF
 from ..errors import LayerError
-from .base import MAX_INT, Ctx, Layer, PosInt, Saved, Shape, fmt_shape, per_axis
+from .base import MAX_INT, Ctx, Layer, PosInt, Saved, Shape, clip, fmt_shape, per_axis
 from .conv import AXES_NAMES
 
 
@@ -188,6 +188,28 @@ class Upsample(Layer):
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.nn.Upsample(self.size, self.scale_factor, self.mode, self.align_corners)
 
+    def dense(self, ctx: Ctx, axis: int) -> bool:
+        return ctx.out[2 + axis] >= ctx.x[2 + axis]  # shrinking skips input positions
+
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        """Nearest modes by a power-of-two factor up (output o reads ⌊o/k⌋, torch's float scale
+        then being exact) or a whole factor down (o·k, nearest-exact o·k + ⌊k/2⌋); other
+        resizes are no fixed interval (weights that vanish, float scales)."""
+        h, o = ctx.x[2 + axis], ctx.out[2 + axis]
+        if not self.mode.startswith("nearest"):
+            return [None]
+        # torch maps with 1/scale_factor when one is given, else with H/H'
+        ratio = (1 / Fraction(per_axis_any(self.scale_factor, len(ctx.x) - 2, "scale_factor")[axis]).limit_denominator(1000)
+                 if self.scale_factor is not None else Fraction(h, o))
+        if ratio.numerator == 1 and ratio.denominator & (ratio.denominator - 1) == 0 and o == h * ratio.denominator:
+            return [(lo // ratio.denominator, hi // ratio.denominator)]
+        if ratio.denominator == 1 and (self.scale_factor is None or abs(float(ratio) * float(
+                per_axis_any(self.scale_factor, len(ctx.x) - 2, "scale_factor")[axis]) - 1) < 1e-12):
+            k = ratio.numerator
+            shift = k // 2 if self.mode == "nearest-exact" else 0
+            return [(lo * k + shift, hi * k + shift)]
+        return [None]
+
     def probe(self, ctx: Ctx, t: Any) -> Any:
         """The resize itself (positive interpolation weights, per channel)."""
         return self.build(ctx, t)
@@ -250,6 +272,14 @@ class PadNd(Layer):
     def build(self, ctx: Ctx, t: Any) -> Any:
         prefix = {"constant": "Zero", "reflect": "Reflection", "replicate": "Replication", "circular": "Circular"}[self.mode]
         return getattr(t.nn, f"{prefix}Pad{self.dims}d")(self.padding)
+
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        """Shifted by the padding before (zeros; other modes read mirrored or wrapped pixels)."""
+        if self.mode != "constant":
+            return [None]
+        before = self.pairs()[axis][0]
+        span = (lo - before, hi - before)
+        return [clip(span, ctx.x[2 + axis]) if real else span]
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
         """Reflect and replicate keep the input; zero and circular padding keep nothing."""
