@@ -96,6 +96,50 @@ def test_refuses_a_network_larger_than_the_device(monkeypatch):
         tb.verify_report(report("lenet5"), device="cpu")
 
 
+def test_the_estimate_covers_the_training_step_and_the_limits_of_this_process(monkeypatch):
+    r = report("alexnet")
+    est, what = bv.verify_memory(r, "float16")
+    t = r.totals  # float32: params 244 MB, 2 Adam states, gradients: the training step is the largest
+    assert (est, what) == (t["training_memory_bytes"], "a float32 training step")
+    assert est > 4 * t["param_bytes"]
+    monkeypatch.setattr(bv, "available_memory", lambda torch, dev: 3 * t["param_bytes"])
+    with pytest.raises(cnncalc.CnnError, match=r"verify needs about 1\.19 GiB on cpu \(a float32 training step\)"):
+        tb.verify_report(r, device="cpu")
+
+
+def test_host_memory_honours_the_address_space_limit():
+    import resource
+
+    from cnncalc.backend import device
+
+    code = ("import resource, torch; from cnncalc.backend.device import available_memory; "
+            "resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, resource.RLIM_INFINITY)); "
+            "print(available_memory(torch, torch.device('cpu')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert 0 <= int(out.stdout) < 2 * 2**30  # what is left under the limit, not the host's free memory
+    assert device._rlimit_room() is None or resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
+
+
+def test_out_of_memory_is_named_as_such(monkeypatch):
+    r = report("lenet5")
+    real = tb.build_model
+
+    def starving(report, t=None):
+        model = real(report, t)
+        conv = model.layers["l0"]
+
+        def refuse(*args):
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9999999999 bytes.")
+        conv.forward = refuse
+        return model
+
+    monkeypatch.setattr(bv, "build_model", starving)
+    with pytest.raises(cnncalc.CnnError) as err:
+        tb.verify_report(r, device="cpu", repeat=1, warmup=0, rf_probe=False)
+    assert "torch runs out of memory on input [(1, 1, 28, 28)]: DefaultCPUAllocator" in err.value.problems[0].message
+
+
 def test_missing_torch_is_a_one_line_message():
     code = ("import sys; sys.modules['torch'] = None; sys.argv = ['cnncalc', 'verify', 'examples/lenet5.yaml']; "
             "from cnncalc.cli import main; main()")

@@ -40,11 +40,27 @@ def device_name(torch: Any, dev: Any) -> str:
 
 
 def available_memory(torch: Any, dev: Any) -> int | None:
-    """Free bytes on the device (host: MemAvailable), or None when unknown."""
+    """Free bytes on the device, or None when unknown. Host: the least of MemAvailable, the
+    room left under this process's cgroup limit (v2 or v1) and under its address-space
+    limit (ulimit -v)."""
     if dev.type == "cuda":
         return torch.cuda.mem_get_info(dev)[0]
     if dev.type == "mps":
         return int(torch.mps.recommended_max_memory()) if hasattr(torch.mps, "recommended_max_memory") else None
+    room = [r for r in (_mem_available(), _cgroup_room(), _rlimit_room()) if r is not None]
+    return min(room) if room else None
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # "max": no limit
+
+
+def _mem_available() -> int | None:
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
@@ -56,6 +72,49 @@ def available_memory(torch: Any, dev: Any) -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def _cgroup_room() -> int | None:
+    """Limit − usage of this process's memory cgroup (v2 memory.max, or v1 limit_in_bytes)."""
+    base = "/sys/fs/cgroup"
+    try:
+        with open("/proc/self/cgroup") as fh:
+            for line in fh:
+                parts = line.strip().split(":", 2)
+                if len(parts) == 3 and parts[0] == "0" and parts[1] == "":  # v2
+                    d = base + parts[2] if os.path.exists(base + parts[2] + "/memory.max") else base
+                    limit, used = _read_int(d + "/memory.max"), _read_int(d + "/memory.current")
+                    if limit is not None and used is not None:
+                        return max(limit - used, 0)
+    except OSError:
+        pass
+    limit = _read_int(base + "/memory/memory.limit_in_bytes")
+    used = _read_int(base + "/memory/memory.usage_in_bytes")
+    if limit is not None and used is not None and limit < 1 << 60:
+        return max(limit - used, 0)
+    return None
+
+
+def _rlimit_room() -> int | None:
+    """Address space left under RLIMIT_AS (ulimit -v), or None when unlimited."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status") as fh:
+            size = next((int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:")), 0)
+        return max(soft - size, 0)
+    except (ImportError, OSError, ValueError):
+        return None
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether torch (or Python) ran out of memory."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
+        "out of memory" in text.lower() or "can't allocate memory" in text or "DefaultCPUAllocator" in text)
 
 
 def sync(torch: Any, dev: Any) -> None:

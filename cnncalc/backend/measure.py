@@ -12,7 +12,7 @@ from typing import Any, Callable
 from ..analyzer import Report
 from ..arith import plain
 from ..errors import CnnError
-from .device import sync
+from .device import out_of_memory, sync
 
 
 @dataclass
@@ -62,8 +62,9 @@ def measure_counts(report: Report, model, x, t) -> list[LayerCheck]:
         with FlopCounterMode(display=False) as counter:
             try:
                 out = module(*args)
-            except (RuntimeError, ValueError, TypeError) as exc:  # a disagreement, reported as one
-                raise CnnError([report.problem(report.layers[i], f"torch rejects this layer at input "
+            except (RuntimeError, ValueError, TypeError, MemoryError) as exc:  # a disagreement, reported as one
+                what = "runs out of memory on" if out_of_memory(exc) else "rejects this layer at"
+                raise CnnError([report.problem(report.layers[i], f"torch {what} input "
                                                f"{[tuple(a.shape) for a in args]}: {exc}".splitlines()[0][:300])]) from None
         checks[i].flops = counter.get_total_flops()
         checks[i].shape = tuple(out.shape)

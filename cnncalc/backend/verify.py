@@ -7,11 +7,11 @@ from fractions import Fraction
 from typing import Any, Callable
 
 from ..analyzer import Report, analyze
-from ..arith import DTYPE_BYTES, fmt_num
+from ..arith import fmt_num
 from ..errors import CnnError
 from . import kit
 from .build import build_model
-from .device import available_memory, device_name, pick_device
+from .device import available_memory, device_name, out_of_memory, pick_device
 from .fold import check_bn_folding
 from .measure import (
     SPREAD_LIMIT,
@@ -104,12 +104,11 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
     dev = pick_device(torch, device)
     say = progress or (lambda stage, done: None)
     tdtype = getattr(torch, dtype)
-    scale = DTYPE_BYTES[dtype] / report.bytes_per_element
-    est = report.totals["params"] * DTYPE_BYTES[dtype] + int(report.totals["inference_peak_activation_bytes"] * scale)
+    est, what = verify_memory(report, dtype)
     avail = available_memory(torch, dev)
     if avail is not None and est * 1.2 > avail and not force:
-        raise CnnError.single(f"the network needs about {est / 2**30:.2f} GiB on {dev.type} "
-                              f"(params + peak activations) but only {avail / 2**30:.2f} GiB are free; "
+        raise CnnError.single(f"verify needs about {est / 2**30:.2f} GiB on {dev.type} ({what}) but only "
+                              f"{avail / 2**30:.2f} GiB are free (within this process's memory limits); "
                               "refusing (use --force to try anyway)")
     result = VerifyResult(device_name(torch, dev), dev.type, dtype, torch.__version__, [])
     if dev.type == "cpu" and dtype == "float16":
@@ -183,6 +182,20 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
 MEMORY_TOLERANCE = 0.10  #: measured ÷ analytic memory may differ from 1 by this much
 
 
+def verify_memory(report: Report, dtype: str) -> tuple[int, str]:
+    """What verify itself will hold at its peak, and which step that is: the float32 network
+    during its measured training step (params, state, gradients, activations), or the model
+    in both float32 and `dtype` during the inference pass (the receptive-field probe keeps
+    each of its float64 one-channel stand-ins under its own budget)."""
+    f32 = _at(report, "float32").totals
+    timed = _at(report, dtype).totals
+    steps = {"a float32 training step": f32["training_memory_bytes"],
+             f"the model in float32 and {dtype} with an inference pass": f32["param_bytes"] + f32["buffer_bytes"]
+             + timed["param_bytes"] + timed["buffer_bytes"] + timed["inference_peak_activation_bytes"]}
+    what = max(steps, key=lambda k: steps[k])
+    return steps[what], what
+
+
 def _at(report: Report, dtype: str) -> Report:
     """The report re-analysed in another dtype (memory figures depend on it)."""
     if dtype == report.dtype:
@@ -197,8 +210,9 @@ def _train_memory(report: Report, model: Any, x: Any, t: Any, dev: Any) -> dict:
            "optimizer": report.optimizer, "measured_bytes": None, "workspace_bytes": None, "ratio": None}
     try:
         peak = measure_training(model, x, t, dev, report.optimizer)
-    except (RuntimeError, ValueError) as exc:  # e.g. batch norm over one value per channel
-        out["note"] = f"torch cannot train this network at this batch: {str(exc).splitlines()[0][:200]}"
+    except (RuntimeError, ValueError, MemoryError) as exc:  # e.g. batch norm over one value per channel
+        why = "runs out of memory training" if out_of_memory(exc) else "cannot train"
+        out["note"] = f"torch {why} this network at this batch: {str(exc).splitlines()[0][:200]}"
         return out
     if peak is not None:
         out.update(measured_bytes=peak.tensors, workspace_bytes=peak.workspace,
@@ -242,8 +256,11 @@ def _in_dtype(fn: Callable, report: Report, dtype: str, dev: Any, *args: Any) ->
     """Run a timed/measured pass; a kernel this dtype lacks on this device is a plain error."""
     try:
         return fn(*args)
-    except RuntimeError as exc:
+    except (RuntimeError, MemoryError) as exc:
         first = str(exc).splitlines()[0][:200]
+        if out_of_memory(exc):
+            raise CnnError.single(f"out of memory on {dev.type} running this network in {dtype} ({first}); verify "
+                                  f"estimated {verify_memory(report, dtype)[0] / 2**30:.2f} GiB", file=report.file) from None
         raise CnnError.single(f"torch cannot run this network in {dtype} on {dev.type} ({type(exc).__name__}: "
                               f"{first}); the counts were checked in float32 — time it in another dtype or on "
                               "another device", file=report.file) from None
