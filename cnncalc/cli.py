@@ -324,9 +324,12 @@ def sweep(spec: str = SpecArg,
     from .spec import load_spec
 
     sizes = [parse_input(p) for p in input.split(",") if p.strip()]
+    if not sizes or len(sizes) > 1000:
+        raise typer.BadParameter(f"expected 1 to 1,000 sizes like 3x128x128,3x224x224, received {input[:60]!r}",
+                                 param_hint="--input")
     try:
         parts = batch.split(",")
-        if len(parts) > 1000 or any(len(b.strip()) > 14 for b in parts):
+        if len(parts) > 1000 or len(parts) * len(sizes) > 10_000 or any(len(b.strip()) > 14 for b in parts):
             raise ValueError
         batches = [int(b) for b in parts]
         if min(batches) < 1 or max(batches) > 2**40:

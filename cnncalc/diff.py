@@ -10,21 +10,25 @@ from .errors import CnnError, Problem
 METRICS = ("params", "macs", "flops", "activation_bytes", "inference_memory_bytes", "training_memory_bytes",
            "buffers")
 LAYER_FIELDS = ("type", "output_shape", "params", "macs", "activation_bytes", "receptive_field")
+MAX_REPORT_BYTES = 256 * 2**20  #: a JSON report read by diff (100,000 layers take about 60 MB)
 
 
 def load_side(path: str, batch=None, input_shape=None) -> dict[str, Any]:
     """A spec (analysed now) or a JSON report from `analyze --format json`, as plain data."""
     if path.endswith(".json"):
+        from .source import read_bytes
+
+        raw = read_bytes(path, MAX_REPORT_BYTES, "JSON reports")
         try:
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
+            data = json.loads(raw.decode("utf-8"))
             layers, totals = data["layers"], data["totals"]
-            return {"name": data.get("name", path), "layers": {r["name"]: _row(r) for r in layers}, "totals": totals,
-                    "order": [r["name"] for r in layers]}
-        except FileNotFoundError:
-            raise CnnError.single("no such file", file=path) from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CnnError.single(f"not a cnncalc JSON report ({type(exc).__name__}: {exc})", file=path) from None
+            if not isinstance(totals, dict) or not all(isinstance(totals.get(k, 0), (int, float)) for k in METRICS):
+                raise TypeError("'totals' is not a mapping of numbers")
+            return {"name": str(data.get("name", path)), "layers": {str(r["name"]): _row(r) for r in layers},
+                    "totals": totals, "order": [str(r["name"]) for r in layers]}
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else f"{type(exc).__name__}: {exc}"
+            raise CnnError.single(f"not a cnncalc JSON report ({why})"[:300], file=path) from None
     from .analyzer import analyze
     from .spec import load_spec
 

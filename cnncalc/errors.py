@@ -83,6 +83,11 @@ def gc_paused():
 
 
 def did_you_mean(word: object, choices: Iterable) -> str:
-    """' (did you mean 'x'?)' for the closest choice, or ''."""
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    """' (did you mean 'x'?)' for the closest choice, or ''. Among many choices only those of
+    about the same length are compared (difflib's ratio is slow)."""
+    word = str(word)[:200]
+    pool = [c for c in choices if isinstance(c, str)]
+    if len(pool) > 500:
+        pool = [c for c in pool if abs(len(c) - len(word)) <= 2][:500]
+    close = difflib.get_close_matches(word, pool, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""

@@ -8,8 +8,11 @@ not the parser, decides what they mean.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,24 +53,38 @@ class Source:
         return Problem(message, self.file, line, col, layer, severity, index)
 
 
-def read_text(path: str) -> str:
-    """Read a spec file as UTF-8 text, with a plain message for every way that can fail."""
+def read_bytes(path: str, limit: int = MAX_FILE_BYTES, what: str = "specs") -> bytes:
+    """At most `limit` bytes of a regular file, or of standard input for '-', with a plain
+    message for every way that can fail (a pipe, device or socket would block or never end)."""
     def fail(msg: str) -> CnnError:
         return CnnError.single(msg, file=path)
 
-    if not os.path.exists(path):
-        raise fail("no such file")
-    if os.path.isdir(path):
-        raise fail("is a directory, expected a YAML spec file")
-    try:
-        size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            raise fail(f"file is {size:,} bytes; specs larger than {MAX_FILE_BYTES:,} bytes are refused")
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise fail(f"cannot read file: {exc.strerror or exc}") from None
-    return decode(raw, path)
+    if path == "-":
+        raw = sys.stdin.buffer.read(limit + 1)
+    else:
+        try:
+            st = os.stat(path)
+            if stat.S_ISDIR(st.st_mode):
+                raise fail("is a directory, expected a file")
+            if not stat.S_ISREG(st.st_mode):
+                raise fail("not a regular file (a pipe, device or socket); give a file, or - for standard input")
+            if st.st_size > limit:
+                raise fail(f"file is {st.st_size:,} bytes; {what} larger than {limit:,} bytes are refused")
+            with open(path, "rb") as fh:
+                raw = fh.read(limit + 1)
+        except FileNotFoundError:
+            raise fail("no such file" + (" (a broken symbolic link)" if os.path.islink(path) else "")) from None
+        except OSError as exc:
+            why = "a symbolic link loop" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+            raise fail(f"cannot read file: {why}") from None
+    if len(raw) > limit:
+        raise fail(f"more than {limit:,} bytes; larger {what} are refused")
+    return raw
+
+
+def read_text(path: str) -> str:
+    """Read a spec (a file, or standard input for '-') as UTF-8 text."""
+    return decode(read_bytes(path), "<stdin>" if path == "-" else path)
 
 
 def decode(raw: bytes, file: str) -> str:
@@ -127,7 +144,8 @@ def _check_depth(text: str, file: str) -> None:
 
 
 def load(path: str) -> Source:
-    return parse(read_text(path), path)
+    """The spec at `path` ('-': standard input, named <stdin> in messages)."""
+    return parse(read_text(path), "<stdin>" if path == "-" else path)
 
 
 def _kind(value: Any) -> str:

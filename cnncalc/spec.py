@@ -198,12 +198,16 @@ class _Expander:
         self.problems: list[Problem] = []
         self.sizes: dict[str, int] = {}
         self.work = 0                              # block repetitions and layers expanded so far
+        self.hints = 20                            # "did you mean" suggestions left (each costs O(names))
+        self.reported: set[tuple] = set()          # (message, line, col) of the problems so far
 
     def fail(self, message: str, path: Path, layer: str | None = None) -> None:
         index = len(self.nodes) if layer else None  # the index this layer would have
         problem = self.src.problem(message, path, layer, index=index)
-        if not any((p.message, p.line, p.col) == (problem.message, problem.line, problem.col) for p in self.problems):
-            self.problems.append(problem)  # a block used n times reports its own mistake once
+        key = (problem.message, problem.line, problem.col)
+        if key not in self.reported:  # a block used n times reports its own mistake once
+            self.reported.add(key)
+            self.problems.append(problem)
 
     def run(self) -> Network:
         total = self.expanded_size(self.header.layers, 0)
@@ -214,7 +218,7 @@ class _Expander:
         outputs = self.header.outputs or ([self.nodes[-1].name] if self.nodes else [])
         for i, name in enumerate(self.header.outputs or []):
             if name not in self.where:
-                self.fail(f"outputs: unknown layer '{name}'{did_you_mean(name, self.where)}", ("outputs", i))
+                self.fail(f"outputs: unknown layer '{name}'{self.hint(name, self.where)}", ("outputs", i))
         return Network(self.header, self.nodes, outputs, self.src, self.problems)
 
     # ---- size check before expanding -------------------------------------------------------
@@ -287,9 +291,9 @@ class _Expander:
             line = self.src.locate(frame.later[ref])[0]
             self.fail(f"'{ref}' is defined later (line {line}): inputs must be earlier layers", path, layer)
         else:
-            known = list(frame.scope) + ([] if frame.in_block else list(self.where))
             inside = " in this block (blocks see only their own layers and 'input')" if frame.in_block else ""
-            self.fail(f"unknown layer '{ref}'{inside}{did_you_mean(ref, known)}", path, layer)
+            hint = self.hint(ref, list(frame.scope) + ([] if frame.in_block else list(self.where))) if self.hints else ""
+            self.fail(f"unknown layer '{ref}'{inside}{hint}", path, layer)
         return None
 
     def unique(self, name: str, path: Path) -> bool:
@@ -353,6 +357,14 @@ class _Expander:
         self.grow(path)
         self.nodes.append(Node(len(self.nodes), name, layer, inputs, path, frame.via, share))
         return name
+
+    def hint(self, word: str, names: Any) -> str:
+        """A "did you mean" for the first 20 unknown names (thousands would cost
+        names × references)."""
+        if self.hints <= 0:
+            return ""
+        self.hints -= 1
+        return did_you_mean(word, names)
 
     def grow(self, path: Path) -> None:
         """Count one step of expansion; past the limit (arguments can drive `repeat` and `block`
@@ -427,7 +439,8 @@ class _Expander:
     def share_use(self, other: str, name: str, path: Path) -> None:
         mine, theirs = self.uses[name], self.uses.get(other)
         if theirs is None:
-            self.fail(f"share: '{other}' is not an earlier block use{did_you_mean(other, self.uses)}", path + ("share",), name)
+            self.fail(f"share: '{other}' is not an earlier block use{self.hint(other, self.uses)}", path + ("share",),
+                      name)
             return
         if len(mine) != len(theirs) or any(self.nodes[a].layer.type != self.nodes[b].layer.type
                                            for a, b in zip(mine, theirs)):

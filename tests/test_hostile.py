@@ -236,3 +236,44 @@ def test_github_annotations_cannot_be_forged_by_a_file_name(tmp_path):
     lines = out.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("::error file=") and "%0A" in lines[0]
     assert "a%2Cb%3Ac%25%0A%3A%3Aerror file=x%3A%3Aforged.yaml,line=3,col=" in lines[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_pipes_devices_and_link_loops_are_refused_at_once(tmp_path):
+    fifo, loop = tmp_path / "spec.yaml", tmp_path / "loop.yaml"
+    os.mkfifo(fifo)  # reading it would block forever
+    os.symlink(loop, loop)
+    for path, message in [(fifo, "not a regular file (a pipe, device or socket)"),
+                          ("/dev/zero", "not a regular file"), (loop, "cannot read file: a symbolic link loop")]:
+        out = CliRunner().invoke(app, ["analyze", str(path)])
+        assert out.exit_code == 1 and message in out.stderr, out.stderr
+
+
+def test_dash_reads_the_spec_from_standard_input():
+    text = open(os.path.join(EXAMPLES, "lenet5.yaml")).read()
+    out = CliRunner().invoke(app, ["analyze", "-", "-f", "json"], input=text)
+    assert out.exit_code == 0 and json.loads(out.stdout)["totals"]["params"] == 61706
+    out = CliRunner().invoke(app, ["analyze", "-"], input="input: 3x8x8\nlayers:\n  - {type: conv2d}\n")
+    assert out.exit_code == 1 and out.stderr.startswith("<stdin>:3:5: error:")
+
+
+@pytest.mark.parametrize("doc,why", [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"layers": [], "totals": [1, 2]}', "'totals' is not a mapping of numbers"),
+    ('{"layers": [3], "totals": {}}', "TypeError"),
+    ('{"layers": [], "totals": {"params": "1e999"}}', "'totals' is not a mapping of numbers"),
+])
+def test_diff_refuses_hostile_json_reports(doc, why, tmp_path):
+    f = tmp_path / "report.json"
+    f.write_text(doc)
+    out = CliRunner().invoke(app, ["diff", os.path.join(EXAMPLES, "lenet5.yaml"), str(f)])
+    assert out.exit_code == 1 and why in out.stderr and "not a cnncalc JSON report" in out.stderr, out.stderr
+
+
+def test_sweep_needs_sizes_and_caps_the_grid():
+    lenet = os.path.join(EXAMPLES, "lenet5.yaml")
+    assert CliRunner().invoke(app, ["sweep", lenet, "--input", ""]).exit_code == 2
+    many = ",".join(["1"] * 1000)
+    out = CliRunner().invoke(app, ["sweep", lenet, "--input", "1x28x28,1x32x32,1x40x40" * 1 + ",1x28x28" * 20,
+                                   "--batch", many])
+    assert out.exit_code == 2 and "--batch" in out.stderr
