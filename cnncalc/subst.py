@@ -12,7 +12,8 @@ import re
 from typing import Any
 
 _NAME = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
-_EXPR = re.compile(r"^\$\{(.{1,200})\}$")
+_EXPR = re.compile(r"^\$\{(.*)\}$", re.S)
+MAX_EXPR = 200  #: characters of one ${expr}
 _OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
         ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b}
 MAX_VALUE = 2**62
@@ -30,6 +31,9 @@ def substitute(value: Any, args: dict[str, Any]) -> Any:
             return lookup(m.group(1), args)
         m = _EXPR.match(value)
         if m:
+            if not 1 <= len(m.group(1)) <= MAX_EXPR:
+                raise SubstError(f"expression '${{{m.group(1)[:40]}…}}' has {len(m.group(1)):,} characters; "
+                                 f"at most {MAX_EXPR} are allowed" if m.group(1) else "empty expression '${}'")
             return evaluate(m.group(1), args)
         return value
     if isinstance(value, list):

@@ -277,3 +277,22 @@ def test_sweep_needs_sizes_and_caps_the_grid():
     out = CliRunner().invoke(app, ["sweep", lenet, "--input", "1x28x28,1x32x32,1x40x40" * 1 + ",1x28x28" * 20,
                                    "--batch", many])
     assert out.exit_code == 2 and "--batch" in out.stderr
+
+
+def test_an_overlong_expression_names_the_limit(tmp_path):
+    f = tmp_path / "expr.yaml"
+    f.write_text("input: 3x8x8\nblocks:\n  b:\n    layers:\n      - {type: conv2d, out_channels: \"${"
+                 + "1+" * 150 + "1}\", kernel_size: 1}\nlayers:\n  - {block: b}\n")
+    out = CliRunner().invoke(app, ["validate", str(f)])
+    assert out.exit_code == 1 and "has 301 characters; at most 200 are allowed" in out.stderr
+
+
+def test_only_the_first_unknown_names_get_a_hint():
+    from cnncalc.spec import parse_spec
+
+    text = "input: 3x8x8\nlayers:\n  - {name: layer_a, type: relu}\n" + "".join(
+        f"  - {{name: b{i}, type: relu, inputs: [layer_b]}}\n" for i in range(30))
+    with pytest.raises(cnncalc.CnnError) as err:
+        cnncalc.analyze(parse_spec(text))
+    hinted = [p for p in err.value.problems if "did you mean 'layer_a'" in p.message]
+    assert len(err.value.problems) == 30 and len(hinted) == 20
