@@ -296,3 +296,48 @@ def test_only_the_first_unknown_names_get_a_hint():
         cnncalc.analyze(parse_spec(text))
     hinted = [p for p in err.value.problems if "did you mean 'layer_a'" in p.message]
     assert len(err.value.problems) == 30 and len(hinted) == 20
+
+
+NAMES = ['x', '"[/red]"', '"[link=https://e.test]y[/link]"', '"\\e[31mred"', '"a\\u202eb"', '"b\\x07"', "'%0A::error::x'"]
+INTS = ["3", "0", "-1", "9" * 50, "1e3", "!!float abc", "!!int 12", ".inf", "0x10", "[3, 3]", "null", "$n", "${n * n}"]
+TYPES = ["relu", "conv2d", "upsample", "mul", "add", "$t", "!!str relu", "'conv2d\\e[1m'"]
+
+
+@st.composite
+def hostile_specs(draw):
+    """Spec texts assembled from the constructs attacks use: merge keys and anchors, explicit
+    tags, arguments driving repeat and block, markup and escapes in names, huge sizes."""
+    pick = lambda xs: draw(st.sampled_from(xs))  # noqa: E731
+    lines = [f"name: {pick(NAMES)}", f"input: {pick(['3x8x8', '[3, 8, 8]', '1x' + '9' * 30, '3x8'])}",
+             f"base: &base {{type: conv2d, out_channels: {pick(INTS)}, kernel_size: {pick(INTS)}}}",
+             "blocks:", "  b:", f"    args: {{n: {pick(INTS)}, t: {pick(TYPES)}, blk: c}}", "    layers:",
+             f"      - {{type: {pick(TYPES)}, out_channels: {pick(INTS)}, kernel_size: 1}}",
+             f"      - {{block: {pick(['$blk', 'c', 'b'])}, repeat: {pick(INTS)}}}",
+             "  c:", "    layers:", f"      - {{type: {pick(TYPES)}}}", "layers:"]
+    for i in range(draw(st.integers(1, 4))):
+        lines.append(pick([f"  - {{<<: *base, name: {pick(NAMES)}}}", f"  - {{<<: [*base, *base], stride: {pick(INTS)}}}",
+                           f"  - {{block: b, repeat: {pick(INTS)}, args: {{n: {pick(INTS)}}}}}",
+                           f"  - {{type: upsample, scale_factor: {pick(INTS)}}}",
+                           f"  - {{type: {pick(TYPES)}, inputs: [{pick(['input', 'nowhere', '[input]', '__block__'])}]}}"]))
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=FUZZ, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_specs())
+def test_fuzz_hostile_constructs(text):
+    """Either a report that renders in every format, or located problems; never an escape."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from cnncalc import render
+
+    try:
+        report = cnncalc.analyze(cnncalc.parse_spec(text, "fuzz.yaml"))
+    except cnncalc.CnnError as exc:
+        assert exc.problems and all(p.file == "fuzz.yaml" for p in exc.problems)
+        return
+    json.loads(render.to_json(report))
+    render.to_csv(report)
+    render.to_markdown(report)
+    render.print_table(report, Console(file=StringIO(), width=100))
