@@ -17,7 +17,7 @@ import typer
 from .arith import DTYPE_BYTES
 from .errors import CnnError, Problem, did_you_mean
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Analytic shapes, params, MACs, memory and receptive fields of CNN specs, "
                        "proved against PyTorch.")
 
@@ -151,6 +151,20 @@ SpecArg = typer.Argument(..., help="YAML spec file.", show_default=False)
 BatchOpt = typer.Option(None, "--batch", "-b", min=1, max=2**40, help="Batch size (default: the spec's, else 1).")
 InputOpt = typer.Option(None, "--input", "-i", help="Input without batch, e.g. 3x224x224 (overrides the spec).")
 DtypeOpt = typer.Option(None, "--dtype", help="Element type for byte counts (counts do not change).")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"cnncalc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print cnncalc's version and exit.")) -> None:
+    """Analytic shapes, params, MACs, memory and receptive fields of CNN specs, proved against PyTorch."""
 
 
 @app.command()

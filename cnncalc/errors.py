@@ -25,7 +25,8 @@ class Problem:
     """Position of the layer in the expanded network (0-based), when there is one."""
 
     def location(self) -> str:
-        parts = [self.file or "<spec>"]
+        """file:line:col, or 'cnncalc' for a problem that is about no file (a device, an option)."""
+        parts = [self.file or "cnncalc"]
         if self.line is not None:
             parts.append(str(self.line))
             if self.col is not None:

@@ -9,6 +9,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+import cnncalc
 from cnncalc.cli import app
 
 from conftest import EXAMPLES, ROOT, golden
@@ -159,7 +160,7 @@ def test_analyze_never_imports_torch_numpy_or_matplotlib():
 
 def test_no_traceback_for_garbage():
     out = subprocess.run([sys.executable, "-m", "cnncalc", "analyze", "/dev/null"], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 1 and "Traceback" not in out.stderr and "file is empty" in out.stderr
+    assert out.returncode == 1 and "Traceback" not in out.stderr and "not a regular file" in out.stderr
 
 
 SCHEMA_INVALID = ["huge_channels.yaml", "negative.yaml", "list_top.yaml", "scalar_top.yaml", "yaml11_numbers.yaml",
@@ -197,3 +198,9 @@ def test_markup_in_a_file_name_is_printed_as_written(tmp_path):
     f.write_text("input: 1x8x8\nlayers:\n  - {type: conv2d, out_channels: 1, kernel_size: 30}\n")
     out = run("validate", f)
     assert out.exit_code == 1 and f"{f}:3:50: error:" in out.stderr
+
+
+def test_version_and_problems_about_no_file():
+    out = runner.invoke(app, ["--version"])
+    assert out.exit_code == 0 and out.stdout == f"cnncalc {cnncalc.__version__}\n"
+    assert cnncalc.Problem("cuda requested but not available").location() == "cnncalc"

@@ -314,7 +314,7 @@ def hostile_specs(draw):
              f"      - {{type: {pick(TYPES)}, out_channels: {pick(INTS)}, kernel_size: 1}}",
              f"      - {{block: {pick(['$blk', 'c', 'b'])}, repeat: {pick(INTS)}}}",
              "  c:", "    layers:", f"      - {{type: {pick(TYPES)}}}", "layers:"]
-    for i in range(draw(st.integers(1, 4))):
+    for _ in range(draw(st.integers(1, 4))):
         lines.append(pick([f"  - {{<<: *base, name: {pick(NAMES)}}}", f"  - {{<<: [*base, *base], stride: {pick(INTS)}}}",
                            f"  - {{block: b, repeat: {pick(INTS)}, args: {{n: {pick(INTS)}}}}}",
                            f"  - {{type: upsample, scale_factor: {pick(INTS)}}}",
