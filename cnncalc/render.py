@@ -41,11 +41,14 @@ def rf_cells(row: LayerReport) -> tuple[str, str, str]:
 
 
 def rf_num(r: RF, what: str) -> str:
-    """One axis of a field for people: 'all' for the size of a whole-input field, '~' before
-    a start that is an estimate (uneven units after upsampling)."""
+    """One axis of a field for people: a decimal (2 places at most; JSON and --explain keep
+    the exact fraction), 'all' for the size of a whole-input field, '~' before a start that
+    is an estimate (uneven units after upsampling)."""
     if what == "size" and r.whole:
         return "all"
-    return ("~" if what == "start" and not r.centred else "") + fmt_num(getattr(r, what))
+    x = getattr(r, what)
+    text = str(x.numerator) if x.denominator == 1 else f"{float(x):.2f}".rstrip("0").rstrip(".")
+    return ("~" if what == "start" and not r.centred else "") + text
 
 
 ROWS_PER_CELL = 64

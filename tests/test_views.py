@@ -1,6 +1,7 @@
 """rf, sweep, plot and HTML: what they show is checked against torch or hand arithmetic."""
 import json
 import os
+from fractions import Fraction
 
 import pytest
 from typer.testing import CliRunner
@@ -141,3 +142,13 @@ def test_unit_windows_are_the_real_ones_after_transposed_convs_and_dilation():
                      "padding: 18, dilation: 18}\n")
     assert [(a["from"], a["to"], a["clipped"]) for a in views.unit_field(r, "d", (16, 0))] == [
         (16 - 18, 16 + 18, [16, 16]), (0 - 18, 0 + 18, [0, 18])]
+
+
+def test_fractional_fields_print_as_decimals():
+    from cnncalc.render import rf_num
+
+    r = analyze_text("input: 1x8x8\nlayers:\n  - {type: upsample, scale_factor: 0.7, mode: bilinear}\n"
+                     "  - {name: c, type: conv2d, out_channels: 1, kernel_size: 3}\n")
+    (f, _) = r.layer("c").receptive_field
+    assert (f.size, f.jump) == (2 + 2 * Fraction(10, 7), Fraction(10, 7))  # 1/0.7 per output pixel
+    assert (rf_num(f, "size"), rf_num(f, "jump")) == ("4.86", "1.43")
