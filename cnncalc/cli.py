@@ -30,6 +30,12 @@ class Format(str, Enum):
     html = "html"
 
 
+class Output(str, Enum):
+    """The formats of the commands that print one table (diff, rf, sweep, verify)."""
+    table = "table"
+    json = "json"
+
+
 class CheckFormat(str, Enum):
     text = "text"
     json = "json"
@@ -185,6 +191,15 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
     from . import render
     from .analyzer import check_limits
 
+    if layer is not None and not explain:
+        raise typer.BadParameter("--layer selects the layer whose formulas --explain shows: add --explain",
+                                 param_hint="--layer")
+    if explain and format in (Format.csv, Format.markdown):
+        raise typer.BadParameter(f"--explain prints with --format table, json or html, not {format.value}",
+                                 param_hint="--explain")
+    if verify and format not in (Format.table, Format.json):
+        raise typer.BadParameter(f"--verify prints with --format table or json, not {format.value}",
+                                 param_hint="--verify")
     budgets = budget_flags(max_params, max_macs, max_flops, max_memory, max_training_memory, max_activations)
     report = _analyze(spec, batch, input, dtype, optimizer)
     over = check_limits(report, budgets)
@@ -273,7 +288,7 @@ def validate(specs: List[str] = typer.Argument(..., help="Spec files.", show_def
 @user_errors
 def diff(old: str = typer.Argument(..., help="Old spec, or a JSON report from `analyze --format json`."),
          new: str = typer.Argument(..., help="New spec (or JSON report)."),
-         format: Format = typer.Option(Format.table, "--format", "-f", help="table or json."),
+         format: Output = typer.Option(Output.table, "--format", "-f", help="table or json."),
          fail_on_increase: Optional[str] = typer.Option(
              None, help="Gate, e.g. macs=5%,params=0: exit 1 when a total grows by more."),
          batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt) -> None:
@@ -286,7 +301,7 @@ def diff(old: str = typer.Argument(..., help="Old spec, or a JSON report from `a
         raise typer.BadParameter(str(exc), param_hint="--fail-on-increase") from None
     result = d.compare(d.load_side(old, batch, parse_input(input)), d.load_side(new, batch, parse_input(input)))
     problems = d.gate_problems(result, gate, new)
-    if format is Format.json:
+    if format.value == "json":
         print(json.dumps({**result, "gate": [p.message for p in problems]}, indent=2))
     else:
         d.print_diff(result, console())
@@ -300,19 +315,20 @@ def diff(old: str = typer.Argument(..., help="Old spec, or a JSON report from `a
 def rf(spec: str = SpecArg, layer: Optional[str] = typer.Option(None, "--layer", help="Layer of the unit."),
        unit: Optional[str] = typer.Option(None, "--unit", help="Output unit, 0-based, e.g. 3,4 (needs --layer)."),
        batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt,
-       format: Format = typer.Option(Format.table, "--format", "-f", help="table or json.")) -> None:
+       format: Output = typer.Option(Output.table, "--format", "-f", help="table or json.")) -> None:
     """Receptive fields: size, jump and start of every layer, or the input window one unit sees."""
     from . import views
 
-    if unit is not None and layer is None:
-        raise typer.BadParameter("--unit needs --layer", param_hint="--unit")
+    if (unit is None) != (layer is None):
+        raise typer.BadParameter("--layer and --unit go together (the unit of that layer whose input window "
+                                 "to show)", param_hint="--unit" if layer is None else "--layer")
     try:
         u = views.parse_unit(unit) if unit is not None else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--unit") from None
     report = _analyze(spec, batch, input, None, Optimizer.adam)
     if u is None:
-        if format is Format.json:
+        if format.value == "json":
             print(json.dumps({r.name: r.rf_json() for r in report.layers if r.receptive_field}, indent=2))
         else:
             views.print_fields(report, console())
@@ -320,7 +336,7 @@ def rf(spec: str = SpecArg, layer: Optional[str] = typer.Option(None, "--layer",
     assert layer is not None  # --unit needs --layer, checked above
     require_layer(report, layer)
     axes = views.unit_field(report, layer, u)
-    if format is Format.json:
+    if format.value == "json":
         print(json.dumps(views.unit_field_json(layer, u, axes), indent=2))
     else:
         views.print_unit_field(layer, u, axes, console())
@@ -332,7 +348,7 @@ def sweep(spec: str = SpecArg,
           input: str = typer.Option(..., "--input", "-i", help="Comma-separated sizes, e.g. 3x128x128,3x224x224."),
           batch: str = typer.Option("1", "--batch", "-b", help="Comma-separated batches, e.g. 1,32,256."),
           dtype: Optional[Dtype] = DtypeOpt,
-          format: Format = typer.Option(Format.table, "--format", "-f", help="table or json.")) -> None:
+          format: Output = typer.Option(Output.table, "--format", "-f", help="table or json.")) -> None:
     """How shapes, cost, memory and fields change with input size and batch."""
     from . import views
     from .spec import load_spec
@@ -352,7 +368,7 @@ def sweep(spec: str = SpecArg,
         raise typer.BadParameter(f"expected positive integers up to 2^40 like 1,32,256, received {batch[:60]!r}",
                                  param_hint="--batch") from None
     rows = views.sweep(load_spec(spec), sizes, batches, dtype.value if dtype else None)
-    if format is Format.json:
+    if format.value == "json":
         print(json.dumps(rows, indent=2))
     else:
         views.print_sweep(rows, console())
@@ -404,7 +420,7 @@ def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional
            device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."),
            repeat: int = typer.Option(20, min=1, max=100_000, help="Timed forward passes."),
            warmup: int = typer.Option(3, min=0, max=10_000, help="Untimed warm-up passes."),
-           format: Format = typer.Option(Format.table, "--format", "-f", help="table or json."),
+           format: Output = typer.Option(Output.table, "--format", "-f", help="table or json."),
            force: bool = typer.Option(False, help="Run even if the estimate exceeds the device memory."),
            compile: bool = typer.Option(False, "--compile", help="Time the torch.compile'd model too."),
            channels_last: bool = typer.Option(False, help="Time in channels_last memory format."),
@@ -417,17 +433,17 @@ def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional
     raise typer.Exit(0 if ok else 1)
 
 
-def _verify(report, device="auto", dtype="float32", repeat=20, warmup=3, format=Format.table, force=False,
+def _verify(report, device="auto", dtype="float32", repeat=20, warmup=3, format=Output.table, force=False,
             compile=False, channels_last=False, rf_probe=True, fuse_bn=False) -> bool:
     """Run the verification and print it; True when torch agrees."""
     from . import render, views
     from .backend.verify import verify_report
 
-    with views.VerifyProgress(format is Format.table and sys.stderr.isatty(), warmup + repeat) as progress:
+    with views.VerifyProgress(format.value == "table" and sys.stderr.isatty(), warmup + repeat) as progress:
         result = verify_report(report, device=device, dtype=dtype, repeat=repeat, warmup=warmup, force=force,
                                compile=compile, channels_last=channels_last, rf_probe=rf_probe, fuse_bn=fuse_bn,
                                progress=progress)
-    if format is Format.json:
+    if format.value == "json":
         print(render.to_json(report, {"verify": result.to_json()}))
     else:
         views.print_verify(report, result, console())

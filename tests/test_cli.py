@@ -204,3 +204,15 @@ def test_version_and_problems_about_no_file():
     out = runner.invoke(app, ["--version"])
     assert out.exit_code == 0 and out.stdout == f"cnncalc {cnncalc.__version__}\n"
     assert cnncalc.Problem("cuda requested but not available").location() == "cnncalc"
+
+
+@pytest.mark.parametrize("args", [
+    ["diff", "LENET", "LENET", "-f", "csv"], ["rf", "LENET", "-f", "markdown"], ["sweep", "LENET", "--input", "1x28x28",
+                                                                               "-f", "html"],
+    ["verify", "LENET", "-f", "csv"], ["analyze", "LENET", "--layer", "c1.conv"],
+    ["analyze", "LENET", "--explain", "-f", "markdown"], ["rf", "LENET", "--layer", "c1.conv"],
+    ["analyze", "LENET", "--verify", "-f", "csv"]])
+def test_options_that_would_be_ignored_are_usage_errors(args):
+    lenet = os.path.join(EXAMPLES, "lenet5.yaml")
+    out = runner.invoke(app, [lenet if a == "LENET" else a for a in args])
+    assert out.exit_code == 2, out.stdout
