@@ -200,6 +200,7 @@ class _Expander:
         self.work = 0                              # block repetitions and layers expanded so far
         self.hints = 20                            # "did you mean" suggestions left (each costs O(names))
         self.reported: set[tuple] = set()          # (message, line, col) of the problems so far
+        self.bound: dict[tuple, int] = {}          # (block, its args) -> layers it expands to
 
     def fail(self, message: str, path: Path, layer: str | None = None) -> None:
         index = len(self.nodes) if layer else None  # the index this layer would have
@@ -366,6 +367,35 @@ class _Expander:
         self.hints -= 1
         return did_you_mean(word, names)
 
+    def size_with(self, name: str, args: dict[str, Any], depth: int) -> int:
+        """Layers block `name` expands to with these arguments (each `repeat:` and `block:`
+        substituted; capped just past MAX_LAYERS; unknowns count as one layer)."""
+        try:
+            key: tuple = (name, tuple(sorted((k, repr(v)[:200]) for k, v in args.items())))
+        except TypeError:
+            return 1
+        if key in self.bound:
+            return self.bound[key]
+        if depth > MAX_BLOCK_DEPTH:
+            return MAX_LAYERS + 1
+        self.bound[key] = 1  # in progress: a block reaching itself is caught by the depth limit
+        total = 0
+        for item in self.header.blocks[name].layers:
+            count = 1
+            if isinstance(item, dict) and "block" in item:
+                try:
+                    child, rep, given = (substitute(item.get(k, d), args) for k, d in
+                                         (("block", None), ("repeat", 1), ("args", {})))
+                except (SubstError, ValueError, TypeError, RecursionError):
+                    child, rep, given = None, 1, {}
+                rep = rep if isinstance(rep, int) and not isinstance(rep, bool) and rep > 0 else 1
+                if isinstance(child, str) and child in self.header.blocks and isinstance(given, dict):
+                    count = min(rep, MAX_LAYERS + 1) * self.size_with(
+                        child, {**self.header.blocks[child].args, **given}, depth + 1)
+            total = min(total + count, MAX_LAYERS + 1)
+        self.bound[key] = total
+        return total
+
     def grow(self, path: Path) -> None:
         """Count one step of expansion; past the limit (arguments can drive `repeat` and `block`
         beyond what the static estimate sees) the spec is refused at once."""
@@ -402,6 +432,11 @@ class _Expander:
         if use.inputs:
             cur = self.resolve(use.inputs[0], frame, path + ("inputs", 0), local, name) or prev
         start = len(self.nodes)
+        total = len(self.nodes) + use.repeat * self.size_with(use.block, {**self.header.blocks[use.block].args,
+                                                                          **use.args}, frame.depth)
+        if total > MAX_LAYERS:  # arguments drive repeat or block: known only now, refused before expanding
+            raise CnnError([self.src.problem(f"the network expands to more than {MAX_LAYERS:,} layers (blocks "
+                                             "repeated through their arguments); refused", path)])
         for r in range(use.repeat):
             self.grow(path)
             first = use.first if r == 0 else None

@@ -103,8 +103,14 @@ def test_the_estimate_covers_the_training_step_and_the_limits_of_this_process(mo
     assert (est, what) == (t["training_memory_bytes"], "a float32 training step")
     assert est > 4 * t["param_bytes"]
     monkeypatch.setattr(bv, "available_memory", lambda torch, dev: 3 * t["param_bytes"])
-    with pytest.raises(cnncalc.CnnError, match=r"verify needs about 1\.19 GiB on cpu \(a float32 training step\)"):
-        tb.verify_report(r, device="cpu")
+    result = tb.verify_report(r, device="cpu", dtype="float16", repeat=1, warmup=0, rf_probe=False)
+    assert result.ok and result.memory["training"]["measured_bytes"] is None  # skipped, and said so
+    assert result.memory["not_judged"] == ["training memory: its float32 training step needs about 1.19 GiB but only "
+                                           "0.68 GiB are free (--force to measure it anyway)"]
+    monkeypatch.setattr(bv, "available_memory", lambda torch, dev: t["param_bytes"])
+    with pytest.raises(cnncalc.CnnError, match=r"verify needs about 0\.34 GiB on cpu \(the model in float32 and "
+                                               r"float16 with an inference pass\)"):
+        tb.verify_report(r, device="cpu", dtype="float16")
 
 
 def test_host_memory_honours_the_address_space_limit():

@@ -104,8 +104,10 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
     dev = pick_device(torch, device)
     say = progress or (lambda stage, done: None)
     tdtype = getattr(torch, dtype)
-    est, what = verify_memory(report, dtype)
+    est, what = verify_memory(report, dtype, training=False)
     avail = available_memory(torch, dev)
+    train_est = verify_memory(report, dtype)[0]
+    train_fits = force or avail is None or train_est * 1.2 <= avail
     if avail is not None and est * 1.2 > avail and not force:
         raise CnnError.single(f"verify needs about {est / 2**30:.2f} GiB on {dev.type} ({what}) but only "
                               f"{avail / 2**30:.2f} GiB are free (within this process's memory limits); "
@@ -150,7 +152,9 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
                 f"torch={result.fused['torch_params']:,}, max relative output difference "
                 f"{result.fused['max_relative_output_difference']:.2e}")
     say("measuring training memory", 0)
-    train_model = _train_memory(report, model, x, t, dev)
+    train_model = _train_memory(report, model, x, t, dev, None if train_fits else (
+        f"its float32 training step needs about {train_est / 2**30:.2f} GiB but only "
+        f"{(avail or 0) / 2**30:.2f} GiB are free (--force to measure it anyway)"))
     model = model.to(dtype=tdtype)
     x = x.to(tdtype)
     if channels_last and len(report.input_shape) == 4:
@@ -182,16 +186,18 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
 MEMORY_TOLERANCE = 0.10  #: measured ÷ analytic memory may differ from 1 by this much
 
 
-def verify_memory(report: Report, dtype: str) -> tuple[int, str]:
+def verify_memory(report: Report, dtype: str, training: bool = True) -> tuple[int, str]:
     """What verify itself will hold at its peak, and which step that is: the float32 network
     during its measured training step (params, state, gradients, activations), or the model
-    in both float32 and `dtype` during the inference pass (the receptive-field probe keeps
-    each of its float64 one-channel stand-ins under its own budget)."""
+    in both float32 and `dtype` during the inference pass (`training=False`: without the
+    training step, which verify skips, saying so, when it would not fit; the receptive-field
+    probe keeps each of its float64 one-channel stand-ins under its own budget)."""
     f32 = _at(report, "float32").totals
     timed = _at(report, dtype).totals
-    steps = {"a float32 training step": f32["training_memory_bytes"],
-             f"the model in float32 and {dtype} with an inference pass": f32["param_bytes"] + f32["buffer_bytes"]
+    steps = {f"the model in float32 and {dtype} with an inference pass": f32["param_bytes"] + f32["buffer_bytes"]
              + timed["param_bytes"] + timed["buffer_bytes"] + timed["inference_peak_activation_bytes"]}
+    if training:
+        steps["a float32 training step"] = f32["training_memory_bytes"]
     what = max(steps, key=lambda k: steps[k])
     return steps[what], what
 
@@ -203,11 +209,15 @@ def _at(report: Report, dtype: str) -> Report:
     return analyze(report.network, report.input_shape[0], report.input_shape[1:], dtype, report.optimizer)
 
 
-def _train_memory(report: Report, model: Any, x: Any, t: Any, dev: Any) -> dict:
-    """One training step measured in float32 against the analytic training memory."""
+def _train_memory(report: Report, model: Any, x: Any, t: Any, dev: Any, skip: str | None) -> dict:
+    """One training step measured in float32 against the analytic training memory (not
+    measured, with the reason `skip`, when it would not fit)."""
     analytic = _at(report, "float32").totals
     out = {"analytic_bytes": analytic["training_memory_bytes"], "phase": analytic["training_peak_phase"],
            "optimizer": report.optimizer, "measured_bytes": None, "workspace_bytes": None, "ratio": None}
+    if skip:
+        out["note"] = skip
+        return out
     try:
         peak = measure_training(model, x, t, dev, report.optimizer)
     except (RuntimeError, ValueError, MemoryError) as exc:  # e.g. batch norm over one value per channel
