@@ -25,14 +25,14 @@ Dtype = Literal[tuple(DTYPE_BYTES)]  # type: ignore[valid-type]
 def parse_shape(value: Any) -> tuple[int, ...]:
     """'3x224x224', [3, 224, 224] → (3, 224, 224): channels then spatial sizes."""
     if isinstance(value, str):
-        parts = [p.strip() for p in re.split(r"[x×,]", value.lower())]
-        if all(p.isdigit() for p in parts):
+        parts = [p.strip() for p in re.split(r"[x×,]", value.lower().strip("[] "))]
+        if all(p.isdigit() and len(p) <= 20 for p in parts):  # longer is past 2^40 anyway
             value = [int(p) for p in parts]
     if (isinstance(value, (list, tuple)) and 1 <= len(value) <= 5
             and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INT for v in value)):
         return tuple(value)
     raise ValueError(f"expected channels and sizes like 3x224x224 or [3, 224, 224] (1 to 5 positive "
-                     f"integers), received {value!r}")
+                     f"integers up to 2^40), received {str(value)[:80]!r}")
 
 
 class _Strict(BaseModel):

@@ -341,3 +341,17 @@ def test_fuzz_hostile_constructs(text):
     render.to_csv(report)
     render.to_markdown(report)
     render.print_table(report, Console(file=StringIO(), width=100))
+
+
+def test_huge_digit_strings_in_shapes_never_show_python_internals(tmp_path):
+    f = tmp_path / "big.yaml"
+    f.write_text("input: 3x" + "9" * 5000 + "\nlayers:\n  - {type: relu}\n")
+    out = CliRunner().invoke(app, ["validate", str(f)])
+    assert out.exit_code == 1 and "up to 2^40" in out.stderr and "sys.set_int_max_str_digits" not in out.stderr
+    out = CliRunner().invoke(app, ["analyze", os.path.join(EXAMPLES, "lenet5.yaml"), "--input", "1x" + "9" * 5000])
+    assert out.exit_code == 2 and "sys.set_int_max_str_digits" not in out.stderr
+
+
+def test_the_bracket_form_the_input_message_offers_is_accepted():
+    out = CliRunner().invoke(app, ["analyze", os.path.join(EXAMPLES, "lenet5.yaml"), "--input", "[1, 28, 28]"])
+    assert out.exit_code == 0 and "input 1×1×28×28" in out.stdout
