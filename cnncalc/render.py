@@ -78,7 +78,7 @@ def totals_rows(report: Report) -> list[tuple[str, str]]:
         ("activations (all layers)", hbytes(t["activation_bytes"])),
         ("inference memory", f"{hbytes(t['inference_memory_bytes'])}  (params + buffers + peak live activations "
                              f"{hbytes(t['inference_peak_activation_bytes'])})"),
-        ("training step memory", f"{hbytes(t['training_memory_bytes'])}  ({report.optimizer} [{states}], peak in the "
+        ("training step memory", f"{hbytes(t['training_memory_bytes'])}  ({report.optimizer}: {states}; peak in the "
                                  f"{t['training_peak_phase']}; saved for backward "
                                  f"{hbytes(t['training_saved_activation_bytes'])})"),
     ] + ([("batch norm folded", f"{f['folded']} BN into their convs: params {f['params']:,}, buffers "

@@ -312,9 +312,9 @@ class _Expander:
             return prev
         cls = REGISTRY.get(kind) if isinstance(kind, str) else None
         if cls is None:
-            self.fail(f"unknown layer type '{kind}'{did_you_mean(kind, REGISTRY)}; valid types: "
-                      f"{', '.join(sorted(REGISTRY))}"
-                      + (f"; blocks: {', '.join(self.header.blocks)}" if self.header.blocks else ""),
+            hint = did_you_mean(kind, REGISTRY)
+            self.fail(f"unknown layer type '{kind}'{hint}" + ("" if hint else f"; valid types: {', '.join(sorted(REGISTRY))}"
+                      + (f"; blocks: {', '.join(self.header.blocks)}" if self.header.blocks else "")),
                       path + ("type",), item.get("name"))
             return prev
         local = item.get("name") if isinstance(item.get("name"), str) else None

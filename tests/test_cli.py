@@ -216,3 +216,12 @@ def test_options_that_would_be_ignored_are_usage_errors(args):
     lenet = os.path.join(EXAMPLES, "lenet5.yaml")
     out = runner.invoke(app, [lenet if a == "LENET" else a for a in args])
     assert out.exit_code == 2, out.stdout
+
+
+def test_optimizer_state_is_printed_and_a_suggested_type_does_not_list_all_types(tmp_path):
+    out = runner.invoke(app, ["analyze", os.path.join(EXAMPLES, "lenet5.yaml"), "--optimizer", "sgd"])
+    assert "(sgd: no state; peak in the" in out.stdout  # was "sgd ," (rich read "[no state]" as markup)
+    f = tmp_path / "typo.yaml"
+    f.write_text("input: 3x8x8\nlayers:\n  - {type: conv2dd, out_channels: 4, kernel_size: 3}\n")
+    out = runner.invoke(app, ["validate", str(f)])
+    assert "unknown layer type 'conv2dd' (did you mean 'conv2d'?)\n" in out.stderr and "valid types" not in out.stderr
