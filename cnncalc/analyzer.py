@@ -40,6 +40,8 @@ class LayerReport:
     """What the layer's rules saw: input shapes and output shape."""
     path: Path = field(default=(), repr=False, compare=False)
     """Where the layer is written in the spec (for located messages)."""
+    blocks: tuple[str, ...] = ()
+    """The block uses (and repetitions) it lies in, outermost first."""
 
     @property
     def flops(self) -> int:
@@ -65,7 +67,7 @@ class LayerReport:
                 "flops": self.flops, "elementwise_ops": self.elementwise_ops,
                 "activation_bytes": self.activation_bytes, "receptive_field": self.rf_json(),
                 "shared_with": self.shared_with, "weights": {k: list(v) for k, v in self.weights.items()},
-                "line": self.line}
+                "line": self.line, "block_path": list(self.blocks)}
 
 
 @dataclass
@@ -213,7 +215,7 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
         nbuf = 0 if shared else sum(prod(s) for s in buffers.values())
         row = LayerReport(node.index, node.name, layer.type, list(node.inputs), ctx.out, params,
                           params if layer.trainable else 0, nbuf, macs, elementwise, prod(ctx.out) * b, rf,
-                          weights, buffers, shared, src.locate(node.path)[0], layer, ctx, node.path)
+                          weights, buffers, shared, src.locate(node.path)[0], layer, ctx, node.path, node.blocks)
         rows.append(row)
         done[node.name] = row
         shapes[node.name], notes[node.name], fields[node.name] = ctx.out, note, rf

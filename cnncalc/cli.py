@@ -183,6 +183,9 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
             fuse_bn: bool = typer.Option(False, "--fuse-bn", help="Also report totals with batch norms folded."),
             explain: bool = typer.Option(False, "--explain", help="Show the formulas with the numbers substituted."),
             layer: Optional[str] = typer.Option(None, "--layer", help="With --explain: only this layer."),
+            depth: Optional[int] = typer.Option(None, "--depth", min=1, max=64,
+                                                help="Collapse block uses nested this deep into one row each "
+                                                     "(1: the top-level entries of layers:); table only."),
             max_params: Optional[str] = MaxParams, max_macs: Optional[str] = MaxMacs,
             max_flops: Optional[str] = MaxFlops, max_memory: Optional[str] = MaxMemory,
             max_training_memory: Optional[str] = MaxTraining, max_activations: Optional[str] = MaxActivations,
@@ -197,6 +200,9 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
     if explain and format in (Format.csv, Format.markdown):
         raise typer.BadParameter(f"--explain prints with --format table, json or html, not {format.value}",
                                  param_hint="--explain")
+    if depth is not None and (format is not Format.table or explain or verify):
+        raise typer.BadParameter("--depth applies to the table alone (JSON keeps every layer with its block_path)",
+                                 param_hint="--depth")
     if verify and format not in (Format.table, Format.json):
         raise typer.BadParameter(f"--verify prints with --format table or json, not {format.value}",
                                  param_hint="--verify")
@@ -225,7 +231,7 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
             render.print_table(report, console())
         render.print_explanations(report, console(), layer)
     elif format is Format.table:
-        render.print_table(report, console())
+        render.print_table(report, console(), depth)
     elif format is Format.html:
         sys.stdout.write(render.to_html(report, explain, layer))
     else:

@@ -64,6 +64,37 @@ def layer_cells(row: LayerReport) -> list[str]:
             human(row.macs), human(row.flops), hbytes(row.activation_bytes), *rf_cells(row)]
 
 
+def layer_groups(report: Report, depth: int | None) -> list[list[LayerReport]]:
+    """The layers in file order, those inside block uses nested `depth` levels or deeper
+    collapsed into one group per use (depth 1: the top-level entries of `layers:`; a block used
+    with repeat counts the use and each repetition as one level each)."""
+    groups: list[list[LayerReport]] = []
+    last = None
+    for r in report.layers:
+        key = r.blocks[depth - 1] if depth and len(r.blocks) >= depth else None
+        if key is not None and key == last:
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+        last = key
+    return groups
+
+
+def group_cells(rows: list[LayerReport], depth: int) -> list[str]:
+    """One table row for a collapsed block use: summed params, MACs, FLOPs and activations;
+    the last layer's output shape and field."""
+    if len(rows) == 1 and len(rows[0].blocks) < depth:
+        return layer_cells(rows[0])
+    name = rows[0].blocks[depth - 1]
+    reps = {r.blocks[depth] for r in rows if len(r.blocks) > depth and r.blocks[depth].startswith(name + ".")}
+    params = sum(r.params for r in rows)
+    return [f"{rows[0].index}–{rows[-1].index}", name + (f" ×{len(reps)}" if len(reps) > 1 else ""),
+            f"block ({len(rows)} layers)", shape_str(rows[-1].output_shape),
+            f"{params:,}" + ("*" if sum(r.trainable_params for r in rows) < params else ""),
+            human(sum(r.macs for r in rows)), human(sum(r.flops for r in rows)),
+            hbytes(sum(r.activation_bytes for r in rows)), *rf_cells(rows[-1])]
+
+
 def totals_rows(report: Report) -> list[tuple[str, str]]:
     t = report.totals
     states = {"sgd": "no state", "momentum": "1 state tensor", "adam": "2 state tensors"}[report.optimizer]
@@ -150,8 +181,8 @@ def add_rows(table: Any, rows: Iterable[Sequence[str]], markup: bool = False) ->
 
 
 @gc_paused()
-def print_table(report: Report, console: Any) -> None:
-    """The layer table, then the totals."""
+def print_table(report: Report, console: Any, depth: int | None = None) -> None:
+    """The layer table (block uses nested `depth` levels deep collapsed), then the totals."""
     from rich.table import Table
 
     from .safe import markup as escape
@@ -160,7 +191,10 @@ def print_table(report: Report, console: Any) -> None:
                   title_justify="left", header_style="bold", show_lines=False)
     for c in COLUMNS:
         table.add_column(c, justify="right" if c in ("#", "params", "MACs", "FLOPs", "activations") else "left")
-    add_rows(table, map(layer_cells, report.layers))
+    if depth:
+        add_rows(table, (group_cells(g, depth) for g in layer_groups(report, depth)))
+    else:
+        add_rows(table, map(layer_cells, report.layers))
     console.print(table)
     totals = Table(show_header=False, box=None, padding=(0, 2))
     totals.add_column(style="bold")

@@ -107,6 +107,9 @@ class Node:
     path: Path
     via: tuple[Path, ...] = ()
     share: str | None = None
+    blocks: tuple[str, ...] = ()
+    """The block uses it lies in, outermost first, each repetition its own level:
+    ('layer1', 'layer1.0') for layer1.0.conv1."""
 
 
 @dataclass
@@ -182,6 +185,8 @@ class Frame:
     """Names defined further down this list (to say 'defined later' instead of 'unknown')."""
     counts: dict[str, int] = field(default_factory=dict)
     """Per type (or block), how many unnamed ones so far: the default names type_1, type_2, …"""
+    blocks: tuple[str, ...] = ()
+    """The block uses (and repetitions) this list lies in, outermost first."""
 
     @property
     def in_block(self) -> bool:
@@ -356,7 +361,7 @@ class _Expander:
             self.broken.add(name)
             return name
         self.grow(path)
-        self.nodes.append(Node(len(self.nodes), name, layer, inputs, path, frame.via, share))
+        self.nodes.append(Node(len(self.nodes), name, layer, inputs, path, frame.via, share, frame.blocks))
         return name
 
     def hint(self, word: str, names: Any) -> str:
@@ -456,7 +461,8 @@ class _Expander:
                 self.fail(msg, path + ("args",), name)
                 return name
             inner = Frame({"input": cur}, f"{name}." + (f"{r}." if use.repeat > 1 else ""), args, frame.via + (path,),
-                          frame.depth + 1, use.trainable if use.trainable is not None else frame.trainable)
+                          frame.depth + 1, use.trainable if use.trainable is not None else frame.trainable,
+                          blocks=frame.blocks + (name,) + ((f"{name}.{r}",) if use.repeat > 1 else ()))
             out = self.expand(block.layers, ("blocks", bname, "layers"), inner, cur)
             if block.output:
                 if block.output not in inner.scope:

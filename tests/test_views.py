@@ -10,7 +10,7 @@ import cnncalc
 from cnncalc import views
 from cnncalc.cli import app
 
-from conftest import EXAMPLES, analyze_text
+from conftest import EXAMPLES, analyze_text, golden
 
 runner = CliRunner()
 ALEXNET = os.path.join(EXAMPLES, "alexnet.yaml")
@@ -152,3 +152,31 @@ def test_fractional_fields_print_as_decimals():
     (f, _) = r.layer("c").receptive_field
     assert (f.size, f.jump) == (2 + 2 * Fraction(10, 7), Fraction(10, 7))  # 1/0.7 per output pixel
     assert (rf_num(f, "size"), rf_num(f, "jump")) == ("4.86", "1.43")
+
+
+def test_depth_collapses_block_uses_and_keeps_the_sums():
+    from cnncalc import render
+
+    r = analyze_text(open(os.path.join(EXAMPLES, "resnet50.yaml")).read())
+    assert r.layer("layer1.0.conv1").blocks == ("layer1", "layer1.0") and r.layer("conv1").blocks == ()
+    assert r.to_json()["layers"][4]["block_path"] == ["layer1", "layer1.0"]
+    for depth, rows in [(1, 11), (2, 4 + 3 + 4 + 6 + 3 + 3), (3, len(r.layers))]:
+        groups = render.layer_groups(r, depth)
+        assert len(groups) == rows and sum(len(g) for g in groups) == len(r.layers)
+    one = {render.group_cells(g, 1)[1]: g for g in render.layer_groups(r, 1)}
+    assert list(one)[4:8] == ["layer1 ×3", "layer2 ×4", "layer3 ×6", "layer4 ×3"]
+    assert sum(x.params for x in one["layer4 ×3"]) == 14_964_736  # torchvision: layer4's parameters
+    assert render.group_cells(one["layer1 ×3"], 1)[4] == f"{sum(x.params for x in one['layer1 ×3']):,}"
+
+
+def test_depth_table_golden():
+    from typer.testing import CliRunner
+
+    from cnncalc.cli import app
+
+    out = CliRunner().invoke(app, ["analyze", os.path.join(EXAMPLES, "resnet50.yaml"), "--depth", "1"],
+                             env={"COLUMNS": "200"})
+    assert out.exit_code == 0
+    golden("resnet50.depth1.txt", out.stdout)
+    assert CliRunner().invoke(app, ["analyze", os.path.join(EXAMPLES, "resnet50.yaml"), "--depth", "1",
+                                    "-f", "json"]).exit_code == 2
