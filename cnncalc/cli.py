@@ -30,6 +30,10 @@ class Format(str, Enum):
     html = "html"
 
 
+class By(str, Enum):
+    type = "type"
+
+
 class Output(str, Enum):
     """The formats of the commands that print one table (diff, rf, sweep, verify)."""
     table = "table"
@@ -183,6 +187,8 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
             fuse_bn: bool = typer.Option(False, "--fuse-bn", help="Also report totals with batch norms folded."),
             explain: bool = typer.Option(False, "--explain", help="Show the formulas with the numbers substituted."),
             layer: Optional[str] = typer.Option(None, "--layer", help="With --explain: only this layer."),
+            by: Optional[By] = typer.Option(None, "--by", help="'type': totals per layer type with their shares "
+                                                              "(table or json)."),
             depth: Optional[int] = typer.Option(None, "--depth", min=1, max=64,
                                                 help="Collapse block uses nested this deep into one row each "
                                                      "(1: the top-level entries of layers:); table only."),
@@ -200,6 +206,9 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
     if explain and format in (Format.csv, Format.markdown):
         raise typer.BadParameter(f"--explain prints with --format table, json or html, not {format.value}",
                                  param_hint="--explain")
+    if by is not None and (format not in (Format.table, Format.json) or explain or verify or depth):
+        raise typer.BadParameter("--by type prints a table or JSON of its own (not with --explain, --verify or "
+                                 "--depth)", param_hint="--by")
     if depth is not None and (format is not Format.table or explain or verify):
         raise typer.BadParameter("--depth applies to the table alone (JSON keeps every layer with its block_path)",
                                  param_hint="--depth")
@@ -223,6 +232,16 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
         report.extra["limits"] = [p.to_dict() for p in over]
     if layer is not None:
         require_layer(report, layer)
+    if by is not None:
+        report.extra["by_type"] = render.by_type(report)
+        if format is Format.table:
+            render.print_by_type(report, console())
+        else:
+            sys.stdout.write(render.to_json(report) + "\n")
+        if over:
+            report_problems(over)
+            raise typer.Exit(1)
+        return
     if explain:
         report.extra["explain"] = {name: [{"quantity": w, "expression": e, "value": v} for w, e, v in lines]
                                    for name, lines in render.explanations(report, layer).items()}

@@ -95,6 +95,38 @@ def group_cells(rows: list[LayerReport], depth: int) -> list[str]:
             hbytes(sum(r.activation_bytes for r in rows)), *rf_cells(rows[-1])]
 
 
+def by_type(report: Report) -> list[dict[str, Any]]:
+    """Per layer type (fvcore's by-operator view): layers, params, MACs, FLOPs, activations,
+    and the shares of the totals, largest MACs first."""
+    rows: dict[str, dict[str, Any]] = {}
+    for r in report.layers:
+        row = rows.setdefault(r.type, {"type": r.type, "layers": 0, "params": 0, "macs": 0, "flops": 0,
+                                       "activation_bytes": 0})
+        row["layers"] += 1
+        for k in ("params", "macs", "flops", "activation_bytes"):
+            row[k] += getattr(r, k)
+    t = report.totals
+    for row in rows.values():
+        row["macs_share"] = row["macs"] / t["macs"] if t["macs"] else 0.0
+        row["params_share"] = row["params"] / t["params"] if t["params"] else 0.0
+    return sorted(rows.values(), key=lambda row: (-row["macs"], -row["params"], row["type"]))
+
+
+def print_by_type(report: Report, console: Any) -> None:
+    from rich.table import Table
+
+    from .safe import markup as escape
+
+    table = Table(title=f"{escape(report.name)} by layer type  ·  input {shape_str(report.input_shape)}",
+                  title_justify="left", header_style="bold")
+    for c in ("type", "layers", "params", "% params", "MACs", "% MACs", "FLOPs", "activations"):
+        table.add_column(c, justify="left" if c == "type" else "right")
+    add_rows(table, ([row["type"], str(row["layers"]), f"{row['params']:,}", f"{row['params_share']:.1%}",
+                      human(row["macs"]), f"{row['macs_share']:.1%}", human(row["flops"]),
+                      hbytes(row["activation_bytes"])] for row in by_type(report)))
+    console.print(table)
+
+
 def totals_rows(report: Report) -> list[tuple[str, str]]:
     t = report.totals
     states = {"sgd": "no state", "momentum": "1 state tensor", "adam": "2 state tensors"}[report.optimizer]

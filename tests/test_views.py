@@ -180,3 +180,22 @@ def test_depth_table_golden():
     golden("resnet50.depth1.txt", out.stdout)
     assert CliRunner().invoke(app, ["analyze", os.path.join(EXAMPLES, "resnet50.yaml"), "--depth", "1",
                                     "-f", "json"]).exit_code == 2
+
+
+def test_by_type_sums_to_the_totals_and_orders_by_macs():
+    from typer.testing import CliRunner
+
+    from cnncalc import render
+    from cnncalc.cli import app
+
+    r = analyze_text(open(os.path.join(EXAMPLES, "resnet50.yaml")).read())
+    rows = {row["type"]: row for row in render.by_type(r)}
+    for k in ("params", "macs", "flops", "activation_bytes"):
+        assert sum(row[k] for row in rows.values()) == r.totals[k]
+    assert rows["linear"]["macs"] == 2048 * 1000 and rows["conv2d"]["layers"] == 53 and rows["add"]["layers"] == 16
+    assert rows["conv2d"]["macs_share"] == rows["conv2d"]["macs"] / r.totals["macs"]
+    assert [row["type"] for row in render.by_type(r)][:2] == ["conv2d", "linear"]
+    out = CliRunner().invoke(app, ["analyze", os.path.join(EXAMPLES, "resnet50.yaml"), "--by", "type"],
+                             env={"COLUMNS": "200"})
+    assert out.exit_code == 0
+    golden("resnet50.by_type.txt", out.stdout)
