@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from math import prod
 from typing import Any
 
-from .arith import DTYPE_BYTES, RF, fmt_num, plain
+from .arith import DTYPE_BYTES, RF, plain
 from .errors import CnnError, LayerError, Problem, gc_paused
 from .layers import Ctx, Layer, Shape
 from .layers.base import MAX_INT
@@ -177,7 +177,7 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
     rows: list[LayerReport] = []
     warnings: list[Problem] = []
     last_use: dict[str, int] = {}
-    exceeded: set[int] = set()
+    exceeded = False
     b = DTYPE_BYTES[dtype or h.dtype]
 
     for node in net.nodes:
@@ -223,12 +223,14 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
             last_use[i] = node.index
         for msg in layer_warnings:
             warnings.append(src.problem(msg, node.path, node.name, "warning", node.index))
-        for axis, r in enumerate(rf or []):
-            if axis not in exceeded and r.size > shape0[2 + axis]:
-                exceeded.add(axis)
-                warnings.append(src.problem(
-                    f"receptive field {fmt_num(r.size)} on axis {axis} now exceeds the input ({shape0[2 + axis]}): "
-                    "further growth only adds padding", node.path, node.name, "warning", node.index))
+        over = [(a, r) for a, r in enumerate(rf or []) if r.size > shape0[2 + a] and not r.whole]
+        if over and not exceeded:  # once per network, at the line of the (outermost) block use
+            exceeded = True
+            sizes = "×".join(str(round(float(r.size))) for r in rf or [])
+            warnings.append(src.problem(
+                f"receptive field {sizes} now exceeds the input {'×'.join(map(str, shape0[2:]))}: deeper layers "
+                "widen it only into the padding", node.via[0] if node.via else node.path, node.name, "warning",
+                node.index))
     if problems:
         raise CnnError(problems)
     for name in net.outputs:

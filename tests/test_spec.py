@@ -1,10 +1,12 @@
 """Spec language: blocks, repeat, substitution, sharing, freezing; and every located error."""
+import os
+
 import pytest
 
 import cnncalc
 from cnncalc.arith import Window
 
-from conftest import analyze_text
+from conftest import EXAMPLES, analyze_text
 
 
 def problems(text):
@@ -271,3 +273,13 @@ def test_avgpool3d_refuses_an_input_smaller_than_its_kernel_as_torch_does():
                          "(1, 1, 2, 2, 2) with kernel_size [3, 3, 3]")
     assert analyze_text("input: [1, 2, 2]\nlayers:\n  - {type: avgpool2d, kernel_size: 3, stride: 1, padding: 1}\n"
                         ).layers[0].output_shape == (1, 1, 2, 2)  # 2-D pools accept it
+
+
+def test_the_field_outgrowing_the_input_is_said_once_at_the_block_use():
+    text = open(os.path.join(EXAMPLES, "resnet50.yaml")).read()
+    r = cnncalc.analyze(cnncalc.parse_spec(text, "resnet50.yaml"))
+    said = [w for w in r.warnings if "exceeds the input" in w.message]
+    assert len(said) == 1 and said[0].layer == "layer3.4.conv2"
+    assert text.splitlines()[said[0].line - 1].lstrip().startswith("- {block:")  # the use, not the block's layer
+    assert said[0].message == ("receptive field 235×235 now exceeds the input 224×224: deeper layers widen it "
+                               "only into the padding")
