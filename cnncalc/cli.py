@@ -59,9 +59,33 @@ def console(stderr: bool = False):
     from rich.console import Console
 
     c = Console(stderr=stderr, highlight=False)
-    if not c.is_terminal:  # piped: no colour codes (rich) and never truncated
-        c = Console(stderr=stderr, highlight=False, width=100_000, no_color=True, color_system=None)
+    if not c.is_terminal:  # piped: no colour codes (rich), never truncated, no trailing spaces
+        c = Console(file=_Tidy(sys.stderr if stderr else sys.stdout), highlight=False, width=100_000,
+                    no_color=True, color_system=None)
     return c
+
+
+class _Tidy:
+    """A text stream that drops the spaces rich pads lines with before each newline."""
+
+    def __init__(self, out: Any):
+        self.out, self.tail = out, ""
+
+    def write(self, text: str) -> int:
+        lines = (self.tail + text).split("\n")
+        self.tail = lines.pop()
+        if lines:
+            self.out.write("".join(line.rstrip() + "\n" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        if self.tail:
+            self.out.write(self.tail.rstrip())
+            self.tail = ""
+        self.out.flush()
+
+    def isatty(self) -> bool:
+        return False
 
 
 def report_problems(problems: list[Problem]) -> None:

@@ -107,8 +107,10 @@ def print_vocabulary(console: Any) -> None:
     table = Table(title="cnncalc layer types (fields mirror torch.nn; `cnncalc layers TYPE` for one)",
                   show_lines=True, title_justify="left")
     table.add_column("type", style="bold", no_wrap=True)
-    table.add_column("fields (default)")
-    table.add_column("rules")
+    table.add_column("fields (default)", ratio=2)
+    table.add_column("rules", ratio=3)
+    if console.width > 200:  # piped (unbounded width): wrap the text columns at a readable width
+        table.width = 160
     for name in sorted(REGISTRY, key=lambda n: (REGISTRY[n].category, n)):
         cls = REGISTRY[name]
         fields = ", ".join(f"{n}" + ("" if d == "required" else f"={d}") for n, _, d, _ in fields_of(cls))
@@ -117,7 +119,7 @@ def print_vocabulary(console: Any) -> None:
     console.print("Every layer also takes: name, inputs (earlier layer names), trainable (false freezes), "
                   "share (reuse an earlier layer's weights).\nCounting: params = learnable elements counted "
                   "once; MACs = conv/linear multiply-accumulates (bias excluded); FLOPs = 2·MACs; "
-                  "element-wise work is counted apart.")
+                  "element-wise work is counted apart.", width=min(console.width, 160))
 
 
 def spec_schema() -> dict:

@@ -225,3 +225,11 @@ def test_optimizer_state_is_printed_and_a_suggested_type_does_not_list_all_types
     f.write_text("input: 3x8x8\nlayers:\n  - {type: conv2dd, out_channels: 4, kernel_size: 3}\n")
     out = runner.invoke(app, ["validate", str(f)])
     assert "unknown layer type 'conv2dd' (did you mean 'conv2d'?)\n" in out.stderr and "valid types" not in out.stderr
+
+
+def test_piped_output_is_tidy():
+    for args in (["layers"], ["analyze", "examples/lenet5.yaml"], ["rf", "examples/resnet18.yaml"]):
+        out = subprocess.run([sys.executable, "-m", "cnncalc", *args], cwd=ROOT, capture_output=True, text=True)
+        lines = out.stdout.splitlines()
+        assert out.returncode == 0 and lines and all(line == line.rstrip() for line in lines), args
+        assert max(len(line) for line in lines) <= (160 if args == ["layers"] else 200), args
