@@ -60,7 +60,7 @@ def console(stderr: bool = False):
 
     c = Console(stderr=stderr, highlight=False)
     if not c.is_terminal:  # piped: no colour codes (rich), never truncated, no trailing spaces
-        c = Console(file=_Tidy(sys.stderr if stderr else sys.stdout), highlight=False, width=100_000,
+        c = Console(file=_Tidy(sys.stderr if stderr else sys.stdout), highlight=False, width=100_000,  # type: ignore[arg-type]
                     no_color=True, color_system=None)
     return c
 
