@@ -40,6 +40,21 @@ def rf_cells(row: LayerReport) -> tuple[str, str, str]:
     return approx + size, jump, start
 
 
+#: columns a narrow terminal gives up first (numbers and names are never cut)
+DROP_ORDER = ["RF start", "RF jump", "activations", "FLOPs", "type", "RF size", "#"]
+
+
+def fitting_columns(rows: list[list[str]], width: int) -> list[int]:
+    """Indices of the columns that fit `width` whole, dropping DROP_ORDER's first."""
+    need = [max([len(COLUMNS[i])] + [len(r[i]) for r in rows]) + 3 for i in range(len(COLUMNS))]  # cell + padding + rule
+    keep = list(range(len(COLUMNS)))
+    for name in DROP_ORDER:
+        if sum(need[i] for i in keep) + 1 <= width:
+            break
+        keep.remove(COLUMNS.index(name))
+    return keep
+
+
 def rf_num(r: RF, what: str) -> str:
     """One axis of a field for people: a decimal (2 places at most; JSON and --explain keep
     the exact fraction), 'all' for the size of a whole-input field, '~' before a start that
@@ -221,13 +236,16 @@ def print_table(report: Report, console: Any, depth: int | None = None) -> None:
 
     table = Table(title=f"{escape(report.name)}  ·  input {shape_str(report.input_shape)}  ·  {report.dtype}",
                   title_justify="left", header_style="bold", show_lines=False)
-    for c in COLUMNS:
+    rows = [group_cells(g, depth) for g in layer_groups(report, depth)] if depth else list(map(layer_cells, report.layers))
+    keep = fitting_columns(rows, console.width)
+    for i in keep:
+        c = COLUMNS[i]
         table.add_column(c, justify="right" if c in ("#", "params", "MACs", "FLOPs", "activations") else "left")
-    if depth:
-        add_rows(table, (group_cells(g, depth) for g in layer_groups(report, depth)))
-    else:
-        add_rows(table, map(layer_cells, report.layers))
+    add_rows(table, ([row[i] for i in keep] for row in rows))
     console.print(table)
+    if len(keep) < len(COLUMNS):
+        console.print(f"(left out for this {console.width}-column terminal: "
+                      f"{', '.join(c for i, c in enumerate(COLUMNS) if i not in keep)}; JSON and CSV have them)")
     totals = Table(show_header=False, box=None, padding=(0, 2))
     totals.add_column(style="bold")
     totals.add_column()

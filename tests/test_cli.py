@@ -73,9 +73,9 @@ def test_narrow_terminal_table_keeps_one_aligned_line_per_layer():
     console = Console(file=io.StringIO(), width=90, color_system=None)
     print_table(report, console)
     body = [line for line in console.file.getvalue().splitlines() if line.startswith("│")]
-    assert len(body) == len(report.layers)  # cells are cut (…), never wrapped onto a second line
-    assert {cell_len(line) for line in body} == {90}
-    assert [line.split("│")[1].strip() for line in body] == [str(i) for i in range(len(report.layers))]
+    assert len(body) == len(report.layers)  # never wrapped onto a second line
+    assert max(cell_len(line) for line in body) <= 90 and "…" not in console.file.getvalue()  # columns left out, not cut
+    assert [line.split("│")[2].strip() for line in body] == [r.name for r in report.layers]
 
 
 def test_overrides_batch_input_dtype():
@@ -233,3 +233,47 @@ def test_piped_output_is_tidy():
         lines = out.stdout.splitlines()
         assert out.returncode == 0 and lines and all(line == line.rstrip() for line in lines), args
         assert max(len(line) for line in lines) <= (160 if args == ["layers"] else 200), args
+
+
+def run_in_pty(args: list[str], columns: int) -> str:
+    """cnncalc's output on a real pseudo-terminal `columns` wide (ANSI codes removed)."""
+    import fcntl
+    import pty
+    import re
+    import struct
+    import termios
+
+    main_fd, sub_fd = pty.openpty()
+    fcntl.ioctl(sub_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    proc = subprocess.Popen([sys.executable, "-m", "cnncalc", *args], cwd=ROOT, stdin=sub_fd, stdout=sub_fd,
+                            stderr=sub_fd, env=env)
+    os.close(sub_fd)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main_fd, 65536)
+        except OSError:  # the pty closes when the process ends
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait()
+    os.close(main_fd)
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pty sizes via ioctl")
+@pytest.mark.parametrize("columns", [80, 120, 200])
+def test_no_number_or_name_is_cut_on_a_real_terminal(columns):
+    text = run_in_pty(["analyze", "examples/resnet50.yaml"], columns)
+    report = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, "resnet50.yaml")))
+    assert "…" not in text and "25,557,032" in text
+    table = [line for line in text.splitlines() if line.startswith("│")]
+    assert len(table) == len(report.layers) and all(len(line) <= columns for line in table)
+    for row, line in zip(report.layers, table):
+        assert f" {row.name} " in line and f"{row.params:,}" in line  # whole, on its own line, in order
+    if columns == 200:
+        assert "left out" not in text
+    else:
+        assert "left out for this" in text
