@@ -123,15 +123,10 @@ def probe_whole(report: Report, idx: int, t: Any, device: Any = None) -> bool | 
     torch = t.torch
     device = device or torch.device("cpu")
     rep = report.prefix(idx, 1, tuple(report.input_shape[1:]), "float64")
-    too_big = _too_big(_probe_bytes(rep, idx), _budget(torch, device))
-    if too_big:
-        return too_big
-    model = probe_model(rep, idx, t).to(device)
-    x = torch.ones((1, 1, *rep.input_shape[2:]), dtype=torch.float64, device=device, requires_grad=True)
-    try:
-        out = model(x, stop=idx)
-    except RuntimeError as exc:  # out of memory on an unusual device: report, do not crash
-        return f"not probed: {str(exc).splitlines()[0][:120]}"
+    ran = _run_stand_in(rep, idx, t, device, _budget(torch, device))
+    if isinstance(ran, str):
+        return ran
+    x, out = ran
     field = _field(report, idx)  # the claim under test
     for unit in ((0,) * len(field), tuple(n - 1 for n in out.shape[2:])):
         sel = (0, slice(None), *unit)
@@ -180,15 +175,10 @@ def _probe_axis(report: Report, idx: int, axis: int, steps: int, period: int, t:
     if isinstance(geometry, str):
         return geometry
     rep, unit = geometry
-    too_big = _too_big(_probe_bytes(rep, idx), budget)
-    if too_big:
-        return too_big
-    model = probe_model(rep, idx, t).to(device)
-    x = torch.ones((1, 1, *rep.input_shape[2:]), dtype=torch.float64, device=device, requires_grad=True)
-    try:
-        out = model(x, stop=idx)
-    except RuntimeError as exc:  # out of memory on an unusual device: report, do not crash
-        return f"not probed: {str(exc).splitlines()[0][:120]}"
+    ran = _run_stand_in(rep, idx, t, device, budget)
+    if isinstance(ran, str):
+        return ran
+    x, out = ran
     firsts: dict[int, int] = {}
     extents = [0]
     centre = None
@@ -207,6 +197,21 @@ def _probe_axis(report: Report, idx: int, axis: int, steps: int, period: int, t:
     jump = Fraction(firsts[b0 + period] - firsts[b0], period) if b0 + period in firsts else Fraction(0)
     start = centre - unit[axis] * jump if centre is not None else Fraction(0)
     return max(extents), jump, start
+
+
+def _run_stand_in(rep: Report, idx: int, t: Any, device: Any, budget: int) -> tuple[Any, Any] | str:
+    """The stand-in network of `rep` up to row `idx` run on an all-ones input that requires a
+    gradient: (input, output), or the reason it was not run (over budget, a failing pass)."""
+    torch = t.torch
+    too_big = _too_big(_probe_bytes(rep, idx), budget)
+    if too_big:
+        return too_big
+    model = probe_model(rep, idx, t).to(device)
+    x = torch.ones((1, 1, *rep.input_shape[2:]), dtype=torch.float64, device=device, requires_grad=True)
+    try:
+        return x, model(x, stop=idx)
+    except RuntimeError as exc:  # out of memory on an unusual device: report, do not crash
+        return f"not probed: {str(exc).splitlines()[0][:120]}"
 
 
 def _probe_geometry(report: Report, idx: int, axis: int, steps: int,
