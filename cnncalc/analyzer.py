@@ -313,6 +313,8 @@ def check_limits(report: Report, cli_limits: dict[str, Any] | None = None) -> li
 
         out += check(target, lim, located)
     if cli_limits:
-        out += check(report, cli_limits, lambda key, message: Problem(f"--{key.replace('_', '-')}: " + message
+        from .budgets import FLAGS
+
+        out += check(report, cli_limits, lambda key, message: Problem(f"{FLAGS.get(key, key)}: " + message
                                                                        .split(": ", 1)[-1], src.file))
     return out

@@ -153,13 +153,13 @@ def _analyze(spec: str, batch, input, dtype, optimizer):
                    optimizer.value)
 
 
-def _qty(value: str | None, flag: str) -> int | None:
+def _qty(value: str | None, flag: str, in_bytes: bool) -> int | None:
     if value is None:
         return None
     from .budgets import parse_quantity
 
     try:
-        return parse_quantity(value)
+        return parse_quantity(value, in_bytes)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=flag) from None
 
@@ -169,7 +169,9 @@ def budget_flags(max_params, max_macs, max_flops, max_memory, max_training_memor
              "max_flops": (max_flops, "--max-flops"), "max_inference_memory": (max_memory, "--max-memory"),
              "max_training_memory": (max_training_memory, "--max-training-memory"),
              "max_activation_bytes": (max_activations, "--max-activations")}
-    return {k: _qty(v, flag) for k, (v, flag) in given.items() if v is not None}
+    from .budgets import BYTE_LIMITS
+
+    return {k: _qty(v, flag, k in BYTE_LIMITS) for k, (v, flag) in given.items() if v is not None}
 
 
 MaxParams = typer.Option(None, "--max-params", help="Budget, e.g. 25M.", rich_help_panel="Budgets")

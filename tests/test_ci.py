@@ -51,9 +51,12 @@ def test_spec_limits_located(tmp_path):
     # at the limits' batch of 8 the MACs are 8·(16·32·32·27 + 16·16·16·10) ≤ 30M: no max_macs problem
     assert json.loads(run("analyze", f, "-f", "json", "-b", "8").stdout)["totals"]["macs"] == \
         8 * (16 * 32 * 32 * 27 + 16 * 16 * 16 * 10)
-    assert f"{f}:9:15: error: max_params: {params:,} exceeds the limit 40,000 by {params - 40000:,}" in out.stderr
+    assert (f"{f}:9:15: error: max_params: {params:,} (41.4 K) exceeds the limit 40,000 (40 K) by "
+            f"{params - 40000:,}") in out.stderr
     assert "max_macs" not in out.stderr
-    assert f"{f}:11:24: error: max_training_memory:" in out.stderr
+    assert f"{f}:11:24: error: max_training_memory: " in out.stderr
+    assert " bytes (" in out.stderr.split("max_training_memory: ")[1].split("\n")[0]  # bytes, and readable
+    assert "at batch 8, " in out.stderr  # the limits' own batch, said
     assert "receptive field of pool is 4×4, below the minimum 5" in out.stderr
     assert "output shape of fc is [8, 10], expected [8, 11]" in out.stderr
 
@@ -62,7 +65,11 @@ def test_budget_flags():
     out = run("analyze", RESNET50, "-f", "json", "--max-params", "25M", "--max-macs", "4.1G")
     assert out.exit_code == 1
     over = 25_557_032 - 25_000_000
-    assert f"--max-params: 25,557,032 exceeds the limit 25,000,000 by {over:,} (2.2%)" in out.stderr
+    assert f"--max-params: 25,557,032 (25.6 M) exceeds the limit 25,000,000 (25 M) by {over:,} (557 K) (2.2%)" in out.stderr
+    assert run("validate", RESNET50, "--max-params", "25MB").exit_code == 2  # bytes are no parameter count
+    mem = run("validate", RESNET50, "--max-memory", "1kib")  # units in any case
+    assert mem.exit_code == 1 and "--max-memory: " in mem.stderr
+    assert "at batch 1, float32 exceeds the limit 1,024 bytes (1 KiB)" in mem.stderr
     assert "max-macs" not in out.stderr  # 4,089,184,256 ≤ 4.1G
     assert json.loads(out.stdout)["limits"][0]["message"].startswith("--max-params")
     assert run("validate", RESNET50, "--max-params", "26M").exit_code == 0
@@ -115,3 +122,14 @@ def test_diff_against_stored_report_and_gate(tmp_path):
 def test_pre_commit_hook_definition():
     hooks = yaml.safe_load(open(os.path.join(ROOT, ".pre-commit-hooks.yaml")))
     assert hooks[0]["id"] == "cnncalc-validate" and hooks[0]["entry"] == "cnncalc validate"
+
+
+def test_the_schema_accepts_the_units_the_parser_accepts():
+    import re
+
+    from cnncalc.vocabulary import spec_schema
+
+    text = json.dumps(spec_schema())
+    pattern = json.loads(text)["$defs"]["Limits"]["properties"]["max_params"]["anyOf"][1]["pattern"]
+    for q in ("25M", "4.1G", "2GiB", "512mib", "1e3"):
+        assert re.fullmatch(pattern, q), q  # JSON Schema patterns have no case flag
