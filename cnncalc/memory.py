@@ -50,8 +50,10 @@ class _Pool:
             del self.refs[key]
 
 
-def _last_uses(rows: list[LayerReport], outputs: list[str]) -> dict[str, int]:
-    """Row index after which each tensor is dropped; the caller holds the input and outputs."""
+def _drops(rows: list[LayerReport], outputs: list[str]) -> tuple[set[str], dict[int, list[str]]]:
+    """The tensors some layer reads (or the caller holds), and per row index the names dropped
+    after that row: each tensor after its last consumer; the caller holds the input and the
+    outputs to the end."""
     last: dict[str, int] = {}
     for r in rows:
         for n in r.inputs:
@@ -59,18 +61,18 @@ def _last_uses(rows: list[LayerReport], outputs: list[str]) -> dict[str, int]:
     end = rows[-1].index + 1 if rows else 0
     for n in ["input", *outputs]:
         last[n] = end
-    return last
+    after: dict[int, list[str]] = {}
+    for name, i in last.items():
+        after.setdefault(i, []).append(name)
+    return set(last), after
 
 
 def inference_peak(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: int) -> int:
     """Peak bytes of activations during one inference pass (the input included)."""
-    last = _last_uses(rows, outputs)
+    last, pending = _drops(rows, outputs)
     pool, root = _Pool(), {"input": "input"}
     pool.alloc("input", input_bytes)
     peak = pool.total
-    pending: dict[int, list[str]] = {}
-    for name, i in last.items():
-        pending.setdefault(i, []).append(name)
     for r in rows:
         if r.layer.aliases(False):
             root[r.name] = root[r.inputs[0]]
@@ -102,10 +104,7 @@ def training_memory(rows: list[LayerReport], outputs: list[str], input_bytes: in
                     optimizer: str, persistent: int) -> TrainingMemory:
     """Simulate one training step (see the module docstring); `persistent` = params + buffers
     + optimizer state bytes."""
-    last = _last_uses(rows, outputs)
-    pending: dict[int, list[str]] = {}
-    for name, i in last.items():
-        pending.setdefault(i, []).append(name)
+    last, pending = _drops(rows, outputs)
     grad = {"input": False}
     pool, root = _Pool(), {"input": "input"}
     pool.alloc("input", input_bytes)
@@ -129,8 +128,9 @@ def training_memory(rows: list[LayerReport], outputs: list[str], input_bytes: in
                 pool.ref(k)
             extra = s.extra * b + s.extra_bytes
             held[r.index] = (keys, extra)
-        if pool.total + max(r.layer.scratch(r.ctx, b), extra) > peak:
-            peak, phase = pool.total + max(r.layer.scratch(r.ctx, b), extra), "forward"
+        now = pool.total + max(r.layer.scratch(r.ctx, b), extra)  # the saved new tensors are among the temporaries
+        if now > peak:
+            peak, phase = now, "forward"
         pool.total += extra
         if r.name not in last:
             pool.unref(root[r.name])
