@@ -122,7 +122,7 @@ def user_errors(command: F) -> F:
             return command(*args, **kwargs)
         except CnnError as exc:
             report_problems(exc.problems)
-            raise typer.Exit(1) from None
+            raise typer.Exit(exc.exit_code) from None
 
     return run  # type: ignore[return-value]
 
@@ -305,13 +305,14 @@ def validate(specs: List[str] = typer.Argument(..., help="Spec files.", show_def
 
     budgets = budget_flags(max_params, max_macs, max_flops, max_memory, max_training_memory, max_activations)
     fmt = format or (CheckFormat.github if os.environ.get("GITHUB_ACTIONS") == "true" else CheckFormat.text)
-    results, bad = [], 0
+    results, bad, unreadable = [], 0, 0
     for path in specs:
         try:
             report = analyze(load_spec(path))
             problems = check_limits(report, budgets) + list(report.warnings)
         except CnnError as exc:
             problems = exc.problems
+            unreadable += exc.exit_code == 2
         failed = any(p.severity == "error" or strict for p in problems)
         bad += failed
         results.append((path, failed, problems))
@@ -332,7 +333,7 @@ def validate(specs: List[str] = typer.Argument(..., help="Spec files.", show_def
         err = console(stderr=True)
         err.print(f"{len(specs)} file{'s' * (len(specs) != 1)} checked: "
                   + (f"{bad} invalid" if bad else "all valid"))
-    raise typer.Exit(1 if bad else 0)
+    raise typer.Exit(2 if unreadable else 1 if bad else 0)  # a file that cannot be read: a usage mistake
 
 
 @app.command()

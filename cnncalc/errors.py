@@ -53,10 +53,13 @@ class CnnError(Exception):
     """A user mistake (bad spec, bad option, failed check). Carries every problem found."""
 
     problems: list[Problem] = field(default_factory=list)
+    exit_code: int = 1
+    """1 for a bad spec or a failed check; 2 when the command line itself is wrong (a file that
+    cannot be opened, an unknown device)."""
 
     @classmethod
-    def single(cls, message: str, **where) -> CnnError:
-        return cls([Problem(message, **where)])
+    def single(cls, message: str, exit_code: int = 1, **where) -> CnnError:
+        return cls([Problem(message, **where)], exit_code)
 
     def __str__(self) -> str:
         return "\n".join(str(p) for p in self.problems)

@@ -284,7 +284,8 @@ def print_explanations(report: Report, console, only: str | None = None) -> None
         console.print(f"[bold]{escape(name)}[/bold] ({report.layer(name).type})")
         for what, expr, value in lines:
             expr, _, note = expr.partition("   (")
-            tail = f" = {value:,}" if isinstance(value, int) and not isinstance(value, bool) else ""
+            number = isinstance(value, int) and not isinstance(value, bool)
+            tail = f" = {value:,}" if number and expr.strip() not in (str(value), f"{value:,}") else ""
             console.print(escape(f"  {what} = {expr}{tail}" + (f"   ({note}" if note else "")), highlight=False)
 
 

@@ -56,8 +56,8 @@ class Source:
 def read_bytes(path: str, limit: int = MAX_FILE_BYTES, what: str = "specs") -> bytes:
     """At most `limit` bytes of a regular file, or of standard input for '-', with a plain
     message for every way that can fail (a pipe, device or socket would block or never end)."""
-    def fail(msg: str) -> CnnError:
-        return CnnError.single(msg, file=path)
+    def fail(msg: str, usage: bool = True) -> CnnError:  # a path that cannot be read is a command-line mistake
+        return CnnError.single(msg, exit_code=2 if usage else 1, file=path)
 
     if path == "-":
         raw = sys.stdin.buffer.read(limit + 1)
@@ -69,7 +69,7 @@ def read_bytes(path: str, limit: int = MAX_FILE_BYTES, what: str = "specs") -> b
             if not stat.S_ISREG(st.st_mode):
                 raise fail("not a regular file (a pipe, device or socket); give a file, or - for standard input")
             if st.st_size > limit:
-                raise fail(f"file is {st.st_size:,} bytes; {what} larger than {limit:,} bytes are refused")
+                raise fail(f"file is {st.st_size:,} bytes; {what} larger than {limit:,} bytes are refused", False)
             with open(path, "rb") as fh:
                 raw = fh.read(limit + 1)
         except FileNotFoundError:
@@ -78,7 +78,7 @@ def read_bytes(path: str, limit: int = MAX_FILE_BYTES, what: str = "specs") -> b
             why = "a symbolic link loop" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
             raise fail(f"cannot read file: {why}") from None
     if len(raw) > limit:
-        raise fail(f"more than {limit:,} bytes; larger {what} are refused")
+        raise fail(f"more than {limit:,} bytes; larger {what} are refused", False)
     return raw
 
 

@@ -203,12 +203,13 @@ class _Expander:
         self.problems: list[Problem] = []
         self.sizes: dict[str, int] = {}
         self.work = 0                              # block repetitions and layers expanded so far
+        self.written = 0                           # layer entries expanded so far (broken ones too)
         self.hints = 20                            # "did you mean" suggestions left (each costs O(names))
         self.reported: set[tuple] = set()          # (message, line, col) of the problems so far
         self.bound: dict[tuple, int] = {}          # (block, its args) -> layers it expands to
 
     def fail(self, message: str, path: Path, layer: str | None = None) -> None:
-        index = len(self.nodes) if layer else None  # the index this layer would have
+        index = self.written if layer else None  # the layer's place among those written, broken ones too
         problem = self.src.problem(message, path, layer, index=index)
         key = (problem.message, problem.line, problem.col)
         if key not in self.reported:  # a block used n times reports its own mistake once
@@ -311,6 +312,13 @@ class _Expander:
         return True
 
     def add_layer(self, item: dict, path: Path, frame: Frame, prev: str) -> str:
+        """Validate one layer entry and append it as a node (a broken one only takes its index)."""
+        try:
+            return self._add_layer(item, path, frame, prev)
+        finally:
+            self.written += 1
+
+    def _add_layer(self, item: dict, path: Path, frame: Frame, prev: str) -> str:
         kind = item.get("type")
         if kind is None:
             self.fail("missing 'type' (or 'block' for a block use)", path, item.get("name"))

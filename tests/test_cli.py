@@ -120,9 +120,27 @@ def test_validate_github_and_json():
 
 def test_missing_and_directory_files():
     out = run("validate", "nope.yaml", EXAMPLES)
-    assert out.exit_code == 1
+    assert out.exit_code == 2  # a path that cannot be read is a command-line mistake
     assert "nope.yaml: error: no such file" in out.stderr
     assert "is a directory" in out.stderr
+    assert run("validate", LENET, "nope.yaml").exit_code == 2
+    assert run("validate", LENET, BROKEN).exit_code == 1
+    for command in (["analyze"], ["verify"], ["rf"], ["plot"], ["diff", LENET]):
+        out = run(*command, "nope.yaml")
+        assert out.exit_code == 2 and "nope.yaml: error: no such file" in out.stderr, command
+
+
+def test_parse_errors_give_each_layer_its_own_index(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("input: 3x32x32\nlayers:\n"
+                    "  - {type: conv2d, out_channels: 8, kernel_size: 3}\n"
+                    "  - {type: relu}\n"
+                    "  - {type: conv2d, out_channels: 8, kernel_size: 3, bogus: 1}\n"
+                    "  - {type: conv2d, out_channels: 8}\n"
+                    "  - {type: conv2d, out_channels: -8, kernel_size: 3}\n")
+    out = run("analyze", str(spec))
+    assert out.exit_code == 1
+    assert ["(#2)", "(#3)", "(#4)"] == [line.split(":")[4].split()[-1] for line in out.stderr.splitlines()]
 
 
 def test_layers_and_schema():

@@ -88,6 +88,9 @@ def test_absent_cuda_is_a_plain_error():
 def test_unknown_device_is_a_plain_error():
     with pytest.raises(cnncalc.CnnError, match="unknown device 'tpu'"):
         tb.verify_report(report("lenet5"), device="tpu")
+    out = subprocess.run([sys.executable, "-m", "cnncalc", "verify", "examples/lenet5.yaml", "--device", "tpu"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2 and "unknown device 'tpu'" in out.stderr  # a usage mistake
 
 
 def test_refuses_a_network_larger_than_the_device(monkeypatch):

@@ -17,7 +17,8 @@ def pick_device(torch: Any, requested: str) -> Any:
     try:
         dev = torch.device(requested)
     except RuntimeError:
-        raise CnnError.single(f"unknown device '{requested}': use auto, cpu, cuda, cuda:N or mps") from None
+        raise CnnError.single(f"unknown device '{requested}': use auto, cpu, cuda, cuda:N or mps",
+                              exit_code=2) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"

@@ -10,8 +10,14 @@ from ..errors import LayerError
 from .base import Axes, Axes0, Ctx, Layer, PosInt, Saved, Shape, clip, per_axis, progressions
 
 AXES_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
-_END = {1: ("samples at the end",), 2: ("rows at the bottom", "columns at the right"),
-        3: ("frames at the end", "rows at the bottom", "columns at the right")}
+_END = {1: (("sample", "at the end"),), 2: (("row", "at the bottom"), ("column", "at the right")),
+        3: (("frame", "at the end"), ("row", "at the bottom"), ("column", "at the right"))}
+
+
+def _left_over(n: int, dims: int, axis: int, where: bool = True) -> str:
+    """'1 row at the bottom', '3 columns at the right' (`where=False`: '3 columns')."""
+    what, end = _END[dims][axis]
+    return f"{n} {what}{'s' * (n != 1)}" + (f" {end}" if where else "")
 
 Padding = Annotated[Any, WithJsonSchema({"anyOf": [
     {"type": "integer", "minimum": 0},
@@ -114,7 +120,7 @@ class _Window:
             if w.ceil_mode and w.out != -(-(w.padded - w.span) // w.stride) + 1:
                 note = "   (last window dropped: it would start in the padding)"
             elif w.unreached:
-                note = f"   ({w.unreached} {_END[self.dims][a].split()[0]} dropped by the floor)"
+                note = f"   ({_left_over(w.unreached, self.dims, a, False)} dropped by the floor)"
             lines.append((AXES_NAMES[self.dims][a] + "'", w.formula() + note, w.out))
         return lines
 
@@ -128,7 +134,7 @@ class _Window:
         msgs = []
         for a, w in enumerate(self.windows(ctx)):
             if w.unreached and w.span >= w.stride:  # a kernel smaller than its stride subsamples by design
-                msgs.append(f"{w.unreached} {_END[self.dims][a]} never reach any output: "
+                msgs.append(f"{_left_over(w.unreached, self.dims, a)} never reach{'es' * (w.unreached == 1)} any output: "
                             f"({w.size} + {w.pad_lo + w.pad_hi} − {w.span}) is not a multiple of stride {w.stride}")
         return msgs
 
