@@ -28,6 +28,8 @@ class Format(str, Enum):
     csv = "csv"
     markdown = "markdown"
     html = "html"
+    dot = "dot"
+    mermaid = "mermaid"
 
 
 class By(str, Enum):
@@ -205,9 +207,12 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 @app.command()
 @user_errors
-def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt,
+def analyze(specs: List[str] = typer.Argument(..., help="YAML spec files (- reads standard input).",
+                                              show_default=False, metavar="SPEC..."),
+            batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt,
             dtype: Optional[Dtype] = DtypeOpt,
-            format: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
+            format: Format = typer.Option(Format.table, "--format", "-f",
+                                          help="Output format (dot and mermaid: the layer graph alone)."),
             optimizer: Optimizer = typer.Option(Optimizer.adam, help="Optimizer assumed by the training-memory estimate."),
             verify: bool = typer.Option(False, "--verify", help="Then prove the numbers in PyTorch (as `verify`)."),
             fuse_bn: bool = typer.Option(False, "--fuse-bn", help="Also report totals with batch norms folded."),
@@ -218,18 +223,23 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
             depth: Optional[int] = typer.Option(None, "--depth", min=1, max=64,
                                                 help="Collapse block uses nested this deep into one row each "
                                                      "(1: the top-level entries of layers:); table only."),
+            columns: Optional[str] = typer.Option(
+                None, "--columns", help="Columns of the table, markdown or html, e.g. name,shape,params,macs,"
+                                        "macs_share (index, name, type, shape, params, params_share, macs, "
+                                        "macs_share, flops, activations, rf_size, rf_jump, rf_start)."),
             max_params: Optional[str] = MaxParams, max_macs: Optional[str] = MaxMacs,
             max_flops: Optional[str] = MaxFlops, max_memory: Optional[str] = MaxMemory,
             max_training_memory: Optional[str] = MaxTraining, max_activations: Optional[str] = MaxActivations,
             ) -> None:
-    """Per-layer table (shapes, params, MACs, FLOPs, memory, receptive fields) and totals."""
+    """Per-layer table (shapes, params, MACs, FLOPs, memory, receptive fields) and totals, of one
+    spec or several in turn (JSON: an array of reports)."""
     from . import render
-    from .analyzer import check_limits
 
+    graph = format in (Format.dot, Format.mermaid)
     if layer is not None and not explain:
         raise typer.BadParameter("--layer selects the layer whose formulas --explain shows: add --explain",
                                  param_hint="--layer")
-    if explain and format in (Format.csv, Format.markdown):
+    if explain and (format in (Format.csv, Format.markdown) or graph):
         raise typer.BadParameter(f"--explain prints with --format table, json or html, not {format.value}",
                                  param_hint="--explain")
     if by is not None and (format not in (Format.table, Format.json) or explain or verify or depth):
@@ -241,52 +251,89 @@ def analyze(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optiona
     if verify and format not in (Format.table, Format.json):
         raise typer.BadParameter(f"--verify prints with --format table or json, not {format.value}",
                                  param_hint="--verify")
+    if columns is not None and (format not in (Format.table, Format.markdown, Format.html) or by is not None):
+        raise typer.BadParameter("--columns chooses the columns of the layer table (table, markdown or html); "
+                                 "JSON and CSV always have every field", param_hint="--columns")
+    if len(specs) > 1 and (format in (Format.csv, Format.html) or graph):
+        raise typer.BadParameter(f"one spec at a time with --format {format.value} (several print as tables, "
+                                 "markdown, or one JSON array)", param_hint="--format")
+    try:
+        chosen = render.choose_columns(columns) if columns is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--columns") from None
     budgets = budget_flags(max_params, max_macs, max_flops, max_memory, max_training_memory, max_activations)
+    docs: list[str] = []
+    code = 0
+    apart = False  # a report was printed: a blank line before the next
+    for spec in specs:
+        if apart:
+            print(flush=True)
+        try:
+            apart = format in (Format.table, Format.markdown)
+            ok = _analyze_one(spec, batch, input, dtype, format, optimizer, verify, fuse_bn, explain, layer, by,
+                              depth, chosen, budgets, docs.append)
+            code = max(code, 0 if ok else 1)
+        except CnnError as exc:
+            apart = False
+            report_problems(exc.problems)
+            code = max(code, exc.exit_code)
+            if len(specs) > 1:  # the array keeps one entry per spec
+                docs.append(json.dumps({"file": spec, "problems": [p.to_dict() for p in exc.problems]}, indent=2))
+    if format is Format.json and docs:
+        sys.stdout.write((docs[0] if len(specs) == 1 else "[\n" + ",\n".join(docs) + "\n]") + "\n")
+    raise typer.Exit(code)
+
+
+def _analyze_one(spec, batch, input, dtype, format, optimizer, verify, fuse_bn, explain, layer, by, depth, columns,
+                 budgets, emit_json) -> bool:
+    """Analyze one spec and print it (JSON goes to `emit_json`); False when a budget or torch fails."""
+    from . import render
+    from .analyzer import check_limits
+
     report = _analyze(spec, batch, input, dtype, optimizer)
     over = check_limits(report, budgets)
-
     if fuse_bn:
         from .analyzer import fused_totals
 
         report.extra["fused_bn"] = fused_totals(report)
-    if verify and format is Format.json:  # one JSON document: the report with its `verify` object
-        ok = _verify(report, format=Format.json, fuse_bn=fuse_bn)
-        if over:
-            report_problems(over)
-        raise typer.Exit(0 if ok and not over else 1)
     if over:
         report.extra["limits"] = [p.to_dict() for p in over]
     if layer is not None:
         require_layer(report, layer)
+    ok = True
     if by is not None:
         report.extra["by_type"] = render.by_type(report)
         if format is Format.table:
             render.print_by_type(report, console())
         else:
-            sys.stdout.write(render.to_json(report) + "\n")
-        if over:
-            report_problems(over)
-            raise typer.Exit(1)
-        return
-    if explain:
-        report.extra["explain"] = {name: [{"quantity": w, "expression": e, "value": v} for w, e, v in lines]
-                                   for name, lines in render.explanations(report, layer).items()}
-    if explain and format is Format.table:
-        if layer is None:
-            render.print_table(report, console())
-        render.print_explanations(report, console(), layer)
-    elif format is Format.table:
-        render.print_table(report, console(), depth)
-    elif format is Format.html:
-        sys.stdout.write(render.to_html(report, explain, layer))
+            emit_json(render.to_json(report))
+    elif verify and format is Format.json:  # one JSON document: the report with its `verify` object
+        ok = _verify(report, format=Format.json, fuse_bn=fuse_bn, emit=emit_json)
     else:
-        text = {Format.json: render.to_json, Format.csv: render.to_csv, Format.markdown: render.to_markdown}[format](report)
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        if explain:
+            report.extra["explain"] = {name: [{"quantity": w, "expression": e, "value": v} for w, e, v in lines]
+                                       for name, lines in render.explanations(report, layer).items()}
+        if explain and format is Format.table:
+            if layer is None:
+                render.print_table(report, console(), columns=columns)
+            render.print_explanations(report, console(), layer)
+        elif format is Format.table:
+            render.print_table(report, console(), depth, columns)
+        elif format is Format.json:
+            emit_json(render.to_json(report))
+        else:
+            from . import graph, report_html
+
+            text = {Format.csv: render.to_csv, Format.dot: graph.to_dot, Format.mermaid: graph.to_mermaid,
+                    Format.markdown: lambda r: render.to_markdown(r, columns),
+                    Format.html: lambda r: report_html.to_html(r, explain, layer, columns)}[format](report)
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        if verify:
+            ok = _verify(report, fuse_bn=fuse_bn)
     if over:
+        sys.stdout.flush()
         report_problems(over)
-    ok = _verify(report, fuse_bn=fuse_bn) if verify else True
-    if over or not ok:
-        raise typer.Exit(1)
+    return ok and not over
 
 
 @app.command()
@@ -486,7 +533,7 @@ def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional
 
 
 def _verify(report, device="auto", dtype="float32", repeat=20, warmup=3, format=Output.table, force=False,
-            compile=False, channels_last=False, rf_probe=True, fuse_bn=False) -> bool:
+            compile=False, channels_last=False, rf_probe=True, fuse_bn=False, emit=print) -> bool:
     """Run the verification and print it; True when torch agrees."""
     from . import render, views
     from .backend.verify import verify_report
@@ -496,7 +543,7 @@ def _verify(report, device="auto", dtype="float32", repeat=20, warmup=3, format=
                                compile=compile, channels_last=channels_last, rf_probe=rf_probe, fuse_bn=fuse_bn,
                                progress=progress)
     if format.value == "json":
-        print(render.to_json(report, {"verify": result.to_json()}))
+        emit(render.to_json(report, {"verify": result.to_json()}))
     else:
         views.print_verify(report, result, console())
     return result.ok

@@ -41,18 +41,42 @@ def rf_cells(row: LayerReport) -> tuple[str, str, str]:
 
 
 #: columns a narrow terminal gives up first (numbers and names are never cut)
-DROP_ORDER = ["RF start", "RF jump", "activations", "FLOPs", "type", "RF size", "#"]
+DROP_ORDER = ["RF start", "RF jump", "% params", "activations", "FLOPs", "% MACs", "type", "RF size", "#"]
 
 
-def fitting_columns(rows: list[list[str]], width: int) -> list[int]:
-    """Indices of the columns that fit `width` whole, dropping DROP_ORDER's first."""
-    need = [max([len(COLUMNS[i])] + [len(r[i]) for r in rows]) + 3 for i in range(len(COLUMNS))]  # cell + padding + rule
-    keep = list(range(len(COLUMNS)))
+def fitting_columns(rows: list[list[str]], width: int, chosen: Sequence[int] | None = None) -> list[int]:
+    """Indices of the `chosen` columns (default all) that fit `width` whole, dropping
+    DROP_ORDER's first."""
+    keep = list(chosen) if chosen is not None else list(range(len(COLUMNS)))
+    need = {i: max([len(COLUMNS[i])] + [len(r[i]) for r in rows]) + 3 for i in keep}  # cell + padding + rule
     for name in DROP_ORDER:
-        if sum(need[i] for i in keep) + 1 <= width:
+        if sum(need[i] for i in keep) + 1 <= width or len(keep) == 1:
             break
-        keep.remove(COLUMNS.index(name))
+        if COLUMNS.index(name) in keep:
+            keep.remove(COLUMNS.index(name))
     return keep
+
+
+def choose_columns(text: str) -> list[int]:
+    """'name,macs,% MACs' → the indices of those columns, in COLUMNS order. A column is named by
+    its key (COLUMN_KEYS) or its heading, in any case; ValueError names an unknown one."""
+    from .errors import did_you_mean
+
+    names = {k: i for i, k in enumerate(COLUMN_KEYS)}
+    names.update({_key(c): i for i, c in enumerate(COLUMNS)})
+    chosen = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if _key(part) not in names:
+            raise ValueError(f"unknown column '{part[:40]}'{did_you_mean(_key(part), COLUMN_KEYS)}; "
+                             f"columns: {', '.join(COLUMN_KEYS)}")
+        chosen.add(names[_key(part)])
+    if not chosen:
+        raise ValueError(f"expected a comma-separated list of columns: {', '.join(COLUMN_KEYS)}")
+    return sorted(chosen)
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().replace("%", "share").replace("-", "_").replace(" ", "_").strip("_")
 
 
 def rf_num(r: RF, what: str) -> str:
@@ -67,16 +91,28 @@ def rf_num(r: RF, what: str) -> str:
 
 
 ROWS_PER_CELL = 64
-COLUMNS = ["#", "name", "type", "output shape", "params", "MACs", "FLOPs", "activations",
+COLUMNS = ["#", "name", "type", "output shape", "params", "% params", "MACs", "% MACs", "FLOPs", "activations",
            "RF size", "RF jump", "RF start"]
+COLUMN_KEYS = ["index", "name", "type", "shape", "params", "params_share", "macs", "macs_share", "flops",
+               "activations", "rf_size", "rf_jump", "rf_start"]  #: what --columns calls them
+NUMERIC = {"#", "params", "% params", "MACs", "% MACs", "FLOPs", "activations"}  #: right-aligned
 
 
-def layer_cells(row: LayerReport) -> list[str]:
+def share(part: int, whole: int) -> str:
+    """A share of a total for people: '12.3%', '<0.1%' for a small nonzero one, '–' for none."""
+    if not whole or not part:
+        return "–"
+    x = part / whole
+    return "<0.1%" if 0 < x < 0.0005 else f"{x:.1%}"
+
+
+def layer_cells(row: LayerReport, totals: dict[str, Any]) -> list[str]:
     params = f"{row.params:,}" + ("*" if row.trainable_params < row.params else "")
     if row.shared_with:
         params = f"0 (shares {row.shared_with})"
     return [str(row.index), row.name, row.type, shape_str(row.output_shape), params,
-            human(row.macs), human(row.flops), hbytes(row.activation_bytes), *rf_cells(row)]
+            share(row.params, totals["params"]), human(row.macs), share(row.macs, totals["macs"]),
+            human(row.flops), hbytes(row.activation_bytes), *rf_cells(row)]
 
 
 def layer_groups(report: Report, depth: int | None) -> list[list[LayerReport]]:
@@ -95,19 +131,19 @@ def layer_groups(report: Report, depth: int | None) -> list[list[LayerReport]]:
     return groups
 
 
-def group_cells(rows: list[LayerReport], depth: int) -> list[str]:
+def group_cells(rows: list[LayerReport], depth: int, totals: dict[str, Any]) -> list[str]:
     """One table row for a collapsed block use: summed params, MACs, FLOPs and activations;
     the last layer's output shape and field."""
     if len(rows) == 1 and len(rows[0].blocks) < depth:
-        return layer_cells(rows[0])
+        return layer_cells(rows[0], totals)
     name = rows[0].blocks[depth - 1]
     reps = {r.blocks[depth] for r in rows if len(r.blocks) > depth and r.blocks[depth].startswith(name + ".")}
-    params = sum(r.params for r in rows)
+    params, macs = sum(r.params for r in rows), sum(r.macs for r in rows)
     return [f"{rows[0].index}–{rows[-1].index}", name + (f" ×{len(reps)}" if len(reps) > 1 else ""),
             f"block ({len(rows)} layers)", shape_str(rows[-1].output_shape),
             f"{params:,}" + ("*" if sum(r.trainable_params for r in rows) < params else ""),
-            human(sum(r.macs for r in rows)), human(sum(r.flops for r in rows)),
-            hbytes(sum(r.activation_bytes for r in rows)), *rf_cells(rows[-1])]
+            share(params, totals["params"]), human(macs), share(macs, totals["macs"]),
+            human(sum(r.flops for r in rows)), hbytes(sum(r.activation_bytes for r in rows)), *rf_cells(rows[-1])]
 
 
 def by_type(report: Report) -> list[dict[str, Any]]:
@@ -199,9 +235,12 @@ def _md_escape(s: str) -> str:
 
 
 @gc_paused()
-def to_markdown(report: Report) -> str:
-    lines = [f"## {_md_escape(report.name)}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_md_escape(c) for c in layer_cells(r)) + " |" for r in report.layers]
+def to_markdown(report: Report, columns: Sequence[int] | None = None) -> str:
+    keep = list(columns) if columns is not None else list(range(len(COLUMNS)))
+    lines = [f"## {_md_escape(report.name)}", "", "| " + " | ".join(COLUMNS[i] for i in keep) + " |",
+             "|" + "".join("---:|" if COLUMNS[i] in NUMERIC else "---|" for i in keep)]
+    lines += ["| " + " | ".join(_md_escape(c[i]) for i in keep) + " |"
+              for c in (layer_cells(r, report.totals) for r in report.layers)]
     lines += ["", "| total | value |", "|---|---|"]
     lines += [f"| {k} | {_md_escape(v)} |" for k, v in totals_rows(report)]
     if report.warnings:
@@ -228,24 +267,27 @@ def add_rows(table: Any, rows: Iterable[Sequence[str]], markup: bool = False) ->
 
 
 @gc_paused()
-def print_table(report: Report, console: Any, depth: int | None = None) -> None:
-    """The layer table (block uses nested `depth` levels deep collapsed), then the totals."""
+def print_table(report: Report, console: Any, depth: int | None = None, columns: Sequence[int] | None = None) -> None:
+    """The layer table (block uses nested `depth` levels deep collapsed; the `columns` chosen,
+    as many as fit the terminal), then the totals."""
     from rich.table import Table
 
     from .safe import markup as escape
 
     table = Table(title=f"{escape(report.name)}  ·  input {shape_str(report.input_shape)}  ·  {report.dtype}",
                   title_justify="left", header_style="bold", show_lines=False)
-    rows = [group_cells(g, depth) for g in layer_groups(report, depth)] if depth else list(map(layer_cells, report.layers))
-    keep = fitting_columns(rows, console.width)
+    t = report.totals
+    rows = ([group_cells(g, depth, t) for g in layer_groups(report, depth)] if depth
+            else [layer_cells(r, t) for r in report.layers])
+    chosen = list(columns) if columns is not None else list(range(len(COLUMNS)))
+    keep = fitting_columns(rows, console.width, chosen)
     for i in keep:
-        c = COLUMNS[i]
-        table.add_column(c, justify="right" if c in ("#", "params", "MACs", "FLOPs", "activations") else "left")
+        table.add_column(COLUMNS[i], justify="right" if COLUMNS[i] in NUMERIC else "left")
     add_rows(table, ([row[i] for i in keep] for row in rows))
     console.print(table)
-    if len(keep) < len(COLUMNS):
+    if len(keep) < len(chosen):
         console.print(f"(left out for this {console.width}-column terminal: "
-                      f"{', '.join(c for i, c in enumerate(COLUMNS) if i not in keep)}; JSON and CSV have them)")
+                      f"{', '.join(COLUMNS[i] for i in chosen if i not in keep)}; JSON and CSV have them)")
     totals = Table(show_header=False, box=None, padding=(0, 2))
     totals.add_column(style="bold")
     totals.add_column()
@@ -287,25 +329,3 @@ def print_explanations(report: Report, console, only: str | None = None) -> None
             number = isinstance(value, int) and not isinstance(value, bool)
             tail = f" = {value:,}" if number and expr.strip() not in (str(value), f"{value:,}") else ""
             console.print(escape(f"  {what} = {expr}{tail}" + (f"   ({note}" if note else "")), highlight=False)
-
-
-def to_html(report: Report, explain: bool = False, only: str | None = None) -> str:
-    """A self-contained HTML page (inline styles) of the table, totals and explanations,
-    recorded from the same rich rendering as the terminal table."""
-    import io
-
-    from rich.console import Console
-
-    console = Console(record=True, file=io.StringIO(), width=max(160, 60 + 12 * 11), color_system="truecolor")
-    print_table(report, console)
-    if explain:
-        print_explanations(report, console, only)
-    return console.export_html(inline_styles=True, code_format=_HTML)
-
-
-_HTML = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>cnncalc report</title>
-<style>body {{ color: {foreground}; background-color: {background}; }}</style></head>
-<body><pre style="font-family: Menlo, 'DejaVu Sans Mono', Consolas, monospace; font-size: 13px">
-<code>{code}</code></pre></body></html>
-"""

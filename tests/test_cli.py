@@ -178,7 +178,7 @@ def test_analyze_never_imports_torch_numpy_or_matplotlib():
 
 def test_no_traceback_for_garbage():
     out = subprocess.run([sys.executable, "-m", "cnncalc", "analyze", "/dev/null"], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 1 and "Traceback" not in out.stderr and "not a regular file" in out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "not a regular file" in out.stderr
 
 
 SCHEMA_INVALID = ["huge_channels.yaml", "negative.yaml", "list_top.yaml", "scalar_top.yaml", "yaml11_numbers.yaml",

@@ -216,7 +216,7 @@ def test_floor_warning():
     r = analyze_text("input: 1x10x10\nlayers:\n  - {type: conv2d, out_channels: 1, kernel_size: 3, stride: 2}\n")
     # (10 − 3) = 7 is odd: the last row and column are never read
     assert [w.message.split(":")[0] for w in r.warnings] == [
-        "1 rows at the bottom never reach any output", "1 columns at the right never reach any output"]
+        "1 row at the bottom never reaches any output", "1 column at the right never reaches any output"]
 
 
 def test_bn_folding_totals_by_hand():

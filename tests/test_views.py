@@ -86,7 +86,7 @@ def test_terminal_plot_and_figure(tmp_path):
 def test_html_report():
     out = runner.invoke(app, ["analyze", os.path.join(EXAMPLES, "lenet5.yaml"), "-f", "html", "--explain"])
     assert out.exit_code == 0 and out.stdout.startswith("<!DOCTYPE html>")
-    assert "61,706" in out.stdout and "params = 6·1·5·5 + 6 = 156" in out.stdout
+    assert "61,706" in out.stdout and "<b>params</b> = 6·1·5·5 + 6 = 156" in out.stdout
 
 
 def test_unwritable_figure_path_is_a_plain_error(tmp_path):
@@ -163,10 +163,11 @@ def test_depth_collapses_block_uses_and_keeps_the_sums():
     for depth, rows in [(1, 11), (2, 4 + 3 + 4 + 6 + 3 + 3), (3, len(r.layers))]:
         groups = render.layer_groups(r, depth)
         assert len(groups) == rows and sum(len(g) for g in groups) == len(r.layers)
-    one = {render.group_cells(g, 1)[1]: g for g in render.layer_groups(r, 1)}
+    one = {render.group_cells(g, 1, r.totals)[1]: g for g in render.layer_groups(r, 1)}
     assert list(one)[4:8] == ["layer1 ×3", "layer2 ×4", "layer3 ×6", "layer4 ×3"]
     assert sum(x.params for x in one["layer4 ×3"]) == 14_964_736  # torchvision: layer4's parameters
-    assert render.group_cells(one["layer1 ×3"], 1)[4] == f"{sum(x.params for x in one['layer1 ×3']):,}"
+    cells = render.group_cells(one["layer4 ×3"], 1, r.totals)
+    assert cells[4] == "14,964,736" and cells[5] == f"{14_964_736 / 25_557_032:.1%}"  # 58.6% of ResNet-50
 
 
 def test_depth_table_golden():
