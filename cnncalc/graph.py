@@ -87,7 +87,9 @@ def lanes(n: int, edges: list[tuple[int, int]]) -> list[int]:
     for a, b in edges:
         waiting[a] += 1
         incoming[b].append(a)
-    lane, tail, free = [0] * n, {}, []  # tail: lane -> its last node; free: a heap of lanes to reuse
+    lane = [0] * n
+    tail: dict[int, int] = {}  # lane -> its last node
+    free: list[int] = []       # a heap of lanes to reuse
     for i in range(n):
         src = next((a for a in incoming[i] if tail.get(lane[a]) == a), None)
         if src is not None:

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from conftest import EXAMPLES, GOLDEN, ROOT, analyze_text, example, golden  # noqa: F401
-
 from cnncalc import graph, render, report_html
+
+from conftest import EXAMPLES, ROOT, analyze_text, example, golden
 
 LENET = os.path.join(EXAMPLES, "lenet5.yaml")
 GOOGLENET = os.path.join(EXAMPLES, "googlenet_block.yaml")
