@@ -24,8 +24,9 @@ def load_side(path: str, batch=None, input_shape=None) -> dict[str, Any]:
             layers, totals = data["layers"], data["totals"]
             if not isinstance(totals, dict) or not all(isinstance(totals.get(k, 0), (int, float)) for k in METRICS):
                 raise TypeError("'totals' is not a mapping of numbers")
+            shape = data.get("input", {}).get("shape") if isinstance(data.get("input"), dict) else None
             return {"name": str(data.get("name", path)), "layers": {str(r["name"]): _row(r) for r in layers},
-                    "totals": totals, "order": [str(r["name"]) for r in layers]}
+                    "totals": totals, "order": [str(r["name"]) for r in layers], "input": shape}
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             why = "nested too deeply" if isinstance(exc, RecursionError) else f"{type(exc).__name__}: {exc}"
             raise CnnError.single(f"not a cnncalc JSON report ({why})"[:300], file=path) from None
@@ -34,17 +35,36 @@ def load_side(path: str, batch=None, input_shape=None) -> dict[str, Any]:
 
     data = analyze(load_spec(path), batch, input_shape).to_json()
     return {"name": data["name"], "layers": {r["name"]: _row(r) for r in data["layers"]}, "totals": data["totals"],
-            "order": [r["name"] for r in data["layers"]]}
+            "order": [r["name"] for r in data["layers"]], "input": data["input"]["shape"]}
 
 
 def _row(r: dict) -> dict:
     rf = r.get("receptive_field")
+    inputs = r.get("inputs")
     return {"type": r.get("type"), "output_shape": r.get("output_shape"), "params": r.get("params"),
             "macs": r.get("macs"), "activation_bytes": r.get("activation_bytes"),
-            "receptive_field": rf.get("size") if isinstance(rf, dict) else None}
+            "receptive_field": rf.get("size") if isinstance(rf, dict) else None,
+            "inputs": [str(i) for i in inputs] if isinstance(inputs, list) else None}
+
+
+def _fed_alike(name: str, old: dict, new: dict) -> bool:
+    """Whether a layer reads the same inputs, of the same shapes and fields, on both sides: then
+    a change in it is its own; otherwise it may only follow from a change upstream."""
+    a, b = old["layers"][name]["inputs"], new["layers"][name]["inputs"]
+    if a is None or a != b:
+        return False
+
+    def seen(side: dict, src: str) -> Any:
+        row = side["layers"].get(src)
+        return (row["output_shape"], row["receptive_field"]) if row else side.get("input") if src == "input" else src
+
+    return all(seen(old, src) == seen(new, src) for src in a)
 
 
 def compare(old: dict, new: dict) -> dict[str, Any]:
+    """Added, removed and changed layers and the totals' changes. A changed layer is `direct`
+    when its type or params changed or it reads the same inputs as before, else `upstream`
+    (its shape, MACs or field moved only because a layer before it changed)."""
     added = [n for n in new["order"] if n not in old["layers"]]
     removed = [n for n in old["order"] if n not in new["layers"]]
     changed = []
@@ -53,7 +73,8 @@ def compare(old: dict, new: dict) -> dict[str, Any]:
             a, b = old["layers"][name], new["layers"][name]
             fields = {f: {"old": a[f], "new": b[f]} for f in LAYER_FIELDS if a[f] != b[f]}
             if fields:
-                changed.append({"name": name, "changes": fields})
+                own = "type" in fields or "params" in fields or _fed_alike(name, old, new)
+                changed.append({"name": name, "changes": fields, "cause": "direct" if own else "upstream"})
     totals = {}
     for m in METRICS:
         a, b = old["totals"].get(m), new["totals"].get(m)
@@ -108,9 +129,30 @@ def print_diff(result: dict, console) -> None:
         console.print(f"[green]+ {escape(str(name))}[/green]")
     for name in result["removed"]:
         console.print(f"[red]- {escape(str(name))}[/red]")
+    upstream = [c for c in result["changed"] if c.get("cause") == "upstream"]
     for c in result["changed"]:
-        detail = "; ".join(f"{f}: {v['old']} → {v['new']}" for f, v in c["changes"].items())
-        console.print(f"[yellow]~ {escape(str(c['name']))}[/yellow]: {escape(detail)}", highlight=False)
+        if c.get("cause") != "upstream":
+            detail = "; ".join(f"{f}: {_fmt(v['old'])} → {_fmt(v['new'])}" for f, v in c["changes"].items())
+            console.print(f"[yellow]~ {escape(str(c['name']))}[/yellow]: {escape(detail)}", highlight=False)
+    if upstream:
+        fields = sorted({f for c in upstream for f in c["changes"]}, key=LAYER_FIELDS.index)
+        names = [str(c["name"]) for c in upstream]
+        span = ", ".join(names) if len(names) <= 3 else f"{names[0]}, {names[1]} … {names[-1]}"
+        console.print(f"[dim]~ {len(names)} later layer{'s' * (len(names) != 1)} changed only as a consequence "
+                      f"({', '.join(fields)}): {escape(span)}  (--format json lists them)[/dim]", highlight=False)
     if not (result["added"] or result["removed"] or result["changed"]):
         console.print("no layer changed")
+
+
+def _fmt(v: Any) -> str:
+    """A layer field for people: 34,944; 1×96×55×55; 19×19; – for none."""
+    if v is None:
+        return "–"
+    if isinstance(v, list):
+        return "×".join(_fmt(x) for x in v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
 

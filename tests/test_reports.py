@@ -196,3 +196,25 @@ document.body.dataset.first = [...document.querySelectorAll("table.layers tbody 
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
                     "--window-size=1280,2000", page.as_uri()], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 50_000  # something was drawn
+
+
+# ---- diff ----------------------------------------------------------------------------------------
+def test_diff_groups_what_follows_from_one_change(tmp_path):
+    old = os.path.join(EXAMPLES, "resnet18.yaml")
+    new = tmp_path / "resnet18.yaml"
+    new.write_text(open(old).read().replace("out_channels: 64, kernel_size: 7", "out_channels: 64, kernel_size: 5", 1))
+    stored = tmp_path / "old.json"
+    stored.write_text(cli("analyze", old, "-f", "json").stdout)
+    for before in (old, str(stored)):  # a spec, or a stored report, on the old side
+        data = json.loads(cli("diff", before, str(new), "-f", "json").stdout)
+        causes = {c["name"]: c["cause"] for c in data["changed"]}
+        assert [n for n, c in causes.items() if c == "direct"] == ["conv1"]
+        assert len(causes) == 67 and "fc" not in causes  # 113 → 57 → … → 4: fc sees the same 512 features
+    out = cli("diff", old, str(new)).stdout
+    assert "~ conv1: output_shape: 1×64×112×112 → 1×64×113×113; params: 9,408 → 4,800" in out
+    assert "~ 66 later layers changed only as a consequence" in out and "~ bn1" not in out
+    # a layer whose inputs are unchanged changed on its own account, even with the same params
+    strided = tmp_path / "strided.yaml"
+    strided.write_text(open(old).read().replace("padding: 3, bias: false", "padding: 2, bias: false", 1))
+    data = json.loads(cli("diff", old, str(strided), "-f", "json").stdout)
+    assert data["changed"][0] == {**data["changed"][0], "name": "conv1", "cause": "direct"}
