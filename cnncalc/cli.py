@@ -445,7 +445,8 @@ def rf(spec: str = SpecArg, layer: Optional[str] = typer.Option(None, "--layer",
 @user_errors
 def sweep(spec: str = SpecArg,
           input: str = typer.Option(..., "--input", "-i", help="Comma-separated sizes, e.g. 3x128x128,3x224x224."),
-          batch: str = typer.Option("1", "--batch", "-b", help="Comma-separated batches, e.g. 1,32,256."),
+          batch: Optional[str] = typer.Option(None, "--batch", "-b",
+                                              help="Comma-separated batches, e.g. 1,32,256 (default: the spec's)."),
           dtype: Optional[Dtype] = DtypeOpt,
           format: Output = typer.Option(Output.table, "--format", "-f", help="table or json.")) -> None:
     """How shapes, cost, memory and fields change with input size and batch."""
@@ -457,7 +458,7 @@ def sweep(spec: str = SpecArg,
         raise typer.BadParameter(f"expected 1 to 1,000 sizes like 3x128x128,3x224x224, received {input[:60]!r}",
                                  param_hint="--input")
     try:
-        parts = batch.split(",")
+        parts = batch.split(",") if batch is not None else ["1"]
         if len(parts) > 1000 or len(parts) * len(sizes) > 10_000 or any(len(b.strip()) > 14 for b in parts):
             raise ValueError
         batches = [int(b) for b in parts]
@@ -466,7 +467,8 @@ def sweep(spec: str = SpecArg,
     except ValueError:
         raise typer.BadParameter(f"expected positive integers up to 2^40 like 1,32,256, received {batch[:60]!r}",
                                  param_hint="--batch") from None
-    rows = views.sweep(load_spec(spec), sizes, batches, dtype.value if dtype else None)
+    net = load_spec(spec)
+    rows = views.sweep(net, sizes, batches if batch is not None else [net.header.batch], dtype.value if dtype else None)
     if format.value == "json":
         print(json.dumps(rows, indent=2))
     else:

@@ -218,3 +218,12 @@ def test_diff_groups_what_follows_from_one_change(tmp_path):
     strided.write_text(open(old).read().replace("padding: 3, bias: false", "padding: 2, bias: false", 1))
     data = json.loads(cli("diff", old, str(strided), "-f", "json").stdout)
     assert data["changed"][0] == {**data["changed"][0], "name": "conv1", "cause": "direct"}
+
+
+def test_sweep_takes_the_specs_batch_unless_told(tmp_path):
+    spec = tmp_path / "b.yaml"
+    spec.write_text("input: 3x8x8\nbatch: 4\nlayers:\n  - {type: conv2d, out_channels: 2, kernel_size: 3}\n")
+    rows = json.loads(cli("sweep", str(spec), "-i", "3x8x8", "-f", "json").stdout)
+    assert [r["batch"] for r in rows] == [4] and rows[0]["macs"] == 4 * (2 * 3 * 3 * 3) * 6 * 6
+    rows = json.loads(cli("sweep", str(spec), "-i", "3x8x8", "-b", "1,2", "-f", "json").stdout)
+    assert [r["batch"] for r in rows] == [1, 2]
