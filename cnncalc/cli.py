@@ -223,6 +223,9 @@ def analyze(specs: List[str] = typer.Argument(..., help="YAML spec files (- read
             depth: Optional[int] = typer.Option(None, "--depth", min=1, max=64,
                                                 help="Collapse block uses nested this deep into one row each "
                                                      "(1: the top-level entries of layers:); table only."),
+            peaks: Optional[str] = typer.Option(
+                None, "--peaks", help="A device's peaks (from `cnncalc calibrate`): add each layer's predicted "
+                                      "lower-bound time (no torch needed)."),
             columns: Optional[str] = typer.Option(
                 None, "--columns", help="Columns of the table, markdown or html, e.g. name,shape,params,macs,"
                                         "macs_share (index, name, type, shape, params, params_share, macs, "
@@ -262,6 +265,10 @@ def analyze(specs: List[str] = typer.Argument(..., help="YAML spec files (- read
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--columns") from None
     budgets = budget_flags(max_params, max_macs, max_flops, max_memory, max_training_memory, max_activations)
+    if peaks is not None:
+        from .roofline import Peaks
+
+        budgets["peaks"] = Peaks.load(peaks)
     docs: list[str] = []
     code = 0
     apart = False  # a report was printed: a blank line before the next
@@ -291,6 +298,12 @@ def _analyze_one(spec, batch, input, dtype, format, optimizer, verify, fuse_bn, 
     from .analyzer import check_limits
 
     report = _analyze(spec, batch, input, dtype, optimizer)
+    budgets = dict(budgets)
+    peaks = budgets.pop("peaks", None)
+    if peaks is not None:
+        from .roofline import predict
+
+        report.extra["predicted"] = predict(report, peaks)
     over = check_limits(report, budgets)
     if fuse_bn:
         from .analyzer import fused_totals
@@ -465,7 +478,7 @@ def sweep(spec: str = SpecArg,
         if min(batches) < 1 or max(batches) > 2**40:
             raise ValueError
     except ValueError:
-        raise typer.BadParameter(f"expected positive integers up to 2^40 like 1,32,256, received {batch[:60]!r}",
+        raise typer.BadParameter(f"expected positive integers up to 2^40 like 1,32,256, received {(batch or '')[:60]!r}",
                                  param_hint="--batch") from None
     net = load_spec(spec)
     rows = views.sweep(net, sizes, batches if batch is not None else [net.header.batch], dtype.value if dtype else None)
@@ -527,15 +540,53 @@ def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional
            channels_last: bool = typer.Option(False, help="Time in channels_last memory format."),
            rf_probe: bool = typer.Option(True, help="Check receptive fields with a gradient probe."),
            fuse_bn: bool = typer.Option(False, "--fuse-bn", help="Fold batch norms into convs and check outputs."),
+           profile: bool = typer.Option(False, "--profile", help="Time each layer (torch.profiler) against its "
+                                                                 "roofline bound from the device's measured peaks."),
+           cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Also time a CUDA-graph replay (the GPU's "
+                                                                       "time without launch overhead; CUDA only)."),
            ) -> None:
     """Build the spec in PyTorch, compare every number with the analysis, time the forward pass."""
     report = _analyze(spec, batch, input, None, Optimizer.adam)
-    ok = _verify(report, device, dtype.value, repeat, warmup, format, force, compile, channels_last, rf_probe, fuse_bn)
+    ok = _verify(report, device, dtype.value, repeat, warmup, format, force, compile, channels_last, rf_probe, fuse_bn,
+                 profile=profile, cuda_graph=cuda_graph)
     raise typer.Exit(0 if ok else 1)
 
 
+@app.command()
+@user_errors
+def calibrate(device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."),
+              dtype: Dtype = typer.Option(Dtype("float32"), "--dtype", help="Element type of the matmul and copies."),
+              output: Optional[str] = typer.Option(None, "-o", "--output",
+                                                   help="JSON file to write (default: standard output)."),
+              ) -> None:
+    """Measure the device's peaks (matmul FLOP/s, copy bandwidth, empty-call overhead) for
+    `analyze --peaks` (needs torch)."""
+    from .backend import kit
+    from .backend.device import pick_device
+    from .backend.profile import measure_peaks
+    from .roofline import fmt_time
+
+    t = kit()
+    peaks = measure_peaks(t, pick_device(t.torch, device), dtype.value)
+    text = json.dumps(peaks.to_json(), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        with open(output, "w") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise CnnError.single(f"cannot write the peaks file: {exc.strerror or exc}", exit_code=2, file=output) from None
+    from .render import human
+
+    console(stderr=True).print(f"wrote {_escape(output)}: {_escape(peaks.device)} {dtype.value}: "
+                               f"{human(peaks.flops_per_s, 'FLOP/s')}, {human(peaks.bytes_per_s, 'B/s')}, "
+                               f"calls ≥ {fmt_time(peaks.overhead_s)}")
+
+
 def _verify(report, device="auto", dtype="float32", repeat=20, warmup=3, format=Output.table, force=False,
-            compile=False, channels_last=False, rf_probe=True, fuse_bn=False, emit=print) -> bool:
+            compile=False, channels_last=False, rf_probe=True, fuse_bn=False, emit=print, profile=False,
+            cuda_graph=False) -> bool:
     """Run the verification and print it; True when torch agrees."""
     from . import render, views
     from .backend.verify import verify_report
@@ -543,11 +594,13 @@ def _verify(report, device="auto", dtype="float32", repeat=20, warmup=3, format=
     with views.VerifyProgress(format.value == "table" and sys.stderr.isatty(), warmup + repeat) as progress:
         result = verify_report(report, device=device, dtype=dtype, repeat=repeat, warmup=warmup, force=force,
                                compile=compile, channels_last=channels_last, rf_probe=rf_probe, fuse_bn=fuse_bn,
-                               progress=progress)
+                               progress=progress, profile=profile, cuda_graph=cuda_graph)
     if format.value == "json":
         emit(render.to_json(report, {"verify": result.to_json()}))
     else:
         views.print_verify(report, result, console())
+        if result.profile is not None:
+            views.print_profile(result.profile, console())
     return result.ok
 
 

@@ -41,7 +41,7 @@ def rf_cells(row: LayerReport) -> tuple[str, str, str]:
 
 
 #: columns a narrow terminal gives up first (numbers and names are never cut)
-DROP_ORDER = ["RF start", "RF jump", "% params", "activations", "FLOPs", "% MACs", "type", "RF size", "#"]
+DROP_ORDER = ["RF start", "RF jump", "% params", "activations", "FLOPs", "% MACs", "type", "RF size", "#", "predicted"]
 
 
 def fitting_columns(rows: list[list[str]], width: int, chosen: Sequence[int] | None = None) -> list[int]:
@@ -92,10 +92,15 @@ def rf_num(r: RF, what: str) -> str:
 
 ROWS_PER_CELL = 64
 COLUMNS = ["#", "name", "type", "output shape", "params", "% params", "MACs", "% MACs", "FLOPs", "activations",
-           "RF size", "RF jump", "RF start"]
+           "RF size", "RF jump", "RF start", "predicted"]
 COLUMN_KEYS = ["index", "name", "type", "shape", "params", "params_share", "macs", "macs_share", "flops",
-               "activations", "rf_size", "rf_jump", "rf_start"]  #: what --columns calls them
-NUMERIC = {"#", "params", "% params", "MACs", "% MACs", "FLOPs", "activations"}  #: right-aligned
+               "activations", "rf_size", "rf_jump", "rf_start", "predicted"]  #: what --columns calls them
+NUMERIC = {"#", "params", "% params", "MACs", "% MACs", "FLOPs", "activations", "predicted"}  #: right-aligned
+
+
+def default_columns(report: Report) -> list[int]:
+    """Every column; the predicted time only with --peaks."""
+    return [i for i, c in enumerate(COLUMNS) if c != "predicted" or "predicted" in report.extra]
 
 
 def share(part: int, whole: int) -> str:
@@ -106,13 +111,21 @@ def share(part: int, whole: int) -> str:
     return "<0.1%" if 0 < x < 0.0005 else f"{x:.1%}"
 
 
-def layer_cells(row: LayerReport, totals: dict[str, Any]) -> list[str]:
+def layer_cells(row: LayerReport, report: Report) -> list[str]:
+    totals = report.totals
     params = f"{row.params:,}" + ("*" if row.trainable_params < row.params else "")
     if row.shared_with:
         params = f"0 (shares {row.shared_with})"
     return [str(row.index), row.name, row.type, shape_str(row.output_shape), params,
             share(row.params, totals["params"]), human(row.macs), share(row.macs, totals["macs"]),
-            human(row.flops), hbytes(row.activation_bytes), *rf_cells(row)]
+            human(row.flops), hbytes(row.activation_bytes), *rf_cells(row), _predicted([row], report)]
+
+
+def _predicted(rows: list[LayerReport], report: Report) -> str:
+    from .roofline import fmt_time
+
+    p = report.extra.get("predicted")
+    return fmt_time(sum(p["layers"][r.index]["predicted_s"] for r in rows)) if p else ""
 
 
 def layer_groups(report: Report, depth: int | None) -> list[list[LayerReport]]:
@@ -131,11 +144,12 @@ def layer_groups(report: Report, depth: int | None) -> list[list[LayerReport]]:
     return groups
 
 
-def group_cells(rows: list[LayerReport], depth: int, totals: dict[str, Any]) -> list[str]:
-    """One table row for a collapsed block use: summed params, MACs, FLOPs and activations;
-    the last layer's output shape and field."""
+def group_cells(rows: list[LayerReport], depth: int, report: Report) -> list[str]:
+    """One table row for a collapsed block use: summed params, MACs, FLOPs, activations and
+    predicted time; the last layer's output shape and field."""
+    totals = report.totals
     if len(rows) == 1 and len(rows[0].blocks) < depth:
-        return layer_cells(rows[0], totals)
+        return layer_cells(rows[0], report)
     name = rows[0].blocks[depth - 1]
     reps = {r.blocks[depth] for r in rows if len(r.blocks) > depth and r.blocks[depth].startswith(name + ".")}
     params, macs = sum(r.params for r in rows), sum(r.macs for r in rows)
@@ -143,7 +157,8 @@ def group_cells(rows: list[LayerReport], depth: int, totals: dict[str, Any]) -> 
             f"block ({len(rows)} layers)", shape_str(rows[-1].output_shape),
             f"{params:,}" + ("*" if sum(r.trainable_params for r in rows) < params else ""),
             share(params, totals["params"]), human(macs), share(macs, totals["macs"]),
-            human(sum(r.flops for r in rows)), hbytes(sum(r.activation_bytes for r in rows)), *rf_cells(rows[-1])]
+            human(sum(r.flops for r in rows)), hbytes(sum(r.activation_bytes for r in rows)), *rf_cells(rows[-1]),
+            _predicted(rows, report)]
 
 
 def by_type(report: Report) -> list[dict[str, Any]]:
@@ -195,14 +210,32 @@ def totals_rows(report: Report) -> list[tuple[str, str]]:
         ("training step memory", f"{hbytes(t['training_memory_bytes'])}  ({report.optimizer}: {states}; peak in the "
                                  f"{t['training_peak_phase']}; saved for backward "
                                  f"{hbytes(t['training_saved_activation_bytes'])})"),
-    ] + ([("batch norm folded", f"{f['folded']} BN into their convs: params {f['params']:,}, buffers "
+    ] + _predicted_total(report) + ([("batch norm folded", f"{f['folded']} BN into their convs: params {f['params']:,}, buffers "
                                 f"{f['buffers']:,}, element-wise ops {f['elementwise_ops']:,} (MACs unchanged)")]
          if (f := report.extra.get("fused_bn")) else [])
+
+
+def _predicted_total(report: Report) -> list[tuple[str, str]]:
+    from .roofline import fmt_time
+
+    p = report.extra.get("predicted")
+    if not p:
+        return []
+    k = p["peaks"]
+    return [("predicted time", f"{fmt_time(p['total_s'])}  (lower bound on {k['device'] or k['device_type']}: "
+                               f"{human(k['flops_per_s'], 'FLOP/s')} {k['dtype']}, {human(k['bytes_per_s'], 'B/s')}, "
+                               f"calls ≥ {fmt_time(k['overhead_s'])})")]
 
 
 @gc_paused()  # rendering allocates per layer, like the analysis: keep it linear
 def to_json(report: Report, extra: dict | None = None) -> str:
     data = report.to_json()
+    predicted = data.pop("predicted", None)
+    if predicted:  # the contract's places: each layer's predicted_s and totals.predicted_s
+        for row, p in zip(data["layers"], predicted["layers"]):
+            row.update(p)
+        data["totals"]["predicted_s"] = predicted["total_s"]
+        data["peaks"] = predicted["peaks"]
     if extra:
         data.update(extra)
     return json_text(json.dumps(data, indent=2, ensure_ascii=False))
@@ -236,11 +269,11 @@ def _md_escape(s: str) -> str:
 
 @gc_paused()
 def to_markdown(report: Report, columns: Sequence[int] | None = None) -> str:
-    keep = list(columns) if columns is not None else list(range(len(COLUMNS)))
+    keep = list(columns) if columns is not None else default_columns(report)
     lines = [f"## {_md_escape(report.name)}", "", "| " + " | ".join(COLUMNS[i] for i in keep) + " |",
              "|" + "".join("---:|" if COLUMNS[i] in NUMERIC else "---|" for i in keep)]
     lines += ["| " + " | ".join(_md_escape(c[i]) for i in keep) + " |"
-              for c in (layer_cells(r, report.totals) for r in report.layers)]
+              for c in (layer_cells(r, report) for r in report.layers)]
     lines += ["", "| total | value |", "|---|---|"]
     lines += [f"| {k} | {_md_escape(v)} |" for k, v in totals_rows(report)]
     if report.warnings:
@@ -276,10 +309,9 @@ def print_table(report: Report, console: Any, depth: int | None = None, columns:
 
     table = Table(title=f"{escape(report.name)}  ·  input {shape_str(report.input_shape)}  ·  {report.dtype}",
                   title_justify="left", header_style="bold", show_lines=False)
-    t = report.totals
-    rows = ([group_cells(g, depth, t) for g in layer_groups(report, depth)] if depth
-            else [layer_cells(r, t) for r in report.layers])
-    chosen = list(columns) if columns is not None else list(range(len(COLUMNS)))
+    rows = ([group_cells(g, depth, report) for g in layer_groups(report, depth)] if depth
+            else [layer_cells(r, report) for r in report.layers])
+    chosen = list(columns) if columns is not None else default_columns(report)
     keep = fitting_columns(rows, console.width, chosen)
     for i in keep:
         table.add_column(COLUMNS[i], justify="right" if COLUMNS[i] in NUMERIC else "left")

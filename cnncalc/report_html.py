@@ -22,6 +22,8 @@ def _e(s: object) -> str:
 
 def _raw(row, column: str) -> float | None:
     """The number a column sorts by."""
+    if column == "predicted":
+        return None
     values = {"#": row.index, "params": row.params, "% params": row.params, "MACs": row.macs, "% MACs": row.macs,
               "FLOPs": row.flops, "activations": row.activation_bytes}
     if column in values:
@@ -39,7 +41,7 @@ def layer_table(report: Report, columns: Sequence[int]) -> str:
                    for i in columns)
     body = []
     for r in report.layers:
-        cells = layer_cells(r, report.totals)
+        cells = layer_cells(r, report)
         tds = []
         for i in columns:
             raw = _raw(r, COLUMNS[i])
@@ -153,9 +155,9 @@ def explanations(report: Report, only: str | None) -> str:
 def to_html(report: Report, explain: bool = False, only: str | None = None,
             columns: Sequence[int] | None = None) -> str:
     from .graph import to_svg
-    from .render import COLUMNS, shape_str
+    from .render import default_columns, shape_str
 
-    cols = list(columns) if columns is not None else list(range(len(COLUMNS)))
+    cols = list(columns) if columns is not None else default_columns(report)
     graph = (to_svg(report) if len(report.layers) <= MAX_GRAPH_LAYERS else
              f"<p>{len(report.layers):,} layers: more than {MAX_GRAPH_LAYERS:,} are not drawn "
              f"(<code>--format dot</code> gives the graph for Graphviz).</p>")

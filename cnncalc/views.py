@@ -322,3 +322,43 @@ def parse_unit(text: str) -> tuple[int, ...]:
         return tuple(int(p) for p in text.split(","))
     except ValueError:
         raise ValueError(f"expected indices like 3,4, received {text!r}") from None
+
+
+def print_profile(profile: dict, console: Any) -> None:
+    """`verify --profile`: per layer its measured time, share, achieved rates, roofline bound,
+    efficiency and what bounds it; then the peaks and the whole pass."""
+    from rich.table import Table
+
+    from .render import add_rows, human
+    from .roofline import fmt_time
+    from .safe import markup as escape
+
+    k = profile["peaks"]
+    table = Table(title=f"profile · {escape(k['device'])} · {escape(k['dtype'])} · {profile['timer']}",
+                  title_justify="left", header_style="bold")
+    for c in ("name", "type", "time", "share", "FLOP/s", "bytes/s", "roofline", "efficiency", "bound"):
+        table.add_column(c, justify="left" if c in ("name", "type", "bound") else "right")
+
+    def rate(v: float | None, unit: str) -> str:
+        return human(v, unit) if v else "–"
+
+    add_rows(table, ([x["name"], x["type"], fmt_time(x["time_s"]) if x["time_s"] else "0", f"{x['share']:.1%}",
+                      rate(x["flops_per_s"], "FLOP/s"), rate(x["bytes_per_s"], "B/s"), fmt_time(x["roofline_s"]),
+                      f"{x['efficiency']:.0%}" if x["efficiency"] is not None else "–", x["bound"]]
+                     for x in profile["layers"]))
+    console.print(table)
+    counts = {b: sum(1 for x in profile["layers"] if x["bound"] == b) for b in ("compute", "memory", "overhead")}
+    times = {b: sum(x["time_s"] for x in profile["layers"] if x["bound"] == b) for b in counts}
+    console.print(f"peaks: matmul {human(k['flops_per_s'], 'FLOP/s')}, copy {human(k['bytes_per_s'], 'B/s')}, "
+                  f"empty call {fmt_time(k['overhead_s'])}", highlight=False)
+    console.print("bound by: " + ", ".join(f"{b} {counts[b]} layers ({fmt_time(times[b])})" for b in counts),
+                  highlight=False)
+    fwd, ker = profile["forward_s"], profile["kernel_s"]
+    what = "kernels" if k["device_type"] == "cuda" else "torch operators"
+    console.print(f"forward pass {fmt_time(fwd)} (without the profiler); layers {fmt_time(profile['layers_s'])}; "
+                  f"{what} {fmt_time(ker)} ({ker / fwd:.0%} of the pass); roofline {fmt_time(profile['roofline_s'])} "
+                  f"({profile['roofline_s'] / fwd:.0%})", highlight=False)
+    if profile["launch_bound"]:
+        console.print(f"[yellow]launch-bound[/yellow]: {what} are busy {ker / fwd:.0%} of the pass; the rest is "
+                      "Python, dispatch and launch overhead (a larger batch, torch.compile or a CUDA graph helps)",
+                      highlight=False)

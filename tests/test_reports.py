@@ -37,7 +37,7 @@ def cli(*args, stdin=None):
 # ---- shares and columns ------------------------------------------------------------------------
 def test_share_cells_are_fractions_of_the_totals():
     r = example("lenet5")
-    cells = {row.name: render.layer_cells(row, r.totals) for row in r.layers}
+    cells = {row.name: render.layer_cells(row, r) for row in r.layers}
     pct = render.COLUMNS.index("% params"), render.COLUMNS.index("% MACs")
     assert [cells["c3.conv"][i] for i in pct] == [f"{2416 / 61706:.1%}", f"{16 * 6 * 25 * 10 * 10 / 416520:.1%}"]
     assert cells["c1.pool"][pct[0]] == "–"                         # nothing is not 0.0%

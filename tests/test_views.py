@@ -163,10 +163,10 @@ def test_depth_collapses_block_uses_and_keeps_the_sums():
     for depth, rows in [(1, 11), (2, 4 + 3 + 4 + 6 + 3 + 3), (3, len(r.layers))]:
         groups = render.layer_groups(r, depth)
         assert len(groups) == rows and sum(len(g) for g in groups) == len(r.layers)
-    one = {render.group_cells(g, 1, r.totals)[1]: g for g in render.layer_groups(r, 1)}
+    one = {render.group_cells(g, 1, r)[1]: g for g in render.layer_groups(r, 1)}
     assert list(one)[4:8] == ["layer1 ×3", "layer2 ×4", "layer3 ×6", "layer4 ×3"]
     assert sum(x.params for x in one["layer4 ×3"]) == 14_964_736  # torchvision: layer4's parameters
-    cells = render.group_cells(one["layer4 ×3"], 1, r.totals)
+    cells = render.group_cells(one["layer4 ×3"], 1, r)
     assert cells[4] == "14,964,736" and cells[5] == f"{14_964_736 / 25_557_032:.1%}"  # 58.6% of ResNet-50
 
 

@@ -9,6 +9,7 @@ from typing import Any, Callable
 from ..analyzer import Report, analyze
 from ..arith import fmt_num
 from ..errors import CnnError
+from ..roofline import Peaks
 from . import kit
 from .build import build_model
 from .device import available_memory, device_name, out_of_memory, pick_device
@@ -41,6 +42,7 @@ class VerifyResult:
     memory: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     fused: dict | None = None
+    profile: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -61,7 +63,8 @@ class VerifyResult:
         return {"ok": self.ok, "device": self.device, "device_type": self.device_type, "dtype": self.dtype,
                 "torch_version": self.torch_version, "mismatches": self.mismatches,
                 "layers": [c.to_json() for c in self.checks], "timing": self.timing, "memory": self.memory,
-                "fused_bn": self.fused, "notes": self.notes, "receptive_fields": self.rf_summary()}
+                "fused_bn": self.fused, "notes": self.notes, "receptive_fields": self.rf_summary(),
+                **({"profile": self.profile} if self.profile is not None else {})}
 
 
 def compare(report: Report, checks: list[LayerCheck]) -> list[str]:
@@ -95,13 +98,17 @@ def _fmt(v: Any) -> str:
 
 def verify_report(report: Report, device: str = "auto", dtype: str = "float32", repeat: int = 20,
                   warmup: int = 3, force: bool = False, compile: bool = False, channels_last: bool = False,
-                  rf_probe: bool = True, fuse_bn: bool = False, progress: Progress | None = None) -> VerifyResult:
+                  rf_probe: bool = True, fuse_bn: bool = False, progress: Progress | None = None,
+                  profile: bool = False, cuda_graph: bool = False) -> VerifyResult:
     """Build the report's network in torch on `device`, compare shapes, params, buffers, FLOPs
     and probed receptive fields, fold batch norms (`fuse_bn`), measure memory and time the
-    forward pass in `dtype`."""
+    forward pass in `dtype`; `profile`: each layer's time against its roofline; `cuda_graph`:
+    also time a CUDA-graph replay."""
     t = kit()
     torch = t.torch
     dev = pick_device(torch, device)
+    if cuda_graph and dev.type != "cuda":
+        raise CnnError.single(f"--cuda-graph needs a CUDA device; this run is on {dev.type}", exit_code=2)
     say = progress or (lambda stage, done: None)
     tdtype = getattr(torch, dtype)
     est, what = verify_memory(report, dtype, training=False)
@@ -172,6 +179,20 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
         result.notes.append(f"timing is unstable: p75/p25 = {result.timing['spread']:.2f} (over {SPREAD_LIMIT}); the "
                             f"machine is busy or {repeat} runs are too few: close other work or use --repeat "
                             f"{max(4 * repeat, 50)}")
+    if profile:
+        from .profile import call_overhead, compute_peak, copy_bandwidth, profile_forward
+
+        say("profiling each layer", 0)
+        peaks = Peaks(compute_peak(t, dev, tdtype, peak_flops), copy_bandwidth(t, dev, tdtype),
+                      call_overhead(t, dev, tdtype),
+                      result.device, dev.type, dtype, torch.__version__)
+        result.profile = _in_dtype(profile_forward, report, dtype, dev, report, model, x, t, dev, peaks,
+                                   result.timing["median_s"])
+    if cuda_graph:
+        from .profile import cuda_graph_time
+
+        say("timing a CUDA-graph replay", 0)
+        result.timing["cuda_graph_s"] = _in_dtype(cuda_graph_time, report, dtype, dev, model, x, t, repeat)
     if compile:
         say("compiling (torch.compile)", 0)
         try:

@@ -230,6 +230,10 @@ class _Dropout(Layer):
         """At inference (and for p = 0) torch returns the input itself; in place it overwrites it."""
         return not training or self.p == 0 or self.inplace
 
+    def moves_data(self) -> bool:
+        """At inference torch returns the input itself."""
+        return False
+
     @property
     def passes_gradient(self) -> bool:  # type: ignore[override]
         """p = 0 returns the input itself: its gradient is the output's."""

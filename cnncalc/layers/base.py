@@ -177,6 +177,11 @@ class Layer(BaseModel):
         the layer allocates nothing."""
         return False
 
+    def moves_data(self) -> bool:
+        """Whether a forward pass at inference reads or writes memory at all (a view or an
+        identity returns its input and moves nothing); see roofline.layer_bytes."""
+        return True
+
     def scratch(self, ctx: Ctx, b: int) -> int:
         """Bytes of the temporaries the layer's torch code makes, at their peak inside the
         forward call, beyond the output (b: bytes per element of the compute dtype). Buffers

@@ -24,6 +24,9 @@ class Identity(Layer):
         """A view of the input: nothing allocated, and the gradient passes back as a view."""
         return True
 
+    def moves_data(self) -> bool:
+        return False
+
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.nn.Identity()
 
@@ -42,6 +45,9 @@ class Flatten(Layer):
     def aliases(self, training: bool) -> bool:
         """A view of the input: nothing allocated, and the gradient passes back as a view."""
         return True
+
+    def moves_data(self) -> bool:
+        return False
 
     def span(self, ctx: Ctx) -> tuple[int, int]:
         r = len(ctx.x)

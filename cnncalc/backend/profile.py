@@ -1,0 +1,185 @@
+"""Where a forward pass spends its time: the device's peaks (`cnncalc calibrate`) and a per-layer
+profile against each layer's roofline bound (`verify --profile`)."""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Any
+
+from ..analyzer import Report
+from ..roofline import Peaks, bound, layer_bytes
+from .device import available_memory, device_name, sync
+from .measure import matmul_peak, time_forward
+
+RANGE = "cnncalc.layer."  #: the record_function range around layer i is RANGE + str(i)
+LAUNCH_BOUND = 0.5  #: operators busy less than this share of the forward pass: launch-bound
+
+
+def copy_bandwidth(t: Any, dev: Any, dtype: Any) -> float:
+    """The best copy rate (bytes read + written per second) over copies of 1 MiB to 1 GiB that fit
+    in an eighth of the free memory: the fastest memory level a layer can stream from (a cache
+    for small tensors), so that the roofline stays a lower bound for every layer."""
+    torch = t.torch
+    room = available_memory(torch, dev)
+    sizes = [1 << 20, 16 << 20, 128 << 20] + ([1 << 30] if dev.type == "cuda" else [])
+    best = 0.0
+    for size in (s for s in sizes if room is None or s * 8 <= room):
+        n = size // torch.empty((), dtype=dtype).element_size()
+        src, dst = torch.ones(n, device=dev, dtype=dtype), torch.empty(n, device=dev, dtype=dtype)
+        times = []
+        for _ in range(7):
+            sync(torch, dev)
+            t0 = time.perf_counter()
+            dst.copy_(src)
+            sync(torch, dev)
+            times.append(time.perf_counter() - t0)
+        best = max(best, 2 * size / min(times[2:]))
+        del src, dst
+    return best
+
+
+def call_overhead(t: Any, dev: Any, dtype: Any, calls: int = 2000) -> float:
+    """Seconds per call of a module doing nothing worth measuring (relu of one element): the
+    Python, dispatch and, on a GPU, launch cost every layer pays at least."""
+    torch = t.torch
+    m, x = torch.nn.ReLU(), torch.zeros(1, device=dev, dtype=dtype)
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(50):
+            m(x)
+        for _ in range(3):
+            sync(torch, dev)
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                m(x)
+            sync(torch, dev)
+            best = min(best, (time.perf_counter() - t0) / calls)
+    return best
+
+
+def compute_peak(t: Any, dev: Any, dtype: Any, matmul: float | None = None) -> float:
+    """The best FLOP/s of the device's dense kernels: the matmul peak and 3×3 and 3×3×3
+    convolutions (on a 2-core CPU oneDNN's convolutions run up to ~35% faster than its sgemm:
+    with the matmul peak alone, the roofline of such convs was beaten)."""
+    torch = t.torch
+    big = dev.type == "cuda"
+    best = matmul if matmul is not None else matmul_peak(t, dev, dtype)
+    for conv, c, size, batch in ((torch.nn.Conv2d, 256, (28, 28), 8 if big else 1),
+                                 (torch.nn.Conv3d, 256, (8, 28, 28), 4 if big else 1)):
+        m = conv(c, c, 3, padding=1, bias=False).to(device=dev, dtype=dtype)
+        x = torch.randn(batch, c, *size, device=dev, dtype=dtype)
+        flops = 2 * batch * c * c * 3 ** len(size) * math.prod(size)
+        times = time_forward(m, x, t, dev, repeat=5, warmup=2)
+        best = max(best, flops / min(times))
+        del m, x
+    return best
+
+
+def measure_peaks(t: Any, dev: Any, dtype: str) -> Peaks:
+    torch = t.torch
+    tdtype = getattr(torch, dtype)
+    return Peaks(compute_peak(t, dev, tdtype), copy_bandwidth(t, dev, tdtype), call_overhead(t, dev, tdtype),
+                 device_name(torch, dev), dev.type, dtype, torch.__version__)
+
+
+def profile_forward(report: Report, model: Any, x: Any, t: Any, dev: Any, peaks: Peaks, forward_s: float,
+                    repeat: int = 5) -> dict[str, Any]:
+    """Per layer: its time (CUDA: the device time of the kernels its record_function range
+    launched; CPU: the median wall time from the end of the previous layer's call to the end of
+    its own, so the executor's fetching and freeing around a call count too; the profiler's
+    own cost per event would inflate small layers), share, achieved FLOP/s and bytes/s, roofline
+    bound, efficiency (bound ÷ measured) and what bounds it; and the time in torch operators
+    (CPU) or kernels (CUDA) against the pass's wall time `forward_s` (on CPU measured again here
+    without hooks, in passes alternating with the timed ones)."""
+    torch = t.torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    cuda = dev.type == "cuda"
+    passes = max(repeat, min(200, int(1.0 / max(forward_s, 1e-6))))  # about a second of passes, at least `repeat`
+    n = len(report.layers)
+    walls: list[list[float]] = [[] for _ in range(n)]
+    last = [0.0]  # when the previous layer's call ended (or the pass began)
+
+    def timed(i: int, module: Any, args: list) -> Any:
+        out = module(*args)
+        now = time.perf_counter()
+        walls[i].append(now - last[0])
+        last[0] = now
+        return out
+
+    def ranged(i: int, module: Any, args: list) -> Any:
+        with record_function(f"{RANGE}{i}"):
+            return module(*args)
+
+    try:
+        with torch.inference_mode():
+            if not cuda:  # hooked and plain passes alternate, so that drift affects both alike
+                plain = []
+                for _ in range(passes + 2):
+                    model.hook = timed
+                    last[0] = time.perf_counter()
+                    model(x)
+                    model.hook = None
+                    t0 = time.perf_counter()
+                    model(x)
+                    plain.append(time.perf_counter() - t0)
+                forward_s = statistics.median(plain[2:])
+            model.hook = ranged
+            for _ in range(2):
+                model(x)
+            sync(torch, dev)
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+            with profile(activities=activities) as prof:
+                for _ in range(repeat):
+                    model(x)
+                sync(torch, dev)
+    finally:
+        model.hook = None
+    ranges, operators = [0.0] * n, [0.0] * n
+    for e in prof.events():
+        if e.name.startswith(RANGE):
+            ranges[int(e.name[len(RANGE):])] += (e.device_time_total if cuda else e.cpu_time_total) * 1e-6 / repeat
+        elif e.cpu_parent is not None and e.cpu_parent.name.startswith(RANGE):  # an operator the layer called
+            operators[int(e.cpu_parent.name[len(RANGE):])] += e.cpu_time_total * 1e-6 / repeat
+    spent = ranges if cuda else [statistics.median(w[2:]) for w in walls]
+    total = sum(spent)
+    kernel_s = total if cuda else sum(operators)
+    b = report.bytes_per_element
+    layers = []
+    for row, s, op in zip(report.layers, spent, operators):
+        k = bound(row, b, peaks)
+        moved = layer_bytes(row, b)
+        layers.append({"name": row.name, "type": row.type, "time_s": s, "share": s / total if total else 0.0,
+                       "flops_per_s": row.flops / s if s else None, "bytes_per_s": moved / s if s else None,
+                       "roofline_s": k.roofline_s, "efficiency": k.roofline_s / s if s else None,
+                       "bound": k.bound, "flops": row.flops, "bytes": moved, "operator_s": op})
+    return {"forward_s": forward_s, "kernel_s": kernel_s, "layers_s": total,
+            "launch_bound": kernel_s < LAUNCH_BOUND * forward_s, "peaks": peaks.to_json(),
+            "roofline_s": sum(x["roofline_s"] for x in layers), "repeat": repeat,
+            "timer": "kernel time per layer (CUDA)" if cuda else "wall time per layer call (CPU)", "layers": layers}
+
+
+def cuda_graph_time(model: Any, x: Any, t: Any, repeat: int) -> float:
+    """Median seconds of one replay of the forward pass captured as a CUDA graph: the GPU's
+    time without the CPU's launch overhead."""
+    torch = t.torch
+    with torch.inference_mode():
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                model(x)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            model(x)
+        times = []
+        for _ in range(max(repeat, 5)):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1000)
+    return statistics.median(times)

@@ -1,0 +1,110 @@
+"""The roofline: each layer's analytic work against a device's measured peaks (no torch here).
+
+Bytes a layer moves at inference, at the least (the README's convention):
+    bytes = (Σ input elements + output elements + weight elements + buffer elements) · dtype bytes
+every input read once, the output written once, every weight and buffer read once (a view or an
+identity moves nothing; `num_batches_tracked` is not read). A layer's lower-bound time is
+    roofline_s = max(FLOPs / peak FLOP/s, bytes / peak bytes/s),   FLOPs = 2·MACs
+and the predicted time max(roofline_s, overhead_s): no call is faster than an empty one.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from math import prod
+from typing import Any
+
+from .errors import CnnError
+
+BOUNDS = ("compute", "memory", "overhead")
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """A device's measured limits (`cnncalc calibrate`): the best matmul FLOP/s in `dtype`, the
+    best copy bandwidth (bytes read + written per second) and the time of an empty module call."""
+
+    flops_per_s: float
+    bytes_per_s: float
+    overhead_s: float
+    device: str = ""
+    device_type: str = ""
+    dtype: str = "float32"
+    torch: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def load(cls, path: str) -> Peaks:
+        """Read a peaks file; a located message for anything that is not one."""
+        from .source import read_bytes
+
+        raw = read_bytes(path, 1 << 20, "peaks files")
+        try:
+            data = json.loads(raw.decode("utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("expected a JSON object")
+            for key in ("flops_per_s", "bytes_per_s", "overhead_s"):
+                v = data.get(key)
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v < 1e30:
+                    raise ValueError(f"'{key}' must be a positive number, received {str(v)[:40]}")
+            text = {k: str(data.get(k, ""))[:100] for k in ("device", "device_type", "dtype", "torch")}
+            return cls(float(data["flops_per_s"]), float(data["bytes_per_s"]), float(data["overhead_s"]),
+                       **text)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise CnnError.single(f"not a cnncalc peaks file ({exc})"[:300] + "; write one with `cnncalc calibrate`",
+                                  file=path) from None
+
+
+def layer_bytes(row: Any, b: int) -> int:
+    """The bytes a layer must move at inference (see the module docstring)."""
+    if not row.layer.moves_data():
+        return 0
+    elements = sum(prod(s) for s in row.ctx.ins) + prod(row.output_shape)
+    elements += sum(prod(s) for s in row.weights.values())
+    elements += sum(prod(s) for k, s in row.buffer_shapes.items() if k != "num_batches_tracked")
+    return elements * b
+
+
+@dataclass(frozen=True)
+class Bound:
+    compute_s: float
+    memory_s: float
+    overhead_s: float
+
+    @property
+    def roofline_s(self) -> float:
+        return max(self.compute_s, self.memory_s)
+
+    @property
+    def predicted_s(self) -> float:
+        return max(self.roofline_s, self.overhead_s)
+
+    @property
+    def bound(self) -> str:
+        """What limits the layer: 'overhead' when the device could do its work faster than an
+        empty call, else whichever of compute and memory takes longer."""
+        if self.roofline_s < self.overhead_s:
+            return "overhead"
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+
+def bound(row: Any, b: int, peaks: Peaks) -> Bound:
+    return Bound(row.flops / peaks.flops_per_s, layer_bytes(row, b) / peaks.bytes_per_s, peaks.overhead_s)
+
+
+def predict(report: Any, peaks: Peaks) -> dict[str, Any]:
+    """Per layer and in total, the predicted lower-bound time (JSON: `predicted_s`)."""
+    b = report.bytes_per_element
+    layers = [bound(r, b, peaks) for r in report.layers]
+    return {"layers": [{"predicted_s": x.predicted_s, "roofline_s": x.roofline_s, "bound": x.bound} for x in layers],
+            "total_s": sum(x.predicted_s for x in layers), "peaks": peaks.to_json()}
+
+
+def fmt_time(s: float) -> str:
+    """Seconds for people: 812 ns, 12.3 µs, 4.56 ms, 1.23 s."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s * 1e9:.3g} ns"
