@@ -5,7 +5,10 @@ Bytes a layer moves at inference, at the least (the README's convention):
 every input read once, the output written once, every weight and buffer read once (a view or an
 identity moves nothing; `num_batches_tracked` is not read). A layer's lower-bound time is
     roofline_s = max(FLOPs / peak FLOP/s, bytes / peak bytes/s),   FLOPs = 2·MACs
-and the predicted time max(roofline_s, overhead_s): no call is faster than an empty one.
+and the predicted time max(roofline_s, overhead_s): no call is faster than an empty one. Memory
+has two levels: the first `cache_bytes` of a layer's traffic may stream at the cache's copy rate,
+the rest needs the large-copy (DRAM/HBM) rate, so the bound stays a lower bound for small layers
+that live in cache and tells the truth about large ones.
 """
 from __future__ import annotations
 
@@ -21,8 +24,9 @@ BOUNDS = ("compute", "memory", "overhead")
 
 @dataclass(frozen=True)
 class Peaks:
-    """A device's measured limits (`cnncalc calibrate`): the best matmul FLOP/s in `dtype`, the
-    best copy bandwidth (bytes read + written per second) and the time of an empty module call."""
+    """A device's measured limits (`cnncalc calibrate`): the best dense-kernel FLOP/s in `dtype`,
+    the copy rate (bytes read + written per second) of a large copy and of a cache-sized one
+    (working sets up to `cache_bytes`), and the time of an empty module call."""
 
     flops_per_s: float
     bytes_per_s: float
@@ -31,6 +35,14 @@ class Peaks:
     device_type: str = ""
     dtype: str = "float32"
     torch: str = ""
+    cache_bytes_per_s: float = 0.0
+    cache_bytes: int = 0
+
+    def memory_s(self, moved: int) -> float:
+        """The least time to move `moved` bytes: up to cache_bytes at the cache rate, the rest at
+        the large-copy rate."""
+        fast = min(moved, self.cache_bytes) if self.cache_bytes_per_s > self.bytes_per_s else 0
+        return fast / (self.cache_bytes_per_s or 1) + (moved - fast) / self.bytes_per_s
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,8 +62,11 @@ class Peaks:
                 if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v < 1e30:
                     raise ValueError(f"'{key}' must be a positive number, received {str(v)[:40]}")
             text = {k: str(data.get(k, ""))[:100] for k in ("device", "device_type", "dtype", "torch")}
+            cache = data.get("cache_bytes_per_s", 0), data.get("cache_bytes", 0)
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e30 for v in cache):
+                raise ValueError("'cache_bytes_per_s' and 'cache_bytes' must be numbers ≥ 0")
             return cls(float(data["flops_per_s"]), float(data["bytes_per_s"]), float(data["overhead_s"]),
-                       **text)
+                       **text, cache_bytes_per_s=float(cache[0]), cache_bytes=int(cache[1]))
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise CnnError.single(f"not a cnncalc peaks file ({exc})"[:300] + "; write one with `cnncalc calibrate`",
                                   file=path) from None
@@ -91,7 +106,7 @@ class Bound:
 
 
 def bound(row: Any, b: int, peaks: Peaks) -> Bound:
-    return Bound(row.flops / peaks.flops_per_s, layer_bytes(row, b) / peaks.bytes_per_s, peaks.overhead_s)
+    return Bound(row.flops / peaks.flops_per_s, peaks.memory_s(layer_bytes(row, b)), peaks.overhead_s)
 
 
 def predict(report: Any, peaks: Peaks) -> dict[str, Any]:

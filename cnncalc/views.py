@@ -349,8 +349,12 @@ def print_profile(profile: dict, console: Any) -> None:
     console.print(table)
     counts = {b: sum(1 for x in profile["layers"] if x["bound"] == b) for b in ("compute", "memory", "overhead")}
     times = {b: sum(x["time_s"] for x in profile["layers"] if x["bound"] == b) for b in counts}
-    console.print(f"peaks: matmul {human(k['flops_per_s'], 'FLOP/s')}, copy {human(k['bytes_per_s'], 'B/s')}, "
-                  f"empty call {fmt_time(k['overhead_s'])}", highlight=False)
+    from .render import hbytes
+
+    console.print(f"peaks: dense kernels {human(k['flops_per_s'], 'FLOP/s')}, large copy "
+                  f"{human(k['bytes_per_s'], 'B/s')}, cache copy {human(k['cache_bytes_per_s'], 'B/s')} (first "
+                  f"{hbytes(k['cache_bytes'])} of a layer's traffic), empty call {fmt_time(k['overhead_s'])}",
+                  highlight=False)
     console.print("bound by: " + ", ".join(f"{b} {counts[b]} layers ({fmt_time(times[b])})" for b in counts),
                   highlight=False)
     fwd, ker = profile["forward_s"], profile["kernel_s"]

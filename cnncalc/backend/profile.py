@@ -16,15 +16,15 @@ RANGE = "cnncalc.layer."  #: the record_function range around layer i is RANGE +
 LAUNCH_BOUND = 0.5  #: operators busy less than this share of the forward pass: launch-bound
 
 
-def copy_bandwidth(t: Any, dev: Any, dtype: Any) -> float:
-    """The best copy rate (bytes read + written per second) over copies of 1 MiB to 1 GiB that fit
-    in an eighth of the free memory: the fastest memory level a layer can stream from (a cache
-    for small tensors), so that the roofline stays a lower bound for every layer."""
+def copy_bandwidth(t: Any, dev: Any, dtype: Any) -> tuple[float, float, int]:
+    """Copy rates (bytes read + written per second, best of 5): (a large copy's, the best
+    cache-sized one's, the largest working set copied at least half that fast). Only copies that
+    fit in an eighth of the free memory are tried."""
     torch = t.torch
     room = available_memory(torch, dev)
-    sizes = [1 << 20, 16 << 20, 128 << 20] + ([1 << 30] if dev.type == "cuda" else [])
-    best = 0.0
-    for size in (s for s in sizes if room is None or s * 8 <= room):
+    mib = [16, 64, 1024] if dev.type == "cuda" else [1, 4, 8, 16, 32, 64, 256]
+    rates = {}
+    for size in (m << 20 for m in mib if room is None or (m << 20) * 8 <= room):
         n = size // torch.empty((), dtype=dtype).element_size()
         src, dst = torch.ones(n, device=dev, dtype=dtype), torch.empty(n, device=dev, dtype=dtype)
         times = []
@@ -34,9 +34,12 @@ def copy_bandwidth(t: Any, dev: Any, dtype: Any) -> float:
             dst.copy_(src)
             sync(torch, dev)
             times.append(time.perf_counter() - t0)
-        best = max(best, 2 * size / min(times[2:]))
+        rates[2 * size] = 2 * size / min(times[2:])
         del src, dst
-    return best
+    large = rates[max(rates)]
+    fast = max(rates.values())
+    cache = max(ws for ws, r in rates.items() if r >= fast / 2)
+    return large, fast, cache
 
 
 def call_overhead(t: Any, dev: Any, dtype: Any, calls: int = 2000) -> float:
@@ -79,8 +82,9 @@ def compute_peak(t: Any, dev: Any, dtype: Any, matmul: float | None = None) -> f
 def measure_peaks(t: Any, dev: Any, dtype: str) -> Peaks:
     torch = t.torch
     tdtype = getattr(torch, dtype)
-    return Peaks(compute_peak(t, dev, tdtype), copy_bandwidth(t, dev, tdtype), call_overhead(t, dev, tdtype),
-                 device_name(torch, dev), dev.type, dtype, torch.__version__)
+    large, fast, cache = copy_bandwidth(t, dev, tdtype)
+    return Peaks(compute_peak(t, dev, tdtype), large, call_overhead(t, dev, tdtype), device_name(torch, dev),
+                 dev.type, dtype, torch.__version__, fast, cache)
 
 
 def profile_forward(report: Report, model: Any, x: Any, t: Any, dev: Any, peaks: Peaks, forward_s: float,

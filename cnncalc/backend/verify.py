@@ -183,9 +183,9 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
         from .profile import call_overhead, compute_peak, copy_bandwidth, profile_forward
 
         say("profiling each layer", 0)
-        peaks = Peaks(compute_peak(t, dev, tdtype, peak_flops), copy_bandwidth(t, dev, tdtype),
-                      call_overhead(t, dev, tdtype),
-                      result.device, dev.type, dtype, torch.__version__)
+        large, fast, cache = copy_bandwidth(t, dev, tdtype)
+        peaks = Peaks(compute_peak(t, dev, tdtype, peak_flops), large, call_overhead(t, dev, tdtype),
+                      result.device, dev.type, dtype, torch.__version__, fast, cache)
         result.profile = _in_dtype(profile_forward, report, dtype, dev, report, model, x, t, dev, peaks,
                                    result.timing["median_s"])
     if cuda_graph:
