@@ -56,6 +56,35 @@ class FirstOverride(_Strict):
     args: dict[Name, Any] = {}
 
 
+class _Pieces(_Strict):
+    """An entry with several outputs (chunk, split)."""
+
+    name: Name | None = None
+    inputs: Annotated[list[Name], Field(min_length=1, max_length=1)] | None = None
+    dim: Literal[1] = 1
+    trainable: bool | None = None
+
+
+class Chunk(_Pieces):
+    """torch.chunk(x, chunks, dim=1): a layer with several outputs, written as one entry and
+    expanded into `chunks` narrow layers NAME.0, NAME.1, … (⌈C/chunks⌉ channels each, the last
+    the rest); later layers name one with `inputs: [NAME.1]`, and a following layer with no
+    `inputs` continues from the last piece."""
+
+    type: Literal["chunk"]
+    chunks: Annotated[int, Field(ge=1, le=4096)]
+
+
+class Split(_Pieces):
+    """torch.split(x, sizes, dim=1): like `chunk`, with the channels of each piece given."""
+
+    type: Literal["split"]
+    sizes: Annotated[list[PosInt], Field(min_length=1, max_length=4096)]
+
+
+PIECES: dict[str, type[_Pieces]] = {"chunk": Chunk, "split": Split}  #: entries with several outputs
+
+
 class BlockUse(_Strict):
     """Use of a block: its layers are inserted here, `repeat` times in a chain."""
 
@@ -303,6 +332,37 @@ class _Expander:
             self.fail(f"unknown layer '{ref}'{inside}{hint}", path, layer)
         return None
 
+    def add_pieces(self, item: dict, path: Path, frame: Frame, prev: str) -> str:
+        """A chunk or split entry: one narrow layer per piece, NAME.0 … NAME.k−1, all reading
+        the entry's input; the last piece continues the chain."""
+        kind = item["type"]
+        try:
+            entry = PIECES[kind].model_validate(item)
+        except ValidationError as exc:
+            for e in exc.errors():
+                msg, loc = pydantic_message(e, kind, PIECES[kind])
+                self.fail(msg, path + loc, item.get("name") if isinstance(item.get("name"), str) else kind)
+            return prev
+        local = entry.name
+        if local is None:
+            frame.counts[kind] = frame.counts.get(kind, 0) + 1
+            local = f"{kind}_{frame.counts[kind]}"
+        if isinstance(entry, Chunk):
+            pieces = [{"chunks": entry.chunks, "chunk": i} for i in range(entry.chunks)]
+        else:
+            assert isinstance(entry, Split)
+            starts = [sum(entry.sizes[:i]) for i in range(len(entry.sizes))]
+            pieces = [{"start": a, "length": n, "sizes_sum": sum(entry.sizes)} for a, n in zip(starts, entry.sizes)]
+        last = prev
+        for i, piece in enumerate(pieces):
+            narrow = {"type": "narrow", "name": f"{local}.{i}", **piece,
+                      **({"inputs": entry.inputs} if entry.inputs is not None else {}),
+                      **({"trainable": entry.trainable} if entry.trainable is not None else {})}
+            if i:
+                self.written += 1
+            last = self._add_layer(narrow, path, frame, prev)
+        return last
+
     def unique(self, name: str, path: Path) -> bool:
         if name in self.where or name == "input":
             first = self.src.locate(self.where[name])[0] if name in self.where else None
@@ -320,6 +380,8 @@ class _Expander:
 
     def _add_layer(self, item: dict, path: Path, frame: Frame, prev: str) -> str:
         kind = item.get("type")
+        if isinstance(kind, str) and kind in PIECES:
+            return self.add_pieces(item, path, frame, prev)
         if kind is None:
             self.fail("missing 'type' (or 'block' for a block use)", path, item.get("name"))
             return prev

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Union
 
 from .errors import CnnError, did_you_mean
 from .layers import REGISTRY, Layer
-from .spec import BlockDef, BlockUse, Header
+from .spec import PIECES, BlockDef, BlockUse, Header
 
 COMMON = ("type", "name", "inputs", "trainable", "share")
 
@@ -136,7 +136,12 @@ def spec_schema() -> dict:
     defs["BlockUse"] = use
     schema = Header.model_json_schema(ref_template="#/$defs/{model}")
     defs.update(schema.pop("$defs", {}))
-    item = {"anyOf": [{"$ref": "#/$defs/Layer"}, {"$ref": "#/$defs/BlockUse"}]}
+    for piece in PIECES.values():
+        piece_schema = piece.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(piece_schema.pop("$defs", {}))
+        defs[piece.__name__] = piece_schema
+    item = {"anyOf": [{"$ref": "#/$defs/Layer"}, {"$ref": "#/$defs/BlockUse"},
+                      *({"$ref": f"#/$defs/{piece.__name__}"} for piece in PIECES.values())]}
     schema["properties"]["layers"]["items"] = item
     schema["properties"]["input"] = {
         "description": "Input without batch: channels then sizes, e.g. 3x224x224 or [3, 224, 224].",
@@ -145,7 +150,7 @@ def spec_schema() -> dict:
     # inside blocks, values may be "$arg" / "${expr}" strings: layers there are checked after substitution
     defs["BlockDef"]["properties"]["layers"]["items"] = {
         "type": "object", "anyOf": [{"required": ["type"]}, {"required": ["block"]}]}
-    documented: list[type] = [*classes, Header, BlockUse, BlockDef]
+    documented: list[type] = [*classes, Header, BlockUse, BlockDef, *PIECES.values()]
     for cls in documented:
         target = schema if cls is Header else defs.get(cls.__name__, {})
         for field_name, doc in attribute_docs(cls).items():

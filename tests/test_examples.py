@@ -120,3 +120,20 @@ def test_stage_receptive_fields(name, stages):
     for layer, (size, jump) in stages.items():
         rf = r.layer(layer).receptive_field
         assert [(x.size, x.jump) for x in rf] == [(size, jump)] * 2, layer
+
+
+# torchvision's published parameter counts and GFLOPS (MACs) of the modern examples (#13)
+PUBLISHED = {"shufflenet_v2": (2_278_604, 0.14e9), "convnext_tiny": (28_589_128, 4.46e9)}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_modern_examples_equal_torch_exactly(name):
+    torch = pytest.importorskip("torch")
+    from reference_models import ConvNeXt, ShuffleNetV2, counts
+
+    torch.manual_seed(0)
+    model = {"shufflenet_v2": ShuffleNetV2, "convnext_tiny": ConvNeXt}[name]()
+    t = report(name).totals
+    assert {k: t[k] for k in ("params", "buffers", "flops")} == counts(model, (1, 3, 224, 224))
+    params, macs = PUBLISHED[name]
+    assert t["params"] == params and round(t["macs"], -7) == macs

@@ -232,3 +232,83 @@ class SumLast(nn.Module):
 
     def forward(self, x):
         return x.sum(-1, keepdim=True).expand(*x.shape[:-1], self.features)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an (N, C, …) map (torchvision's LayerNorm2d)."""
+
+    def forward(self, x):
+        x = x.movedim(1, -1)
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps).movedim(-1, 1)
+
+
+class LayerScale(nn.Module):
+    """y = γ·x with γ of shape (C, 1, …) (ConvNeXt's layer_scale)."""
+
+    def __init__(self, channels: int, spatial: int, init_value: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels,) + (1,) * spatial, float(init_value)))
+
+    def forward(self, x):
+        return self.weight * x
+
+
+class StochasticDepth(nn.Module):
+    """torchvision.ops.StochasticDepth: drop whole samples (row) or the batch while training."""
+
+    def __init__(self, p: float, mode: str):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(survival)
+        if survival > 0.0:
+            noise.div_(survival)
+        return x * noise
+
+
+class Narrow(nn.Module):
+    """x.narrow(dim, start, length): a view."""
+
+    def __init__(self, dim: int, start: int, length: int):
+        super().__init__()
+        self.dim, self.start, self.length = dim, start, length
+
+    def forward(self, x):
+        return x.narrow(self.dim, self.start, self.length)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the positions of an (N, C, …) map, with
+    nn.MultiheadAttention's parameters (in_proj C → 3C, out_proj C → C), computed as the
+    math of scaled_dot_product_attention (two batched matmuls around a softmax), which
+    FlopCounterMode counts on every device (its CPU flash kernel is not counted)."""
+
+    def __init__(self, channels: int, heads: int, bias: bool = True):
+        super().__init__()
+        self.heads = heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * channels, channels))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * channels)) if bias else None
+        self.out_proj = nn.Linear(channels, channels, bias=bias)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+
+    def forward(self, x):
+        n, c = x.shape[:2]
+        tokens = x.flatten(2).transpose(1, 2)                                   # (N, L, C)
+        q, k, v = F.linear(tokens, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = (t.unflatten(-1, (self.heads, c // self.heads)).transpose(1, 2) for t in (q, k, v))
+        weights = (q @ k.transpose(-2, -1) * (c // self.heads) ** -0.5).softmax(-1)  # (N, heads, L, L)
+        out = (weights @ v).transpose(1, 2).reshape(n, -1, c)
+        return self.out_proj(out).transpose(1, 2).reshape(x.shape)
+
+
+class WholeSum(nn.Module):
+    """Probe stand-in of a layer whose every output reads the whole input: the sum of all
+    positions, broadcast back."""
+
+    def forward(self, x):
+        return x.sum(dim=tuple(range(2, x.ndim)), keepdim=True).expand_as(x)

@@ -24,7 +24,8 @@ MAX_INT = 2**40  #: largest size, channel or feature count accepted in a spec
 
 REGISTRY: dict[str, type["Layer"]] = {}
 
-Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$", max_length=200)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$", max_length=200)]
+"""A layer, block or argument name: letters, digits, _ . - (torch module paths such as features.0.1)."""
 PosInt = Annotated[int, Field(ge=1, le=MAX_INT)]
 
 

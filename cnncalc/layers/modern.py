@@ -1,0 +1,296 @@
+"""Layers of modern CNNs: channel LayerNorm (ConvNeXt's LayerNorm2d), layer scale, stochastic
+depth, channel slices (what `chunk` and `split` expand to), pixel (un)shuffle and multi-head
+self-attention over a flattened feature map."""
+from __future__ import annotations
+
+from fractions import Fraction
+from math import prod
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from ..arith import RF
+from ..errors import LayerError
+from .base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
+
+
+def _spatial(layer: str, shape: Shape) -> None:
+    if len(shape) < 3:
+        raise LayerError(f"{layer} expects an input (N, C, …) with spatial axes, received {fmt_shape(shape)}")
+
+
+class LayerNorm2d(Layer):
+    """Layer normalisation over the channels of each position of an (N, C, …) map (ConvNeXt's
+    LayerNorm2d: permute to channels-last, LayerNorm(C), permute back).
+
+    params = 2·C (γ, β); element-wise ops = 2 per element; RF point-wise."""
+
+    category: ClassVar[str] = "normalization"
+    type: Literal["layernorm2d"]
+    eps: Annotated[float, Field(gt=0)] = 1e-6
+    elementwise_affine: bool = True
+
+    def shape(self, ctx: Ctx) -> Shape:
+        _spatial(self.type, ctx.x)
+        return ctx.x
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        c = ctx.x[1]
+        return {"weight": (c,), "bias": (c,)} if self.elementwise_affine else {}
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return 2 * prod(ctx.out)
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.ext.LayerNorm2d(ctx.x[1], self.eps, self.elementwise_affine)
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Autograd keeps the input (as the channels-last view) and a mean and inverse deviation
+        per position; the kernel's contiguous copy is its own workspace."""
+        return Saved(inputs=(0,), extra=2 * prod(ctx.x) // ctx.x[1])
+
+
+class LayerScale(Layer):
+    """A learnable per-channel scale y = γ·x (ConvNeXt's layer scale; γ of shape (C, 1, …),
+    initialised to init_value).
+
+    params = C; element-wise ops = 1 per element; RF point-wise."""
+
+    category: ClassVar[str] = "normalization"
+    type: Literal["layer_scale"]
+    init_value: float = 1e-6
+
+    def shape(self, ctx: Ctx) -> Shape:
+        _spatial(self.type, ctx.x)
+        return ctx.x
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        return {"weight": (ctx.x[1],) + (1,) * (len(ctx.x) - 2)}
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return prod(ctx.out)
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.ext.LayerScale(ctx.x[1], len(ctx.x) - 2, self.init_value)
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """x·γ keeps x for γ's gradient (γ itself is a parameter)."""
+        return Saved(inputs=(0,) if self.trainable else ())
+
+    def backward_scratch(self, ctx: Ctx, b: int, grads: tuple[bool, ...]) -> int:
+        """γ's gradient is reduced from the full product grad·x."""
+        return prod(ctx.out) * b if self.trainable else 0
+
+
+class DropPath(Layer):
+    """Stochastic depth (torchvision's StochasticDepth): while training, zero a whole sample
+    (mode row) or the whole batch (mode batch) with probability p and scale the rest by
+    1/(1 − p); the identity at inference (no ops counted, RF unchanged)."""
+
+    category: ClassVar[str] = "regularization"
+    type: Literal["drop_path"]
+    p: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    mode: Literal["row", "batch"] = "row"
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.ext.StochasticDepth(self.p, self.mode)
+
+    def aliases(self, training: bool) -> bool:
+        """At inference, or with p = 0, it returns the input itself."""
+        return not training or self.p == 0
+
+    def moves_data(self) -> bool:
+        return False
+
+    @property
+    def passes_gradient(self) -> bool:  # type: ignore[override]
+        return self.p == 0
+
+    def _noise(self, ctx: Ctx) -> int:
+        return ctx.x[0] if self.mode == "row" else 1
+
+    def scratch(self, ctx: Ctx, b: int) -> int:
+        return 0 if self.p == 0 else self._noise(ctx) * b
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """input·noise keeps the noise (one value per sample, or one)."""
+        return Saved(extra=self._noise(ctx)) if self.p and grads[0] else Saved()
+
+    def backward_scratch(self, ctx: Ctx, b: int, grads: tuple[bool, ...]) -> int:
+        return 0
+
+
+class Narrow(Layer):
+    """A slice of the channels: `length` of them from `start` (torch's x.narrow(1, start,
+    length), a view). What `chunk` and `split` expand to: `{name: s, type: chunk, chunks: 2}`
+    gives layers s.0 and s.1. No params, no ops; RF unchanged."""
+
+    category: ClassVar[str] = "reshape"
+    type: Literal["narrow"]
+    start: Annotated[int, Field(ge=0)] = 0
+    length: PosInt | None = None
+    """Channels taken; with `chunks`, torch.chunk's rule decides."""
+    chunks: PosInt | None = None
+    """Take piece `chunk` of torch.chunk(x, chunks, dim=1): ⌈C/chunks⌉ channels each, the last the rest."""
+    chunk: Annotated[int, Field(ge=0)] | None = None
+    sizes_sum: PosInt | None = None
+    """Of a `split`: its sizes' sum, which must be the input's channels (torch.split's rule)."""
+    passes_gradient: ClassVar[bool] = False
+
+    def span(self, ctx: Ctx) -> tuple[int, int]:
+        c = ctx.x[1]
+        if self.sizes_sum is not None and self.sizes_sum != c:
+            raise LayerError(f"split sizes sum to {self.sizes_sum} but the input has {c} channels", "sizes_sum")
+        if self.chunks is not None:
+            size = -(-c // self.chunks)
+            start = (self.chunk or 0) * size
+            if start >= c:
+                raise LayerError(f"torch.chunk of {c} channels into {self.chunks} gives {-(-c // size)} pieces of "
+                                 f"{size}: there is no piece {self.chunk}", "chunk")
+            return start, min(size, c - start)
+        if self.length is None:
+            raise LayerError("narrow needs `length` (or `chunks` and `chunk`)", "length")
+        if self.start + self.length > c:
+            raise LayerError(f"channels {self.start}..{self.start + self.length - 1} do not exist: the input has {c}",
+                             "length")
+        return self.start, self.length
+
+    def shape(self, ctx: Ctx) -> Shape:
+        if len(ctx.x) < 2:
+            raise LayerError(f"expected an input (N, C, …), received {fmt_shape(ctx.x)}")
+        return (ctx.x[0], self.span(ctx)[1], *ctx.x[2:])
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.ext.Narrow(1, *self.span(ctx))
+
+    def aliases(self, training: bool) -> bool:
+        """A view of the input."""
+        return True
+
+    def moves_data(self) -> bool:
+        return False
+
+
+class PixelShuffle(Layer):
+    """Pixel shuffle: (N, C·r², H, W) → (N, C, H·r, W·r) (sub-pixel upsampling). No params, no
+    ops (data movement); RF: each output reads one input position, a nearest ×r upsampling."""
+
+    category: ClassVar[str] = "reshape"
+    type: Literal["pixel_shuffle"]
+    upscale_factor: PosInt
+
+    def shape(self, ctx: Ctx) -> Shape:
+        self.expect_rank(ctx.x, 4, "(N, C, H, W)")
+        n, c, h, w = ctx.x
+        r = self.upscale_factor
+        if c % (r * r):
+            raise LayerError(f"{c} channels are not divisible by upscale_factor² = {r * r}", "upscale_factor")
+        return (n, c // (r * r), h * r, w * r)
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        f = fields[0]
+        return None if f is None else [x.resample(Fraction(1, self.upscale_factor), 1) for x in f]
+
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        r = self.upscale_factor
+        return [(lo // r, hi // r)]
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.nn.PixelShuffle(self.upscale_factor)
+
+    def probe(self, ctx: Ctx, t: Any) -> Any:
+        return t.nn.Upsample(scale_factor=self.upscale_factor, mode="nearest")
+
+
+class PixelUnshuffle(Layer):
+    """Pixel unshuffle: (N, C, H·r, W·r) → (N, C·r², H, W). No params, no ops; RF: each output
+    position gathers an r×r block, like a kernel-r, stride-r window."""
+
+    category: ClassVar[str] = "reshape"
+    type: Literal["pixel_unshuffle"]
+    downscale_factor: PosInt
+
+    def shape(self, ctx: Ctx) -> Shape:
+        self.expect_rank(ctx.x, 4, "(N, C, H, W)")
+        n, c, h, w = ctx.x
+        r = self.downscale_factor
+        if h % r or w % r:
+            raise LayerError(f"{h}×{w} is not divisible by downscale_factor = {r}", "downscale_factor")
+        return (n, c * r * r, h // r, w // r)
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        f = fields[0]
+        r = self.downscale_factor
+        return None if f is None else [x.window(r, r) for x in f]
+
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        r = self.downscale_factor
+        return [(lo * r, hi * r + r - 1)]
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.nn.PixelUnshuffle(self.downscale_factor)
+
+    def probe(self, ctx: Ctx, t: Any) -> Any:
+        r = self.downscale_factor
+        return t.nn.AvgPool2d(r, r)  # every position of the block (a max would pass the gradient to one)
+
+
+class SelfAttention(Layer):
+    """Multi-head self-attention over the H·W positions of an (N, C, H, W) map (BoTNet,
+    MobileViT, CoAtNet stages): tokens L = H·W of width C; q, k, v = x·W_qkv (C → 3C), softmax
+    attention per head (torch's scaled_dot_product_attention), out = ·W_o (C → C); back to
+    (N, C, H, W). Parameters as nn.MultiheadAttention: 3C·C + 3C + C·C + C (bias).
+
+    MACs = N·L·C·3C + N·L·C·C (projections) + 2·N·L²·C (q·kᵀ and attention·v, all heads) —
+    what FlopCounterMode counts for the linears and the two batched matmuls;
+    element-wise ops: biases 4·N·L·C, softmax 3·N·heads·L², scale N·heads·L²;
+    RF: every output reads every position (the whole input)."""
+
+    category: ClassVar[str] = "attention"
+    type: Literal["self_attention"]
+    num_heads: PosInt
+    bias: bool = True
+    memory_exact: ClassVar[bool] = False  # the attention kernel's temporaries depend on the backend
+
+    def shape(self, ctx: Ctx) -> Shape:
+        _spatial(self.type, ctx.x)
+        if ctx.x[1] % self.num_heads:
+            raise LayerError(f"{ctx.x[1]} channels are not divisible by num_heads={self.num_heads}", "num_heads")
+        return ctx.x
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        c = ctx.x[1]
+        w: dict[str, Shape] = {"in_proj_weight": (3 * c, c), "out_proj.weight": (c, c)}
+        if self.bias:
+            w.update({"in_proj_bias": (3 * c,), "out_proj.bias": (c,)})
+        return w
+
+    def macs(self, ctx: Ctx) -> int:
+        n, c = ctx.x[:2]
+        tokens = prod(ctx.x[2:])
+        return n * tokens * c * 4 * c + 2 * n * tokens * tokens * c
+
+    def elementwise(self, ctx: Ctx) -> int:
+        n, c = ctx.x[:2]
+        tokens = prod(ctx.x[2:])
+        return (4 * n * tokens * c if self.bias else 0) + 4 * n * self.num_heads * tokens * tokens
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        f = fields[0]
+        return None if f is None else [x.spread(size) for x, size in zip(f, ctx.x[2:])]
+
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        return [(0, ctx.x[2 + axis] - 1)]
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.ext.SelfAttention(ctx.x[1], self.num_heads, self.bias)
+
+    def probe(self, ctx: Ctx, t: Any) -> Any:
+        return t.ext.WholeSum()
+
+    def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
+        n, c = ctx.x[:2]
+        tokens = prod(ctx.x[2:])
+        lines = super().explain(ctx)
+        lines.append(("MACs", f"{n}·{tokens}·{c}·4·{c} + 2·{n}·{tokens}·{tokens}·{c}", self.macs(ctx)))
+        return lines

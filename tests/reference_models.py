@@ -1,0 +1,120 @@
+"""torchvision's ShuffleNetV2 x1.0 and ConvNeXt-T written out in plain torch (torchvision itself
+is not needed: its wheels here are CUDA builds), line for line as torchvision builds them, as the
+independent reference for examples/shufflenet_v2.yaml and examples/convnext_tiny.yaml."""
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+
+# ---- ShuffleNetV2 (torchvision/models/shufflenetv2.py) ------------------------------------------
+def channel_shuffle(x, groups: int):
+    b, c, h, w = x.size()
+    x = x.view(b, groups, c // groups, h, w)
+    return torch.transpose(x, 1, 2).contiguous().view(b, -1, h, w)
+
+
+def depthwise(i, o, kernel_size, stride=1, padding=0, bias=False):
+    return nn.Conv2d(i, o, kernel_size, stride, padding, bias=bias, groups=i)
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, inp, oup, stride):
+        super().__init__()
+        self.stride = stride
+        bf = oup // 2
+        if stride > 1:
+            self.branch1 = nn.Sequential(depthwise(inp, inp, 3, stride, 1), nn.BatchNorm2d(inp),
+                                         nn.Conv2d(inp, bf, 1, 1, 0, bias=False), nn.BatchNorm2d(bf),
+                                         nn.ReLU(inplace=True))
+        else:
+            self.branch1 = nn.Sequential()
+        self.branch2 = nn.Sequential(
+            nn.Conv2d(inp if stride > 1 else bf, bf, 1, 1, 0, bias=False), nn.BatchNorm2d(bf), nn.ReLU(inplace=True),
+            depthwise(bf, bf, 3, stride, 1), nn.BatchNorm2d(bf),
+            nn.Conv2d(bf, bf, 1, 1, 0, bias=False), nn.BatchNorm2d(bf), nn.ReLU(inplace=True))
+
+    def forward(self, x):
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return channel_shuffle(out, 2)
+
+
+class ShuffleNetV2(nn.Module):
+    def __init__(self, repeats=(4, 8, 4), channels=(24, 116, 232, 464, 1024), num_classes=1000):
+        super().__init__()
+        inp = channels[0]
+        self.conv1 = nn.Sequential(nn.Conv2d(3, inp, 3, 2, 1, bias=False), nn.BatchNorm2d(inp), nn.ReLU(inplace=True))
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        for name, r, out in zip(("stage2", "stage3", "stage4"), repeats, channels[1:]):
+            setattr(self, name, nn.Sequential(InvertedResidual(inp, out, 2),
+                                              *(InvertedResidual(out, out, 1) for _ in range(r - 1))))
+            inp = out
+        self.conv5 = nn.Sequential(nn.Conv2d(inp, channels[-1], 1, 1, 0, bias=False), nn.BatchNorm2d(channels[-1]),
+                                   nn.ReLU(inplace=True))
+        self.fc = nn.Linear(channels[-1], num_classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.conv1(x))
+        x = self.conv5(self.stage4(self.stage3(self.stage2(x))))
+        return self.fc(x.mean([2, 3]))
+
+
+# ---- ConvNeXt-T (torchvision/models/convnext.py) ------------------------------------------------
+class LayerNorm2d(nn.LayerNorm):
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class Permute(nn.Module):
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x):
+        return torch.permute(x, self.dims)
+
+
+class CNBlock(nn.Module):
+    def __init__(self, dim, layer_scale=1e-6):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim, bias=True),
+                                   Permute([0, 2, 3, 1]), nn.LayerNorm(dim, eps=1e-6), nn.Linear(dim, 4 * dim),
+                                   nn.GELU(), nn.Linear(4 * dim, dim), Permute([0, 3, 1, 2]))
+        self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1) * layer_scale)
+
+    def forward(self, x):
+        return self.layer_scale * self.block(x) + x  # stochastic depth: the identity at inference
+
+
+class ConvNeXt(nn.Module):
+    def __init__(self, setting=((96, 192, 3), (192, 384, 3), (384, 768, 9), (768, None, 3)), num_classes=1000):
+        super().__init__()
+        layers = [nn.Sequential(nn.Conv2d(3, setting[0][0], kernel_size=4, stride=4, padding=0, bias=True),
+                                LayerNorm2d(setting[0][0], eps=1e-6))]
+        for dim, out, n in setting:
+            layers.append(nn.Sequential(*(CNBlock(dim) for _ in range(n))))
+            if out is not None:
+                layers.append(nn.Sequential(LayerNorm2d(dim, eps=1e-6), nn.Conv2d(dim, out, kernel_size=2, stride=2)))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        last = setting[-1][0]
+        self.classifier = nn.Sequential(LayerNorm2d(last, eps=1e-6), nn.Flatten(1), nn.Linear(last, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.avgpool(self.features(x)))
+
+
+def counts(model: nn.Module, shape) -> dict:
+    """params, buffers and FlopCounterMode's FLOPs of one eval forward pass."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(torch.zeros(shape))
+    return {"params": sum(p.numel() for p in model.parameters()),
+            "buffers": sum(b.numel() for b in model.buffers()), "flops": counter.get_total_flops()}
