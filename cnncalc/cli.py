@@ -147,12 +147,35 @@ def parse_input(value: str | None):
         raise typer.BadParameter(str(exc), param_hint="--input") from None
 
 
-def _analyze(spec: str, batch, input, dtype, optimizer):
+def _analyze(spec: str, batch, input, dtype, optimizer, sets: list[str] | None = None):
     from .analyzer import analyze
     from .spec import load_spec
 
-    return analyze(load_spec(spec), batch, parse_input(input), dtype.value if dtype else None,
+    return analyze(load_spec(spec, parse_sets(sets)), batch, parse_input(input), dtype.value if dtype else None,
                    optimizer.value)
+
+
+def parse_sets(sets: list[str] | None) -> dict[str, Any]:
+    """--set NAME=VALUE (repeatable): VALUE read as a YAML scalar (0.75, 1000, true, text)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in sets or []:
+        name, eq, text = item.partition("=")
+        if not eq or not name.strip():
+            raise typer.BadParameter(f"expected NAME=VALUE, received {item[:60]!r}", param_hint="--set")
+        try:
+            value = yaml.safe_load(text) if len(text) <= 200 else None
+        except yaml.YAMLError:
+            value = None
+        if not isinstance(value, (int, float, str, bool)):
+            raise typer.BadParameter(f"expected a number, true/false or a word after '=', received {text[:60]!r}",
+                                     param_hint="--set")
+        out[name.strip()] = value
+    return out
+
+
+SetOpt = typer.Option(None, "--set", help="Override a spec argument (its `args:`), e.g. --set width=0.75; repeatable.")
 
 
 def _qty(value: str | None, flag: str, in_bytes: bool) -> int | None:
@@ -223,6 +246,7 @@ def analyze(specs: List[str] = typer.Argument(..., help="YAML spec files (- read
             depth: Optional[int] = typer.Option(None, "--depth", min=1, max=64,
                                                 help="Collapse block uses nested this deep into one row each "
                                                      "(1: the top-level entries of layers:); table only."),
+            sets: Optional[List[str]] = SetOpt,
             peaks: Optional[str] = typer.Option(
                 None, "--peaks", help="A device's peaks (from `cnncalc calibrate`): add each layer's predicted "
                                       "lower-bound time (no torch needed)."),
@@ -278,7 +302,7 @@ def analyze(specs: List[str] = typer.Argument(..., help="YAML spec files (- read
         try:
             apart = format in (Format.table, Format.markdown)
             ok = _analyze_one(spec, batch, input, dtype, format, optimizer, verify, fuse_bn, explain, layer, by,
-                              depth, chosen, budgets, docs.append)
+                              depth, chosen, budgets, docs.append, sets)
             code = max(code, 0 if ok else 1)
         except CnnError as exc:
             apart = False
@@ -292,12 +316,12 @@ def analyze(specs: List[str] = typer.Argument(..., help="YAML spec files (- read
 
 
 def _analyze_one(spec, batch, input, dtype, format, optimizer, verify, fuse_bn, explain, layer, by, depth, columns,
-                 budgets, emit_json) -> bool:
+                 budgets, emit_json, sets=None) -> bool:
     """Analyze one spec and print it (JSON goes to `emit_json`); False when a budget or torch fails."""
     from . import render
     from .analyzer import check_limits
 
-    report = _analyze(spec, batch, input, dtype, optimizer)
+    report = _analyze(spec, batch, input, dtype, optimizer, sets)
     budgets = dict(budgets)
     peaks = budgets.pop("peaks", None)
     if peaks is not None:
@@ -460,7 +484,7 @@ def sweep(spec: str = SpecArg,
           input: str = typer.Option(..., "--input", "-i", help="Comma-separated sizes, e.g. 3x128x128,3x224x224."),
           batch: Optional[str] = typer.Option(None, "--batch", "-b",
                                               help="Comma-separated batches, e.g. 1,32,256 (default: the spec's)."),
-          dtype: Optional[Dtype] = DtypeOpt,
+          dtype: Optional[Dtype] = DtypeOpt, sets: Optional[List[str]] = SetOpt,
           format: Output = typer.Option(Output.table, "--format", "-f", help="table or json.")) -> None:
     """How shapes, cost, memory and fields change with input size and batch."""
     from . import views
@@ -480,7 +504,7 @@ def sweep(spec: str = SpecArg,
     except ValueError:
         raise typer.BadParameter(f"expected positive integers up to 2^40 like 1,32,256, received {(batch or '')[:60]!r}",
                                  param_hint="--batch") from None
-    net = load_spec(spec)
+    net = load_spec(spec, parse_sets(sets))
     rows = views.sweep(net, sizes, batches if batch is not None else [net.header.batch], dtype.value if dtype else None)
     if format.value == "json":
         print(json.dumps(rows, indent=2))
@@ -542,11 +566,12 @@ def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional
            fuse_bn: bool = typer.Option(False, "--fuse-bn", help="Fold batch norms into convs and check outputs."),
            profile: bool = typer.Option(False, "--profile", help="Time each layer (torch.profiler) against its "
                                                                  "roofline bound from the device's measured peaks."),
+           sets: Optional[List[str]] = SetOpt,
            cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Also time a CUDA-graph replay (the GPU's "
                                                                        "time without launch overhead; CUDA only)."),
            ) -> None:
     """Build the spec in PyTorch, compare every number with the analysis, time the forward pass."""
-    report = _analyze(spec, batch, input, None, Optimizer.adam)
+    report = _analyze(spec, batch, input, None, Optimizer.adam, sets)
     ok = _verify(report, device, dtype.value, repeat, warmup, format, force, compile, channels_last, rf_probe, fuse_bn,
                  profile=profile, cuda_graph=cuda_graph)
     raise typer.Exit(0 if ok else 1)

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .arith import DTYPE_BYTES
 from .budgets import Limits
@@ -101,6 +101,16 @@ class BlockUse(_Strict):
     """Reuse the weights of an earlier use of the same block (Siamese branches)."""
     trainable: bool | None = None
     """false freezes every layer of the block."""
+    names: Annotated[list[Name], Field(min_length=1, max_length=MAX_LAYERS)] | None = None
+    """One name per repetition instead of NAME.0, NAME.1, … (torchvision's Mixed_6b … Mixed_6e)."""
+
+    @model_validator(mode="after")
+    def _names(self) -> BlockUse:
+        if self.names is not None and len(self.names) != self.repeat:
+            raise ValueError(f"names gives {len(self.names)} names for repeat: {self.repeat}")
+        if self.names is not None and len(set(self.names)) != len(self.names):
+            raise ValueError("names must differ from each other")
+        return self
 
 
 class Header(_Strict):
@@ -118,6 +128,12 @@ class Header(_Strict):
     """Layers whose outputs the network returns (default: the last layer)."""
     limits: Limits | None = None
     """Budgets that analyze and validate enforce (exit 1 when exceeded)."""
+    args: dict[Name, Any] = {}
+    """Arguments of the whole spec (a width multiplier, the number of classes), used as '$name'
+    and '${expr}' in `layers:` and in block-use arguments; `--set NAME=VALUE` overrides them."""
+    defaults: dict[str, dict[Name, Any]] = {}
+    """Field defaults per layer type, e.g. {batchnorm2d: {eps: 0.001, momentum: 0.01}}; a layer's
+    own fields win."""
 
     @field_validator("input", mode="before")
     @classmethod
@@ -154,20 +170,27 @@ class Network:
         return self.header.name or self.source.file
 
 
-def load_spec(path: str) -> Network:
-    """Read, parse and validate a spec file; raises CnnError with every problem found."""
-    return build_network(load(path))
+def load_spec(path: str, overrides: dict[str, Any] | None = None) -> Network:
+    """Read, parse and validate a spec file (with `overrides` of its `args:`); raises CnnError
+    with every problem found."""
+    return build_network(load(path), overrides)
 
 
-def parse_spec(text: str, file: str = "<spec>") -> Network:
-    return build_network(parse(text, file))
+def parse_spec(text: str, file: str = "<spec>", overrides: dict[str, Any] | None = None) -> Network:
+    return build_network(parse(text, file), overrides)
 
 
-def build_network(src: Source) -> Network:
+def build_network(src: Source, overrides: dict[str, Any] | None = None) -> Network:
     try:
         header = Header.model_validate(src.data)
     except ValidationError as exc:
         raise CnnError([src.problem(*pydantic_message(e, "spec")) for e in exc.errors()]) from None
+    if overrides:
+        unknown = [k for k in overrides if k not in header.args]
+        if unknown:  # a command-line mistake
+            raise CnnError.single(f"--set: the spec has no argument {', '.join(map(repr, unknown))} (its arguments: "
+                                  f"{', '.join(header.args) or 'none'})", exit_code=2, file=src.file)
+        header = header.model_copy(update={"args": {**header.args, **overrides}})
     with gc_paused():
         net = _Expander(src, header).run()
     if net.problems:
@@ -217,9 +240,8 @@ class Frame:
     blocks: tuple[str, ...] = ()
     """The block uses (and repetitions) this list lies in, outermost first."""
 
-    @property
-    def in_block(self) -> bool:
-        return self.args is not None
+    in_block: bool = False
+    """Inside a block use: names resolve only within the block (and its 'input')."""
 
 
 class _Expander:
@@ -250,7 +272,8 @@ class _Expander:
         if total > MAX_LAYERS:
             raise CnnError([self.src.problem(f"the network expands to {total:,} layers; more than "
                                              f"{MAX_LAYERS:,} are refused", ("layers",))])
-        self.expand(self.header.layers, ("layers",), Frame({"input": "input"}), "input")
+        self.check_defaults()
+        self.expand(self.header.layers, ("layers",), Frame({"input": "input"}, args=dict(self.header.args)), "input")
         outputs = self.header.outputs or ([self.nodes[-1].name] if self.nodes else [])
         for i, name in enumerate(self.header.outputs or []):
             if name not in self.where:
@@ -307,11 +330,47 @@ class _Expander:
             except SubstError as exc:
                 self.fail(str(exc), path, raw.get("name"))
                 continue
+            if "when" in item:
+                item = dict(item)
+                when = item.pop("when")
+                if not isinstance(when, bool):
+                    self.fail(f"when: expected true or false (e.g. \"${{stride != 1}}\"), received {when!r}"[:200],
+                              path + ("when",), raw.get("name"))
+                    continue
+                if not when:  # left out: its name stands for its input
+                    prev = self.skip(item, path, frame, prev)
+                    continue
             if "block" in item:
                 prev = self.use_block(item, path, frame, prev)
             else:
                 prev = self.add_layer(item, path, frame, prev)
         return prev
+
+    def skip(self, item: dict, path: Path, frame: Frame, prev: str) -> str:
+        """A layer or block use whose `when` is false: left out, and its name (if it has one)
+        stands for what it would have read, so later layers pass over it: its one named input,
+        or the previous layer (for a merge of several inputs too: a left-out residual add or
+        gate passes the chain on)."""
+        refs = item.get("inputs")
+        source = prev
+        if isinstance(refs, list) and len(refs) == 1:
+            source = self.resolve(refs[0], frame, path + ("inputs", 0), None, item.get("name")) or prev
+        local = item.get("name")
+        if isinstance(local, str):
+            frame.scope[local] = source
+        return source
+
+    def check_defaults(self) -> None:
+        """Every `defaults:` entry names a layer type and fields it has."""
+        for kind, fields in self.header.defaults.items():
+            cls = REGISTRY.get(kind)
+            if cls is None:
+                self.fail(f"defaults: unknown layer type '{kind}'{did_you_mean(kind, REGISTRY)}", ("defaults", kind))
+                continue
+            for key in fields:
+                if key not in cls.model_fields or key in ("type", "name", "inputs", "share"):
+                    self.fail(f"defaults: {kind} has no field '{key}'{did_you_mean(key, cls.model_fields)}",
+                              ("defaults", kind, key))
 
     def resolve(self, ref: Any, frame: Frame, path: Path, own: str | None, layer: str | None) -> str | None:
         if not isinstance(ref, str):
@@ -399,6 +458,8 @@ class _Expander:
         name = frame.prefix + local
         if frame.trainable is False and "trainable" not in item:
             item = {**item, "trainable": False}
+        if kind in self.header.defaults:
+            item = {**self.header.defaults[kind], **item}
         try:
             layer = cls.model_validate(item)
         except ValidationError as exc:
@@ -521,18 +582,27 @@ class _Expander:
             if first and first.block:  # a different entry block takes only the args it knows
                 base = {k: v for k, v in use.args.items() if k in block.args}
             given = {**base, **(first.args if first else {})}
-            args = {**block.args, **given}
+            args = {**self.header.args, **block.args, **given}  # spec arguments are visible in every block
             unknown = [a for a in given if a not in block.args]
-            missing = [a for a, v in args.items() if v is None]
+            missing = [a for a in block.args if args[a] is None]
             if unknown or missing:
                 msg = "; ".join(([f"block '{bname}' has no argument {', '.join(map(repr, unknown))} (it takes: "
                                   f"{', '.join(block.args) or 'none'})"] if unknown else []) +
                                 ([f"block '{bname}' needs argument {', '.join(map(repr, missing))}"] if missing else []))
                 self.fail(msg, path + ("args",), name)
                 return name
-            inner = Frame({"input": cur}, f"{name}." + (f"{r}." if use.repeat > 1 else ""), args, frame.via + (path,),
-                          frame.depth + 1, use.trainable if use.trainable is not None else frame.trainable,
-                          blocks=frame.blocks + (name,) + ((f"{name}.{r}",) if use.repeat > 1 else ()))
+            if use.names:  # one name per repetition: Mixed_6b.…, Mixed_6c.…
+                rep = frame.prefix + use.names[r]
+                if not self.unique(rep, path + ("names", r)):
+                    return name
+                self.where.setdefault(rep, path + ("names", r))
+                prefix, inner_blocks = rep + ".", frame.blocks + (name, rep)
+            else:
+                prefix = f"{name}." + (f"{r}." if use.repeat > 1 else "")
+                inner_blocks = frame.blocks + (name,) + ((f"{name}.{r}",) if use.repeat > 1 else ())
+            inner = Frame({"input": cur}, prefix, args, frame.via + (path,), frame.depth + 1,
+                          use.trainable if use.trainable is not None else frame.trainable,
+                          blocks=inner_blocks, in_block=True)
             out = self.expand(block.layers, ("blocks", bname, "layers"), inner, cur)
             if block.output:
                 if block.output not in inner.scope:

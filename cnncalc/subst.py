@@ -1,22 +1,49 @@
-"""The tiny, safe substitution language of block arguments.
+"""The tiny, safe substitution language of spec and block arguments.
 
-Inside a block, a string value ``"$name"`` is replaced by the argument's value (any type),
-and ``"${expr}"`` by an integer expression over arguments: integers, names, ``+ - * // %``
-and parentheses. Expressions are parsed with :mod:`ast` and only those node kinds are
-accepted: nothing is ever evaluated as Python.
+A string value ``"$name"`` is replaced by the argument's value (any type), and ``"${expr}"`` by
+the value of an expression over arguments: numbers, ``true``/``false``, names,
+``+ - * / // %``, comparisons, ``and or not``, ``a if c else b``, parentheses and the functions
+min, max, round, floor, ceil, int, float, abs and make_divisible (torchvision's
+``_make_divisible(v, divisor, min_value)``). A whole-number result is an integer (``${64 *
+0.5}`` is 32); where a layer needs an integer, anything else is a located error. Expressions are
+parsed with :mod:`ast` and only those node kinds are accepted: nothing is ever evaluated as
+Python.
 """
 from __future__ import annotations
 
 import ast
+import math
+import operator
 import re
-from typing import Any
+from typing import Any, Callable
 
 _NAME = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 _EXPR = re.compile(r"^\$\{(.*)\}$", re.S)
 MAX_EXPR = 200  #: characters of one ${expr}
-_OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
-        ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b}
 MAX_VALUE = 2**62
+Number = int | float | bool
+
+_OPS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}
+_COMPARE: dict[type, Callable[[Any, Any], bool]] = {
+    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
+    ast.GtE: operator.ge}
+
+
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """torchvision's _make_divisible: the nearest multiple of `divisor` to v, at least
+    min_value (default divisor), and never below 90% of v."""
+    min_value = divisor if min_value is None else min_value
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+FUNCTIONS: dict[str, Callable[..., Number]] = {
+    "min": min, "max": max, "round": round, "floor": math.floor, "ceil": math.ceil, "int": int, "float": float,
+    "abs": abs, "make_divisible": make_divisible}
+ALLOWED = ("numbers, true/false, argument names, + - * / // %, comparisons, and/or/not, "
+           "'a if c else b', parentheses and " + ", ".join(FUNCTIONS))
 
 
 class SubstError(ValueError):
@@ -46,36 +73,68 @@ def substitute(value: Any, args: dict[str, Any]) -> Any:
 def lookup(name: str, args: dict[str, Any]) -> Any:
     if name not in args:
         known = ", ".join(sorted(args)) or "none"
-        raise SubstError(f"unknown block argument '${name}' (this block takes: {known})")
+        raise SubstError(f"unknown argument '${name}' (arguments here: {known})")
     return args[name]
 
 
-def evaluate(expr: str, args: dict[str, Any]) -> int:
-    """Evaluate an integer expression such as ``planes * 4`` over the block arguments."""
+def evaluate(expr: str, args: dict[str, Any]) -> Number:
+    """Evaluate an expression such as ``planes * 4`` or ``make_divisible(16 * width)``."""
     try:
-        tree = ast.parse(expr.strip(), mode="eval")
+        tree = ast.parse(re.sub(r"\b(true|false)\b", lambda m: m.group(1).title(), expr.strip()), mode="eval")
     except SyntaxError:
-        raise SubstError(f"cannot read expression '${{{expr}}}': use integers, argument names, "
-                         "+ - * // % and parentheses") from None
-    return _eval(tree.body, args, expr)
+        raise SubstError(f"cannot read expression '${{{expr}}}': use {ALLOWED}") from None
+    try:
+        value = _eval(tree.body, args, expr)
+    except (OverflowError, ValueError, TypeError, ZeroDivisionError) as exc:
+        if isinstance(exc, SubstError):
+            raise
+        raise SubstError(f"cannot evaluate '${{{expr}}}': {exc}") from None
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_VALUE:
+        return int(value)  # 64 * 0.5 is the integer 32
+    return value
 
 
-def _eval(node: ast.AST, args: dict[str, Any], expr: str) -> int:
-    if isinstance(node, ast.Constant) and type(node.value) is int:
+def _number(v: Any, what: str, expr: str) -> Number:
+    if isinstance(v, bool) or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise SubstError(f"'{what}' is {v} in '${{{expr}}}'")
+        return v
+    raise SubstError(f"argument '{what}' is {v!r}, not a number, in '${{{expr}}}'")
+
+
+def _eval(node: ast.AST, args: dict[str, Any], expr: str) -> Number:
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float, bool):
         return node.value
     if isinstance(node, ast.Name):
-        v = lookup(node.id, args)
-        if type(v) is not int:
-            raise SubstError(f"argument '{node.id}' is {v!r}, not an integer, in '${{{expr}}}'")
-        return v
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        return -_eval(node.operand, args, expr)
+        return _number(lookup(node.id, args), node.id, expr)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
+        v = _eval(node.operand, args, expr)
+        return (not v) if isinstance(node.op, ast.Not) else -v if isinstance(node.op, ast.USub) else +v
     if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
         a, b = _eval(node.left, args, expr), _eval(node.right, args, expr)
-        if isinstance(node.op, (ast.FloorDiv, ast.Mod)) and b == 0:
+        if isinstance(node.op, (ast.FloorDiv, ast.Mod, ast.Div)) and b == 0:
             raise SubstError(f"division by zero in '${{{expr}}}'")
-        result = _OPS[type(node.op)](a, b)
-        if abs(result) > MAX_VALUE:
-            raise SubstError(f"'${{{expr}}}' is out of range")
-        return result
-    raise SubstError(f"'${{{expr}}}' may only use integers, argument names, + - * // % and parentheses")
+        return _bounded(_OPS[type(node.op)](a, b), expr)
+    if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
+        left = _eval(node.left, args, expr)
+        for op, right_node in zip(node.ops, node.comparators):
+            right = _eval(right_node, args, expr)
+            if not _COMPARE[type(op)](left, right):
+                return False
+            left = right
+        return True
+    if isinstance(node, ast.BoolOp):
+        values = (_eval(v, args, expr) for v in node.values)
+        return all(values) if isinstance(node.op, ast.And) else any(values)
+    if isinstance(node, ast.IfExp):
+        return _eval(node.body if _eval(node.test, args, expr) else node.orelse, args, expr)
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS
+            and not node.keywords and len(node.args) <= 3):
+        return _bounded(FUNCTIONS[node.func.id](*(_eval(a, args, expr) for a in node.args)), expr)
+    raise SubstError(f"'${{{expr}}}' may only use {ALLOWED}")
+
+
+def _bounded(v: Number, expr: str) -> Number:
+    if abs(v) > MAX_VALUE or (isinstance(v, float) and not math.isfinite(v)):
+        raise SubstError(f"'${{{expr}}}' is out of range")
+    return v

@@ -150,6 +150,16 @@ def spec_schema() -> dict:
     # inside blocks, values may be "$arg" / "${expr}" strings: layers there are checked after substitution
     defs["BlockDef"]["properties"]["layers"]["items"] = {
         "type": "object", "anyOf": [{"required": ["type"]}, {"required": ["block"]}]}
+    when = {"description": "Leave this entry out when false (e.g. \"${stride != 1 or cin != cout}\"); its name then "
+                           "stands for its input.", "anyOf": [{"type": "boolean"}, {"type": "string", "pattern": r"^\$"}]}
+    substituted = {"type": "string", "pattern": r"^\$(\{.*\}|[A-Za-z_][A-Za-z0-9_]*)$",
+                   "description": "a '$arg' or '${expr}' over the spec's (or block's) arguments"}
+    for cls in [*classes, BlockUse, *PIECES.values()]:
+        props = defs.get(cls.__name__, {}).get("properties", {})
+        for key, prop in list(props.items()):  # any value but the type may be a substitution
+            if key != "type":
+                props[key] = {"anyOf": [prop, substituted]}
+        props["when"] = when
     documented: list[type] = [*classes, Header, BlockUse, BlockDef, *PIECES.values()]
     for cls in documented:
         target = schema if cls is Header else defs.get(cls.__name__, {})

@@ -109,6 +109,74 @@ class ConvNeXt(nn.Module):
         return self.classifier(self.avgpool(self.features(x)))
 
 
+# ---- MobileNetV3-Large (torchvision/models/mobilenetv3.py) ----------------------------------------
+def make_divisible(v, divisor=8, min_value=None):
+    min_value = min_value or divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+def conv_norm_act(cin, cout, kernel, stride=1, groups=1, act=None):
+    layers = [nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+              nn.BatchNorm2d(cout, eps=0.001, momentum=0.01)]
+    if act is not None:
+        layers.append(act(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels, squeeze):
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1, self.fc2 = nn.Conv2d(channels, squeeze, 1), nn.Conv2d(squeeze, channels, 1)
+        self.activation, self.scale_activation = nn.ReLU(), nn.Hardsigmoid()
+
+    def forward(self, x):
+        return self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x))))) * x
+
+
+class Bneck(nn.Module):
+    def __init__(self, cin, k, exp, cout, se, hs, stride, width=1.0):
+        super().__init__()
+        cin, exp, cout = (make_divisible(c * width) for c in (cin, exp, cout))
+        self.residual = stride == 1 and cin == cout
+        act = nn.Hardswish if hs else nn.ReLU
+        layers = [conv_norm_act(cin, exp, 1, act=act)] if exp != cin else []
+        layers.append(conv_norm_act(exp, exp, k, stride, groups=exp, act=act))
+        if se:
+            layers.append(SqueezeExcitation(exp, make_divisible(exp // 4, 8)))
+        layers.append(conv_norm_act(exp, cout, 1))
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x):
+        out = self.block(x)
+        return out + x if self.residual else out
+
+
+LARGE = [(16, 3, 16, 16, False, False, 1), (16, 3, 64, 24, False, False, 2), (24, 3, 72, 24, False, False, 1),
+         (24, 5, 72, 40, True, False, 2), (40, 5, 120, 40, True, False, 1), (40, 5, 120, 40, True, False, 1),
+         (40, 3, 240, 80, False, True, 2), (80, 3, 200, 80, False, True, 1), (80, 3, 184, 80, False, True, 1),
+         (80, 3, 184, 80, False, True, 1), (80, 3, 480, 112, True, True, 1), (112, 3, 672, 112, True, True, 1),
+         (112, 5, 672, 160, True, True, 2), (160, 5, 960, 160, True, True, 1), (160, 5, 960, 160, True, True, 1)]
+
+
+class MobileNetV3Large(nn.Module):
+    def __init__(self, width=1.0, num_classes=1000):
+        super().__init__()
+        first = make_divisible(16 * width)
+        last = make_divisible(160 * width)
+        self.features = nn.Sequential(conv_norm_act(3, first, 3, 2, act=nn.Hardswish),
+                                      *(Bneck(*cfg, width=width) for cfg in LARGE),
+                                      conv_norm_act(last, 6 * last, 1, act=nn.Hardswish))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Linear(6 * last, make_divisible(1280 * width)), nn.Hardswish(inplace=True),
+                                        nn.Dropout(p=0.2, inplace=True),
+                                        nn.Linear(make_divisible(1280 * width), num_classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
 def counts(model: nn.Module, shape) -> dict:
     """params, buffers and FlopCounterMode's FLOPs of one eval forward pass."""
     from torch.utils.flop_counter import FlopCounterMode

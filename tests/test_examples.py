@@ -123,17 +123,28 @@ def test_stage_receptive_fields(name, stages):
 
 
 # torchvision's published parameter counts and GFLOPS (MACs) of the modern examples (#13)
-PUBLISHED = {"shufflenet_v2": (2_278_604, 0.14e9), "convnext_tiny": (28_589_128, 4.46e9)}
+PUBLISHED = {"shufflenet_v2": (2_278_604, 0.14e9), "convnext_tiny": (28_589_128, 4.46e9),
+             "mobilenet_v3_large": (5_483_032, 0.22e9)}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_modern_examples_equal_torch_exactly(name):
     torch = pytest.importorskip("torch")
-    from reference_models import ConvNeXt, ShuffleNetV2, counts
+    from reference_models import ConvNeXt, MobileNetV3Large, ShuffleNetV2, counts
 
     torch.manual_seed(0)
-    model = {"shufflenet_v2": ShuffleNetV2, "convnext_tiny": ConvNeXt}[name]()
+    model = {"shufflenet_v2": ShuffleNetV2, "convnext_tiny": ConvNeXt, "mobilenet_v3_large": MobileNetV3Large}[name]()
     t = report(name).totals
     assert {k: t[k] for k in ("params", "buffers", "flops")} == counts(model, (1, 3, 224, 224))
     params, macs = PUBLISHED[name]
     assert t["params"] == params and round(t["macs"], -7) == macs
+
+
+@pytest.mark.parametrize("width", [0.75, 0.5, 1.25])
+def test_mobilenet_v3_width_argument_equals_torch(width):
+    pytest.importorskip("torch")
+    from reference_models import MobileNetV3Large, counts
+
+    net = cnncalc.load_spec(os.path.join(EXAMPLES, "mobilenet_v3_large.yaml"), {"width": width, "classes": 10})
+    t = cnncalc.analyze(net).totals
+    assert {k: t[k] for k in ("params", "buffers", "flops")} == counts(MobileNetV3Large(width, 10), (1, 3, 224, 224))
