@@ -103,7 +103,7 @@ def _number(v: Any, what: str, expr: str) -> Number:
 
 
 def _eval(node: ast.AST, args: dict[str, Any], expr: str) -> Number:
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float, bool):
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, bool)):
         return node.value
     if isinstance(node, ast.Name):
         return _number(lookup(node.id, args), node.id, expr)

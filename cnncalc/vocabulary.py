@@ -154,7 +154,8 @@ def spec_schema() -> dict:
                            "stands for its input.", "anyOf": [{"type": "boolean"}, {"type": "string", "pattern": r"^\$"}]}
     substituted = {"type": "string", "pattern": r"^\$(\{.*\}|[A-Za-z_][A-Za-z0-9_]*)$",
                    "description": "a '$arg' or '${expr}' over the spec's (or block's) arguments"}
-    for cls in [*classes, BlockUse, *PIECES.values()]:
+    wrapped: list[type] = [*classes, BlockUse, *PIECES.values()]
+    for cls in wrapped:
         props = defs.get(cls.__name__, {}).get("properties", {})
         for key, prop in list(props.items()):  # any value but the type may be a substitution
             if key != "type":
