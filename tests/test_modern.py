@@ -65,3 +65,128 @@ def test_names_may_follow_torch_module_paths():
     r = analyze_text("input: 3x8x8\nlayers:\n  - {name: features.0.1, type: conv2d, out_channels: 2, kernel_size: 1}\n"
                      "  - {name: '2', type: relu}\n")
     assert [x.name for x in r.layers] == ["features.0.1", "2"]
+
+
+# ---- the spec language --------------------------------------------------------------------------
+RESBLOCK = """input: 8x16x16
+args: {width: 1.0}
+blocks:
+  res:
+    args: {cout: null, s: 1}
+    layers:
+      - {name: conv1, type: conv2d, out_channels: "${round(cout * width)}", kernel_size: 3, stride: $s, padding: 1,
+         bias: false}
+      - {name: bn1, type: batchnorm2d}
+      - {name: relu, type: relu}
+      - {name: conv2, type: conv2d, out_channels: "${round(cout * width)}", kernel_size: 3, padding: 1, bias: false}
+      - {name: bn2, type: batchnorm2d}
+      - {name: down, type: conv2d, out_channels: "${round(cout * width)}", kernel_size: 1, stride: $s, bias: false,
+         inputs: [input], when: "${s != 1 or round(cout * width) != 8}"}
+      - {name: down_bn, type: batchnorm2d, when: "${s != 1 or round(cout * width) != 8}"}
+      - {name: add, type: add, inputs: [bn2, down_bn]}
+layers:
+  - {block: res, name: a, args: {cout: 8}}
+  - {block: res, name: b, args: {cout: 16, s: 2}}
+"""
+
+
+def test_when_leaves_out_layers_and_their_names_stand_for_their_input():
+    r = analyze_text(RESBLOCK)
+    names = [x.name for x in r.layers]
+    assert "a.down" not in names and "a.down_bn" not in names and "b.down" in names
+    assert r.layer("a.add").inputs == ["a.bn2", "input"]          # down_bn → down → the block's input
+    assert r.layer("b.add").inputs == ["b.bn2", "b.down_bn"]
+    assert r.layer("b.down").params == 16 * 8 * 1 * 1
+    assert r.totals["params"] == (8 * 8 * 9 * 2 + 2 * 2 * 8) + (16 * 8 * 9 + 16 * 16 * 9 + 16 * 8 + 3 * 2 * 16)
+
+
+def test_a_left_out_merge_passes_the_chain_on():
+    r = analyze_text("""input: 4x8x8
+layers:
+  - {name: g, type: global_avgpool}
+  - {name: gate, type: mul, inputs: [g, input], when: false}
+  - {name: conv, type: conv2d, out_channels: 2, kernel_size: 1}
+""")
+    assert [x.name for x in r.layers] == ["g", "conv"] and r.layer("conv").inputs == ["g"]
+
+
+def test_spec_args_set_and_defaults():
+    from cnncalc.spec import parse_spec
+
+    r = cnncalc.analyze(parse_spec(RESBLOCK, "t.yaml", {"width": 0.5}))
+    assert r.layer("b.conv1").output_shape[1] == 8 and r.layer("a.conv1").output_shape[1] == 4
+    d = analyze_text("input: 3x8x8\ndefaults:\n  batchnorm2d: {eps: 0.001}\nlayers:\n"
+                     "  - {type: conv2d, out_channels: 2, kernel_size: 1}\n  - {name: a, type: batchnorm2d}\n"
+                     "  - {name: b, type: batchnorm2d, eps: 0.1}\n")
+    assert d.layer("a").layer.eps == 0.001 and d.layer("b").layer.eps == 0.1
+    with pytest.raises(cnncalc.CnnError) as err:
+        parse_spec(RESBLOCK, "t.yaml", {"depth": 2})
+    assert err.value.exit_code == 2 and "--set: the spec has no argument 'depth' (its arguments: width)" in str(err.value)
+
+
+@pytest.mark.parametrize("text,message,line", [
+    ("input: 3x8x8\ndefaults:\n  batchnorm2: {eps: 0.1}\nlayers:\n  - {type: relu}\n",
+     "defaults: unknown layer type 'batchnorm2' (did you mean 'batchnorm2d'?)", 3),
+    ("input: 3x8x8\ndefaults:\n  batchnorm2d: {epsilon: 0.1}\nlayers:\n  - {type: relu}\n",
+     "defaults: batchnorm2d has no field 'epsilon'", 3),
+    ("input: 3x8x8\nlayers:\n  - {type: relu, when: 1}\n", "when: expected true or false", 3),
+    ("input: 3x8x8\nargs: {w: 0.35}\nlayers:\n  - {type: conv2d, out_channels: '${10 * w}', kernel_size: 1}\n",
+     "out_channels", 4),
+    ("input: 3x8x8\nlayers:\n  - {type: conv2d, out_channels: '${width}', kernel_size: 1}\n",
+     "unknown argument '$width' (arguments here: none)", 3),
+    ("input: 3x8x8\nlayers:\n  - {type: conv2d, out_channels: '${max()}', kernel_size: 1}\n", "cannot evaluate", 3),
+])
+def test_language_mistakes_are_located(text, message, line):
+    with pytest.raises(cnncalc.CnnError) as err:
+        analyze_text(text)
+    p = err.value.problems[0]
+    assert message in p.message and p.line == line, (p.message, p.line)
+
+
+def test_expressions():
+    from cnncalc.subst import SubstError, evaluate, make_divisible
+
+    assert evaluate("64 * 0.5", {}) == 32 and isinstance(evaluate("64 * 0.5", {}), int)
+    assert evaluate("3 * w", {"w": 0.7}) == 2.0999999999999996  # not whole: an int field refuses it
+    assert evaluate("s != 1 or cin != cout", {"s": 1, "cin": 3, "cout": 3}) is False
+    assert evaluate("a if flag else b", {"a": 1, "b": 2, "flag": True}) == 1
+    assert evaluate("not true and false", {}) is False and evaluate("1 < x <= 3", {"x": 3}) is True
+    assert [evaluate(e, {}) for e in ("floor(2.7)", "ceil(2.1)", "round(2.5)", "max(1, 4, 2)", "abs(-3)")] == \
+        [2, 3, 2, 4, 3]
+    # torchvision's _make_divisible: 16·0.75 = 12 → 16 (at least the divisor); 72·1.25 = 90 → 88; 100·0.35 → 32
+    assert [make_divisible(v) for v in (12, 90, 35, 5)] == [16, 88, 32, 8]
+    assert evaluate("make_divisible(672 // 4)", {}) == 168
+    for bad in ("__import__('os')", "x.real", "[1]", "2 ** 8", "f(1)", "max(*x)", "1j"):
+        with pytest.raises(SubstError):
+            evaluate(bad, {"x": 1})
+
+
+def test_names_per_repetition():
+    r = analyze_text("""input: 3x8x8
+blocks:
+  unit:
+    args: {}
+    layers:
+      - {name: conv, type: conv2d, out_channels: 3, kernel_size: 1}
+layers:
+  - {block: unit, name: mixed, repeat: 3, names: [Mixed_6b, Mixed_6c, Mixed_6d]}
+""")
+    assert [x.name for x in r.layers] == ["Mixed_6b.conv", "Mixed_6c.conv", "Mixed_6d.conv"]
+    with pytest.raises(cnncalc.CnnError, match="names gives 2 names for repeat: 3"):
+        analyze_text("input: 3x8x8\nblocks:\n  u:\n    layers:\n      - {type: relu}\n"
+                     "layers:\n  - {block: u, repeat: 3, names: [a, b]}\n")
+
+
+def test_set_on_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    spec = tmp_path / "net.yaml"
+    spec.write_text(RESBLOCK)
+    run = [sys.executable, "-m", "cnncalc", "analyze", str(spec), "-f", "json"]
+    half = json.loads(subprocess.run(run + ["--set", "width=0.5"], capture_output=True, text=True).stdout)
+    assert half["totals"]["params"] == cnncalc.analyze(cnncalc.parse_spec(RESBLOCK, "t", {"width": 0.5})).totals["params"]
+    for bad, message in ((["--set", "width"], "expected NAME=VALUE"), (["--set", "depth=2"], "no argument 'depth'"),
+                         (["--set", "width=[1, 2]"], "expected a number")):
+        out = subprocess.run(run + bad, capture_output=True, text=True)
+        assert out.returncode == 2 and message in out.stderr, (bad, out.stderr)
