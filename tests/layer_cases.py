@@ -206,6 +206,10 @@ CASES = [
      [C(type="conv1d", out_channels=1, kernel_size=3, padding=4, padding_mode="replicate")],
      dict(shape=(1, 1, 9), params=3 + 1, macs=9 * 3, ew=9)),
     # ---- modern CNNs (#13) ------------------------------------------------------------------------
+    ("separable_conv2d-same", (4, 8, 8), 1, [C(type="separable_conv2d", out_channels=8, kernel_size=3, dilation=2,
+                                                padding="same")],
+     # depthwise 4·1·3·3, pointwise 8·4 + 8; H' = 8: the dilated 3×3 pads 2 on each side
+     dict(shape=(1, 8, 8, 8), params=4 * 9 + 8 * 4 + 8, macs=64 * 4 * 9 + 64 * 4 * 8, ew=8 * 64)),
     ("layernorm2d", (4, 5, 5), 2, [C(type="layernorm2d")], dict(shape=(2, 4, 5, 5), params=2 * 4, macs=0,
                                                                 ew=2 * 2 * 4 * 25)),
     ("layer_scale", (4, 3, 3), 2, [C(type="conv2d", out_channels=4, kernel_size=1, bias=False),

@@ -177,6 +177,38 @@ class MobileNetV3Large(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
+# ---- a BoTNet-style hybrid (examples/hybrid_attention.yaml) with torch's own MultiheadAttention --
+class MHSA2d(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(dim, heads)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        tokens = x.flatten(2).permute(2, 0, 1)                    # (L, N, C)
+        out, _ = self.attention(tokens, tokens, tokens)           # need_weights: the bmm path
+        return out.permute(1, 2, 0).reshape(n, c, h, w)
+
+
+class BoT(nn.Module):
+    def __init__(self, dim=256, inner=64, heads=4):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(dim, inner, 1, bias=False), nn.BatchNorm2d(inner), nn.ReLU(),
+                                   MHSA2d(inner, heads), nn.BatchNorm2d(inner), nn.ReLU(),
+                                   nn.Conv2d(inner, dim, 1, bias=False), nn.BatchNorm2d(dim))
+
+    def forward(self, x):
+        return torch.relu(self.block(x) + x)
+
+
+def hybrid_attention():
+    def cbr(cin, cout, k, s):
+        return [nn.Conv2d(cin, cout, k, s, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+    return nn.Sequential(*cbr(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1), *cbr(64, 128, 3, 2), *cbr(128, 256, 3, 2),
+                         BoT(), BoT(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(256, 1000))
+
+
 def counts(model: nn.Module, shape) -> dict:
     """params, buffers and FlopCounterMode's FLOPs of one eval forward pass."""
     from torch.utils.flop_counter import FlopCounterMode

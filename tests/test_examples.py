@@ -148,3 +148,14 @@ def test_mobilenet_v3_width_argument_equals_torch(width):
     net = cnncalc.load_spec(os.path.join(EXAMPLES, "mobilenet_v3_large.yaml"), {"width": width, "classes": 10})
     t = cnncalc.analyze(net).totals
     assert {k: t[k] for k in ("params", "buffers", "flops")} == counts(MobileNetV3Large(width, 10), (1, 3, 224, 224))
+
+
+def test_hybrid_attention_equals_torch_multihead_attention():
+    pytest.importorskip("torch")
+    from reference_models import counts, hybrid_attention
+
+    t = report("hybrid_attention").totals
+    assert {k: t[k] for k in ("params", "buffers", "flops")} == counts(hybrid_attention(), (1, 3, 224, 224))
+    # by hand: two blocks of nn.MultiheadAttention(64, 4) = 4·64·64 + 4·64 params each, over L = 14·14 tokens
+    mhsa = report("hybrid_attention").layer("bot.0.mhsa")
+    assert mhsa.params == 4 * 64 * 64 + 4 * 64 and mhsa.macs == 196 * 64 * 4 * 64 + 2 * 196 * 196 * 64

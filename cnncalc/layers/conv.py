@@ -542,6 +542,31 @@ class SeparableConv2d(_Conv2dBase):
 
     type: Literal["separable_conv2d"]
     depth_multiplier: PosInt = 1
+    padding: Padding = 0
+    """int, per-axis list, 'same' (stride 1, odd effective kernel: the depthwise conv keeps H×W)
+    or 'valid'."""
+
+    @field_validator("padding", mode="before")
+    @classmethod
+    def _pad(cls, v: Any) -> Any:
+        pads = padding_pairs(v, cls.dims)
+        if not isinstance(pads, str) and any(a != b for a, b in pads):
+            raise ValueError(f"expected symmetric padding (one value per axis), received {v!r}")
+        return pads
+
+    @model_validator(mode="after")
+    def _same_needs_stride_1(self) -> "SeparableConv2d":
+        if self.padding == "same" and any(s != 1 for s in self.stride):
+            raise ValueError(f"padding='same' needs stride 1 (torch refuses strided 'same'), received stride "
+                             f"{list(self.stride)}")
+        if self.padding == "same" and any(d * (k - 1) % 2 for k, d in zip(self.kernel_size, self.dilation)):
+            raise ValueError(f"padding='same' with kernel_size {list(self.kernel_size)} pads unevenly (torch then "
+                             "copies the padded input): use an odd kernel, or pad with a zero_pad2d layer first")
+        return self
+
+    @property
+    def pad(self) -> Any:
+        return self.padding if isinstance(self.padding, str) else tuple(p for p, _ in self.padding)
 
     def weights(self, ctx: Ctx) -> dict[str, Shape]:
         mid = ctx.x[1] * self.depth_multiplier
