@@ -183,7 +183,11 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
     for node in net.nodes:
         if any(i not in shapes for i in node.inputs):
             continue  # an input failed: its problem is already reported
-        layer = node.layer
+        try:
+            layer = node.resolve(shapes[node.inputs[0]], src)  # evaluates `in.*` fields, if any
+        except CnnError as exc:
+            problems += exc.problems
+            continue
         ctx = Ctx([shapes[i] for i in node.inputs], notes=[notes[i] for i in node.inputs])
         try:
             ctx.out = layer.shape(ctx)

@@ -15,7 +15,7 @@ from .errors import CnnError, Problem, did_you_mean, gc_paused
 from .layers import REGISTRY, Layer
 from .layers.base import MAX_INT, Name, PosInt
 from .source import Path, Source, _kind, load, parse
-from .subst import SubstError, substitute
+from .subst import SubstError, reads_input, substitute
 
 MAX_LAYERS = 100_000      #: layers after expanding blocks and repeat
 MAX_BLOCK_DEPTH = 16      #: blocks used inside blocks
@@ -102,7 +102,8 @@ class BlockUse(_Strict):
     trainable: bool | None = None
     """false freezes every layer of the block."""
     names: Annotated[list[Name], Field(min_length=1, max_length=MAX_LAYERS)] | None = None
-    """One name per repetition instead of NAME.0, NAME.1, … (torchvision's Mixed_6b … Mixed_6e)."""
+    """One name per repetition instead of 0, 1, …: NAME.denselayer1, … (without a `name`, the
+    names alone: torchvision's Mixed_6b … Mixed_6e)."""
 
     @model_validator(mode="after")
     def _names(self) -> BlockUse:
@@ -147,7 +148,8 @@ class Node:
 
     index: int
     name: str
-    layer: Layer
+    layer: Layer | None
+    """None while a field reads the input (`${in.channels // 2}`): see `resolve`."""
     inputs: list[str]
     path: Path
     via: tuple[Path, ...] = ()
@@ -155,6 +157,31 @@ class Node:
     blocks: tuple[str, ...] = ()
     """The block uses it lies in, outermost first, each repetition its own level:
     ('layer1', 'layer1.0') for layer1.0.conv1."""
+    pending: dict | None = None
+    """The layer's fields, some still ${…} over `in.*`, and the arguments they may use."""
+    args: dict | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.layer.type if self.layer is not None else str((self.pending or {}).get("type"))
+
+    def resolve(self, shape: tuple[int, ...], src: Source) -> Layer:
+        """The layer, its `in.*` expressions evaluated for an input of this shape; CnnError
+        with the located problems otherwise."""
+        if self.layer is not None:
+            return self.layer
+        from .subst import input_args
+
+        pending = self.pending or {}
+        cls = REGISTRY[pending["type"]]
+        try:
+            item = substitute(pending, {**(self.args or {}), **input_args(shape)})
+            return cls.model_validate(item)
+        except SubstError as exc:
+            raise CnnError([src.problem(str(exc), self.path, self.name, index=self.index)]) from None
+        except ValidationError as exc:
+            raise CnnError([src.problem(*_located(pydantic_message(e, cls.__name__, cls), self.path), self.name,
+                                        index=self.index) for e in exc.errors()]) from None
 
 
 @dataclass
@@ -196,6 +223,11 @@ def build_network(src: Source, overrides: dict[str, Any] | None = None) -> Netwo
     if net.problems:
         raise CnnError(net.problems)
     return net
+
+
+def _located(message_and_loc: tuple[str, Path], path: Path) -> tuple[str, Path]:
+    message, loc = message_and_loc
+    return message, path + loc
 
 
 def pydantic_message(err: Any, what: str, cls: type[BaseModel] | None = None) -> tuple[str, Path]:
@@ -326,13 +358,17 @@ class _Expander:
                           f"received {raw!r}", path)
                 continue
             try:
-                item = substitute(raw, frame.args) if frame.args is not None else raw
+                item = substitute(raw, frame.args, defer=True) if frame.args is not None else raw
             except SubstError as exc:
                 self.fail(str(exc), path, raw.get("name"))
                 continue
             if "when" in item:
                 item = dict(item)
                 when = item.pop("when")
+                if reads_input(when):
+                    self.fail("when: cannot read in.* (the spec is expanded before shapes are known)",
+                              path + ("when",), raw.get("name"))
+                    continue
                 if not isinstance(when, bool):
                     self.fail(f"when: expected true or false (e.g. \"${{stride != 1}}\"), received {when!r}"[:200],
                               path + ("when",), raw.get("name"))
@@ -460,13 +496,16 @@ class _Expander:
             item = {**item, "trainable": False}
         if kind in self.header.defaults:
             item = {**self.header.defaults[kind], **item}
-        try:
-            layer = cls.model_validate(item)
-        except ValidationError as exc:
-            for e in exc.errors():
-                msg, loc = pydantic_message(e, kind, cls)
-                self.fail(msg, path + loc, name)
-            layer = None
+        pending = item if reads_input(item) else None  # validated once the input's shape is known
+        layer = None
+        if pending is None:
+            try:
+                layer = cls.model_validate(item)
+            except ValidationError as exc:
+                for e in exc.errors():
+                    msg, loc = pydantic_message(e, kind, cls)
+                    self.fail(msg, path + loc, name)
+        known = layer is not None or pending is not None
         refs = item.get("inputs") if isinstance(item.get("inputs"), list) else None
         inputs = [] if refs is not None else [prev]
         for j, ref in enumerate(refs or []):
@@ -474,25 +513,27 @@ class _Expander:
             if got:
                 inputs.append(got)
         share = None
-        if layer is not None and layer.share is not None:
-            share = self.resolve(layer.share, frame, path + ("share",), local, name)
-        if layer is not None and refs is not None and not cls.min_inputs <= len(refs) <= cls.max_inputs:
+        share_ref = layer.share if layer is not None else item.get("share") if pending is not None else None
+        if share_ref is not None:
+            share = self.resolve(share_ref, frame, path + ("share",), local, name)
+        if known and refs is not None and not cls.min_inputs <= len(refs) <= cls.max_inputs:
             want = f"{cls.min_inputs}" if cls.min_inputs == cls.max_inputs else f"{cls.min_inputs} to {cls.max_inputs}"
             self.fail(f"{kind} takes {want} input{'s' if cls.max_inputs > 1 else ''}, received {len(refs)}",
                       path + ("inputs",), name)
-            layer = None
-        elif layer is not None and refs is None and cls.min_inputs > 1:
+            known = False
+        elif known and refs is None and cls.min_inputs > 1:
             self.fail(f"{kind} merges branches: name them with inputs: [a, b]", path, name)
-            layer = None
+            known = False
         if not self.unique(name, path):
             return prev
         self.where[name] = path
         frame.scope[local] = name
-        if layer is None or len(inputs) != len(refs or [prev]) or any(i in self.broken for i in inputs):
+        if not known or len(inputs) != len(refs or [prev]) or any(i in self.broken for i in inputs):
             self.broken.add(name)
             return name
         self.grow(path)
-        self.nodes.append(Node(len(self.nodes), name, layer, inputs, path, frame.via, share, frame.blocks))
+        self.nodes.append(Node(len(self.nodes), name, layer, inputs, path, frame.via, share, frame.blocks,
+                               pending, frame.args if pending is not None else None))
         return name
 
     def hint(self, word: str, names: Any) -> str:
@@ -591,8 +632,8 @@ class _Expander:
                                 ([f"block '{bname}' needs argument {', '.join(map(repr, missing))}"] if missing else []))
                 self.fail(msg, path + ("args",), name)
                 return name
-            if use.names:  # one name per repetition: Mixed_6b.…, Mixed_6c.…
-                rep = frame.prefix + use.names[r]
+            if use.names:  # one name per repetition: NAME.denselayer1.…, or without a NAME Mixed_6b.…
+                rep = frame.prefix + (f"{use.name}." if use.name else "") + use.names[r]
                 if not self.unique(rep, path + ("names", r)):
                     return name
                 self.where.setdefault(rep, path + ("names", r))
@@ -623,7 +664,7 @@ class _Expander:
             self.fail(f"share: '{other}' is not an earlier block use{self.hint(other, self.uses)}", path + ("share",),
                       name)
             return
-        if len(mine) != len(theirs) or any(self.nodes[a].layer.type != self.nodes[b].layer.type
+        if len(mine) != len(theirs) or any(self.nodes[a].kind != self.nodes[b].kind
                                            for a, b in zip(mine, theirs)):
             self.fail(f"share: '{other}' has a different structure from '{name}'", path + ("share",), name)
             return

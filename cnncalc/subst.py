@@ -1,7 +1,8 @@
 """The tiny, safe substitution language of spec and block arguments.
 
 A string value ``"$name"`` is replaced by the argument's value (any type), and ``"${expr}"`` by
-the value of an expression over arguments: numbers, ``true``/``false``, names,
+the value of an expression over arguments (and, in a layer's fields, ``in.channels``,
+``in.height``, … of the layer's input): numbers, ``true``/``false``, names,
 ``+ - * / // %``, comparisons, ``and or not``, ``a if c else b``, parentheses and the functions
 min, max, round, floor, ceil, int, float, abs and make_divisible (torchvision's
 ``_make_divisible(v, divisor, min_value)``). A whole-number result is an integer (``${64 *
@@ -50,8 +51,40 @@ class SubstError(ValueError):
     pass
 
 
-def substitute(value: Any, args: dict[str, Any]) -> Any:
-    """Replace ``$name`` / ``${expr}`` strings anywhere inside ``value``."""
+IN_FIELDS = ("channels", "features", "length", "depth", "height", "width")
+_IN = re.compile(r"\bin\.([A-Za-z_]\w*)")
+
+
+class Deferred(Exception):
+    """An expression reads the layer's input (in.channels, …): known only once shapes are."""
+
+
+def input_args(shape: tuple[int, ...]) -> dict[str, int]:
+    """What `in.*` reads of an input (N, C, …): channels (C), features (the last axis), and the
+    spatial sizes by rank (length; height, width; depth, height, width)."""
+    names = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}.get(len(shape) - 2, ())
+    out = {"in__features": shape[-1]}
+    if len(shape) >= 2:
+        out["in__channels"] = shape[1]
+    out.update({f"in__{n}": v for n, v in zip(names, shape[2:])})
+    return out
+
+
+def reads_input(value: Any) -> bool:
+    """Whether a value still holds a ${…} expression over `in.*` (left for the analysis)."""
+    if isinstance(value, str):
+        m = _EXPR.match(value)
+        return bool(m and _IN.search(m.group(1)))
+    if isinstance(value, list):
+        return any(reads_input(v) for v in value)
+    if isinstance(value, dict):
+        return any(reads_input(v) for v in value.values())
+    return False
+
+
+def substitute(value: Any, args: dict[str, Any], defer: bool = False) -> Any:
+    """Replace ``$name`` / ``${expr}`` strings anywhere inside ``value``; with `defer`, an
+    expression over the layer's input (``in.channels``) stays as it is, for the analysis."""
     if isinstance(value, str):
         m = _NAME.match(value)
         if m:
@@ -61,16 +94,25 @@ def substitute(value: Any, args: dict[str, Any]) -> Any:
             if not 1 <= len(m.group(1)) <= MAX_EXPR:
                 raise SubstError(f"expression '${{{m.group(1)[:40]}…}}' has {len(m.group(1)):,} characters; "
                                  f"at most {MAX_EXPR} are allowed" if m.group(1) else "empty expression '${}'")
-            return evaluate(m.group(1), args)
+            try:
+                return evaluate(m.group(1), args)
+            except Deferred:
+                if defer:
+                    return value
+                raise SubstError(f"'{value}' reads the input (in.*), which is known only for a layer's fields") from None
         return value
     if isinstance(value, list):
-        return [substitute(v, args) for v in value]
+        return [substitute(v, args, defer) for v in value]
     if isinstance(value, dict):
-        return {k: substitute(v, args) for k, v in value.items()}
+        return {k: substitute(v, args, defer) for k, v in value.items()}
     return value
 
 
 def lookup(name: str, args: dict[str, Any]) -> Any:
+    if name.startswith("in__") and name not in args:
+        if name[4:] not in IN_FIELDS:
+            raise SubstError(f"in.{name[4:]}: the input offers {', '.join('in.' + f for f in IN_FIELDS)}")
+        raise Deferred(name)
     if name not in args:
         known = ", ".join(sorted(args)) or "none"
         raise SubstError(f"unknown argument '${name}' (arguments here: {known})")
@@ -80,13 +122,16 @@ def lookup(name: str, args: dict[str, Any]) -> Any:
 def evaluate(expr: str, args: dict[str, Any]) -> Number:
     """Evaluate an expression such as ``planes * 4`` or ``make_divisible(16 * width)``."""
     try:
-        tree = ast.parse(re.sub(r"\b(true|false)\b", lambda m: m.group(1).title(), expr.strip()), mode="eval")
+        text = _IN.sub(lambda m: "in__" + m.group(1), expr.strip())
+        tree = ast.parse(re.sub(r"\b(true|false)\b", lambda m: m.group(1).title(), text), mode="eval")
     except SyntaxError:
         raise SubstError(f"cannot read expression '${{{expr}}}': use {ALLOWED}") from None
     try:
         value = _eval(tree.body, args, expr)
     except (OverflowError, ValueError, TypeError, ZeroDivisionError) as exc:
         if isinstance(exc, SubstError):
+            raise
+        if isinstance(exc, Deferred):
             raise
         raise SubstError(f"cannot evaluate '${{{expr}}}': {exc}") from None
     if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_VALUE:

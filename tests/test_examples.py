@@ -124,16 +124,17 @@ def test_stage_receptive_fields(name, stages):
 
 # torchvision's published parameter counts and GFLOPS (MACs) of the modern examples (#13)
 PUBLISHED = {"shufflenet_v2": (2_278_604, 0.14e9), "convnext_tiny": (28_589_128, 4.46e9),
-             "mobilenet_v3_large": (5_483_032, 0.22e9)}
+             "mobilenet_v3_large": (5_483_032, 0.22e9), "densenet121": (7_978_856, 2.83e9)}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_modern_examples_equal_torch_exactly(name):
     torch = pytest.importorskip("torch")
-    from reference_models import ConvNeXt, MobileNetV3Large, ShuffleNetV2, counts
+    from reference_models import ConvNeXt, DenseNet, MobileNetV3Large, ShuffleNetV2, counts
 
     torch.manual_seed(0)
-    model = {"shufflenet_v2": ShuffleNetV2, "convnext_tiny": ConvNeXt, "mobilenet_v3_large": MobileNetV3Large}[name]()
+    model = {"shufflenet_v2": ShuffleNetV2, "convnext_tiny": ConvNeXt, "mobilenet_v3_large": MobileNetV3Large,
+             "densenet121": DenseNet}[name]()
     t = report(name).totals
     assert {k: t[k] for k in ("params", "buffers", "flops")} == counts(model, (1, 3, 224, 224))
     params, macs = PUBLISHED[name]

@@ -169,7 +169,7 @@ blocks:
     layers:
       - {name: conv, type: conv2d, out_channels: 3, kernel_size: 1}
 layers:
-  - {block: unit, name: mixed, repeat: 3, names: [Mixed_6b, Mixed_6c, Mixed_6d]}
+  - {block: unit, repeat: 3, names: [Mixed_6b, Mixed_6c, Mixed_6d]}
 """)
     assert [x.name for x in r.layers] == ["Mixed_6b.conv", "Mixed_6c.conv", "Mixed_6d.conv"]
     with pytest.raises(cnncalc.CnnError, match="names gives 2 names for repeat: 3"):
@@ -190,3 +190,47 @@ def test_set_on_the_command_line(tmp_path):
                          (["--set", "width=[1, 2]"], "expected a number")):
         out = subprocess.run(run + bad, capture_output=True, text=True)
         assert out.returncode == 2 and message in out.stderr, (bad, out.stderr)
+
+
+def test_fields_may_read_the_layers_input():
+    r = analyze_text("""input: 3x32x32
+blocks:
+  transition:
+    args: {c: "${in.channels // 2}"}
+    layers:
+      - {name: norm, type: batchnorm2d}
+      - {name: conv, type: conv2d, out_channels: $c, kernel_size: 1, bias: false}
+layers:
+  - {name: stem, type: conv2d, out_channels: 40, kernel_size: 3, padding: 1}
+  - {block: transition, name: t}
+  - {name: wide, type: conv2d, out_channels: "${in.channels * 2 + in.height - in.width}", kernel_size: 1}
+  - {type: flatten}
+  - {name: fc, type: linear, out_features: "${in.features // 4}"}
+""")
+    assert r.layer("t.conv").output_shape[1] == 40 // 2          # the argument passes the expression on
+    assert r.layer("wide").output_shape[1] == 20 * 2 + 32 - 32
+    assert r.layer("fc").output_shape == (1, 40 * 32 * 32 // 4)
+    # another input size: the same spec, other widths (the expression is evaluated per analysis)
+    r2 = cnncalc.analyze(cnncalc.parse_spec("input: 6x4x4\nlayers:\n"
+                                            "  - {name: c, type: conv2d, out_channels: '${in.channels // 2}', "
+                                            "kernel_size: 1}\n"), input_shape=(10, 4, 4))
+    assert r2.layer("c").output_shape[1] == 5
+
+
+@pytest.mark.parametrize("entry,message", [
+    ("{type: conv2d, out_channels: '${in.colour}', kernel_size: 1}", "in.colour: the input offers in.channels"),
+    ("{type: conv2d, out_channels: '${in.channels * 0.5}', kernel_size: 1}", "expected a valid integer, received 1.5"),
+    ("{type: relu, when: '${in.channels > 2}'}", "when: cannot read in.*"),
+])
+def test_input_expressions_mistakes_are_located(entry, message):
+    with pytest.raises(cnncalc.CnnError) as err:
+        analyze_text(f"input: 3x8x8\nlayers:\n  - {entry}\n")
+    p = err.value.problems[0]
+    assert message in p.message and p.line == 3, p.message
+
+
+def test_names_per_repetition_under_a_use_name():
+    r = analyze_text("input: 3x8x8\nblocks:\n  u:\n    layers:\n      - {name: conv, type: conv2d, out_channels: 3, "
+                     "kernel_size: 1}\nlayers:\n  - {block: u, name: features.denseblock1, repeat: 2, "
+                     "names: [denselayer1, denselayer2]}\n")
+    assert [x.name for x in r.layers] == ["features.denseblock1.denselayer1.conv", "features.denseblock1.denselayer2.conv"]
