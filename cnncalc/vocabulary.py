@@ -63,10 +63,18 @@ def formula(cls: type[Layer]) -> str:
 
 
 def describe(type_name: str) -> str:
+    from .safe import markup as escape
+
+    if type_name in PIECES:  # chunk, split: spec entries that expand to narrow layers
+        piece = PIECES[type_name]
+        doc = " ".join((piece.__doc__ or "").split())
+        fields = [f"  {n}: " + ("required" if f.is_required() else f"= {f.default}")
+                  for n, f in piece.model_fields.items() if n != "type"]
+        return "\n".join([f"[bold]{type_name}[/bold] (several outputs)", "", escape(doc), "", "fields:",
+                          *map(escape, fields)])
     cls = REGISTRY.get(type_name)
     if cls is None:
-        raise CnnError.single(f"unknown layer type '{type_name}'{did_you_mean(type_name, REGISTRY)}")
-    from .safe import markup as escape
+        raise CnnError.single(f"unknown layer type '{type_name}'{did_you_mean(type_name, [*REGISTRY, *PIECES])}")
 
     lines = [f"[bold]{type_name}[/bold] ({cls.category})", "", escape(formula(cls)), "", "fields:"]
     for name, kind, default, desc in fields_of(cls):

@@ -234,3 +234,14 @@ def test_names_per_repetition_under_a_use_name():
                      "kernel_size: 1}\nlayers:\n  - {block: u, name: features.denseblock1, repeat: 2, "
                      "names: [denselayer1, denselayer2]}\n")
     assert [x.name for x in r.layers] == ["features.denseblock1.denselayer1.conv", "features.denseblock1.denselayer2.conv"]
+
+
+def test_layers_describes_the_new_types_and_the_pieces():
+    from cnncalc.vocabulary import describe
+
+    assert "sizes: required" in describe("split") and "chunks: required" in describe("chunk")
+    text = describe("self_attention")
+    assert "4·N·L·C" in text or "N·L·C" in text
+    assert "does not judge" in text  # its memory is an estimate, said so
+    with pytest.raises(cnncalc.CnnError, match="did you mean 'chunk'"):
+        describe("chunkk")

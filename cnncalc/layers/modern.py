@@ -238,8 +238,8 @@ class PixelUnshuffle(Layer):
 class SelfAttention(Layer):
     """Multi-head self-attention over the H·W positions of an (N, C, H, W) map (BoTNet,
     MobileViT, CoAtNet stages): tokens L = H·W of width C; q, k, v = x·W_qkv (C → 3C), softmax
-    attention per head (torch's scaled_dot_product_attention), out = ·W_o (C → C); back to
-    (N, C, H, W). Parameters as nn.MultiheadAttention: 3C·C + 3C + C·C + C (bias).
+    attention per head (scaled dot products), out = ·W_o (C → C); back to (N, C, H, W).
+    Parameters as nn.MultiheadAttention: 3C·C + 3C + C·C + C (bias).
 
     MACs = N·L·C·3C + N·L·C·C (projections) + 2·N·L²·C (q·kᵀ and attention·v, all heads) —
     what FlopCounterMode counts for the linears and the two batched matmuls;
@@ -281,6 +281,23 @@ class SelfAttention(Layer):
 
     def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
         return [(0, ctx.x[2 + axis] - 1)]
+
+    def _sizes(self, ctx: Ctx) -> tuple[int, int, int]:
+        """(N·L·C, N·heads·L², N·L·C): tokens, one attention map per head, tokens."""
+        n, c = ctx.x[:2]
+        tokens = prod(ctx.x[2:])
+        return n * tokens * c, n * self.num_heads * tokens * tokens, n * tokens * c
+
+    def scratch(self, ctx: Ctx, b: int) -> int:
+        """An estimate: q, k and v (3·N·L·C), the scores and their softmax (2·N·heads·L²) and
+        the heads' output made contiguous (N·L·C)."""
+        tokens, maps, _ = self._sizes(ctx)
+        return (4 * tokens + 2 * maps) * b
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """An estimate: the input (for W_qkv), q, k, v, the softmax output and the input of W_o."""
+        tokens, maps, _ = self._sizes(ctx)
+        return Saved(inputs=(0,), extra=4 * tokens + maps)
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.ext.SelfAttention(ctx.x[1], self.num_heads, self.bias)
