@@ -356,3 +356,25 @@ def test_huge_digit_strings_in_shapes_never_show_python_internals(tmp_path):
 def test_the_bracket_form_the_input_message_offers_is_accepted():
     out = CliRunner().invoke(app, ["analyze", os.path.join(EXAMPLES, "lenet5.yaml"), "--input", "[1, 28, 28]"])
     assert out.exit_code == 0 and "input 1×1×28×28" in out.stdout
+
+
+@pytest.mark.parametrize("text,message", [
+    ("input: 3x8x8\ndefaults: {batchnorm2d: 5}\nlayers:\n  - {type: relu}\n", "expected a valid dictionary"),
+    ("input: 3x8x8\nargs: {a: {b: 1}}\nlayers:\n  - {type: conv2d, out_channels: $a, kernel_size: 1}\n",
+     "expected a valid integer"),
+    ("input: 3x8x8\nlayers:\n  - {type: conv2d, out_channels: '${make_divisible(8, 0)}', kernel_size: 1}\n",
+     "integer division or modulo by zero"),
+    ("input: 3x8x8\nlayers:\n  - {type: conv2d, out_channels: '${round(1.0e+300)}', kernel_size: 1}\n",
+     "out of range"),
+    ("input: 3x8x8\nlayers:\n  - {type: conv2d, out_channels: '${3.0e+300 * 1.0e+300}', kernel_size: 1}\n",
+     "out of range"),
+    ("input: 3x8x8\nlayers:\n  - {type: chunk, chunks: '${in.channels}'}\n", "chunks: expected a valid integer"),
+    ("input: 3x8x8\nblocks:\n  u:\n    layers:\n      - {type: relu}\nlayers:\n  - {block: u, repeat: '${in.channels}'}\n",
+     "repeat: expected a valid integer"),
+    ("input: 3x8x8\nlayers:\n  - {type: relu, when: '${1/0 > 1}'}\n", "division by zero"),
+    ("input: 3x8x8\nlayers:\n  - {type: relu, when: '${" + "max(" * 40 + "1" + ")" * 40 + "}'}\n",
+     "characters; at most 200"),
+])
+def test_hostile_language_constructs_are_plain_errors(text, message):
+    out = CliRunner().invoke(app, ["analyze", "-"], input=text)
+    assert out.exit_code == 1 and message in out.stderr and "Traceback" not in out.output, out.output
