@@ -173,6 +173,7 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
     notes: dict[str, str | None] = {"input": None}
     spatial = len(shape0) - 2
     fields: dict[str, list[RF] | None] = {"input": [RF.identity()] * spatial if spatial > 0 else None}
+    layouts: dict[str, tuple[int, ...]] = {"input": tuple(range(len(shape0)))}  # axis → its (N, C, …) axis
     done: dict[str, LayerReport] = {}
     rows: list[LayerReport] = []
     warnings: list[Problem] = []
@@ -195,7 +196,7 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
                 raise LayerError(f"output shape {'×'.join(map(str, ctx.out))} has a size above the limit 2^40")
             weights, buffers = layer.weights(ctx), layer.buffers(ctx)
             macs, elementwise = layer.macs(ctx), layer.elementwise(ctx)
-            rf = layer.rf(ctx, [fields[i] for i in node.inputs])
+            layout, rf = _through_layout(layer, ctx, [layouts[i] for i in node.inputs], [fields[i] for i in node.inputs])
             note = layer.note(ctx)
             layer_warnings = layer.warnings(ctx)
         except LayerError as exc:
@@ -217,17 +218,18 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
             shared = other.shared_with or other.name
         params = 0 if shared else sum(prod(s) for s in weights.values())
         nbuf = 0 if shared else sum(prod(s) for s in buffers.values())
+        shown = rf if layout == tuple(range(len(ctx.out))) else None  # permuted: no field to show
         row = LayerReport(node.index, node.name, layer.type, list(node.inputs), ctx.out, params,
-                          params if layer.trainable else 0, nbuf, macs, elementwise, prod(ctx.out) * b, rf,
+                          params if layer.trainable else 0, nbuf, macs, elementwise, prod(ctx.out) * b, shown,
                           weights, buffers, shared, src.locate(node.path)[0], layer, ctx, node.path, node.blocks)
         rows.append(row)
         done[node.name] = row
-        shapes[node.name], notes[node.name], fields[node.name] = ctx.out, note, rf
+        shapes[node.name], notes[node.name], fields[node.name], layouts[node.name] = ctx.out, note, rf, layout
         for i in node.inputs:
             last_use[i] = node.index
         for msg in layer_warnings:
             warnings.append(src.problem(msg, node.path, node.name, "warning", node.index))
-        over = [(a, r) for a, r in enumerate(rf or []) if r.size > shape0[2 + a] and not r.whole]
+        over = [(a, r) for a, r in enumerate(shown or []) if r.size > shape0[2 + a] and not r.whole]
         if over and not exceeded:  # once per network, at the line of the (outermost) block use
             exceeded = True
             sizes = "×".join(str(round(float(r.size))) for r in rf or [])
@@ -247,6 +249,26 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
     report = Report(net.name, src.file, shape0, dtype or h.dtype, optimizer, rows, list(net.outputs), warnings, net)
     report.compute_totals()
     return report
+
+
+def _through_layout(layer: Layer, ctx: Ctx, layouts: list[tuple[int, ...]],
+                    fields: list[list[RF] | None]) -> tuple[tuple[int, ...], list[RF] | None]:
+    """The output's axis order and field. In (N, C, spatial…) order a layer's own rule decides.
+    A permute reorders the axes and carries the field; on a permuted tensor, a point-wise layer
+    (inputs of one shape) or one mixing only the last axis while it holds the channels keeps
+    order and field; anything else ends the field."""
+    identity = tuple(range(len(ctx.out)))
+    order = getattr(layer, "order", None)
+    if order is not None:  # permute
+        return tuple(layouts[0][d] for d in order(len(ctx.x))), fields[0]
+    if all(lay == tuple(range(len(lay))) for lay in layouts):
+        return identity, layer.rf(ctx, fields)
+    lay = layouts[0]
+    same = all(x == lay for x in layouts) and all(s == ctx.x for s in ctx.ins) and len(ctx.out) == len(lay)
+    pointwise = type(layer).rf is Layer.rf or (layer.last_axis_only(ctx) and lay[-1] == 1)
+    if same and pointwise:
+        return lay, fields[0]
+    return (identity if len(ctx.out) != len(lay) else lay), None
 
 
 def _used_at(src, node) -> str:

@@ -239,7 +239,7 @@ def pydantic_message(err: Any, what: str, cls: type[BaseModel] | None = None) ->
     if kind == "missing":
         return f"missing required field '{where}'", loc[:-1]
     if kind == "extra_forbidden":
-        valid = list(cls.model_fields) if cls else []
+        valid = [f.alias or n for n, f in cls.model_fields.items()] if cls else []
         hint = did_you_mean(loc[-1], valid) if loc else ""
         listing = f"; valid fields: {', '.join(valid)}" if valid else ""
         return f"unknown field '{where}'{hint}{listing}", loc

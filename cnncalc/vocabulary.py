@@ -36,13 +36,14 @@ def fields_of(cls: type[Layer]) -> list[tuple[str, str, str, str]]:
     out = []
     schema = cls.model_json_schema()["properties"]
     docs = attribute_docs(cls)
-    for name, f in cls.model_fields.items():
+    for attr, f in cls.model_fields.items():
+        name = f.alias or attr  # as the spec writes it (reshape's `shape`)
         if name in COMMON:
             continue
         prop = schema.get(name, {})
         kind = _kind(prop)
         default = "required" if f.is_required() else repr(f.default)
-        out.append((name, kind, default, docs.get(name, "")))
+        out.append((name, kind, default, docs.get(attr, "")))
     return out
 
 

@@ -233,6 +233,17 @@ CASES = [
      # L = 3·4 = 12 tokens of C = 8: projections 2·12·8·(3·8 + 8), q·kᵀ and attention·v 2 · 2·12²·8
      dict(shape=(2, 8, 3, 4), params=3 * 8 * 8 + 3 * 8 + 8 * 8 + 8, macs=2 * 12 * 8 * 32 + 2 * 2 * 144 * 8,
           ew=4 * 2 * 12 * 8 + 4 * 2 * 2 * 144)),
+    ("permute", (3, 4, 5), 2, [C(type="conv2d", out_channels=3, kernel_size=1, bias=False),
+                               C(type="permute", dims=[0, 2, 3, 1])],
+     dict(shape=(2, 4, 5, 3), params=0, macs=0, ew=0)),
+    ("permute-channels-last-linear", (6, 3, 4), 1,
+     [C(type="permute", dims=[0, 2, 3, 1]), C(type="layernorm", normalized_shape=6), C(type="linear", out_features=8),
+      C(type="permute", dims=[0, 3, 1, 2])],
+     # the last permute under test: no arithmetic; the linear before it 3·4 positions × 6·8
+     dict(shape=(1, 8, 3, 4), params=0, macs=0, ew=0)),
+    ("unflatten", (12, 2, 2), 1, [C(type="flatten"), C(type="unflatten", dim=1, sizes=[12, 2, -1])],
+     dict(shape=(1, 12, 2, 2), params=0, macs=0, ew=0)),
+    ("reshape", (12, 2, 2), 2, [C(type="reshape", shape=[3, 4, -1])], dict(shape=(2, 3, 4, 4), params=0, macs=0, ew=0)),
     # ---- merges -------------------------------------------------------------------------------
     ("add", (3, 5, 5), 1, [C(name="a", type="relu"), C(name="b", type="conv2d", inputs=["input"], out_channels=3,
                                                         kernel_size=1, bias=False),

@@ -245,3 +245,47 @@ def test_layers_describes_the_new_types_and_the_pieces():
     assert "does not judge" in text  # its memory is an estimate, said so
     with pytest.raises(cnncalc.CnnError, match="did you mean 'chunk'"):
         describe("chunkk")
+
+
+TORCH_STYLE = """input: 16x14x14
+layers:
+  - {name: dw, type: conv2d, out_channels: 16, kernel_size: 7, padding: 3, groups: 16}
+  - {name: nhwc, type: permute, dims: [0, 2, 3, 1]}
+  - {name: ln, type: layernorm, normalized_shape: 16, eps: 1.0e-6}
+  - {name: fc1, type: linear, out_features: 64}
+  - {name: act, type: gelu}
+  - {name: fc2, type: linear, out_features: 16}
+  - {name: nchw, type: permute, dims: [0, 3, 1, 2]}
+  - {name: scale, type: layer_scale}
+  - {name: add, type: add, inputs: [input, scale]}
+  - {name: conv, type: conv2d, out_channels: 8, kernel_size: 3}
+"""
+
+
+def test_permute_writes_convnext_as_torch_does():
+    torch_style = analyze_text(TORCH_STYLE)
+    ours = analyze_text(TORCH_STYLE.replace(
+        "  - {name: nhwc, type: permute, dims: [0, 2, 3, 1]}\n  - {name: ln, type: layernorm, normalized_shape: 16, "
+        "eps: 1.0e-6}\n  - {name: fc1, type: linear, out_features: 64}\n  - {name: act, type: gelu}\n"
+        "  - {name: fc2, type: linear, out_features: 16}\n  - {name: nchw, type: permute, dims: [0, 3, 1, 2]}\n",
+        "  - {name: ln, type: layernorm2d}\n  - {name: fc1, type: conv2d, out_channels: 64, kernel_size: 1}\n"
+        "  - {name: act, type: gelu}\n  - {name: fc2, type: conv2d, out_channels: 16, kernel_size: 1}\n"))
+    for key in ("params", "macs", "flops"):
+        assert torch_style.totals[key] == ours.totals[key], key
+    assert torch_style.layer("nhwc").output_shape == (1, 14, 14, 16)
+    # the field is hidden while the channels are last, and comes back (the same) after the permute back
+    assert [torch_style.layer(n).receptive_field for n in ("nhwc", "ln", "fc1", "fc2")] == [None] * 4
+    for name in ("add", "conv"):
+        assert torch_style.layer(name).rf_json() == ours.layer(name).rf_json()
+    assert torch_style.layer("conv").receptive_field[0].size == 7 + 2
+
+
+def test_a_spatial_layer_on_a_permuted_tensor_ends_the_field():
+    r = analyze_text("input: 4x8x8\nlayers:\n  - {type: permute, dims: [0, 2, 3, 1]}\n"
+                     "  - {name: pool, type: maxpool2d, kernel_size: 2}\n  - {name: back, type: permute, dims: [0, 3, 1, 2]}\n"
+                     "  - {name: conv, type: conv2d, out_channels: 2, kernel_size: 1}\n")
+    assert r.layer("back").receptive_field is None and r.layer("conv").receptive_field is None
+    with pytest.raises(cnncalc.CnnError, match="moves the batch axis"):
+        analyze_text("input: 4x8x8\nlayers:\n  - {type: permute, dims: [1, 0, 2, 3]}\n")
+    with pytest.raises(cnncalc.CnnError, match="is not a permutation of the 4 axes"):
+        analyze_text("input: 4x8x8\nlayers:\n  - {type: permute, dims: [0, 1, 2]}\n")

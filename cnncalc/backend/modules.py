@@ -312,3 +312,25 @@ class WholeSum(nn.Module):
 
     def forward(self, x):
         return x.sum(dim=tuple(range(2, x.ndim)), keepdim=True).expand_as(x)
+
+
+class Permute(nn.Module):
+    """x.permute(dims): a view."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = tuple(dims)
+
+    def forward(self, x):
+        return x.permute(self.dims)
+
+
+class Reshape(nn.Module):
+    """x.reshape(N, *shape)."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], *self.shape)

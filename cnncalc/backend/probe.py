@@ -102,7 +102,8 @@ def probe_plan(report: Report, limit: int = PROBE_LIMIT) -> tuple[list[int], lis
         if any(r.whole for r in field):
             whole.append(row.index)
         elif row.index not in ok:
-            skipped[row.index] = "not probed: depends on the input size (adaptive pooling or resize on the way)"
+            skipped[row.index] = ("not probed: a layer on the way needs this input size (adaptive pooling, a resize "
+                                  "to a size, a fixed normalized_shape) or a permute hides the field")
         elif not all(r.exact for r in field):
             skipped[row.index] = "not probed: approximate field (exact: false)"
         else:

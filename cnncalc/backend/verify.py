@@ -267,8 +267,7 @@ def _memory(report: Report, model: Any, x: Any, t: Any, dev: Any, dtype: str, tr
         "training": training, "tolerance": MEMORY_TOLERANCE, "mismatches": []}
     why = []  # what was not judged, and why
     if inexact:
-        why.append(f"memory: {', '.join(inexact)} run as cnncalc's own torch code, whose temporaries are not "
-                   "the real kernel's")
+        why.append(f"memory: the rules of {', '.join(inexact)} are an estimate (`cnncalc layers TYPE` says why)")
     else:
         if peak is None:
             why.append(f"memory: torch cannot measure allocations on {dev.type}")

@@ -142,6 +142,9 @@ class _AlongDim(_NoInplace):
     def rf_size_dependent(self) -> bool:  # type: ignore[override]
         return self.dim != 1  # along a spatial axis the field spans the whole axis
 
+    def last_axis_only(self, ctx: Ctx) -> bool:
+        return self.dim % len(ctx.x) == len(ctx.x) - 1
+
     def axis(self, ctx: Ctx) -> int | None:
         """The spatial axis (0-based) that `dim` names, or None."""
         d = self.dim % len(ctx.x)

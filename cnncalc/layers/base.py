@@ -164,6 +164,11 @@ class Layer(BaseModel):
         position skipped: no dilation, strides within the kernel)."""
         return True
 
+    def last_axis_only(self, ctx: Ctx) -> bool:
+        """Whether the layer mixes values along the last axis alone (linear, a LayerNorm over the
+        last axis, softmax over it): then, on a channels-last view, it is point-wise in space."""
+        return False
+
     def note(self, ctx: Ctx) -> str | None:
         """How the output size came about, quoted by later checks (e.g. flatten's product);
         shape-preserving layers pass their input's note on."""

@@ -43,6 +43,9 @@ class Linear(Layer):
     def rf(self, ctx: Ctx, fields: list) -> None:
         return None
 
+    def last_axis_only(self, ctx: Ctx) -> bool:
+        return True
+
     def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
         return [*super().explain(ctx),
                 ("MACs", f"{'·'.join(map(str, ctx.x[:-1]))} · {ctx.x[-1]} · {self.out_features}", self.macs(ctx))]

@@ -311,3 +311,122 @@ class SelfAttention(Layer):
         lines = super().explain(ctx)
         lines.append(("MACs", f"{n}·{tokens}·{c}·4·{c} + 2·{n}·{tokens}·{tokens}·{c}", self.macs(ctx)))
         return lines
+
+
+class Permute(Layer):
+    """Permute the axes (torch's x.permute(dims), a view), e.g. [0, 2, 3, 1] to channels-last and
+    [0, 3, 1, 2] back, as ConvNeXt writes its block: permute → layernorm (over the last axis) →
+    linear → gelu → linear → permute. The batch stays first. No params, no ops.
+
+    RF: while the axes are not in (N, C, spatial…) order the field is not shown (`–`); layers
+    that only mix the last axis while it holds the channels (linear, a LayerNorm or softmax over
+    it) and point-wise layers carry it, and it is shown again after the permute back. Any other
+    layer on a permuted tensor ends the field (null), as after flatten."""
+
+    category: ClassVar[str] = "reshape"
+    type: Literal["permute"]
+    dims: Annotated[list[int], Field(min_length=2, max_length=6)]
+    passes_gradient: ClassVar[bool] = True
+
+    def shape(self, ctx: Ctx) -> Shape:
+        rank = len(ctx.x)
+        dims = [d % rank if -rank <= d < rank else d for d in self.dims]
+        if sorted(dims) != list(range(rank)):
+            raise LayerError(f"dims {self.dims} is not a permutation of the {rank} axes of {fmt_shape(ctx.x)}", "dims")
+        if dims[0] != 0:
+            raise LayerError(f"dims {self.dims} moves the batch axis: it must stay first", "dims")
+        return tuple(ctx.x[d] for d in dims)
+
+    def order(self, rank: int) -> tuple[int, ...]:
+        return tuple(d % rank for d in self.dims)
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        return fields[0]  # in (N, C, spatial…) order; the analyzer hides it while permuted
+
+    def aliases(self, training: bool) -> bool:
+        """A view of the input."""
+        return True
+
+    def moves_data(self) -> bool:
+        return False
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.ext.Permute(self.order(len(ctx.x)))
+
+    def probe(self, ctx: Ctx, t: Any) -> Any:
+        return self.build(ctx, t)
+
+
+class Unflatten(Layer):
+    """Split axis `dim` into `sizes` (torch's nn.Unflatten, a view): (N, C·H·W) → (N, C, H, W)
+    with dim 1 and sizes [C, H, W]; one size may be -1. No params, no ops; the field ends (null),
+    as after flatten."""
+
+    category: ClassVar[str] = "reshape"
+    type: Literal["unflatten"]
+    dim: int = 1
+    sizes: Annotated[list[int], Field(min_length=1, max_length=5)]
+    passes_gradient: ClassVar[bool] = True
+
+    def shape(self, ctx: Ctx) -> Shape:
+        rank = len(ctx.x)
+        if not -rank <= self.dim < rank or self.dim % rank == 0:
+            raise LayerError(f"dim {self.dim} is not an axis after the batch of {fmt_shape(ctx.x)}", "dim")
+        d = self.dim % rank
+        return (*ctx.x[:d], *_resolve_sizes(self.sizes, ctx.x[d], "sizes"), *ctx.x[d + 1:])
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        return None
+
+    def aliases(self, training: bool) -> bool:
+        """A view of the input."""
+        return True
+
+    def moves_data(self) -> bool:
+        return False
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.nn.Unflatten(self.dim, tuple(self.shape(ctx)[self.dim % len(ctx.x):][:len(self.sizes)]))
+
+
+class Reshape(Layer):
+    """Reshape everything after the batch (torch's x.reshape(N, *shape)); one size may be -1.
+    A view of a contiguous input (torch copies a permuted one; that copy is not modelled, so
+    verify does not judge memory here). No params, no ops; the field ends (null) unless the shape
+    is unchanged."""
+
+    category: ClassVar[str] = "reshape"
+    type: Literal["reshape"]
+    shape_: Annotated[list[int], Field(min_length=1, max_length=5, alias="shape")]
+    memory_exact: ClassVar[bool] = False
+    passes_gradient: ClassVar[bool] = True
+
+    def shape(self, ctx: Ctx) -> Shape:
+        return (ctx.x[0], *_resolve_sizes(self.shape_, prod(ctx.x[1:]), "shape"))
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        return fields[0] if ctx.out == ctx.x else None
+
+    def aliases(self, training: bool) -> bool:
+        """A view of a contiguous input."""
+        return True
+
+    def moves_data(self) -> bool:
+        return False
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.ext.Reshape(tuple(self.shape(ctx)[1:]))
+
+
+def _resolve_sizes(sizes: list[int], total: int, field: str) -> list[int]:
+    """torch's view rule: sizes multiply to `total`; one -1 takes what is left."""
+    if any(s == 0 or s < -1 for s in sizes) or sizes.count(-1) > 1:
+        raise LayerError(f"{field} {sizes}: sizes must be positive, with at most one -1", field)
+    known = prod(s for s in sizes if s != -1)
+    if -1 in sizes:
+        if total % known:
+            raise LayerError(f"{field} {sizes}: {total} elements do not divide by {known}", field)
+        return [total // known if s == -1 else s for s in sizes]
+    if known != total:
+        raise LayerError(f"{field} {sizes} holds {known} elements but the input has {total}", field)
+    return list(sizes)

@@ -153,6 +153,9 @@ class LayerNorm(_Norm):
     def axes(self, ctx: Ctx) -> tuple[int, ...]:
         return self.normalized_shape or ctx.x[1:]
 
+    def last_axis_only(self, ctx: Ctx) -> bool:
+        return len(self.axes(ctx)) == 1
+
     def shape(self, ctx: Ctx) -> Shape:
         ns = self.axes(ctx)
         if tuple(ctx.x[len(ctx.x) - len(ns):]) != ns or len(ns) >= len(ctx.x):
