@@ -259,7 +259,7 @@ def _through_layout(layer: Layer, ctx: Ctx, layouts: list[tuple[int, ...]],
     order and field; anything else ends the field."""
     identity = tuple(range(len(ctx.out)))
     order = getattr(layer, "order", None)
-    if order is not None:  # permute
+    if order is not None:  # permute, transpose
         return tuple(layouts[0][d] for d in order(len(ctx.x))), fields[0]
     if all(lay == tuple(range(len(lay))) for lay in layouts):
         return identity, layer.rf(ctx, fields)

@@ -244,6 +244,9 @@ CASES = [
     ("unflatten", (12, 2, 2), 1, [C(type="flatten"), C(type="unflatten", dim=1, sizes=[12, 2, -1])],
      dict(shape=(1, 12, 2, 2), params=0, macs=0, ew=0)),
     ("reshape", (12, 2, 2), 2, [C(type="reshape", shape=[3, 4, -1])], dict(shape=(2, 3, 4, 4), params=0, macs=0, ew=0)),
+    ("transpose", (3, 4, 5), 1, [C(type="conv2d", out_channels=3, kernel_size=1, bias=False),
+                                 C(type="transpose", dim0=2, dim1=3)], dict(shape=(1, 3, 5, 4), params=0, macs=0, ew=0)),
+    ("view", (12, 2, 2), 1, [C(type="view", shape=[48])], dict(shape=(1, 48), params=0, macs=0, ew=0)),
     # ---- merges -------------------------------------------------------------------------------
     ("add", (3, 5, 5), 1, [C(name="a", type="relu"), C(name="b", type="conv2d", inputs=["input"], out_channels=3,
                                                         kernel_size=1, bias=False),

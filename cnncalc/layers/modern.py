@@ -313,32 +313,14 @@ class SelfAttention(Layer):
         return lines
 
 
-class Permute(Layer):
-    """Permute the axes (torch's x.permute(dims), a view), e.g. [0, 2, 3, 1] to channels-last and
-    [0, 3, 1, 2] back, as ConvNeXt writes its block: permute → layernorm (over the last axis) →
-    linear → gelu → linear → permute. The batch stays first. No params, no ops.
-
-    RF: while the axes are not in (N, C, spatial…) order the field is not shown (`–`); layers
-    that only mix the last axis while it holds the channels (linear, a LayerNorm or softmax over
-    it) and point-wise layers carry it, and it is shown again after the permute back. Any other
-    layer on a permuted tensor ends the field (null), as after flatten."""
+class _Reorder(Layer):
+    """Axis reorderings (permute, transpose): views; `order(rank)` is the new axis order."""
 
     category: ClassVar[str] = "reshape"
-    type: Literal["permute"]
-    dims: Annotated[list[int], Field(min_length=2, max_length=6)]
     passes_gradient: ClassVar[bool] = True
 
-    def shape(self, ctx: Ctx) -> Shape:
-        rank = len(ctx.x)
-        dims = [d % rank if -rank <= d < rank else d for d in self.dims]
-        if sorted(dims) != list(range(rank)):
-            raise LayerError(f"dims {self.dims} is not a permutation of the {rank} axes of {fmt_shape(ctx.x)}", "dims")
-        if dims[0] != 0:
-            raise LayerError(f"dims {self.dims} moves the batch axis: it must stay first", "dims")
-        return tuple(ctx.x[d] for d in dims)
-
     def order(self, rank: int) -> tuple[int, ...]:
-        return tuple(d % rank for d in self.dims)
+        raise NotImplementedError
 
     def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
         return fields[0]  # in (N, C, spatial…) order; the analyzer hides it while permuted
@@ -355,6 +337,55 @@ class Permute(Layer):
 
     def probe(self, ctx: Ctx, t: Any) -> Any:
         return self.build(ctx, t)
+
+
+class Permute(_Reorder):
+    """Permute the axes (torch's x.permute(dims), a view), e.g. [0, 2, 3, 1] to channels-last and
+    [0, 3, 1, 2] back, as ConvNeXt writes its block: permute → layernorm (over the last axis) →
+    linear → gelu → linear → permute. The batch stays first. No params, no ops.
+
+    RF: while the axes are not in (N, C, spatial…) order the field is not shown (`–`); layers
+    that only mix the last axis while it holds the channels (linear, a LayerNorm or softmax over
+    it) and point-wise layers carry it, and it is shown again after the permute back. Any other
+    layer on a permuted tensor ends the field (null), as after flatten."""
+
+    type: Literal["permute"]
+    dims: Annotated[list[int], Field(min_length=2, max_length=6)]
+
+    def shape(self, ctx: Ctx) -> Shape:
+        rank = len(ctx.x)
+        dims = [d % rank if -rank <= d < rank else d for d in self.dims]
+        if sorted(dims) != list(range(rank)):
+            raise LayerError(f"dims {self.dims} is not a permutation of the {rank} axes of {fmt_shape(ctx.x)}", "dims")
+        if dims[0] != 0:
+            raise LayerError(f"dims {self.dims} moves the batch axis: it must stay first", "dims")
+        return tuple(ctx.x[d] for d in dims)
+
+    def order(self, rank: int) -> tuple[int, ...]:
+        return tuple(d % rank for d in self.dims)
+
+
+class Transpose(_Reorder):
+    """Swap two axes (torch's x.transpose(dim0, dim1), a view); the batch stays first; the
+    field as for permute."""
+
+    type: Literal["transpose"]
+    dim0: int
+    dim1: int
+
+    def order(self, rank: int) -> tuple[int, ...]:
+        a, b = self.dim0 % rank, self.dim1 % rank
+        dims = list(range(rank))
+        dims[a], dims[b] = dims[b], dims[a]
+        return tuple(dims)
+
+    def shape(self, ctx: Ctx) -> Shape:
+        rank = len(ctx.x)
+        if not (-rank <= self.dim0 < rank and -rank <= self.dim1 < rank):
+            raise LayerError(f"dims {self.dim0}, {self.dim1} are not axes of {fmt_shape(ctx.x)}", "dim0")
+        if 0 in (self.dim0 % rank, self.dim1 % rank):
+            raise LayerError("transpose moves the batch axis: it must stay first", "dim0")
+        return tuple(ctx.x[d] for d in self.order(rank))
 
 
 class Unflatten(Layer):
@@ -430,3 +461,12 @@ def _resolve_sizes(sizes: list[int], total: int, field: str) -> list[int]:
     if known != total:
         raise LayerError(f"{field} {sizes} holds {known} elements but the input has {total}", field)
     return list(sizes)
+
+
+
+class View(Reshape):
+    """x.view(N, *shape): as reshape, but torch refuses a permuted (non-contiguous) input
+    where reshape would copy; always a view, so its memory is exact."""
+
+    type: Literal["view"]  # type: ignore[assignment]
+    memory_exact: ClassVar[bool] = True
