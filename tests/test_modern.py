@@ -32,12 +32,15 @@ layers:
     ("{type: chunk, chunks: 0}", "chunks: expected greater than or equal to 1"),
     ("{type: chunk, chunks: 2, dim: 2}", "dim: expected 1"),
     ("{type: chunk, chunks: 2, bogus: 1}", "unknown field 'bogus'"),
+    ("{type: conv2d, out_channels: '${in.colour}', kernel_size: 1}", "in.colour: the input offers in.channels"),
+    ("{type: conv2d, out_channels: '${in.channels * 0.7}', kernel_size: 1}", "expected a valid integer, received 5.6"),
+    ("{type: relu, when: '${in.channels > 2}'}", "when: cannot read in.*"),
 ])
-def test_chunk_and_split_mistakes_are_located(entry, message):
+def test_pieces_and_input_expressions_mistakes_are_located(entry, message):
     with pytest.raises(cnncalc.CnnError) as err:
         analyze_text(f"input: 8x6x6\nlayers:\n  - {entry}\n")
     p = err.value.problems[0]
-    assert message in p.message and p.line == 3
+    assert message in p.message and p.line == 3, p.message
 
 
 def test_chunk_follows_torch_chunk_rule():
@@ -215,18 +218,6 @@ layers:
                                             "  - {name: c, type: conv2d, out_channels: '${in.channels // 2}', "
                                             "kernel_size: 1}\n"), input_shape=(10, 4, 4))
     assert r2.layer("c").output_shape[1] == 5
-
-
-@pytest.mark.parametrize("entry,message", [
-    ("{type: conv2d, out_channels: '${in.colour}', kernel_size: 1}", "in.colour: the input offers in.channels"),
-    ("{type: conv2d, out_channels: '${in.channels * 0.5}', kernel_size: 1}", "expected a valid integer, received 1.5"),
-    ("{type: relu, when: '${in.channels > 2}'}", "when: cannot read in.*"),
-])
-def test_input_expressions_mistakes_are_located(entry, message):
-    with pytest.raises(cnncalc.CnnError) as err:
-        analyze_text(f"input: 3x8x8\nlayers:\n  - {entry}\n")
-    p = err.value.problems[0]
-    assert message in p.message and p.line == 3, p.message
 
 
 def test_names_per_repetition_under_a_use_name():
