@@ -577,6 +577,31 @@ def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional
     raise typer.Exit(0 if ok else 1)
 
 
+class Target(str, Enum):
+    torch = "torch"
+
+
+@app.command()
+@user_errors
+def export(spec: str = SpecArg, to: Target = typer.Option(..., "--to", help="torch: a standalone PyTorch file."),
+           output: Optional[str] = typer.Option(None, "-o", "--output", help="File to write (default: standard output)."),
+           batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt,
+           sets: Optional[List[str]] = SetOpt) -> None:
+    """Write the network as code: a PyTorch file defining the module and build() (needs torch)."""
+    from .backend.export import to_torch
+
+    text = to_torch(_analyze(spec, batch, input, None, Optimizer.adam, sets))
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        with open(output, "w") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise CnnError.single(f"cannot write the file: {exc.strerror or exc}", exit_code=2, file=output) from None
+    console(stderr=True).print(f"wrote {_escape(output)}")
+
+
 @app.command()
 @user_errors
 def calibrate(device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."),

@@ -280,6 +280,10 @@ def print_verify(report: Report, result: Any, console: Any) -> None:
              f"throughput: {tm['samples_per_s']:,.1f} samples/s · {human(tm['achieved_flops_per_s'])}FLOP/s"
              + (f" = {tm['share_of_peak']:.1%} of this device's measured matmul peak "
                 f"({human(tm['peak_matmul_flops_per_s'])}FLOP/s)" if tm.get("share_of_peak") else "")]
+    if "exported" in tm:
+        lines.append(f"exported module (cnncalc export --to torch): median {tm['exported']['median_s'] * 1e3:.3f} ms")
+    if "cuda_graph_s" in tm:
+        lines.append(f"CUDA-graph replay: median {tm['cuda_graph_s'] * 1e3:.3f} ms (no launch overhead)")
     if "compiled" in tm:
         lines.append(f"torch.compile: median {tm['compiled']['median_s'] * 1e3:.3f} ms")
     if mem.get("measured_peak_bytes"):

@@ -11,6 +11,20 @@ from torch import nn
 _MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
 
 
+def recorded(cls):
+    """Keep each instance's constructor arguments (`_export_args`), so `cnncalc export` can
+    write the call that rebuilds it."""
+    init = cls.__init__
+
+    def __init__(self, *args, **kwargs):  # noqa: N807
+        init(self, *args, **kwargs)
+        self._export_args = (args, kwargs)
+
+    cls.__init__ = __init__
+    return cls
+
+
+@recorded
 class Pad(nn.Module):
     """Asymmetric padding: pads = ((before, after) per spatial axis, first axis first)."""
 
@@ -44,6 +58,7 @@ class Mul(nn.Module):
         return out
 
 
+@recorded
 class Concat(nn.Module):
     def __init__(self, dim: int = 1):
         super().__init__()
@@ -53,6 +68,7 @@ class Concat(nn.Module):
         return torch.cat(xs, self.dim)
 
 
+@recorded
 class LocallyConnected2d(nn.Module):
     """Unshared convolution via unfold: a separate (C_out × C_in·∏K) filter at each position."""
 
@@ -72,6 +88,7 @@ class LocallyConnected2d(nn.Module):
         return out + self.bias if self.bias is not None else out
 
 
+@recorded
 class TiledConv2d(nn.Module):
     """Tiled convolution: output position (y, x) uses filter bank (y mod T_h, x mod T_w)."""
 
@@ -96,6 +113,7 @@ class TiledConv2d(nn.Module):
         return out + self.bias.view(1, -1, 1, 1) if self.bias is not None else out
 
 
+@recorded
 class DeformConv2d(nn.Module):
     """Deformable convolution (DCNv1, or DCNv2 with `modulated`) in pure torch, with
     torchvision.ops.deform_conv2d's semantics: offsets laid out as (offset_groups, ∏K, (dy, dx)),
@@ -212,6 +230,7 @@ class ScatterSum(nn.Module):
         return window_sum(F.pad(spread, self.flat), self.k, (1,) * len(self.k), self.d)
 
 
+@recorded
 class AxisMean(nn.Module):
     """The mean along one axis, spread back over it: every position reads the whole axis."""
 
@@ -223,6 +242,7 @@ class AxisMean(nn.Module):
         return x.mean(self.dim, keepdim=True).expand_as(x)
 
 
+@recorded
 class SumLast(nn.Module):
     """Linear's reach: every output feature reads the whole last axis."""
 
@@ -234,6 +254,7 @@ class SumLast(nn.Module):
         return x.sum(-1, keepdim=True).expand(*x.shape[:-1], self.features)
 
 
+@recorded
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an (N, C, …) map (torchvision's LayerNorm2d)."""
 
@@ -242,6 +263,7 @@ class LayerNorm2d(nn.LayerNorm):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps).movedim(-1, 1)
 
 
+@recorded
 class LayerScale(nn.Module):
     """y = γ·x with γ of shape (C, 1, …) (ConvNeXt's layer_scale)."""
 
@@ -253,6 +275,7 @@ class LayerScale(nn.Module):
         return self.weight * x
 
 
+@recorded
 class StochasticDepth(nn.Module):
     """torchvision.ops.StochasticDepth: drop whole samples (row) or the batch while training."""
 
@@ -271,6 +294,7 @@ class StochasticDepth(nn.Module):
         return x * noise
 
 
+@recorded
 class Narrow(nn.Module):
     """x.narrow(dim, start, length): a view."""
 
@@ -282,6 +306,7 @@ class Narrow(nn.Module):
         return x.narrow(self.dim, self.start, self.length)
 
 
+@recorded
 class SelfAttention(nn.Module):
     """Multi-head self-attention over the positions of an (N, C, …) map, with
     nn.MultiheadAttention's parameters (in_proj C → 3C, out_proj C → C), computed as the
@@ -300,7 +325,9 @@ class SelfAttention(nn.Module):
         n, c = x.shape[:2]
         tokens = x.flatten(2).transpose(1, 2)                                   # (N, L, C)
         q, k, v = F.linear(tokens, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
-        q, k, v = (t.unflatten(-1, (self.heads, c // self.heads)).transpose(1, 2) for t in (q, k, v))
+        heads = (self.heads, c // self.heads)
+        q, k, v = (q.unflatten(-1, heads).transpose(1, 2), k.unflatten(-1, heads).transpose(1, 2),
+                   v.unflatten(-1, heads).transpose(1, 2))
         weights = (q @ k.transpose(-2, -1) * (c // self.heads) ** -0.5).softmax(-1)  # (N, heads, L, L)
         out = (weights @ v).transpose(1, 2).reshape(n, -1, c)
         return self.out_proj(out).transpose(1, 2).reshape(x.shape)
@@ -314,6 +341,7 @@ class WholeSum(nn.Module):
         return x.sum(dim=tuple(range(2, x.ndim)), keepdim=True).expand_as(x)
 
 
+@recorded
 class Permute(nn.Module):
     """x.permute(dims): a view."""
 
@@ -325,6 +353,7 @@ class Permute(nn.Module):
         return x.permute(self.dims)
 
 
+@recorded
 class Reshape(nn.Module):
     """x.reshape(N, *shape)."""
 

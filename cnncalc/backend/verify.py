@@ -179,6 +179,18 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
         result.notes.append(f"timing is unstable: p75/p25 = {result.timing['spread']:.2f} (over {SPREAD_LIMIT}); the "
                             f"machine is busy or {repeat} runs are too few: close other work or use --repeat "
                             f"{max(4 * repeat, 50)}")
+    say("timing the exported module", 0)
+    try:
+        from .export import exported_module
+
+        net = exported_module(report, model).eval().to(device=dev, dtype=tdtype)
+        if channels_last and len(report.input_shape) == 4:
+            net = net.to(memory_format=torch.channels_last)
+        etimes = _in_dtype(time_forward, report, dtype, dev, net, x, t, dev, repeat, warmup)
+        result.timing["exported"] = summarize(etimes, report.input_shape[0], report.totals["flops"], peak_flops)
+    except CnnError as exc:
+        result.notes.append(f"the exported module (cnncalc export --to torch) was not timed: "
+                            f"{exc.problems[0].message}"[:300])
     if profile:
         from .profile import call_overhead, compute_peak, copy_bandwidth, profile_forward
 

@@ -1,0 +1,106 @@
+"""`cnncalc export --to torch`: the written file builds the same network as cnncalc's own
+executor (same parameters, the executor's weights load strictly under the spec's names, equal
+outputs) and works with torch.fx and TorchScript."""
+import glob
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import cnncalc  # noqa: E402
+from cnncalc.backend import build_model, kit  # noqa: E402
+from cnncalc.backend.export import executor_state, to_torch  # noqa: E402
+
+from conftest import EXAMPLES, analyze_text  # noqa: E402
+from layer_cases import CASES, spec_text  # noqa: E402
+
+EXPORTABLE = [p for p in sorted(glob.glob(os.path.join(EXAMPLES, "*.yaml")))]
+
+
+def load(text: str, tmp_path, name="net"):
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", EXPORTABLE, ids=os.path.basename)
+def test_exported_module_equals_the_executor(path, tmp_path):
+    report = cnncalc.analyze(cnncalc.load_spec(path), batch=2)
+    net = load(to_torch(report), tmp_path).build().eval()
+    assert sum(p.numel() for p in net.parameters()) == report.totals["params"]
+    torch.manual_seed(0)
+    model = build_model(report, kit()).eval()
+    net.load_state_dict(executor_state(report, model), strict=True)
+    x = torch.randn(report.input_shape)
+    with torch.inference_mode():
+        want, got = model(x), net(x)
+    for a, b in zip(want if isinstance(want, tuple) else (want,), got if isinstance(got, tuple) else (got,)):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+def test_exported_module_traces_and_scripts(tmp_path):
+    for name in ("resnet18", "mobilenet_v3_large", "shufflenet_v2", "hybrid_attention", "googlenet_block"):
+        report = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, f"{name}.yaml")))
+        net = load(to_torch(report), tmp_path, name).build().eval()
+        x = torch.randn(report.input_shape)
+        with torch.inference_mode():
+            want = net(x)
+            assert torch.allclose(torch.fx.symbolic_trace(net)(x), want, atol=1e-5), name
+            assert torch.allclose(torch.jit.script(net)(x), want, atol=1e-5), name
+
+
+def test_export_cli_writes_a_file_that_needs_only_torch(tmp_path):
+    out = tmp_path / "lenet.py"
+    run = subprocess.run([sys.executable, "-m", "cnncalc", "export", os.path.join(EXAMPLES, "lenet5.yaml"), "--to",
+                          "torch", "-o", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0 and "wrote" in run.stderr
+    text = out.read_text()
+    assert "cnncalc" not in text.replace("cnncalc export", "").replace("written by cnncalc", "")
+    assert "self.c1 = nn.ModuleDict" in text and "def build():" in text
+    check = subprocess.run([sys.executable, "-c", f"import runpy; m = runpy.run_path({str(out)!r}); "
+                            "import torch; print(tuple(m['build']()(torch.zeros(1, 1, 28, 28)).shape))"],
+                           capture_output=True, text=True)
+    assert check.stdout.strip() == "(1, 10)", check.stderr
+    bad = subprocess.run([sys.executable, "-m", "cnncalc", "export", os.path.join(EXAMPLES, "lenet5.yaml"), "--to",
+                          "onnx"], capture_output=True, text=True)
+    assert bad.returncode == 2
+
+
+def test_names_that_cannot_be_attributes_are_refused():
+    with pytest.raises(cnncalc.CnnError, match="does not start with a Python name"):
+        to_torch(analyze_text("input: 3x8x8\nlayers:\n  - {name: '0.conv', type: conv2d, out_channels: 2, "
+                              "kernel_size: 1}\n"))
+    with pytest.raises(cnncalc.CnnError, match="cannot also hold others|both a layer and a group"):
+        to_torch(analyze_text("input: 3x8x8\nlayers:\n  - {name: a, type: relu}\n  - {name: a.b, type: relu}\n"))
+
+
+def test_exported_module_compiles():
+    report = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, "lenet5.yaml")))
+    model = build_model(report, kit()).eval()
+    from cnncalc.backend.export import exported_module
+
+    net = exported_module(report, model).eval()
+    x = torch.randn(report.input_shape)
+    with torch.inference_mode():
+        assert torch.allclose(torch.compile(net)(x), model(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_every_layer_type_exports(case, tmp_path):
+    report = analyze_text(spec_text(case))
+    torch.manual_seed(0)
+    model = build_model(report, kit()).eval()
+    from cnncalc.backend.export import exported_module
+
+    net = exported_module(report, model).eval()
+    x = torch.randn(report.input_shape)
+    with torch.inference_mode():
+        assert torch.allclose(net(x), model(x), rtol=1e-4, atol=1e-5, equal_nan=True)  # lppool: NaN alike
