@@ -579,18 +579,29 @@ def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional
 
 class Target(str, Enum):
     torch = "torch"
+    onnx = "onnx"
 
 
 @app.command()
 @user_errors
-def export(spec: str = SpecArg, to: Target = typer.Option(..., "--to", help="torch: a standalone PyTorch file."),
+def export(spec: str = SpecArg, to: Target = typer.Option(..., "--to", help="torch: a standalone PyTorch file; "
+                                                                           "onnx: an ONNX graph."),
            output: Optional[str] = typer.Option(None, "-o", "--output", help="File to write (default: standard output)."),
            batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt,
            sets: Optional[List[str]] = SetOpt) -> None:
-    """Write the network as code: a PyTorch file defining the module and build() (needs torch)."""
-    from .backend.export import to_torch
+    """Write the network as code: a PyTorch file defining the module and build(), or an ONNX graph
+    (needs torch; ONNX also the onnx extra)."""
+    from .backend.export import to_onnx, to_torch
 
-    text = to_torch(_analyze(spec, batch, input, None, Optimizer.adam, sets))
+    if to is Target.onnx and output is None:
+        raise typer.BadParameter("--to onnx writes a binary file: give -o net.onnx", param_hint="--output")
+    report = _analyze(spec, batch, input, None, Optimizer.adam, sets)
+    if to is Target.onnx:
+        assert output is not None
+        to_onnx(report, output)
+        console(stderr=True).print(f"wrote {_escape(output)}")
+        return
+    text = to_torch(report)
     if output is None:
         sys.stdout.write(text)
         return

@@ -69,9 +69,10 @@ def test_export_cli_writes_a_file_that_needs_only_torch(tmp_path):
                             "import torch; print(tuple(m['build']()(torch.zeros(1, 1, 28, 28)).shape))"],
                            capture_output=True, text=True)
     assert check.stdout.strip() == "(1, 10)", check.stderr
-    bad = subprocess.run([sys.executable, "-m", "cnncalc", "export", os.path.join(EXAMPLES, "lenet5.yaml"), "--to",
-                          "onnx"], capture_output=True, text=True)
-    assert bad.returncode == 2
+    for bad in (["--to", "onnx"], ["--to", "tflite"]):  # onnx needs -o; tflite is no target
+        run = subprocess.run([sys.executable, "-m", "cnncalc", "export", os.path.join(EXAMPLES, "lenet5.yaml"), *bad],
+                             capture_output=True, text=True)
+        assert run.returncode == 2, bad
 
 
 def test_names_that_cannot_be_attributes_are_refused():
@@ -104,3 +105,18 @@ def test_every_layer_type_exports(case, tmp_path):
     x = torch.randn(report.input_shape)
     with torch.inference_mode():
         assert torch.allclose(net(x), model(x), rtol=1e-4, atol=1e-5, equal_nan=True)  # lppool: NaN alike
+
+
+@pytest.mark.parametrize("name", ["lenet5", "resnet18", "shufflenet_v2"])
+def test_export_to_onnx(name, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    out = tmp_path / f"{name}.onnx"
+    run = subprocess.run([sys.executable, "-m", "cnncalc", "export", os.path.join(EXAMPLES, f"{name}.yaml"), "--to",
+                          "onnx", "-o", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-500:]
+    graph = onnx.load(str(out))
+    onnx.checker.check_model(graph)
+    report = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, f"{name}.yaml")))
+    dims = [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
+    assert tuple(dims) == report.input_shape and run.stdout == ""  # the exporter's chatter goes to stderr
