@@ -601,16 +601,22 @@ def export(spec: str = SpecArg, to: Target = typer.Option(..., "--to", help="tor
         to_onnx(report, output)
         console(stderr=True).print(f"wrote {_escape(output)}")
         return
-    text = to_torch(report)
+    if write_out(to_torch(report), output):
+        console(stderr=True).print(f"wrote {_escape(output or '')}")
+
+
+def write_out(text: str, output: str | None) -> bool:
+    """`text` to the file `output` (True), or to standard output when there is none (False); a
+    file that cannot be written is a command-line mistake (exit 2)."""
     if output is None:
         sys.stdout.write(text)
-        return
+        return False
     try:
         with open(output, "w") as fh:
             fh.write(text)
     except OSError as exc:
         raise CnnError.single(f"cannot write the file: {exc.strerror or exc}", exit_code=2, file=output) from None
-    console(stderr=True).print(f"wrote {_escape(output)}")
+    return True
 
 
 @app.command()
@@ -629,18 +635,11 @@ def calibrate(device: str = typer.Option("auto", help="auto (cuda, then mps, the
 
     t = kit()
     peaks = measure_peaks(t, pick_device(t.torch, device), dtype.value)
-    text = json.dumps(peaks.to_json(), indent=2) + "\n"
-    if output is None:
-        sys.stdout.write(text)
+    if not write_out(json.dumps(peaks.to_json(), indent=2) + "\n", output):
         return
-    try:
-        with open(output, "w") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise CnnError.single(f"cannot write the peaks file: {exc.strerror or exc}", exit_code=2, file=output) from None
     from .render import human
 
-    console(stderr=True).print(f"wrote {_escape(output)}: {_escape(peaks.device)} {dtype.value}: "
+    console(stderr=True).print(f"wrote {_escape(output or "")}: {_escape(peaks.device)} {dtype.value}: "
                                f"{human(peaks.flops_per_s, 'FLOP/s')}, {human(peaks.bytes_per_s, 'B/s')}, "
                                f"calls ≥ {fmt_time(peaks.overhead_s)}")
 
