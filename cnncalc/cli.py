@@ -639,7 +639,7 @@ def calibrate(device: str = typer.Option("auto", help="auto (cuda, then mps, the
         return
     from .render import human
 
-    console(stderr=True).print(f"wrote {_escape(output or "")}: {_escape(peaks.device)} {dtype.value}: "
+    console(stderr=True).print(f"wrote {_escape(output or '')}: {_escape(peaks.device)} {dtype.value}: "
                                f"{human(peaks.flops_per_s, 'FLOP/s')}, {human(peaks.bytes_per_s, 'B/s')}, "
                                f"calls ≥ {fmt_time(peaks.overhead_s)}")
 
