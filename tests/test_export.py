@@ -120,3 +120,14 @@ def test_export_to_onnx(name, tmp_path):
     report = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, f"{name}.yaml")))
     dims = [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
     assert tuple(dims) == report.input_shape and run.stdout == ""  # the exporter's chatter goes to stderr
+
+
+def test_a_hostile_name_never_becomes_code(tmp_path):
+    import json
+
+    name = 'x"""\nraise SystemExit(7)\n"""\\ \'\'\' \x1b[31m'
+    report = analyze_text("name: " + json.dumps(name) + "\ninput: 3x8x8\nlayers:\n  - {type: relu}\n")
+    text = to_torch(report)
+    module = load(text, tmp_path, "hostile")  # executing the file raises nothing
+    assert module.build()(torch.ones(1, 3, 8, 8)).shape == (1, 3, 8, 8)
+    assert "\nraise SystemExit" not in text and "\x1b" not in text

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..analyzer import Report
 from ..errors import CnnError
+from ..safe import visible
 from . import kit
 from .build import build_model
 
@@ -146,7 +147,7 @@ def to_torch(report: Report) -> str:
     helpers = _helpers(writer.ext_used)
     while any(re.search(rf"^(class|def) {cls}\b", block.strip(), re.M) for block in helpers) or cls in ("OrderedDict",):
         cls += "Net"  # a network named like one of the helper modules it uses
-    lines = [f"class {cls}(nn.Module):", f'    """{report.name}: written by cnncalc from {_doc(report.file)}."""', "",
+    lines = [f"class {cls}(nn.Module):", f'    """{_doc(report.name)}: written by cnncalc from {_doc(report.file)}."""', "",
              "    def __init__(self):", "        super().__init__()"]
     for key, value in tree.items():
         lines.append(f"        self.{key} = {_tree(value, 8)}")
@@ -165,7 +166,7 @@ def to_torch(report: Report) -> str:
         lines.append(f"        {out} = {expr}")
     outs = [var[n] for n in report.outputs]
     lines.append(f"        return {outs[0] if len(outs) == 1 else '(' + ', '.join(outs) + ',)'}")
-    header = ['"""' + f"{report.name}, as PyTorch code (cnncalc export). Needs only torch; `build()` returns the "
+    header = ['"""' + f"{_doc(report.name)}, as PyTorch code (cnncalc export). Needs only torch; `build()` returns the "
               "network.\n" + f"Input: {'×'.join(map(str, report.input_shape))} (batch first)." + '"""',
               "from collections import OrderedDict  # noqa: F401", "", "import torch",
               "import torch.nn.functional as F  # noqa: F401", "from torch import nn", ""]
@@ -173,8 +174,10 @@ def to_torch(report: Report) -> str:
                       f"    return {cls}()", ""])
 
 
-def _doc(file: str) -> str:
-    return file.replace('"""', "'''").replace("\\", "/")[-200:]
+def _doc(text: str) -> str:
+    """Text from the spec or the command line made inert inside a docstring: one line, no quote or
+    backslash that could end the string (a network's name must never become code)."""
+    return " ".join(visible(text).replace("\\", "/").replace('"', "'").split())[:200]
 
 
 def _tree(value: Any, indent: int) -> str:
