@@ -281,6 +281,9 @@ def analyze(specs: List[str] = typer.Argument(..., help="YAML spec files (- read
     if columns is not None and (format not in (Format.table, Format.markdown, Format.html) or by is not None):
         raise typer.BadParameter("--columns chooses the columns of the layer table (table, markdown or html); "
                                  "JSON and CSV always have every field", param_hint="--columns")
+    if peaks is not None and (format is Format.csv or graph or by is not None):
+        raise typer.BadParameter("--peaks adds a predicted-time column to the table, markdown, html or JSON",
+                                 param_hint="--peaks")
     if len(specs) > 1 and (format in (Format.csv, Format.html) or graph):
         raise typer.BadParameter(f"one spec at a time with --format {format.value} (several print as tables, "
                                  "markdown, or one JSON array)", param_hint="--format")

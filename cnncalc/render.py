@@ -351,6 +351,12 @@ def explanations(report: Report, only: str | None = None) -> dict[str, list[tupl
     return out
 
 
+def result_tail(expr: str, value: object) -> str:
+    """' = 1,234' after an explained formula, unless the formula is that number already."""
+    number = isinstance(value, int) and not isinstance(value, bool)
+    return f" = {value:,}" if number and expr.strip() not in (str(value), f"{value:,}") else ""
+
+
 def print_explanations(report: Report, console, only: str | None = None) -> None:
     from .safe import markup as escape
 
@@ -358,6 +364,5 @@ def print_explanations(report: Report, console, only: str | None = None) -> None
         console.print(f"[bold]{escape(name)}[/bold] ({report.layer(name).type})")
         for what, expr, value in lines:
             expr, _, note = expr.partition("   (")
-            number = isinstance(value, int) and not isinstance(value, bool)
-            tail = f" = {value:,}" if number and expr.strip() not in (str(value), f"{value:,}") else ""
+            tail = result_tail(expr, value)
             console.print(escape(f"  {what} = {expr}{tail}" + (f"   ({note}" if note else "")), highlight=False)

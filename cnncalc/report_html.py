@@ -141,12 +141,11 @@ def charts(report: Report) -> str:
 
 def explanations(report: Report, only: str | None) -> str:
     from .render import explanations as lines_of
+    from .render import result_tail
 
     out = []
     for name, lines in lines_of(report, only).items():
-        items = "".join(f"<li><b>{_e(what)}</b> = {_e(expr)}"
-                        + (f" = {value:,}" if isinstance(value, int) and not isinstance(value, bool)
-                           and expr.strip() not in (str(value), f"{value:,}") else "") + "</li>"
+        items = "".join(f"<li><b>{_e(what)}</b> = {_e(expr)}{_e(result_tail(expr, value))}</li>"
                         for what, expr, value in lines)
         out.append(f"<details><summary>{_e(name)} ({_e(report.layer(name).type)})</summary><ul>{items}</ul></details>")
     return "\n".join(out)

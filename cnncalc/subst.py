@@ -131,8 +131,6 @@ def evaluate(expr: str, args: dict[str, Any]) -> Number:
     except (OverflowError, ValueError, TypeError, ZeroDivisionError) as exc:
         if isinstance(exc, SubstError):
             raise
-        if isinstance(exc, Deferred):
-            raise
         raise SubstError(f"cannot evaluate '${{{expr}}}': {exc}") from None
     if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_VALUE:
         return int(value)  # 64 * 0.5 is the integer 32

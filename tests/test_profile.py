@@ -80,6 +80,9 @@ def test_analyze_with_peaks_needs_no_torch(tmp_path):
     table = cli("analyze", os.path.join(EXAMPLES, "lenet5.yaml"), "--peaks", str(peaks)).stdout
     assert "predicted" in table and "predicted time" in table and "100 GFLOP/s float32" in table
     assert "predicted" not in cli("analyze", os.path.join(EXAMPLES, "lenet5.yaml")).stdout
+    for ignored in (["-f", "csv"], ["-f", "dot"], ["--by", "type"]):  # refused, never silently dropped
+        out = cli("analyze", os.path.join(EXAMPLES, "lenet5.yaml"), "--peaks", str(peaks), *ignored)
+        assert out.returncode == 2 and "--peaks" in out.stderr, ignored
 
 
 @pytest.mark.parametrize("text,why", [("[1, 2]", "expected a JSON object"), ('{"flops_per_s": 1}', "'bytes_per_s'"),

@@ -27,6 +27,7 @@ def test_every_example_verifies_on_cpu(path):
     assert result.mismatches == []
     assert all(c.shape is not None and c.flops is not None for c in result.checks)
     assert result.timing["median_s"] > 0
+    assert result.timing["exported"]["median_s"] > 0  # the exported module ran too (cnncalc export --to torch)
 
 
 @pytest.mark.parametrize("name,stages", [("vgg16", VGG_STAGES), ("resnet50", RESNET50_STAGES),

@@ -120,12 +120,26 @@ class DropPath(Layer):
         return 0
 
 
-class Narrow(Layer):
+class _View(Layer):
+    """A view of its input (slices, reorderings, reshapes): it allocates nothing and moves no
+    data; backward hands the output's gradient on (a slice's backward makes a full-size one)."""
+
+    category: ClassVar[str] = "reshape"
+    passes_gradient: ClassVar[bool] = True
+
+    def aliases(self, training: bool) -> bool:
+        """A view of the input."""
+        return True
+
+    def moves_data(self) -> bool:
+        return False
+
+
+class Narrow(_View):
     """A slice of the channels: `length` of them from `start` (torch's x.narrow(1, start,
     length), a view). What `chunk` and `split` expand to: `{name: s, type: chunk, chunks: 2}`
     gives layers s.0 and s.1. No params, no ops; RF unchanged."""
 
-    category: ClassVar[str] = "reshape"
     type: Literal["narrow"]
     start: Annotated[int, Field(ge=0)] = 0
     length: PosInt | None = None
@@ -162,13 +176,6 @@ class Narrow(Layer):
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.ext.Narrow(1, *self.span(ctx))
-
-    def aliases(self, training: bool) -> bool:
-        """A view of the input."""
-        return True
-
-    def moves_data(self) -> bool:
-        return False
 
 
 class PixelShuffle(Layer):
@@ -313,24 +320,15 @@ class SelfAttention(Layer):
         return lines
 
 
-class _Reorder(Layer):
+class _Reorder(_View):
     """Axis reorderings (permute, transpose): views; `order(rank)` is the new axis order."""
 
-    category: ClassVar[str] = "reshape"
-    passes_gradient: ClassVar[bool] = True
 
     def order(self, rank: int) -> tuple[int, ...]:
         raise NotImplementedError
 
     def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
         return fields[0]  # in (N, C, spatial…) order; the analyzer hides it while permuted
-
-    def aliases(self, training: bool) -> bool:
-        """A view of the input."""
-        return True
-
-    def moves_data(self) -> bool:
-        return False
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.ext.Permute(self.order(len(ctx.x)))
@@ -388,16 +386,14 @@ class Transpose(_Reorder):
         return tuple(ctx.x[d] for d in self.order(rank))
 
 
-class Unflatten(Layer):
+class Unflatten(_View):
     """Split axis `dim` into `sizes` (torch's nn.Unflatten, a view): (N, C·H·W) → (N, C, H, W)
     with dim 1 and sizes [C, H, W]; one size may be -1. No params, no ops; the field ends (null),
     as after flatten."""
 
-    category: ClassVar[str] = "reshape"
     type: Literal["unflatten"]
     dim: int = 1
     sizes: Annotated[list[int], Field(min_length=1, max_length=5)]
-    passes_gradient: ClassVar[bool] = True
 
     def shape(self, ctx: Ctx) -> Shape:
         rank = len(ctx.x)
@@ -409,28 +405,19 @@ class Unflatten(Layer):
     def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
         return None
 
-    def aliases(self, training: bool) -> bool:
-        """A view of the input."""
-        return True
-
-    def moves_data(self) -> bool:
-        return False
-
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.nn.Unflatten(self.dim, tuple(self.shape(ctx)[self.dim % len(ctx.x):][:len(self.sizes)]))
 
 
-class Reshape(Layer):
+class Reshape(_View):
     """Reshape everything after the batch (torch's x.reshape(N, *shape)); one size may be -1.
     A view of a contiguous input (torch copies a permuted one; that copy is not modelled, so
     verify does not judge memory here). No params, no ops; the field ends (null) unless the shape
     is unchanged."""
 
-    category: ClassVar[str] = "reshape"
     type: Literal["reshape"]
     shape_: Annotated[list[int], Field(min_length=1, max_length=5, alias="shape")]
     memory_exact: ClassVar[bool] = False
-    passes_gradient: ClassVar[bool] = True
 
     def shape(self, ctx: Ctx) -> Shape:
         return (ctx.x[0], *_resolve_sizes(self.shape_, prod(ctx.x[1:]), "shape"))
@@ -441,9 +428,6 @@ class Reshape(Layer):
     def aliases(self, training: bool) -> bool:
         """A view of a contiguous input."""
         return True
-
-    def moves_data(self) -> bool:
-        return False
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         return t.ext.Reshape(tuple(self.shape(ctx)[1:]))
