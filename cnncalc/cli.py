@@ -608,6 +608,44 @@ def export(spec: str = SpecArg, to: Target = typer.Option(..., "--to", help="tor
         console(stderr=True).print(f"wrote {_escape(output or '')}")
 
 
+@app.command("import")
+@user_errors
+def import_(source: str = typer.Argument(..., help="FILE.py:NAME, package.module:NAME, torchvision:NAME or MODEL.onnx "
+                                                   "(NAME: a module, class or function taking no arguments)."),
+            input: Optional[str] = typer.Option(None, "--input", "-i", help="Input without batch, e.g. 3x224x224 "
+                                                "(needed for PyTorch models; an ONNX graph's own by default)."),
+            output: Optional[str] = typer.Option(None, "-o", "--output", help="Spec file to write (default: standard "
+                                                 "output)."),
+            name: Optional[str] = typer.Option(None, "--name", help="The network's name (default: from SOURCE).")) -> None:
+    """Read a PyTorch model or an ONNX graph into a spec: layers named by module path, repeated
+    sub-modules as blocks with repeat. The spec is proved against the model (every shape, params,
+    buffers, FLOPs and the outputs) before it is written; an op with no layer type is refused."""
+    from .safe import visible
+
+    shape = parse_input(input)
+    onnx = source.lower().endswith(".onnx")
+    default = os.path.splitext(os.path.basename(source))[0] if onnx else source.rpartition(":")[2]
+    net_name = name or default or "net"
+    if onnx:
+        from .onnx_import import import_onnx
+
+        text, notes = import_onnx(source, shape, net_name)
+    else:
+        if shape is None:
+            raise typer.BadParameter("give the input size of the model, e.g. --input 3x224x224", param_hint="--input")
+        from .backend.fx_import import import_model, load_model
+
+        model = load_model(source)
+        header = [f"written by cnncalc import from {' '.join(visible(source).split())[:300]} at "
+                  f"{'x'.join(map(str, shape))}; proved against torch (shapes, params, buffers, FLOPs, outputs)"]
+        text, notes = import_model(model, shape, net_name, header, visible(source))
+    err = console(stderr=True)
+    for note in notes:
+        err.print(_escape(note))
+    if write_out(text, output):
+        err.print(f"wrote {_escape(output or '')}")
+
+
 def write_out(text: str, output: str | None) -> bool:
     """`text` to the file `output` (True), or to standard output when there is none (False); a
     file that cannot be written is a command-line mistake (exit 2)."""

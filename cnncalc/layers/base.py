@@ -247,6 +247,29 @@ class Layer(BaseModel):
             lines.append(("MACs", "0", 0))
         return lines
 
+    # ---- how `cnncalc import` reads the layer from a torch module ---------------------------------
+    #: names of the torch module classes this type is read from (None: the class's own name, when
+    #: torch.nn or cnncalc's exported modules use it; () for none)
+    torch_names: ClassVar[tuple[str, ...] | None] = None
+
+    @classmethod
+    def from_torch(cls, m: Any) -> dict[str, Any]:
+        """The spec entry (type and fields) of torch module `m`: its attributes named like the
+        fields (a bias tensor → true, a tuple of equal sizes → one), leaving out defaults and the
+        sizes torch infers from the input. The importer checks the result against torch."""
+        kinds = [k for k, v in REGISTRY.items() if v is cls]
+        entry: dict[str, Any] = {"type": kinds[0]}
+        for name, f in cls.model_fields.items():
+            key = f.alias or name
+            if name in Layer.model_fields or name in INFERRED or not hasattr(m, key):
+                continue
+            v = torch_value(getattr(m, key), name == "bias")
+            if isinstance(v, list) and v and len(set(v)) == 1 and getattr(f.annotation, "__origin__", None) is not list:
+                v = v[0]  # (3, 3) as people write it: 3
+            if not (type(v) is type(f.default) and v == f.default or v is None and f.default is None):
+                entry[key] = v
+        return entry
+
     # ---- helpers for rules ----------------------------------------------------------------
     def expect_rank(self, shape: Shape, rank: int, axes: str) -> None:
         if len(shape) != rank:
@@ -257,6 +280,21 @@ class Layer(BaseModel):
         if declared is not None and declared != actual:
             because = note or f"the input has {actual} {what}"
             raise LayerError(f"{field_name}={declared} but {because}", field_name)
+
+
+INFERRED = ("in_channels", "in_features", "num_features", "num_channels")  #: sizes torch infers
+
+
+def torch_value(v: Any, flag: bool = False) -> Any:
+    """A torch module attribute as a spec value: tuples and sizes → lists, a tensor (or None,
+    with `flag`) → whether it is there."""
+    if hasattr(v, "shape") and hasattr(v, "dtype"):
+        return True
+    if v is None and flag:
+        return False
+    if isinstance(v, tuple) or type(v).__name__ == "Size":
+        return [torch_value(x) for x in v]
+    return v
 
 
 def clip(span: tuple[int, int], size: int) -> tuple[int, int]:

@@ -479,6 +479,7 @@ class DeformConv2d(_Conv2dBase):
     data-dependent)."""
 
     type: Literal["deform_conv2d"]
+    torch_names: ClassVar[tuple[str, ...] | None] = ()  # torchvision's takes the offsets as a second input
     memory_exact: ClassVar[bool] = False
     groups: PosInt = 1
     offset_groups: PosInt = 1

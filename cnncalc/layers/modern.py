@@ -89,6 +89,7 @@ class DropPath(Layer):
 
     category: ClassVar[str] = "regularization"
     type: Literal["drop_path"]
+    torch_names: ClassVar[tuple[str, ...] | None] = ("StochasticDepth",)  # torchvision.ops and cnncalc's
     p: Annotated[float, Field(ge=0, lt=1)] = 0.0
     mode: Literal["row", "batch"] = "row"
 
@@ -256,6 +257,11 @@ class SelfAttention(Layer):
     category: ClassVar[str] = "attention"
     type: Literal["self_attention"]
     num_heads: PosInt
+
+    @classmethod
+    def from_torch(cls, m: Any) -> dict[str, Any]:
+        """cnncalc's own module (exported): its heads and whether it has biases."""
+        return {"type": "self_attention", "num_heads": m.heads, **({} if m.in_proj_bias is not None else {"bias": False})}
     bias: bool = True
     memory_exact: ClassVar[bool] = False  # the attention kernel's temporaries depend on the backend
 
@@ -368,6 +374,7 @@ class Transpose(_Reorder):
     field as for permute."""
 
     type: Literal["transpose"]
+    torch_names: ClassVar[tuple[str, ...] | None] = ()  # written as a permute
     dim0: int
     dim1: int
 
@@ -394,6 +401,10 @@ class Unflatten(_View):
     type: Literal["unflatten"]
     dim: int = 1
     sizes: Annotated[list[int], Field(min_length=1, max_length=5)]
+
+    @classmethod
+    def from_torch(cls, m: Any) -> dict[str, Any]:
+        return {"type": "unflatten", "dim": m.dim, "sizes": list(m.unflattened_size)}
 
     def shape(self, ctx: Ctx) -> Shape:
         rank = len(ctx.x)
@@ -454,3 +465,4 @@ class View(Reshape):
 
     type: Literal["view"]  # type: ignore[assignment]
     memory_exact: ClassVar[bool] = True
+    torch_names: ClassVar[tuple[str, ...] | None] = ()  # written as reshape

@@ -307,6 +307,7 @@ class GlobalPool(Layer):
     category: ClassVar[str] = "pooling"
     rf_size_dependent: ClassVar[bool] = True
     type: Literal["global_avgpool", "global_maxpool"]
+    torch_names: ClassVar[tuple[str, ...] | None] = ()  # torch has no such module: read from x.mean(…)
     keepdims: bool = True
 
     def shape(self, ctx: Ctx) -> Shape:

@@ -1,0 +1,621 @@
+"""`cnncalc import`: a live PyTorch model as cnncalc layers, traced with torch.fx.
+
+Modules that have a layer type stay whole (fx leaves) and are read by their layer class's
+`from_torch` rule; everything else is traced through. Each tensor the forward pass makes is one
+layer: a module call is named by its path (`layer1.0.conv1`), a functional op (`F.relu`,
+`torch.cat`, `x + y`, `x.flatten(1)`) by the module it runs in and the op (`layer1.0.add`).
+Sizes computed from shapes (`x.size(0)`, `c // groups`) are taken from a real forward pass at
+the given input. An op with no layer type is refused, every one listed with where it occurs:
+nothing is dropped or approximated. `check` then proves the written spec against the model.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import operator
+import os
+import sys
+from typing import Any, Callable
+
+from ..errors import CnnError, did_you_mean
+from ..layers import REGISTRY
+from ..layers.base import Layer
+from ..spec_writer import Found
+from . import kit
+
+MAX_LISTED = 20  #: unsupported ops listed by name (then a count)
+
+
+# ---- where the model comes from ----------------------------------------------------------------
+def load_model(source: str) -> Any:
+    """The nn.Module that SOURCE names: `file.py:NAME`, `package.module:NAME` or `torchvision:NAME`
+    (NAME a module, a class or a factory taking no required arguments)."""
+    t = kit()
+    where, sep, name = source.rpartition(":")
+    if not sep or not where or not name:
+        raise CnnError.single(f"import: '{source}' is not FILE.py:NAME, package.module:NAME, torchvision:NAME or a "
+                              ".onnx file", exit_code=2)
+    if where == "torchvision":
+        return _torchvision(name)
+    if where.endswith(".py"):
+        if not os.path.isfile(where):
+            raise CnnError.single(f"import: no such file: {where}", exit_code=2)
+        mod_name = "cnncalc_import_" + "".join(c if c.isalnum() else "_" for c in os.path.basename(where)[:-3])
+        spec = importlib.util.spec_from_file_location(mod_name, where)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        sys.modules[mod_name] = module
+        run: Callable[[], Any] = lambda: spec.loader.exec_module(module)  # type: ignore[union-attr] # noqa: E731
+    else:
+        run = lambda: importlib.import_module(where)  # noqa: E731
+    try:
+        loaded = run()
+        module = loaded if loaded is not None else module
+    except ModuleNotFoundError as exc:
+        raise CnnError.single(f"import: cannot import {where}: {exc}", exit_code=2) from None
+    except Exception as exc:  # noqa: BLE001 - the user's code failed: say how, plainly
+        raise CnnError.single(f"import: {where} failed while loading: {_one_line(exc)}") from None
+    if not hasattr(module, name):
+        names = [n for n in vars(module) if not n.startswith("_")]
+        raise CnnError.single(f"import: {where} has no '{name}'{did_you_mean(name, names)}", exit_code=2)
+    return _instance(getattr(module, name), f"{where}:{name}", t)
+
+
+def _torchvision(name: str) -> Any:
+    try:
+        import torchvision
+        from torchvision import models
+    except Exception as exc:  # noqa: BLE001 - missing, or built for another torch: both say the same
+        raise CnnError.single("import: torchvision cannot be loaded here "
+                              f"({_one_line(exc)}); install the torchvision that matches your torch "
+                              "(pip install torchvision)") from None
+    names = models.list_models()
+    if name not in names:
+        raise CnnError.single(f"import: torchvision {torchvision.__version__} has no model '{name}'"
+                              f"{did_you_mean(name, names)}", exit_code=2)
+    try:
+        return models.get_model(name, weights=None)
+    except Exception as exc:  # noqa: BLE001 - e.g. its compiled ops failed to load
+        raise CnnError.single(f"import: torchvision could not build {name}: {_one_line(exc)}") from None
+
+
+def _instance(obj: Any, what: str, t: Any) -> Any:
+    if isinstance(obj, t.nn.Module):
+        return obj
+    if not callable(obj):
+        raise CnnError.single(f"import: {what} is not an nn.Module, a class or a function", exit_code=2)
+    try:
+        made = obj()
+    except TypeError as exc:
+        raise CnnError.single(f"import: {what} cannot be called without arguments ({_one_line(exc)}); give a "
+                              "function that builds the model", exit_code=2) from None
+    except Exception as exc:  # noqa: BLE001
+        raise CnnError.single(f"import: {what}() failed: {_one_line(exc)}") from None
+    if not isinstance(made, t.nn.Module):
+        raise CnnError.single(f"import: {what}() returned {type(made).__name__}, not an nn.Module")
+    return made
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+# ---- which layer type a module is ---------------------------------------------------------------
+def layer_class(m: Any) -> type[Layer] | None:
+    """The layer class that reads module `m`: its class (or a base whose forward it keeps) is a
+    torch or torchvision class named in a layer's `torch_names`, or one of the modules cnncalc's
+    exported files define."""
+    from . import modules as ext
+
+    index = _index()
+    ours = {n for n, v in vars(ext).items() if isinstance(v, type)}
+    for k in type(m).__mro__:
+        if k.__name__ in index and (k.__module__.split(".")[0] in ("torch", "torchvision") or k.__name__ in ours):
+            return index[k.__name__] if type(m).forward is getattr(k, "forward", None) else None
+    return None
+
+
+def _index() -> dict[str, type[Layer]]:
+    out: dict[str, type[Layer]] = {}
+    for cls in REGISTRY.values():
+        for n in cls.torch_names if cls.torch_names is not None else (cls.__name__,):
+            out[n] = cls
+    return out
+
+
+# ---- functional ops ----------------------------------------------------------------------------
+class _T:
+    """A tensor argument of a traced op (the node it comes from)."""
+
+    def __init__(self, node: Any):
+        self.node = node
+
+
+def _functions(t: Any) -> dict[Any, tuple[str, Callable[..., Any]]]:
+    """Traced function (or method name) → (short name, handler). A handler receives the op's
+    arguments (tensors as `_T`) and returns (an nn module or a spec entry, the tensor inputs)."""
+    torch, nn, F = t.torch, t.nn, t.F
+
+    def act(cls: Any, *names: str) -> Callable[..., Any]:
+        def handler(x: _T, *args: Any, **kw: Any) -> Any:
+            kw.pop("inplace", None)
+            return cls(*args, **kw), [x]
+        return handler
+
+    def maxpool(cls: Any) -> Callable[..., Any]:
+        def handler(x: _T, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+                    ceil_mode: bool = False, return_indices: bool = False) -> Any:
+            return cls(kernel_size, stride, padding, dilation, return_indices, ceil_mode), [x]
+        return handler
+
+    def same(cls: Any) -> Callable[..., Any]:  # F.f(x, *a) ↔ nn.F(*a), same parameter order
+        return lambda x, *a, **k: (cls(*a, **k), [x])
+
+    def softmax(kind: str) -> Callable[..., Any]:
+        def handler(x: _T, dim: Any = None, _stacklevel: int = 3, dtype: Any = None) -> Any:
+            if dim is None or dtype is not None:
+                raise _Unsupported(f"{kind} without an explicit dim, or with a dtype")
+            return {"type": kind, "dim": dim}, [x]
+        return handler
+
+    def merge(kind: str) -> Callable[..., Any]:
+        def handler(a: Any, b: Any, alpha: Any = 1, out: Any = None) -> Any:
+            if not (isinstance(a, _T) and isinstance(b, _T)) or alpha != 1:
+                raise _Unsupported(f"{kind} with a constant (only tensor {kind}s have a layer type)")
+            return {"type": kind}, [a, b]
+        return handler
+
+    def cat(tensors: Any, dim: int = 0) -> Any:
+        if not all(isinstance(x, _T) for x in tensors):
+            raise _Unsupported("torch.cat of something other than tensors")
+        if len(tensors) == 1:
+            return None, list(tensors)  # a copy of its one input: the input, as far as the numbers go
+        return ({"type": "concat"} if dim == 1 else {"type": "concat", "dim": dim}), list(tensors)
+
+    def flatten(x: _T, start_dim: int = 0, end_dim: int = -1) -> Any:
+        return nn.Flatten(start_dim, end_dim), [x]
+
+    def mean(x: _T, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Any:
+        rank = len(x.node.meta["cnncalc_shape"])
+        dims = {d % rank for d in ([dim] if isinstance(dim, int) else dim or ())}
+        if dims != set(range(2, rank)) or dtype is not None:
+            raise _Unsupported("mean over axes other than all the spatial ones")
+        return {"type": "global_avgpool", **({} if keepdim else {"keepdims": False})}, [x]
+
+    def permute(x: _T, *dims: Any) -> Any:
+        order = dims[0] if len(dims) == 1 and isinstance(dims[0], (list, tuple)) else dims
+        return {"type": "permute", "dims": list(order)}, [x]
+
+    def transpose(x: _T, dim0: int, dim1: int) -> Any:
+        return {"type": "transpose", "dim0": dim0, "dim1": dim1}, [x]
+
+    def narrow(x: _T, dim: int, start: int, length: int) -> Any:
+        if dim % len(x.node.meta["cnncalc_shape"]) != 1:
+            raise _Unsupported("narrow along an axis other than the channels")
+        return {"type": "narrow", "start": start, "length": length}, [x]
+
+    def unflatten(x: _T, dim: int, sizes: Any) -> Any:
+        return nn.Unflatten(dim, tuple(sizes)), [x]
+
+    def interpolate(x: _T, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
+                    align_corners: Any = None, recompute_scale_factor: Any = None, antialias: bool = False) -> Any:
+        if recompute_scale_factor or antialias:
+            raise _Unsupported("interpolate with recompute_scale_factor or antialias")
+        return nn.Upsample(size, scale_factor, mode, align_corners), [x]
+
+    def dropout(cls: Any) -> Callable[..., Any]:
+        return lambda x, p=0.5, training=True, inplace=False: (cls(p), [x])
+
+    table: dict[Any, tuple[str, Callable[..., Any]]] = {
+        operator.add: ("add", merge("add")), torch.add: ("add", merge("add")), "add": ("add", merge("add")),
+        operator.mul: ("mul", merge("mul")), torch.mul: ("mul", merge("mul")), "mul": ("mul", merge("mul")),
+        torch.cat: ("cat", cat), torch.concat: ("cat", cat),
+        torch.flatten: ("flatten", flatten), "flatten": ("flatten", flatten),
+        torch.mean: ("mean", mean), "mean": ("mean", mean),
+        torch.permute: ("permute", permute), "permute": ("permute", permute),
+        torch.transpose: ("transpose", transpose), "transpose": ("transpose", transpose),
+        torch.narrow: ("narrow", narrow), "narrow": ("narrow", narrow),
+        torch.unflatten: ("unflatten", unflatten), "unflatten": ("unflatten", unflatten),
+        F.interpolate: ("interpolate", interpolate),
+        F.softmax: ("softmax", softmax("softmax")), torch.softmax: ("softmax", softmax("softmax")),
+        "softmax": ("softmax", softmax("softmax")),
+        F.log_softmax: ("log_softmax", softmax("log_softmax")), "log_softmax": ("log_softmax", softmax("log_softmax")),
+        F.dropout: ("dropout", dropout(nn.Dropout)), F.dropout2d: ("dropout", dropout(nn.Dropout2d)),
+        F.max_pool1d: ("max_pool1d", maxpool(nn.MaxPool1d)), F.max_pool2d: ("max_pool2d", maxpool(nn.MaxPool2d)),
+        F.max_pool3d: ("max_pool3d", maxpool(nn.MaxPool3d)),
+        F.avg_pool1d: ("avg_pool1d", same(nn.AvgPool1d)), F.avg_pool2d: ("avg_pool2d", same(nn.AvgPool2d)),
+        F.avg_pool3d: ("avg_pool3d", same(nn.AvgPool3d)),
+        F.adaptive_avg_pool1d: ("adaptive_avg_pool1d", same(nn.AdaptiveAvgPool1d)),
+        F.adaptive_avg_pool2d: ("adaptive_avg_pool2d", same(nn.AdaptiveAvgPool2d)),
+        F.adaptive_avg_pool3d: ("adaptive_avg_pool3d", same(nn.AdaptiveAvgPool3d)),
+        F.adaptive_max_pool2d: ("adaptive_max_pool2d", same(nn.AdaptiveMaxPool2d)),
+        F.pixel_shuffle: ("pixel_shuffle", same(nn.PixelShuffle)),
+        F.pixel_unshuffle: ("pixel_unshuffle", same(nn.PixelUnshuffle)),
+        F.channel_shuffle: ("channel_shuffle", same(nn.ChannelShuffle)),
+        F.leaky_relu: ("leaky_relu", act(nn.LeakyReLU)), F.elu: ("elu", act(nn.ELU)),
+        F.gelu: ("gelu", act(nn.GELU)), "gelu": ("gelu", act(nn.GELU)),
+    }
+    for name, cls in (("relu", nn.ReLU), ("relu6", nn.ReLU6), ("silu", nn.SiLU), ("hardswish", nn.Hardswish),
+                      ("hardsigmoid", nn.Hardsigmoid), ("sigmoid", nn.Sigmoid), ("tanh", nn.Tanh)):
+        for fn in (getattr(F, name, None), getattr(torch, name, None), name):
+            if fn is not None:
+                table[fn] = (name, act(cls))
+    return table
+
+
+class _Unsupported(Exception):
+    """An op that has no layer type (the message says which)."""
+
+
+class _After(Exception):
+    """An op that reads the result of a refused one (not listed again)."""
+
+
+# ---- the trace ---------------------------------------------------------------------------------
+def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model") -> tuple[list[Found], list[str], list[str]]:
+    """The model's layers, in the order its forward pass makes them, the names of its outputs, and
+    notes (modules never called). Raises a CnnError listing every op that has no layer type."""
+    t = kit()
+    fx = t.torch.fx
+
+    class Tracer(fx.Tracer):  # type: ignore[name-defined]
+        def is_leaf_module(self, m: Any, qualname: str) -> bool:
+            return layer_class(m) is not None or super().is_leaf_module(m, qualname)
+
+    model = model.eval()
+    try:
+        graph = Tracer().trace(model)
+    except Exception as exc:  # noqa: BLE001 - fx's failures (control flow on values, …): say so plainly
+        raise CnnError.single(f"import: torch.fx cannot trace {what}: {_one_line(exc)} (import needs a forward "
+                              "pass without Python control flow on tensor values)") from None
+    gm = fx.GraphModule(model, graph)
+    values: dict[Any, Any] = {}
+
+    class Run(fx.Interpreter):  # type: ignore[name-defined]
+        def run_node(self, n: Any) -> Any:
+            v = super().run_node(n)
+            if isinstance(v, t.torch.Tensor):
+                n.meta["cnncalc_shape"] = tuple(v.shape)
+            elif isinstance(v, (tuple, list)) and v and all(isinstance(x, t.torch.Tensor) for x in v):
+                n.meta["cnncalc_pieces"] = [tuple(x.shape) for x in v]
+            else:
+                values[n] = v
+            return v
+
+    x = t.torch.randn(2, *input_shape)  # batch 2: a size read from the batch is told apart from the rest
+    try:
+        with t.torch.no_grad():
+            Run(gm).run(x)
+    except Exception as exc:  # noqa: BLE001
+        raise CnnError.single(f"import: {what} fails on a {'×'.join(map(str, input_shape))} input: "
+                              f"{_one_line(exc)}") from None
+    return _Reader(gm, values, t).read()
+
+
+class _Reader:
+    def __init__(self, gm: Any, values: dict[Any, Any], t: Any):
+        self.gm, self.values, self.t = gm, values, t
+        self.funcs = _functions(t)
+        self.names: dict[Any, str] = {}       # tensor node → layer name
+        self.taken: set[str] = {"input"}
+        self.calls: dict[str, str] = {}       # module path → its first call's layer name
+        self.found: list[Found] = []
+        self.problems: list[str] = []
+        self.failed: set[Any] = set()
+        self.outputs: list[str] = []
+
+    def read(self) -> tuple[list[Found], list[str], list[str]]:
+        for n in self.gm.graph.nodes:
+            try:
+                self.node(n)
+            except _Unsupported as exc:
+                self.failed.add(n)
+                self.problems.append(f"{exc} at {self.where(n)}")
+            except _After:
+                self.failed.add(n)
+        if self.problems:
+            shown = self.problems[:MAX_LISTED] + ([f"… and {len(self.problems) - MAX_LISTED} more"]
+                                                  if len(self.problems) > MAX_LISTED else [])
+            raise CnnError.single("import: these operations have no cnncalc layer type, so the model cannot be "
+                                  "written as a spec:\n  " + "\n  ".join(shown))
+        self.found = _channel_shuffles(self.found, self.fresh)
+        called = set(self.calls)
+        unused = [p for p, m in self.gm.named_modules() if p and not any(c == p or c.startswith(p + ".") or
+                                                                      p.startswith(c + ".") for c in called)
+                  and any(True for _ in m.parameters(recurse=False))]
+        notes = [f"left out: {p} (its parameters are never used by forward)" for p in unused]
+        return self.found, self.outputs, notes
+
+    def where(self, n: Any) -> str:
+        return f"{self.owner(n) or 'the top level'} ({n.op} {n.name})"
+
+    def owner(self, n: Any) -> str:
+        stack = n.meta.get("nn_module_stack") or {}
+        paths = [p for p, _ in stack.values() if not (n.op == "call_module" and p == n.target)]
+        return paths[-1] if paths else ""
+
+    def scopes(self, n: Any) -> tuple[tuple[str, str], ...]:
+        stack = n.meta.get("nn_module_stack") or {}
+        return tuple((p, c.__name__ if isinstance(c, type) else str(c).rsplit(".", 1)[-1])
+                     for p, c in stack.values() if p and not (n.op == "call_module" and p == n.target))
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.taken:
+            name, k = f"{base}_{k}", k + 1
+        self.taken.add(name)
+        return name
+
+    def arg(self, a: Any) -> Any:
+        fx = self.t.torch.fx
+        if isinstance(a, fx.Node):
+            if a in self.failed:
+                raise _After()
+            if a in self.names or "cnncalc_shape" in a.meta:
+                if a not in self.names:
+                    raise _Unsupported(f"the tensor {a.name} (made by an operation above) ")
+                return _T(a)
+            if a in self.values:
+                return self.values[a]
+            raise _Unsupported(f"the value of {a.name}")
+        if isinstance(a, (list, tuple)):
+            return type(a)(self.arg(x) for x in a)
+        if isinstance(a, dict):
+            return {k: self.arg(v) for k, v in a.items()}
+        return a
+
+    def node(self, n: Any) -> None:
+        if n.op == "placeholder":
+            if "input" in self.names.values():
+                raise _Unsupported("a second input (a spec has one input)")
+            self.names[n] = "input"
+            return
+        if n.op == "output":
+            outs = n.args[0] if isinstance(n.args[0], (tuple, list)) else [n.args[0]]
+            if any(o in self.failed for o in outs if _hashable(o)):
+                raise _After()
+            if not all(isinstance(o, self.t.torch.fx.Node) and o in self.names for o in outs):
+                raise _Unsupported("an output that is not a tensor or a tuple of tensors")
+            self.outputs = [self.names[o] for o in outs]
+            return
+        if n.op == "get_attr":
+            if "cnncalc_shape" in n.meta:
+                raise _Unsupported(f"the tensor attribute self.{n.target} used directly in forward")
+            return
+        if n.op == "call_module" and layer_class(m := self.gm.get_submodule(n.target)) is None:
+            raise _Unsupported(f"{type(m).__module__}.{type(m).__name__} (module {n.target})")
+        if "cnncalc_pieces" in n.meta:  # chunk / split: its pieces become narrow layers
+            self.pieces(n)
+            return
+        if "cnncalc_shape" not in n.meta:
+            return  # a size or other value: used as a constant by the ops that read it
+        if not n.users:
+            return  # computed, never used
+        if n.op == "call_function" and n.target is operator.getitem and n.args[0] in self.names:
+            raise _Unsupported("indexing a tensor")
+        if n.op == "call_function" and n.target is operator.getitem:
+            if n.args[0] in self.failed:
+                raise _After()
+            self.names[n] = self.names[n.args[0], n.args[1]]
+            return
+        if n.op == "call_method" and n.target == "contiguous":
+            self.names[n] = self.names[n.args[0]]  # no data moved for the numbers; a view after it reshapes
+            return
+        if n.op == "call_module":
+            self.module(n)
+        elif n.op == "call_method" and n.target in ("view", "reshape") or n.target is self.t.torch.reshape:
+            self.reshape(n)
+        else:
+            key = n.target if n.op == "call_function" else str(n.target)
+            hit = self.funcs.get(key) if _hashable(key) else None
+            if hit is None:
+                raise _Unsupported(f"{_op_name(n)}")
+            base, handler = hit
+            try:
+                made, inputs = handler(*self.arg(n.args), **self.arg(n.kwargs))
+            except TypeError as exc:
+                raise _Unsupported(f"{_op_name(n)} with these arguments ({exc})") from None
+            if made is None:
+                self.names[n] = self.names[inputs[0].node]
+                return
+            owner = self.owner(n)
+            self.add(n, self.fresh(f"{owner}.{base}" if owner else base), made, inputs)
+
+    def module(self, n: Any) -> None:
+        m = self.gm.get_submodule(n.target)
+        cls = layer_class(m)
+        assert cls is not None
+        first = self.calls.get(n.target)
+        name = self.fresh(n.target)
+        if first is None:
+            self.calls[n.target] = name
+        if len(n.args) + len(n.kwargs) < cls.min_inputs or len(n.args) > cls.max_inputs or n.kwargs:
+            raise _Unsupported(f"{type(m).__name__} called with {len(n.args)} inputs (module {n.target})")
+        shared = first if first and any(True for _ in m.parameters()) else None
+        self.add(n, name, cls.from_torch(m), [self.arg(a) for a in n.args], shared)
+
+    def reshape(self, n: Any) -> None:
+        x = self.arg(n.args[0])
+        src, out = x.node.meta["cnncalc_shape"], n.meta["cnncalc_shape"]
+        if out[0] != src[0]:
+            raise _Unsupported(f"{n.target} that changes the batch axis ({list(src)} → {list(out)})")
+        owner = self.owner(n)
+        after_copy = n.args[0].op == "call_method" and n.args[0].target == "contiguous"
+        if len(src) > 2 and out == (src[0], src[1] * _prod(src[2:])) and not after_copy:
+            entry: dict[str, Any] = {"type": "flatten"}
+        else:
+            kind = "view" if n.target == "view" and not after_copy else "reshape"
+            entry = {"type": kind, "shape": list(out[1:])}
+        self.add(n, self.fresh(f"{owner}.{entry['type']}" if owner else entry["type"]), entry, [x])
+
+    def pieces(self, n: Any) -> None:
+        key = n.target if n.op == "call_function" else str(n.target)
+        chunk = key in ("chunk", self.t.torch.chunk)
+        if not (chunk or key in ("split", self.t.torch.split)):
+            raise _Unsupported(f"{_op_name(n)}")
+        x = self.arg(n.args[0])
+        dim = self.arg(n.kwargs.get("dim", n.args[2] if len(n.args) > 2 else 0))
+        rank = len(x.node.meta["cnncalc_shape"])
+        if dim % rank != 1:
+            raise _Unsupported(f"{_op_name(n)} along an axis other than the channels")
+        owner = self.owner(n)
+        base = self.fresh(f"{owner}.{'chunk' if chunk else 'split'}" if owner else ("chunk" if chunk else "split"))
+        start = 0
+        for i, shape in enumerate(n.meta["cnncalc_pieces"]):
+            used = any(u.target is operator.getitem and u.args[1] == i for u in n.users)
+            if used:
+                name = self.fresh(f"{base}.{i}")
+                self.taken.add(name)
+                self.found.append(Found(name, {"type": "narrow", "start": start, "length": shape[1]},
+                                        [self.names[x.node]], self.scopes(n), shape))
+                self.names[n, i] = name
+            start += shape[1]
+
+    def add(self, n: Any, name: str, made: Any, inputs: list[Any], shared: str | None = None) -> None:
+        if isinstance(made, self.t.nn.Module):
+            cls = layer_class(made)
+            if cls is None:
+                raise _Unsupported(f"{_op_name(n)}")
+            made = cls.from_torch(made)
+        srcs = []
+        for a in inputs:
+            if not isinstance(a, _T) or a.node not in self.names:
+                raise _Unsupported(f"{_op_name(n)} on something other than a traced tensor")
+            srcs.append(self.names[a.node])
+        self.names[n] = name
+        self.found.append(Found(name, made, srcs, self.scopes(n), n.meta["cnncalc_shape"], shared))
+
+
+def _channel_shuffles(found: list[Found], fresh: Callable[[str], str]) -> list[Found]:
+    """torchvision's channel_shuffle written out (view to (N, g, C/g, …), transpose(1, 2), back to
+    (N, C, …)), each step read only by the next: one channel_shuffle layer."""
+    readers: dict[str, int] = {}
+    for f in found:
+        for i in f.inputs:
+            readers[i] = readers.get(i, 0) + 1
+    shape = {f.name: f.shape for f in found}
+    out: list[Found] = []
+    renamed: dict[str, str] = {}
+    k = 0
+    while k < len(found):
+        a, b, c = found[k:k + 3] if k + 3 <= len(found) else (found[k], found[k], None)
+        if (c is not None and a.entry["type"] == "view" and b.entry == {"type": "transpose", "dim0": 1, "dim1": 2}
+                and c.entry["type"] in ("view", "reshape") and b.inputs == [a.name] and c.inputs == [b.name]
+                and readers.get(a.name) == readers.get(b.name) == 1 and a.inputs[0] in shape | {"input": ()}
+                and len(a.shape) == len(c.shape) + 1 and c.shape == shape.get(a.inputs[0], c.shape)
+                and a.shape[1] * a.shape[2] == c.shape[1]):
+            owner = c.name.rsplit(".", 1)[0] + "." if "." in c.name else ""
+            name = fresh(owner + "channel_shuffle")
+            renamed[c.name] = name
+            out.append(Found(name, {"type": "channel_shuffle", "groups": a.shape[1]},
+                             [renamed.get(i, i) for i in a.inputs], c.scopes, c.shape))
+            k += 3
+            continue
+        f = found[k]
+        f.inputs = [renamed.get(i, i) for i in f.inputs]
+        out.append(f)
+        k += 1
+    return out
+
+
+def _hashable(key: Any) -> bool:
+    try:
+        hash(key)
+    except TypeError:
+        return False
+    return True
+
+
+def _op_name(n: Any) -> str:
+    if n.op == "call_method":
+        return f"Tensor.{n.target}"
+    mod = getattr(n.target, "__module__", None) or ""
+    name = getattr(n.target, "__name__", str(n.target))
+    return f"{mod}.{name}" if mod and mod != "_operator" else f"operator.{name}" if mod == "_operator" else name
+
+
+def _prod(xs: Any) -> int:
+    out = 1
+    for v in xs:
+        out *= v
+    return out
+
+
+# ---- torch's own numbers, to prove the spec by --------------------------------------------------
+def torch_counts(model: Any, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """params, buffers (of the modules forward uses, counted once) and FlopCounterMode's FLOPs at batch 1."""
+    t = kit()
+    from torch.utils.flop_counter import FlopCounterMode
+
+    used: set[int] = set()
+    hooks = [m.register_forward_hook(lambda mod, i, o: used.add(id(mod))) for m in model.modules()]
+    counter = FlopCounterMode(display=False)
+    try:
+        with t.torch.no_grad(), counter:
+            model.eval()(t.torch.randn(1, *input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    params: dict[int, int] = {}
+    buffers: dict[int, int] = {}
+    for m in model.modules():
+        if id(m) in used:
+            params.update({id(p): p.numel() for p in m.parameters(recurse=False)})
+            buffers.update({id(b): b.numel() for b in m.buffers(recurse=False)})
+    return {"params": sum(params.values()), "buffers": sum(buffers.values()), "flops": counter.get_total_flops()}
+
+
+# ---- the whole import, proved ------------------------------------------------------------------
+def import_model(model: Any, input_shape: tuple[int, ...], name: str, header: list[str],
+                 what: str = "the model") -> tuple[str, list[str]]:
+    """The spec text of `model` at `input_shape` (no batch), and notes for the user. The spec is
+    analysed and proved against torch before it is returned: every layer's output shape, the
+    params, buffers and FlopCounterMode FLOPs, and (through the exported module, loading the
+    model's own state_dict strictly) equal outputs."""
+    from ..spec_writer import write_spec
+
+    found, outputs, notes = trace(model, input_shape, what)
+    text = write_spec(found, name, input_shape, header, outputs)
+    check(text, found, model, input_shape, what)
+    return text, notes
+
+
+def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...], what: str) -> None:
+    """Raise a CnnError unless the spec `text` analyses to what torch says of `model`."""
+    from ..analyzer import analyze
+    from ..spec import parse_spec
+    from .build import build_model
+    from .export import exported_module
+
+    t = kit()
+
+    def fail(why: str) -> CnnError:
+        return CnnError.single(f"import: the spec written for {what} does not reproduce it ({why}); this is a bug "
+                               "in cnncalc, please report it with the model")
+
+    try:
+        report = analyze(parse_spec(text, "<imported spec>"))
+    except CnnError as exc:
+        raise fail(f"it does not analyse: {exc.problems[0].message}") from None
+    for f in found:
+        row = report.layer(f.name)
+        if tuple(row.output_shape[1:]) != tuple(f.shape[1:]):
+            raise fail(f"{f.name}: cnncalc gives {list(row.output_shape[1:])}, torch {list(f.shape[1:])}")
+    counts = torch_counts(model, input_shape)
+    ours = {"params": report.totals["params"], "buffers": report.totals["buffers"], "flops": report.totals["flops"]}
+    if ours != counts:
+        raise fail(", ".join(f"{k}: cnncalc {ours[k]:,}, torch {counts[k]:,}" for k in ours if ours[k] != counts[k]))
+    net = exported_module(report, build_model(report, t)).eval()
+    state = model.state_dict()
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise fail(f"its state_dict does not load: {_one_line(exc)}") from None
+    x = t.torch.randn(2, *input_shape)
+    with t.torch.no_grad():
+        want, got = model.eval()(x), net(x)
+    want, got = (list(v) if isinstance(v, (tuple, list)) else [v] for v in (want, got))
+    if len(want) != len(got) or not all(
+            a.shape == b.shape and t.torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(a.abs().max()) + 1e-6)
+            for a, b in zip(want, got)):
+        raise fail("the outputs differ")

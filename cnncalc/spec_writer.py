@@ -1,0 +1,369 @@
+"""From an imported model's layers to a readable spec: blocks for repeated sub-modules, `repeat`
+for runs of them, arguments for what differs between uses.
+
+Pure (no torch): the importers (`backend/fx_import`, `onnx_import`) give a list of `Found`
+layers, each with the module instances it ran in. A module instance whose layers are contiguous,
+read one outside tensor and give one result is a candidate block; candidates of one class with
+the same layers and wiring share a block, whose arguments are the fields that differ between
+them (a field that is always k times another becomes `${arg * k}`). A run of uses of one block,
+named P.0, P.1, … (an nn.Sequential), chained, becomes one `repeat` entry (the first may be
+another block or take other arguments: `first:`). Everything else is written out layer by layer
+under its module path.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+META = ("name", "type", "inputs", "share", "block", "repeat", "names")  #: entry keys that are not values
+
+
+@dataclass
+class Found:
+    """One imported layer."""
+
+    name: str
+    entry: dict[str, Any]
+    """type and fields, as the spec writes them (defaults left out)"""
+    inputs: list[str]
+    """names of earlier layers; 'input' for the network input"""
+    scopes: tuple[tuple[str, str], ...] = ()
+    """the module instances it runs in, outermost first: (path, class name)"""
+    shape: tuple[int, ...] = ()
+    """its output shape in torch (batch first)"""
+    share: str | None = None
+    """an earlier call of the same module (weights shared)"""
+
+
+@dataclass
+class _Inst:
+    path: str
+    cls: str
+    items: list[Any] = field(default_factory=list)  # Found | _Inst, in order
+    split: bool = False                              # its layers are not contiguous: always written out
+    block: str | None = None                         # the block it uses, once decided
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def layers(self) -> list[Found]:
+        return [f for i in self.items for f in ([i] if isinstance(i, Found) else i.layers())]
+
+    def height(self) -> int:
+        return 1 + max((i.height() for i in self.items if isinstance(i, _Inst)), default=-1)
+
+
+def write_spec(found: list[Found], name: str, input_shape: tuple[int, ...], header: list[str],
+               outputs: list[str] | None = None) -> str:
+    """The spec's YAML text (`outputs`: the layers the network returns, when not just the last)."""
+    root = _tree(found)
+    blocks = _Blocks(found)
+    blocks.decide(root)
+    layers = blocks.body(root, "", "input")
+    lines = [f"# {h}" for h in header]
+    lines += [f"name: {_scalar(name)}", "input: " + "x".join(map(str, input_shape))]
+    if blocks.defs:
+        lines.append("blocks:")
+        for bname, (args, body, cls) in blocks.defs.items():
+            lines += [f"  {bname}:                # {cls}", f"    args: {_flow({a: None for a in args})}", "    layers:"]
+            lines += [f"      - {_flow(e)}" for e in body]
+    lines.append("layers:")
+    lines += [f"  - {_flow(e)}" for e in layers]
+    if outputs and outputs != [found[-1].name]:
+        lines.append(f"outputs: {_flow(outputs)}")
+    return "\n".join(lines) + "\n"
+
+
+def _tree(found: list[Found]) -> _Inst:
+    root = _Inst("", "")
+    seen: dict[str, _Inst] = {}
+    for f in found:
+        node = root
+        for path, cls in f.scopes:
+            last = node.items[-1] if node.items else None
+            if isinstance(last, _Inst) and last.path == path:
+                node = last
+                continue
+            child = _Inst(path, cls)
+            if path in seen:  # the instance ran before, and other layers came between
+                seen[path].split = child.split = True
+            seen[path] = child
+            node.items.append(child)
+            node = child
+        node.items.append(f)
+    return root
+
+
+class _Blocks:
+    def __init__(self, found: list[Found]):
+        self.defs: dict[str, tuple[list[str], list[dict], str]] = {}
+        self.readers: dict[str, list[str]] = {}  # layer → the layers that read it
+        for f in found:
+            for i in f.inputs:
+                self.readers.setdefault(i, []).append(f.name)
+            if f.share:
+                self.readers.setdefault(f.share, []).append(f.name)
+        self.order = {f.name: k for k, f in enumerate(found)}
+
+    # ---- which instances become blocks -----------------------------------------------------------
+    def decide(self, root: _Inst) -> None:
+        by_height: dict[int, list[_Inst]] = {}
+
+        def walk(inst: _Inst) -> None:
+            for i in inst.items:
+                if isinstance(i, _Inst):
+                    walk(i)
+                    if self.enclosed(i):
+                        by_height.setdefault(i.height(), []).append(i)
+        walk(root)
+        for h in sorted(by_height):
+            groups: dict[str, list[tuple[_Inst, list[dict]]]] = {}
+            for inst in by_height[h]:
+                body = self.body(inst, inst.path, self.outside_input(inst))
+                key = inst.cls + json.dumps(_shape_of(body), sort_keys=True)
+                groups.setdefault(key, []).append((inst, body))
+            for members in groups.values():
+                if len(members) > 1:
+                    self.define(members)
+
+    def enclosed(self, inst: _Inst) -> bool:
+        """Contiguous, at least two layers, one outside input, and only its last layer read outside."""
+        layers = inst.layers()
+        if inst.split or len(layers) < 2 or not all(f.name.startswith(inst.path + ".") for f in layers):
+            return False
+        inside = {f.name for f in layers}
+        outside = {i for f in layers for i in f.inputs if i not in inside}
+        shares = {f.share for f in layers if f.share}
+        if len(outside) != 1 or not shares <= inside:
+            return False
+        return all(r in inside for f in layers[:-1] for r in self.readers.get(f.name, []))
+
+    def outside_input(self, inst: _Inst) -> str:
+        inside = {f.name for f in inst.layers()}
+        return next(i for f in inst.layers() for i in f.inputs if i not in inside)
+
+    def define(self, members: list[tuple[_Inst, list[dict]]]) -> None:
+        slots = [_slots(body) for _, body in members]
+        columns = [tuple(s[k][2] for s in slots) for k in range(len(slots[0]))]  # a slot's value in every member
+        args: list[str] = []
+        values: dict[tuple, str] = {}   # (field, a column of values) → its argument
+        text: dict[int, Any] = {}
+        for k in sorted(range(len(columns)), key=lambda k: _size(columns[k])):
+            col = columns[k]
+            if len(set(map(_key, col))) == 1:
+                continue
+            where, key = slots[0][k][0], slots[0][k][1]
+            hit = values.get((key, tuple(map(_key, col))))  # only a field of the same name: no coincidences
+            hit = f"${hit}" if hit else None
+            if hit is None:
+                hit = next((f"${{{a} * {m}}}" for (kk, c), a in values.items() if kk == key
+                            for m in [_multiple(col, c)] if m), None)
+            if hit is None:
+                a = _fresh(key if key not in args else re.sub(r"\W", "_", f"{where}_{key}" if where[0].isalpha()
+                                                             else f"{key}_{where}"), args)
+                args.append(a)
+                values[key, tuple(map(_key, col))] = a
+                hit = f"${a}"
+            text[k] = hit
+        order = {v[1:]: k for k, v in sorted(text.items(), reverse=True)}
+        args.sort(key=lambda a: order.get(a, 0))
+        first, body = members[0]
+        bname = _fresh(_snake(first.cls) or "block", list(self.defs))
+        self.defs[bname] = (args, _put(body, slots[0], text), first.cls)
+        for (inst, _), mine in zip(members, slots):
+            inst.block = bname
+            inst.args = {v[1:]: mine[k][2] for k, v in text.items() if v[1:] in args}
+
+    # ---- writing entries -----------------------------------------------------------------------------
+    def body(self, inst: _Inst, base: str, outside: str) -> list[dict]:
+        """The entries of `inst`, named relative to `base` (a block's path, or '' at the top
+        level); `outside` is what 'input' stands for. A block use's name stands for its output."""
+        raw, _ = self.entries(inst, outside)
+        out = self.repeats(raw)
+        alias = {e.pop("_out"): e["name"] for e in out if "_out" in e}
+        prev = outside
+        for e in out:
+            if "_in" in e:
+                ins = e.pop("_in")
+                if ins != [prev]:
+                    e["inputs"] = [_rel(alias.get(i, i), base, outside) for i in ins]
+            prev = e.pop("_last")
+            e["name"] = _rel(e["name"], base)
+            if "share" in e:
+                e["share"] = _rel(e["share"], base)
+        return out
+
+    def entries(self, inst: _Inst, outside: str) -> tuple[list[dict], str]:
+        """`inst`'s entries with absolute names: `_in` the inputs, `_last` the layer whose output
+        the entry ends with, `_out` that of a block use."""
+        out: list[dict] = []
+        for item in inst.items:
+            if isinstance(item, Found):
+                e = {"name": item.name, **item.entry, "_in": item.inputs, "_last": item.name}
+                if item.share:
+                    e["share"] = item.share
+                out.append(e)
+            elif item.block:
+                last = item.layers()[-1].name
+                e = {"block": item.block, "name": item.path, **({"args": item.args} if item.args else {}),
+                     "_in": [self.outside_input(item)], "_last": last, "_out": last}
+                out.append(e)
+            else:
+                out += self.entries(item, outside)[0]
+        return out, outside
+
+    def repeats(self, entries: list[dict]) -> list[dict]:
+        """Runs of block uses named P.0, P.1, … (or P.a, P.b, …), each reading the one before and
+        read by nothing else, with one block and the same arguments after the first: one
+        `repeat` entry named P."""
+        out: list[dict] = []
+        k = 0
+        names = {e["name"] for e in entries}
+        prefixes = Counter(e["name"].rsplit(".", 1)[0] for e in entries if "." in e["name"])
+        while k < len(entries):
+            e = entries[k]
+            run = [e]
+            prefix = e["name"].rsplit(".", 1)[0] if "block" in e and "." in e["name"] else None
+            while prefix is not None and k + len(run) < len(entries):
+                nxt, last = entries[k + len(run)], run[-1]
+                if not ("block" in nxt and "." in nxt["name"] and nxt["name"].rsplit(".", 1)[0] == prefix
+                        and nxt["_in"] == [last["_last"]]
+                        and all(r.startswith(nxt["name"] + ".") for r in self.readers.get(last["_last"], []))
+                        and (len(run) == 1 or (nxt["block"], nxt.get("args")) == (run[1]["block"], run[1].get("args")))):
+                    break
+                run.append(nxt)
+            if len(run) < 2 or len(run) != prefixes[prefix] or prefix in names:  # P must name the run alone
+                out.append(e)
+                k += 1
+                continue
+            rest = run[1]
+            suffixes = [r["name"].rsplit(".", 1)[1] for r in run]
+            use: dict[str, Any] = {"block": rest["block"], "name": prefix, "repeat": len(run)}
+            if suffixes != [str(i) for i in range(len(run))]:
+                use["names"] = suffixes
+            if rest.get("args"):
+                use["args"] = rest["args"]
+            first_args = {a: v for a, v in (e.get("args") or {}).items()
+                          if (rest.get("args") or {}).get(a, object()) != v}
+            if e["block"] != rest["block"] or first_args:
+                use["first"] = {**({"block": e["block"]} if e["block"] != rest["block"] else {}),
+                                **({"args": first_args} if first_args else {})}
+            use.update({"_in": e["_in"], "_last": run[-1]["_last"], "_out": run[-1]["_out"]})
+            out.append(use)
+            k += len(run)
+        return out
+
+
+def _rel(name: str, base: str, outside: str | None = None) -> str:
+    if outside is not None and name == outside and base:
+        return "input"
+    if base and name.startswith(base + "."):
+        return name[len(base) + 1:]
+    return name
+
+
+def _shape_of(body: list[dict]) -> list:
+    """An entry list with its field and argument values left out: what members of a block share."""
+    out = []
+    for e in body:
+        shape: dict[str, Any] = {}
+        for k, v in e.items():
+            if k == "args":
+                shape[k] = sorted(v)
+            elif k == "first":
+                shape[k] = [v.get("block"), sorted(v.get("args", {}))]
+            elif k in META:
+                shape[k] = v
+        out.append(shape)
+    return out
+
+
+def _slots(body: list[dict]) -> list[tuple[str, str, Any]]:
+    """(layer, field, value) of every field and argument value in the body, in order (fields in
+    the order of the layer type, defaults filled in)."""
+    out = []
+    for e in body:
+        if "type" in e:
+            out += [(e["name"], k, e.get(k, d)) for k, d in _fields(e["type"])]
+        out += [(e["name"], a, x) for a, x in sorted(e.get("args", {}).items())]
+        out += [(e["name"], "first_" + a, x) for a, x in sorted(e.get("first", {}).get("args", {}).items())]
+    return out
+
+
+def _fields(kind: str) -> list[tuple[str, Any]]:
+    """(spec key, default) of a layer type's own fields."""
+    from .layers import REGISTRY
+    from .layers.base import Layer
+
+    cls = REGISTRY[kind]
+    return [(f.alias or k, f.default) for k, f in cls.model_fields.items() if k not in Layer.model_fields]
+
+
+def _put(body: list[dict], slots: list[tuple[str, str, Any]], text: dict[int, Any]) -> list[dict]:
+    """The body with the slots numbered in `text` replaced by argument references (and the
+    fields of the first member otherwise, defaults left out)."""
+    values: dict[str, dict[str, Any]] = {}
+    for k, (layer, key, v) in enumerate(slots):
+        values.setdefault(layer, {})[key] = text.get(k, v)
+    out = []
+    for e in body:
+        mine = values.get(e["name"], {})
+        defaults = dict(_fields(e["type"])) if "type" in e else {}
+        new: dict[str, Any] = {k: v for k, v in e.items() if k in ("name", "type", "block", "repeat", "names")}
+        for key, d in defaults.items():
+            v = mine[key]
+            if type(v) is type(d) and v == d or v is None and d is None:
+                continue
+            new[key] = v
+        if "args" in e:
+            new["args"] = {a: mine[a] for a in e["args"]}
+        if "first" in e:
+            new["first"] = {**({"block": e["first"]["block"]} if "block" in e["first"] else {}),
+                            **({"args": {a: mine["first_" + a] for a in e["first"]["args"]}}
+                               if "args" in e["first"] else {})}
+        new.update({k: e[k] for k in ("inputs", "share") if k in e})
+        out.append(new)
+    return out
+
+
+def _key(v: Any) -> str:
+    return json.dumps(v, sort_keys=True)
+
+
+def _size(col: tuple) -> float:
+    nums = [abs(v) for v in col if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return min(nums) if len(nums) == len(col) else float("inf")
+
+
+def _multiple(col: tuple, base: tuple) -> int | None:
+    """k ≥ 2 when every value of col is k times the matching value of base (integers)."""
+    vals = [json.loads(b) for b in base]
+    if not all(type(v) is int and type(b) is int and b > 0 for v, b in zip(col, vals)):
+        return None
+    if col[0] % vals[0]:
+        return None
+    m = col[0] // vals[0]
+    return m if m >= 2 and all(v == b * m for v, b in zip(col, vals)) else None
+
+
+def _fresh(name: str, taken: list[str]) -> str:
+    name = name if re.match(r"^[A-Za-z_]", name) else "a_" + name
+    out, k = name, 2
+    while out in taken or out in ("input", "in"):
+        out, k = f"{name}_{k}", k + 1
+    return out
+
+
+def _snake(cls: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", re.sub(r"\W", "", cls)).lower()
+
+
+def _scalar(v: Any) -> str:
+    return yaml.safe_dump(v, default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
+
+
+def _flow(v: Any) -> str:
+    return yaml.safe_dump(v, default_flow_style=True, sort_keys=False, width=10**9).strip()
