@@ -5,7 +5,8 @@ Pure (no torch): the importers (`backend/fx_import`, `onnx_import`) give a list 
 layers, each with the module instances it ran in. A module instance whose layers are contiguous,
 read one outside tensor and give one result is a candidate block; candidates of one class with
 the same layers and wiring share a block, whose arguments are the fields that differ between
-them (a field that is always k times another becomes `${arg * k}`). A run of uses of one block,
+them (a field equal in every use to another of the same name shares its argument; one that is
+always k times it, over at least three uses, becomes `${arg * k}`). A run of uses of one block,
 named P.0, P.1, … (an nn.Sequential), chained, becomes one `repeat` entry (the first may be
 another block or take other arguments: `first:`). Everything else is written out layer by layer
 under its module path.
@@ -20,6 +21,7 @@ from typing import Any
 
 import yaml
 
+MIN_EVIDENCE = 3  #: uses of a block needed before a field is written as a multiple of another
 META = ("name", "type", "inputs", "share", "block", "repeat", "names")  #: entry keys that are not values
 
 
@@ -68,7 +70,8 @@ def write_spec(found: list[Found], name: str, input_shape: tuple[int, ...], head
     if blocks.defs:
         lines.append("blocks:")
         for bname, (args, body, cls) in blocks.defs.items():
-            lines += [f"  {bname}:                # {cls}", f"    args: {_flow({a: None for a in args})}", "    layers:"]
+            lines += [f"  {bname}:                # {cls}"] + ([f"    args: {_flow({a: None for a in args})}"] if args else [])
+            lines.append("    layers:")
             lines += [f"      - {_flow(e)}" for e in body]
     lines.append("layers:")
     lines += [f"  - {_flow(e)}" for e in layers]
@@ -158,7 +161,7 @@ class _Blocks:
             where, key = slots[0][k][0], slots[0][k][1]
             hit = values.get((key, tuple(map(_key, col))))  # only a field of the same name: no coincidences
             hit = f"${hit}" if hit else None
-            if hit is None:
+            if hit is None and len(members) >= MIN_EVIDENCE:
                 hit = next((f"${{{a} * {m}}}" for (kk, c), a in values.items() if kk == key
                             for m in [_multiple(col, c)] if m), None)
             if hit is None:

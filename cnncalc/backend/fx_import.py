@@ -407,12 +407,13 @@ class _Reader:
             self.reshape(n)
         else:
             key = n.target if n.op == "call_function" else str(n.target)
+            args, kwargs = self.arg(n.args), self.arg(n.kwargs)  # first: an op after a refused one is not listed
             hit = self.funcs.get(key) if _hashable(key) else None
             if hit is None:
                 raise _Unsupported(f"{_op_name(n)}")
             base, handler = hit
             try:
-                made, inputs = handler(*self.arg(n.args), **self.arg(n.kwargs))
+                made, inputs = handler(*args, **kwargs)
             except TypeError as exc:
                 raise _Unsupported(f"{_op_name(n)} with these arguments ({exc})") from None
             if made is None:

@@ -1,0 +1,180 @@
+"""`cnncalc import`: our own PyTorch models (tests/data/import_models.py) → spec. Each spec is
+judged here against torch directly (params and buffers summed from the model, FLOPs from
+FlopCounterMode, every layer's output shape from forward hooks), then exported and loaded with
+the model's own state_dict (strict, equal outputs), then exported → imported again (same numbers).
+Every example: export → import gives the same totals."""
+import glob
+import importlib.util
+import os
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+import cnncalc  # noqa: E402
+from cnncalc.backend.export import to_torch  # noqa: E402
+from cnncalc.backend.fx_import import import_model  # noqa: E402
+from cnncalc.cli import app  # noqa: E402
+from cnncalc.spec import parse_spec  # noqa: E402
+
+from conftest import DATA, EXAMPLES  # noqa: E402
+
+sys.path.insert(0, DATA)
+import import_models as M  # noqa: E402
+
+MODELS_FILE = os.path.join(DATA, "import_models.py")
+runner = CliRunner()
+KEYS = ("params", "buffers", "macs", "flops")
+
+
+def torch_numbers(model, shape):
+    model.eval()
+    shapes = {}
+    def keep(name):
+        def hook(mod, i, o):
+            shapes.setdefault(name, tuple(o.shape))  # the first call (returns None: the output stays)
+        return hook
+
+    hooks = [m.register_forward_hook(keep(name)) for name, m in model.named_modules() if name and not list(m.children())]
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, *shape))
+    for h in hooks:
+        h.remove()
+    return {"params": sum(p.numel() for p in model.parameters()),
+            "buffers": sum(b.numel() for b in model.buffers()),
+            "flops": counter.get_total_flops(), "shapes": shapes}
+
+
+def load_py(text, tmp_path, name):
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def totals(report):
+    return {k: report.totals[k] for k in KEYS}
+
+
+@pytest.mark.parametrize("name", list(M.MODELS))
+def test_import_equals_torch_and_round_trips(name, tmp_path):
+    shape = M.MODELS[name]
+    model = getattr(M, name)().eval()
+    text, notes = import_model(model, shape, name, [])
+    report = cnncalc.analyze(parse_spec(text))
+    want = torch_numbers(model, shape)
+    assert (report.totals["params"], report.totals["buffers"], report.totals["flops"]) == \
+           (want["params"], want["buffers"], want["flops"])
+    for module_name, out_shape in want["shapes"].items():  # every module's output, named by its path
+        if module_name in {r.name for r in report.layers}:
+            assert report.layer(module_name).output_shape == out_shape, module_name
+    # export: a standalone file whose module takes the original weights, strictly, and computes the same
+    net = load_py(to_torch(report), tmp_path, "exported").build().eval()
+    net.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(2, *shape)
+    with torch.no_grad():
+        a, b = model(x), net(x)
+    for u, v in zip(a if isinstance(a, tuple) else [a], b if isinstance(b, tuple) else [b]):
+        torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-5)
+    # import(export(spec)): the same numbers
+    again, _ = import_model(net, shape, name, [])
+    assert totals(cnncalc.analyze(parse_spec(again))) == totals(report)
+
+
+def test_residual_spec_is_readable_blocks_and_repeat():
+    text, _ = import_model(M.Residual(), M.MODELS["Residual"], "residual", [])
+    assert "blocks:" in text and "repeat: 3" in text and "repeat: 2" in text
+    assert "first: {block: " in text  # the projecting first block of each stage
+    report = cnncalc.analyze(parse_spec(text))
+    names = [r.name for r in report.layers]
+    assert "layer1.0.downsample.0" in names and "layer2.1.conv3" in names  # module paths, as torch names them
+    assert report.layer("layer2.0.conv2").layer.stride == (2, 2)
+    assert "in_channels" not in text and "num_features" not in text  # what torch infers is left out
+
+
+def test_shared_module_is_written_with_share():
+    text, _ = import_model(M.Shared(), M.MODELS["Shared"], "shared", [])
+    report = cnncalc.analyze(parse_spec(text))
+    assert report.layer("conv_1").shared_with == "conv"
+    assert report.totals["params"] == 3 * 8 + 8 + 8 * 8 * 9 + 8
+    assert report.totals["macs"] == 8 * 8 * (3 * 8 + 2 * 8 * 8 * 9)
+
+
+def test_two_outputs():
+    text, _ = import_model(M.TwoHeads(), M.MODELS["TwoHeads"], "heads", [])
+    assert cnncalc.analyze(parse_spec(text)).outputs == ["cls", "box"]
+
+
+def test_functional_ops_are_named_where_they_run():
+    text, _ = import_model(M.Functional(), M.MODELS["Functional"], "f", [])
+    report = cnncalc.analyze(parse_spec(text))
+    types = {r.name: r.type for r in report.layers}
+    assert types["max_pool2d"] == "maxpool2d" and types["add"] == "add" and types["cat"] == "concat"
+    assert types["flatten"] == "flatten"  # x.view(x.size(0), -1)
+    assert report.layer("add").inputs == ["relu_1", "c"]
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(EXAMPLES, "*.yaml"))), ids=os.path.basename)
+def test_every_example_export_then_import_gives_the_same_totals(path):
+    report = cnncalc.analyze(cnncalc.load_spec(path))
+    namespace = {"__name__": "exported"}
+    exec(compile(to_torch(report), path, "exec"), namespace)  # noqa: S102
+    text, _ = import_model(namespace["build"](), report.input_shape[1:], report.name, [])
+    assert totals(cnncalc.analyze(parse_spec(text))) == totals(report)
+
+
+# ---- the command ------------------------------------------------------------------------------
+def test_cli_writes_the_spec(tmp_path):
+    out = tmp_path / "net.yaml"
+    r = runner.invoke(app, ["import", f"{MODELS_FILE}:UNet", "--input", "3x32x32", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    report = cnncalc.load_spec(str(out))
+    assert cnncalc.analyze(report).totals["params"] == sum(p.numel() for p in M.UNet().parameters())
+    assert out.read_text().startswith("# written by cnncalc import from ")
+
+
+def test_cli_package_module_source(monkeypatch):
+    monkeypatch.syspath_prepend(DATA)
+    r = runner.invoke(app, ["import", "import_models:SE", "-i", "3x32x32"])
+    assert r.exit_code == 0, r.output
+    assert "squeeze_excite" in r.stdout
+
+
+@pytest.mark.parametrize("args, code, words", [
+    ([f"{MODELS_FILE}:Unsupported", "-i", "3x8x8"], 1, ["operator.pow", "torch.sort", "no cnncalc layer type"]),
+    ([f"{MODELS_FILE}:Branchy", "-i", "3x8x8"], 1, ["torch.fx cannot trace", "control flow"]),
+    ([f"{MODELS_FILE}:Bottleneck", "-i", "3x8x8"], 2, ["cannot be called without arguments"]),
+    ([f"{MODELS_FILE}:Nope", "-i", "3x8x8"], 2, ["has no 'Nope'"]),
+    (["no_such_file.py:Net", "-i", "3x8x8"], 2, ["no such file"]),
+    (["no_such_package_xyz.mod:Net", "-i", "3x8x8"], 2, ["cannot import"]),
+    (["just-a-name", "-i", "3x8x8"], 2, ["is not FILE.py:NAME"]),
+    ([f"{MODELS_FILE}:UNet"], 2, ["--input"]),
+    ([f"{MODELS_FILE}:UNet", "-i", "3x5x5"], 1, ["fails on a 3×5×5 input"]),
+])
+def test_cli_refusals_are_plain(args, code, words):
+    r = runner.invoke(app, ["import", *args])
+    assert r.exit_code == code, r.output
+    assert "Traceback" not in r.output
+    for w in words:
+        assert w in r.output
+
+
+def test_torchvision_source():
+    try:
+        import torchvision  # noqa: F401
+        from torchvision.models import resnet18  # noqa: F401
+        loads = True
+    except Exception:  # noqa: BLE001 - missing or built for another torch (the CUDA wheels here)
+        loads = False
+    r = runner.invoke(app, ["import", "torchvision:resnet18", "-i", "3x224x224"])
+    if not loads:
+        assert r.exit_code == 1 and "torchvision cannot be loaded" in r.output and "Traceback" not in r.output
+        return
+    assert r.exit_code == 0, r.output
+    ours = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, "resnet18.yaml")))
+    assert totals(cnncalc.analyze(parse_spec(r.stdout))) == totals(ours)
