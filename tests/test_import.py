@@ -178,3 +178,71 @@ def test_torchvision_source():
     assert r.exit_code == 0, r.output
     ours = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, "resnet18.yaml")))
     assert totals(cnncalc.analyze(parse_spec(r.stdout))) == totals(ours)
+
+
+# ---- ONNX graphs from torch's exporter ------------------------------------------------------------
+ONNX_MODELS = ["Residual", "SE", "InceptionNet", "UNet", "Dilated1d", "Separable", "Functional", "TwoHeads"]
+
+
+def onnx_of(name, tmp_path, optimize=True):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    model = getattr(M, name)().eval()
+    path = tmp_path / f"{name}.onnx"
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (torch.randn(1, *M.MODELS[name]),), str(path), dynamo=True, optimize=optimize)
+    finally:
+        logging.disable(logging.NOTSET)
+    return model, str(path)
+
+
+@pytest.mark.parametrize("name", ONNX_MODELS)
+def test_onnx_import_matches_the_graph_and_torch(name, tmp_path):
+    import onnx
+
+    model, path = onnx_of(name, tmp_path)
+    r = runner.invoke(app, ["import", path])  # the graph's own input size
+    assert r.exit_code == 0, r.output
+    report = cnncalc.analyze(parse_spec(r.stdout))
+    want = torch_numbers(model, M.MODELS[name])
+    assert report.totals["flops"] == want["flops"]  # the exporter folds batch norms into convs: FLOPs stay
+    graph = onnx.load(path).graph
+    weights = {i for n in graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm", "BatchNormalization")
+               for i in n.input[1:]}
+    held = sum(onnx.numpy_helper.to_array(i).size for i in graph.initializer if i.name in weights)
+    assert report.totals["params"] + report.totals["buffers"] == held
+    names = {row.name for row in report.layers}
+    for module_name, out_shape in want["shapes"].items():  # a module the exporter wrote as one node
+        if module_name in names and f"{module_name}_1" not in names:
+            assert report.layer(module_name).output_shape == out_shape, module_name
+
+
+def test_onnx_import_keeps_batch_norms_when_the_exporter_does(tmp_path):
+    model, path = onnx_of("UNet", tmp_path, optimize=False)
+    r = runner.invoke(app, ["import", path, "--input", "3x32x32"])
+    assert r.exit_code == 0, r.output
+    report = cnncalc.analyze(parse_spec(r.stdout))
+    want = torch_numbers(model, M.MODELS["UNet"])
+    assert (report.totals["params"], report.totals["buffers"], report.totals["flops"]) == \
+           (want["params"], want["buffers"], want["flops"])
+    assert "batchnorm2d" in r.stdout and "enc1.1" in {row.name for row in report.layers}
+
+
+def test_onnx_refusals(tmp_path):
+    _, path = onnx_of("Residual", tmp_path, optimize=False)  # running stats through Shape/Expand/CastLike
+    r = runner.invoke(app, ["import", path])
+    assert r.exit_code == 1 and "CastLike" in r.output and "Traceback" not in r.output
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    r = runner.invoke(app, ["import", str(bad)])
+    assert r.exit_code == 1 and "is not an ONNX model" in r.output
+    r = runner.invoke(app, ["import", str(tmp_path / "missing.onnx")])
+    assert r.exit_code == 2 and "no such file" in r.output

@@ -613,8 +613,11 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
     except RuntimeError as exc:
         raise fail(f"its state_dict does not load: {_one_line(exc)}") from None
     x = t.torch.randn(2, *input_shape)
-    with t.torch.no_grad():
-        want, got = model.eval()(x), net(x)
+    try:
+        with t.torch.no_grad():
+            want, got = model.eval()(x), net(x)
+    except Exception as exc:  # noqa: BLE001 - the exported module failing is the spec not matching
+        raise fail(f"running it fails: {_one_line(exc)}") from None
     want, got = (list(v) if isinstance(v, (tuple, list)) else [v] for v in (want, got))
     if len(want) != len(got) or not all(
             a.shape == b.shape and t.torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(a.abs().max()) + 1e-6)
