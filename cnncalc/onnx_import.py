@@ -88,9 +88,9 @@ class _Reader:
                                   f"{str(exc).splitlines()[0][:300]}") from None
         self.shapes: dict[str, tuple[int, ...]] = {self.input: (1, *input_shape)}
         for v in [*self.model.graph.value_info, *self.model.graph.output]:
-            dims = [d.dim_value if d.HasField("dim_value") else 0 for d in v.type.tensor_type.shape.dim]
-            if dims and all(dims):
-                self.shapes[v.name] = tuple(dims)
+            sizes = [int(d.dim_value) if d.HasField("dim_value") else 0 for d in v.type.tensor_type.shape.dim]
+            if sizes and all(sizes):
+                self.shapes[v.name] = tuple(sizes)
         self.consts: dict[str, Any] = dict(self.arrays)
         self.names: dict[str, str] = {self.input: "input"}  # tensor → layer name
         self.taken: set[str] = {"input"}
