@@ -246,3 +246,15 @@ def test_onnx_refusals(tmp_path):
     assert r.exit_code == 1 and "is not an ONNX model" in r.output
     r = runner.invoke(app, ["import", str(tmp_path / "missing.onnx")])
     assert r.exit_code == 2 and "no such file" in r.output
+
+
+def test_module_names_a_spec_cannot_hold_are_refused_and_shown_inert():
+    r = runner.invoke(app, ["import", f"{MODELS_FILE}:HostileNames", "-i", "3x8x8"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "'parts.a b'" in r.output and "\x1b" not in r.output and "\\x1b[31mred" in r.output
+
+
+def test_python_api_takes_a_live_module():
+    model = M.SE()
+    text = cnncalc.spec_from_torch(model, (3, 32, 32), name="se")
+    assert cnncalc.analyze(parse_spec(text)).totals["params"] == sum(p.numel() for p in model.parameters())

@@ -14,16 +14,20 @@ import importlib
 import importlib.util
 import operator
 import os
+import re
 import sys
 from typing import Any, Callable
 
 from ..errors import CnnError, did_you_mean
 from ..layers import REGISTRY
 from ..layers.base import Layer
+from ..safe import visible
 from ..spec_writer import Found
 from . import kit
 
+NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")  #: what a spec name may hold (layers.base.Name)
 MAX_LISTED = 20  #: unsupported ops listed by name (then a count)
+MAX_RUN_BYTES = 2 * 2**30  #: the outputs are compared on a real forward pass only below this memory
 
 
 # ---- where the model comes from ----------------------------------------------------------------
@@ -282,10 +286,9 @@ def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model") -> 
                 values[n] = v
             return v
 
-    x = t.torch.randn(2, *input_shape)  # batch 2: a size read from the batch is told apart from the rest
     try:
-        with t.torch.no_grad():
-            Run(gm).run(x)
+        with t.torch.no_grad(), _fake(t):  # shapes without data: any input size, no memory, no compute
+            Run(gm).run(t.torch.empty(2, *input_shape, dtype=_dtype(model, t)))  # batch 2: told apart from sizes
     except Exception as exc:  # noqa: BLE001
         raise CnnError.single(f"import: {what} fails on a {'×'.join(map(str, input_shape))} input: "
                               f"{_one_line(exc)}") from None
@@ -310,14 +313,14 @@ class _Reader:
                 self.node(n)
             except _Unsupported as exc:
                 self.failed.add(n)
-                self.problems.append(f"{exc} at {self.where(n)}")
+                self.problems.append(visible(f"{exc} at {self.where(n)}"))
             except _After:
                 self.failed.add(n)
         if self.problems:
             shown = self.problems[:MAX_LISTED] + ([f"… and {len(self.problems) - MAX_LISTED} more"]
                                                   if len(self.problems) > MAX_LISTED else [])
-            raise CnnError.single("import: these operations have no cnncalc layer type, so the model cannot be "
-                                  "written as a spec:\n  " + "\n  ".join(shown))
+            raise CnnError.single("import: the model cannot be written as a spec; these operations have no cnncalc "
+                                  "layer type (or no name a spec can hold):\n  " + "\n  ".join(shown))
         self.found = _channel_shuffles(self.found, self.fresh)
         called = set(self.calls)
         unused = [p for p, m in self.gm.named_modules() if p and not any(c == p or c.startswith(p + ".") or
@@ -340,6 +343,9 @@ class _Reader:
                      for p, c in stack.values() if p and not (n.op == "call_module" and p == n.target))
 
     def fresh(self, base: str) -> str:
+        if not NAME.match(base) or len(base) > 190:
+            raise _Unsupported(f"the module name {base[:80]!r}, which a spec name cannot hold (letters, digits, _ . -; "
+                               "the state_dict key must stay as it is)")
         name, k = base, 1
         while name in self.taken:
             name, k = f"{base}_{k}", k + 1
@@ -543,6 +549,17 @@ def _prod(xs: Any) -> int:
 
 
 # ---- torch's own numbers, to prove the spec by --------------------------------------------------
+def _fake(t: Any) -> Any:
+    """torch's fake tensors: ops give shapes (and FlopCounterMode its counts) without data."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    return FakeTensorMode(allow_non_fake_inputs=True)
+
+
+def _dtype(model: Any, t: Any) -> Any:
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), t.torch.float32)
+
+
 def torch_counts(model: Any, input_shape: tuple[int, ...]) -> dict[str, int]:
     """params, buffers (of the modules forward uses, counted once) and FlopCounterMode's FLOPs at batch 1."""
     t = kit()
@@ -552,8 +569,8 @@ def torch_counts(model: Any, input_shape: tuple[int, ...]) -> dict[str, int]:
     hooks = [m.register_forward_hook(lambda mod, i, o: used.add(id(mod))) for m in model.modules()]
     counter = FlopCounterMode(display=False)
     try:
-        with t.torch.no_grad(), counter:
-            model.eval()(t.torch.randn(1, *input_shape))
+        with t.torch.no_grad(), _fake(t), counter:
+            model.eval()(t.torch.empty(1, *input_shape, dtype=_dtype(model, t)))
     finally:
         for h in hooks:
             h.remove()
@@ -577,12 +594,12 @@ def import_model(model: Any, input_shape: tuple[int, ...], name: str, header: li
 
     found, outputs, notes = trace(model, input_shape, what)
     text = write_spec(found, name, input_shape, header, outputs)
-    check(text, found, model, input_shape, what)
-    return text, notes
+    return text, notes + check(text, found, model, input_shape, what)
 
 
-def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...], what: str) -> None:
-    """Raise a CnnError unless the spec `text` analyses to what torch says of `model`."""
+def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...], what: str) -> list[str]:
+    """Raise a CnnError unless the spec `text` analyses to what torch says of `model`; notes on
+    what was not compared."""
     from ..analyzer import analyze
     from ..spec import parse_spec
     from .build import build_model
@@ -612,7 +629,11 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise fail(f"its state_dict does not load: {_one_line(exc)}") from None
-    x = t.torch.randn(2, *input_shape)
+    need = 2 * report.totals["inference_memory_bytes"]  # the model and the exported module, one after the other
+    if need > MAX_RUN_BYTES:
+        return [f"outputs not compared: the forward pass needs about {need / 2**30:.1f} GiB (shapes, params, buffers, "
+                "FLOPs and the state_dict were)"]
+    x = t.torch.randn(2, *input_shape).to(_dtype(model, t))
     try:
         with t.torch.no_grad():
             want, got = model.eval()(x), net(x)
@@ -623,3 +644,4 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
             a.shape == b.shape and t.torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(a.abs().max()) + 1e-6)
             for a, b in zip(want, got)):
         raise fail("the outputs differ")
+    return []

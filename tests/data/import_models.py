@@ -246,3 +246,14 @@ MODELS = {  # name → input size
     "Dilated1d": (1, 64), "Separable": (3, 32, 32), "Functional": (3, 32, 32), "Shared": (3, 8, 8),
     "TwoHeads": (3, 8, 8),
 }
+
+
+class HostileNames(nn.Module):
+    """Module names no spec name can hold (a ModuleDict takes any string)."""
+
+    def __init__(self):
+        super().__init__()
+        self.parts = nn.ModuleDict({"a b": nn.Conv2d(3, 4, 1), "\x1b[31mred\x1b[0m": nn.ReLU()})
+
+    def forward(self, x):
+        return self.parts["\x1b[31mred\x1b[0m"](self.parts["a b"](x))
