@@ -14,7 +14,6 @@ from .errors import CnnError, Problem
 from .spec import Network, load_spec, parse_spec
 
 
-
 def spec_from_torch(model, input_shape: tuple[int, ...], name: str = "net") -> str:
     """The spec (YAML text) of a live nn.Module at `input_shape` (no batch), proved against
     torch as `cnncalc import` proves it; raises CnnError for what a spec cannot express."""
