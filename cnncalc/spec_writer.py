@@ -66,7 +66,8 @@ def write_spec(found: list[Found], name: str, input_shape: tuple[int, ...], head
     blocks.decide(root)
     layers = blocks.body(root, "", "input")
     lines = [f"# {h}" for h in header]
-    lines += [f"name: {_scalar(name)}", "input: " + "x".join(map(str, input_shape))]
+    lines += [f"name: {_scalar(name)}", "input: " + ("x".join(map(str, input_shape)) if len(input_shape) > 1
+                                                   else _flow(list(input_shape)))]
     if blocks.defs:
         lines.append("blocks:")
         for bname, (args, body, cls) in blocks.defs.items():

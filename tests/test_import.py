@@ -21,6 +21,7 @@ from cnncalc.cli import app  # noqa: E402
 from cnncalc.spec import parse_spec  # noqa: E402
 
 from conftest import DATA, EXAMPLES  # noqa: E402
+from layer_cases import CASES, spec_text  # noqa: E402
 
 sys.path.insert(0, DATA)
 import import_models as M  # noqa: E402
@@ -125,6 +126,24 @@ def test_every_example_export_then_import_gives_the_same_totals(path):
     namespace = {"__name__": "exported"}
     exec(compile(to_torch(report), path, "exec"), namespace)  # noqa: S102
     text, _ = import_model(namespace["build"](), report.input_shape[1:], report.name, [])
+    assert totals(cnncalc.analyze(parse_spec(text))) == totals(report)
+
+
+NOT_IMPORTABLE = {"deform_conv2d", "locally_connected2d", "tiled_conv2d"}  #: their modules keep no readable settings
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_every_layer_case_export_then_import(case):
+    """The import rule of every layer type (its class's `from_torch`, or the functional op torch
+    writes it with): its case row, exported, imports back to the same numbers, or is refused."""
+    report = cnncalc.analyze(parse_spec(spec_text(case)), batch=1)
+    namespace = {"__name__": "exported"}
+    exec(compile(to_torch(report), case[0], "exec"), namespace)  # noqa: S102
+    if {r.type for r in report.layers} & NOT_IMPORTABLE:
+        with pytest.raises(cnncalc.CnnError, match="cannot"):
+            import_model(namespace["build"](), report.input_shape[1:], "case", [])
+        return
+    text, _ = import_model(namespace["build"](), report.input_shape[1:], "case", [])
     assert totals(cnncalc.analyze(parse_spec(text))) == totals(report)
 
 

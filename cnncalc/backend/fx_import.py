@@ -207,6 +207,12 @@ def _functions(t: Any) -> dict[Any, tuple[str, Callable[..., Any]]]:
             raise _Unsupported("interpolate with recompute_scale_factor or antialias")
         return nn.Upsample(size, scale_factor, mode, align_corners), [x]
 
+    def pad(x: _T, pad: Any, mode: str = "constant", value: Any = None) -> Any:
+        kind = {"constant": "Zero", "reflect": "Reflection", "replicate": "Replication", "circular": "Circular"}.get(mode)
+        if kind is None or mode == "constant" and value not in (None, 0, 0.0) or len(pad) % 2 or len(pad) > 6:
+            raise _Unsupported(f"F.pad with mode {mode!r} and value {value!r}")
+        return getattr(nn, f"{kind}Pad{len(pad) // 2}d")(tuple(pad)), [x]
+
     def dropout(cls: Any) -> Callable[..., Any]:
         return lambda x, p=0.5, training=True, inplace=False: (cls(p), [x])
 
@@ -220,7 +226,7 @@ def _functions(t: Any) -> dict[Any, tuple[str, Callable[..., Any]]]:
         torch.transpose: ("transpose", transpose), "transpose": ("transpose", transpose),
         torch.narrow: ("narrow", narrow), "narrow": ("narrow", narrow),
         torch.unflatten: ("unflatten", unflatten), "unflatten": ("unflatten", unflatten),
-        F.interpolate: ("interpolate", interpolate),
+        F.interpolate: ("interpolate", interpolate), F.pad: ("pad", pad),
         F.softmax: ("softmax", softmax("softmax")), torch.softmax: ("softmax", softmax("softmax")),
         "softmax": ("softmax", softmax("softmax")),
         F.log_softmax: ("log_softmax", softmax("log_softmax")), "log_softmax": ("log_softmax", softmax("log_softmax")),
@@ -549,6 +555,12 @@ def _prod(xs: Any) -> int:
 
 
 # ---- torch's own numbers, to prove the spec by --------------------------------------------------
+def _close(a: Any, b: Any, t: Any) -> bool:
+    """Equal up to float rounding, relative to the output's scale (NaN where torch gives NaN)."""
+    scale = float(a.abs().nan_to_num(0.0, 0.0, 0.0).max()) if a.numel() else 0.0
+    return bool(t.torch.allclose(a, b, rtol=1e-4, atol=1e-5 * scale + 1e-6, equal_nan=True))
+
+
 def _fake(t: Any) -> Any:
     """torch's fake tensors: ops give shapes (and FlopCounterMode its counts) without data."""
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -640,8 +652,6 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
     except Exception as exc:  # noqa: BLE001 - the exported module failing is the spec not matching
         raise fail(f"running it fails: {_one_line(exc)}") from None
     want, got = (list(v) if isinstance(v, (tuple, list)) else [v] for v in (want, got))
-    if len(want) != len(got) or not all(
-            a.shape == b.shape and t.torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(a.abs().max()) + 1e-6)
-            for a, b in zip(want, got)):
+    if len(want) != len(got) or not all(a.shape == b.shape and _close(a, b, t) for a, b in zip(want, got)):
         raise fail("the outputs differ")
     return []

@@ -647,6 +647,7 @@ class LocallyConnected2d(_Conv2dBase):
     MACs = N·C_out·H'·W'·C_in·∏K (same as the shared convolution)."""
 
     type: Literal["locally_connected2d"]
+    torch_names: ClassVar[tuple[str, ...] | None] = ()  # its module keeps no settings to read back
 
     def weights(self, ctx: Ctx) -> dict[str, Shape]:
         pos = ctx.out[2:]
@@ -683,6 +684,7 @@ class TiledConv2d(_Conv2dBase):
     params = T_h·T_w·C_out·C_in·∏K + C_out;  MACs = N·C_out·H'·W'·C_in·∏K."""
 
     type: Literal["tiled_conv2d"]
+    torch_names: ClassVar[tuple[str, ...] | None] = ()  # its module keeps no settings to read back
     tile_size: Axes = 2
     """Number of filter banks along each axis (the period of the weight pattern)."""
 
