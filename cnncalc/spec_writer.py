@@ -73,9 +73,9 @@ def write_spec(found: list[Found], name: str, input_shape: tuple[int, ...], head
         for bname, (args, body, cls) in blocks.defs.items():
             lines += [f"  {bname}:                # {cls}"] + ([f"    args: {_flow({a: None for a in args})}"] if args else [])
             lines.append("    layers:")
-            lines += [f"      - {_flow(e)}" for e in body]
+            lines += [f"      - {_flow(_ordered(e))}" for e in body]
     lines.append("layers:")
-    lines += [f"  - {_flow(e)}" for e in layers]
+    lines += [f"  - {_flow(_ordered(e))}" for e in layers]
     if outputs and outputs != [found[-1].name]:
         lines.append(f"outputs: {_flow(outputs)}")
     return "\n".join(lines) + "\n"
@@ -267,6 +267,18 @@ def _rel(name: str, base: str, outside: str | None = None) -> str:
     if base and name.startswith(base + "."):
         return name[len(base) + 1:]
     return name
+
+
+#: the order people write a layer's keys in (torch's constructor order); other fields follow
+ORDER = ("block", "name", "type", "repeat", "names", "out_channels", "out_features", "kernel_size", "stride", "padding",
+         "output_padding", "dilation", "groups", "bias")
+
+
+def _ordered(e: dict) -> dict:
+    rank = {k: i for i, k in enumerate(ORDER)}
+    tail = ("args", "first", "inputs", "share")
+    return dict(sorted(e.items(), key=lambda kv: (kv[0] in tail, tail.index(kv[0]) if kv[0] in tail else
+                                                  rank.get(kv[0], len(ORDER)))))
 
 
 def _shape_of(body: list[dict]) -> list:
