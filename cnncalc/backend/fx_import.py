@@ -655,3 +655,19 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
     if len(want) != len(got) or not all(a.shape == b.shape and _close(a, b, t) for a, b in zip(want, got)):
         raise fail("the outputs differ")
     return []
+
+
+def run_exported(report: Any, state: dict[str, Any], x: Any) -> list[Any]:
+    """The outputs (numpy) of the network's exported module holding `state` (numpy arrays under
+    the spec's names, loaded strictly) on the numpy input `x`: how an ONNX import is proved."""
+    import numpy as np
+
+    from .build import build_model
+    from .export import exported_module
+
+    t = kit()
+    net = exported_module(report, build_model(report, t)).eval()
+    net.load_state_dict({k: t.torch.as_tensor(np.array(v)) for k, v in state.items()}, strict=True)
+    with t.torch.no_grad():
+        out = net(t.torch.from_numpy(x))
+    return [o.numpy() for o in (out if isinstance(out, (tuple, list)) else [out])]
