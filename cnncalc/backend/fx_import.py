@@ -327,7 +327,8 @@ class _Reader:
                                                   if len(self.problems) > MAX_LISTED else [])
             raise CnnError.single("import: the model cannot be written as a spec; these operations have no cnncalc "
                                   "layer type (or no name a spec can hold):\n  " + "\n  ".join(shown))
-        self.found = _channel_shuffles(self.found, self.fresh)
+        self.found, renamed = _channel_shuffles(self.found, self.fresh)
+        self.outputs = [renamed.get(o, o) for o in self.outputs]
         called = set(self.calls)
         unused = [p for p, m in self.gm.named_modules() if p and not any(c == p or c.startswith(p + ".") or
                                                                       p.startswith(c + ".") for c in called)
@@ -365,7 +366,7 @@ class _Reader:
                 raise _After()
             if a in self.names or "cnncalc_shape" in a.meta:
                 if a not in self.names:
-                    raise _Unsupported(f"the tensor {a.name} (made by an operation above) ")
+                    raise _Unsupported(f"the tensor {a.name} (made by an operation above)")
                 return _T(a)
             if a in self.values:
                 return self.values[a]
@@ -378,6 +379,8 @@ class _Reader:
 
     def node(self, n: Any) -> None:
         if n.op == "placeholder":
+            if n in self.values:
+                return  # an argument left at its default (mask=None): a constant
             if "input" in self.names.values():
                 raise _Unsupported("a second input (a spec has one input)")
             self.names[n] = "input"
@@ -401,8 +404,6 @@ class _Reader:
             return
         if "cnncalc_shape" not in n.meta:
             return  # a size or other value: used as a constant by the ops that read it
-        if not n.users:
-            return  # computed, never used
         if n.op == "call_function" and n.target is operator.getitem and n.args[0] in self.names:
             raise _Unsupported("indexing a tensor")
         if n.op == "call_function" and n.target is operator.getitem:
@@ -478,7 +479,6 @@ class _Reader:
             used = any(u.target is operator.getitem and u.args[1] == i for u in n.users)
             if used:
                 name = self.fresh(f"{base}.{i}")
-                self.taken.add(name)
                 self.found.append(Found(name, {"type": "narrow", "start": start, "length": shape[1]},
                                         [self.names[x.node]], self.scopes(n), shape))
                 self.names[n, i] = name
@@ -499,9 +499,9 @@ class _Reader:
         self.found.append(Found(name, made, srcs, self.scopes(n), n.meta["cnncalc_shape"], shared))
 
 
-def _channel_shuffles(found: list[Found], fresh: Callable[[str], str]) -> list[Found]:
+def _channel_shuffles(found: list[Found], fresh: Callable[[str], str]) -> tuple[list[Found], dict[str, str]]:
     """torchvision's channel_shuffle written out (view to (N, g, C/g, …), transpose(1, 2), back to
-    (N, C, …)), each step read only by the next: one channel_shuffle layer."""
+    (N, C, …)), each step read only by the next: one channel_shuffle layer; and the new names."""
     readers: dict[str, int] = {}
     for f in found:
         for i in f.inputs:
@@ -528,7 +528,7 @@ def _channel_shuffles(found: list[Found], fresh: Callable[[str], str]) -> list[F
         f.inputs = [renamed.get(i, i) for i in f.inputs]
         out.append(f)
         k += 1
-    return out
+    return out, renamed
 
 
 def _hashable(key: Any) -> bool:

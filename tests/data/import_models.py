@@ -244,7 +244,7 @@ class Branchy(nn.Module):
 MODELS = {  # name → input size
     "Residual": (3, 32, 32), "SE": (3, 32, 32), "InceptionNet": (3, 16, 16), "UNet": (3, 32, 32),
     "Dilated1d": (1, 64), "Separable": (3, 32, 32), "Functional": (3, 32, 32), "Shared": (3, 8, 8),
-    "TwoHeads": (3, 8, 8),
+    "TwoHeads": (3, 8, 8), "DeadBranch": (3, 8, 8),
 }
 
 
@@ -257,3 +257,19 @@ class HostileNames(nn.Module):
 
     def forward(self, x):
         return self.parts["\x1b[31mred\x1b[0m"](self.parts["a b"](x))
+
+
+class DeadBranch(nn.Module):
+    """A branch computed and never used (torch still runs and counts it), and an argument left
+    at its default."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.unused = nn.Conv2d(8, 4, 1)
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x, mask=None):
+        x = F.relu(self.conv(x))
+        self.unused(x)
+        return self.head(x)
