@@ -5,6 +5,7 @@ Only the torch backend imports torch, and only inside `verify`.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -635,10 +636,10 @@ def import_(source: str = typer.Argument(..., help="FILE.py:NAME, package.module
             raise typer.BadParameter("give the input size of the model, e.g. --input 3x224x224", param_hint="--input")
         from .backend.fx_import import import_model, load_model
 
-        model = load_model(source)
         header = [f"written by cnncalc import from {' '.join(visible(source).split())[:300]} at "
                   f"{'x'.join(map(str, shape))}; proved against torch (shapes, params, buffers, FLOPs, outputs)"]
-        text, notes = import_model(model, shape, net_name, header, visible(source))
+        with contextlib.redirect_stdout(sys.stderr):  # what the model's code prints must not enter the spec
+            text, notes = import_model(load_model(source), shape, net_name, header, visible(source))
     err = console(stderr=True)
     for note in notes:
         err.print(_escape(note))

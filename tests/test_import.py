@@ -277,3 +277,12 @@ def test_python_api_takes_a_live_module():
     model = M.SE()
     text = cnncalc.spec_from_torch(model, (3, 32, 32), name="se")
     assert cnncalc.analyze(parse_spec(text)).totals["params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_what_the_models_code_prints_stays_out_of_the_spec():
+    r = runner.invoke(app, ["import", f"{MODELS_FILE}:noisy", "-i", "3x8x8"])
+    assert r.exit_code == 0, r.output
+    assert "building the model" not in r.stdout
+    assert cnncalc.analyze(parse_spec(r.stdout)).outputs == ["cls", "box"]
+    r = runner.invoke(app, ["import", f"{MODELS_FILE}:quits", "-i", "3x8x8"])
+    assert r.exit_code == 1 and "SystemExit" in r.output

@@ -56,7 +56,7 @@ def load_model(source: str) -> Any:
         module = loaded if loaded is not None else module
     except ModuleNotFoundError as exc:
         raise CnnError.single(f"import: cannot import {where}: {exc}", exit_code=2) from None
-    except Exception as exc:  # noqa: BLE001 - the user's code failed: say how, plainly
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code failed: say how, plainly
         raise CnnError.single(f"import: {where} failed while loading: {_one_line(exc)}") from None
     if not hasattr(module, name):
         names = [n for n in vars(module) if not n.startswith("_")]
@@ -92,7 +92,7 @@ def _instance(obj: Any, what: str, t: Any) -> Any:
     except TypeError as exc:
         raise CnnError.single(f"import: {what} cannot be called without arguments ({_one_line(exc)}); give a "
                               "function that builds the model", exit_code=2) from None
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, SystemExit) as exc:  # noqa: BLE001
         raise CnnError.single(f"import: {what}() failed: {_one_line(exc)}") from None
     if not isinstance(made, t.nn.Module):
         raise CnnError.single(f"import: {what}() returned {type(made).__name__}, not an nn.Module")
