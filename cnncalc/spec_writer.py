@@ -374,7 +374,7 @@ def _fresh(name: str, taken: list[str]) -> str:
 
 
 def _snake(cls: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", re.sub(r"\W", "", cls)).lower()
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", re.sub(r"[^A-Za-z0-9_]", "", cls)).lower().lstrip("_0123456789")
 
 
 def _scalar(v: Any) -> str:
