@@ -110,7 +110,6 @@ class _Blocks:
                 self.readers.setdefault(i, []).append(f.name)
             if f.share:
                 self.readers.setdefault(f.share, []).append(f.name)
-        self.order = {f.name: k for k, f in enumerate(found)}
 
     # ---- which instances become blocks -----------------------------------------------------------
     def decide(self, root: _Inst) -> None:
