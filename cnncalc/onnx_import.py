@@ -20,6 +20,7 @@ from .errors import CnnError
 from .spec_writer import Found, write_spec
 
 MAX_LISTED = 20
+MAX_RUN_BYTES = 2 * 2**30  #: the outputs are compared only below this memory
 MAX_REFERENCE_MACS = 300_000_000  #: larger graphs are not run through onnx's (slow, numpy) reference evaluator
 ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hardswish", "Gelu": "gelu"}
 CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
@@ -282,6 +283,9 @@ class _Reader:
         if report.totals["macs"] > MAX_REFERENCE_MACS:
             return notes + [f"outputs not compared: {report.totals['macs']:,} MACs is beyond onnx's reference "
                             "evaluator (shapes and parameters were)"]
+        if 3 * report.totals["inference_memory_bytes"] > MAX_RUN_BYTES:  # the evaluator, the module and the input
+            return notes + [f"outputs not compared: running it needs about "
+                            f"{3 * report.totals['inference_memory_bytes'] / 2**30:.1f} GiB (shapes and parameters were)"]
         return notes + self.compare_outputs(report, fail)
 
     def consts_read(self) -> set[str]:

@@ -309,3 +309,22 @@ def test_reference_models_that_need_what_no_layer_reads_are_refused(make, words)
     with pytest.raises(cnncalc.CnnError, match="cannot be written as a spec") as err:
         import_model(getattr(reference_models, make)(), (3, 224, 224), make, [])
     assert words in str(err.value)
+
+
+def test_huge_inputs_are_traced_without_memory_and_not_run(tmp_path):
+    """Shapes come from fake tensors; the real forward pass that compares outputs is skipped (and
+    said) when it would need more than 2 GiB."""
+    r = runner.invoke(app, ["import", f"{MODELS_FILE}:UNet", "-i", "3x20000x20000"])
+    assert r.exit_code == 0, r.output
+    assert "outputs not compared" in r.stderr
+    assert cnncalc.analyze(parse_spec(r.stdout)).layer("out").output_shape == (1, 2, 20000, 20000)
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 40000, 40000])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g", [x], [y])
+    path = tmp_path / "huge.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    r = runner.invoke(app, ["import", str(path)])
+    assert r.exit_code == 0 and "outputs not compared" in r.stderr
