@@ -625,7 +625,9 @@ def import_(source: str = typer.Argument(..., help="FILE.py:NAME, package.module
 
     shape = parse_input(input)
     onnx = source.lower().endswith(".onnx")
-    default = os.path.splitext(os.path.basename(source))[0] if onnx else source.rpartition(":")[2]
+    where, _, attr = source.rpartition(":")
+    stem = os.path.splitext(os.path.basename(where or source))[0].rpartition(".")[2]
+    default = stem if onnx or attr == "build" else attr  # build(): what cnncalc's exported files define
     net_name = name or default or "net"
     if onnx:
         from .onnx_import import import_onnx

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+#: classes that say nothing of what they hold (Module: a container torch.fx copied)
+CONTAINERS = ("Sequential", "ModuleDict", "ModuleList", "Module")
 MIN_EVIDENCE = 3  #: uses of a block needed before a field is written as a multiple of another
 META = ("name", "type", "inputs", "share", "block", "repeat", "names")  #: entry keys that are not values
 
@@ -174,8 +176,9 @@ class _Blocks:
         order = {v[1:]: k for k, v in sorted(text.items(), reverse=True)}
         args.sort(key=lambda a: order.get(a, 0))
         first, body = members[0]
-        bname = _fresh(_snake(first.cls) or "block", list(self.defs))
-        self.defs[bname] = (args, _put(body, slots[0], text), first.cls)
+        bname = _fresh(_block_name(first), list(self.defs))
+        note = first.cls if first.cls not in CONTAINERS else f"as {first.path}" + (", …" if len(members) > 1 else "")
+        self.defs[bname] = (args, _put(body, slots[0], text), note)
         for (inst, _), mine in zip(members, slots):
             inst.block = bname
             inst.args = {v[1:]: mine[k][2] for k, v in text.items() if v[1:] in args}
@@ -370,6 +373,16 @@ def _fresh(name: str, taken: list[str]) -> str:
     while out in taken or out in ("input", "in"):
         out, k = f"{name}_{k}", k + 1
     return out
+
+
+def _block_name(inst: _Inst) -> str:
+    """The class's name in snake case; for a container (Sequential, ModuleDict) the last word of
+    the first use's path that is not an index (layer1.0 → layer1, layer1.0.downsample → downsample)."""
+    words = [w for w in inst.path.split(".") if not w.isdigit()]
+    if inst.cls in CONTAINERS and words:
+        word = re.sub(r"[^A-Za-z0-9_]", "_", words[-1]).lstrip("_0123456789")
+        return word if word.endswith("block") else f"{word}_block" if word else "block"
+    return _snake(inst.cls) or "block"
 
 
 def _snake(cls: str) -> str:

@@ -26,6 +26,7 @@ from ..spec_writer import Found
 from . import kit
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")  #: what a spec name may hold (layers.base.Name)
+CONTAINERS = ("Sequential", "ModuleDict", "ModuleList", "Module")  #: Module: a container fx copied, never called
 MAX_LISTED = 20  #: unsupported ops listed by name (then a count)
 MAX_RUN_BYTES = 2 * 2**30  #: the outputs are compared on a real forward pass only below this memory
 
@@ -312,6 +313,9 @@ class _Reader:
         self.problems: list[str] = []
         self.failed: set[Any] = set()
         self.outputs: list[str] = []
+        self.scope_of: dict[str, tuple[tuple[str, str], ...]] = {}  # layer → its scopes
+        self.flat = all(getattr(c, "__name__", "") in CONTAINERS for n in gm.graph.nodes  # no class of its own
+                        for p, c in (n.meta.get("nn_module_stack") or {}).values() if p != n.target)
 
     def read(self) -> tuple[list[Found], list[str], list[str]]:
         for n in self.gm.graph.nodes:
@@ -340,14 +344,28 @@ class _Reader:
         return f"{self.owner(n) or 'the top level'} ({n.op} {n.name})"
 
     def owner(self, n: Any) -> str:
-        stack = n.meta.get("nn_module_stack") or {}
-        paths = [p for p, _ in stack.values() if not (n.op == "call_module" and p == n.target)]
-        return paths[-1] if paths else ""
+        scopes = self.scopes(n)
+        return scopes[-1][0] if scopes else ""
 
     def scopes(self, n: Any) -> tuple[tuple[str, str], ...]:
+        """The module instances `n` ran in, outermost first (its own module left out). In a model
+        whose forward calls only leaf modules held in containers (nn.ModuleDict, as cnncalc's
+        exported files are), the containers on a module's path stand in, and a functional op
+        takes those of its first input."""
         stack = n.meta.get("nn_module_stack") or {}
-        return tuple((p, c.__name__ if isinstance(c, type) else str(c).rsplit(".", 1)[-1])
-                     for p, c in stack.values() if p and not (n.op == "call_module" and p == n.target))
+        out = tuple((p, c.__name__ if isinstance(c, type) else str(c).rsplit(".", 1)[-1])
+                    for p, c in stack.values() if p and not (n.op == "call_module" and p == n.target))
+        if out or not self.flat:
+            return out
+        if n.op == "call_module":
+            return self.path_scopes(n.target)
+        first = next((a for a in _nodes(n.args) if self.names.get(a, "input") != "input"), None)
+        return self.scope_of.get(self.names[first], ()) if first is not None else ()
+
+    def path_scopes(self, target: str) -> tuple[tuple[str, str], ...]:
+        parts = target.split(".")
+        return tuple((p, type(self.gm.get_submodule(p)).__name__) for p in (".".join(parts[:i])
+                                                                            for i in range(1, len(parts))))
 
     def fresh(self, base: str) -> str:
         if not NAME.match(base) or len(base) > 190:
@@ -481,6 +499,7 @@ class _Reader:
                 name = self.fresh(f"{base}.{i}")
                 self.found.append(Found(name, {"type": "narrow", "start": start, "length": shape[1]},
                                         [self.names[x.node]], self.scopes(n), shape))
+                self.scope_of[name] = self.found[-1].scopes
                 self.names[n, i] = name
             start += shape[1]
 
@@ -495,8 +514,10 @@ class _Reader:
             if not isinstance(a, _T) or a.node not in self.names:
                 raise _Unsupported(f"{_op_name(n)} on something other than a traced tensor")
             srcs.append(self.names[a.node])
+        scopes = self.scopes(n)
         self.names[n] = name
-        self.found.append(Found(name, made, srcs, self.scopes(n), n.meta["cnncalc_shape"], shared))
+        self.scope_of[name] = scopes
+        self.found.append(Found(name, made, srcs, scopes, n.meta["cnncalc_shape"], shared))
 
 
 def _channel_shuffles(found: list[Found], fresh: Callable[[str], str]) -> tuple[list[Found], dict[str, str]]:
@@ -529,6 +550,17 @@ def _channel_shuffles(found: list[Found], fresh: Callable[[str], str]) -> tuple[
         out.append(f)
         k += 1
     return out, renamed
+
+
+def _nodes(args: Any) -> list[Any]:
+    """The fx nodes among an op's arguments, in order (lists flattened)."""
+    out: list[Any] = []
+    for a in args:
+        if isinstance(a, (list, tuple)):
+            out += _nodes(a)
+        elif hasattr(a, "op") and hasattr(a, "meta"):
+            out.append(a)
+    return out
 
 
 def _hashable(key: Any) -> bool:
