@@ -328,3 +328,14 @@ def test_huge_inputs_are_traced_without_memory_and_not_run(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
     r = runner.invoke(app, ["import", str(path)])
     assert r.exit_code == 0 and "outputs not compared" in r.stderr
+
+
+def test_export_then_import_gives_back_the_blocks():
+    report = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, "resnet50.yaml")))
+    namespace = {"__name__": "exported"}
+    exec(compile(to_torch(report), "resnet50", "exec"), namespace)  # noqa: S102
+    text, _ = import_model(namespace["build"](), (3, 224, 224), "resnet50", [])
+    for stage, n in (("layer1", 3), ("layer2", 4), ("layer3", 6), ("layer4", 3)):
+        assert f"name: {stage}, repeat: {n}," in text
+    again = cnncalc.analyze(parse_spec(text))
+    assert [r.name for r in again.layers] == [r.name for r in report.layers]  # the spec's own names, in order
