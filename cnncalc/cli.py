@@ -618,9 +618,11 @@ def import_(source: str = typer.Argument(..., help="FILE.py:NAME, package.module
             output: Optional[str] = typer.Option(None, "-o", "--output", help="Spec file to write (default: standard "
                                                  "output)."),
             name: Optional[str] = typer.Option(None, "--name", help="The network's name (default: from SOURCE).")) -> None:
-    """Read a PyTorch model or an ONNX graph into a spec: layers named by module path, repeated
-    sub-modules as blocks with repeat. The spec is proved against the model (every shape, params,
-    buffers, FLOPs and the outputs) before it is written; an op with no layer type is refused."""
+    """Read a PyTorch model or an ONNX graph into a spec, proved against it.
+
+    Layers are named by module path, repeated sub-modules become blocks with repeat. Before the
+    spec is written it is proved against the model (every shape, params, buffers, FLOPs and the
+    outputs); an op with no layer type is refused, every one listed."""
     from .safe import visible
 
     shape = parse_input(input)
