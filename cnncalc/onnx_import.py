@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from .errors import CnnError
-from .spec_writer import Found, write_spec
+from .spec_writer import Found, analyse_written, write_spec, wrong
 
 MAX_LISTED = 20
 MAX_RUN_BYTES = 2 * 2**30  #: the outputs are compared only below this memory
@@ -259,20 +259,10 @@ class _Reader:
 
     # ---- proving ---------------------------------------------------------------------------------
     def check(self, text: str, found: list[Found]) -> list[str]:
-        from .analyzer import analyze
-        from .spec import parse_spec
-
         def fail(why: str) -> CnnError:
-            return CnnError.single(f"import: the spec written for {self.path} does not reproduce it ({why}); this is "
-                                   "a bug in cnncalc, please report it with the graph")
+            return wrong(self.path, why)
 
-        try:
-            report = analyze(parse_spec(text, "<imported spec>"))
-        except CnnError as exc:
-            raise fail(f"it does not analyse: {exc.problems[0].message}") from None
-        for f in found:
-            if tuple(report.layer(f.name).output_shape) != tuple(f.shape):
-                raise fail(f"{f.name}: cnncalc gives {list(report.layer(f.name).output_shape)}, ONNX {list(f.shape)}")
+        report = analyse_written(text, found, self.path, "ONNX")
         held = sum(int(self.arrays[n].size) for n in self.used)
         tracked = sum(1 for r in report.layers if "num_batches_tracked" in r.buffer_shapes and not r.shared_with)
         ours = report.totals["params"] + report.totals["buffers"] - tracked  # ONNX keeps no num_batches_tracked

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from .errors import CnnError
+
 #: classes that say nothing of what they hold (Module: a container torch.fx copied)
 CONTAINERS = ("Sequential", "ModuleDict", "ModuleList", "Module")
 MIN_EVIDENCE = 3  #: uses of a block needed before a field is written as a multiple of another
@@ -81,6 +83,30 @@ def write_spec(found: list[Found], name: str, input_shape: tuple[int, ...], head
     if outputs and outputs != [found[-1].name]:
         lines.append(f"outputs: {_flow(outputs)}")
     return "\n".join(lines) + "\n"
+
+
+def wrong(what: str, why: str) -> CnnError:
+    """A written spec that does not reproduce its source: a bug in cnncalc, said plainly."""
+    return CnnError.single(f"import: the spec written for {what} does not reproduce it ({why}); this is a bug in "
+                           "cnncalc, please report it with the model")
+
+
+def analyse_written(text: str, found: list[Found], what: str, oracle: str, batch: bool = True) -> Any:
+    """The report of the written spec, every layer's output shape checked against the one its
+    source gave (`oracle` names that source; `batch` False: the batch axis is not compared)."""
+    from .analyzer import analyze
+    from .spec import parse_spec
+
+    try:
+        report = analyze(parse_spec(text, "<imported spec>"))
+    except CnnError as exc:
+        raise wrong(what, f"it does not analyse: {exc.problems[0].message}") from None
+    skip = 0 if batch else 1
+    for f in found:
+        got = report.layer(f.name).output_shape
+        if tuple(got[skip:]) != tuple(f.shape[skip:]):
+            raise wrong(what, f"{f.name}: cnncalc gives {list(got[skip:])}, {oracle} {list(f.shape[skip:])}")
+    return report
 
 
 def _tree(found: list[Found]) -> _Inst:

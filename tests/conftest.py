@@ -29,3 +29,15 @@ def golden(name: str, text: str) -> None:
             fh.write(text)
     with open(path) as fh:
         assert text == fh.read(), f"{name} changed (CNNCALC_UPDATE_GOLDEN=1 to accept)"
+
+
+def load_module(text: str, tmp_path, name: str = "net"):
+    """The Python module whose source is `text` (an exported network), loaded from a file."""
+    import importlib.util
+
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

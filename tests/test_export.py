@@ -2,7 +2,6 @@
 executor (same parameters, the executor's weights load strictly under the spec's names, equal
 outputs) and works with torch.fx and TorchScript."""
 import glob
-import importlib.util
 import os
 import subprocess
 import sys
@@ -17,18 +16,10 @@ from cnncalc.backend import build_model, kit  # noqa: E402
 from cnncalc.backend.export import executor_state, to_torch  # noqa: E402
 
 from conftest import EXAMPLES, analyze_text  # noqa: E402
+from conftest import load_module as load  # noqa: E402
 from layer_cases import CASES, spec_text  # noqa: E402
 
 EXPORTABLE = [p for p in sorted(glob.glob(os.path.join(EXAMPLES, "*.yaml")))]
-
-
-def load(text: str, tmp_path, name="net"):
-    path = tmp_path / f"{name}.py"
-    path.write_text(text)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("path", EXPORTABLE, ids=os.path.basename)

@@ -4,7 +4,6 @@ FlopCounterMode, every layer's output shape from forward hooks), then exported a
 the model's own state_dict (strict, equal outputs), then exported → imported again (same numbers).
 Every example: export → import gives the same totals."""
 import glob
-import importlib.util
 import os
 import sys
 
@@ -20,7 +19,7 @@ from cnncalc.backend.fx_import import import_model  # noqa: E402
 from cnncalc.cli import app  # noqa: E402
 from cnncalc.spec import parse_spec  # noqa: E402
 
-from conftest import DATA, EXAMPLES  # noqa: E402
+from conftest import DATA, EXAMPLES, load_module  # noqa: E402
 from layer_cases import CASES, spec_text  # noqa: E402
 
 sys.path.insert(0, DATA)
@@ -49,15 +48,6 @@ def torch_numbers(model, shape):
             "flops": counter.get_total_flops(), "shapes": shapes}
 
 
-def load_py(text, tmp_path, name):
-    path = tmp_path / f"{name}.py"
-    path.write_text(text)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def totals(report):
     return {k: report.totals[k] for k in KEYS}
 
@@ -75,7 +65,7 @@ def test_import_equals_torch_and_round_trips(name, tmp_path):
         if module_name in {r.name for r in report.layers}:
             assert report.layer(module_name).output_shape == out_shape, module_name
     # export: a standalone file whose module takes the original weights, strictly, and computes the same
-    net = load_py(to_torch(report), tmp_path, "exported").build().eval()
+    net = load_module(to_torch(report), tmp_path, "exported").build().eval()
     net.load_state_dict(model.state_dict(), strict=True)
     x = torch.randn(2, *shape)
     with torch.no_grad():
@@ -99,7 +89,7 @@ def test_residual_spec_is_readable_blocks_and_repeat():
 
 
 def test_shared_module_is_written_with_share():
-    text, _ = import_model(M.Shared(), M.MODELS["Shared"], "shared", [])
+    text, _ = import_model(M.Shared(), M.MODELS["Shared"], "one_conv_twice", [])
     report = cnncalc.analyze(parse_spec(text))
     assert report.layer("conv_1").shared_with == "conv"
     assert report.totals["params"] == 3 * 8 + 8 + 8 * 8 * 9 + 8

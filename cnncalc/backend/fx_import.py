@@ -644,25 +644,16 @@ def import_model(model: Any, input_shape: tuple[int, ...], name: str, header: li
 def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...], what: str) -> list[str]:
     """Raise a CnnError unless the spec `text` analyses to what torch says of `model`; notes on
     what was not compared."""
-    from ..analyzer import analyze
-    from ..spec import parse_spec
+    from ..spec_writer import analyse_written, wrong
     from .build import build_model
     from .export import exported_module
 
     t = kit()
 
     def fail(why: str) -> CnnError:
-        return CnnError.single(f"import: the spec written for {what} does not reproduce it ({why}); this is a bug "
-                               "in cnncalc, please report it with the model")
+        return wrong(what, why)
 
-    try:
-        report = analyze(parse_spec(text, "<imported spec>"))
-    except CnnError as exc:
-        raise fail(f"it does not analyse: {exc.problems[0].message}") from None
-    for f in found:
-        row = report.layer(f.name)
-        if tuple(row.output_shape[1:]) != tuple(f.shape[1:]):
-            raise fail(f"{f.name}: cnncalc gives {list(row.output_shape[1:])}, torch {list(f.shape[1:])}")
+    report = analyse_written(text, found, what, "torch", batch=False)  # traced at batch 2
     counts = torch_counts(model, input_shape)
     ours = {"params": report.totals["params"], "buffers": report.totals["buffers"], "flops": report.totals["flops"]}
     if ours != counts:
