@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from math import prod
 from typing import Any
 
 from .errors import CnnError
@@ -228,7 +229,7 @@ class _Reader:
             y = self.shapes.get(node.output[0])
             if y is None or y[0] != x[0]:
                 raise _Unsupported("a reshape of the batch axis")
-            if len(x) > 2 and y == (x[0], _prod(x[1:])):
+            if len(x) > 2 and y == (x[0], prod(x[1:])):
                 return {"type": "flatten"}, {}
             return {"type": "reshape", "shape": list(y[1:])}, {}
         if op == "Transpose":
@@ -338,16 +339,6 @@ def _one(v: list[int]) -> Any:
 
 
 def _lean(entry: dict[str, Any]) -> dict[str, Any]:
-    """Leave out the fields at their defaults."""
     from .layers import REGISTRY
 
-    fields = REGISTRY[entry["type"]].model_fields
-    return {k: v for k, v in entry.items() if k == "type" or not (k in fields and type(fields[k].default) is type(v)
-                                                                  and fields[k].default == v)}
-
-
-def _prod(xs: Any) -> int:
-    out = 1
-    for v in xs:
-        out *= v
-    return out
+    return REGISTRY[entry["type"]].lean(entry)

@@ -337,13 +337,17 @@ def _slots(body: list[dict]) -> list[tuple[str, str, Any]]:
     return out
 
 
+def _layer_class(kind: str) -> Any:
+    from .layers import REGISTRY
+
+    return REGISTRY[kind]
+
+
 def _fields(kind: str) -> list[tuple[str, Any]]:
     """(spec key, default) of a layer type's own fields."""
-    from .layers import REGISTRY
     from .layers.base import Layer
 
-    cls = REGISTRY[kind]
-    return [(f.alias or k, f.default) for k, f in cls.model_fields.items() if k not in Layer.model_fields]
+    return [(f.alias or k, f.default) for k, f in _layer_class(kind).model_fields.items() if k not in Layer.model_fields]
 
 
 def _put(body: list[dict], slots: list[tuple[str, str, Any]], text: dict[int, Any]) -> list[dict]:
@@ -355,13 +359,9 @@ def _put(body: list[dict], slots: list[tuple[str, str, Any]], text: dict[int, An
     out = []
     for e in body:
         mine = values.get(e["name"], {})
-        defaults = dict(_fields(e["type"])) if "type" in e else {}
         new: dict[str, Any] = {k: v for k, v in e.items() if k in ("name", "type", "block", "repeat", "names")}
-        for key, d in defaults.items():
-            v = mine[key]
-            if type(v) is type(d) and v == d or v is None and d is None:
-                continue
-            new[key] = v
+        if "type" in e:
+            new.update(_layer_class(e["type"]).lean({k: mine[k] for k, _ in _fields(e["type"])}))
         if "args" in e:
             new["args"] = {a: mine[a] for a in e["args"]}
         if "first" in e:

@@ -16,6 +16,7 @@ import operator
 import os
 import re
 import sys
+from math import prod
 from typing import Any, Callable
 
 from ..errors import CnnError, did_you_mean
@@ -141,7 +142,7 @@ def _functions(t: Any) -> dict[Any, tuple[str, Callable[..., Any]]]:
     arguments (tensors as `_T`) and returns (an nn module or a spec entry, the tensor inputs)."""
     torch, nn, F = t.torch, t.nn, t.F
 
-    def act(cls: Any, *names: str) -> Callable[..., Any]:
+    def act(cls: Any) -> Callable[..., Any]:
         def handler(x: _T, *args: Any, **kw: Any) -> Any:
             kw.pop("inplace", None)
             return cls(*args, **kw), [x]
@@ -473,7 +474,7 @@ class _Reader:
             raise _Unsupported(f"{n.target} that changes the batch axis ({list(src)} → {list(out)})")
         owner = self.owner(n)
         after_copy = n.args[0].op == "call_method" and n.args[0].target == "contiguous"
-        if len(src) > 2 and out == (src[0], src[1] * _prod(src[2:])) and not after_copy:
+        if len(src) > 2 and out == (src[0], src[1] * prod(src[2:])) and not after_copy:
             entry: dict[str, Any] = {"type": "flatten"}
         else:
             kind = "view" if n.target == "view" and not after_copy else "reshape"
@@ -577,13 +578,6 @@ def _op_name(n: Any) -> str:
     mod = getattr(n.target, "__module__", None) or ""
     name = getattr(n.target, "__name__", str(n.target))
     return f"{mod}.{name}" if mod and mod != "_operator" else f"operator.{name}" if mod == "_operator" else name
-
-
-def _prod(xs: Any) -> int:
-    out = 1
-    for v in xs:
-        out *= v
-    return out
 
 
 # ---- torch's own numbers, to prove the spec by --------------------------------------------------

@@ -266,9 +266,15 @@ class Layer(BaseModel):
             v = torch_value(getattr(m, key), name == "bias")
             if isinstance(v, list) and v and len(set(v)) == 1 and getattr(f.annotation, "__origin__", None) is not list:
                 v = v[0]  # (3, 3) as people write it: 3
-            if not (type(v) is type(f.default) and v == f.default or v is None and f.default is None):
-                entry[key] = v
-        return entry
+            entry[key] = v
+        return cls.lean(entry)
+
+    @classmethod
+    def lean(cls, entry: dict[str, Any]) -> dict[str, Any]:
+        """A spec entry less the fields given at their defaults (as a person writes it)."""
+        defaults = {f.alias or k: f.default for k, f in cls.model_fields.items() if k not in Layer.model_fields}
+        return {k: v for k, v in entry.items() if k not in defaults or not (
+            type(v) is type(defaults[k]) and v == defaults[k] or v is None and defaults[k] is None)}
 
     # ---- helpers for rules ----------------------------------------------------------------
     def expect_rank(self, shape: Shape, rank: int, axes: str) -> None:
