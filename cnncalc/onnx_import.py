@@ -18,6 +18,7 @@ from math import prod
 from typing import Any
 
 from .errors import CnnError
+from .safe import visible
 from .spec_writer import Found, analyse_written, write_spec, wrong
 
 MAX_LISTED = 20
@@ -108,7 +109,10 @@ class _Reader:
             try:
                 self.node(node)
             except _Unsupported as exc:
-                self.problems.append(f"{exc} ({node.op_type} node '{node.name}')")
+                self.problems.append(visible(f"{exc} ({node.op_type} node '{node.name}')"))
+            except (KeyError, IndexError, TypeError, ValueError) as exc:  # a node missing what its op needs
+                self.problems.append(visible(f"a malformed node ({type(exc).__name__}: {exc}) ({node.op_type} node "
+                                             f"'{node.name}')"[:300]))
         if self.problems:
             shown = self.problems[:MAX_LISTED] + ([f"… and {len(self.problems) - MAX_LISTED} more"]
                                                   if len(self.problems) > MAX_LISTED else [])

@@ -255,6 +255,16 @@ def test_onnx_refusals(tmp_path):
     assert r.exit_code == 1 and "is not an ONNX model" in r.output
     r = runner.invoke(app, ["import", str(tmp_path / "missing.onnx")])
     assert r.exit_code == 2 and "no such file" in r.output
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    graph = helper.make_graph([helper.make_node("Transpose", ["x"], ["y"], name="t\x1b[31m")], "g", [x], [y])
+    odd = tmp_path / "odd.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(odd))
+    r = runner.invoke(app, ["import", str(odd)])  # no perm: a node cnncalc cannot read, said, shown inert
+    assert r.exit_code == 1 and "Transpose node" in r.output and "\x1b" not in r.output and "Traceback" not in r.output
 
 
 def test_module_names_a_spec_cannot_hold_are_refused_and_shown_inert():

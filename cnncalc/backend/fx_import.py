@@ -10,6 +10,7 @@ nothing is dropped or approximated. `check` then proves the written spec against
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import operator
@@ -43,19 +44,10 @@ def load_model(source: str) -> Any:
                               ".onnx file", exit_code=2)
     if where == "torchvision":
         return _torchvision(name)
-    if where.endswith(".py"):
-        if not os.path.isfile(where):
-            raise CnnError.single(f"import: no such file: {where}", exit_code=2)
-        mod_name = "cnncalc_import_" + "".join(c if c.isalnum() else "_" for c in os.path.basename(where)[:-3])
-        spec = importlib.util.spec_from_file_location(mod_name, where)
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules[mod_name] = module
-        run: Callable[[], Any] = lambda: spec.loader.exec_module(module)  # type: ignore[union-attr] # noqa: E731
-    else:
-        run = lambda: importlib.import_module(where)  # noqa: E731
+    if where.endswith(".py") and not os.path.isfile(where):
+        raise CnnError.single(f"import: no such file: {where}", exit_code=2)
     try:
-        loaded = run()
-        module = loaded if loaded is not None else module
+        module = _load_file(where) if where.endswith(".py") else importlib.import_module(where)
     except ModuleNotFoundError as exc:
         raise CnnError.single(f"import: cannot import {where}: {exc}", exit_code=2) from None
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code failed: say how, plainly
@@ -64,6 +56,17 @@ def load_model(source: str) -> Any:
         names = [n for n in vars(module) if not n.startswith("_")]
         raise CnnError.single(f"import: {where} has no '{name}'{did_you_mean(name, names)}", exit_code=2)
     return _instance(getattr(module, name), f"{where}:{name}", t)
+
+
+def _load_file(path: str) -> Any:
+    """The Python file at `path`, run as a module (registered, so its classes pickle and dataclasses work)."""
+    name = "cnncalc_import_" + "".join(c if c.isalnum() else "_" for c in os.path.basename(path)[:-3])
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _torchvision(name: str) -> Any:
@@ -111,22 +114,23 @@ def layer_class(m: Any) -> type[Layer] | None:
     """The layer class that reads module `m`: its class (or a base whose forward it keeps) is a
     torch or torchvision class named in a layer's `torch_names`, or one of the modules cnncalc's
     exported files define."""
-    from . import modules as ext
-
-    index = _index()
-    ours = {n for n, v in vars(ext).items() if isinstance(v, type)}
+    index, ours = _index()
     for k in type(m).__mro__:
         if k.__name__ in index and (k.__module__.split(".")[0] in ("torch", "torchvision") or k.__name__ in ours):
             return index[k.__name__] if type(m).forward is getattr(k, "forward", None) else None
     return None
 
 
-def _index() -> dict[str, type[Layer]]:
+@functools.cache
+def _index() -> tuple[dict[str, type[Layer]], frozenset[str]]:
+    """Torch class name → the layer class reading it; and the class names of cnncalc's own modules."""
+    from . import modules as ext
+
     out: dict[str, type[Layer]] = {}
     for cls in REGISTRY.values():
         for n in cls.torch_names if cls.torch_names is not None else (cls.__name__,):
             out[n] = cls
-    return out
+    return out, frozenset(n for n, v in vars(ext).items() if isinstance(v, type))
 
 
 # ---- functional ops ----------------------------------------------------------------------------
