@@ -20,8 +20,8 @@ sys.path[:] = [ROOT, os.path.join(ROOT, "tests")] + [p for p in sys.path if os.p
 # (benchmarks/profile.py would shadow the standard library's profile, which torch's fake tensors import)
 
 import cnncalc  # noqa: E402
-from cnncalc.backend.export import to_torch  # noqa: E402
-from cnncalc.backend.fx_import import import_model  # noqa: E402
+from cnncalc.interop.torch_export import to_torch  # noqa: E402
+from cnncalc.interop.torch_import import import_model  # noqa: E402
 
 KEYS = ("params", "buffers", "macs")
 

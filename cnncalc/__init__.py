@@ -9,15 +9,17 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .analyzer import LayerReport, Report, analyze
-from .errors import CnnError, Problem
-from .spec import Network, load_spec, parse_spec
+from cnncalc.analysis.analyze import analyze
+from cnncalc.analysis.report import LayerReport, Report
+from cnncalc.errors import CnnError, Problem
+from cnncalc.spec.expand import load_spec, parse_spec
+from cnncalc.spec.network import Network
 
 
 def spec_from_torch(model, input_shape: tuple[int, ...], name: str = "net") -> str:
     """The spec (YAML text) of a live nn.Module at `input_shape` (no batch), proved against
     torch as `cnncalc import` proves it; raises CnnError for what a spec cannot express."""
-    from .backend.fx_import import import_model
+    from cnncalc.interop.torch_import import import_model
 
     return import_model(model, tuple(input_shape), name, [f"written by cnncalc.spec_from_torch at "
                                                               f"{'x'.join(map(str, input_shape))}"])[0]
@@ -25,7 +27,7 @@ def spec_from_torch(model, input_shape: tuple[int, ...], name: str = "net") -> s
 
 def spec_from_onnx(path: str, input_shape: tuple[int, ...] | None = None, name: str = "net") -> str:
     """The spec (YAML text) of an ONNX graph, as `cnncalc import MODEL.onnx` writes it."""
-    from .onnx_import import import_onnx
+    from cnncalc.interop.onnx_import import import_onnx
 
     return import_onnx(path, tuple(input_shape) if input_shape else None, name)[0]
 

@@ -12,7 +12,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import cnncalc  # noqa: E402
-from cnncalc.render import hbytes, rf_num, shape_str  # noqa: E402
+from cnncalc.render.columns import rf_num  # noqa: E402
+from cnncalc.units import hbytes, shape_str  # noqa: E402
 
 
 def table() -> str:

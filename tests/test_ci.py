@@ -5,8 +5,8 @@ import os
 import yaml
 from typer.testing import CliRunner
 
-from cnncalc.budgets import parse_quantity
-from cnncalc.cli import app
+from cnncalc.cli.app import app
+from cnncalc.units import parse_quantity
 
 from conftest import EXAMPLES, ROOT
 
@@ -127,7 +127,7 @@ def test_pre_commit_hook_definition():
 def test_the_schema_accepts_the_units_the_parser_accepts():
     import re
 
-    from cnncalc.vocabulary import spec_schema
+    from cnncalc.render.vocabulary import spec_schema
 
     text = json.dumps(spec_schema())
     pattern = json.loads(text)["$defs"]["Limits"]["properties"]["max_params"]["anyOf"][1]["pattern"]

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 import cnncalc
-from cnncalc.cli import app
+from cnncalc.cli.app import app
 
 from conftest import EXAMPLES, ROOT, golden
 
@@ -67,7 +67,7 @@ def test_narrow_terminal_table_keeps_one_aligned_line_per_layer():
     from rich.console import Console
 
     import cnncalc
-    from cnncalc.render import print_table
+    from cnncalc.render.terminal import print_table
 
     report = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, "resnet50.yaml")))
     console = Console(file=io.StringIO(), width=90, color_system=None)
@@ -199,7 +199,8 @@ def test_add_rows_keeps_order_markup_and_escapes_across_chunks():
     from rich.console import Console
     from rich.table import Table
 
-    from cnncalc.render import ROWS_PER_CELL, add_rows
+    from cnncalc.render.columns import ROWS_PER_CELL
+    from cnncalc.render.terminal import add_rows
 
     n = 2 * ROWS_PER_CELL + 3
     table = Table("i", "mark")

@@ -12,8 +12,9 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit: deprecated in 2.13, asked for by #15
 
 import cnncalc  # noqa: E402
-from cnncalc.backend import build_model, kit  # noqa: E402
-from cnncalc.backend.export import executor_state, to_torch  # noqa: E402
+from cnncalc.backend import build_model
+from cnncalc.backend.kit import kit  # noqa: E402
+from cnncalc.interop.torch_export import executor_state, to_torch  # noqa: E402
 
 from conftest import EXAMPLES, analyze_text  # noqa: E402
 from conftest import load_module as load  # noqa: E402
@@ -77,7 +78,7 @@ def test_names_that_cannot_be_attributes_are_refused():
 def test_exported_module_compiles():
     report = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, "lenet5.yaml")))
     model = build_model(report, kit()).eval()
-    from cnncalc.backend.export import exported_module
+    from cnncalc.interop.torch_export import exported_module
 
     net = exported_module(report, model).eval()
     x = torch.randn(report.input_shape)
@@ -90,7 +91,7 @@ def test_every_layer_type_exports(case, tmp_path):
     report = analyze_text(spec_text(case))
     torch.manual_seed(0)
     model = build_model(report, kit()).eval()
-    from cnncalc.backend.export import exported_module
+    from cnncalc.interop.torch_export import exported_module
 
     net = exported_module(report, model).eval()
     x = torch.randn(report.input_shape)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import cnncalc
-from cnncalc.cli import app
+from cnncalc.cli.app import app
 
 from conftest import EXAMPLES
 
@@ -83,11 +83,11 @@ def test_thousands_of_layers_print_and_json_stays_valid():
         "layers:\n  - {block: u, name: s, repeat: 1500}\n"
     report = cnncalc.analyze(cnncalc.parse_spec(text))
     assert len(report.layers) == 3000
-    from cnncalc import render
+    from cnncalc.render.formats import to_csv, to_json
 
-    data = json.loads(render.to_json(report))
+    data = json.loads(to_json(report))
     assert len(data["layers"]) == 3000 and data["totals"]["params"] == 1500 * (8 * 8 * 9 + 8)
-    assert render.to_csv(report).count("\n") == 3002
+    assert to_csv(report).count("\n") == 3002
 
 
 # ---- fuzzing --------------------------------------------------------------------------------------
@@ -289,7 +289,7 @@ def test_an_overlong_expression_names_the_limit(tmp_path):
 
 
 def test_only_the_first_unknown_names_get_a_hint():
-    from cnncalc.spec import parse_spec
+    from cnncalc.spec.expand import parse_spec
 
     text = "input: 3x8x8\nlayers:\n  - {name: layer_a, type: relu}\n" + "".join(
         f"  - {{name: b{i}, type: relu, inputs: [layer_b]}}\n" for i in range(30))
@@ -331,17 +331,18 @@ def test_fuzz_hostile_constructs(text):
 
     from rich.console import Console
 
-    from cnncalc import render
+    from cnncalc.render.formats import to_csv, to_json, to_markdown
+    from cnncalc.render.terminal import print_table
 
     try:
         report = cnncalc.analyze(cnncalc.parse_spec(text, "fuzz.yaml"))
     except cnncalc.CnnError as exc:
         assert exc.problems and all(p.file == "fuzz.yaml" for p in exc.problems)
         return
-    json.loads(render.to_json(report))
-    render.to_csv(report)
-    render.to_markdown(report)
-    render.print_table(report, Console(file=StringIO(), width=100))
+    json.loads(to_json(report))
+    to_csv(report)
+    to_markdown(report)
+    print_table(report, Console(file=StringIO(), width=100))
 
 
 def test_huge_digit_strings_in_shapes_never_show_python_internals(tmp_path):

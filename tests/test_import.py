@@ -14,10 +14,10 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import cnncalc  # noqa: E402
-from cnncalc.backend.export import to_torch  # noqa: E402
-from cnncalc.backend.fx_import import import_model  # noqa: E402
-from cnncalc.cli import app  # noqa: E402
-from cnncalc.spec import parse_spec  # noqa: E402
+from cnncalc.cli.app import app  # noqa: E402
+from cnncalc.interop.torch_export import to_torch  # noqa: E402
+from cnncalc.interop.torch_import import import_model  # noqa: E402
+from cnncalc.spec.expand import parse_spec  # noqa: E402
 
 from conftest import DATA, EXAMPLES, load_module  # noqa: E402
 from layer_cases import CASES, spec_text  # noqa: E402

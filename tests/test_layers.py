@@ -58,7 +58,7 @@ def test_registry_reads_string_annotations_of_postponed_evaluation(tmp_path, mon
 
 def test_every_type_documents_its_rules():
     """`cnncalc layers TYPE` shows each type's formulas: no type may have an empty rule."""
-    from cnncalc.vocabulary import formula
+    from cnncalc.render.vocabulary import formula
 
     assert [name for name, cls in REGISTRY.items() if not formula(cls) or cls.__doc__ == Layer.__doc__] == []
 

@@ -53,7 +53,7 @@ def test_chunk_follows_torch_chunk_rule():
 
 def test_pieces_are_in_the_json_schema():
     jsonschema = pytest.importorskip("jsonschema")
-    from cnncalc.vocabulary import spec_schema
+    from cnncalc.render.vocabulary import spec_schema
 
     schema = spec_schema()
     ok = {"input": [8, 4, 4], "layers": [{"type": "chunk", "chunks": 2, "name": "s"},
@@ -114,7 +114,7 @@ layers:
 
 
 def test_spec_args_set_and_defaults():
-    from cnncalc.spec import parse_spec
+    from cnncalc.spec.expand import parse_spec
 
     r = cnncalc.analyze(parse_spec(RESBLOCK, "t.yaml", {"width": 0.5}))
     assert r.layer("b.conv1").output_shape[1] == 8 and r.layer("a.conv1").output_shape[1] == 4
@@ -147,7 +147,7 @@ def test_language_mistakes_are_located(text, message, line):
 
 
 def test_expressions():
-    from cnncalc.subst import SubstError, evaluate, make_divisible
+    from cnncalc.spec.subst import SubstError, evaluate, make_divisible
 
     assert evaluate("64 * 0.5", {}) == 32 and isinstance(evaluate("64 * 0.5", {}), int)
     assert evaluate("3 * w", {"w": 0.7}) == 2.0999999999999996  # not whole: an int field refuses it
@@ -228,7 +228,7 @@ def test_names_per_repetition_under_a_use_name():
 
 
 def test_layers_describes_the_new_types_and_the_pieces():
-    from cnncalc.vocabulary import describe
+    from cnncalc.render.vocabulary import describe
 
     assert "sizes: required" in describe("split") and "chunks: required" in describe("chunk")
     text = describe("self_attention")

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from cnncalc import roofline
+from cnncalc.analysis.roofline import Peaks, bound, layer_bytes, predict
+from cnncalc.units import fmt_time
 
 from conftest import EXAMPLES, analyze_text
 
@@ -33,7 +34,7 @@ layers:
   - {name: fc, type: linear, out_features: 10}
 """)
     b = 4
-    by = {row.name: roofline.layer_bytes(row, b) for row in r.layers}
+    by = {row.name: layer_bytes(row, b) for row in r.layers}
     assert by["conv"] == (3 * 32 * 32 + 8 * 32 * 32 + 8 * 3 * 3 * 3 + 8) * b
     assert by["bn"] == (2 * 8 * 32 * 32 + 2 * 8 + 2 * 8) * b       # γ, β, running mean and var (not the counter)
     assert by["act"] == 2 * 8 * 32 * 32 * b                        # in place still reads and writes
@@ -43,25 +44,25 @@ layers:
 
 
 def test_roofline_bound_and_verdicts():
-    peaks = roofline.Peaks(**PEAKS)
+    peaks = Peaks(**PEAKS)
     r = analyze_text("input: 256x14x14\nlayers:\n"
                      "  - {name: pw, type: conv2d, out_channels: 256, kernel_size: 1, bias: false}\n"
                      "  - {name: dw, type: conv2d, out_channels: 256, kernel_size: 3, padding: 1, groups: 256, "
                      "bias: false}\n"
                      "  - {name: act, type: relu}\n")
-    pw, dw, act = (roofline.bound(row, 4, peaks) for row in r.layers)
+    pw, dw, act = (bound(row, 4, peaks) for row in r.layers)
     assert pw.compute_s == 2 * 256 * 256 * 14 * 14 / 1e11
     assert pw.memory_s == (2 * 256 * 14 * 14 + 256 * 256) * 4 / 2e10
-    two = roofline.Peaks(**PEAKS, cache_bytes_per_s=1e11, cache_bytes=2**20)  # 1 MiB may stream 5× faster
+    two = Peaks(**PEAKS, cache_bytes_per_s=1e11, cache_bytes=2**20)  # 1 MiB may stream 5× faster
     assert two.memory_s(3 * 2**20) == 2**20 / 1e11 + 2 * 2**20 / 2e10 and two.memory_s(1000) == 1000 / 1e11
     assert pw.bound == "compute"          # 25.7 M FLOPs / 1e11 = 257 µs > 2.3 MB / 2e10 = 115 µs
     assert dw.compute_s == 2 * 256 * 9 * 14 * 14 / 1e11 and dw.bound == "memory"
     assert act.bound == "memory" and act.roofline_s == 2 * 256 * 14 * 14 * 4 / 2e10
-    tiny = roofline.bound(analyze_text("input: 1x4x4\nlayers:\n  - {type: relu}\n").layers[0], 4, peaks)
+    tiny = bound(analyze_text("input: 1x4x4\nlayers:\n  - {type: relu}\n").layers[0], 4, peaks)
     assert tiny.bound == "overhead" and tiny.predicted_s == 5e-6
-    p = roofline.predict(r, peaks)
+    p = predict(r, peaks)
     assert p["total_s"] == sum(max(x.roofline_s, 5e-6) for x in (pw, dw, act))
-    assert roofline.fmt_time(0.0123) == "12.3 ms" and roofline.fmt_time(4.2e-7) == "420 ns"
+    assert fmt_time(0.0123) == "12.3 ms" and fmt_time(4.2e-7) == "420 ns"
 
 
 def test_analyze_with_peaks_needs_no_torch(tmp_path):
@@ -129,7 +130,7 @@ def test_profile_on_cpu_sums_and_verdicts(tmp_path):
 
     from rich.console import Console
 
-    from cnncalc.views import print_profile
+    from cnncalc.render.terminal import print_profile
 
     out = io.StringIO()
     print_profile(p, Console(file=out, width=200, no_color=True))
@@ -144,7 +145,7 @@ def test_cuda_graph_needs_cuda_and_calibrate_writes_peaks(tmp_path):
     peaks = tmp_path / "peaks.json"
     out = cli("calibrate", "--device", "cpu", "-o", str(peaks))
     assert out.returncode == 0 and "wrote" in out.stderr
-    k = roofline.Peaks.load(str(peaks))
+    k = Peaks.load(str(peaks))
     assert k.device_type == "cpu" and k.flops_per_s > 1e8 and k.bytes_per_s > 1e8 and 0 < k.overhead_s < 1e-3
     out = cli("analyze", os.path.join(EXAMPLES, "resnet50.yaml"), "--peaks", str(peaks), "-f", "json")
     assert json.loads(out.stdout)["totals"]["predicted_s"] > 0

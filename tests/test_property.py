@@ -136,7 +136,7 @@ def test_random_networks_memory_matches_torch(text, optimizer):
 def test_rf_unit_windows_match_the_gradient(text, pick):
     """Every window `rf --unit` calls exact is the hull of the input pixels torch's gradient
     reaches from that unit."""
-    from cnncalc import views
+    from cnncalc.analysis.unit_field import unit_field
 
     try:
         report = cnncalc.analyze(cnncalc.parse_spec(text))
@@ -150,7 +150,7 @@ def test_rf_unit_windows_match_the_gradient(text, pick):
     row = rows[pick % len(rows)]
     spatial = row.output_shape[2:]
     unit = tuple((pick // 7 + 3 * a) % s for a, s in enumerate(spatial))
-    axes = views.unit_field(report, row.name, unit)
+    axes = unit_field(report, row.name, unit)
     model = tb.probe_model(report, row.index, tb.kit())
     x = torch.ones((1, 1, *report.input_shape[2:]), dtype=torch.float64, requires_grad=True)
     out = model(x, stop=row.index)

@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-from cnncalc import graph, render, report_html
+from cnncalc.render import graph
+from cnncalc.render import html as report_html
+from cnncalc.render.columns import COLUMNS, by_type, choose_columns, layer_cells, share, totals_rows
 
 from conftest import EXAMPLES, ROOT, analyze_text, example, golden
 
@@ -37,17 +39,17 @@ def cli(*args, stdin=None):
 # ---- shares and columns ------------------------------------------------------------------------
 def test_share_cells_are_fractions_of_the_totals():
     r = example("lenet5")
-    cells = {row.name: render.layer_cells(row, r) for row in r.layers}
-    pct = render.COLUMNS.index("% params"), render.COLUMNS.index("% MACs")
+    cells = {row.name: layer_cells(row, r) for row in r.layers}
+    pct = COLUMNS.index("% params"), COLUMNS.index("% MACs")
     assert [cells["c3.conv"][i] for i in pct] == [f"{2416 / 61706:.1%}", f"{16 * 6 * 25 * 10 * 10 / 416520:.1%}"]
     assert cells["c1.pool"][pct[0]] == "–"                         # nothing is not 0.0%
-    assert render.share(1, 10**6) == "<0.1%" and render.share(0, 0) == "–"
+    assert share(1, 10**6) == "<0.1%" and share(0, 0) == "–"
 
 
 def test_columns_choose_and_order_the_table():
-    assert render.choose_columns("MACs, name ,% MACs,rf_size") == [1, 6, 7, 10]  # table order, any spelling
+    assert choose_columns("MACs, name ,% MACs,rf_size") == [1, 6, 7, 10]  # table order, any spelling
     with pytest.raises(ValueError, match="unknown column 'macz' \\(did you mean 'macs'"):
-        render.choose_columns("name,macz")
+        choose_columns("name,macz")
     out = cli("analyze", LENET, "--columns", "name,params,macs_share")
     assert out.returncode == 0
     header = next(line for line in out.stdout.splitlines() if "name" in line)
@@ -158,7 +160,7 @@ def test_html_report_golden_and_structure():
     text = cli("analyze", LENET, "-f", "html").stdout
     golden("lenet5.html", text)
     r = example("lenet5")
-    assert text.count("<tr>") == len(r.layers) + len(render.totals_rows(r)) + 1 + len(render.by_type(r)) + 1
+    assert text.count("<tr>") == len(r.layers) + len(totals_rows(r)) + 1 + len(by_type(r)) + 1
     assert "<script src" not in text and "http" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
 
 

@@ -68,11 +68,11 @@ def test_squeeze_excitation_gate_makes_the_field_whole_and_keeps_the_spacing():
 
 
 def test_rf_unit_of_a_whole_field_is_the_whole_input():
-    from cnncalc import views
+    from cnncalc.analysis.unit_field import unit_field
 
     r = analyze_text(SE)
     for unit in [(0, 0), (13, 2)]:
-        axes = views.unit_field(r, "c3", unit)
+        axes = unit_field(r, "c3", unit)
         assert [(a["from"], a["to"], a["clipped"]) for a in axes] == [(-1, 31, [0, 31])] * 2
 
 

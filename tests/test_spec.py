@@ -4,7 +4,7 @@ import os
 import pytest
 
 import cnncalc
-from cnncalc.arith import Window
+from cnncalc.layers.field import Window
 
 from conftest import EXAMPLES, analyze_text
 
@@ -220,7 +220,7 @@ def test_floor_warning():
 
 
 def test_bn_folding_totals_by_hand():
-    from cnncalc.analyzer import fused_totals
+    from cnncalc.analysis.fold import fused_totals
 
     r = analyze_text("""input: 3x8x8
 layers:

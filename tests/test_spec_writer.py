@@ -1,7 +1,7 @@
 """The spec writer alone (no torch): imported layers with the module instances they ran in →
 blocks, arguments and repeat, and the spec analyses to the same layers."""
 import cnncalc
-from cnncalc.spec_writer import Found, write_spec
+from cnncalc.interop.spec_writer import Found, write_spec
 
 
 def unit(path, cls, cin_name, width, stride=1):

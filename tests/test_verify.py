@@ -205,7 +205,7 @@ def test_verify_output_golden():
 
     from typer.testing import CliRunner
 
-    from cnncalc.cli import app
+    from cnncalc.cli.app import app
 
     from conftest import golden
 

@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 import cnncalc
-from cnncalc import views
-from cnncalc.cli import app
+from cnncalc.analysis.unit_field import unit_field
+from cnncalc.cli.app import app
 
 from conftest import EXAMPLES, analyze_text, golden
 
@@ -20,7 +20,7 @@ def test_unit_field_by_hand():
     r = cnncalc.analyze(cnncalc.load_spec(ALEXNET))
     # pool5: size 195, jump 32, start (conv1 pads 2) = 5 − 2 + … : centre of unit u is start + 32·u
     rf = r.layer("pool5").receptive_field[0]
-    (rows, cols) = views.unit_field(r, "pool5", (0, 5))
+    (rows, cols) = unit_field(r, "pool5", (0, 5))
     assert rows["from"] == rf.start - 97 and rows["to"] == rf.start + 97
     assert rows["clipped"] == [0, int(rf.start + 97)] and rows["padding"] == -int(rf.start - 97)
     assert cols["from"] == rf.start + 5 * 32 - 97 and cols["clipped"][1] == 223
@@ -39,7 +39,7 @@ def test_unit_field_matches_the_gradient_probe():
         out = model(x)
         (g,) = torch.autograd.grad(out[(0, slice(None), *unit)].sum(), x)
         nz = torch.nonzero(g[0].abs().sum(0) > 0)
-        axes = views.unit_field(r, "last", unit)
+        axes = unit_field(r, "last", unit)
         assert [int(nz[:, 0].min()), int(nz[:, 0].max())] == axes[0]["clipped"]
         assert [int(nz[:, 1].min()), int(nz[:, 1].max())] == axes[1]["clipped"]
 
@@ -132,20 +132,20 @@ def test_unit_windows_are_the_real_ones_after_transposed_convs_and_dilation():
     r = analyze_text("input: 1x8\nlayers:\n  - {name: up, type: conv_transpose1d, out_channels: 1, kernel_size: 2, "
                      "stride: 2}\n  - {name: c, type: conv1d, out_channels: 1, kernel_size: 3, stride: 2}\n")
     for u in range(8):
-        (axis,) = views.unit_field(r, "up", (u,))
+        (axis,) = unit_field(r, "up", (u,))
         assert (axis["from"], axis["to"], axis["exact"]) == (u // 2, u // 2, True)
     for i in range(7):  # then conv k3 s2: unit i reads up's 2i..2i+2, i.e. inputs i..i+1
-        (axis,) = views.unit_field(r, "c", (i,))
+        (axis,) = unit_field(r, "c", (i,))
         assert (axis["from"], axis["to"]) == (i, i + 1)
     # a 3-tap conv dilated by 18 on 33 pixels: the middle unit reads −2, 16 and 34, only 16 is real
     r = analyze_text("input: 1x33x33\nlayers:\n  - {name: d, type: conv2d, out_channels: 1, kernel_size: 3, "
                      "padding: 18, dilation: 18}\n")
-    assert [(a["from"], a["to"], a["clipped"]) for a in views.unit_field(r, "d", (16, 0))] == [
+    assert [(a["from"], a["to"], a["clipped"]) for a in unit_field(r, "d", (16, 0))] == [
         (16 - 18, 16 + 18, [16, 16]), (0 - 18, 0 + 18, [0, 18])]
 
 
 def test_fractional_fields_print_as_decimals():
-    from cnncalc.render import rf_num
+    from cnncalc.render.columns import rf_num
 
     r = analyze_text("input: 1x8x8\nlayers:\n  - {type: upsample, scale_factor: 0.7, mode: bilinear}\n"
                      "  - {name: c, type: conv2d, out_channels: 1, kernel_size: 3}\n")
@@ -155,25 +155,25 @@ def test_fractional_fields_print_as_decimals():
 
 
 def test_depth_collapses_block_uses_and_keeps_the_sums():
-    from cnncalc import render
+    from cnncalc.render.columns import group_cells, layer_groups
 
     r = analyze_text(open(os.path.join(EXAMPLES, "resnet50.yaml")).read())
     assert r.layer("layer1.0.conv1").blocks == ("layer1", "layer1.0") and r.layer("conv1").blocks == ()
     assert r.to_json()["layers"][4]["block_path"] == ["layer1", "layer1.0"]
     for depth, rows in [(1, 11), (2, 4 + 3 + 4 + 6 + 3 + 3), (3, len(r.layers))]:
-        groups = render.layer_groups(r, depth)
+        groups = layer_groups(r, depth)
         assert len(groups) == rows and sum(len(g) for g in groups) == len(r.layers)
-    one = {render.group_cells(g, 1, r)[1]: g for g in render.layer_groups(r, 1)}
+    one = {group_cells(g, 1, r)[1]: g for g in layer_groups(r, 1)}
     assert list(one)[4:8] == ["layer1 ×3", "layer2 ×4", "layer3 ×6", "layer4 ×3"]
     assert sum(x.params for x in one["layer4 ×3"]) == 14_964_736  # torchvision: layer4's parameters
-    cells = render.group_cells(one["layer4 ×3"], 1, r)
+    cells = group_cells(one["layer4 ×3"], 1, r)
     assert cells[4] == "14,964,736" and cells[5] == f"{14_964_736 / 25_557_032:.1%}"  # 58.6% of ResNet-50
 
 
 def test_depth_table_golden():
     from typer.testing import CliRunner
 
-    from cnncalc.cli import app
+    from cnncalc.cli.app import app
 
     out = CliRunner().invoke(app, ["analyze", os.path.join(EXAMPLES, "resnet50.yaml"), "--depth", "1"],
                              env={"COLUMNS": "200"})
@@ -186,16 +186,16 @@ def test_depth_table_golden():
 def test_by_type_sums_to_the_totals_and_orders_by_macs():
     from typer.testing import CliRunner
 
-    from cnncalc import render
     from cnncalc.cli import app
+    from cnncalc.render.columns import by_type
 
     r = analyze_text(open(os.path.join(EXAMPLES, "resnet50.yaml")).read())
-    rows = {row["type"]: row for row in render.by_type(r)}
+    rows = {row["type"]: row for row in by_type(r)}
     for k in ("params", "macs", "flops", "activation_bytes"):
         assert sum(row[k] for row in rows.values()) == r.totals[k]
     assert rows["linear"]["macs"] == 2048 * 1000 and rows["conv2d"]["layers"] == 53 and rows["add"]["layers"] == 16
     assert rows["conv2d"]["macs_share"] == rows["conv2d"]["macs"] / r.totals["macs"]
-    assert [row["type"] for row in render.by_type(r)][:2] == ["conv2d", "linear"]
+    assert [row["type"] for row in by_type(r)][:2] == ["conv2d", "linear"]
     out = CliRunner().invoke(app, ["analyze", os.path.join(EXAMPLES, "resnet50.yaml"), "--by", "type"],
                              env={"COLUMNS": "200"})
     assert out.exit_code == 0

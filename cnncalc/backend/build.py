@@ -4,9 +4,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from ..analyzer import Report
-from ..errors import CnnError
-from . import kit
+from cnncalc.analysis.report import Report
+from cnncalc.backend.kit import kit
+from cnncalc.errors import CnnError
 
 
 def build_model(report: Report, t: SimpleNamespace | None = None) -> Any:

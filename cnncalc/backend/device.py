@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import CnnError
+from cnncalc.errors import CnnError
 
 
 def pick_device(torch: Any, requested: str) -> Any:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..analyzer import Report, bn_folds, fused_totals
-from .build import build_model
+from cnncalc.analysis.fold import bn_folds, fused_totals
+from cnncalc.analysis.report import Report
+from cnncalc.backend.build import build_model
 
 
 def check_bn_folding(report: Report, t: Any, dev: Any) -> dict:

@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..analyzer import Report
-from ..arith import plain
-from ..errors import CnnError
-from .device import out_of_memory, sync
+from cnncalc.analysis.report import Report
+from cnncalc.backend.device import out_of_memory, sync
+from cnncalc.errors import CnnError
+from cnncalc.units import plain
 
 
 @dataclass

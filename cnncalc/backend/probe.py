@@ -7,11 +7,11 @@ from fractions import Fraction
 from math import ceil, gcd, prod
 from typing import Any
 
-from ..analyzer import Report
-from ..arith import RF
-from ..errors import CnnError
-from .build import _graph_class
-from .device import available_memory
+from cnncalc.analysis.report import Report
+from cnncalc.backend.build import _graph_class
+from cnncalc.backend.device import available_memory
+from cnncalc.errors import CnnError
+from cnncalc.layers.field import RF
 
 
 def ancestors(report: Report, idx: int) -> set[int]:

@@ -7,10 +7,10 @@ import statistics
 import time
 from typing import Any
 
-from ..analyzer import Report
-from ..roofline import Peaks, bound, layer_bytes
-from .device import available_memory, device_name, sync
-from .measure import matmul_peak, time_forward
+from cnncalc.analysis.report import Report
+from cnncalc.analysis.roofline import Peaks, bound, layer_bytes
+from cnncalc.backend.device import available_memory, device_name, sync
+from cnncalc.backend.measure import matmul_peak, time_forward
 
 RANGE = "cnncalc.layer."  #: the record_function range around layer i is RANGE + str(i)
 LAUNCH_BOUND = 0.5  #: operators busy less than this share of the forward pass: launch-bound

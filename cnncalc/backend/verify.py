@@ -6,15 +6,14 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Callable
 
-from ..analyzer import Report, analyze
-from ..arith import fmt_num
-from ..errors import CnnError
-from ..roofline import Peaks
-from . import kit
-from .build import build_model
-from .device import available_memory, device_name, out_of_memory, pick_device
-from .fold import check_bn_folding
-from .measure import (
+from cnncalc.analysis.analyze import analyze
+from cnncalc.analysis.report import Report
+from cnncalc.analysis.roofline import Peaks
+from cnncalc.backend.build import build_model
+from cnncalc.backend.device import available_memory, device_name, out_of_memory, pick_device
+from cnncalc.backend.fold import check_bn_folding
+from cnncalc.backend.kit import kit
+from cnncalc.backend.measure import (
     SPREAD_LIMIT,
     LayerCheck,
     matmul_peak,
@@ -24,7 +23,9 @@ from .measure import (
     summarize,
     time_forward,
 )
-from .probe import probe_plan, probe_rf, probe_whole
+from cnncalc.backend.probe import probe_plan, probe_rf, probe_whole
+from cnncalc.errors import CnnError
+from cnncalc.units import fmt_num
 
 #: progress(stage, done): a new stage with done=0, then done=1 per warm-up or timed pass
 Progress = Callable[[str, int], None]
@@ -181,7 +182,7 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
                             f"{max(4 * repeat, 50)}")
     say("timing the exported module", 0)
     try:
-        from .export import exported_module
+        from cnncalc.interop.torch_export import exported_module
 
         net = exported_module(report, model).eval().to(device=dev, dtype=tdtype)
         if channels_last and len(report.input_shape) == 4:
@@ -192,7 +193,7 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
         result.notes.append(f"the exported module (cnncalc export --to torch) was not timed: "
                             f"{exc.problems[0].message}"[:300])
     if profile:
-        from .profile import call_overhead, compute_peak, copy_bandwidth, profile_forward
+        from cnncalc.backend.profile import call_overhead, compute_peak, copy_bandwidth, profile_forward
 
         say("profiling each layer", 0)
         large, fast, cache = copy_bandwidth(t, dev, tdtype)
@@ -201,7 +202,7 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
         result.profile = _in_dtype(profile_forward, report, dtype, dev, report, model, x, t, dev, peaks,
                                    result.timing["median_s"])
     if cuda_graph:
-        from .profile import cuda_graph_time
+        from cnncalc.backend.profile import cuda_graph_time
 
         say("timing a CUDA-graph replay", 0)
         result.timing["cuda_graph_s"] = _in_dtype(cuda_graph_time, report, dtype, dev, model, x, t, repeat)

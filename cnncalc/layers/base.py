@@ -16,8 +16,8 @@ from typing import Annotated, Any, ClassVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from ..arith import RF, union
-from ..errors import LayerError
+from cnncalc.errors import LayerError
+from cnncalc.layers.field import RF, union
 
 Shape = tuple[int, ...]
 MAX_INT = 2**40  #: largest size, channel or feature count accepted in a spec

@@ -5,9 +5,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import WithJsonSchema, field_validator, model_validator
 
-from ..arith import RF, Window, conv_transpose_out, same_padding
-from ..errors import LayerError
-from .base import Axes, Axes0, Ctx, Layer, PosInt, Saved, Shape, clip, per_axis, progressions
+from cnncalc.errors import LayerError
+from cnncalc.layers.base import Axes, Axes0, Ctx, Layer, PosInt, Saved, Shape, clip, per_axis, progressions
+from cnncalc.layers.field import RF, Window, conv_transpose_out, same_padding
 
 AXES_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 _END = {1: (("sample", "at the end"),), 2: (("row", "at the bottom"), ("column", "at the right")),

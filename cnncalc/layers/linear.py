@@ -3,8 +3,8 @@
 from math import prod
 from typing import Any, ClassVar, Literal
 
-from ..errors import LayerError
-from .base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
+from cnncalc.errors import LayerError
+from cnncalc.layers.base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
 
 
 class Linear(Layer):

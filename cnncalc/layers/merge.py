@@ -4,9 +4,9 @@ from dataclasses import replace
 from math import prod
 from typing import Any, ClassVar, Literal
 
-from ..arith import RF
-from ..errors import LayerError
-from .base import Ctx, Layer, Saved, Shape, fmt_shape, merged
+from cnncalc.errors import LayerError
+from cnncalc.layers.base import Ctx, Layer, Saved, Shape, fmt_shape, merged
+from cnncalc.layers.field import RF
 
 
 class _Merge(Layer):

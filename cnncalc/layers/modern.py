@@ -9,9 +9,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from ..arith import RF
-from ..errors import LayerError
-from .base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
+from cnncalc.errors import LayerError
+from cnncalc.layers.base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
+from cnncalc.layers.field import RF
 
 
 def _spatial(layer: str, shape: Shape) -> None:

@@ -5,8 +5,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, WithJsonSchema, field_validator
 
-from ..errors import LayerError
-from .base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
+from cnncalc.errors import LayerError
+from cnncalc.layers.base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
 
 
 class _Norm(Layer):

@@ -7,10 +7,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import WithJsonSchema, field_validator, model_validator
 
-from ..arith import RF, adaptive_windows
-from ..errors import LayerError
-from .base import Axes, Axes0, Ctx, Layer, PosInt, Saved, Shape, fmt_shape, per_axis
-from .conv import _Window, spatial_axes
+from cnncalc.errors import LayerError
+from cnncalc.layers.base import Axes, Axes0, Ctx, Layer, PosInt, Saved, Shape, fmt_shape, per_axis
+from cnncalc.layers.conv import _Window, spatial_axes
+from cnncalc.layers.field import RF, adaptive_windows
 
 
 class PoolNd(_Window, Layer):

@@ -7,10 +7,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import WithJsonSchema, field_validator, model_validator
 
-from ..arith import RF
-from ..errors import LayerError
-from .base import MAX_INT, Ctx, Layer, PosInt, Saved, Shape, clip, fmt_shape, per_axis
-from .conv import AXES_NAMES
+from cnncalc.errors import LayerError
+from cnncalc.layers.base import MAX_INT, Ctx, Layer, PosInt, Saved, Shape, clip, fmt_shape, per_axis
+from cnncalc.layers.conv import AXES_NAMES
+from cnncalc.layers.field import RF
 
 
 class Identity(Layer):

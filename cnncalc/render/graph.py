@@ -8,8 +8,8 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from .analyzer import Report
-from .safe import visible
+from cnncalc.analysis.report import Report
+from cnncalc.safe import visible
 
 
 @dataclass
@@ -21,7 +21,7 @@ class Node:
 
 
 def nodes_edges(report: Report) -> tuple[list[Node], list[tuple[int, int]]]:
-    from .render import human, shape_str
+    from cnncalc.units import human, shape_str
 
     nodes = [Node("input", "input", shape_str(report.input_shape), "")]
     index = {"input": 0}

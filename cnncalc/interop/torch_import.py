@@ -20,12 +20,12 @@ import sys
 from math import prod
 from typing import Any, Callable
 
-from ..errors import CnnError, did_you_mean
-from ..layers import REGISTRY
-from ..layers.base import Layer
-from ..safe import visible
-from ..spec_writer import Found
-from . import kit
+from cnncalc.backend.kit import kit
+from cnncalc.errors import CnnError, did_you_mean
+from cnncalc.interop.spec_writer import Found
+from cnncalc.layers import REGISTRY
+from cnncalc.layers.base import Layer
+from cnncalc.safe import visible
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")  #: what a spec name may hold (layers.base.Name)
 CONTAINERS = ("Sequential", "ModuleDict", "ModuleList", "Module")  #: Module: a container fx copied, never called
@@ -124,7 +124,7 @@ def layer_class(m: Any) -> type[Layer] | None:
 @functools.cache
 def _index() -> tuple[dict[str, type[Layer]], frozenset[str]]:
     """Torch class name → the layer class reading it; and the class names of cnncalc's own modules."""
-    from . import modules as ext
+    from cnncalc.backend import modules as ext
 
     out: dict[str, type[Layer]] = {}
     for cls in REGISTRY.values():
@@ -632,7 +632,7 @@ def import_model(model: Any, input_shape: tuple[int, ...], name: str, header: li
     analysed and proved against torch before it is returned: every layer's output shape, the
     params, buffers and FlopCounterMode FLOPs, and (through the exported module, loading the
     model's own state_dict strictly) equal outputs."""
-    from ..spec_writer import write_spec
+    from cnncalc.interop.spec_writer import write_spec
 
     found, outputs, notes = trace(model, input_shape, what)
     text = write_spec(found, name, input_shape, header, outputs)
@@ -642,9 +642,9 @@ def import_model(model: Any, input_shape: tuple[int, ...], name: str, header: li
 def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...], what: str) -> list[str]:
     """Raise a CnnError unless the spec `text` analyses to what torch says of `model`; notes on
     what was not compared."""
-    from ..spec_writer import analyse_written, wrong
-    from .build import build_model
-    from .export import exported_module
+    from cnncalc.backend.build import build_model
+    from cnncalc.interop.spec_writer import analyse_written, wrong
+    from cnncalc.interop.torch_export import exported_module
 
     t = kit()
 
@@ -683,8 +683,8 @@ def run_exported(report: Any, state: dict[str, Any], x: Any) -> list[Any]:
     the spec's names, loaded strictly) on the numpy input `x`: how an ONNX import is proved."""
     import numpy as np
 
-    from .build import build_model
-    from .export import exported_module
+    from cnncalc.backend.build import build_model
+    from cnncalc.interop.torch_export import exported_module
 
     t = kit()
     net = exported_module(report, build_model(report, t)).eval()

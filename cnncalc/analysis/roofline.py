@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from math import prod
 from typing import Any
 
-from .errors import CnnError
+from cnncalc.errors import CnnError
 
 BOUNDS = ("compute", "memory", "overhead")
 
@@ -50,7 +50,7 @@ class Peaks:
     @classmethod
     def load(cls, path: str) -> Peaks:
         """Read a peaks file; a located message for anything that is not one."""
-        from .source import read_bytes
+        from cnncalc.spec.source import read_bytes
 
         raw = read_bytes(path, 1 << 20, "peaks files")
         try:
@@ -115,11 +115,3 @@ def predict(report: Any, peaks: Peaks) -> dict[str, Any]:
     layers = [bound(r, b, peaks) for r in report.layers]
     return {"layers": [{"predicted_s": x.predicted_s, "roofline_s": x.roofline_s, "bound": x.bound} for x in layers],
             "total_s": sum(x.predicted_s for x in layers), "peaks": peaks.to_json()}
-
-
-def fmt_time(s: float) -> str:
-    """Seconds for people: 812 ns, 12.3 µs, 4.56 ms, 1.23 s."""
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if s >= scale:
-            return f"{s / scale:.3g} {unit}"
-    return f"{s * 1e9:.3g} ns"

@@ -1,35 +1,13 @@
-"""Turning a Report into a rich table, JSON, CSV or Markdown."""
+"""The report's columns and rows as text cells: which columns exist, which fit a width,
+per-layer and per-group cells, per-type totals, the totals rows."""
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from .analyzer import LayerReport, Report
-from .arith import RF, fmt_num
-from .errors import gc_paused
-from .safe import json_text, visible
-
-
-def human(n: float, unit: str = "", base: int = 1000) -> str:
-    """1234567 → '1.23 M' (base 1000) or bytes → '1.18 MiB' (base 1024)."""
-    names = ["", "K", "M", "G", "T", "P", "E"] if base == 1000 else ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]
-    x, i = float(n), 0
-    while abs(x) >= base and i < len(names) - 1:
-        x, i = x / base, i + 1
-    if i == 0:
-        return f"{int(n):,} {unit}".strip() if float(n).is_integer() else f"{n:.3g} {unit}".strip()
-    return f"{x:.3g} {names[i]}{unit}"
-
-
-def hbytes(n: int) -> str:
-    return human(n, "B", 1024)
-
-
-def shape_str(shape) -> str:
-    return "×".join(str(s) for s in shape)
+from cnncalc.analysis.report import LayerReport, Report
+from cnncalc.layers.field import RF
+from cnncalc.units import hbytes, human, shape_str
 
 
 def rf_cells(row: LayerReport) -> tuple[str, str, str]:
@@ -60,7 +38,7 @@ def fitting_columns(rows: list[list[str]], width: int, chosen: Sequence[int] | N
 def choose_columns(text: str) -> list[int]:
     """'name,macs,% MACs' → the indices of those columns, in COLUMNS order. A column is named by
     its key (COLUMN_KEYS) or its heading, in any case; ValueError names an unknown one."""
-    from .errors import did_you_mean
+    from cnncalc.errors import did_you_mean
 
     names = {k: i for i, k in enumerate(COLUMN_KEYS)}
     names.update({_key(c): i for i, c in enumerate(COLUMNS)})
@@ -122,7 +100,7 @@ def layer_cells(row: LayerReport, report: Report) -> list[str]:
 
 
 def _predicted(rows: list[LayerReport], report: Report) -> str:
-    from .roofline import fmt_time
+    from cnncalc.units import fmt_time
 
     p = report.extra.get("predicted")
     return fmt_time(sum(p["layers"][r.index]["predicted_s"] for r in rows)) if p else ""
@@ -178,21 +156,6 @@ def by_type(report: Report) -> list[dict[str, Any]]:
     return sorted(rows.values(), key=lambda row: (-row["macs"], -row["params"], row["type"]))
 
 
-def print_by_type(report: Report, console: Any) -> None:
-    from rich.table import Table
-
-    from .safe import markup as escape
-
-    table = Table(title=f"{escape(report.name)} by layer type  ·  input {shape_str(report.input_shape)}",
-                  title_justify="left", header_style="bold")
-    for c in ("type", "layers", "params", "% params", "MACs", "% MACs", "FLOPs", "activations"):
-        table.add_column(c, justify="left" if c == "type" else "right")
-    add_rows(table, ([row["type"], str(row["layers"]), f"{row['params']:,}", f"{row['params_share']:.1%}",
-                      human(row["macs"]), f"{row['macs_share']:.1%}", human(row["flops"]),
-                      hbytes(row["activation_bytes"])] for row in by_type(report)))
-    console.print(table)
-
-
 def totals_rows(report: Report) -> list[tuple[str, str]]:
     t = report.totals
     states = {"sgd": "no state", "momentum": "1 state tensor", "adam": "2 state tensors"}[report.optimizer]
@@ -216,7 +179,7 @@ def totals_rows(report: Report) -> list[tuple[str, str]]:
 
 
 def _predicted_total(report: Report) -> list[tuple[str, str]]:
-    from .roofline import fmt_time
+    from cnncalc.units import fmt_time
 
     p = report.extra.get("predicted")
     if not p:
@@ -225,144 +188,3 @@ def _predicted_total(report: Report) -> list[tuple[str, str]]:
     return [("predicted time", f"{fmt_time(p['total_s'])}  (lower bound on {k['device'] or k['device_type']}: "
                                f"{human(k['flops_per_s'], 'FLOP/s')} {k['dtype']}, {human(k['bytes_per_s'], 'B/s')}, "
                                f"calls ≥ {fmt_time(k['overhead_s'])})")]
-
-
-@gc_paused()  # rendering allocates per layer, like the analysis: keep it linear
-def to_json(report: Report, extra: dict | None = None) -> str:
-    data = report.to_json()
-    predicted = data.pop("predicted", None)
-    if predicted:  # the contract's places: each layer's predicted_s and totals.predicted_s
-        for row, p in zip(data["layers"], predicted["layers"]):
-            row.update(p)
-        data["totals"]["predicted_s"] = predicted["total_s"]
-        data["peaks"] = predicted["peaks"]
-    if extra:
-        data.update(extra)
-    return json_text(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-CSV_FIELDS = ["index", "name", "type", "inputs", "output_shape", "params", "trainable_params", "buffers",
-              "macs", "flops", "elementwise_ops", "activation_bytes", "rf_size", "rf_stride", "rf_start",
-              "shared_with", "rf_jump"]  # rf_stride is the jump under the contract's name; rf_jump says it plainly
-
-
-@gc_paused()
-def to_csv(report: Report) -> str:
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(CSV_FIELDS)
-    for r in report.layers:
-        rf = r.rf_json() or {}
-        w.writerow([r.index, visible(r.name), r.type, visible(" ".join(r.inputs)), "x".join(map(str, r.output_shape)), r.params,
-                    r.trainable_params, r.buffers, r.macs, r.flops, r.elementwise_ops, r.activation_bytes,
-                    *(" ".join(map(str, rf.get(k, []))) for k in ("size", "stride", "start")), r.shared_with or "",
-                    " ".join(map(str, rf.get("jump", [])))])
-    t = report.totals
-    w.writerow(["", "total", "", "", "", t["params"], t["trainable_params"], t["buffers"], t["macs"], t["flops"],
-                t["elementwise_ops"], t["activation_bytes"], "", "", "", "", ""])
-    return out.getvalue()
-
-
-def _md_escape(s: str) -> str:
-    return visible(s).replace("|", "\\|")
-
-
-@gc_paused()
-def to_markdown(report: Report, columns: Sequence[int] | None = None) -> str:
-    keep = list(columns) if columns is not None else default_columns(report)
-    lines = [f"## {_md_escape(report.name)}", "", "| " + " | ".join(COLUMNS[i] for i in keep) + " |",
-             "|" + "".join("---:|" if COLUMNS[i] in NUMERIC else "---|" for i in keep)]
-    lines += ["| " + " | ".join(_md_escape(c[i]) for i in keep) + " |"
-              for c in (layer_cells(r, report) for r in report.layers)]
-    lines += ["", "| total | value |", "|---|---|"]
-    lines += [f"| {k} | {_md_escape(v)} |" for k, v in totals_rows(report)]
-    if report.warnings:
-        lines += ["", "**Warnings**", ""] + [f"- `{visible(w.layer)}` (line {w.line}): {_md_escape(w.message)}"
-                                             for w in report.warnings]
-    return "\n".join(lines) + "\n"
-
-
-def add_rows(table: Any, rows: Iterable[Sequence[str]], markup: bool = False) -> None:
-    """Add rows to a rich table 64 at a time, each cell one multi-line, unwrapped text: rich lays
-    out a table's cells per 64 rows instead of per row (4× faster on ResNet-50's 175 layers, and
-    linear: one row of everything would make rich's per-line work quadratic). On a narrow terminal
-    the widest columns shrink first, cut with an ellipsis, so the lines stay aligned."""
-    from rich.text import Text
-
-    rows = list(rows)
-    for i in range(0, len(rows), ROWS_PER_CELL):
-        cells = []
-        for column in zip(*rows[i:i + ROWS_PER_CELL]):
-            cell = Text("\n").join(map(Text.from_markup, column)) if markup else Text("\n".join(map(visible, column)))
-            cell.no_wrap, cell.overflow = True, "ellipsis"
-            cells.append(cell)
-        table.add_row(*cells)
-
-
-@gc_paused()
-def print_table(report: Report, console: Any, depth: int | None = None, columns: Sequence[int] | None = None) -> None:
-    """The layer table (block uses nested `depth` levels deep collapsed; the `columns` chosen,
-    as many as fit the terminal), then the totals."""
-    from rich.table import Table
-
-    from .safe import markup as escape
-
-    table = Table(title=f"{escape(report.name)}  ·  input {shape_str(report.input_shape)}  ·  {report.dtype}",
-                  title_justify="left", header_style="bold", show_lines=False)
-    rows = ([group_cells(g, depth, report) for g in layer_groups(report, depth)] if depth
-            else [layer_cells(r, report) for r in report.layers])
-    chosen = list(columns) if columns is not None else default_columns(report)
-    keep = fitting_columns(rows, console.width, chosen)
-    for i in keep:
-        table.add_column(COLUMNS[i], justify="right" if COLUMNS[i] in NUMERIC else "left")
-    add_rows(table, ([row[i] for i in keep] for row in rows))
-    console.print(table)
-    if len(keep) < len(chosen):
-        console.print(f"(left out for this {console.width}-column terminal: "
-                      f"{', '.join(COLUMNS[i] for i in chosen if i not in keep)}; JSON and CSV have them)")
-    totals = Table(show_header=False, box=None, padding=(0, 2))
-    totals.add_column(style="bold")
-    totals.add_column()
-    for k, v in totals_rows(report):
-        totals.add_row(k, v)
-    console.print(totals)
-    if any(r.trainable_params < r.params for r in report.layers):
-        console.print("* frozen (trainable: false)")
-    for w in report.warnings:
-        console.print(f"[yellow]warning[/yellow] {escape(str(w.layer))} (line {w.line}): {escape(w.message)}",
-                      highlight=False)
-
-
-def explanations(report: Report, only: str | None = None) -> dict[str, list[tuple[str, str, int | str]]]:
-    """Per layer, the formulas behind its numbers with the numbers substituted."""
-    fields: dict[str, list[RF] | None] = {"input": None}
-    out = {}
-    for row in report.layers:
-        if only is None or row.name == only:
-            lines: list[tuple[str, str, int | str]] = list(row.layer.explain(row.ctx))
-            before = [fields.get(i) for i in row.inputs]
-            if row.receptive_field and before and before[0] and before[0] != row.receptive_field:
-                lines.append(("RF size", " → ".join("×".join(fmt_num(r.size) for r in f)
-                                                    for f in (before[0], row.receptive_field)), ""))
-                lines.append(("RF jump", " → ".join("×".join(fmt_num(r.jump) for r in f)
-                                                    for f in (before[0], row.receptive_field)), ""))
-            out[row.name] = lines
-        fields[row.name] = row.receptive_field
-    return out
-
-
-def result_tail(expr: str, value: object) -> str:
-    """' = 1,234' after an explained formula, unless the formula is that number already."""
-    number = isinstance(value, int) and not isinstance(value, bool)
-    return f" = {value:,}" if number and expr.strip() not in (str(value), f"{value:,}") else ""
-
-
-def print_explanations(report: Report, console, only: str | None = None) -> None:
-    from .safe import markup as escape
-
-    for name, lines in explanations(report, only).items():
-        console.print(f"[bold]{escape(name)}[/bold] ({report.layer(name).type})")
-        for what, expr, value in lines:
-            expr, _, note = expr.partition("   (")
-            tail = result_tail(expr, value)
-            console.print(escape(f"  {what} = {expr}{tail}" + (f"   ({note}" if note else "")), highlight=False)

@@ -10,8 +10,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .analyzer import Report
-from .safe import visible
+from cnncalc.analysis.report import Report
+from cnncalc.safe import visible
 
 MAX_GRAPH_LAYERS = 2000  #: larger networks get the tables and charts but no drawing
 
@@ -35,7 +35,7 @@ def _raw(row, column: str) -> float | None:
 
 
 def layer_table(report: Report, columns: Sequence[int]) -> str:
-    from .render import COLUMNS, NUMERIC, layer_cells
+    from cnncalc.render.columns import COLUMNS, NUMERIC, layer_cells
 
     head = "".join(f'<th scope="col"{" class=num" if COLUMNS[i] in NUMERIC else ""}>{_e(COLUMNS[i])}</th>'
                    for i in columns)
@@ -53,14 +53,15 @@ def layer_table(report: Report, columns: Sequence[int]) -> str:
 
 
 def totals_table(report: Report) -> str:
-    from .render import totals_rows
+    from cnncalc.render.columns import totals_rows
 
     rows = "".join(f'<tr><th scope="row">{_e(k)}</th><td>{_e(v)}</td></tr>' for k, v in totals_rows(report))
     return f'<table class="totals"><tbody>{rows}</tbody></table>'
 
 
 def type_table(report: Report) -> str:
-    from .render import by_type, hbytes, human, share
+    from cnncalc.render.columns import by_type, share
+    from cnncalc.units import hbytes, human
 
     t = report.totals
     head = "".join(f'<th scope="col"{" class=num" if c != "type" else ""}>{c}</th>'
@@ -99,7 +100,7 @@ def chart(title: str, series: list[tuple[str, list[float | None], str]], log: bo
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
            f'role="img" aria-label="{_e(title)}"><text x="{left}" y="16" font-size="13" font-weight="600">{_e(title)}</text>']
-    from .render import human
+    from cnncalc.units import human
 
     unit = unit or human
     ticks = range(int(lo), int(hi) + 1) if log else [hi * k / 4 for k in range(5)]
@@ -124,7 +125,7 @@ def chart(title: str, series: list[tuple[str, list[float | None], str]], log: bo
 def charts(report: Report) -> str:
     from math import prod
 
-    from .render import hbytes
+    from cnncalc.units import hbytes
 
     rows = report.layers
     field = [float(r.receptive_field[0].size) if r.receptive_field and not r.receptive_field[0].whole else None
@@ -140,8 +141,8 @@ def charts(report: Report) -> str:
 
 
 def explanations(report: Report, only: str | None) -> str:
-    from .render import explanations as lines_of
-    from .render import result_tail
+    from cnncalc.analysis.explain import explanations as lines_of
+    from cnncalc.analysis.explain import result_tail
 
     out = []
     for name, lines in lines_of(report, only).items():
@@ -153,8 +154,9 @@ def explanations(report: Report, only: str | None) -> str:
 
 def to_html(report: Report, explain: bool = False, only: str | None = None,
             columns: Sequence[int] | None = None) -> str:
-    from .graph import to_svg
-    from .render import default_columns, shape_str
+    from cnncalc.render.columns import default_columns
+    from cnncalc.render.graph import to_svg
+    from cnncalc.units import shape_str
 
     cols = list(columns) if columns is not None else default_columns(report)
     graph = (to_svg(report) if len(report.layers) <= MAX_GRAPH_LAYERS else

@@ -1,200 +1,19 @@
-"""From a parsed YAML document to a validated network: header fields, blocks, repeat,
-argument substitution, name resolution and per-layer validation (pydantic), every problem
-located at its line and column."""
+"""From a parsed YAML document to a validated `Network`: blocks, repeat, when, argument
+substitution, names and defaults, every problem located at its line and column."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError
 
-from .arith import DTYPE_BYTES
-from .budgets import Limits
-from .errors import CnnError, Problem, did_you_mean, gc_paused
-from .layers import REGISTRY, Layer
-from .layers.base import MAX_INT, Name, PosInt
-from .source import Path, Source, _kind, load, parse
-from .subst import SubstError, reads_input, substitute
-
-MAX_LAYERS = 100_000      #: layers after expanding blocks and repeat
-MAX_BLOCK_DEPTH = 16      #: blocks used inside blocks
-Dtype = Literal[tuple(DTYPE_BYTES)]  # type: ignore[valid-type]
-
-
-def parse_shape(value: Any) -> tuple[int, ...]:
-    """'3x224x224', [3, 224, 224] → (3, 224, 224): channels then spatial sizes."""
-    if isinstance(value, str):
-        parts = [p.strip() for p in re.split(r"[x×,]", value.lower().strip("[] "))]
-        if all(p.isdigit() and len(p) <= 20 for p in parts):  # longer is past 2^40 anyway
-            value = [int(p) for p in parts]
-    if (isinstance(value, (list, tuple)) and 1 <= len(value) <= 5
-            and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INT for v in value)):
-        return tuple(value)
-    raise ValueError(f"expected channels and sizes like 3x224x224 or [3, 224, 224] (1 to 5 positive "
-                     f"integers up to 2^40), received {str(value)[:80]!r}")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
-
-
-class BlockDef(_Strict):
-    """A reusable, parameterised group of layers."""
-
-    args: dict[Name, Any] = {}
-    """Argument names and their defaults (null: the use must give it)."""
-    layers: Annotated[list[Any], Field(min_length=1)]
-    """Layers (or block uses); '$arg' and '${expr}' strings are substituted."""
-    output: Name | None = None
-    """The layer whose output is the block's output (default: the last)."""
-    description: str | None = None
-
-
-class FirstOverride(_Strict):
-    block: Name | None = None
-    args: dict[Name, Any] = {}
-
-
-class _Pieces(_Strict):
-    """An entry with several outputs (chunk, split)."""
-
-    name: Name | None = None
-    inputs: Annotated[list[Name], Field(min_length=1, max_length=1)] | None = None
-    dim: Literal[1] = 1
-    trainable: bool | None = None
-
-
-class Chunk(_Pieces):
-    """torch.chunk(x, chunks, dim=1): a layer with several outputs, written as one entry and
-    expanded into `chunks` narrow layers NAME.0, NAME.1, … (⌈C/chunks⌉ channels each, the last
-    the rest); later layers name one with `inputs: [NAME.1]`, and a following layer with no
-    `inputs` continues from the last piece."""
-
-    type: Literal["chunk"]
-    chunks: Annotated[int, Field(ge=1, le=4096)]
-
-
-class Split(_Pieces):
-    """torch.split(x, sizes, dim=1): like `chunk`, with the channels of each piece given."""
-
-    type: Literal["split"]
-    sizes: Annotated[list[PosInt], Field(min_length=1, max_length=4096)]
-
-
-PIECES: dict[str, type[_Pieces]] = {"chunk": Chunk, "split": Split}  #: entries with several outputs
-
-
-class BlockUse(_Strict):
-    """Use of a block: its layers are inserted here, `repeat` times in a chain."""
-
-    block: Name
-    name: Name | None = None
-    """Prefix of the inserted layer names (repeat > 1 adds .0, .1, …)."""
-    args: dict[Name, Any] = {}
-    repeat: Annotated[int, Field(ge=1, le=MAX_LAYERS)] = 1
-    first: FirstOverride | None = None
-    """Other block and/or args for the first repetition (a strided or projecting stage entry);
-    a different first block receives only those of `args` it declares."""
-    inputs: Annotated[list[Name], Field(min_length=1, max_length=1)] | None = None
-    share: Name | None = None
-    """Reuse the weights of an earlier use of the same block (Siamese branches)."""
-    trainable: bool | None = None
-    """false freezes every layer of the block."""
-    names: Annotated[list[Name], Field(min_length=1, max_length=MAX_LAYERS)] | None = None
-    """One name per repetition instead of 0, 1, …: NAME.denselayer1, … (without a `name`, the
-    names alone: torchvision's Mixed_6b … Mixed_6e)."""
-
-    @model_validator(mode="after")
-    def _names(self) -> BlockUse:
-        if self.names is not None and len(self.names) != self.repeat:
-            raise ValueError(f"names gives {len(self.names)} names for repeat: {self.repeat}")
-        if self.names is not None and len(set(self.names)) != len(self.names):
-            raise ValueError("names must differ from each other")
-        return self
-
-
-class Header(_Strict):
-    """A cnncalc network spec."""
-
-    name: str | None = None
-    description: str | None = None
-    input: Any
-    """Input without batch: channels then sizes, e.g. 3x224x224 or [3, 224, 224]."""
-    batch: PosInt = 1
-    dtype: Dtype = "float32"  # type: ignore[valid-type]
-    blocks: dict[Name, BlockDef] = {}
-    layers: Annotated[list[Any], Field(min_length=1)]
-    outputs: list[Name] | None = None
-    """Layers whose outputs the network returns (default: the last layer)."""
-    limits: Limits | None = None
-    """Budgets that analyze and validate enforce (exit 1 when exceeded)."""
-    args: dict[Name, Any] = {}
-    """Arguments of the whole spec (a width multiplier, the number of classes), used as '$name'
-    and '${expr}' in `layers:` and in block-use arguments; `--set NAME=VALUE` overrides them."""
-    defaults: dict[str, dict[Name, Any]] = {}
-    """Field defaults per layer type, e.g. {batchnorm2d: {eps: 0.001, momentum: 0.01}}; a layer's
-    own fields win."""
-
-    @field_validator("input", mode="before")
-    @classmethod
-    def _input(cls, v: Any) -> tuple[int, ...]:
-        return parse_shape(v)
-
-
-@dataclass
-class Node:
-    """One layer of the expanded network, with its resolved names and its origin."""
-
-    index: int
-    name: str
-    layer: Layer | None
-    """None while a field reads the input (`${in.channels // 2}`): see `resolve`."""
-    inputs: list[str]
-    path: Path
-    via: tuple[Path, ...] = ()
-    share: str | None = None
-    blocks: tuple[str, ...] = ()
-    """The block uses it lies in, outermost first, each repetition its own level:
-    ('layer1', 'layer1.0') for layer1.0.conv1."""
-    pending: dict | None = None
-    """The layer's fields, some still ${…} over `in.*`, and the arguments they may use."""
-    args: dict | None = None
-
-    @property
-    def kind(self) -> str:
-        return self.layer.type if self.layer is not None else str((self.pending or {}).get("type"))
-
-    def resolve(self, shape: tuple[int, ...], src: Source) -> Layer:
-        """The layer, its `in.*` expressions evaluated for an input of this shape; CnnError
-        with the located problems otherwise."""
-        if self.layer is not None:
-            return self.layer
-        from .subst import input_args
-
-        pending = self.pending or {}
-        cls = REGISTRY[pending["type"]]
-        try:
-            item = substitute(pending, {**(self.args or {}), **input_args(shape)})
-            return cls.model_validate(item)
-        except SubstError as exc:
-            raise CnnError([src.problem(str(exc), self.path, self.name, index=self.index)]) from None
-        except ValidationError as exc:
-            raise CnnError([src.problem(*_located(pydantic_message(e, cls.__name__, cls), self.path), self.name,
-                                        index=self.index) for e in exc.errors()]) from None
-
-
-@dataclass
-class Network:
-    header: Header
-    nodes: list[Node]
-    outputs: list[str]
-    source: Source
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.header.name or self.source.file
+from cnncalc.errors import CnnError, Problem, did_you_mean, gc_paused
+from cnncalc.layers import REGISTRY
+from cnncalc.spec.messages import pydantic_message
+from cnncalc.spec.network import Network, Node
+from cnncalc.spec.schema import MAX_BLOCK_DEPTH, MAX_LAYERS, PIECES, BlockUse, Chunk, Header, Split
+from cnncalc.spec.source import Path, Source, _kind, load, parse
+from cnncalc.spec.subst import SubstError, reads_input, substitute
 
 
 def load_spec(path: str, overrides: dict[str, Any] | None = None) -> Network:
@@ -225,29 +44,8 @@ def build_network(src: Source, overrides: dict[str, Any] | None = None) -> Netwo
     return net
 
 
-def _located(message_and_loc: tuple[str, Path], path: Path) -> tuple[str, Path]:
-    message, loc = message_and_loc
-    return message, path + loc
 
 
-def pydantic_message(err: Any, what: str, cls: type[BaseModel] | None = None) -> tuple[str, Path]:
-    """A pydantic error as (plain message, YAML path relative to the validated mapping)."""
-    # drop the tag segments pydantic inserts for unions and validators ('list[int]', 'function-after[…]')
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and re.match(r"^[\w-]+\[.*\]$", p)))
-    where = ".".join(str(p) for p in loc) or what
-    kind, received = err["type"], err.get("input")
-    if kind == "missing":
-        return f"missing required field '{where}'", loc[:-1]
-    if kind == "extra_forbidden":
-        valid = [f.alias or n for n, f in cls.model_fields.items()] if cls else []
-        hint = did_you_mean(loc[-1], valid) if loc else ""
-        listing = f"; valid fields: {', '.join(valid)}" if valid else ""
-        return f"unknown field '{where}'{hint}{listing}", loc
-    msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    msg = msg.replace("Input should be", "expected")
-    if kind != "value_error" and "received" not in msg:
-        msg += f", received {received!r}" if not isinstance(received, (dict, list)) else ""
-    return f"{where}: {msg}", loc
 
 
 @dataclass

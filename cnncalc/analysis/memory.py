@@ -22,7 +22,7 @@ from math import prod
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .analyzer import LayerReport
+    from cnncalc.analysis.report import LayerReport
 
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  #: state tensors per trainable param
 
@@ -199,4 +199,3 @@ def _release(pool: _Pool, held: tuple[list[str], int]) -> None:
     pool.total -= extra
     for k in keys:
         pool.unref(k)
-

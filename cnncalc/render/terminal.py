@@ -1,88 +1,158 @@
-"""Other ways to look at a report: one unit's receptive field, sweeps over sizes, plots."""
+"""Rich printers for the terminal: the layer table, per-type and explanation tables, fields,
+sweeps, a unit's field, diffs, verify's result and progress, the profile."""
 from __future__ import annotations
 
-from math import ceil, floor
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .analyzer import Report, analyze
-from .arith import plain
-from .errors import CnnError, gc_paused
-from .render import add_rows, hbytes, human, rf_num, shape_str
+from cnncalc.analysis.diff import LAYER_FIELDS
+from cnncalc.analysis.explain import explanations, result_tail
+from cnncalc.analysis.report import Report
+from cnncalc.errors import gc_paused
+from cnncalc.render.columns import (
+    COLUMNS,
+    NUMERIC,
+    ROWS_PER_CELL,
+    by_type,
+    default_columns,
+    fitting_columns,
+    group_cells,
+    layer_cells,
+    layer_groups,
+    rf_num,
+    totals_rows,
+)
+from cnncalc.safe import visible
+from cnncalc.units import hbytes, human, shape_str
 
 
-def unit_field(report: Report, layer: str, unit: tuple[int, ...]) -> list[dict[str, Any]]:
-    """The input interval each spatial axis of one output unit sees, and how much of it lies
-    in padding: exact from the layers' `reads` rules where every layer on the way reads a
-    fixed interval, else the field's formula (start + u·jump ± (size − 1)/2, approximate)."""
-    row = report.layer(layer)
-    if row.receptive_field is None:
-        raise CnnError.single(f"{layer} has no receptive field (after flatten or linear)", file=report.file)
-    spatial = row.output_shape[2:]
-    if len(unit) != len(spatial) or any(not 0 <= u < s for u, s in zip(unit, spatial)):
-        raise CnnError.single(f"--unit {','.join(map(str, unit))} is outside {layer}'s output "
-                              f"{'×'.join(map(str, spatial))} (0-based, one index per spatial axis)", file=report.file)
-    virtual, real = _sweep(report, row, unit, False), _sweep(report, row, unit, True)
-    out = []
-    for axis, (u, r, size) in enumerate(zip(unit, row.receptive_field, report.input_shape[2:])):
-        if r.whole:  # the padded input, as the field says
-            first, last, exact = ceil(r.start - (r.size - 1) / 2), floor(r.start + (r.size - 1) / 2), r.exact
-            clipped = (max(first, 0), min(last, size - 1))
-        elif virtual is not None and real is not None:
-            (first, last), clipped, exact = virtual[axis], real[axis], True
-        else:
-            centre = r.start + u * r.jump
-            lo, hi = centre - (r.size - 1) / 2, centre + (r.size - 1) / 2
-            first, last, exact = ceil(lo), floor(hi), False
-            clipped = (max(first, 0), min(last, size - 1))
-        out.append({"from": first, "to": last, "clipped": list(clipped),
-                    "padding": max(0, -first) + max(0, last - (size - 1)) if first <= last else 0,
-                    "size": r.size, "exact": exact})
-    return out
+def print_by_type(report: Report, console: Any) -> None:
+    from rich.table import Table
+
+    from cnncalc.safe import markup as escape
+
+    table = Table(title=f"{escape(report.name)} by layer type  ·  input {shape_str(report.input_shape)}",
+                  title_justify="left", header_style="bold")
+    for c in ("type", "layers", "params", "% params", "MACs", "% MACs", "FLOPs", "activations"):
+        table.add_column(c, justify="left" if c == "type" else "right")
+    add_rows(table, ([row["type"], str(row["layers"]), f"{row['params']:,}", f"{row['params_share']:.1%}",
+                      human(row["macs"]), f"{row['macs_share']:.1%}", human(row["flops"]),
+                      hbytes(row["activation_bytes"])] for row in by_type(report)))
+    console.print(table)
 
 
-Box = tuple[tuple[tuple[int, int], ...], bool]
-MAX_BOXES = 64  #: distinct windows tracked per tensor on the way back (beyond: the formula)
+def add_rows(table: Any, rows: Iterable[Sequence[str]], markup: bool = False) -> None:
+    """Add rows to a rich table 64 at a time, each cell one multi-line, unwrapped text: rich lays
+    out a table's cells per 64 rows instead of per row (4× faster on ResNet-50's 175 layers, and
+    linear: one row of everything would make rich's per-line work quadratic). On a narrow terminal
+    the widest columns shrink first, cut with an ellipsis, so the lines stay aligned."""
+    from rich.text import Text
+
+    rows = list(rows)
+    for i in range(0, len(rows), ROWS_PER_CELL):
+        cells = []
+        for column in zip(*rows[i:i + ROWS_PER_CELL]):
+            cell = Text("\n").join(map(Text.from_markup, column)) if markup else Text("\n".join(map(visible, column)))
+            cell.no_wrap, cell.overflow = True, "ellipsis"
+            cells.append(cell)
+        table.add_row(*cells)
 
 
-def _sweep(report: Report, row: Any, unit: tuple[int, ...], real: bool) -> list[tuple[int, int]] | None:
-    """Walk back from `unit` of `row` to the input with each layer's `reads`, keeping per
-    tensor the distinct boxes (one interval per axis; a box inside another is dropped) that
-    the paths through merges need; per axis the hull of the boxes that reach the input.
-    `real`: only positions inside each tensor (a box all in padding along one axis reads
-    nothing on any axis); else padding positions count, as in the field's size. A box whose
-    positions are not all needed (a layer skipped some: dilation, strides past the kernel)
-    is exact at the input but not through a further layer. None where a reach is no fixed
-    interval, or not exact, or the boxes multiply past MAX_BOXES."""
-    need: dict[str, list[Box]] = {row.name: [(tuple((u, u) for u in unit), True)]}
-    for r in reversed(report.layers[: row.index + 1]):
-        for box, dense in need.pop(r.name, []):
-            if not dense:
-                return None
-            per_axis = [r.layer.reads(r.ctx, a, lo, hi, real) for a, (lo, hi) in enumerate(box)]
-            keeps = all(r.layer.dense(r.ctx, a) for a in range(len(box)))
-            for i, name in enumerate(r.inputs):
-                spans = tuple(spans[i] for spans in per_axis)
-                if any(span is None for span in spans):
-                    return None
-                if any(lo > hi for lo, hi in spans):  # type: ignore[misc]  # this input is not read
-                    continue
-                have = need.setdefault(name, [])
-                inside = [o for o in have if all(a <= lo and hi <= b for (lo, hi), (a, b) in zip(spans, o[0]))]  # type: ignore[misc]
-                if inside and any(o[1] for o in inside):
-                    continue  # a box that needs all its positions already holds these
-                have[:] = [o for o in have if not all(lo <= a and b <= hi for (lo, hi), (a, b) in zip(spans, o[0]))]  # type: ignore[misc]
-                have.append((spans, keeps))  # type: ignore[arg-type]
-                if len(have) > MAX_BOXES:
-                    return None
-    boxes = [b for b, _ in need.get("input", [])]
-    return [(min(b[a][0] for b in boxes), max(b[a][1] for b in boxes)) if boxes else (1, 0) for a in range(len(unit))]
+@gc_paused()
+def print_table(report: Report, console: Any, depth: int | None = None, columns: Sequence[int] | None = None) -> None:
+    """The layer table (block uses nested `depth` levels deep collapsed; the `columns` chosen,
+    as many as fit the terminal), then the totals."""
+    from rich.table import Table
+
+    from cnncalc.safe import markup as escape
+
+    table = Table(title=f"{escape(report.name)}  ·  input {shape_str(report.input_shape)}  ·  {report.dtype}",
+                  title_justify="left", header_style="bold", show_lines=False)
+    rows = ([group_cells(g, depth, report) for g in layer_groups(report, depth)] if depth
+            else [layer_cells(r, report) for r in report.layers])
+    chosen = list(columns) if columns is not None else default_columns(report)
+    keep = fitting_columns(rows, console.width, chosen)
+    for i in keep:
+        table.add_column(COLUMNS[i], justify="right" if COLUMNS[i] in NUMERIC else "left")
+    add_rows(table, ([row[i] for i in keep] for row in rows))
+    console.print(table)
+    if len(keep) < len(chosen):
+        console.print(f"(left out for this {console.width}-column terminal: "
+                      f"{', '.join(COLUMNS[i] for i in chosen if i not in keep)}; JSON and CSV have them)")
+    totals = Table(show_header=False, box=None, padding=(0, 2))
+    totals.add_column(style="bold")
+    totals.add_column()
+    for k, v in totals_rows(report):
+        totals.add_row(k, v)
+    console.print(totals)
+    if any(r.trainable_params < r.params for r in report.layers):
+        console.print("* frozen (trainable: false)")
+    for w in report.warnings:
+        console.print(f"[yellow]warning[/yellow] {escape(str(w.layer))} (line {w.line}): {escape(w.message)}",
+                      highlight=False)
+
+
+def print_explanations(report: Report, console, only: str | None = None) -> None:
+    from cnncalc.safe import markup as escape
+
+    for name, lines in explanations(report, only).items():
+        console.print(f"[bold]{escape(name)}[/bold] ({report.layer(name).type})")
+        for what, expr, value in lines:
+            expr, _, note = expr.partition("   (")
+            tail = result_tail(expr, value)
+            console.print(escape(f"  {what} = {expr}{tail}" + (f"   ({note}" if note else "")), highlight=False)
+
+
+def print_diff(result: dict, console) -> None:
+    from rich.table import Table
+
+    from cnncalc.safe import markup as escape
+
+
+    t = Table(title=f"{escape(str(result['old']))} → {escape(str(result['new']))}", title_justify="left")
+    for c in ("total", "old", "new", "change"):
+        t.add_column(c, justify="left" if c == "total" else "right")
+    for m, v in result["totals"].items():
+        pct = f" ({v['percent']:+.2f}%)" if v["percent"] is not None else ""
+        t.add_row(escape(str(m)), f"{v['old']:,}", f"{v['new']:,}", f"{v['delta']:+,}{pct}" if v["delta"] else "=")
+    console.print(t)
+    for name in result["added"]:
+        console.print(f"[green]+ {escape(str(name))}[/green]")
+    for name in result["removed"]:
+        console.print(f"[red]- {escape(str(name))}[/red]")
+    upstream = [c for c in result["changed"] if c.get("cause") == "upstream"]
+    for c in result["changed"]:
+        if c.get("cause") != "upstream":
+            detail = "; ".join(f"{f}: {_fmt(v['old'])} → {_fmt(v['new'])}" for f, v in c["changes"].items())
+            console.print(f"[yellow]~ {escape(str(c['name']))}[/yellow]: {escape(detail)}", highlight=False)
+    if upstream:
+        fields = sorted({f for c in upstream for f in c["changes"]}, key=LAYER_FIELDS.index)
+        names = [str(c["name"]) for c in upstream]
+        span = ", ".join(names) if len(names) <= 3 else f"{names[0]}, {names[1]} … {names[-1]}"
+        console.print(f"[dim]~ {len(names)} later layer{'s' * (len(names) != 1)} changed only as a consequence "
+                      f"({', '.join(fields)}): {escape(span)}  (--format json lists them)[/dim]", highlight=False)
+    if not (result["added"] or result["removed"] or result["changed"]):
+        console.print("no layer changed")
+
+
+def _fmt(v: Any) -> str:
+    """A layer field for people: 34,944; 1×96×55×55; 19×19; – for none."""
+    if v is None:
+        return "–"
+    if isinstance(v, list):
+        return "×".join(_fmt(x) for x in v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
 
 
 @gc_paused()
 def print_fields(report: Report, console) -> None:
     from rich.table import Table
 
-    from .safe import markup as escape
+    from cnncalc.safe import markup as escape
 
     t = Table(title=f"receptive fields of {escape(report.name)} (input {shape_str(report.input_shape[2:])})",
               title_justify="left")
@@ -99,32 +169,10 @@ def print_fields(report: Report, console) -> None:
     console.print(t)
 
 
-def sweep(net, inputs: list[tuple[int, ...]], batches: list[int], dtype: str | None = None) -> list[dict]:
-    """Totals at every input size × batch; a size where the network breaks says where."""
-    rows = []
-    for shape in inputs:
-        for b in batches:
-            entry: dict[str, Any] = {"input": list(shape), "batch": b}
-            try:
-                r = analyze(net, b, shape, dtype)
-            except CnnError as exc:
-                p = exc.problems[0]
-                entry.update(ok=False, error=f"{p.layer}: {p.message}" if p.layer else p.message)
-            else:
-                t = r.totals
-                rf = next((x.receptive_field for x in reversed(r.layers) if x.receptive_field), None)
-                entry.update(ok=True, output_shape=list(r.layers[-1].output_shape), params=t["params"],
-                             macs=t["macs"], flops=t["flops"], inference_memory_bytes=t["inference_memory_bytes"],
-                             training_memory_bytes=t["training_memory_bytes"],
-                             receptive_field=[plain(f.size) for f in rf] if rf else None)
-            rows.append(entry)
-    return rows
-
-
 def print_sweep(rows: list[dict], console) -> None:
     from rich.table import Table
 
-    from .safe import markup as escape
+    from cnncalc.safe import markup as escape
 
     t = Table(title="sweep", title_justify="left")
     for c in ("input", "batch", "output", "params", "MACs", "inference mem", "training mem", "final RF"):
@@ -144,7 +192,7 @@ def terminal_plot(report: Report, console, width: int = 40) -> None:
     """Per-layer bars of MACs, params and activation memory, drawn with block characters."""
     from rich.table import Table
 
-    from .safe import markup as escape
+    from cnncalc.safe import markup as escape
 
     rows = report.layers
     peaks = {k: max(1, max(getattr(r, k) for r in rows)) for k in ("macs", "params", "activation_bytes")}
@@ -163,47 +211,9 @@ def terminal_plot(report: Report, console, width: int = 40) -> None:
     console.print(t)
 
 
-def figure(report: Report, path: str) -> None:
-    """A PNG/SVG with four panels: MACs, params and activation memory per layer, and receptive
-    field and output size against depth (matplotlib, the `plot` extra)."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise CnnError.single("plotting to a file needs matplotlib: pip install 'cnncalc[plot]' "
-                              "(or use `cnncalc plot SPEC` for the terminal version)") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = report.layers
-    idx = list(range(len(rows)))
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8), constrained_layout=True)
-    for ax, key, title in ((axes[0][0], "macs", "MACs per layer"), (axes[0][1], "params", "parameters per layer"),
-                           (axes[1][0], "activation_bytes", "activation bytes per layer")):
-        ax.bar(idx, [getattr(r, key) for r in rows], color="#4C72B0")
-        ax.set_title(title)
-        ax.set_xlabel("layer index")
-    ax = axes[1][1]
-    rf = [(i, float(r.receptive_field[0].size)) for i, r in enumerate(rows) if r.receptive_field]
-    size = [(i, r.output_shape[2]) for i, r in enumerate(rows) if len(r.output_shape) > 2]
-    if rf:
-        ax.plot(*zip(*rf), label="receptive field (axis 0)", color="#C44E52")
-    if size:
-        ax.plot(*zip(*size), label="output size (axis 0)", color="#55A868")
-    ax.set_title("receptive field and output size vs depth")
-    ax.set_xlabel("layer index")
-    ax.legend()
-    fig.suptitle(f"{report.name}: {report.totals['params']:,} params, {human(report.totals['macs'])} MACs")
-    try:
-        fig.savefig(path)
-    except OSError as exc:
-        raise CnnError.single(f"cannot write the figure: {exc.strerror or exc}", file=path) from None
-    finally:
-        plt.close(fig)
-
-
 def print_unit_field(layer: str, unit: tuple[int, ...], axes: list[dict[str, Any]], console: Any) -> None:
     """What one unit sees, one line per spatial axis."""
-    from .safe import markup as escape
+    from cnncalc.safe import markup as escape
 
     names = {1: ["samples"], 2: ["rows", "columns"], 3: ["frames", "rows", "columns"]}.get(
         len(axes), [f"axis {a}:" for a in range(len(axes))])
@@ -212,10 +222,6 @@ def print_unit_field(layer: str, unit: tuple[int, ...], axes: list[dict[str, Any
         approx = "" if a["exact"] else " (approximate: see RF.exact in the README)"
         console.print(f"  {name} {a['from']}..{a['to']} of the input → {a['clipped'][0]}..{a['clipped'][1]} inside "
                       f"it, {a['padding']} in the padding{approx}")
-
-
-def unit_field_json(layer: str, unit: tuple[int, ...], axes: list[dict[str, Any]]) -> dict:
-    return {"layer": layer, "unit": list(unit), "axes": [{**a, "size": plain(a["size"])} for a in axes]}
 
 
 class VerifyProgress:
@@ -249,7 +255,7 @@ def print_verify(report: Report, result: Any, console: Any) -> None:
     from rich.panel import Panel
     from rich.table import Table
 
-    from .safe import markup as escape
+    from cnncalc.safe import markup as escape
 
     ok, bad = "[green]✓[/green]", "[red]✗[/red]"
     table = Table(title=f"verify {escape(report.name)}: analytic | torch", title_justify="left")
@@ -321,21 +327,14 @@ def print_verify(report: Report, result: Any, console: Any) -> None:
             console.print(f"[red]mismatch[/red] {m}", highlight=False)
 
 
-def parse_unit(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(p) for p in text.split(","))
-    except ValueError:
-        raise ValueError(f"expected indices like 3,4, received {text!r}") from None
-
-
 def print_profile(profile: dict, console: Any) -> None:
     """`verify --profile`: per layer its measured time, share, achieved rates, roofline bound,
     efficiency and what bounds it; then the peaks and the whole pass."""
     from rich.table import Table
 
-    from .render import add_rows, human
-    from .roofline import fmt_time
-    from .safe import markup as escape
+    from cnncalc.render.terminal import add_rows
+    from cnncalc.safe import markup as escape
+    from cnncalc.units import fmt_time, human
 
     k = profile["peaks"]
     table = Table(title=f"profile · {escape(k['device'])} · {escape(k['dtype'])} · {profile['timer']}",
@@ -353,7 +352,7 @@ def print_profile(profile: dict, console: Any) -> None:
     console.print(table)
     counts = {b: sum(1 for x in profile["layers"] if x["bound"] == b) for b in ("compute", "memory", "overhead")}
     times = {b: sum(x["time_s"] for x in profile["layers"] if x["bound"] == b) for b in counts}
-    from .render import hbytes
+    from cnncalc.units import hbytes
 
     console.print(f"peaks: dense kernels {human(k['flops_per_s'], 'FLOP/s')}, large copy "
                   f"{human(k['bytes_per_s'], 'B/s')}, cache copy {human(k['cache_bytes_per_s'], 'B/s')} (first "

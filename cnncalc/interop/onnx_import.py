@@ -17,9 +17,9 @@ import re
 from math import prod
 from typing import Any
 
-from .errors import CnnError
-from .safe import visible
-from .spec_writer import Found, analyse_written, write_spec, wrong
+from cnncalc.errors import CnnError
+from cnncalc.interop.spec_writer import Found, analyse_written, write_spec, wrong
+from cnncalc.safe import visible
 
 MAX_LISTED = 20
 MAX_RUN_BYTES = 2 * 2**30  #: the outputs are compared only below this memory
@@ -291,8 +291,8 @@ class _Reader:
         import numpy as np
         from onnx.reference import ReferenceEvaluator
 
-        from .backend import kit
-        from .backend.fx_import import run_exported
+        from cnncalc.backend.kit import kit
+        from cnncalc.interop.torch_import import run_exported
 
         try:
             kit()
@@ -343,6 +343,6 @@ def _one(v: list[int]) -> Any:
 
 
 def _lean(entry: dict[str, Any]) -> dict[str, Any]:
-    from .layers import REGISTRY
+    from cnncalc.layers import REGISTRY
 
     return REGISTRY[entry["type"]].lean(entry)

@@ -5,7 +5,7 @@ import json
 import re
 from typing import Any
 
-from .errors import CnnError, Problem
+from cnncalc.errors import CnnError, Problem
 
 METRICS = ("params", "macs", "flops", "activation_bytes", "inference_memory_bytes", "training_memory_bytes",
            "buffers")
@@ -16,7 +16,7 @@ MAX_REPORT_BYTES = 256 * 2**20  #: a JSON report read by diff (100,000 layers ta
 def load_side(path: str, batch=None, input_shape=None) -> dict[str, Any]:
     """A spec (analysed now) or a JSON report from `analyze --format json`, as plain data."""
     if path.endswith(".json"):
-        from .source import read_bytes
+        from cnncalc.spec.source import read_bytes
 
         raw = read_bytes(path, MAX_REPORT_BYTES, "JSON reports")
         try:
@@ -30,8 +30,8 @@ def load_side(path: str, batch=None, input_shape=None) -> dict[str, Any]:
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             why = "nested too deeply" if isinstance(exc, RecursionError) else f"{type(exc).__name__}: {exc}"
             raise CnnError.single(f"not a cnncalc JSON report ({why})"[:300], file=path) from None
-    from .analyzer import analyze
-    from .spec import load_spec
+    from cnncalc.analysis.analyze import analyze
+    from cnncalc.spec.expand import load_spec
 
     data = analyze(load_spec(path), batch, input_shape).to_json()
     return {"name": data["name"], "layers": {r["name"]: _row(r) for r in data["layers"]}, "totals": data["totals"],
@@ -110,49 +110,3 @@ def gate_problems(result: dict, gate: dict[str, tuple[float, bool]], file: str) 
             out.append(Problem(f"{metric} grew by {t['delta']:,}{pct}: {t['old']:,} → {t['new']:,}, allowed "
                                f"{allowed:g}{'%' if percent else ''}", file))
     return out
-
-
-def print_diff(result: dict, console) -> None:
-    from rich.table import Table
-
-    from .safe import markup as escape
-
-
-    t = Table(title=f"{escape(str(result['old']))} → {escape(str(result['new']))}", title_justify="left")
-    for c in ("total", "old", "new", "change"):
-        t.add_column(c, justify="left" if c == "total" else "right")
-    for m, v in result["totals"].items():
-        pct = f" ({v['percent']:+.2f}%)" if v["percent"] is not None else ""
-        t.add_row(escape(str(m)), f"{v['old']:,}", f"{v['new']:,}", f"{v['delta']:+,}{pct}" if v["delta"] else "=")
-    console.print(t)
-    for name in result["added"]:
-        console.print(f"[green]+ {escape(str(name))}[/green]")
-    for name in result["removed"]:
-        console.print(f"[red]- {escape(str(name))}[/red]")
-    upstream = [c for c in result["changed"] if c.get("cause") == "upstream"]
-    for c in result["changed"]:
-        if c.get("cause") != "upstream":
-            detail = "; ".join(f"{f}: {_fmt(v['old'])} → {_fmt(v['new'])}" for f, v in c["changes"].items())
-            console.print(f"[yellow]~ {escape(str(c['name']))}[/yellow]: {escape(detail)}", highlight=False)
-    if upstream:
-        fields = sorted({f for c in upstream for f in c["changes"]}, key=LAYER_FIELDS.index)
-        names = [str(c["name"]) for c in upstream]
-        span = ", ".join(names) if len(names) <= 3 else f"{names[0]}, {names[1]} … {names[-1]}"
-        console.print(f"[dim]~ {len(names)} later layer{'s' * (len(names) != 1)} changed only as a consequence "
-                      f"({', '.join(fields)}): {escape(span)}  (--format json lists them)[/dim]", highlight=False)
-    if not (result["added"] or result["removed"] or result["changed"]):
-        console.print("no layer changed")
-
-
-def _fmt(v: Any) -> str:
-    """A layer field for people: 34,944; 1×96×55×55; 19×19; – for none."""
-    if v is None:
-        return "–"
-    if isinstance(v, list):
-        return "×".join(_fmt(x) for x in v)
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-

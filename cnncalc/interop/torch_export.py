@@ -14,11 +14,11 @@ import keyword
 import re
 from typing import Any
 
-from ..analyzer import Report
-from ..errors import CnnError
-from ..safe import visible
-from . import kit
-from .build import build_model
+from cnncalc.analysis.report import Report
+from cnncalc.backend.build import build_model
+from cnncalc.backend.kit import kit
+from cnncalc.errors import CnnError
+from cnncalc.safe import visible
 
 INLINE = {"add": " + ", "mul": " * "}  #: merges written as expressions
 
@@ -192,7 +192,7 @@ def _helpers(used: dict[str, type]) -> list[str]:
     """The source of cnncalc's own modules the network uses, and what they need."""
     if not used:
         return []
-    from . import modules
+    from cnncalc.backend import modules
 
     names = {n for n, v in vars(modules).items() if inspect.isfunction(v) and v.__module__ == modules.__name__}
     out, done = [], set()
@@ -234,26 +234,3 @@ def exported_module(report: Report, model: Any) -> Any:
     net = namespace["build"]()
     net.load_state_dict(executor_state(report, model), strict=True)
     return net
-
-
-def to_onnx(report: Report, path: str) -> None:
-    """Write the exported module (seeded random weights) as ONNX through torch's exporter."""
-    import contextlib
-    import sys
-
-    t = kit()
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError:
-        raise CnnError.single("export --to onnx needs the onnx extra: pip install 'cnncalc[onnx]' (onnx and "
-                              "onnxscript)") from None
-    t.torch.manual_seed(0)
-    net = exported_module(report, build_model(report, t)).eval()
-    x = t.torch.zeros(report.input_shape)
-    with contextlib.redirect_stdout(sys.stderr):  # the exporter's progress lines
-        try:
-            t.torch.onnx.export(net, (x,), path, dynamo=True)
-        except Exception as exc:  # noqa: BLE001 - the exporter's failures vary; say which, plainly
-            raise CnnError.single(f"torch's ONNX exporter failed: {type(exc).__name__}: {exc}".splitlines()[0][:300],
-                                  file=report.file) from None

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .errors import CnnError
+from cnncalc.errors import CnnError
 
 #: classes that say nothing of what they hold (Module: a container torch.fx copied)
 CONTAINERS = ("Sequential", "ModuleDict", "ModuleList", "Module")
@@ -94,8 +94,8 @@ def wrong(what: str, why: str) -> CnnError:
 def analyse_written(text: str, found: list[Found], what: str, oracle: str, batch: bool = True) -> Any:
     """The report of the written spec, every layer's output shape checked against the one its
     source gave (`oracle` names that source; `batch` False: the batch axis is not compared)."""
-    from .analyzer import analyze
-    from .spec import parse_spec
+    from cnncalc.analysis.analyze import analyze
+    from cnncalc.spec.expand import parse_spec
 
     try:
         report = analyze(parse_spec(text, "<imported spec>"))
@@ -338,14 +338,14 @@ def _slots(body: list[dict]) -> list[tuple[str, str, Any]]:
 
 
 def _layer_class(kind: str) -> Any:
-    from .layers import REGISTRY
+    from cnncalc.layers import REGISTRY
 
     return REGISTRY[kind]
 
 
 def _fields(kind: str) -> list[tuple[str, Any]]:
     """(spec key, default) of a layer type's own fields."""
-    from .layers.base import Layer
+    from cnncalc.layers.base import Layer
 
     return [(f.alias or k, f.default) for k, f in _layer_class(kind).model_fields.items() if k not in Layer.model_fields]
 

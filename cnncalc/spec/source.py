@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .errors import CnnError, Problem
+from cnncalc.errors import CnnError, Problem
 
 MAX_FILE_BYTES = 2 * 1024 * 1024     #: larger spec files are refused
 MAX_NODES = 100_000                  #: YAML nodes after alias expansion

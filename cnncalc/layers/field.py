@@ -1,15 +1,11 @@
-"""Pure arithmetic of CNN layers: no pydantic, no torch, one formula per helper.
-
-All sizes are per spatial axis. ``pad_total`` is the sum of the padding on both sides of an
-axis (``2·P`` for symmetric padding), so asymmetric padding needs no special case.
-"""
+"""Receptive-field arithmetic every layer rule uses: `RF` (size, jump, start per axis, exact
+as fractions), windows, and the output-size formulas of convolution, transposed convolution,
+'same' padding and adaptive pooling."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from math import gcd, prod  # noqa: F401  (prod re-exported for layer rules)
-
-DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 
 
 def effective_kernel(kernel: int, dilation: int = 1) -> int:
@@ -215,18 +211,3 @@ def union(full: list[RF], broadcast: list[RF]) -> RF:
     exact = same and all(r.exact and r.uniform and not r.irregular for r in full) and (hi - lo).denominator == 1
     return RF(hi - lo + 1, base.jump, (lo + hi) / 2, base.grain, all(r.uniform for r in full),
               any(r.irregular for r in full), exact, all(r.even for r in everything))
-
-
-def plain(x: Fraction | int) -> int | float:
-    """An exact number for JSON: an int when whole, else the nearest float."""
-    x = Fraction(x)
-    return int(x) if x.denominator == 1 else float(x)
-
-
-def fmt_num(x: Fraction | int) -> str:
-    """'3', '1.5' or '1/3' (exact) for fields and jumps."""
-    x = Fraction(x)
-    if x.denominator == 1:
-        return str(x.numerator)
-    f = float(x)
-    return f"{f:g}" if Fraction(f).limit_denominator(1000) == x and len(f"{f:g}") <= 6 else str(x)

@@ -6,9 +6,9 @@ import inspect
 import textwrap
 from typing import Annotated, Any, Union
 
-from .errors import CnnError, did_you_mean
-from .layers import REGISTRY, Layer
-from .spec import PIECES, BlockDef, BlockUse, Header
+from cnncalc.errors import CnnError, did_you_mean
+from cnncalc.layers import REGISTRY, Layer
+from cnncalc.spec.schema import PIECES, BlockDef, BlockUse, Header
 
 COMMON = ("type", "name", "inputs", "trainable", "share")
 
@@ -64,7 +64,7 @@ def formula(cls: type[Layer]) -> str:
 
 
 def describe(type_name: str) -> str:
-    from .safe import markup as escape
+    from cnncalc.safe import markup as escape
 
     if type_name in PIECES:  # chunk, split: spec entries that expand to narrow layers
         piece = PIECES[type_name]
@@ -111,7 +111,7 @@ def memory_rules(cls: type[Layer]) -> list[tuple[str, str]]:
 def print_vocabulary(console: Any) -> None:
     from rich.table import Table
 
-    from .safe import markup as escape
+    from cnncalc.safe import markup as escape
 
     table = Table(title="cnncalc layer types (fields mirror torch.nn; `cnncalc layers TYPE` for one)",
                   show_lines=True, title_justify="left")

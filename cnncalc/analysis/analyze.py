@@ -1,0 +1,171 @@
+"""The analytic pass: walk the network in file order and apply every layer's rules; then the
+budgets a spec or the command line sets."""
+from __future__ import annotations
+
+from math import prod
+from typing import Any
+
+from cnncalc.analysis.report import LayerReport, Report
+from cnncalc.errors import CnnError, LayerError, Problem, gc_paused
+from cnncalc.layers import Ctx, Layer, Shape
+from cnncalc.layers.base import MAX_INT
+from cnncalc.layers.field import RF
+from cnncalc.spec.network import Network
+from cnncalc.units import DTYPE_BYTES
+
+
+def analyze(net: Network, batch: int | None = None, input_shape: Shape | None = None,
+            dtype: str | None = None, optimizer: str = "adam") -> Report:
+    """Compute every layer's shape, params, MACs, memory and receptive field.
+
+    Raises CnnError with every located problem (shape mismatches, bad channels, …)."""
+    with gc_paused():
+        return _analyze(net, batch, input_shape, dtype, optimizer)
+
+
+def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: str | None,
+             optimizer: str) -> Report:
+    h = net.header
+    shape0 = (batch or h.batch, *(input_shape or h.input))
+    src = net.source
+    problems: list[Problem] = []
+    shapes: dict[str, Shape] = {"input": shape0}
+    notes: dict[str, str | None] = {"input": None}
+    spatial = len(shape0) - 2
+    fields: dict[str, list[RF] | None] = {"input": [RF.identity()] * spatial if spatial > 0 else None}
+    layouts: dict[str, tuple[int, ...]] = {"input": tuple(range(len(shape0)))}  # axis → its (N, C, …) axis
+    done: dict[str, LayerReport] = {}
+    rows: list[LayerReport] = []
+    warnings: list[Problem] = []
+    last_use: dict[str, int] = {}
+    exceeded = False
+    b = DTYPE_BYTES[dtype or h.dtype]
+
+    for node in net.nodes:
+        if any(i not in shapes for i in node.inputs):
+            continue  # an input failed: its problem is already reported
+        try:
+            layer = node.resolve(shapes[node.inputs[0]], src)  # evaluates `in.*` fields, if any
+        except CnnError as exc:
+            problems += exc.problems
+            continue
+        ctx = Ctx([shapes[i] for i in node.inputs], notes=[notes[i] for i in node.inputs])
+        try:
+            ctx.out = layer.shape(ctx)
+            if max(ctx.out, default=0) > MAX_INT:
+                raise LayerError(f"output shape {'×'.join(map(str, ctx.out))} has a size above the limit 2^40")
+            weights, buffers = layer.weights(ctx), layer.buffers(ctx)
+            macs, elementwise = layer.macs(ctx), layer.elementwise(ctx)
+            layout, rf = _through_layout(layer, ctx, [layouts[i] for i in node.inputs], [fields[i] for i in node.inputs])
+            note = layer.note(ctx)
+            layer_warnings = layer.warnings(ctx)
+        except LayerError as exc:
+            problems.append(src.problem(str(exc) + _used_at(src, node), node.path + (exc.field or ()), node.name,
+                                        index=node.index))
+            continue
+        shared = None
+        if node.share:
+            other = done.get(node.share)
+            if other is None:
+                problems.append(src.problem(f"share: '{node.share}' has no weights to share (it failed or comes later)",
+                                            node.path + ("share",), node.name, index=node.index))
+                continue
+            if other.type != layer.type or other.weights != weights:
+                problems.append(src.problem(
+                    f"share: '{node.share}' has weights {_shapes(other.weights)} ({other.type}) but this layer "
+                    f"needs {_shapes(weights)} ({layer.type})", node.path + ("share",), node.name, index=node.index))
+                continue
+            shared = other.shared_with or other.name
+        params = 0 if shared else sum(prod(s) for s in weights.values())
+        nbuf = 0 if shared else sum(prod(s) for s in buffers.values())
+        shown = rf if layout == tuple(range(len(ctx.out))) else None  # permuted: no field to show
+        row = LayerReport(node.index, node.name, layer.type, list(node.inputs), ctx.out, params,
+                          params if layer.trainable else 0, nbuf, macs, elementwise, prod(ctx.out) * b, shown,
+                          weights, buffers, shared, src.locate(node.path)[0], layer, ctx, node.path, node.blocks)
+        rows.append(row)
+        done[node.name] = row
+        shapes[node.name], notes[node.name], fields[node.name], layouts[node.name] = ctx.out, note, rf, layout
+        for i in node.inputs:
+            last_use[i] = node.index
+        for msg in layer_warnings:
+            warnings.append(src.problem(msg, node.path, node.name, "warning", node.index))
+        over = [(a, r) for a, r in enumerate(shown or []) if r.size > shape0[2 + a] and not r.whole]
+        if over and not exceeded:  # once per network, at the line of the (outermost) block use
+            exceeded = True
+            sizes = "×".join(str(round(float(r.size))) for r in rf or [])
+            warnings.append(src.problem(
+                f"receptive field {sizes} now exceeds the input {'×'.join(map(str, shape0[2:]))}: deeper layers "
+                "widen it only into the padding", node.via[0] if node.via else node.path, node.name, "warning",
+                node.index))
+    if problems:
+        raise CnnError(problems)
+    for name in net.outputs:
+        last_use[name] = len(net.nodes)
+    used = set(last_use)
+    for row in rows:
+        if row.name not in used:
+            warnings.append(src.problem(f"output of '{row.name}' is never used (not an input of any layer, "
+                                        "not in outputs)", net.nodes[row.index].path, row.name, "warning", row.index))
+    report = Report(net.name, src.file, shape0, dtype or h.dtype, optimizer, rows, list(net.outputs), warnings, net)
+    report.compute_totals()
+    return report
+
+
+def _through_layout(layer: Layer, ctx: Ctx, layouts: list[tuple[int, ...]],
+                    fields: list[list[RF] | None]) -> tuple[tuple[int, ...], list[RF] | None]:
+    """The output's axis order and field. In (N, C, spatial…) order a layer's own rule decides.
+    A permute reorders the axes and carries the field; on a permuted tensor, a point-wise layer
+    (inputs of one shape) or one mixing only the last axis while it holds the channels keeps
+    order and field; anything else ends the field."""
+    identity = tuple(range(len(ctx.out)))
+    order = getattr(layer, "order", None)
+    if order is not None:  # permute, transpose
+        return tuple(layouts[0][d] for d in order(len(ctx.x))), fields[0]
+    if all(lay == tuple(range(len(lay))) for lay in layouts):
+        return identity, layer.rf(ctx, fields)
+    lay = layouts[0]
+    same = all(x == lay for x in layouts) and all(s == ctx.x for s in ctx.ins) and len(ctx.out) == len(lay)
+    pointwise = type(layer).rf is Layer.rf or (layer.last_axis_only(ctx) and lay[-1] == 1)
+    if same and pointwise:
+        return lay, fields[0]
+    return (identity if len(ctx.out) != len(lay) else lay), None
+
+
+def _used_at(src, node) -> str:
+    """For a layer inside a block, where that block was used (the definition is shared)."""
+    if not node.via:
+        return ""
+    lines = [str(src.locate(p)[0]) for p in node.via]
+    return f" (in the block used at line {' → '.join(lines)})"
+
+
+def _shapes(w: dict[str, Shape]) -> str:
+    return ", ".join(f"{k}{list(v)}" for k, v in w.items()) or "none"
+
+
+def check_limits(report: Report, cli_limits: dict[str, Any] | None = None) -> list[Problem]:
+    """The spec's `limits:` (at their batch and dtype) and the command line's budgets."""
+    from cnncalc.analysis.budgets import check
+
+    net: Network = report.network
+    src = net.source
+    out: list[Problem] = []
+    spec_limits = net.header.limits
+    if spec_limits is not None:
+        lim = spec_limits.model_dump(exclude_none=True)
+        target = report
+        if (spec_limits.batch, spec_limits.dtype) != (None, None):
+            target = analyze(net, spec_limits.batch or report.input_shape[0], tuple(report.input_shape[1:]),
+                             spec_limits.dtype or report.dtype, report.optimizer)
+
+        def located(key, message):
+            path = ("limits",) + (key if isinstance(key, tuple) else (key,))
+            return src.problem(message, path, None)
+
+        out += check(target, lim, located)
+    if cli_limits:
+        from cnncalc.analysis.budgets import FLAGS
+
+        out += check(report, cli_limits, lambda key, message: Problem(f"{FLAGS.get(key, key)}: " + message
+                                                                       .split(": ", 1)[-1], src.file))
+    return out

@@ -1,0 +1,55 @@
+"""`cnncalc import`: a spec from a PyTorch model or an ONNX graph."""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from cnncalc.cli.app import app
+from cnncalc.cli.console import _escape, console, user_errors, write_out
+from cnncalc.cli.options import parse_input
+
+
+@app.command("import")
+@user_errors
+def import_(source: str = typer.Argument(..., help="FILE.py:NAME, package.module:NAME, torchvision:NAME or MODEL.onnx "
+                                                   "(NAME: a module, class or function taking no arguments)."),
+            input: Optional[str] = typer.Option(None, "--input", "-i", help="Input without batch, e.g. 3x224x224 "
+                                                "(needed for PyTorch models; an ONNX graph's own by default)."),
+            output: Optional[str] = typer.Option(None, "-o", "--output", help="Spec file to write (default: standard "
+                                                 "output)."),
+            name: Optional[str] = typer.Option(None, "--name", help="The network's name (default: from SOURCE).")) -> None:
+    """Read a PyTorch model or an ONNX graph into a spec, proved against it.
+
+    Layers are named by module path, repeated sub-modules become blocks with repeat. Before the
+    spec is written it is proved against the model (every shape, params, buffers, FLOPs and the
+    outputs); an op with no layer type is refused, every one listed."""
+    from cnncalc.safe import visible
+
+    shape = parse_input(input)
+    onnx = source.lower().endswith(".onnx")
+    where, _, attr = source.rpartition(":")
+    stem = os.path.splitext(os.path.basename(where or source))[0].rpartition(".")[2]
+    default = stem if onnx or attr == "build" else attr  # build(): what cnncalc's exported files define
+    net_name = name or default or "net"
+    if onnx:
+        from cnncalc.interop.onnx_import import import_onnx
+
+        text, notes = import_onnx(source, shape, net_name)
+    else:
+        if shape is None:
+            raise typer.BadParameter("give the input size of the model, e.g. --input 3x224x224", param_hint="--input")
+        from cnncalc.interop.torch_import import import_model, load_model
+
+        header = [f"written by cnncalc import from {' '.join(visible(source).split())[:300]} at "
+                  f"{'x'.join(map(str, shape))}; proved against torch (shapes, params, buffers, FLOPs, outputs)"]
+        with contextlib.redirect_stdout(sys.stderr):  # what the model's code prints must not enter the spec
+            text, notes = import_model(load_model(source), shape, net_name, header, visible(source))
+    err = console(stderr=True)
+    for note in notes:
+        err.print(_escape(note))
+    if write_out(text, output):
+        err.print(f"wrote {_escape(output or '')}")

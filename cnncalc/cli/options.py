@@ -1,0 +1,134 @@
+"""Options shared by several commands and how their text is parsed (--input, --set, budgets, units)."""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+import typer
+
+from cnncalc.analysis.analyze import analyze
+from cnncalc.units import DTYPE_BYTES
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+    html = "html"
+    dot = "dot"
+    mermaid = "mermaid"
+
+
+class By(str, Enum):
+    type = "type"
+
+
+class Output(str, Enum):
+    """The formats of the commands that print one table (diff, rf, sweep, verify)."""
+    table = "table"
+    json = "json"
+
+
+class CheckFormat(str, Enum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+Dtype = Enum("Dtype", {name: name for name in DTYPE_BYTES}, type=str)  # type: ignore[misc]
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    momentum = "momentum"
+    adam = "adam"
+
+
+def parse_input(value: str | None):
+    if value is None:
+        return None
+    from cnncalc.spec.schema import parse_shape
+
+    try:
+        return parse_shape(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--input") from None
+
+
+def _analyze(spec: str, batch, input, dtype, optimizer, sets: list[str] | None = None):
+    from cnncalc.spec.expand import load_spec
+
+    return analyze(load_spec(spec, parse_sets(sets)), batch, parse_input(input), dtype.value if dtype else None,
+                   optimizer.value)
+
+
+def parse_sets(sets: list[str] | None) -> dict[str, Any]:
+    """--set NAME=VALUE (repeatable): VALUE read as a YAML scalar (0.75, 1000, true, text)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in sets or []:
+        name, eq, text = item.partition("=")
+        if not eq or not name.strip():
+            raise typer.BadParameter(f"expected NAME=VALUE, received {item[:60]!r}", param_hint="--set")
+        try:
+            value = yaml.safe_load(text) if len(text) <= 200 else None
+        except yaml.YAMLError:
+            value = None
+        if not isinstance(value, (int, float, str, bool)):
+            raise typer.BadParameter(f"expected a number, true/false or a word after '=', received {text[:60]!r}",
+                                     param_hint="--set")
+        out[name.strip()] = value
+    return out
+
+
+SetOpt = typer.Option(None, "--set", help="Override a spec argument (its `args:`), e.g. --set width=0.75; repeatable.")
+
+
+def _qty(value: str | None, flag: str, in_bytes: bool) -> int | None:
+    if value is None:
+        return None
+    from cnncalc.units import parse_quantity
+
+    try:
+        return parse_quantity(value, in_bytes)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from None
+
+
+def budget_flags(max_params, max_macs, max_flops, max_memory, max_training_memory, max_activations) -> dict:
+    given = {"max_params": (max_params, "--max-params"), "max_macs": (max_macs, "--max-macs"),
+             "max_flops": (max_flops, "--max-flops"), "max_inference_memory": (max_memory, "--max-memory"),
+             "max_training_memory": (max_training_memory, "--max-training-memory"),
+             "max_activation_bytes": (max_activations, "--max-activations")}
+    from cnncalc.spec.schema import BYTE_LIMITS
+
+    return {k: _qty(v, flag, k in BYTE_LIMITS) for k, (v, flag) in given.items() if v is not None}
+
+
+MaxParams = typer.Option(None, "--max-params", help="Budget, e.g. 25M.", rich_help_panel="Budgets")
+MaxMacs = typer.Option(None, "--max-macs", help="Budget, e.g. 4.1G.", rich_help_panel="Budgets")
+MaxFlops = typer.Option(None, "--max-flops", help="Budget, e.g. 8.2G.", rich_help_panel="Budgets")
+MaxMemory = typer.Option(None, "--max-memory", help="Inference memory budget, e.g. 512MiB.", rich_help_panel="Budgets")
+MaxTraining = typer.Option(None, "--max-training-memory", help="Training-step memory budget, e.g. 8GiB.",
+                           rich_help_panel="Budgets")
+MaxActivations = typer.Option(None, "--max-activations", help="Budget for all activations, e.g. 1GiB.",
+                              rich_help_panel="Budgets")
+
+SpecArg = typer.Argument(..., help="YAML spec file.", show_default=False)
+BatchOpt = typer.Option(None, "--batch", "-b", min=1, max=2**40, help="Batch size (default: the spec's, else 1).")
+InputOpt = typer.Option(None, "--input", "-i", help="Input without batch, e.g. 3x224x224 (overrides the spec).")
+DtypeOpt = typer.Option(None, "--dtype", help="Element type for byte counts (counts do not change).")
+
+
+class Target(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
+
+
+def parse_unit(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise ValueError(f"expected indices like 3,4, received {text!r}") from None

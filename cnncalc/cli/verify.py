@@ -1,0 +1,58 @@
+"""`cnncalc verify`: prove the analysis in torch: counts, fields, memory, timing."""
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+from cnncalc.cli.app import app
+from cnncalc.cli.console import console, user_errors
+from cnncalc.cli.options import BatchOpt, Dtype, InputOpt, Optimizer, Output, SetOpt, SpecArg, _analyze
+
+
+@app.command()
+@user_errors
+def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt,
+           dtype: Dtype = typer.Option(Dtype("float32"), "--dtype", help="Element type of the timed run."),
+           device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."),
+           repeat: int = typer.Option(20, min=1, max=100_000, help="Timed forward passes."),
+           warmup: int = typer.Option(3, min=0, max=10_000, help="Untimed warm-up passes."),
+           format: Output = typer.Option(Output.table, "--format", "-f", help="table or json."),
+           force: bool = typer.Option(False, help="Run even if the estimate exceeds the device memory."),
+           compile: bool = typer.Option(False, "--compile", help="Time the torch.compile'd model too."),
+           channels_last: bool = typer.Option(False, help="Time in channels_last memory format."),
+           rf_probe: bool = typer.Option(True, help="Check receptive fields with a gradient probe."),
+           fuse_bn: bool = typer.Option(False, "--fuse-bn", help="Fold batch norms into convs and check outputs."),
+           profile: bool = typer.Option(False, "--profile", help="Time each layer (torch.profiler) against its "
+                                                                 "roofline bound from the device's measured peaks."),
+           sets: Optional[List[str]] = SetOpt,
+           cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Also time a CUDA-graph replay (the GPU's "
+                                                                       "time without launch overhead; CUDA only)."),
+           ) -> None:
+    """Build the spec in PyTorch, compare every number with the analysis, time the forward pass."""
+    report = _analyze(spec, batch, input, None, Optimizer.adam, sets)
+    ok = _verify(report, device, dtype.value, repeat, warmup, format, force, compile, channels_last, rf_probe, fuse_bn,
+                 profile=profile, cuda_graph=cuda_graph)
+    raise typer.Exit(0 if ok else 1)
+
+
+def _verify(report, device="auto", dtype="float32", repeat=20, warmup=3, format=Output.table, force=False,
+            compile=False, channels_last=False, rf_probe=True, fuse_bn=False, emit=print, profile=False,
+            cuda_graph=False) -> bool:
+    """Run the verification and print it; True when torch agrees."""
+    from cnncalc.backend.verify import verify_report
+    from cnncalc.render.formats import to_json
+    from cnncalc.render.terminal import VerifyProgress, print_profile, print_verify
+
+    with VerifyProgress(format.value == "table" and sys.stderr.isatty(), warmup + repeat) as progress:
+        result = verify_report(report, device=device, dtype=dtype, repeat=repeat, warmup=warmup, force=force,
+                               compile=compile, channels_last=channels_last, rf_probe=rf_probe, fuse_bn=fuse_bn,
+                               progress=progress, profile=profile, cuda_graph=cuda_graph)
+    if format.value == "json":
+        emit(to_json(report, {"verify": result.to_json()}))
+    else:
+        print_verify(report, result, console())
+        if result.profile is not None:
+            print_profile(result.profile, console())
+    return result.ok

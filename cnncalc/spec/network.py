@@ -1,0 +1,68 @@
+"""The expanded network: one `Node` per layer with its resolved inputs and where it is written."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from cnncalc.errors import CnnError, Problem
+from cnncalc.layers import REGISTRY, Layer
+from cnncalc.spec.messages import _located, pydantic_message
+from cnncalc.spec.schema import Header
+from cnncalc.spec.source import Path, Source
+from cnncalc.spec.subst import SubstError, substitute
+
+
+@dataclass
+class Node:
+    """One layer of the expanded network, with its resolved names and its origin."""
+
+    index: int
+    name: str
+    layer: Layer | None
+    """None while a field reads the input (`${in.channels // 2}`): see `resolve`."""
+    inputs: list[str]
+    path: Path
+    via: tuple[Path, ...] = ()
+    share: str | None = None
+    blocks: tuple[str, ...] = ()
+    """The block uses it lies in, outermost first, each repetition its own level:
+    ('layer1', 'layer1.0') for layer1.0.conv1."""
+    pending: dict | None = None
+    """The layer's fields, some still ${…} over `in.*`, and the arguments they may use."""
+    args: dict | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.layer.type if self.layer is not None else str((self.pending or {}).get("type"))
+
+    def resolve(self, shape: tuple[int, ...], src: Source) -> Layer:
+        """The layer, its `in.*` expressions evaluated for an input of this shape; CnnError
+        with the located problems otherwise."""
+        if self.layer is not None:
+            return self.layer
+        from cnncalc.spec.subst import input_args
+
+        pending = self.pending or {}
+        cls = REGISTRY[pending["type"]]
+        try:
+            item = substitute(pending, {**(self.args or {}), **input_args(shape)})
+            return cls.model_validate(item)
+        except SubstError as exc:
+            raise CnnError([src.problem(str(exc), self.path, self.name, index=self.index)]) from None
+        except ValidationError as exc:
+            raise CnnError([src.problem(*_located(pydantic_message(e, cls.__name__, cls), self.path), self.name,
+                                        index=self.index) for e in exc.errors()]) from None
+
+
+@dataclass
+class Network:
+    header: Header
+    nodes: list[Node]
+    outputs: list[str]
+    source: Source
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.header.name or self.source.file

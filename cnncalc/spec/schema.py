@@ -1,0 +1,180 @@
+"""The spec's pydantic models: header (incl. budgets `Limits`), block definitions and uses,
+multi-output pieces (chunk, split), and input-shape parsing. Validation only; no expansion."""
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from cnncalc.layers.base import MAX_INT, Name, PosInt
+from cnncalc.units import _QTY, DTYPE_BYTES, parse_quantity
+
+BYTE_LIMITS = ("max_activation_bytes", "max_inference_memory", "max_training_memory")
+
+Quantity = Annotated[Any, Field(json_schema_extra={"anyOf": [{"type": "integer", "minimum": 0},
+                                                             {"type": "string", "pattern": _QTY.pattern}]})]
+
+
+class FieldBounds(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    min: Annotated[int, Field(ge=1)] | None = None
+    max: Annotated[int, Field(ge=1)] | None = None
+
+
+class Limits(BaseModel):
+    """Budgets checked by analyze and validate (exit 1 when one is exceeded)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    batch: Annotated[int, Field(ge=1)] | None = None
+    """Batch at which the limits hold (default: the spec's)."""
+    dtype: str | None = None
+    """Element type for the byte limits (default: the spec's)."""
+    max_params: Quantity = None
+    max_trainable_params: Quantity = None
+    max_macs: Quantity = None
+    max_flops: Quantity = None
+    max_activation_bytes: Quantity = None
+    max_inference_memory: Quantity = None
+    max_training_memory: Quantity = None
+    receptive_field: dict[str, FieldBounds] = {}
+    """Per layer: min and/or max receptive-field size (every spatial axis)."""
+    output_shape: dict[str, list[Annotated[int, Field(ge=1)]]] = {}
+    """Per layer: the expected output shape, batch included."""
+
+    @field_validator("max_params", "max_trainable_params", "max_macs", "max_flops", "max_activation_bytes",
+                     "max_inference_memory", "max_training_memory", mode="before")
+    @classmethod
+    def _qty(cls, v: Any, info: ValidationInfo) -> int | None:
+        return None if v is None else parse_quantity(v, info.field_name in BYTE_LIMITS)
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v: str | None) -> str | None:
+        if v is not None and v not in DTYPE_BYTES:
+            raise ValueError(f"expected one of {', '.join(DTYPE_BYTES)}, received {v!r}")
+        return v
+
+MAX_LAYERS = 100_000      #: layers after expanding blocks and repeat
+MAX_BLOCK_DEPTH = 16      #: blocks used inside blocks
+Dtype = Literal[tuple(DTYPE_BYTES)]  # type: ignore[valid-type]
+
+
+def parse_shape(value: Any) -> tuple[int, ...]:
+    """'3x224x224', [3, 224, 224] → (3, 224, 224): channels then spatial sizes."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in re.split(r"[x×,]", value.lower().strip("[] "))]
+        if all(p.isdigit() and len(p) <= 20 for p in parts):  # longer is past 2^40 anyway
+            value = [int(p) for p in parts]
+    if (isinstance(value, (list, tuple)) and 1 <= len(value) <= 5
+            and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INT for v in value)):
+        return tuple(value)
+    raise ValueError(f"expected channels and sizes like 3x224x224 or [3, 224, 224] (1 to 5 positive "
+                     f"integers up to 2^40), received {str(value)[:80]!r}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class BlockDef(_Strict):
+    """A reusable, parameterised group of layers."""
+
+    args: dict[Name, Any] = {}
+    """Argument names and their defaults (null: the use must give it)."""
+    layers: Annotated[list[Any], Field(min_length=1)]
+    """Layers (or block uses); '$arg' and '${expr}' strings are substituted."""
+    output: Name | None = None
+    """The layer whose output is the block's output (default: the last)."""
+    description: str | None = None
+
+
+class FirstOverride(_Strict):
+    block: Name | None = None
+    args: dict[Name, Any] = {}
+
+
+class _Pieces(_Strict):
+    """An entry with several outputs (chunk, split)."""
+
+    name: Name | None = None
+    inputs: Annotated[list[Name], Field(min_length=1, max_length=1)] | None = None
+    dim: Literal[1] = 1
+    trainable: bool | None = None
+
+
+class Chunk(_Pieces):
+    """torch.chunk(x, chunks, dim=1): a layer with several outputs, written as one entry and
+    expanded into `chunks` narrow layers NAME.0, NAME.1, … (⌈C/chunks⌉ channels each, the last
+    the rest); later layers name one with `inputs: [NAME.1]`, and a following layer with no
+    `inputs` continues from the last piece."""
+
+    type: Literal["chunk"]
+    chunks: Annotated[int, Field(ge=1, le=4096)]
+
+
+class Split(_Pieces):
+    """torch.split(x, sizes, dim=1): like `chunk`, with the channels of each piece given."""
+
+    type: Literal["split"]
+    sizes: Annotated[list[PosInt], Field(min_length=1, max_length=4096)]
+
+
+PIECES: dict[str, type[_Pieces]] = {"chunk": Chunk, "split": Split}  #: entries with several outputs
+
+
+class BlockUse(_Strict):
+    """Use of a block: its layers are inserted here, `repeat` times in a chain."""
+
+    block: Name
+    name: Name | None = None
+    """Prefix of the inserted layer names (repeat > 1 adds .0, .1, …)."""
+    args: dict[Name, Any] = {}
+    repeat: Annotated[int, Field(ge=1, le=MAX_LAYERS)] = 1
+    first: FirstOverride | None = None
+    """Other block and/or args for the first repetition (a strided or projecting stage entry);
+    a different first block receives only those of `args` it declares."""
+    inputs: Annotated[list[Name], Field(min_length=1, max_length=1)] | None = None
+    share: Name | None = None
+    """Reuse the weights of an earlier use of the same block (Siamese branches)."""
+    trainable: bool | None = None
+    """false freezes every layer of the block."""
+    names: Annotated[list[Name], Field(min_length=1, max_length=MAX_LAYERS)] | None = None
+    """One name per repetition instead of 0, 1, …: NAME.denselayer1, … (without a `name`, the
+    names alone: torchvision's Mixed_6b … Mixed_6e)."""
+
+    @model_validator(mode="after")
+    def _names(self) -> BlockUse:
+        if self.names is not None and len(self.names) != self.repeat:
+            raise ValueError(f"names gives {len(self.names)} names for repeat: {self.repeat}")
+        if self.names is not None and len(set(self.names)) != len(self.names):
+            raise ValueError("names must differ from each other")
+        return self
+
+
+class Header(_Strict):
+    """A cnncalc network spec."""
+
+    name: str | None = None
+    description: str | None = None
+    input: Any
+    """Input without batch: channels then sizes, e.g. 3x224x224 or [3, 224, 224]."""
+    batch: PosInt = 1
+    dtype: Dtype = "float32"  # type: ignore[valid-type]
+    blocks: dict[Name, BlockDef] = {}
+    layers: Annotated[list[Any], Field(min_length=1)]
+    outputs: list[Name] | None = None
+    """Layers whose outputs the network returns (default: the last layer)."""
+    limits: Limits | None = None
+    """Budgets that analyze and validate enforce (exit 1 when exceeded)."""
+    args: dict[Name, Any] = {}
+    """Arguments of the whole spec (a width multiplier, the number of classes), used as '$name'
+    and '${expr}' in `layers:` and in block-use arguments; `--set NAME=VALUE` overrides them."""
+    defaults: dict[str, dict[Name, Any]] = {}
+    """Field defaults per layer type, e.g. {batchnorm2d: {eps: 0.001, momentum: 0.01}}; a layer's
+    own fields win."""
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input(cls, v: Any) -> tuple[int, ...]:
+        return parse_shape(v)
