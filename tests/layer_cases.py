@@ -131,7 +131,11 @@ CASES = [
     # ---- activations and regularisation ------------------------------------------------------
     *[(t, (3, 4, 4), 1, [C(type=t)], dict(shape=(1, 3, 4, 4), params=0, macs=0, ew=48))
       for t in ("relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid",
-                "softmax", "log_softmax")],
+                "softmax", "log_softmax", "mish", "softplus", "hardtanh", "celu", "selu")],
+    ("hardtanh-range-inplace", (2, 3, 3), 2, [C(type="relu"), C(type="hardtanh", min_val=-2.0, max_val=0.5, inplace=True)],
+     dict(shape=(2, 2, 3, 3), params=0, macs=0, ew=2 * 18)),
+    ("celu-alpha-inplace", (2, 3, 3), 1, [C(type="celu", alpha=0.5, inplace=True)], dict(shape=(1, 2, 3, 3), params=0, macs=0, ew=18)),
+    ("softplus-beta", (5,), 3, [C(type="softplus", beta=2.0, threshold=10.0)], dict(shape=(3, 5), params=0, macs=0, ew=15)),
     ("prelu", (3, 4, 4), 1, [C(type="prelu")], dict(shape=(1, 3, 4, 4), params=1, macs=0)),
     ("prelu-channels", (3, 4, 4), 1, [C(type="prelu", num_parameters="channels")], dict(shape=(1, 3, 4, 4), params=3, macs=0)),
     *[(t, (2, 4, 4, 4) if t == "dropout3d" else (2, 4) if t == "dropout1d" else (2, 4, 4), 1, [C(type=t, p=0.3)],

@@ -100,6 +100,46 @@ class Hardsigmoid(Activation):
     inplace_copies_input: ClassVar[bool] = True
 
 
+class Hardtanh(Activation):
+    """min(max(min_val, x), max_val) (relu6 is hardtanh(0, 6)); backward reads the input."""
+    type: Literal["hardtanh"]
+    torch_name: ClassVar[str] = "Hardtanh"
+    inplace_copies_input: ClassVar[bool] = True
+    min_val: float = -1.0
+    max_val: float = 1.0
+
+    def shape(self, ctx: Ctx) -> Shape:
+        if not self.min_val < self.max_val:
+            raise LayerError(f"min_val {self.min_val} must be below max_val {self.max_val}", "max_val")
+        return ctx.x
+
+    def torch_kwargs(self) -> dict[str, Any]:
+        return {"min_val": self.min_val, "max_val": self.max_val, "inplace": self.inplace}
+
+
+class CELU(Activation):
+    """max(0, x) + min(0, α·(e^(x/α) − 1)); torch runs it as elu, so autograd keeps what elu keeps."""
+    type: Literal["celu"]
+    torch_name: ClassVar[str] = "CELU"
+    alpha: Annotated[float, Field(gt=0)] = 1.0
+
+    def torch_kwargs(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "inplace": self.inplace}
+
+
+class SELU(Activation):
+    """λ·(x if x > 0 else α·(eˣ − 1)), λ ≈ 1.0507, α ≈ 1.6733; torch runs it as elu."""
+    type: Literal["selu"]
+    torch_name: ClassVar[str] = "SELU"
+
+
+class Mish(Activation):
+    """x·tanh(softplus(x)); backward reads the input (in place: a copy of it)."""
+    type: Literal["mish"]
+    torch_name: ClassVar[str] = "Mish"
+    inplace_copies_input: ClassVar[bool] = True
+
+
 class _NoInplace(Activation):
     inplace: Literal[False] = False
 
@@ -129,6 +169,17 @@ class GELU(_NoInplace):
 
     def torch_kwargs(self) -> dict[str, Any]:
         return {"approximate": self.approximate}
+
+
+class Softplus(_NoInplace):
+    """(1/β)·log(1 + e^(β·x)), x itself where β·x > threshold; backward reads the input."""
+    type: Literal["softplus"]
+    torch_name: ClassVar[str] = "Softplus"
+    beta: float = 1.0
+    threshold: float = 20.0
+
+    def torch_kwargs(self) -> dict[str, Any]:
+        return {"beta": self.beta, "threshold": self.threshold}
 
 
 class _AlongDim(_NoInplace):
