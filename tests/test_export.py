@@ -51,10 +51,15 @@ def test_exported_module_traces_and_scripts(tmp_path):
 
 def test_export_cli_writes_a_file_that_needs_only_torch(tmp_path):
     out = tmp_path / "lenet.py"
-    run = subprocess.run([sys.executable, "-m", "cnncalc", "export", os.path.join(EXAMPLES, "lenet5.yaml"), "--to",
+    folder = tmp_path / "cnncalc"  # the default name of a clone: the spec's folders stay out of the file (#24)
+    folder.mkdir()
+    spec = folder / "lenet5.yaml"
+    spec.write_text(open(os.path.join(EXAMPLES, "lenet5.yaml")).read())
+    run = subprocess.run([sys.executable, "-m", "cnncalc", "export", str(spec), "--to",
                           "torch", "-o", str(out)], capture_output=True, text=True)
     assert run.returncode == 0 and "wrote" in run.stderr
     text = out.read_text()
+    assert "written by cnncalc from lenet5.yaml." in text and str(tmp_path) not in text
     assert "cnncalc" not in text.replace("cnncalc export", "").replace("written by cnncalc", "")
     assert "self.c1 = nn.ModuleDict" in text and "def build():" in text
     check = subprocess.run([sys.executable, "-c", f"import runpy; m = runpy.run_path({str(out)!r}); "

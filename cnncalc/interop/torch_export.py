@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import keyword
+import os
 import re
 from typing import Any
 
@@ -147,7 +148,8 @@ def to_torch(report: Report) -> str:
     helpers = _helpers(writer.ext_used)
     while any(re.search(rf"^(class|def) {cls}\b", block.strip(), re.M) for block in helpers) or cls in ("OrderedDict",):
         cls += "Net"  # a network named like one of the helper modules it uses
-    lines = [f"class {cls}(nn.Module):", f'    """{_doc(report.name)}: written by cnncalc from {_doc(report.file)}."""', "",
+    source = os.path.basename(report.file)  # the file is shared; the folders of whoever wrote it are not (#24)
+    lines = [f"class {cls}(nn.Module):", f'    """{_doc(report.name)}: written by cnncalc from {_doc(source)}."""', "",
              "    def __init__(self):", "        super().__init__()"]
     for key, value in tree.items():
         lines.append(f"        self.{key} = {_tree(value, 8)}")
