@@ -10,7 +10,7 @@ from cnncalc.cli.app import app
 
 #: the command modules, in the order `cnncalc --help` lists their commands
 COMMANDS = ("analyze", "validate", "diff", "rf", "sweep", "plot", "vocabulary", "verify", "export", "imports",
-            "calibrate")
+            "calibrate", "fit")
 for _name in COMMANDS:
     import_module(f"cnncalc.cli.{_name}")
 

@@ -1,7 +1,7 @@
 """`verify --profile` on every example (CPU here): per-layer times against the whole forward pass,
 layers measured faster than their roofline bound, and how long the profile takes.
 
-    python benchmarks/profile.py [--batch N] [examples/NAME.yaml ...]
+    python benchmarks/layer_profile.py [--batch N] [examples/NAME.yaml ...]
 
 Prints, per network: forward time (no profiler), the sum of the per-layer times and its ratio to
 the forward time (the issue asks for within 10%), the operators' share, the highest
