@@ -6,7 +6,6 @@ from typing import Any
 
 import typer
 
-from cnncalc.analysis.analyze import analyze
 from cnncalc.units import DTYPE_BYTES
 
 
@@ -57,6 +56,7 @@ def parse_input(value: str | None):
 
 
 def _analyze(spec: str, batch, input, dtype, optimizer, sets: list[str] | None = None):
+    from cnncalc.analysis.analyze import analyze
     from cnncalc.spec.expand import load_spec
 
     return analyze(load_spec(spec, parse_sets(sets)), batch, parse_input(input), dtype.value if dtype else None,
