@@ -3,6 +3,7 @@ import copy
 import json
 import os
 import random
+import time
 
 import pytest
 import yaml
@@ -29,10 +30,13 @@ EXPECTED = {
     "comment_only.yaml": "file is empty",
     "custom_tag.yaml": "tag '!shape' is not allowed",
     "cycle.yaml": "'b' is defined later (line 4): inputs must be earlier layers",
-    "deep_nesting.yaml": "YAML nested deeper than 64 levels; refused",
+    # refused by cnncalc's depth check, or first by libyaml's own limit (PyYAML >= 6.0.3): either way one
+    # located line of cnncalc's ("YAML nested deeper than 64 levels" / "YAML syntax error: <libyaml's words>")
+    "deep_nesting.yaml": ("deep_nesting.yaml:1:", ": error: YAML "),
     "duplicate_keys.yaml": ":2:1: error: duplicate key 'input' (first defined on line 1)",
     "empty.yaml": "file is empty",
-    "huge_channels.yaml": "out_channels: expected less than or equal to 1099511627776",
+    # the field, the value received and the place are cnncalc's; the words between are pydantic's
+    "huge_channels.yaml": (":3:34: error: conv2d_1 (#0): out_channels: ", ", received 1000000000000000"),
     "huge_kernel.yaml": "= -999999999775",
     "list_top.yaml": "top level is a list",
     "negative.yaml": "kernel_size: expected a positive integer",
@@ -41,10 +45,10 @@ EXPECTED = {
     "repeat_bomb.yaml": "the network expands to 1,000,000,000 layers",
     "scalar_top.yaml": "top level is a number",
     "self_block.yaml": "block 'b' uses itself",
-    "syntax.yaml": ":3:1: error: YAML syntax error",
+    "syntax.yaml": ":3:1: error: YAML syntax error",  # the words after it are libyaml's
     "tabs.yaml": ":3:1: error: YAML syntax error: a tab character",
-    "yaml11_bools.yaml": "bias: expected a valid boolean, received 'on'",
-    "yaml11_numbers.yaml": "out_channels: expected a valid integer, received '1e3'",
+    "yaml11_bools.yaml": (":3:59: error: conv2d_1 (#0): bias: ", ", received 'on'"),
+    "yaml11_numbers.yaml": (":3:34: error: conv2d_1 (#0): out_channels: ", ", received '1e3'"),
 }
 
 
@@ -54,11 +58,17 @@ def test_every_hostile_file_has_an_expectation():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_hostile_file(name):
+    """cnncalc's contract, not a dependency's wording: exit 1, the file named, no traceback, in moments."""
     path = os.path.join(HOSTILE, name)
+    start = time.monotonic()
     out = runner.invoke(app, ["validate", path])
+    assert time.monotonic() - start < 10, "a hostile file must be refused quickly"
     assert out.exit_code == 1, out.stderr
     assert out.exception is None or isinstance(out.exception, SystemExit)
-    assert EXPECTED[name] in out.stderr and path in out.stderr
+    assert "Traceback" not in out.output and out.stderr.startswith(path + ":"), out.stderr
+    expected = EXPECTED[name]
+    for words in (expected,) if isinstance(expected, str) else expected:
+        assert words in out.stderr, out.stderr
 
 
 def test_oversized_file_is_refused(tmp_path):
@@ -359,19 +369,21 @@ def test_the_bracket_form_the_input_message_offers_is_accepted():
     assert out.exit_code == 0 and "input 1×1×28×28" in out.stdout
 
 
+# cnncalc's part of each message: the place, the field and the value received (pydantic words the rest)
 @pytest.mark.parametrize("text,message", [
-    ("input: 3x8x8\ndefaults: {batchnorm2d: 5}\nlayers:\n  - {type: relu}\n", "expected a valid dictionary"),
+    ("input: 3x8x8\ndefaults: {batchnorm2d: 5}\nlayers:\n  - {type: relu}\n", ":2:25: error: defaults.batchnorm2d: "),
     ("input: 3x8x8\nargs: {a: {b: 1}}\nlayers:\n  - {type: conv2d, out_channels: $a, kernel_size: 1}\n",
-     "expected a valid integer"),
+     ":4:34: error: conv2d_1 (#0): out_channels: "),
     ("input: 3x8x8\nlayers:\n  - {type: conv2d, out_channels: '${make_divisible(8, 0)}', kernel_size: 1}\n",
      "integer division or modulo by zero"),
     ("input: 3x8x8\nlayers:\n  - {type: conv2d, out_channels: '${round(1.0e+300)}', kernel_size: 1}\n",
      "out of range"),
     ("input: 3x8x8\nlayers:\n  - {type: conv2d, out_channels: '${3.0e+300 * 1.0e+300}', kernel_size: 1}\n",
      "out of range"),
-    ("input: 3x8x8\nlayers:\n  - {type: chunk, chunks: '${in.channels}'}\n", "chunks: expected a valid integer"),
+    ("input: 3x8x8\nlayers:\n  - {type: chunk, chunks: '${in.channels}'}\n",
+     ":3:27: error: chunk (#0): chunks: "),
     ("input: 3x8x8\nblocks:\n  u:\n    layers:\n      - {type: relu}\nlayers:\n  - {block: u, repeat: '${in.channels}'}\n",
-     "repeat: expected a valid integer"),
+     ":7:24: error: repeat: "),
     ("input: 3x8x8\nlayers:\n  - {type: relu, when: '${1/0 > 1}'}\n", "division by zero"),
     ("input: 3x8x8\nlayers:\n  - {type: relu, when: '${" + "max(" * 40 + "1" + ")" * 40 + "}'}\n",
      "characters; at most 200"),
