@@ -1,11 +1,21 @@
 import os
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 sys.path.insert(0, os.path.dirname(__file__))
+
+
+@pytest.fixture(scope="session")
+def schema() -> dict:
+    """The JSON Schema of a spec (`cnncalc schema`), built once for the whole session: read it, never change it."""
+    from cnncalc.render.vocabulary import spec_schema
+
+    return spec_schema()
 
 
 def analyze_text(text: str, **kw):

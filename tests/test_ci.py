@@ -124,12 +124,9 @@ def test_pre_commit_hook_definition():
     assert hooks[0]["id"] == "cnncalc-validate" and hooks[0]["entry"] == "cnncalc validate"
 
 
-def test_the_schema_accepts_the_units_the_parser_accepts():
+def test_the_schema_accepts_the_units_the_parser_accepts(schema):
     import re
 
-    from cnncalc.render.vocabulary import spec_schema
-
-    text = json.dumps(spec_schema())
-    pattern = json.loads(text)["$defs"]["Limits"]["properties"]["max_params"]["anyOf"][1]["pattern"]
+    pattern = schema["$defs"]["Limits"]["properties"]["max_params"]["anyOf"][1]["pattern"]
     for q in ("25M", "4.1G", "2GiB", "512mib", "1e3"):
         assert re.fullmatch(pattern, q), q  # JSON Schema patterns have no case flag

@@ -51,11 +51,8 @@ def test_chunk_follows_torch_chunk_rule():
         analyze_text("input: 2x2x2\nlayers:\n  - {name: s, type: chunk, chunks: 3}\n")
 
 
-def test_pieces_are_in_the_json_schema():
+def test_pieces_are_in_the_json_schema(schema):
     jsonschema = pytest.importorskip("jsonschema")
-    from cnncalc.render.vocabulary import spec_schema
-
-    schema = spec_schema()
     ok = {"input": [8, 4, 4], "layers": [{"type": "chunk", "chunks": 2, "name": "s"},
                                           {"type": "split", "sizes": [2, 2], "inputs": ["s.0"]}]}
     jsonschema.validate(ok, schema)

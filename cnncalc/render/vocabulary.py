@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
+import json
 import textwrap
 from typing import Annotated, Any, Union
 
@@ -18,16 +20,24 @@ def attribute_docs(cls: type) -> dict[str, str]:
     read from the source only when `layers`/`schema` need them (keeps start-up fast)."""
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
-        if not klass.__module__.startswith("cnncalc"):
-            continue
-        try:
-            body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body  # type: ignore[attr-defined]
-        except (OSError, TypeError, SyntaxError, IndexError):
-            continue
-        for a, b in zip(body, body[1:]):
-            if (isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and isinstance(b, ast.Expr)
-                    and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)):
-                docs[a.target.id] = inspect.cleandoc(b.value.value)
+        if klass.__module__.startswith("cnncalc"):
+            docs.update(_own_attribute_docs(klass))
+    return docs
+
+
+@functools.cache
+def _own_attribute_docs(klass: type) -> dict[str, str]:
+    """The field docstrings written in `klass`'s own body: its source is parsed once per process
+    (a schema reads every layer class and each of its bases, #24). Read-only: callers copy."""
+    docs: dict[str, str] = {}
+    try:
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body  # type: ignore[attr-defined]
+    except (OSError, TypeError, SyntaxError, IndexError):
+        return docs
+    for a, b in zip(body, body[1:]):
+        if (isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and isinstance(b, ast.Expr)
+                and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)):
+            docs[a.target.id] = inspect.cleandoc(b.value.value)
     return docs
 
 
@@ -132,7 +142,13 @@ def print_vocabulary(console: Any) -> None:
 
 
 def spec_schema() -> dict:
-    """JSON Schema (draft 2020-12) of a spec file, built from the same classes that validate it."""
+    """JSON Schema (draft 2020-12) of a spec file, built from the same classes that validate it.
+    Built once per process (it takes seconds); each call returns a fresh copy the caller may change."""
+    return json.loads(_spec_schema_json())
+
+
+@functools.cache
+def _spec_schema_json() -> str:
     from pydantic import Field, TypeAdapter
 
     classes = sorted(set(REGISTRY.values()), key=lambda c: c.__name__)
@@ -177,4 +193,4 @@ def spec_schema() -> dict:
             target.get("properties", {}).get(field_name, {}).setdefault("description", doc)
     schema.update({"$schema": "https://json-schema.org/draft/2020-12/schema",
                    "$id": "https://cnncalc.dev/schema/spec.json", "$defs": defs})
-    return schema
+    return json.dumps(schema)
