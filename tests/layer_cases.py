@@ -261,6 +261,8 @@ CASES = [
     ("concat", (3, 5, 5), 1, [C(name="a", type="conv2d", out_channels=5, kernel_size=3, padding=1),
                               C(type="concat", inputs=["input", "a"])],
      dict(shape=(1, 8, 5, 5), params=0, macs=0, ew=0)),
+    ("glu", (3, 8, 8), 2, [C(type="glu")], dict(shape=(2, 3, 8, 4), params=0, macs=0, ew=2 * 2 * 3 * 8 * 4)),
+    ("glu-channels", (6, 4, 4), 1, [C(type="glu", dim=1)], dict(shape=(1, 3, 4, 4), params=0, macs=0, ew=2 * 3 * 16)),
 ]
 
 

@@ -336,3 +336,34 @@ class Dropout3d(_ChannelDropout):
     type: Literal["dropout3d"]
     torch_name: ClassVar[str] = "Dropout3d"
     ranks: ClassVar[tuple[int, ...]] = (4, 5)
+
+
+class GLU(Layer):
+    """Gated linear unit: a, b = halves of x along dim; y = a·σ(b). Output: dim halved (its size
+    must be even); no params; element-wise ops = 2 per output element (σ and the product); RF
+    point-wise along the channels, null along a spatial dim (a unit reads two distant positions).
+    Autograd keeps the input."""
+
+    category: ClassVar[str] = "activation"
+    type: Literal["glu"]
+    dim: int = -1
+
+    def shape(self, ctx: Ctx) -> Shape:
+        if not -len(ctx.x) <= self.dim < len(ctx.x):
+            raise LayerError(f"dim {self.dim} is out of range for a {len(ctx.x)}-D input", "dim")
+        d = self.dim % len(ctx.x)
+        if d == 0 or ctx.x[d] % 2:
+            raise LayerError(f"glu halves dim {self.dim}: its size {ctx.x[d]} must be even (and not the batch)", "dim")
+        return tuple(n // 2 if i == d else n for i, n in enumerate(ctx.x))
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return 2 * prod(ctx.out)
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        return fields[0] if self.dim % len(ctx.x) == 1 else None
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        return Saved(inputs=(0,))
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return t.nn.GLU(self.dim)
