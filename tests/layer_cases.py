@@ -27,6 +27,14 @@ CASES = [
     ("conv2d-same-even-circular", (2, 8, 8), 1,
      [C(type="conv2d", out_channels=4, kernel_size=4, padding="same", padding_mode="circular")],
      dict(shape=(1, 4, 8, 8), params=4 * 2 * 16 + 4, macs=4 * 64 * 2 * 16)),
+    ("conv2d-same-strided-tf", (2, 8, 7), 1,
+     [C(type="conv2d", out_channels=4, kernel_size=3, stride=2, padding="same")],
+     # TensorFlow's SAME: H' = ⌈8/2⌉ = 4 (pad (4−1)·2 + 3 − 8 = 1: 0 before, 1 after); W' = ⌈7/2⌉ = 4 (pad 2: 1, 1)
+     dict(shape=(1, 4, 4, 4), params=4 * 2 * 9 + 4, macs=4 * 16 * 2 * 9, ew=4 * 16)),
+    ("conv1d-same-strided-dilated-tf", (1, 10), 1,
+     [C(type="conv1d", out_channels=2, kernel_size=3, stride=3, dilation=2, padding="same", bias=False)],
+     # L' = ⌈10/3⌉ = 4; pad (4−1)·3 + 2·2 + 1 − 10 = 4: 2 before, 2 after
+     dict(shape=(1, 2, 4), params=2 * 3, macs=2 * 4 * 3, ew=0)),
     ("conv2d-valid-replicate", (1, 5, 5), 1,
      [C(type="conv2d", out_channels=3, kernel_size=2, padding="valid", bias=False, padding_mode="replicate")],
      dict(shape=(1, 3, 4, 4), params=3 * 4, macs=3 * 16 * 4)),

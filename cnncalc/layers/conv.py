@@ -46,6 +46,14 @@ def padding_pairs(value: Any, dims: int) -> tuple[tuple[int, int], ...] | str:
                          f"(one per axis) or {dims} [before, after] pairs, received {value!r}") from None
 
 
+def tf_same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TensorFlow's 'SAME' (timm's Conv2dSame, Keras): the output is ⌈size/stride⌉, padded by
+    total = max((⌈size/S⌉ − 1)·S + D·(K − 1) + 1 − size, 0), ⌊total/2⌋ before, the rest after.
+    With stride 1 it is torch's padding='same'."""
+    total = max((-(-size // stride) - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
 class _Window:
     """Sliding windows over the spatial axes (conv-like layers and pooling): one
     :class:`~cnncalc.arith.Window` per axis feeds the shape, the warnings, --explain and the RF."""
@@ -56,6 +64,9 @@ class _Window:
         pad = self.padding  # type: ignore[attr-defined]
         if pad == "valid":
             return ((0, 0),) * self.dims
+        if pad == "same" and any(s != 1 for s in self.strides):  # TensorFlow's way: depends on the size
+            return tuple(tf_same_padding(n, k, s, d) for n, k, s, d in
+                         zip(ctx.x[2:], self.kernel_size, self.strides, self.dilations))  # type: ignore[attr-defined]
         if pad == "same":
             return tuple(same_padding(k, d) for k, d in zip(self.kernel_size, self.dilations))  # type: ignore[attr-defined]
         return pad
@@ -165,11 +176,14 @@ class ConvNd(_Window, _ConvFields):
 
     H' = ⌊(H + P_total − D·(K−1) − 1)/S⌋ + 1 per axis;
     params = C_out·(C_in/groups)·∏K + C_out·bias;
-    MACs = N·C_out·∏H'·(C_in/groups)·∏K;  RF: r' = r + (K_eff−1)·j, j' = j·S."""
+    MACs = N·C_out·∏H'·(C_in/groups)·∏K;  RF: r' = r + (K_eff−1)·j, j' = j·S.
+    padding 'same' with a stride is TensorFlow's: H' = ⌈H/S⌉, P_total = max((H' − 1)·S + D·(K−1)
+    + 1 − H, 0), ⌊P_total/2⌋ before and the rest after (timm's Conv2dSame, Keras ports)."""
 
     absorbs_affine: ClassVar[bool] = True
     padding: Padding = 0
-    """int, per-axis list, per-axis [before, after] pairs, 'same' (stride 1) or 'valid'."""
+    """int, per-axis list, per-axis [before, after] pairs, 'same' or 'valid'. 'same' with stride 1 is
+    torch's; with a stride, TensorFlow's (the output is ⌈size/stride⌉, the odd pixel padded after)."""
     groups: PosInt = 1
     """groups = C_in (and C_out a multiple of it) is a depthwise convolution."""
     padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
@@ -180,9 +194,7 @@ class ConvNd(_Window, _ConvFields):
         return padding_pairs(v, cls.dims)
 
     @model_validator(mode="after")
-    def _same_needs_stride_1(self) -> "ConvNd":
-        if self.padding == "same" and any(s != 1 for s in self.stride):
-            raise ValueError(f"padding='same' needs stride 1 (torch refuses strided 'same'), received stride {list(self.stride)}")
+    def _groups_divide(self) -> "ConvNd":
         if self.out_channels % self.groups:
             raise ValueError(f"out_channels={self.out_channels} is not divisible by groups={self.groups}")
         return self
@@ -229,8 +241,14 @@ class ConvNd(_Window, _ConvFields):
         """Circular padding (its backward is a chain of slice copies) and a padding_mode with no
         padding take torch paths whose backward temporaries are not modelled (measured up to
         25% off in a training step): verify does not judge them."""
-        return self.padding_mode == "zeros" or (
-            self.padding_mode != "circular" and any(a or b for a, b in self.pads(None)))  # type: ignore[arg-type]
+        if self.padding_mode == "zeros" or (self.padding == "same" and self.padding_mode != "circular"):
+            return True  # ('same' pads wherever a kernel is wider than 1: the padded path)
+        return self.padding_mode != "circular" and any(a or b for a, b in self.pads(None))  # type: ignore[arg-type]
+
+    @property
+    def rf_size_dependent(self) -> bool:  # type: ignore[override]
+        """TensorFlow's strided 'same' pads by the size modulo the stride: the field's start moves."""
+        return self.padding == "same" and any(s != 1 for s in self.stride)
 
     def padded(self, ctx: Ctx) -> int:
         """Elements of the padded copy torch makes first (a padding_mode other than zeros, or
@@ -271,8 +289,9 @@ class ConvNd(_Window, _ConvFields):
     def build(self, ctx: Ctx, t: Any) -> Any:
         cls = getattr(t.nn, f"Conv{self.dims}d")
         pads = self.pads(ctx)
-        symmetric = self.padding == "same" or all(pl == pr for pl, pr in pads)
-        padding = "same" if self.padding == "same" else tuple(pl for pl, _ in pads) if symmetric else 0
+        torch_same = self.padding == "same" and all(s == 1 for s in self.stride)  # torch refuses strided 'same'
+        symmetric = torch_same or all(pl == pr for pl, pr in pads)
+        padding = "same" if torch_same else tuple(pl for pl, _ in pads) if symmetric else 0
         conv = cls(ctx.x[1], self.out_channels, self.kernel_size, self.stride, padding,
                    self.dilation, self.groups, self.bias, self.padding_mode if symmetric else "zeros")
         if symmetric:
