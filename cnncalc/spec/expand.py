@@ -103,12 +103,29 @@ class _Expander:
             raise CnnError([self.src.problem(f"the network expands to {total:,} layers; more than "
                                              f"{MAX_LAYERS:,} are refused", ("layers",))])
         self.check_defaults()
-        self.expand(self.header.layers, ("layers",), Frame({"input": "input"}, args=dict(self.header.args)), "input")
-        outputs = self.header.outputs or ([self.nodes[-1].name] if self.nodes else [])
+        args = self.derived(self.header.args, {}, ("args",))
+        top = Frame({"input": "input"}, args=args)
+        self.expand(self.header.layers, ("layers",), top, "input")
+        outputs = [top.scope.get(n, n) for n in self.header.outputs] if self.header.outputs else (
+            [self.nodes[-1].name] if self.nodes else [])
         for i, name in enumerate(self.header.outputs or []):
-            if name not in self.where:
+            if name not in self.where and name not in top.scope:
                 self.fail(f"outputs: unknown layer '{name}'{self.hint(name, self.where)}", ("outputs", i))
         return Network(self.header, self.nodes, outputs, self.src, self.problems)
+
+    def derived(self, declared: dict[str, Any], given: dict[str, Any], base: Path,
+                outer: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Arguments with the defaults that are expressions evaluated, in declaration order, over
+        the outer arguments, those given and the ones declared before."""
+        args = {**(outer or {}), **declared, **given}
+        for k, default in declared.items():
+            if k in given or not isinstance(default, str) or "$" not in default:
+                continue
+            try:
+                args[k] = substitute(default, args, defer=True)
+            except SubstError as exc:
+                self.fail(f"argument '{k}': {exc}", base + (k,))
+        return args
 
     # ---- size check before expanding -------------------------------------------------------
     def expanded_size(self, items: list, depth: int, base: Path = ("layers",)) -> int:
@@ -403,12 +420,19 @@ class _Expander:
         name = frame.prefix + local
         if not self.unique(name, path):
             return prev
-        cur = prev
-        if use.inputs:
-            cur = self.resolve(use.inputs[0], frame, path + ("inputs", 0), local, name) or prev
+        ins = self.bind(use, names, path, frame, prev, local, name)
+        if ins is None:
+            return prev
+        cur = ins[0]
+        if use.repeat == 0:  # left out: its name stands for its input
+            frame.scope[local] = cur
+            return cur
         start = len(self.nodes)
-        total = len(self.nodes) + use.repeat * self.size_with(use.block, {**self.header.blocks[use.block].args,
-                                                                          **use.args}, frame.depth)
+        total = len(self.nodes) + sum(self.size_with(use.block, {**self.header.blocks[use.block].args, **use.args,
+                                                                 **{k: v[r] for k, v in use.each.items()}}, frame.depth)
+                                      for r in range(use.repeat)) if use.each else \
+            len(self.nodes) + use.repeat * self.size_with(use.block, {**self.header.blocks[use.block].args, **use.args},
+                                                          frame.depth)
         if total > MAX_LAYERS:  # arguments drive repeat or block: known only now, refused before expanding
             raise CnnError([self.src.problem(f"the network expands to more than {MAX_LAYERS:,} layers (blocks "
                                              "repeated through their arguments); refused", path)])
@@ -420,9 +444,11 @@ class _Expander:
             base = use.args
             if first and first.block:  # a different entry block takes only the args it knows
                 base = {k: v for k, v in use.args.items() if k in block.args}
-            given = {**base, **(first.args if first else {})}
-            args = {**self.header.args, **block.args, **given}  # spec arguments are visible in every block
+            given = {**base, **{k: v[r] for k, v in use.each.items()}, **(first.args if first else {})}
             unknown = [a for a in given if a not in block.args]
+            # spec arguments are visible in every block; defaults may be expressions over the others
+            args = self.derived(block.args, {k: v for k, v in given.items() if k in block.args},
+                                ("blocks", bname, "args"), self.header.args)
             missing = [a for a in block.args if args[a] is None]
             if unknown or missing:
                 msg = "; ".join(([f"block '{bname}' has no argument {', '.join(map(repr, unknown))} (it takes: "
@@ -439,22 +465,50 @@ class _Expander:
             else:
                 prefix = f"{name}." + (f"{r}." if use.repeat > 1 else "")
                 inner_blocks = frame.blocks + (name,) + ((f"{name}.{r}",) if use.repeat > 1 else ())
-            inner = Frame({"input": cur}, prefix, args, frame.via + (path,), frame.depth + 1,
+            ports = dict(zip(block.inputs or ["input"], [cur, *ins[1:]]))
+            inner = Frame({"input": cur, **ports}, prefix, args, frame.via + (path,), frame.depth + 1,
                           use.trainable if use.trainable is not None else frame.trainable,
                           blocks=inner_blocks, in_block=True)
             out = self.expand(block.layers, ("blocks", bname, "layers"), inner, cur)
-            if block.output:
-                if block.output not in inner.scope:
-                    self.fail(f"block '{bname}' output '{block.output}' is not one of its layers", ("blocks", bname, "output"))
+            gives = block.outputs or ([block.output] if block.output else [])
+            for j, o in enumerate(gives):
+                if o not in inner.scope:
+                    where = ("blocks", bname) + (("outputs", j) if block.outputs else ("output",))
+                    self.fail(f"block '{bname}' output '{o}' is not one of its layers or inputs", where)
                     return name
-                out = inner.scope[block.output]
+            out = inner.scope[gives[0]] if gives else out
             cur = out
         self.where[name] = path
         frame.scope[local] = cur
+        for o in block.outputs or ():  # later layers read USE.NAME (the last repetition's)
+            frame.scope[f"{local}.{o}"] = inner.scope[o]
         self.uses[name] = list(range(start, len(self.nodes)))
         if use.share:
             self.share_use(use.share, name, path)
         return cur
+
+    def bind(self, use: BlockUse, blocks: list[str], path: Path, frame: Frame, prev: str, local: str,
+             name: str) -> list[str] | None:
+        """The tensors a use feeds its block: one per input the block declares (the first also
+        what a repetition chains), resolved; None after a located problem."""
+        wants = [self.header.blocks[b].inputs or ["input"] for b in blocks]
+        if any(len(w) != len(wants[0]) for w in wants):
+            self.fail(f"first: block '{blocks[1]}' reads {len(wants[1])} inputs, block '{blocks[0]}' "
+                      f"{len(wants[0])}: a first block must read as many", path + ("first", "block"), name)
+            return None
+        want = wants[0]
+        if use.inputs is None and len(want) > 1:
+            self.fail(f"block '{use.block}' reads {len(want)} inputs ({', '.join(want)}): bind them with "
+                      f"inputs: [{', '.join('…' for _ in want)}]", path, name)
+            return None
+        if use.inputs is not None and len(use.inputs) != len(want):
+            self.fail(f"block '{use.block}' reads {len(want)} input{'s' * (len(want) > 1)} ({', '.join(want)}), "
+                      f"the use gives {len(use.inputs)}", path + ("inputs",), name)
+            return None
+        ins = [self.resolve(ref, frame, path + ("inputs", j), local, name) for j, ref in enumerate(use.inputs or [])]
+        if any(i is None for i in ins):
+            return None
+        return [i for i in ins if i is not None] or [prev]
 
     def share_use(self, other: str, name: str, path: Path) -> None:
         mine, theirs = self.uses[name], self.uses.get(other)

@@ -81,12 +81,30 @@ class BlockDef(_Strict):
     """A reusable, parameterised group of layers."""
 
     args: dict[Name, Any] = {}
-    """Argument names and their defaults (null: the use must give it)."""
+    """Argument names and their defaults (null: the use must give it); a default may be an
+    expression over the arguments declared before it ("${make_divisible(c * width)}")."""
     layers: Annotated[list[Any], Field(min_length=1)]
     """Layers (or block uses); '$arg' and '${expr}' strings are substituted."""
+    inputs: Annotated[list[Name], Field(min_length=1, max_length=64)] | None = None
+    """Names of the tensors the block reads (default: one, called 'input'); a use binds them in
+    order with its `inputs:`, and 'input' inside the block is the first."""
     output: Name | None = None
     """The layer whose output is the block's output (default: the last)."""
+    outputs: Annotated[list[Name], Field(min_length=1, max_length=64)] | None = None
+    """Layers (or inputs) the block gives out: later layers read them as USE.NAME; the first is
+    the block's output (what a following layer or the next repetition reads)."""
     description: str | None = None
+
+    @model_validator(mode="after")
+    def _ports(self) -> BlockDef:
+        if self.inputs is not None and len(set(self.inputs)) != len(self.inputs):
+            raise ValueError("inputs must differ from each other")
+        if self.outputs is not None and len(set(self.outputs)) != len(self.outputs):
+            raise ValueError("outputs must differ from each other")
+        if self.output is not None and self.outputs is not None and self.output != self.outputs[0]:
+            raise ValueError(f"output '{self.output}' and outputs {self.outputs}: give one (the first of outputs "
+                             "is the block's output)")
+        return self
 
 
 class FirstOverride(_Strict):
@@ -130,11 +148,16 @@ class BlockUse(_Strict):
     name: Name | None = None
     """Prefix of the inserted layer names (repeat > 1 adds .0, .1, …)."""
     args: dict[Name, Any] = {}
-    repeat: Annotated[int, Field(ge=1, le=MAX_LAYERS)] = 1
+    repeat: Annotated[int, Field(ge=0, le=MAX_LAYERS)] = 1
+    """Repetitions in a chain; 0 leaves the use out (its name then stands for its input), as a
+    depth multiplier may make a stage empty."""
+    each: dict[Name, Annotated[list[Any], Field(min_length=1, max_length=MAX_LAYERS)]] = {}
+    """Arguments that differ per repetition: one value per repetition ({dilation: [1, 2, 4, 8]})."""
     first: FirstOverride | None = None
     """Other block and/or args for the first repetition (a strided or projecting stage entry);
     a different first block receives only those of `args` it declares."""
-    inputs: Annotated[list[Name], Field(min_length=1, max_length=1)] | None = None
+    inputs: Annotated[list[Name], Field(min_length=1, max_length=64)] | None = None
+    """What the block reads: one name, or one per input a block declares (in its order)."""
     share: Name | None = None
     """Reuse the weights of an earlier use of the same block (Siamese branches)."""
     trainable: bool | None = None
@@ -149,6 +172,11 @@ class BlockUse(_Strict):
             raise ValueError(f"names gives {len(self.names)} names for repeat: {self.repeat}")
         if self.names is not None and len(set(self.names)) != len(self.names):
             raise ValueError("names must differ from each other")
+        for k, values in self.each.items():
+            if len(values) != self.repeat:
+                raise ValueError(f"each.{k} gives {len(values)} values for repeat: {self.repeat}")
+            if k in self.args:
+                raise ValueError(f"'{k}' is given both in args and in each")
         return self
 
 
