@@ -2,6 +2,7 @@
 import json
 import os
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -130,3 +131,36 @@ def test_the_schema_accepts_the_units_the_parser_accepts(schema):
     pattern = schema["$defs"]["Limits"]["properties"]["max_params"]["anyOf"][1]["pattern"]
     for q in ("25M", "4.1G", "2GiB", "512mib", "1e3"):
         assert re.fullmatch(pattern, q), q  # JSON Schema patterns have no case flag
+
+
+def _version(v: str) -> tuple[int, ...]:
+    parts = [int(p) for p in v.split(".")]
+    while parts and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def test_the_lowest_versions_job_pins_exactly_the_declared_minimums():
+    """#24: .ci/constraints-lowest.txt pins the minimum pyproject.toml declares for each core (and test)
+    dependency, and .ci/run installs with it, so no minimum is claimed that CI does not test."""
+    import re
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
+        project = tomllib.load(fh)["project"]
+    declared = {}
+    for req in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        m = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([\d.]+)", req)
+        if m:
+            declared[m[1].lower().replace("-", "_")] = _version(m[2])
+    pins = {}
+    with open(os.path.join(ROOT, ".ci", "constraints-lowest.txt")) as fh:
+        for line in fh:
+            if line.split("#")[0].strip():
+                name, version = line.split("#")[0].strip().split("==")
+                pins[name.lower().replace("-", "_")] = _version(version)
+    assert {"typer", "rich", "pydantic", "pyyaml", "typing_extensions"} <= set(pins)
+    for name, version in pins.items():
+        assert declared.get(name) == version, (name, declared.get(name), version)
+    with open(os.path.join(ROOT, ".ci", "run")) as fh:
+        assert "-c .ci/constraints-lowest.txt" in fh.read()

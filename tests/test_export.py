@@ -24,6 +24,7 @@ EXPORTABLE = [p for p in sorted(glob.glob(os.path.join(EXAMPLES, "*.yaml")))]
 
 
 @pytest.mark.parametrize("path", EXPORTABLE, ids=os.path.basename)
+@pytest.mark.slow
 def test_exported_module_equals_the_executor(path, tmp_path):
     report = cnncalc.analyze(cnncalc.load_spec(path), batch=2)
     net = load(to_torch(report), tmp_path).build().eval()
@@ -38,6 +39,7 @@ def test_exported_module_equals_the_executor(path, tmp_path):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_exported_module_traces_and_scripts(tmp_path):
     for name in ("resnet18", "mobilenet_v3_large", "shufflenet_v2", "hybrid_attention", "googlenet_block"):
         report = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, f"{name}.yaml")))
@@ -49,6 +51,7 @@ def test_exported_module_traces_and_scripts(tmp_path):
             assert torch.allclose(torch.jit.script(net)(x), want, atol=1e-5), name
 
 
+@pytest.mark.slow
 def test_export_cli_writes_a_file_that_needs_only_torch(tmp_path):
     out = tmp_path / "lenet.py"
     folder = tmp_path / "cnncalc"  # the default name of a clone: the spec's folders stay out of the file (#24)
@@ -80,6 +83,7 @@ def test_names_that_cannot_be_attributes_are_refused():
         to_torch(analyze_text("input: 3x8x8\nlayers:\n  - {name: a, type: relu}\n  - {name: a.b, type: relu}\n"))
 
 
+@pytest.mark.slow
 def test_exported_module_compiles():
     report = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, "lenet5.yaml")))
     model = build_model(report, kit()).eval()
@@ -105,6 +109,7 @@ def test_every_layer_type_exports(case, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["lenet5", "resnet18", "shufflenet_v2"])
+@pytest.mark.slow
 def test_export_to_onnx(name, tmp_path):
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")

@@ -53,6 +53,7 @@ def totals(report):
 
 
 @pytest.mark.parametrize("name", list(M.MODELS))
+@pytest.mark.slow
 def test_import_equals_torch_and_round_trips(name, tmp_path):
     shape = M.MODELS[name]
     model = getattr(M, name)().eval()
@@ -111,6 +112,7 @@ def test_functional_ops_are_named_where_they_run():
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(EXAMPLES, "*.yaml"))), ids=os.path.basename)
+@pytest.mark.slow
 def test_every_example_export_then_import_gives_the_same_totals(path):
     report = cnncalc.analyze(cnncalc.load_spec(path))
     namespace = {"__name__": "exported"}
@@ -214,6 +216,7 @@ def onnx_of(name, tmp_path, optimize=True):
 
 
 @pytest.mark.parametrize("name", ONNX_MODELS)
+@pytest.mark.slow
 def test_onnx_import_matches_the_graph_and_torch(name, tmp_path):
     onnx = pytest.importorskip("onnx")
 
@@ -234,6 +237,7 @@ def test_onnx_import_matches_the_graph_and_torch(name, tmp_path):
             assert report.layer(module_name).output_shape == out_shape, module_name
 
 
+@pytest.mark.slow
 def test_onnx_import_keeps_batch_norms_when_the_exporter_does(tmp_path):
     model, path = onnx_of("UNet", tmp_path, optimize=False)
     r = runner.invoke(app, ["import", path, "--input", "3x32x32"])
@@ -245,6 +249,7 @@ def test_onnx_import_keeps_batch_norms_when_the_exporter_does(tmp_path):
     assert "batchnorm2d" in r.stdout and "enc1.1" in {row.name for row in report.layers}
 
 
+@pytest.mark.slow
 def test_onnx_refusals(tmp_path):
     _, path = onnx_of("Residual", tmp_path, optimize=False)  # running stats through Shape/Expand/CastLike
     r = runner.invoke(app, ["import", path])
@@ -291,6 +296,7 @@ def test_what_the_models_code_prints_stays_out_of_the_spec():
 # ---- the torchvision-faithful models of tests/reference_models.py ------------------------------------
 @pytest.mark.parametrize("make, example", [("ShuffleNetV2", "shufflenet_v2"), ("MobileNetV3Large", "mobilenet_v3_large"),
                                            ("DenseNet", "densenet121")])
+@pytest.mark.slow
 def test_reference_models_import_to_the_examples_numbers(make, example):
     import reference_models
 
@@ -330,6 +336,7 @@ def test_huge_inputs_are_traced_without_memory_and_not_run(tmp_path):
     assert r.exit_code == 0 and "outputs not compared" in r.stderr
 
 
+@pytest.mark.slow
 def test_export_then_import_gives_back_the_blocks():
     report = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, "resnet50.yaml")))
     namespace = {"__name__": "exported"}

@@ -101,6 +101,7 @@ def test_bad_peaks_files_are_plain_errors(tmp_path, text, why):
 torch = pytest.importorskip("torch")
 
 
+@pytest.mark.slow
 def test_profile_on_cpu_sums_and_verdicts(tmp_path):
     spec = tmp_path / "net.yaml"  # a large 1×1-conv stack, then a wide depthwise stack
     # depthwise: 2.25 FLOP per byte on 51 MB maps, most of it beyond any cache: memory-bound by ~2×
@@ -138,6 +139,7 @@ def test_profile_on_cpu_sums_and_verdicts(tmp_path):
     assert "roofline" in table and "bound by: compute 3 layers" in table and "dw2" in table
 
 
+@pytest.mark.slow
 def test_cuda_graph_needs_cuda_and_calibrate_writes_peaks(tmp_path):
     if not torch.cuda.is_available():
         out = cli("verify", os.path.join(EXAMPLES, "lenet5.yaml"), "--cuda-graph", "--device", "cpu")

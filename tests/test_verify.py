@@ -9,6 +9,7 @@ import sys
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.slow  # verify builds and times whole networks: out of the fast loop (#24)
 
 import cnncalc  # noqa: E402
 from cnncalc import backend as tb  # noqa: E402
