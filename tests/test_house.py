@@ -21,9 +21,12 @@ def imports(path: str) -> set[str]:
 #: the layers of the package, lowest first: a module may import its own layer and those below
 RANKS = [("cnncalc.errors", "cnncalc.safe", "cnncalc.units"), ("cnncalc.layers",), ("cnncalc.spec",),
          ("cnncalc.analysis",), ("cnncalc.render", "cnncalc.backend"), ("cnncalc.interop",),
-         ("cnncalc.cli", "cnncalc.__init__", "cnncalc.__main__")]
+         ("cnncalc.cli", "cnncalc.api", "cnncalc.__init__", "cnncalc.__main__")]
 #: the one edge upwards: verify times the exported file (imported inside the function that does)
-ALLOWED = {("cnncalc.backend.verify", "cnncalc.interop.torch_export")}
+ALLOWED = {("cnncalc.backend.verify", "cnncalc.interop.torch_export"),
+           # Report prints itself (print, rich.print, a notebook's HTML, to_dict): renderers imported in those methods
+           ("cnncalc.analysis.report", "cnncalc.render.text"), ("cnncalc.analysis.report", "cnncalc.render.html"),
+           ("cnncalc.analysis.report", "cnncalc.render.formats")}
 
 
 def modules() -> dict[str, str]:

@@ -91,7 +91,7 @@ class Report:
         return DTYPE_BYTES[self.dtype]
 
     @property
-    def totals(self) -> dict[str, Any]:
+    def totals(self) -> Totals:
         return self._totals
 
     def compute_totals(self) -> None:
@@ -107,7 +107,7 @@ class Report:
         states = OPTIMIZER_STATES[self.optimizer]
         train = training_memory(self.layers, self.outputs, input_bytes, b, self.optimizer,
                                 param_bytes + buffer_bytes + trainable * b * states)
-        self._totals = {
+        self._totals = Totals({
             "params": params, "trainable_params": trainable, "non_trainable_params": params - trainable,
             "buffers": sum(r.buffers for r in self.layers),
             "macs": sum(r.macs for r in self.layers), "flops": sum(r.flops for r in self.layers),
@@ -120,7 +120,7 @@ class Report:
             "training_saved_activation_bytes": train.saved,
             "training_peak_phase": train.phase,
             "optimizer": self.optimizer,
-        }
+        })
 
     def layer(self, name: str) -> LayerReport:
         """The row of the layer called `name` (KeyError if there is none)."""
@@ -155,3 +155,93 @@ class Report:
                                 "activations, what autograd saves for backward, gradients and optimizer temporaries"},
                 "warnings": [{"layer": w.layer, "message": w.message, "line": w.line} for w in self.warnings],
                 **self.extra}
+
+    # ---- the Python API's views: printed, in a notebook, as data (renderers imported when used) ----
+    view_depth: int | None = field(default=None, repr=False, compare=False)
+    """Block uses nested this deep are one row each when the report is printed (summary(depth=))."""
+    view_columns: list[int] | None = field(default=None, repr=False, compare=False)
+    """The columns printed and shown in HTML (indices of render.columns.COLUMNS; summary(columns=))."""
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        """The table and totals, as `cnncalc analyze` prints them (`rich.print(report)`)."""
+        from cnncalc.render.text import table_renderables
+
+        yield from table_renderables(self, console, options.max_width, self.view_depth, self.view_columns)
+
+    def __str__(self) -> str:
+        """The table and totals as plain text, at the terminal's width (120 columns when there is
+        none): `print(report)`."""
+        from cnncalc.render.text import table_text
+
+        return table_text(self, None, self.view_depth, self.view_columns)
+
+    __repr__ = __str__  # the table at the prompt, as torchinfo's summary shows it
+
+    def _repr_html_(self) -> str:
+        """The HTML report (`analyze -f html`) in a notebook, in a frame of its own so that its
+        styles and script leave the notebook alone."""
+        from cnncalc.render.html import notebook_html
+
+        return notebook_html(self, self.view_columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as `cnncalc analyze SPEC -f json` gives it (the same keys and numbers)."""
+        import json
+
+        from cnncalc.render.formats import to_json
+
+        return json.loads(to_json(self))
+
+    def to_dataframe(self) -> Any:
+        """One row per layer (pandas.DataFrame): the JSON fields, counts as integers, the output
+        shape and receptive field (per spatial axis) as tuples of numbers."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise MissingDependency("Report.to_dataframe needs pandas: pip install pandas") from None
+        rows: list[dict[str, Any]] = []
+        for row in self.to_dict()["layers"]:
+            rf = row.pop("receptive_field") or {}
+            row.pop("weights")
+            out = {"index": len(rows), **row, "output_shape": tuple(row["output_shape"]),
+                   "inputs": tuple(row["inputs"]), "block_path": tuple(row["block_path"])}
+            for k in ("size", "jump", "start"):
+                out[f"rf_{k}"] = tuple(rf[k]) if rf else None
+            rows.append(out)
+        return pd.DataFrame(rows)
+
+
+class MissingDependency(ImportError):
+    """An optional package a method needs is not installed (the message says what to install)."""
+
+
+class Totals(dict[str, Any]):
+    """The report's totals: the JSON keys (`totals["params"]`) and the same as typed attributes
+    (`totals.params`)."""
+
+    params: int
+    trainable_params: int
+    non_trainable_params: int
+    buffers: int
+    macs: int
+    flops: int
+    elementwise_ops: int
+    activation_bytes: int
+    input_bytes: int
+    param_bytes: int
+    buffer_bytes: int
+    inference_peak_activation_bytes: int
+    inference_memory_bytes: int
+    training_memory_bytes: int
+    training_saved_activation_bytes: int
+    training_peak_phase: str
+    optimizer: str
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"totals have no '{name}' (they have: {', '.join(self)})") from None
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self))

@@ -626,22 +626,38 @@ def torch_counts(model: Any, input_shape: tuple[int, ...]) -> dict[str, int]:
 
 
 # ---- the whole import, proved ------------------------------------------------------------------
+def is_module(x: Any) -> bool:
+    """Whether `x` is a torch.nn.Module (without importing torch: a module exists only once it is)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.nn.Module)
+
+
+def snake_name(text: str, default: str = "net") -> str:
+    """A spec name from a class or file name: 'MobileNetV2' → 'mobile_net_v2', 'SE' → 'se',
+    'ResNet' → 'res_net', 'Conv3D' → 'conv3d' (`default` when nothing usable is left)."""
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z0-9])(?=[A-Z][a-z])", "_", text)
+    name = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_]", "_", words)).strip("_").lower()
+    return name if name and NAME.match(name) else default
+
+
 def import_model(model: Any, input_shape: tuple[int, ...], name: str, header: list[str],
-                 what: str = "the model") -> tuple[str, list[str]]:
+                 what: str = "the model", prove: bool = True) -> tuple[str, list[str]]:
     """The spec text of `model` at `input_shape` (no batch), and notes for the user. The spec is
-    analysed and proved against torch before it is returned: every layer's output shape, the
-    params, buffers and FlopCounterMode FLOPs, and (through the exported module, loading the
-    model's own state_dict strictly) equal outputs."""
+    analysed and checked against torch before it is returned: every layer's output shape, the
+    params, buffers and FlopCounterMode FLOPs; with `prove` (the default) the model's own
+    state_dict also loads strictly into the exported module and the two give equal outputs on a
+    forward pass (prove=False skips that, the slow part, and says so in the notes)."""
     from cnncalc.interop.spec_writer import write_spec
 
     found, outputs, notes = trace(model, input_shape, what)
     text = write_spec(found, name, input_shape, header, outputs)
-    return text, notes + check(text, found, model, input_shape, what)
+    return text, notes + check(text, found, model, input_shape, what, prove)
 
 
-def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...], what: str) -> list[str]:
-    """Raise a CnnError unless the spec `text` analyses to what torch says of `model`; notes on
-    what was not compared."""
+def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...], what: str,
+          prove: bool = True) -> list[str]:
+    """Raise a CnnError unless the spec `text` analyses to what torch says of `model` (and, with
+    `prove`, its exported module gives the model's outputs); notes on what was not compared."""
     from cnncalc.backend.build import build_model
     from cnncalc.interop.spec_writer import analyse_written, wrong
     from cnncalc.interop.torch_export import exported_module
@@ -656,6 +672,8 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
     ours = {"params": report.totals["params"], "buffers": report.totals["buffers"], "flops": report.totals["flops"]}
     if ours != counts:
         raise fail(", ".join(f"{k}: cnncalc {ours[k]:,}, torch {counts[k]:,}" for k in ours if ours[k] != counts[k]))
+    if not prove:  # the exported module is built only to prove the outputs
+        return ["outputs not compared (prove=False): every shape, the params, buffers and FLOPs were"]
     net = exported_module(report, build_model(report, t)).eval()
     state = model.state_dict()
     try:

@@ -176,9 +176,17 @@ def to_html(report: Report, explain: bool = False, only: str | None = None,
         "<h2>By layer type</h2>", type_table(report),
         f"<h2>Explanations</h2>{explanations(report, only)}" if explain else "",
         "<h2>Charts</h2>", charts(report),
-        "<h2>Graph</h2>", f'<div class="graph">{graph}</div>',
+        "<h2>Graph</h2>", f'<div class="graph-frame">{graph}</div>',
     ]
     return _PAGE.format(title=_e(report.name), body="\n".join(s for s in sections if s))
+
+
+def notebook_html(report: Report, columns: Sequence[int] | None = None) -> str:
+    """The HTML report for a notebook cell (`Report._repr_html_`): the page of `to_html` in an
+    iframe of its own (srcdoc), so that its styles and its script touch nothing of the notebook."""
+    page = html.escape(to_html(report, columns=columns))
+    return (f'<iframe class="cnncalc-report" title="{_e(report.name)} · cnncalc" srcdoc="{page}" '
+            'style="width: 100%; height: 720px; border: 1px solid #e3e6ec; resize: vertical"></iframe>')
 
 
 _PAGE = """<!DOCTYPE html>
@@ -194,7 +202,8 @@ thead th {{ position: sticky; top: 0; background: #f4f6fa; cursor: pointer; }}
 .num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 table.totals th {{ font-weight: 600; }}
 tbody tr:hover {{ background: #f7f9fc; }}
-.graph {{ overflow: auto; max-height: 900px; border: 1px solid #e3e6ec; }}
+.graph-frame {{ overflow: auto; max-height: 900px; border: 1px solid #e3e6ec; }}
+.graph-frame > svg {{ display: block; max-width: none; max-height: none; }}
 svg text {{ font-family: system-ui, sans-serif; }}
 </style></head>
 <body>
