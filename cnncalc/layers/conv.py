@@ -273,12 +273,13 @@ class ConvNd(_Window, _ConvFields):
         return max(copy - x, second, 0) * b
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
-        """Autograd keeps the input (its padded copy, if any) for the weight's gradient; reflect
-        and replicate padding also keep the input."""
+        """Autograd keeps the input (its padded copy, if any) whenever the conv is on the gradient's
+        way, frozen or not: torch's convolution saves input and weight for all its gradients
+        (derivatives.yaml, convolution_backward); reflect and replicate padding also keep the input."""
         copy = self.padded(ctx)
         reflects = self.padding_mode in ("reflect", "replicate") and any(a or b for a, b in self.pads(ctx))
-        keep_input = (not copy and self.trainable) or (copy and grads[0] and reflects)  # a zero pad is a clone
-        return Saved(inputs=(0,) if keep_input else (), extra=copy if self.trainable else 0)
+        keep_input = not copy or (grads[0] and reflects)  # a zero pad is a clone
+        return Saved(inputs=(0,) if keep_input else (), extra=copy)
 
     def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
         k = "·".join(map(str, self.kernel_size))
@@ -398,8 +399,9 @@ class ConvTransposeNd(_ConvFields):
         return [(min(a for a, _ in spans), max(b for _, b in spans)) if spans else (1, 0)]
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
-        """Autograd keeps the input for the weight's gradient."""
-        return Saved(inputs=(0,)) if self.trainable else Saved()
+        """Autograd keeps the input, frozen or not (torch's convolution saves it for all its
+        gradients)."""
+        return Saved(inputs=(0,))
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         cls = getattr(t.nn, f"ConvTranspose{self.dims}d")
@@ -472,8 +474,9 @@ class _Conv2dBase(_Window, _ConvFields):
         return tuple(p for p, _ in self.padding)
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
-        """Autograd keeps the input for the weight's gradient, and the intermediate result."""
-        return Saved(inputs=(0,), extra=self.middle(ctx)) if self.trainable else Saved()
+        """Autograd keeps the input and the intermediate result, frozen or not (each step is a
+        convolution, which saves its input for all its gradients)."""
+        return Saved(inputs=(0,), extra=self.middle(ctx))
 
     def middle(self, ctx: Ctx) -> int:  # elements of a two-step convolution's intermediate result
         return 0
