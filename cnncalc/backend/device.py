@@ -123,3 +123,68 @@ def sync(torch: Any, dev: Any) -> None:
         torch.cuda.synchronize(dev)
     elif dev.type == "mps":
         torch.mps.synchronize()
+
+
+def _cgroup_cpus() -> float | None:
+    """The CPUs this process's cgroup may use: cpu.max (v2: "quota period" or "max period") or
+    cpu.cfs_quota_us ÷ cpu.cfs_period_us (v1); None when unlimited or unknown."""
+    base = "/sys/fs/cgroup"
+    paths = [base + "/cpu.max"]
+    try:
+        with open("/proc/self/cgroup") as fh:
+            for line in fh:
+                parts = line.strip().split(":", 2)
+                if len(parts) == 3 and parts[0] == "0" and parts[1] == "":
+                    paths.insert(0, base + parts[2].rstrip("/") + "/cpu.max")
+    except OSError:
+        pass
+    for path in paths:
+        try:
+            with open(path) as fh:
+                fields = fh.read().split()
+        except OSError:
+            continue
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit() and int(fields[1]) > 0:
+            return int(fields[0]) / int(fields[1])
+        if fields and fields[0] == "max":
+            return None
+    quota, period = _read_int(base + "/cpu/cpu.cfs_quota_us"), _read_int(base + "/cpu/cpu.cfs_period_us")
+    return quota / period if quota and period else None  # v1 writes -1 (not digits: None) when unlimited
+
+
+def thread_budget() -> tuple[int, str]:
+    """How many threads torch may use without oversubscribing this machine: the least of the
+    cores this process may run on (os.sched_getaffinity), the cgroup's CPU quota (rounded
+    down, at least 1) and the cores left free by other work (os.cpu_count() − the 1-minute
+    load average, rounded); with the reason in words."""
+    cores = os.cpu_count() or 1
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        allowed = cores
+    limits = {f"{allowed} cores allowed (affinity)": allowed}
+    quota = _cgroup_cpus()
+    if quota is not None:
+        limits[f"a cgroup quota of {quota:g} CPUs"] = max(1, int(quota))
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = None
+    if load is not None:
+        limits[f"{max(0.0, cores - load):.1f} of {cores} cores free (load average {load:.2f})"] = \
+            max(1, int(cores - load + 0.5))
+    n = max(1, min(limits.values()))
+    return n, f"{n} thread{'s' if n != 1 else ''}: " + ", ".join(limits)
+
+
+def set_threads(torch: Any, threads: int | None) -> tuple[int, str]:
+    """Set torch's intra-op threads: `threads` when given (at least 1), else `thread_budget()`;
+    returns the count and why."""
+    if threads is not None:
+        if threads < 1:
+            raise CnnError.single(f"--threads must be at least 1, received {threads}", exit_code=2)
+        n, why = threads, f"{threads} thread{'s' if threads != 1 else ''} (--threads)"
+    else:
+        n, why = thread_budget()
+    torch.set_num_threads(n)
+    return n, why

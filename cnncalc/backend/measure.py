@@ -255,15 +255,25 @@ def matmul_peak(t, dev, dtype) -> float:
 
 
 SPREAD_LIMIT = 1.5  #: p75/p25 above this: the median is not to be trusted
+QUARTILE_RUNS = 4  #: quartiles (and the stability verdict drawn from them) need at least this many runs
 
 
 def summarize(times: list[float], batch: int, flops: int, peak: float | None) -> dict:
-    """Median, quartiles, throughput and share of peak; `spread` = p75/p25 and `unstable`
-    when it exceeds SPREAD_LIMIT (a busy machine, frequency changes, too few runs)."""
-    q = statistics.quantiles(times, n=4) if len(times) >= 2 else [times[0]] * 3
+    """Median, min, max, quartiles, throughput and share of peak; `spread` = p75/p25 and
+    `unstable` when it exceeds SPREAD_LIMIT (a busy machine, frequency changes, too few runs).
+    Quartiles come only from QUARTILE_RUNS runs or more, by the inclusive method (they never lie
+    outside [min, max]); from fewer runs p25, p75 and spread are None and stability is not
+    judged (`stability_judged`: false) — an interpolated quartile would be an artefact."""
     med = statistics.median(times)
-    spread = q[2] / q[0] if q[0] > 0 else float("inf")
-    return {"repeat": len(times), "median_s": med, "min_s": min(times), "p25_s": q[0], "p75_s": q[2],
+    lo, hi = min(times), max(times)
+    judged = len(times) >= QUARTILE_RUNS
+    p25 = p75 = spread = None
+    if judged:
+        q = statistics.quantiles(times, n=4, method="inclusive")
+        p25, p75 = min(max(q[0], lo), hi), min(max(q[2], lo), hi)
+        spread = p75 / p25 if p25 > 0 else float("inf")
+    return {"repeat": len(times), "median_s": med, "min_s": lo, "p25_s": p25, "p75_s": p75,
             "samples_per_s": batch / med, "achieved_flops_per_s": flops / med,
             "peak_matmul_flops_per_s": peak, "share_of_peak": (flops / med) / peak if peak else None,
-            "spread": spread, "unstable": spread > SPREAD_LIMIT}
+            "spread": spread, "unstable": spread is not None and spread > SPREAD_LIMIT,
+            "max_s": hi, "stability_judged": judged}

@@ -363,3 +363,43 @@ class Reshape(nn.Module):
 
     def forward(self, x):
         return x.reshape(x.shape[0], *self.shape)
+
+
+def _unit_max(x):
+    """x divided by its largest magnitude (a positive finite number), else x unchanged."""
+    if x.numel() == 0:
+        return x.clone()
+    m = x.detach().abs().amax()
+    return x / m if bool(torch.isfinite(m)) and bool(m > 0) else x.clone()
+
+
+class _Rescale(torch.autograd.Function):
+    """Forward: the value divided by its largest magnitude; backward: the incoming gradient
+    divided by its own largest magnitude. Division by a positive finite number never turns
+    a non-zero into zero nor a zero into a non-zero (short of a spread of 10^308 within one
+    tensor), so every gradient keeps its support exactly while no value or gradient grows
+    past 1 from one stand-in to the next."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return _unit_max(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _unit_max(g)
+
+
+class Rescaled(nn.Module):
+    """A probe stand-in whose output (and the gradient flowing back into it) is rescaled to
+    a largest magnitude of 1 (`_Rescale`): squeeze-and-excitation gates multiply a branch by
+    its own pooled values, which squares the numbers at each gate and overflows float64
+    after about 8 gates; rescaled, they cannot overflow, and the supports — all the probe
+    reads — are unchanged."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *xs):
+        out = self.inner(*xs)
+        return _Rescale.apply(out) if torch.is_tensor(out) and out.is_floating_point() else out

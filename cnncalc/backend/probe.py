@@ -26,9 +26,12 @@ def ancestors(report: Report, idx: int) -> set[int]:
 
 def probe_model(report: Report, idx: int, t: Any) -> Any:
     """The stand-in network up to row `idx` on one-channel float64 tensors: each ancestor's
-    `Layer.probe` (window sums, scatters, resizes, identities), every other row left out."""
+    `Layer.probe` (window sums, scatters, resizes, identities), every other row left out.
+    Each stand-in's output and the gradient flowing back into it are rescaled to a largest
+    magnitude of 1 (`modules.Rescaled`): the numbers cannot overflow however many gates
+    multiply a branch by itself, and the gradients keep their supports exactly."""
     keep = ancestors(report, idx)
-    modules = {row.name: row.layer.probe(row.ctx, t) for row in report.layers if row.index in keep}
+    modules = {row.name: t.ext.Rescaled(row.layer.probe(row.ctx, t)) for row in report.layers if row.index in keep}
     model = _graph_class(t)(report, modules).to(dtype=t.torch.float64)
     model.requires_grad_(False)
     return model
@@ -118,9 +121,20 @@ def probe_plan(report: Report, limit: int = PROBE_LIMIT) -> tuple[list[int], lis
 
 
 def probe_whole(report: Report, idx: int, t: Any, device: Any = None) -> bool | str:
-    """Does every unit of row `idx` read every input pixel along the axes its field calls
-    whole? The first and the last unit of the stand-in network at the network's own input
-    size; a reason instead when that cannot be run."""
+    """Is row `idx`'s field whole along the axes its field calls whole?
+
+    Definition: a unit's field is *whole* along an axis when the unit reads every input
+    pixel along that axis that the layer as a whole reads (the union of all its units'
+    fields). After a global pool or a squeeze-and-excitation gate that is every input pixel;
+    after a strided conv followed by attention it is every pixel the strided conv reads —
+    never the ones its stride skips, which no unit of the layer reads either.
+
+    Measured on the stand-in network at the network's own input size: the support of
+    grad(Σ outputs) (the layer's union) against the support of the gradient of the first, a
+    middle and the last unit, each projected on every whole axis. The stand-ins are positive
+    maps (no gradient cancels) whose numbers are rescaled per stand-in (`probe_model`), so a
+    support is exact; a pass that still gives a non-finite number, or fails, answers
+    "not checked: <reason>" instead of a verdict."""
     torch = t.torch
     device = device or torch.device("cpu")
     rep = report.prefix(idx, 1, tuple(report.input_shape[1:]), "float64")
@@ -129,14 +143,29 @@ def probe_whole(report: Report, idx: int, t: Any, device: Any = None) -> bool | 
         return ran
     x, out = ran
     field = _field(report, idx)  # the claim under test
-    for unit in ((0,) * len(field), tuple(n - 1 for n in out.shape[2:])):
-        sel = (0, slice(None), *unit)
-        (grad,) = torch.autograd.grad(out[sel].sum(), x, retain_graph=True)
+    axes = [a for a, r in enumerate(field) if r.whole]
+
+    def support(target: Any, keep: bool) -> list[Any] | str:
+        """Per whole axis, which input positions along it get a gradient from `target`."""
+        (grad,) = torch.autograd.grad(target.sum(), x, retain_graph=keep)
+        if not bool(torch.isfinite(grad).all()):
+            return "not checked: the probe's gradients are not finite (a stand-in overflowed)"
         g = grad.abs().sum(dim=(0, 1))
-        for a, r in enumerate(field):
-            other = tuple(d for d in range(g.dim()) if d != a)
-            if r.whole and not bool(((g.sum(dim=other) if other else g) > 0).all()):
-                return False
+        return [(g.sum(dim=tuple(d for d in range(g.dim()) if d != a)) if g.dim() > 1 else g) > 0 for a in axes]
+
+    union = support(out, True)
+    if isinstance(union, str):
+        return union
+    if not any(bool(s.any()) for s in union):
+        return "not checked: the stand-in network reaches no input pixel from this layer"
+    last = tuple(n - 1 for n in out.shape[2:])
+    units = sorted({(0,) * len(last), tuple(n // 2 for n in last), last})
+    for k, unit in enumerate(units):
+        mine = support(out[(0, slice(None)) + unit], k < len(units) - 1)
+        if isinstance(mine, str):
+            return mine
+        if any(not bool(torch.equal(m, u)) for m, u in zip(mine, union)):
+            return False
     return True
 
 
@@ -187,6 +216,8 @@ def _probe_axis(report: Report, idx: int, axis: int, steps: int, period: int, t:
     for b in range(steps):  # neighbouring units along the axis, one backward pass each
         sel = (0, slice(None), *(u + b if a == axis else u for a, u in enumerate(unit)))
         (grad,) = torch.autograd.grad(out[sel].sum(), x, retain_graph=b < steps - 1)
+        if not bool(torch.isfinite(grad).all()):
+            return "not checked: the probe's gradients are not finite (a stand-in overflowed)"
         g = grad[0].abs().sum(dim=0)  # (*spatial)
         nz = torch.nonzero((g.sum(dim=other) if other else g) > 0).flatten()
         if len(nz):
@@ -202,17 +233,20 @@ def _probe_axis(report: Report, idx: int, axis: int, steps: int, period: int, t:
 
 def _run_stand_in(rep: Report, idx: int, t: Any, device: Any, budget: int) -> tuple[Any, Any] | str:
     """The stand-in network of `rep` up to row `idx` run on an all-ones input that requires a
-    gradient: (input, output), or the reason it was not run (over budget, a failing pass)."""
+    gradient: (input, output), or the reason it was not run (over budget, a failing pass, a
+    non-finite output)."""
     torch = t.torch
     too_big = _too_big(_probe_bytes(rep, idx), budget)
     if too_big:
         return too_big
-    model = probe_model(rep, idx, t).to(device)
     x = torch.ones((1, 1, *rep.input_shape[2:]), dtype=torch.float64, device=device, requires_grad=True)
     try:
-        return x, model(x, stop=idx)
-    except RuntimeError as exc:  # out of memory on an unusual device: report, do not crash
-        return f"not probed: {str(exc).splitlines()[0][:120]}"
+        out = probe_model(rep, idx, t).to(device)(x, stop=idx)
+    except (RuntimeError, ValueError, TypeError, IndexError, MemoryError) as exc:  # report, do not crash
+        return f"not checked: the probe failed ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]})"
+    if not torch.is_tensor(out) or not bool(torch.isfinite(out).all()):
+        return "not checked: the probe's stand-in network gave a non-finite value"
+    return x, out
 
 
 def _probe_geometry(report: Report, idx: int, axis: int, steps: int,

@@ -79,6 +79,9 @@ def compute_peak(t: Any, dev: Any, dtype: Any, matmul: float | None = None) -> f
     return best
 
 
+EFFICIENCY_LIMIT = 1.1  #: a layer measured faster than its roofline ÷ this is a measurement problem, not a result
+
+
 def measure_peaks(t: Any, dev: Any, dtype: str) -> Peaks:
     torch = t.torch
     tdtype = getattr(torch, dtype)
@@ -158,10 +161,30 @@ def profile_forward(report: Report, model: Any, x: Any, t: Any, dev: Any, peaks:
                        "flops_per_s": row.flops / s if s else None, "bytes_per_s": moved / s if s else None,
                        "roofline_s": k.roofline_s, "efficiency": k.roofline_s / s if s else None,
                        "bound": k.bound, "flops": row.flops, "bytes": moved, "operator_s": op})
-    return {"forward_s": forward_s, "kernel_s": kernel_s, "layers_s": total,
+    unreliable = judge(layers, kernel_s, forward_s, "kernels" if cuda else "torch operators")
+    return {"forward_s": forward_s, "kernel_s": kernel_s, "layers_s": total, "unreliable": unreliable,
+            "efficiency_limit": EFFICIENCY_LIMIT,
             "launch_bound": kernel_s < LAUNCH_BOUND * forward_s, "peaks": peaks.to_json(),
             "roofline_s": sum(x["roofline_s"] for x in layers), "repeat": repeat,
             "timer": "kernel time per layer (CUDA)" if cuda else "wall time per layer call (CPU)", "layers": layers}
+
+
+def judge(layers: list[dict[str, Any]], kernel_s: float, forward_s: float, what: str) -> list[str]:
+    """Why the profile's figures cannot be trusted: a layer faster than its roofline allows
+    (efficiency above EFFICIENCY_LIMIT; each such layer gets `implausible`: true), or operators
+    adding up to more than the pass. A measurement problem, never a result."""
+    for x in layers:
+        x["implausible"] = x["efficiency"] is not None and x["efficiency"] > EFFICIENCY_LIMIT
+    unreliable = []
+    over = [str(x["name"]) for x in layers if x["implausible"]]
+    if over:
+        unreliable.append(f"{len(over)} layer{'s' if len(over) != 1 else ''} beat{'s' if len(over) == 1 else ''} "
+                          f"the roofline by more than {EFFICIENCY_LIMIT - 1:.0%} ({', '.join(over[:5])}"
+                          f"{', …' if len(over) > 5 else ''})")
+    if forward_s > 0 and kernel_s > EFFICIENCY_LIMIT * forward_s:
+        unreliable.append(f"the {what} add up to {kernel_s / forward_s:.0%} of the pass (operators timed on "
+                          "several threads, or the pass timed at a quieter moment)")
+    return unreliable
 
 
 def cuda_graph_time(model: Any, x: Any, t: Any, repeat: int) -> float:

@@ -2,6 +2,8 @@
 number with the analysis. Draws nothing: progress goes to a callback, the result is data."""
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Callable
@@ -10,10 +12,11 @@ from cnncalc.analysis.analyze import analyze
 from cnncalc.analysis.report import Report
 from cnncalc.analysis.roofline import Peaks
 from cnncalc.backend.build import build_model
-from cnncalc.backend.device import available_memory, device_name, out_of_memory, pick_device
+from cnncalc.backend.device import available_memory, device_name, out_of_memory, pick_device, set_threads
 from cnncalc.backend.fold import check_bn_folding
 from cnncalc.backend.kit import kit
 from cnncalc.backend.measure import (
+    QUARTILE_RUNS,
     SPREAD_LIMIT,
     LayerCheck,
     matmul_peak,
@@ -100,17 +103,61 @@ def _fmt(v: Any) -> str:
 def verify_report(report: Report, device: str = "auto", dtype: str = "float32", repeat: int = 20,
                   warmup: int = 3, force: bool = False, compile: bool = False, channels_last: bool = False,
                   rf_probe: bool = True, fuse_bn: bool = False, progress: Progress | None = None,
-                  profile: bool = False, cuda_graph: bool = False) -> VerifyResult:
+                  profile: bool = False, cuda_graph: bool = False, threads: int | None = None,
+                  check_only: bool = False, stages: dict[str, float] | None = None) -> VerifyResult:
     """Build the report's network in torch on `device`, compare shapes, params, buffers, FLOPs
     and probed receptive fields, fold batch norms (`fuse_bn`), measure memory and time the
     forward pass in `dtype`; `profile`: each layer's time against its roofline; `cuda_graph`:
-    also time a CUDA-graph replay."""
+    also time a CUDA-graph replay. `threads`: torch's intra-op threads (default: as many as
+    the machine has free, `device.thread_budget`; restored afterwards). `check_only`: prove
+    every number (counts, fields, memory) and time nothing (no forward or exported-module
+    timing, no calibration). `stages`, when given, receives the seconds spent per stage."""
+    if check_only and (profile or compile or cuda_graph):
+        what = [n for n, on in (("--profile", profile), ("--compile", compile), ("--cuda-graph", cuda_graph)) if on]
+        raise CnnError.single(f"--check-only times nothing; it cannot be combined with {', '.join(what)}",
+                              exit_code=2)
     t = kit()
     torch = t.torch
     dev = pick_device(torch, device)
     if cuda_graph and dev.type != "cuda":
         raise CnnError.single(f"--cuda-graph needs a CUDA device; this run is on {dev.type}", exit_code=2)
-    say = progress or (lambda stage, done: None)
+    before = torch.get_num_threads()
+    n_threads, why_threads = set_threads(torch, threads)
+    clock = _Stages(progress, stages)
+    try:
+        return _verify(report, t, dev, dtype, repeat, warmup, force, compile, channels_last, rf_probe, fuse_bn,
+                       clock, profile, cuda_graph, check_only, n_threads, why_threads)
+    finally:
+        clock.stop()
+        torch.set_num_threads(before)
+
+
+class _Stages:
+    """The progress callback, also adding up the seconds spent in each stage (into `stages`)."""
+
+    def __init__(self, progress: Progress | None, stages: dict[str, float] | None):
+        self.progress, self.stages = progress, stages
+        self.stage: str | None = None
+        self.since = time.perf_counter()
+
+    def stop(self) -> None:
+        now = time.perf_counter()
+        if self.stage is not None and self.stages is not None:
+            self.stages[self.stage] = self.stages.get(self.stage, 0.0) + now - self.since
+        self.stage, self.since = None, now
+
+    def __call__(self, stage: str, done: int) -> None:
+        if done == 0:
+            self.stop()
+            self.stage = stage
+        if self.progress:
+            self.progress(stage, done)
+
+
+def _verify(report: Report, t: Any, dev: Any, dtype: str, repeat: int, warmup: int, force: bool, compile: bool,
+            channels_last: bool, rf_probe: bool, fuse_bn: bool, say: Progress, profile: bool, cuda_graph: bool,
+            check_only: bool, n_threads: int, why_threads: str) -> VerifyResult:
+    torch = t.torch
     tdtype = getattr(torch, dtype)
     est, what = verify_memory(report, dtype, training=False)
     avail = available_memory(torch, dev)
@@ -140,12 +187,14 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
         for idx, why in skipped.items():
             result.checks[idx].rf_note = why
         for idx in whole:
-            covered = probe_whole(report, idx, t, probe_dev)
+            covered = _guarded(probe_whole, report, idx, t, probe_dev)
             if isinstance(covered, str):
                 result.checks[idx].rf_note = covered
             else:
                 result.checks[idx].rf_whole = covered
-        for idx, res in probe_rf(report, rows, t, probe_dev).items():
+        measured = _guarded(probe_rf, report, rows, t, probe_dev)
+        for idx in rows:
+            res = measured if isinstance(measured, str) else measured.get(idx, "not checked: the probe gave no result")
             if isinstance(res, str):
                 result.checks[idx].rf_note = res
             else:
@@ -171,15 +220,21 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
     say("measuring memory", 0)
     result.memory = _memory(report, model, x, t, dev, dtype, train_model)
     result.mismatches += result.memory.pop("mismatches")
+    if check_only:
+        result.timing = {"timed": False, "threads": n_threads, "threads_reason": why_threads}
+        return result
     say("timing", 0)
     times = _in_dtype(time_forward, report, dtype, dev, model, x, t, dev, repeat, warmup, lambda: say("timing", 1))
+    say("calibrating the matmul peak", 0)
     peak_flops = matmul_peak(t, dev, tdtype)
     result.timing = summarize(times, report.input_shape[0], report.totals["flops"], peak_flops)
-    result.timing.update({"warmup": warmup, "channels_last": channels_last})
+    result.timing.update({"warmup": warmup, "channels_last": channels_last, "timed": True, "threads": n_threads,
+                          "threads_reason": why_threads})
     if result.timing["unstable"]:
-        result.notes.append(f"timing is unstable: p75/p25 = {result.timing['spread']:.2f} (over {SPREAD_LIMIT}); the "
-                            f"machine is busy or {repeat} runs are too few: close other work or use --repeat "
-                            f"{max(4 * repeat, 50)}")
+        result.notes.append(_unstable_advice(result.timing, dev, n_threads, repeat))
+    elif not result.timing["stability_judged"]:
+        result.notes.append(f"{repeat} timed run{'s' if repeat != 1 else ''}: too few for quartiles (at least "
+                            f"{QUARTILE_RUNS}); the median is shown with min and max, its stability not judged")
     say("timing the exported module", 0)
     try:
         from cnncalc.interop.torch_export import exported_module
@@ -215,6 +270,31 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
         except Exception as exc:  # noqa: BLE001 - compile support varies by platform; report it
             result.notes.append(f"torch.compile failed on this platform: {type(exc).__name__}: {exc}"[:300])
     return result
+
+
+def _unstable_advice(timing: dict, dev: Any, n_threads: int, repeat: int) -> str:
+    """What to do about an unstable timing: on a CPU, fewer threads or a quieter machine (torch's
+    threads oversubscribe a busy one; more runs only average the noise)."""
+    head = f"timing is unstable: p75/p25 = {timing['spread']:.2f} (over {SPREAD_LIMIT})"
+    if dev.type != "cpu":
+        return (f"{head}: the device or its host is busy, or {repeat} runs are too few: close other work "
+                f"or use --repeat {max(4 * repeat, 50)}")
+    try:
+        load = f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+    except (AttributeError, OSError):
+        load = "load unknown"
+    fewer = f"rerun with fewer threads (--threads {max(1, n_threads // 2)}) on a quieter machine" if n_threads > 1 \
+        else "rerun on a quieter machine (it already ran on 1 thread)"
+    return f"{head} on {n_threads} torch thread{'s' if n_threads != 1 else ''} ({load}): other work competes for " \
+           f"the cores — {fewer}; more runs (--repeat) only average the noise"
+
+
+def _guarded(fn: Callable, *args: Any) -> Any:
+    """A probe call; its failure is "not checked: <reason>", never a verdict on cnncalc's number."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - the probe is a check of the analysis; its own failure is reported
+        return f"not checked: the probe failed ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]})"
 
 
 MEMORY_TOLERANCE = 0.10  #: measured ÷ analytic memory may differ from 1 by this much

@@ -29,26 +29,34 @@ def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional
            sets: Optional[List[str]] = SetOpt,
            cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Also time a CUDA-graph replay (the GPU's "
                                                                        "time without launch overhead; CUDA only)."),
+           threads: Optional[int] = typer.Option(None, "--threads", min=1, max=4096,
+                                                 help="torch's CPU threads (default: the cores this process may use "
+                                                      "and that other work leaves free: cgroup quota, affinity, "
+                                                      "load average)."),
+           check_only: bool = typer.Option(False, "--check-only", help="Prove every number (counts, fields, "
+                                                                       "memory) and time nothing."),
            ) -> None:
     """Build the spec in PyTorch, compare every number with the analysis, time the forward pass."""
     report = _analyze(spec, batch, input, None, Optimizer.adam, sets)
     ok = _verify(report, device, dtype.value, repeat, warmup, format, force, compile, channels_last, rf_probe, fuse_bn,
-                 profile=profile, cuda_graph=cuda_graph)
+                 profile=profile, cuda_graph=cuda_graph, threads=threads, check_only=check_only)
     raise typer.Exit(0 if ok else 1)
 
 
 def _verify(report, device="auto", dtype="float32", repeat=20, warmup=3, format=Output.table, force=False,
             compile=False, channels_last=False, rf_probe=True, fuse_bn=False, emit=print, profile=False,
-            cuda_graph=False) -> bool:
+            cuda_graph=False, threads=None, check_only=False, stages=None) -> bool:
     """Run the verification and print it; True when torch agrees."""
     from cnncalc.backend.verify import verify_report
     from cnncalc.render.formats import to_json
     from cnncalc.render.terminal import VerifyProgress, print_profile, print_verify
 
-    with VerifyProgress(format.value == "table" and sys.stderr.isatty(), warmup + repeat) as progress:
+    ticks = 0 if check_only else warmup + repeat
+    with VerifyProgress(format.value == "table" and sys.stderr.isatty(), ticks) as progress:
         result = verify_report(report, device=device, dtype=dtype, repeat=repeat, warmup=warmup, force=force,
                                compile=compile, channels_last=channels_last, rf_probe=rf_probe, fuse_bn=fuse_bn,
-                               progress=progress, profile=profile, cuda_graph=cuda_graph)
+                               progress=progress, profile=profile, cuda_graph=cuda_graph, threads=threads,
+                               check_only=check_only, stages=stages)
     if format.value == "json":
         emit(to_json(report, {"verify": result.to_json()}))
     else:

@@ -267,7 +267,8 @@ def print_verify(report: Report, result: Any, console: Any) -> None:
 
     def cells(row, c):
         rf_a = "×".join(rf_num(r, "size") for r in row.receptive_field) if row.receptive_field else "–"
-        rf_m = "×".join(str(s) for s in c.rf[0]) if c.rf else "not probed" if c.rf_note else ""
+        rf_m = "×".join(str(s) for s in c.rf[0]) if c.rf else (
+            "not checked" if c.rf_note.startswith("not checked") else "not probed") if c.rf_note else ""
         rf_ok = mark(tuple(r.size for r in row.receptive_field or ()), tuple(c.rf[0]) if c.rf else None)
         if c.rf_whole is not None:
             rf_m, rf_ok = ("all" if c.rf_whole else "not all"), mark(True, c.rf_whole)
@@ -280,12 +281,20 @@ def print_verify(report: Report, result: Any, console: Any) -> None:
     add_rows(table, map(cells, report.layers, result.checks), markup=True)
     console.print(table)
     tm, mem = result.timing, result.memory
-    lines = [f"device: {result.device} · dtype {result.dtype} · torch {result.torch_version}",
-             f"forward: median {tm['median_s'] * 1e3:.3f} ms (p25 {tm['p25_s'] * 1e3:.3f}, p75 "
-             f"{tm['p75_s'] * 1e3:.3f}, min {tm['min_s'] * 1e3:.3f}) over {tm['repeat']} runs after {tm['warmup']} warm-up",
-             f"throughput: {tm['samples_per_s']:,.1f} samples/s · {human(tm['achieved_flops_per_s'])}FLOP/s"
-             + (f" = {tm['share_of_peak']:.1%} of this device's measured matmul peak "
-                f"({human(tm['peak_matmul_flops_per_s'])}FLOP/s)" if tm.get("share_of_peak") else "")]
+    lines = [f"device: {result.device} · dtype {result.dtype} · torch {result.torch_version}"]
+    if tm.get("threads_reason"):
+        lines.append(f"threads: {escape(tm['threads_reason'])}")
+    if tm.get("timed") is False:
+        lines.append("not timed (--check-only): counts, fields and memory only")
+    else:
+        spread = (f"p25 {tm['p25_s'] * 1e3:.3f}, p75 {tm['p75_s'] * 1e3:.3f}, " if tm.get("p25_s") is not None
+                  else "")
+        top = f", max {tm['max_s'] * 1e3:.3f}" if tm.get("max_s") is not None else ""
+        lines += [f"forward: median {tm['median_s'] * 1e3:.3f} ms ({spread}min {tm['min_s'] * 1e3:.3f}{top}) over "
+                  f"{tm['repeat']} runs after {tm['warmup']} warm-up",
+                  f"throughput: {tm['samples_per_s']:,.1f} samples/s · {human(tm['achieved_flops_per_s'])}FLOP/s"
+                  + (f" = {tm['share_of_peak']:.1%} of this device's measured matmul peak "
+                     f"({human(tm['peak_matmul_flops_per_s'])}FLOP/s)" if tm.get("share_of_peak") else "")]
     if "exported" in tm:
         lines.append(f"exported module (cnncalc export --to torch): median {tm['exported']['median_s'] * 1e3:.3f} ms")
     if "cuda_graph_s" in tm:
@@ -327,6 +336,13 @@ def print_verify(report: Report, result: Any, console: Any) -> None:
             console.print(f"[red]mismatch[/red] {m}", highlight=False)
 
 
+def _efficiency(x: dict, profile: dict) -> str:
+    """A layer's efficiency; above the limit (it beats its roofline) marked as not a result."""
+    if x["efficiency"] is None:
+        return "–"
+    return f"{x['efficiency']:.0%}" + (" (!)" if x["efficiency"] > profile.get("efficiency_limit", 1.1) else "")
+
+
 def print_profile(profile: dict, console: Any) -> None:
     """`verify --profile`: per layer its measured time, share, achieved rates, roofline bound,
     efficiency and what bounds it; then the peaks and the whole pass."""
@@ -347,9 +363,13 @@ def print_profile(profile: dict, console: Any) -> None:
 
     add_rows(table, ([x["name"], x["type"], fmt_time(x["time_s"]) if x["time_s"] else "0", f"{x['share']:.1%}",
                       rate(x["flops_per_s"], "FLOP/s"), rate(x["bytes_per_s"], "B/s"), fmt_time(x["roofline_s"]),
-                      f"{x['efficiency']:.0%}" if x["efficiency"] is not None else "–", x["bound"]]
+                      _efficiency(x, profile), x["bound"]]
                      for x in profile["layers"]))
     console.print(table)
+    for why in profile.get("unreliable", []):
+        console.print(f"[yellow]unreliable:[/yellow] {escape(why)}: a measurement problem (timer, a busy machine, "
+                      "peaks calibrated at another moment), not a result; rerun with --threads 1 on a quieter machine",
+                      highlight=False)
     counts = {b: sum(1 for x in profile["layers"] if x["bound"] == b) for b in ("compute", "memory", "overhead")}
     times = {b: sum(x["time_s"] for x in profile["layers"] if x["bound"] == b) for b in counts}
     from cnncalc.units import hbytes
