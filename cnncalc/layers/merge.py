@@ -86,6 +86,15 @@ class Mul(_Merge):
             left = left or grads[i]
         return Saved(inputs=tuple(keep), extra=partials * prod(ctx.out))
 
+    def backward_scratch(self, ctx: Ctx, b: int, grads: tuple[bool, ...]) -> int:
+        """A broadcast factor's gradient is made full-size, grad · (the others), before it is
+        summed down to the factor's shape (derivatives.yaml: mul → sum_to_size): one
+        output-sized temporary while a squeeze-and-excitation gate's gradient is made. (With
+        three or more factors the pairwise products' backward steps free the later gradients
+        first: measured within 3% without it.)"""
+        broadcast = len(ctx.ins) == 2 and any(g and s != ctx.out for g, s in zip(grads, ctx.ins))
+        return prod(ctx.out) * b if broadcast else 0
+
 
 class Concat(_Merge):
     """Concatenation along dim (default 1, the channels): every other axis must match.
