@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
-from math import (
-    gcd,  # noqa: F401  (prod re-exported for layer rules)
-)
 from typing import Any
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
