@@ -128,6 +128,7 @@ PUBLISHED = {"shufflenet_v2": (2_278_604, 0.14e9), "convnext_tiny": (28_589_128,
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
+@pytest.mark.slow
 def test_modern_examples_equal_torch_exactly(name):
     torch = pytest.importorskip("torch")
     from reference_models import ConvNeXt, DenseNet, MobileNetV3Large, ShuffleNetV2, counts
@@ -142,6 +143,7 @@ def test_modern_examples_equal_torch_exactly(name):
 
 
 @pytest.mark.parametrize("width", [0.75, 0.5, 1.25])
+@pytest.mark.slow
 def test_mobilenet_v3_width_argument_equals_torch(width):
     pytest.importorskip("torch")
     from reference_models import MobileNetV3Large, counts
@@ -151,6 +153,7 @@ def test_mobilenet_v3_width_argument_equals_torch(width):
     assert {k: t[k] for k in ("params", "buffers", "flops")} == counts(MobileNetV3Large(width, 10), (1, 3, 224, 224))
 
 
+@pytest.mark.slow
 def test_hybrid_attention_equals_torch_multihead_attention():
     pytest.importorskip("torch")
     from reference_models import counts, hybrid_attention

@@ -87,6 +87,7 @@ def test_deform_conv_memory_is_not_judged():
 
 @pytest.mark.parametrize("name", ["lenet5.yaml", "googlenet_block.yaml", "separable.yaml", "siamese.yaml",
                                   "conv1d_audio.yaml"])
+@pytest.mark.slow
 def test_example_memory_matches_torch(name):
     report = cnncalc.analyze(cnncalc.load_spec(f"{EXAMPLES}/{name}"), batch=2)
     t = tb.kit()

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.slow  # random networks built in torch: a minute or more on 2 cores (#24)
 
 import cnncalc  # noqa: E402
 from cnncalc import backend as tb  # noqa: E402
