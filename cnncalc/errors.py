@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import gc
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -26,7 +27,7 @@ class Problem:
 
     def location(self) -> str:
         """file:line:col, or 'cnncalc' for a problem that is about no file (a device, an option)."""
-        parts = [self.file or "cnncalc"]
+        parts = [_one_line(self.file) if self.file else "cnncalc"]
         if self.line is not None:
             parts.append(str(self.line))
             if self.col is not None:
@@ -37,11 +38,14 @@ class Problem:
         """'fc6 (#15)': the layer's name and index, or '' for problems outside layers."""
         if not self.layer:
             return ""
-        return f"{self.layer} (#{self.index})" if self.index is not None else self.layer
+        name = _one_line(self.layer)
+        return f"{name} (#{self.index})" if self.index is not None else name
 
     def __str__(self) -> str:
+        """One line: the file, layer and message with their control and format characters
+        shown as escapes (cnncalc.safe.visible's rule)."""
         where = f" {self.who()}:" if self.layer else ""
-        return f"{self.location()}:{where} {self.message}"
+        return f"{self.location()}:{where} {_one_line(self.message)}"
 
     def to_dict(self) -> dict:
         return {"file": self.file, "line": self.line, "col": self.col, "layer": self.layer,
@@ -63,6 +67,21 @@ class CnnError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(str(p) for p in self.problems)
+
+
+def _one_line(text: object) -> str:
+    """cnncalc.safe.visible, restated here because errors and safe are sibling leaves that may not
+    import each other (tests/test_house.py); tests/test_hostile_output.py checks that the two agree
+    on every code point."""
+    s = str(text)
+    if s.isprintable():
+        return s
+
+    def esc(c: str) -> str:
+        n = ord(c)
+        return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+    return "".join(esc(c) if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") else c for c in s)
 
 
 class LayerError(ValueError):

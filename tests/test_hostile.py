@@ -375,7 +375,7 @@ def test_the_bracket_form_the_input_message_offers_is_accepted():
     ("input: 3x8x8\nargs: {a: {b: 1}}\nlayers:\n  - {type: conv2d, out_channels: $a, kernel_size: 1}\n",
      ":4:34: error: conv2d_1 (#0): out_channels: "),
     ("input: 3x8x8\nlayers:\n  - {type: conv2d, out_channels: '${make_divisible(8, 0)}', kernel_size: 1}\n",
-     "integer division or modulo by zero"),
+     "make_divisible's divisor must be positive"),
     ("input: 3x8x8\nlayers:\n  - {type: conv2d, out_channels: '${round(1.0e+300)}', kernel_size: 1}\n",
      "out of range"),
     ("input: 3x8x8\nlayers:\n  - {type: conv2d, out_channels: '${3.0e+300 * 1.0e+300}', kernel_size: 1}\n",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -11,6 +12,31 @@ METRICS = ("params", "macs", "flops", "activation_bytes", "inference_memory_byte
            "buffers")
 LAYER_FIELDS = ("type", "output_shape", "params", "macs", "activation_bytes", "receptive_field")
 MAX_REPORT_BYTES = 256 * 2**20  #: a JSON report read by diff (100,000 layers take about 60 MB)
+MAX_DIGITS = 300  #: digits of an integer in a stored report (larger ones cannot be compared as floats)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a report holds")
+
+
+def _finite_float(text: str) -> float:
+    x = float(text)
+    if not math.isfinite(x):
+        raise ValueError(f"the number {text[:40]} is too large")
+    return x
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-')):,} digits (at most {MAX_DIGITS} are compared)")
+    return int(text)
+
+
+def read_json(raw: bytes) -> Any:
+    """JSON text as data, refusing what no cnncalc report holds: NaN, Infinity, floats that
+    overflow and integers too large to compare (ValueError)."""
+    return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float,
+                      parse_int=_bounded_int)
 
 
 def load_side(path: str, batch=None, input_shape=None) -> dict[str, Any]:
@@ -20,7 +46,7 @@ def load_side(path: str, batch=None, input_shape=None) -> dict[str, Any]:
 
         raw = read_bytes(path, MAX_REPORT_BYTES, "JSON reports")
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = read_json(raw)
             layers, totals = data["layers"], data["totals"]
             if not isinstance(totals, dict) or not all(isinstance(totals.get(k, 0), (int, float)) for k in METRICS):
                 raise TypeError("'totals' is not a mapping of numbers")

@@ -12,12 +12,13 @@ that live in cache and tells the truth about large ones.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from math import prod
 from typing import Any
 
+from cnncalc.analysis.diff import read_json
 from cnncalc.errors import CnnError
+from cnncalc.safe import visible
 
 BOUNDS = ("compute", "memory", "overhead")
 
@@ -54,22 +55,37 @@ class Peaks:
 
         raw = read_bytes(path, 1 << 20, "peaks files")
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = read_json(raw)
             if not isinstance(data, dict):
                 raise ValueError("expected a JSON object")
-            for key in ("flops_per_s", "bytes_per_s", "overhead_s"):
-                v = data.get(key)
-                if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v < 1e30:
-                    raise ValueError(f"'{key}' must be a positive number, received {str(v)[:40]}")
-            text = {k: str(data.get(k, ""))[:100] for k in ("device", "device_type", "dtype", "torch")}
-            cache = data.get("cache_bytes_per_s", 0), data.get("cache_bytes", 0)
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e30 for v in cache):
-                raise ValueError("'cache_bytes_per_s' and 'cache_bytes' must be numbers ≥ 0")
-            return cls(float(data["flops_per_s"]), float(data["bytes_per_s"]), float(data["overhead_s"]),
-                       **text, cache_bytes_per_s=float(cache[0]), cache_bytes=int(cache[1]))
+            flops, rate, overhead = (_number(data, k, *RANGES[k]) for k in ("flops_per_s", "bytes_per_s", "overhead_s"))
+            cache_rate = _number(data, "cache_bytes_per_s", *RANGES["cache_bytes_per_s"], zero=True)
+            cache = _number(data, "cache_bytes", *RANGES["cache_bytes"], zero=True)
+            if cache != int(cache):
+                raise ValueError(f"'cache_bytes' must be a whole number of bytes, received {cache}")
+            device, device_type, dtype, torch = (visible(str(data.get(k, ""))[:100])
+                                                 for k in ("device", "device_type", "dtype", "torch"))
+            return cls(flops, rate, overhead, device, device_type, dtype, torch, cache_rate, int(cache))
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise CnnError.single(f"not a cnncalc peaks file ({exc})"[:300] + "; write one with `cnncalc calibrate`",
-                                  file=path) from None
+            raise CnnError.single(f"not a cnncalc peaks file ({visible(exc)})"[:300]
+                                  + "; write one with `cnncalc calibrate`", file=path) from None
+
+
+#: the accepted range of each number in a peaks file: [low, high] (0 also for the cache's two, which
+#: mean "no cache level"). Within them every predicted time is finite: FLOPs and bytes of a report
+#: stay far below 10^300, divided by at least 1 per second.
+RANGES: dict[str, tuple[float, float]] = {
+    "flops_per_s": (1.0, 1e30), "bytes_per_s": (1.0, 1e30), "overhead_s": (1e-12, 1e3),
+    "cache_bytes_per_s": (1.0, 1e30), "cache_bytes": (1.0, 2.0**60)}
+
+
+def _number(data: dict, key: str, low: float, high: float, zero: bool = False) -> float:
+    v = data.get(key, 0 if zero else None)
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and ((zero and v == 0) or low <= v <= high)
+    if not ok:
+        what = f"0 or from {low:g} to {high:g}" if zero else f"from {low:g} to {high:g}"
+        raise ValueError(f"'{key}' must be a number {what}, received {visible(str(v)[:40])}")
+    return float(v)  # type: ignore[arg-type]  # a number: checked above
 
 
 def layer_bytes(row: Any, b: int) -> int:

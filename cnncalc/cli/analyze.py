@@ -115,7 +115,8 @@ def analyze(specs: List[str] = typer.Argument(..., help="YAML spec files (- read
             report_problems(exc.problems)
             code = max(code, exc.exit_code)
             if len(specs) > 1:  # the array keeps one entry per spec
-                docs.append(json.dumps({"file": spec, "problems": [p.to_dict() for p in exc.problems]}, indent=2))
+                docs.append(json.dumps({"file": spec, "problems": [p.to_dict() for p in exc.problems]}, indent=2,
+                                       allow_nan=False))
     if format is Format.json and docs:
         sys.stdout.write((docs[0] if len(specs) == 1 else "[\n" + ",\n".join(docs) + "\n]") + "\n")
     raise typer.Exit(code)

@@ -30,7 +30,7 @@ def diff(old: str = typer.Argument(..., help="Old spec, or a JSON report from `a
     result = compare(load_side(old, batch, parse_input(input)), load_side(new, batch, parse_input(input)))
     problems = gate_problems(result, gate, new)
     if format.value == "json":
-        print(json.dumps({**result, "gate": [p.message for p in problems]}, indent=2))
+        print(json.dumps({**result, "gate": [p.message for p in problems]}, indent=2, allow_nan=False))
     else:
         print_diff(result, console())
     if problems:

@@ -7,6 +7,7 @@ from typing import Any
 
 from cnncalc.analysis.report import LayerReport, Report
 from cnncalc.layers.field import RF
+from cnncalc.safe import Plain
 from cnncalc.units import hbytes, human, shape_str
 
 
@@ -39,13 +40,14 @@ def choose_columns(text: str) -> list[int]:
     """'name,macs,% MACs' → the indices of those columns, in COLUMNS order. A column is named by
     its key (COLUMN_KEYS) or its heading, in any case; ValueError names an unknown one."""
     from cnncalc.errors import did_you_mean
+    from cnncalc.safe import visible
 
     names = {k: i for i, k in enumerate(COLUMN_KEYS)}
     names.update({_key(c): i for i, c in enumerate(COLUMNS)})
     chosen = set()
     for part in filter(None, (p.strip() for p in text.split(","))):
         if _key(part) not in names:
-            raise ValueError(f"unknown column '{part[:40]}'{did_you_mean(_key(part), COLUMN_KEYS)}; "
+            raise ValueError(f"unknown column '{visible(part[:40])}'{did_you_mean(_key(part), COLUMN_KEYS)}; "
                              f"columns: {', '.join(COLUMN_KEYS)}")
         chosen.add(names[_key(part)])
     if not chosen:
@@ -156,7 +158,9 @@ def by_type(report: Report) -> list[dict[str, Any]]:
     return sorted(rows.values(), key=lambda row: (-row["macs"], -row["params"], row["type"]))
 
 
-def totals_rows(report: Report) -> list[tuple[str, str]]:
+def totals_rows(report: Report) -> list[tuple[str, str | Plain]]:
+    """The totals as (what, value) rows; a value with foreign text in it (the peaks file's
+    device) is a Plain, which rich prints without reading markup."""
     t = report.totals
     states = {"sgd": "no state", "momentum": "1 state tensor", "adam": "2 state tensors"}[report.optimizer]
     return [
@@ -178,13 +182,13 @@ def totals_rows(report: Report) -> list[tuple[str, str]]:
          if (f := report.extra.get("fused_bn")) else [])
 
 
-def _predicted_total(report: Report) -> list[tuple[str, str]]:
+def _predicted_total(report: Report) -> list[tuple[str, str | Plain]]:
     from cnncalc.units import fmt_time
 
     p = report.extra.get("predicted")
     if not p:
         return []
-    k = p["peaks"]
-    return [("predicted time", f"{fmt_time(p['total_s'])}  (lower bound on {k['device'] or k['device_type']}: "
-                               f"{human(k['flops_per_s'], 'FLOP/s')} {k['dtype']}, {human(k['bytes_per_s'], 'B/s')}, "
-                               f"calls ≥ {fmt_time(k['overhead_s'])})")]
+    k = p["peaks"]  # the device and dtype come from a peaks file: shown as they are, never read as markup
+    return [("predicted time", Plain(f"{fmt_time(p['total_s'])}  (lower bound on {k['device'] or k['device_type']}: "
+                                     f"{human(k['flops_per_s'], 'FLOP/s')} {k['dtype']}, "
+                                     f"{human(k['bytes_per_s'], 'B/s')}, calls ≥ {fmt_time(k['overhead_s'])})"))]

@@ -3,7 +3,15 @@ from __future__ import annotations
 
 from cnncalc.analysis.report import Report
 from cnncalc.errors import CnnError
+from cnncalc.safe import visible
 from cnncalc.units import human
+
+
+def plain_text(text: object) -> str:
+    """Foreign text for matplotlib: visible (one line), with each `$` escaped so that none starts
+    mathtext (a `$` pair would be parsed as TeX: a malformed one is an error, a valid one not
+    what was written)."""
+    return visible(text).replace("$", "\\$")
 
 
 def figure(report: Report, path: str) -> None:
@@ -35,7 +43,7 @@ def figure(report: Report, path: str) -> None:
     ax.set_title("receptive field and output size vs depth")
     ax.set_xlabel("layer index")
     ax.legend()
-    fig.suptitle(f"{report.name}: {report.totals['params']:,} params, {human(report.totals['macs'])} MACs")
+    fig.suptitle(f"{plain_text(report.name)}: {report.totals['params']:,} params, {human(report.totals['macs'])} MACs")
     try:
         fig.savefig(path)
     except OSError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,7 +26,7 @@ def to_json(report: Report, extra: dict | None = None) -> str:
         data["peaks"] = predicted["peaks"]
     if extra:
         data.update(extra)
-    return json_text(json.dumps(data, indent=2, ensure_ascii=False))
+    return json_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False))
 
 
 CSV_FIELDS = ["index", "name", "type", "inputs", "output_shape", "params", "trainable_params", "buffers",
@@ -50,21 +51,32 @@ def to_csv(report: Report) -> str:
     return out.getvalue()
 
 
-def _md_escape(s: str) -> str:
-    return visible(s).replace("|", "\\|")
+#: what Markdown (GitHub's, with its tables) or the HTML inside it could read in a cell or heading:
+#: HTML's & < >, and the punctuation of code spans, emphasis, links and images (their brackets: a
+#: parenthesis or ! means nothing without them), table cells, headings and strikethrough; an
+#: underscore only where it could open or close emphasis (not inside a word: conv2d_1 stays)
+_MD_SYNTAX = re.compile(r"[\\`*\[\]|~#<>&]|(?<![^\W_])_|_(?![^\W_])")
+_MD_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def md_escape(s: object) -> str:
+    """Foreign text for one Markdown table cell or heading: visible (one line), with HTML's
+    characters as entities and Markdown's punctuation backslash-escaped, so it renders as the
+    same characters and nothing else (no tag, link, image, heading, code span or new cell)."""
+    return _MD_SYNTAX.sub(lambda m: _MD_HTML.get(m.group(), "\\" + m.group()), visible(s))
 
 
 @gc_paused()
 def to_markdown(report: Report, columns: Sequence[int] | None = None) -> str:
     keep = list(columns) if columns is not None else default_columns(report)
-    lines = [f"## {_md_escape(report.name)}", "", "| " + " | ".join(COLUMNS[i] for i in keep) + " |",
+    lines = [f"## {md_escape(report.name)}", "", "| " + " | ".join(COLUMNS[i] for i in keep) + " |",
              "|" + "".join("---:|" if COLUMNS[i] in NUMERIC else "---|" for i in keep)]
-    lines += ["| " + " | ".join(_md_escape(c[i]) for i in keep) + " |"
+    lines += ["| " + " | ".join(md_escape(c[i]) for i in keep) + " |"
               for c in (layer_cells(r, report) for r in report.layers)]
     lines += ["", "| total | value |", "|---|---|"]
-    lines += [f"| {k} | {_md_escape(v)} |" for k, v in totals_rows(report)]
+    lines += [f"| {md_escape(k)} | {md_escape(v)} |" for k, v in totals_rows(report)]
     if report.warnings:
-        lines += ["", "**Warnings**", ""] + [f"- `{visible(w.layer)}` (line {w.line}): {_md_escape(w.message)}"
+        lines += ["", "**Warnings**", ""] + [f"- {md_escape(w.layer)} (line {w.line}): {md_escape(w.message)}"
                                              for w in report.warnings]
     return "\n".join(lines) + "\n"
 

@@ -52,18 +52,22 @@ def to_dot(report: Report) -> str:
     return "\n".join(lines) + "\n}\n"
 
 
+#: characters a Mermaid label keeps as they are; every other is written as its entity code (#NN;)
+_MERMAID_PLAIN = frozenset(" ._-·×,:/()+*=–")
+
+
 def _mermaid_text(s: str) -> str:
-    """Mermaid entity codes for the characters its quoted labels give meaning to."""
-    out = s.replace("#", "#35;")
-    for ch in '"<>&`':
-        out = out.replace(ch, f"#{ord(ch)};")
-    return out
+    """Text for a quoted Mermaid label (or the comment line): visible, and each character that is
+    not a letter, digit or plain punctuation written as Mermaid's entity code ``#NN;`` — quotes,
+    brackets, ``%`` (no ``%%`` directive or comment can form: Mermaid scans the whole text for
+    them), ``#``, ``;``, ``<``, ``&``, backticks and backslashes alike."""
+    return "".join(c if c.isalnum() or c in _MERMAID_PLAIN else f"#{ord(c)};" for c in visible(s))
 
 
 def to_mermaid(report: Report) -> str:
     """Mermaid flowchart (renders in GitHub Markdown inside a ```mermaid fence)."""
     nodes, edges = nodes_edges(report)
-    lines = [f"%% {visible(report.name)}".replace("\n", " "), "flowchart TD"]
+    lines = [f"%% {_mermaid_text(report.name)}", "flowchart TD"]
     for i, n in enumerate(nodes):
         label = "<br/>".join(_mermaid_text(x) for x in (n.name, f"{n.kind} · {n.shape}" if i else n.shape, n.detail)
                              if x)

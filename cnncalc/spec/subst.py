@@ -21,7 +21,8 @@ from typing import Any, Callable
 _NAME = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 _EXPR = re.compile(r"^\$\{(.*)\}$", re.S)
 MAX_EXPR = 200  #: characters of one ${expr}
-MAX_VALUE = 2**62
+MAX_VALUE = 2**62  #: every number in an expression: constants, arguments, and each intermediate result
+MAX_NDIGITS = 30  #: round(x, n): |n| at most this (round(5, -10**11) would compute 10^(10^11))
 Number = int | float | bool
 
 _OPS: dict[type, Callable[[Any, Any], Any]] = {
@@ -147,12 +148,12 @@ def _number(v: Any, what: str, expr: str) -> Number:
 
 def _eval(node: ast.AST, args: dict[str, Any], expr: str) -> Number:
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, bool)):
-        return node.value
+        return _bounded(node.value, expr)
     if isinstance(node, ast.Name):
-        return _number(lookup(node.id, args), node.id, expr)
+        return _bounded(_number(lookup(node.id, args), node.id, expr), expr)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
         v = _eval(node.operand, args, expr)
-        return (not v) if isinstance(node.op, ast.Not) else -v if isinstance(node.op, ast.USub) else +v
+        return _bounded((not v) if isinstance(node.op, ast.Not) else -v if isinstance(node.op, ast.USub) else +v, expr)
     if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
         a, b = _eval(node.left, args, expr), _eval(node.right, args, expr)
         if isinstance(node.op, (ast.FloorDiv, ast.Mod, ast.Div)) and b == 0:
@@ -167,17 +168,33 @@ def _eval(node: ast.AST, args: dict[str, Any], expr: str) -> Number:
             left = right
         return True
     if isinstance(node, ast.BoolOp):
-        values = (_eval(v, args, expr) for v in node.values)
-        return all(values) if isinstance(node.op, ast.And) else any(values)
+        parts = (_eval(v, args, expr) for v in node.values)
+        return all(parts) if isinstance(node.op, ast.And) else any(parts)
     if isinstance(node, ast.IfExp):
-        return _eval(node.body if _eval(node.test, args, expr) else node.orelse, args, expr)
+        return _bounded(_eval(node.body if _eval(node.test, args, expr) else node.orelse, args, expr), expr)
     if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS
             and not node.keywords and len(node.args) <= 3):
-        return _bounded(FUNCTIONS[node.func.id](*(_eval(a, args, expr) for a in node.args)), expr)
+        name = node.func.id
+        values = [_eval(a, args, expr) for a in node.args]
+        _check_call(name, values, expr)
+        return _bounded(FUNCTIONS[name](*values), expr)
     raise SubstError(f"'${{{expr}}}' may only use {ALLOWED}")
 
 
+def _check_call(name: str, values: list[Number], expr: str) -> None:
+    """Every argument is already a number within ±MAX_VALUE (each value is checked as it is
+    made); what a function would do with one beyond its own bounds is refused before the call:
+    round's digits (the one argument that makes work grow: 10^|n|) and make_divisible's divisor."""
+    if name == "round" and len(values) == 2:
+        n = values[1]
+        if isinstance(n, float) or not -MAX_NDIGITS <= n <= MAX_NDIGITS:
+            raise SubstError(f"round(x, n) needs a whole n from {-MAX_NDIGITS} to {MAX_NDIGITS}, received {n!r} "
+                             f"in '${{{expr}}}'")
+    if name == "make_divisible" and len(values) >= 2 and not values[1] > 0:
+        raise SubstError(f"make_divisible's divisor must be positive, received {values[1]!r} in '${{{expr}}}'")
+
+
 def _bounded(v: Number, expr: str) -> Number:
-    if abs(v) > MAX_VALUE or (isinstance(v, float) and not math.isfinite(v)):
-        raise SubstError(f"'${{{expr}}}' is out of range")
+    if (isinstance(v, float) and not math.isfinite(v)) or abs(v) > MAX_VALUE:
+        raise SubstError(f"'${{{expr}}}' is out of range (numbers in expressions are limited to ±2^62)")
     return v
