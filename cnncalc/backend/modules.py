@@ -365,20 +365,26 @@ class Reshape(nn.Module):
         return x.reshape(x.shape[0], *self.shape)
 
 
+RESCALE_RANGE = (1e-50, 1e50)  #: a tensor whose largest magnitude leaves this range is rescaled to 1
+
+
 def _unit_max(x):
-    """x divided by its largest magnitude (a positive finite number), else x unchanged."""
-    if x.numel() == 0:
-        return x.clone()
-    m = x.detach().abs().amax()
-    return x / m if bool(torch.isfinite(m)) and bool(m > 0) else x.clone()
+    """x divided by its largest magnitude when that lies outside RESCALE_RANGE (a positive
+    finite number), else x as it is (a view: dividing every tensor would cost a third more)."""
+    m = float(x.detach().abs().amax()) if x.numel() else 0.0
+    if 0.0 < m < float("inf") and not RESCALE_RANGE[0] <= m <= RESCALE_RANGE[1]:
+        return x / m
+    return x.view_as(x)
 
 
 class _Rescale(torch.autograd.Function):
     """Forward: the value divided by its largest magnitude; backward: the incoming gradient
-    divided by its own largest magnitude. Division by a positive finite number never turns
-    a non-zero into zero nor a zero into a non-zero (short of a spread of 10^308 within one
-    tensor), so every gradient keeps its support exactly while no value or gradient grows
-    past 1 from one stand-in to the next."""
+    divided by its own largest magnitude — each only when that magnitude has left
+    RESCALE_RANGE (10^±50), so no value or gradient exceeds 10^50 times one stand-in's growth
+    (a mul of three inputs: 10^150, far from float64's 10^308) nor sinks towards its 10^−308.
+    Division by a positive finite number never turns a non-zero into zero nor a zero into a
+    non-zero (short of a spread of 10^258 within one tensor), so every gradient keeps its
+    support exactly."""
 
     @staticmethod
     def forward(ctx, x):
