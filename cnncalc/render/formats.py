@@ -54,8 +54,9 @@ def to_csv(report: Report) -> str:
 #: what Markdown (GitHub's, with its tables) or the HTML inside it could read in a cell or heading:
 #: HTML's & < >, and the punctuation of code spans, emphasis, links and images (their brackets: a
 #: parenthesis or ! means nothing without them), table cells, headings and strikethrough; an
-#: underscore only where it could open or close emphasis (not inside a word: conv2d_1 stays)
-_MD_SYNTAX = re.compile(r"[\\`*\[\]|~#<>&]|(?<![^\W_])_|_(?![^\W_])")
+#: underscore only where it could open or close emphasis (not inside a word: conv2d_1 stays); and
+#: GitHub's math delimiter $
+_MD_SYNTAX = re.compile(r"[\\`*\[\]|~#<>&$]|(?<![^\W_])_|_(?![^\W_])")
 _MD_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
 
