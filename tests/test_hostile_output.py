@@ -162,7 +162,7 @@ def _peaks(tmp_path, device: str) -> str:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=hostile_text, device=hostile_text)
 def test_markdown_renders_foreign_text_as_text(tmp_path, name, device):
-    from markdown_it import MarkdownIt
+    MarkdownIt = pytest.importorskip("markdown_it").MarkdownIt  # rich's own Markdown parser
 
     spec = tmp_path / "net.yaml"
     spec.write_text(f"name: {_q(name)}\ninput: 3x8x8\nlayers:\n  - {{type: conv2d, out_channels: 4, kernel_size: 1}}\n")
@@ -172,10 +172,12 @@ def test_markdown_renders_foreign_text_as_text(tmp_path, name, device):
     tags = set(re.findall(r"<([a-z0-9]+)", rendered))
     assert tags <= {"h2", "table", "thead", "tbody", "tr", "th", "td", "p", "strong", "ul", "li"}, tags
     assert rendered.count("<h2>") == 1
-    heading = re.search(r"<h2>(.*)</h2>", rendered).group(1)
-    assert html.unescape(heading) == visible(name).strip()  # the very characters, shown, not interpreted
-    predicted = re.search(r"<td>predicted time</td>\s*<td>(.*?)</td>", rendered).group(1)
-    assert f"lower bound on {visible(device[:100])}:" in html.unescape(predicted)  # the first 100 characters kept
+    heading = re.search(r"<h2>(.*)</h2>", rendered)
+    # the very characters, shown, not interpreted
+    assert heading is not None and html.unescape(heading.group(1)) == visible(name).strip()
+    predicted = re.search(r"<td>predicted time</td>\s*<td>(.*?)</td>", rendered)
+    # the device's first 100 characters are kept
+    assert predicted is not None and f"lower bound on {visible(device[:100])}:" in html.unescape(predicted.group(1))
     for table in re.findall(r"<table>.*?</table>", rendered, re.S):  # no cell split off or added
         counts = {len(re.findall(r"<t[hd][ >]", row)) for row in re.findall(r"<tr>.*?</tr>", table, re.S)}
         assert len(counts) == 1, counts
