@@ -134,12 +134,16 @@ CASES = [
     ("layernorm-last-axis", (4, 5, 5), 2, [C(type="layernorm", normalized_shape=5, bias=False)],
      dict(shape=(2, 4, 5, 5), params=5, macs=0)),
     ("groupnorm", (6, 4, 4), 1, [C(type="groupnorm", num_groups=2)], dict(shape=(1, 6, 4, 4), params=12, macs=0)),
+    ("rmsnorm", (4, 5, 5), 2, [C(type="rmsnorm")], dict(shape=(2, 4, 5, 5), params=100, macs=0, ew=2 * 2 * 100)),
+    ("rmsnorm-last-axis-eps", (4, 5, 6), 1, [C(type="rmsnorm", normalized_shape=6, eps=0.001)],
+     dict(shape=(1, 4, 5, 6), params=6, macs=0, ew=2 * 120)),
+    ("rmsnorm-plain", (8,), 3, [C(type="rmsnorm", elementwise_affine=False)], dict(shape=(3, 8), params=0, macs=0, ew=2 * 24)),
     ("local_response_norm", (8, 4, 4), 1, [C(type="local_response_norm", size=5)],
      dict(shape=(1, 8, 4, 4), params=0, macs=0, ew=(5 + 3) * 128)),
     # ---- activations and regularisation ------------------------------------------------------
     *[(t, (3, 4, 4), 1, [C(type=t)], dict(shape=(1, 3, 4, 4), params=0, macs=0, ew=48))
       for t in ("relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid",
-                "softmax", "log_softmax", "mish", "softplus", "hardtanh", "celu", "selu")],
+                "softmax", "log_softmax", "softmax2d", "mish", "softplus", "hardtanh", "celu", "selu")],
     ("hardtanh-range-inplace", (2, 3, 3), 2, [C(type="relu"), C(type="hardtanh", min_val=-2.0, max_val=0.5, inplace=True)],
      dict(shape=(2, 2, 3, 3), params=0, macs=0, ew=2 * 18)),
     ("celu-alpha-inplace", (2, 3, 3), 1, [C(type="celu", alpha=0.5, inplace=True)], dict(shape=(1, 2, 3, 3), params=0, macs=0, ew=18)),
@@ -168,6 +172,13 @@ CASES = [
     ("upsample-linear", (2, 5), 1, [C(type="upsample", scale_factor=3, mode="linear")], dict(shape=(1, 2, 15), params=0, macs=0)),
     ("upsample-trilinear", (1, 2, 2, 2), 1, [C(type="upsample", scale_factor=2, mode="trilinear")],
      dict(shape=(1, 1, 4, 4, 4), params=0, macs=0)),
+    ("constant_pad1d", (2, 5), 1, [C(type="constant_pad1d", padding=[2, 1], value=-1.5)],
+     dict(shape=(1, 2, 8), params=0, macs=0, ew=0)),
+    ("constant_pad2d", (2, 4, 4), 2, [C(type="constant_pad2d", padding=[1, 0, 2, 1], value=0.5)],
+     dict(shape=(2, 2, 7, 5), params=0, macs=0, ew=0)),  # W: 4 + 1 + 0; H: 4 + 2 + 1
+    ("constant_pad3d-crop", (1, 4, 4, 4), 1, [C(type="constant_pad3d", padding=1, value=3.0),
+                                             C(type="constant_pad3d", padding=[-1, 0, 0, 0, -2, 0], value=3.0)],
+     dict(shape=(1, 1, 4, 6, 5), params=0, macs=0, ew=0)),  # 6 each, then W − 1, D − 2
     ("zero_pad2d", (1, 5, 5), 1, [C(type="zero_pad2d", padding=[1, 2, 3, 4])],
      # [left, right, top, bottom]: W 5 + 3, H 5 + 7
      dict(shape=(1, 1, 12, 8), params=0, macs=0)),

@@ -231,6 +231,22 @@ class Softmax(_AlongDim):
     torch_name: ClassVar[str] = "Softmax"
 
 
+class Softmax2d(_AlongDim):
+    """Softmax over the channels at every position of an (N, C, H, W) map (torch's Softmax2d):
+    e^x_c / Σ_c' e^x_c'. No params; element-wise ops = 1 per element; RF unchanged."""
+    type: Literal["softmax2d"]
+    torch_name: ClassVar[str] = "Softmax2d"
+    dim: Literal[1] = 1
+
+    def shape(self, ctx: Ctx) -> Shape:
+        if len(ctx.x) != 4:
+            raise LayerError(f"softmax2d expects a 4-D input (N, C, H, W), received {fmt_shape(ctx.x)}")
+        return ctx.x
+
+    def torch_kwargs(self) -> dict[str, Any]:
+        return {}
+
+
 class LogSoftmax(_AlongDim):
     """log of softmax along dim (default 1); along a spatial axis every unit reads the whole of
     that axis (RF: that axis becomes whole)."""

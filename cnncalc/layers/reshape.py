@@ -365,3 +365,29 @@ class CircularPad3d(PadNd):
     type: Literal["circular_pad3d"]
     dims: ClassVar[int] = 3
     mode: ClassVar[str] = "circular"
+
+
+class _ConstantPad(PadNd):
+    """Constant padding with `value` (torch's ConstantPad1d/2d/3d): as zero padding, the padded
+    pixels hold `value` instead of 0 (negative padding crops). No params; RF as zero padding."""
+
+    mode: ClassVar[str] = "constant"
+    value: float = 0.0
+
+    def build(self, ctx: Ctx, t: Any) -> Any:
+        return getattr(t.nn, f"ConstantPad{self.dims}d")(self.padding, self.value)
+
+
+class ConstantPad1d(_ConstantPad):
+    type: Literal["constant_pad1d"]
+    dims: ClassVar[int] = 1
+
+
+class ConstantPad2d(_ConstantPad):
+    type: Literal["constant_pad2d"]
+    dims: ClassVar[int] = 2
+
+
+class ConstantPad3d(_ConstantPad):
+    type: Literal["constant_pad3d"]
+    dims: ClassVar[int] = 3
