@@ -7,9 +7,10 @@ from __future__ import annotations
 import contextlib
 import difflib
 import gc
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Iterable
+
+from cnncalc.safe import visible as _one_line  # every field of a message on one safe line
 
 
 @dataclass(frozen=True)
@@ -67,21 +68,6 @@ class CnnError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(str(p) for p in self.problems)
-
-
-def _one_line(text: object) -> str:
-    """cnncalc.safe.visible, restated here because errors and safe are sibling leaves that may not
-    import each other (tests/test_house.py); tests/test_hostile_output.py checks that the two agree
-    on every code point."""
-    s = str(text)
-    if s.isprintable():
-        return s
-
-    def esc(c: str) -> str:
-        n = ord(c)
-        return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
-
-    return "".join(esc(c) if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") else c for c in s)
 
 
 class LayerError(ValueError):

@@ -19,7 +19,7 @@ def imports(path: str) -> set[str]:
 
 
 #: the layers of the package, lowest first: a module may import its own layer and those below
-RANKS = [("cnncalc.errors", "cnncalc.safe", "cnncalc.units"), ("cnncalc.layers",), ("cnncalc.spec",),
+RANKS = [("cnncalc.safe", "cnncalc.units"), ("cnncalc.errors",), ("cnncalc.layers",), ("cnncalc.spec",),
          ("cnncalc.analysis",), ("cnncalc.render", "cnncalc.backend"), ("cnncalc.interop",),
          ("cnncalc.cli", "cnncalc.api", "cnncalc.__init__", "cnncalc.__main__")]
 #: the one edge upwards: verify times the exported file (imported inside the function that does)
