@@ -137,3 +137,17 @@ def test_a_unit_that_misses_part_of_the_union_is_not_whole():
     row = r.layer("m")
     row.receptive_field = [replace(f, whole=True) for f in row.receptive_field]  # a wrong rule
     assert tb.probe_whole(r, row.index, tb.kit()) is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenet_v3_large", "hybrid_attention", "resnet18"])
+def test_fast_examples_verify_every_field_with_the_probe_on(name):
+    # mobilenet_v3_large raised dozens of "RF whole input analytic=yes torch=no" before (#27 §1)
+    import os
+
+    from conftest import EXAMPLES
+
+    r = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, f"{name}.yaml")))
+    result = tb.verify_report(r, device="cpu", check_only=True)
+    assert result.mismatches == [], result.mismatches
+    assert result.rf_summary()["not_probed"] == 0 and result.rf_summary()["probed"] > 0
