@@ -45,7 +45,7 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
         if any(i not in shapes for i in node.inputs):
             continue  # an input failed: its problem is already reported
         try:
-            layer = node.resolve(shapes[node.inputs[0]], src)  # evaluates `in.*` fields, if any
+            layer = node.resolve(shapes[node.inputs[0]], src, shapes)  # evaluates `in.*` and `${LAYER.height}` fields
         except CnnError as exc:
             problems += exc.problems
             continue

@@ -13,7 +13,7 @@ from cnncalc.spec.messages import pydantic_message
 from cnncalc.spec.network import Network, Node
 from cnncalc.spec.schema import MAX_BLOCK_DEPTH, MAX_LAYERS, PIECES, BlockUse, Chunk, Header, Split
 from cnncalc.spec.source import Path, Source, _kind, load, parse
-from cnncalc.spec.subst import SubstError, reads_input, substitute
+from cnncalc.spec.subst import _EXPR, _REF, REF_FIELD, SubstError, reads_input, substitute
 
 
 def load_spec(path: str, overrides: dict[str, Any] | None = None) -> Network:
@@ -88,6 +88,7 @@ class _Expander:
         self.hints = 20                            # "did you mean" suggestions left (each costs O(names))
         self.reported: set[tuple] = set()          # (message, line, col) of the problems so far
         self.bound: dict[tuple, int] = {}          # (block, its args) -> layers it expands to
+        self.refmap: dict[str, tuple[str, str]] = {}  # ref__N -> (tensor, size) read by `${LAYER.height}`
 
     def fail(self, message: str, path: Path, layer: str | None = None) -> None:
         index = self.written if layer else None  # the layer's place among those written, broken ones too
@@ -172,8 +173,11 @@ class _Expander:
                 self.fail(f"expected a layer (a mapping with 'type') or a block use (with 'block'), "
                           f"received {raw!r}", path)
                 continue
+            rewritten = self.sizes_read(raw, frame, path)
+            if rewritten is None:
+                continue
             try:
-                item = substitute(raw, frame.args, defer=True) if frame.args is not None else raw
+                item = substitute(rewritten, frame.args, defer=True) if frame.args is not None else rewritten
             except SubstError as exc:
                 self.fail(str(exc), path, raw.get("name"))
                 continue
@@ -196,6 +200,47 @@ class _Expander:
             else:
                 prev = self.add_layer(item, path, frame, prev)
         return prev
+
+    def sizes_read(self, raw: dict, frame: Frame, path: Path) -> dict | None:
+        """`${input.height}`, `${LAYER.width}`, `${LAYER.channels}` in a field or a block use's
+        argument: a size of an earlier tensor (a name as `inputs:` resolves it here), read when
+        the analysis reaches the layer, so the spec follows the input size. Each becomes a
+        placeholder ref__N recorded with the tensor's name; None after a located problem."""
+        ok = True
+        layer = raw.get("name") if isinstance(raw.get("name"), str) else None
+
+        def size_of(m: Any, expr: str, where: Path) -> str:
+            nonlocal ok
+            name, what = m.group(1), m.group(2)
+            if name == "in":
+                return str(m.group(0))
+            # the longest tail after a '-' that names a tensor ('a-b.height' is a minus b's height)
+            for tail in [name] + [name[i + 1:] for i, c in enumerate(name) if c == "-"]:
+                target = frame.scope.get(tail) or (tail if not frame.in_block and tail in self.where else None)
+                if target:
+                    ph = f"ref__{len(self.refmap)}"
+                    self.refmap[ph] = (target, what)
+                    return name[: len(name) - len(tail)] + ph
+            ok = False
+            self.resolve(name, frame, where, layer, layer)  # says why: unknown, later, outside the block
+            return str(m.group(0))
+
+        def walk(value: Any, where: Path) -> Any:
+            if isinstance(value, str):
+                m = _EXPR.match(value)
+                if not m or not REF_FIELD.search(m.group(1)):
+                    return value
+                expr = m.group(1)
+                return "${" + REF_FIELD.sub(lambda r: size_of(r, expr, where), expr) + "}"
+            if isinstance(value, list):
+                return [walk(v, where + (i,)) for i, v in enumerate(value)]
+            if isinstance(value, dict):
+                return {k: walk(v, where + (k,)) for k, v in value.items()}
+            return value
+
+        out = {k: v if k in ("name", "type", "block", "inputs", "share", "names") else walk(v, path + (k,))
+               for k, v in raw.items()}
+        return out if ok else None
 
     def skip(self, item: dict, path: Path, frame: Frame, prev: str) -> str:
         """A layer or block use whose `when` is false: left out, and its name (if it has one)
@@ -347,8 +392,9 @@ class _Expander:
             self.broken.add(name)
             return name
         self.grow(path)
+        refs = {ph: self.refmap[ph] for ph in _REF.findall(repr(pending))} if pending is not None else {}
         self.nodes.append(Node(len(self.nodes), name, layer, inputs, path, frame.via, share, frame.blocks,
-                               pending, frame.args if pending is not None else None))
+                               pending, frame.args if pending is not None else None, refs))
         return name
 
     def hint(self, word: str, names: Any) -> str:

@@ -31,14 +31,17 @@ class Node:
     pending: dict | None = None
     """The layer's fields, some still ${…} over `in.*`, and the arguments they may use."""
     args: dict | None = None
+    refs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Placeholders ref__N in `pending` → (the earlier layer or 'input', the size it reads)."""
 
     @property
     def kind(self) -> str:
         return self.layer.type if self.layer is not None else str((self.pending or {}).get("type"))
 
-    def resolve(self, shape: tuple[int, ...], src: Source) -> Layer:
-        """The layer, its `in.*` expressions evaluated for an input of this shape; CnnError
-        with the located problems otherwise."""
+    def resolve(self, shape: tuple[int, ...], src: Source, shapes: dict[str, tuple[int, ...]] | None = None) -> Layer:
+        """The layer, its `in.*` expressions evaluated for an input of this shape and its sizes
+        of other tensors (`${input.height}`, `${LAYER.width}`) from `shapes`; CnnError with the
+        located problems otherwise."""
         if self.layer is not None:
             return self.layer
         from cnncalc.spec.subst import input_args
@@ -46,7 +49,16 @@ class Node:
         pending = self.pending or {}
         cls = REGISTRY[pending["type"]]
         try:
-            item = substitute(pending, {**(self.args or {}), **input_args(shape)})
+            refs = {}
+            for ph, (name, what) in self.refs.items():
+                if name not in (shapes or {}):
+                    raise SubstError(f"{name}.{what}: '{name}' has no shape (its own problem is listed)")
+                sizes = input_args((shapes or {})[name], "")
+                if what not in sizes:
+                    raise SubstError(f"{name}.{what}: a {len((shapes or {})[name])}-D tensor offers "
+                                     f"{', '.join(f'{name}.{k}' for k in sizes)}")
+                refs[ph] = sizes[what]
+            item = substitute(pending, {**(self.args or {}), **input_args(shape), **refs})
             return cls.model_validate(item)
         except SubstError as exc:
             raise CnnError([src.problem(str(exc), self.path, self.name, index=self.index)]) from None

@@ -54,20 +54,24 @@ class SubstError(ValueError):
 
 IN_FIELDS = ("channels", "features", "length", "depth", "height", "width")
 _IN = re.compile(r"\bin\.([A-Za-z_]\w*)")
+#: a size of another tensor (`${input.height}`, `${LAYER.width}`), written by the expander as a
+#: placeholder ref__N whose (layer, field) it records: deferred like in.* until shapes are known
+_REF = re.compile(r"\bref__\d+\b")
+REF_FIELD = re.compile(r"(?<![\w.\-])([A-Za-z0-9_][A-Za-z0-9_.\-]*)\.(" + "|".join(IN_FIELDS) + r")\b")
 
 
 class Deferred(Exception):
     """An expression reads the layer's input (in.channels, …): known only once shapes are."""
 
 
-def input_args(shape: tuple[int, ...]) -> dict[str, int]:
+def input_args(shape: tuple[int, ...], prefix: str = "in__") -> dict[str, int]:
     """What `in.*` reads of an input (N, C, …): channels (C), features (the last axis), and the
     spatial sizes by rank (length; height, width; depth, height, width)."""
     names = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}.get(len(shape) - 2, ())
-    out = {"in__features": shape[-1]}
+    out = {f"{prefix}features": shape[-1]}
     if len(shape) >= 2:
-        out["in__channels"] = shape[1]
-    out.update({f"in__{n}": v for n, v in zip(names, shape[2:])})
+        out[f"{prefix}channels"] = shape[1]
+    out.update({f"{prefix}{n}": v for n, v in zip(names, shape[2:])})
     return out
 
 
@@ -75,7 +79,7 @@ def reads_input(value: Any) -> bool:
     """Whether a value still holds a ${…} expression over `in.*` (left for the analysis)."""
     if isinstance(value, str):
         m = _EXPR.match(value)
-        return bool(m and _IN.search(m.group(1)))
+        return bool(m and (_IN.search(m.group(1)) or _REF.search(m.group(1))))
     if isinstance(value, list):
         return any(reads_input(v) for v in value)
     if isinstance(value, dict):
@@ -110,6 +114,8 @@ def substitute(value: Any, args: dict[str, Any], defer: bool = False) -> Any:
 
 
 def lookup(name: str, args: dict[str, Any]) -> Any:
+    if name.startswith("ref__") and name not in args:
+        raise Deferred(name)
     if name.startswith("in__") and name not in args:
         if name[4:] not in IN_FIELDS:
             raise SubstError(f"in.{name[4:]}: the input offers {', '.join('in.' + f for f in IN_FIELDS)}")
