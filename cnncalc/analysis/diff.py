@@ -39,8 +39,9 @@ def read_json(raw: bytes) -> Any:
                       parse_int=_bounded_int)
 
 
-def load_side(path: str, batch=None, input_shape=None) -> dict[str, Any]:
-    """A spec (analysed now) or a JSON report from `analyze --format json`, as plain data."""
+def load_side(path: str, batch=None, input_shape=None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A spec (analysed now, its `args:` overridden by `overrides`) or a JSON report from
+    `analyze --format json`, as plain data."""
     if path.endswith(".json"):
         from cnncalc.spec.source import read_bytes
 
@@ -52,16 +53,19 @@ def load_side(path: str, batch=None, input_shape=None) -> dict[str, Any]:
                 raise TypeError("'totals' is not a mapping of numbers")
             shape = data.get("input", {}).get("shape") if isinstance(data.get("input"), dict) else None
             return {"name": str(data.get("name", path)), "layers": {str(r["name"]): _row(r) for r in layers},
-                    "totals": totals, "order": [str(r["name"]) for r in layers], "input": shape}
+                    "totals": totals, "order": [str(r["name"]) for r in layers], "input": shape, "file": path,
+                    "args": None}
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             why = "nested too deeply" if isinstance(exc, RecursionError) else f"{type(exc).__name__}: {exc}"
             raise CnnError.single(f"not a cnncalc JSON report ({why})"[:300], file=path) from None
     from cnncalc.analysis.analyze import analyze
     from cnncalc.spec.expand import load_spec
 
-    data = analyze(load_spec(path), batch, input_shape).to_json()
+    net = load_spec(path, overrides)
+    data = analyze(net, batch, input_shape).to_json()
     return {"name": data["name"], "layers": {r["name"]: _row(r) for r in data["layers"]}, "totals": data["totals"],
-            "order": [r["name"] for r in data["layers"]], "input": data["input"]["shape"]}
+            "order": [r["name"] for r in data["layers"]], "input": data["input"]["shape"], "file": path,
+            "args": dict(net.header.args)}
 
 
 def _row(r: dict) -> dict:
@@ -106,8 +110,14 @@ def compare(old: dict, new: dict) -> dict[str, Any]:
         a, b = old["totals"].get(m), new["totals"].get(m)
         if isinstance(a, int) and isinstance(b, int):
             totals[m] = {"old": a, "new": b, "delta": b - a, "percent": (b - a) / a * 100 if a else None}
+    args_changed = {}
+    if old.get("args") is not None and new.get("args") is not None:
+        for k in sorted(set(old["args"]) | set(new["args"])):
+            a, b = old["args"].get(k), new["args"].get(k)
+            if a != b:
+                args_changed[k] = {"old": a, "new": b}
     return {"old": old["name"], "new": new["name"], "added": added, "removed": removed, "changed": changed,
-            "totals": totals}
+            "totals": totals, "old_file": old.get("file"), "new_file": new.get("file"), "args_changed": args_changed}
 
 
 def parse_gate(text: str) -> dict[str, tuple[float, bool]]:

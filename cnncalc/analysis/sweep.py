@@ -25,6 +25,7 @@ def sweep(net, inputs: list[tuple[int, ...]], batches: list[int], dtype: str | N
                 entry.update(ok=True, output_shape=list(r.layers[-1].output_shape), params=t["params"],
                              macs=t["macs"], flops=t["flops"], inference_memory_bytes=t["inference_memory_bytes"],
                              training_memory_bytes=t["training_memory_bytes"],
-                             receptive_field=[plain(f.size) for f in rf] if rf else None)
+                             receptive_field=[plain(f.size) for f in rf] if rf else None,
+                             receptive_field_exact=all(f.exact for f in rf) if rf else None)
             rows.append(entry)
     return rows

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from cnncalc.cli.app import app
-from cnncalc.cli.console import console, report_problems, require_layer, user_errors
+from cnncalc.cli.console import _escape, console, report_problems, require_layer, user_errors, write_out
 from cnncalc.cli.options import (
     BatchOpt,
     By,
@@ -48,7 +48,10 @@ def analyze(specs: List[str] = typer.Argument(..., help="YAML spec files (- read
                                                               "(table or json)."),
             depth: Optional[int] = typer.Option(None, "--depth", min=1, max=64,
                                                 help="Collapse block uses nested this deep into one row each "
-                                                     "(1: the top-level entries of layers:); table only."),
+                                                     "(1: the top-level entries of layers:); table, markdown, html."),
+            output: Optional[str] = typer.Option(None, "-o", "--output",
+                                                 help="Write the report to this file (in the chosen format) instead "
+                                                      "of standard output."),
             sets: Optional[List[str]] = SetOpt,
             peaks: Optional[str] = typer.Option(
                 None, "--peaks", help="A device's peaks (from `cnncalc calibrate`): add each layer's predicted "
@@ -75,9 +78,12 @@ def analyze(specs: List[str] = typer.Argument(..., help="YAML spec files (- read
     if by is not None and (format not in (Format.table, Format.json) or explain or verify or depth):
         raise typer.BadParameter("--by type prints a table or JSON of its own (not with --explain, --verify or "
                                  "--depth)", param_hint="--by")
-    if depth is not None and (format is not Format.table or explain or verify):
-        raise typer.BadParameter("--depth applies to the table alone (JSON keeps every layer with its block_path)",
-                                 param_hint="--depth")
+    if depth is not None and (format not in (Format.table, Format.markdown, Format.html) or explain or verify):
+        raise typer.BadParameter("--depth collapses the rows of the table, markdown or html (JSON and CSV keep every "
+                                 "layer with its block_path; not with --explain or --verify)", param_hint="--depth")
+    if output is not None and (verify or explain and format is Format.table):
+        raise typer.BadParameter("-o writes the report; --verify and --explain print to the terminal",
+                                 param_hint="--output")
     if verify and format not in (Format.table, Format.json):
         raise typer.BadParameter(f"--verify prints with --format table or json, not {format.value}",
                                  param_hint="--verify")
@@ -102,13 +108,17 @@ def analyze(specs: List[str] = typer.Argument(..., help="YAML spec files (- read
     docs: list[str] = []
     code = 0
     apart = False  # a report was printed: a blank line before the next
+    written: list[str] = []  # with -o: everything that would go to standard output
     for spec in specs:
         if apart:
-            print(flush=True)
+            if output is None:
+                print(flush=True)
+            else:
+                written.append("\n")
         try:
             apart = format in (Format.table, Format.markdown)
             ok = _analyze_one(spec, batch, input, dtype, format, optimizer, verify, fuse_bn, explain, layer, by,
-                              depth, chosen, budgets, docs.append, sets)
+                              depth, chosen, budgets, docs.append, sets, written.append if output else None)
             code = max(code, 0 if ok else 1)
         except CnnError as exc:
             apart = False
@@ -118,13 +128,20 @@ def analyze(specs: List[str] = typer.Argument(..., help="YAML spec files (- read
                 docs.append(json.dumps({"file": spec, "problems": [p.to_dict() for p in exc.problems]}, indent=2,
                                        allow_nan=False))
     if format is Format.json and docs:
-        sys.stdout.write((docs[0] if len(specs) == 1 else "[\n" + ",\n".join(docs) + "\n]") + "\n")
+        text = (docs[0] if len(specs) == 1 else "[\n" + ",\n".join(docs) + "\n]") + "\n"
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            written.append(text)
+    if output is not None and write_out("".join(written), output):
+        console(stderr=True).print(f"wrote {_escape(output)} ({format.value})")
     raise typer.Exit(code)
 
 
 def _analyze_one(spec, batch, input, dtype, format, optimizer, verify, fuse_bn, explain, layer, by, depth, columns,
-                 budgets, emit_json, sets=None) -> bool:
-    """Analyze one spec and print it (JSON goes to `emit_json`); False when a budget or torch fails."""
+                 budgets, emit_json, sets=None, emit_text=None) -> bool:
+    """Analyze one spec and print it (JSON goes to `emit_json`; with `emit_text`, everything else
+    too, the table as plain text); False when a budget or torch fails."""
     from cnncalc.analysis.analyze import check_limits
     from cnncalc.analysis.explain import explanations
     from cnncalc.render.columns import by_type
@@ -164,6 +181,10 @@ def _analyze_one(spec, batch, input, dtype, format, optimizer, verify, fuse_bn, 
             if layer is None:
                 print_table(report, console(), columns=columns)
             print_explanations(report, console(), layer)
+        elif format is Format.table and emit_text is not None:
+            from cnncalc.render.text import table_text
+
+            emit_text(table_text(report, 200, depth, columns))
         elif format is Format.table:
             print_table(report, console(), depth, columns)
         elif format is Format.json:
@@ -173,9 +194,9 @@ def _analyze_one(spec, batch, input, dtype, format, optimizer, verify, fuse_bn, 
             from cnncalc.render import html as report_html
 
             text = {Format.csv: to_csv, Format.dot: graph.to_dot, Format.mermaid: graph.to_mermaid,
-                    Format.markdown: lambda r: to_markdown(r, columns),
-                    Format.html: lambda r: report_html.to_html(r, explain, layer, columns)}[format](report)
-            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+                    Format.markdown: lambda r: to_markdown(r, columns, depth),
+                    Format.html: lambda r: report_html.to_html(r, explain, layer, columns, depth)}[format](report)
+            (emit_text or sys.stdout.write)(text if text.endswith("\n") else text + "\n")
         if verify:
             ok = _verify(report, fuse_bn=fuse_bn)
     if over:

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from cnncalc.cli.app import app
 from cnncalc.cli.console import console, require_layer, user_errors
-from cnncalc.cli.options import BatchOpt, InputOpt, Optimizer, Output, SpecArg, _analyze
+from cnncalc.cli.options import BatchOpt, InputOpt, Optimizer, Output, SetOpt, SpecArg, _analyze
 
 
 @app.command()
@@ -16,6 +16,7 @@ from cnncalc.cli.options import BatchOpt, InputOpt, Optimizer, Output, SpecArg, 
 def rf(spec: str = SpecArg, layer: Optional[str] = typer.Option(None, "--layer", help="Layer of the unit."),
        unit: Optional[str] = typer.Option(None, "--unit", help="Output unit, 0-based, e.g. 3,4 (needs --layer)."),
        batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt,
+       sets: Optional[List[str]] = SetOpt,
        format: Output = typer.Option(Output.table, "--format", "-f", help="table or json.")) -> None:
     """Receptive fields: size, jump and start of every layer, or the input window one unit sees."""
     from cnncalc.analysis.unit_field import unit_field
@@ -30,7 +31,7 @@ def rf(spec: str = SpecArg, layer: Optional[str] = typer.Option(None, "--layer",
         u = parse_unit(unit) if unit is not None else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--unit") from None
-    report = _analyze(spec, batch, input, None, Optimizer.adam)
+    report = _analyze(spec, batch, input, None, Optimizer.adam, sets)
     if u is None:
         if format.value == "json":
             print(json.dumps({r.name: r.rf_json() for r in report.layers if r.receptive_field}, indent=2))

@@ -11,12 +11,17 @@ from cnncalc.safe import Plain
 from cnncalc.units import hbytes, human, shape_str
 
 
+def rf_size_text(field: list[RF]) -> str:
+    """A field's size for people, `~` before it when it is an estimate (RF.exact false): the one
+    marker every view that prints a field uses (analyze, rf, sweep, plot, verify, HTML)."""
+    return ("" if all(r.exact for r in field) else "~") + "×".join(rf_num(r, "size") for r in field)
+
+
 def rf_cells(row: LayerReport) -> tuple[str, str, str]:
     if row.receptive_field is None:
         return "–", "–", "–"
-    size, jump, start = ("×".join(rf_num(r, a) for r in row.receptive_field) for a in ("size", "jump", "start"))
-    approx = "" if all(r.exact for r in row.receptive_field) else "~"  # see RF.exact
-    return approx + size, jump, start
+    jump, start = ("×".join(rf_num(r, a) for r in row.receptive_field) for a in ("jump", "start"))
+    return rf_size_text(row.receptive_field), jump, start
 
 
 #: columns a narrow terminal gives up first (numbers and names are never cut)

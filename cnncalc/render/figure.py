@@ -35,9 +35,14 @@ def figure(report: Report, path: str) -> None:
         ax.set_xlabel("layer index")
     ax = axes[1][1]
     rf = [(i, float(r.receptive_field[0].size)) for i, r in enumerate(rows) if r.receptive_field]
+    rough = [(i, float(r.receptive_field[0].size)) for i, r in enumerate(rows)
+             if r.receptive_field and not all(f.exact for f in r.receptive_field)]
     size = [(i, r.output_shape[2]) for i, r in enumerate(rows) if len(r.output_shape) > 2]
     if rf:
         ax.plot(*zip(*rf), label="receptive field (axis 0)", color="#C44E52")
+    if rough:  # the `~` of the tables: estimated fields, marked where they are drawn
+        ax.plot(*zip(*rough), linestyle="none", marker="o", fillstyle="none", color="#C44E52",
+                label="~ estimated field")
     if size:
         ax.plot(*zip(*size), label="output size (axis 0)", color="#55A868")
     ax.set_title("receptive field and output size vs depth")

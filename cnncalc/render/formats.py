@@ -68,12 +68,17 @@ def md_escape(s: object) -> str:
 
 
 @gc_paused()
-def to_markdown(report: Report, columns: Sequence[int] | None = None) -> str:
+def to_markdown(report: Report, columns: Sequence[int] | None = None, depth: int | None = None) -> str:
+    """The layer table (block uses nested `depth` levels deep collapsed into one row each, as
+    `--depth` does in the terminal), the totals and the warnings, every cell escaped."""
+    from cnncalc.render.columns import group_cells, layer_groups
+
     keep = list(columns) if columns is not None else default_columns(report)
     lines = [f"## {md_escape(report.name)}", "", "| " + " | ".join(COLUMNS[i] for i in keep) + " |",
              "|" + "".join("---:|" if COLUMNS[i] in NUMERIC else "---|" for i in keep)]
-    lines += ["| " + " | ".join(md_escape(c[i]) for i in keep) + " |"
-              for c in (layer_cells(r, report) for r in report.layers)]
+    rows = ([group_cells(g, depth, report) for g in layer_groups(report, depth)] if depth
+            else [layer_cells(r, report) for r in report.layers])
+    lines += ["| " + " | ".join(md_escape(c[i]) for i in keep) + " |" for c in rows]
     lines += ["", "| total | value |", "|---|---|"]
     lines += [f"| {md_escape(k)} | {md_escape(v)} |" for k, v in totals_rows(report)]
     if report.warnings:

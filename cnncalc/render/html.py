@@ -34,22 +34,33 @@ def _raw(row, column: str) -> float | None:
     return None
 
 
-def layer_table(report: Report, columns: Sequence[int]) -> str:
-    from cnncalc.render.columns import COLUMNS, NUMERIC, layer_cells
+def layer_table(report: Report, columns: Sequence[int], depth: int | None = None) -> str:
+    """The sortable layer table; with `depth`, block uses nested that deep are one row each
+    (summed counts; the last layer's shape and field), as `--depth` does in the terminal."""
+    from cnncalc.render.columns import COLUMNS, NUMERIC, group_cells, layer_cells, layer_groups
 
     head = "".join(f'<th scope="col"{" class=num" if COLUMNS[i] in NUMERIC else ""}>{_e(COLUMNS[i])}</th>'
                    for i in columns)
     body = []
-    for r in report.layers:
-        cells = layer_cells(r, report)
+    for group in (layer_groups(report, depth) if depth else [[r] for r in report.layers]):
+        r = group[-1]
+        cells = group_cells(group, depth, report) if depth else layer_cells(r, report)
         tds = []
         for i in columns:
-            raw = _raw(r, COLUMNS[i])
+            raw = _raw_sum(group, COLUMNS[i])
             attrs = (f' data-v="{raw:g}"' if raw is not None else "") + (" class=num" if COLUMNS[i] in NUMERIC else "")
             tds.append(f"<td{attrs}>{_e(cells[i])}</td>")
         body.append(f"<tr>{''.join(tds)}</tr>")
     return (f'<table class="layers sortable"><thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(body)
             + "\n</tbody></table>")
+
+
+def _raw_sum(rows: list, column: str) -> float | None:
+    """The number a column sorts by, for one layer or a collapsed block use (counts summed; the
+    index and the field of its last layer)."""
+    if len(rows) == 1 or column not in ("params", "% params", "MACs", "% MACs", "FLOPs", "activations"):
+        return _raw(rows[-1] if column != "#" else rows[0], column)
+    return float(sum(_raw(r, column) or 0 for r in rows))
 
 
 def totals_table(report: Report) -> str:
@@ -153,7 +164,7 @@ def explanations(report: Report, only: str | None) -> str:
 
 
 def to_html(report: Report, explain: bool = False, only: str | None = None,
-            columns: Sequence[int] | None = None) -> str:
+            columns: Sequence[int] | None = None, depth: int | None = None) -> str:
     from cnncalc.render.columns import default_columns
     from cnncalc.render.graph import to_svg
     from cnncalc.units import shape_str
@@ -172,7 +183,7 @@ def to_html(report: Report, explain: bool = False, only: str | None = None,
         "<h2>Totals</h2>", totals_table(report),
         f'<h2>Budgets exceeded</h2><ul class="limits">{limits}</ul>' if limits else "",
         f'<h2>Warnings</h2><ul class="warnings">{warnings}</ul>' if warnings else "",
-        "<h2>Layers</h2><p class=hint>Click a heading to sort.</p>", layer_table(report, cols),
+        "<h2>Layers</h2><p class=hint>Click a heading to sort.</p>", layer_table(report, cols, depth),
         "<h2>By layer type</h2>", type_table(report),
         f"<h2>Explanations</h2>{explanations(report, only)}" if explain else "",
         "<h2>Charts</h2>", charts(report),

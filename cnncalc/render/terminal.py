@@ -20,6 +20,7 @@ from cnncalc.render.columns import (
     layer_cells,
     layer_groups,
     rf_num,
+    rf_size_text,
     totals_rows,
 )
 from cnncalc.safe import visible
@@ -109,13 +110,18 @@ def print_diff(result: dict, console) -> None:
     from cnncalc.safe import markup as escape
 
 
-    t = Table(title=f"{escape(str(result['old']))} → {escape(str(result['new']))}", title_justify="left")
+    old, new = str(result["old"]), str(result["new"])
+    if old == new and result.get("old_file") != result.get("new_file"):  # one network in two files: name the files
+        old, new = f"{result.get('old_file')} ({old})", f"{result.get('new_file')} ({new})"
+    t = Table(title=f"{escape(old)} → {escape(new)}", title_justify="left")
     for c in ("total", "old", "new", "change"):
         t.add_column(c, justify="left" if c == "total" else "right")
     for m, v in result["totals"].items():
         pct = f" ({v['percent']:+.2f}%)" if v["percent"] is not None else ""
         t.add_row(escape(str(m)), f"{v['old']:,}", f"{v['new']:,}", f"{v['delta']:+,}{pct}" if v["delta"] else "=")
     console.print(t)
+    for k, v in result.get("args_changed", {}).items():
+        console.print(f"argument {escape(k)}: {escape(repr(v['old']))} → {escape(repr(v['new']))}")
     for name in result["added"]:
         console.print(f"[green]+ {escape(str(name))}[/green]")
     for name in result["removed"]:
@@ -161,8 +167,8 @@ def print_fields(report: Report, console) -> None:
 
     def cells(row):
         f = row.receptive_field
-        return (row.name, row.type, shape_str(row.output_shape[2:]),
-                *("×".join(rf_num(r, a) for r in f) for a in ("size", "jump", "start")),
+        return (row.name, row.type, shape_str(row.output_shape[2:]), rf_size_text(f),
+                *("×".join(rf_num(r, a) for r in f) for a in ("jump", "start")),
                 "yes" if all(r.exact for r in f) else "approx.")
 
     add_rows(t, (cells(row) for row in report.layers if row.receptive_field is not None))
@@ -183,7 +189,8 @@ def print_sweep(rows: list[dict], console) -> None:
             continue
         t.add_row(shape_str(e["input"]), str(e["batch"]), shape_str(e["output_shape"]), f"{e['params']:,}",
                   human(e["macs"]), hbytes(e["inference_memory_bytes"]), hbytes(e["training_memory_bytes"]),
-                  "×".join(map(str, e["receptive_field"] or [])) or "–")
+                  ("" if e.get("receptive_field_exact", True) else "~")
+                  + ("×".join(map(str, e["receptive_field"] or [])) or "–"))
     console.print(t)
 
 
@@ -206,7 +213,7 @@ def terminal_plot(report: Report, console, width: int = 40) -> None:
 
     add_rows(t, ((r.name, bar(r.macs, peaks["macs"]), bar(r.params, peaks["params"]),
                   bar(r.activation_bytes, peaks["activation_bytes"]),
-                  "×".join(str(round(float(f.size))) for f in r.receptive_field) if r.receptive_field else "")
+                  rf_size_text(r.receptive_field) if r.receptive_field else "")
                  for r in rows))
     console.print(t)
 
@@ -266,7 +273,7 @@ def print_verify(report: Report, result: Any, console: Any) -> None:
         return "–" if m is None else (ok if a == m else bad)
 
     def cells(row, c):
-        rf_a = "×".join(rf_num(r, "size") for r in row.receptive_field) if row.receptive_field else "–"
+        rf_a = rf_size_text(row.receptive_field) if row.receptive_field else "–"
         rf_m = "×".join(str(s) for s in c.rf[0]) if c.rf else (
             "not checked" if c.rf_note.startswith("not checked") else "not probed") if c.rf_note else ""
         rf_ok = mark(tuple(r.size for r in row.receptive_field or ()), tuple(c.rf[0]) if c.rf else None)

@@ -179,12 +179,21 @@ def _spec_schema_json() -> str:
                            "stands for its input.", "anyOf": [{"type": "boolean"}, {"type": "string", "pattern": r"^\$"}]}
     substituted = {"type": "string", "pattern": r"^\$(\{.*\}|[A-Za-z_][A-Za-z0-9_]*)$",
                    "description": "a '$arg' or '${expr}' over the spec's (or block's) arguments"}
+    def items_too(prop: dict) -> dict:
+        """The items of a list (sizes, paddings) may be substitutions as well ("${in.channels // 2}")."""
+        if isinstance(prop.get("items"), dict):
+            prop["items"] = {"anyOf": [items_too(prop["items"]), substituted]}
+        for alt in prop.get("anyOf", []):
+            if isinstance(alt, dict):
+                items_too(alt)
+        return prop
+
     wrapped: list[type] = [*classes, BlockUse, *PIECES.values()]
     for cls in wrapped:
         props = defs.get(cls.__name__, {}).get("properties", {})
         for key, prop in list(props.items()):  # any value but the type may be a substitution
             if key != "type":
-                props[key] = {"anyOf": [prop, substituted]}
+                props[key] = {"anyOf": [items_too(prop), substituted]}
         props["when"] = when
     documented: list[type] = [*classes, Header, BlockUse, BlockDef, *PIECES.values()]
     for cls in documented:
