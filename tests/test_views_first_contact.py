@@ -82,3 +82,15 @@ def test_rf_and_plot_take_set(tmp_path):
     assert "│ 3×3 " in runner.invoke(app, ["rf", str(spec)]).stdout
     assert "│ 7×7 " in runner.invoke(app, ["rf", str(spec), "--set", "k=7"]).stdout
     assert "7×7" in runner.invoke(app, ["plot", str(spec), "--set", "k=7"]).stdout
+
+
+def test_linear_on_a_spatial_map_is_warned_about_and_only_there():
+    def warned(layers: str) -> list[str]:
+        report = cnncalc.analyze(cnncalc.parse_spec("input: 3x8x8\nlayers:\n  - {type: conv2d, out_channels: 4, "
+                                                    "kernel_size: 3}\n" + layers))
+        return [w.message for w in report.warnings if "linear reads" in w.message]
+
+    (message,) = warned("  - {name: fc, type: linear, out_features: 10}\n")
+    assert "(1, 4, 6, 6)" in message and "flatten" in message
+    assert warned("  - {type: flatten}\n  - {type: linear, out_features: 10}\n") == []
+    assert warned("  - {type: permute, dims: [0, 2, 3, 1]}\n  - {type: linear, out_features: 10}\n") == []  # channels-last

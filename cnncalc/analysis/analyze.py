@@ -49,7 +49,8 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
         except CnnError as exc:
             problems += exc.problems
             continue
-        ctx = Ctx([shapes[i] for i in node.inputs], notes=[notes[i] for i in node.inputs])
+        ctx = Ctx([shapes[i] for i in node.inputs], notes=[notes[i] for i in node.inputs],
+                  layouts=[layouts[i] for i in node.inputs])
         try:
             ctx.out = layer.shape(ctx)
             if max(ctx.out, default=0) > MAX_INT:

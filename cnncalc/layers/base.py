@@ -74,6 +74,13 @@ class Ctx:
     ins: list[Shape]
     out: Shape = ()
     notes: list[str | None] = field(default_factory=list)
+    layouts: list[tuple[int, ...]] = field(default_factory=list)
+    """Each input's axis order: axis → the (N, C, …) axis it holds (the identity unless a permute
+    or transpose came before); empty where unknown."""
+
+    def natural(self, i: int = 0) -> bool:
+        """Input i is in (N, C, spatial…) order (or its order is unknown)."""
+        return len(self.layouts) <= i or self.layouts[i] == tuple(range(len(self.layouts[i])))
 
     @property
     def x(self) -> Shape:

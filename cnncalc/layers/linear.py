@@ -46,6 +46,15 @@ class Linear(Layer):
     def last_axis_only(self, ctx: Ctx) -> bool:
         return True
 
+    def warnings(self, ctx: Ctx) -> list[str]:
+        """A linear on an (N, C, H, W) map is legal torch but mixes only the last spatial axis:
+        the commonest beginner mistake (a forgotten flatten, or a permute to channels-last)."""
+        if len(ctx.x) > 2 and ctx.natural(0):
+            return [f"linear reads the last axis of a {fmt_shape(ctx.x)} map, which holds "
+                    f"{'the width' if len(ctx.x) == 4 else 'a spatial axis'}, not the features: add a flatten before "
+                    "it (or a permute to channels-last)"]
+        return []
+
     def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
         return [*super().explain(ctx),
                 ("MACs", f"{'·'.join(map(str, ctx.x[:-1]))} · {ctx.x[-1]} · {self.out_features}", self.macs(ctx))]
