@@ -52,7 +52,8 @@ class LayerNorm2d(Layer):
 
 class LayerScale(Layer):
     """A learnable per-channel scale y = γ·x (ConvNeXt's layer scale; γ of shape (C, 1, …),
-    initialised to init_value).
+    initialised to init_value). On a channels-last tensor (after a permute, as ConvNeXt's
+    original block applies it) γ follows the channels: shape (C,), broadcast over the last axis.
 
     params = C; element-wise ops = 1 per element; RF point-wise."""
 
@@ -64,14 +65,20 @@ class LayerScale(Layer):
         _spatial(self.type, ctx.x)
         return ctx.x
 
+    def channel_axis(self, ctx: Ctx) -> int:
+        """Where the channels are: axis 1, or wherever a permute before moved them."""
+        return 1 if ctx.natural(0) else ctx.layouts[0].index(1)
+
     def weights(self, ctx: Ctx) -> dict[str, Shape]:
-        return {"weight": (ctx.x[1],) + (1,) * (len(ctx.x) - 2)}
+        c = self.channel_axis(ctx)
+        return {"weight": (ctx.x[c],) + (1,) * (len(ctx.x) - 1 - c)}
 
     def elementwise(self, ctx: Ctx) -> int:
         return prod(ctx.out)
 
     def build(self, ctx: Ctx, t: Any) -> Any:
-        return t.ext.LayerScale(ctx.x[1], len(ctx.x) - 2, self.init_value)
+        c = self.channel_axis(ctx)
+        return t.ext.LayerScale(ctx.x[c], len(ctx.x) - 1 - c, self.init_value)
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
         """x·γ keeps x for γ's gradient (γ itself is a parameter)."""
