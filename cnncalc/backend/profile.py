@@ -137,7 +137,9 @@ def profile_forward(report: Report, model: Any, x: Any, t: Any, dev: Any, peaks:
                 model(x)
             sync(torch, dev)
             activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-            with profile(activities=activities) as prof:
+            from cnncalc.backend.chatter import captured, current
+
+            with captured(current(), fds=True), profile(activities=activities) as prof:  # no USDT lines
                 for _ in range(repeat):
                     model(x)
                 sync(torch, dev)

@@ -47,6 +47,8 @@ class VerifyResult:
     notes: list[str] = field(default_factory=list)
     fused: dict | None = None
     profile: dict | None = None
+    log: list[str] = field(default_factory=list)
+    """What torch itself logged or warned while verify ran (shown with -v)."""
 
     @property
     def ok(self) -> bool:
@@ -124,9 +126,15 @@ def verify_report(report: Report, device: str = "auto", dtype: str = "float32", 
     before = torch.get_num_threads()
     n_threads, why_threads = set_threads(torch, threads)
     clock = _Stages(progress, stages)
+    log: list[str] = []
     try:
-        return _verify(report, t, dev, dtype, repeat, warmup, force, compile, channels_last, rf_probe, fuse_bn,
-                       clock, profile, cuda_graph, check_only, n_threads, why_threads)
+        from cnncalc.backend.chatter import captured
+
+        with captured(log):  # torch's logging and warnings: kept for -v, off the screen
+            result = _verify(report, t, dev, dtype, repeat, warmup, force, compile, channels_last, rf_probe, fuse_bn,
+                             clock, profile, cuda_graph, check_only, n_threads, why_threads)
+        result.log = log
+        return result
     finally:
         clock.stop()
         torch.set_num_threads(before)

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from cnncalc.cli.app import app
-from cnncalc.cli.console import console, user_errors
+from cnncalc.cli.console import _escape, console, user_errors
 from cnncalc.cli.options import BatchOpt, Dtype, InputOpt, Optimizer, Output, SetOpt, SpecArg, _analyze
 
 
@@ -35,17 +35,19 @@ def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional
                                                       "load average)."),
            check_only: bool = typer.Option(False, "--check-only", help="Prove every number (counts, fields, "
                                                                        "memory) and time nothing."),
+           verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show what torch itself logged or warned "
+                                                                       "(kept off the screen otherwise)."),
            ) -> None:
     """Build the spec in PyTorch, compare every number with the analysis, time the forward pass."""
     report = _analyze(spec, batch, input, None, Optimizer.adam, sets)
     ok = _verify(report, device, dtype.value, repeat, warmup, format, force, compile, channels_last, rf_probe, fuse_bn,
-                 profile=profile, cuda_graph=cuda_graph, threads=threads, check_only=check_only)
+                 profile=profile, cuda_graph=cuda_graph, threads=threads, check_only=check_only, verbose=verbose)
     raise typer.Exit(0 if ok else 1)
 
 
 def _verify(report, device="auto", dtype="float32", repeat=20, warmup=3, format=Output.table, force=False,
             compile=False, channels_last=False, rf_probe=True, fuse_bn=False, emit=print, profile=False,
-            cuda_graph=False, threads=None, check_only=False, stages=None) -> bool:
+            cuda_graph=False, threads=None, check_only=False, stages=None, verbose=False) -> bool:
     """Run the verification and print it; True when torch agrees."""
     from cnncalc.backend.verify import verify_report
     from cnncalc.render.formats import to_json
@@ -63,4 +65,9 @@ def _verify(report, device="auto", dtype="float32", repeat=20, warmup=3, format=
         print_verify(report, result, console())
         if result.profile is not None:
             print_profile(result.profile, console())
+    if verbose and result.log:
+        err = console(stderr=True)
+        err.print(f"torch's own messages ({len(result.log)} lines):")
+        for line in result.log:
+            err.print(f"  {_escape(line)}")
     return result.ok
