@@ -149,7 +149,10 @@ class RF:
 
     def spread(self, units: int) -> RF:
         """Every unit reads all `units` positions of this axis: the union of their windows,
-        r' = r + (n − 1)·j centred on the middle unit, whole."""
+        r' = r + (n − 1)·j centred on the middle unit, whole. A field already whole is every
+        unit's same window: the union of copies of it is itself (two attention layers in a row)."""
+        if self.whole:
+            return self
         return replace(self, size=self.size + (units - 1) * self.jump,
                        start=self.start + Fraction(units - 1, 2) * self.jump, whole=True)
 
