@@ -38,6 +38,9 @@ def test_a_flood_is_bounded():
 
 
 def test_verify_shows_torch_messages_only_with_v():
+    import pytest
+
+    pytest.importorskip("torch")
     runner = CliRunner()
     args = ["verify", f"{EXAMPLES}/lenet5.yaml", "--device", "cpu", "--profile", "--repeat", "4", "--warmup", "0",
             "--no-rf-probe"]
