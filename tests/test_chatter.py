@@ -49,3 +49,20 @@ def test_verify_shows_torch_messages_only_with_v():
     loud = runner.invoke(app, [*args, "-v"])
     assert loud.exit_code == 0
     assert ("torch's own messages" in loud.output) == ("USDT" in loud.output or "warning:" in loud.output)
+
+
+def test_import_keeps_torch_logging_off_the_screen(tmp_path):
+    import pytest
+
+    pytest.importorskip("torch")
+    model = tmp_path / "chatty.py"
+    model.write_text("import logging\nimport torch\n\n\nclass Net(torch.nn.Module):\n"
+                     "    def __init__(self):\n        super().__init__()\n        self.conv = torch.nn.Conv2d(3, 4, 3)\n\n"
+                     "    def forward(self, x):\n"
+                     "        logging.getLogger('torch._subclasses.fake_tensor').error('E1201 fake traceback')\n"
+                     "        return self.conv(x)\n")
+    runner = CliRunner()
+    quiet = runner.invoke(app, ["import", f"{model}:Net", "--input", "3x8x8"])
+    assert quiet.exit_code == 0 and "E1201" not in quiet.output and "type: conv2d" in quiet.stdout
+    loud = runner.invoke(app, ["import", f"{model}:Net", "--input", "3x8x8", "-v"])
+    assert loud.exit_code == 0 and "E1201 fake traceback" in loud.output and "E1201" not in loud.stdout.split("torch's")[0]

@@ -38,9 +38,18 @@ class _Keep(logging.Handler):
 @contextlib.contextmanager
 def captured(log: list[str], fds: bool = False) -> Iterator[None]:
     """Collect torch's logging and warnings (and, with `fds`, fds 1 and 2) into `log`."""
-    logger = logging.getLogger("torch")
-    saved = (logger.handlers[:], logger.propagate)
-    logger.handlers, logger.propagate = [_Keep(log)], False
+    keep = _Keep(log)
+    # torch gives some of its loggers their own handlers (propagate off), some created only while
+    # it runs: every record of a `torch` or `torch.*` logger goes to `keep`, whichever logger it is
+    original = logging.Logger.callHandlers
+
+    def route(self: logging.Logger, record: logging.LogRecord) -> None:
+        if self.name == "torch" or self.name.startswith("torch."):
+            keep.handle(record)
+        else:
+            original(self, record)
+
+    logging.Logger.callHandlers = route  # type: ignore[method-assign]
     token = _ACTIVE.set(log)
     files: list[tuple[int, int]] = []
     sink = tempfile.TemporaryFile() if fds else None
@@ -57,7 +66,7 @@ def captured(log: list[str], fds: bool = False) -> Iterator[None]:
         for fd, old in files:
             os.dup2(old, fd)
             os.close(old)
-        logger.handlers, logger.propagate = saved
+        logging.Logger.callHandlers = original  # type: ignore[method-assign]
         _ACTIVE.reset(token)
         if sink is not None:
             sink.seek(0)

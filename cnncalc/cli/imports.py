@@ -21,12 +21,28 @@ def import_(source: str = typer.Argument(..., help="FILE.py:NAME, package.module
                                                 "(needed for PyTorch models; an ONNX graph's own by default)."),
             output: Optional[str] = typer.Option(None, "-o", "--output", help="Spec file to write (default: standard "
                                                  "output)."),
-            name: Optional[str] = typer.Option(None, "--name", help="The network's name (default: from SOURCE).")) -> None:
+            name: Optional[str] = typer.Option(None, "--name", help="The network's name (default: from SOURCE)."),
+            verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show what torch itself logged or warned "
+                                                                        "while tracing (kept off the screen otherwise).")
+            ) -> None:
     """Read a PyTorch model or an ONNX graph into a spec, proved against it.
 
     Layers are named by module path, repeated sub-modules become blocks with repeat. Before the
     spec is written it is proved against the model (every shape, params, buffers, FLOPs and the
     outputs); an op with no layer type is refused, every one listed."""
+
+    log: list[str] = []
+    try:
+        _import(source, input, output, name, log)
+    finally:
+        if verbose and log:
+            err = console(stderr=True)
+            err.print(f"torch's own messages ({len(log)} lines):")
+            for line in log:
+                err.print(f"  {_escape(line)}")
+
+
+def _import(source: str, input: Optional[str], output: Optional[str], name: Optional[str], log: list[str]) -> None:
     from cnncalc.safe import visible
 
     shape = parse_input(input)
@@ -42,11 +58,14 @@ def import_(source: str = typer.Argument(..., help="FILE.py:NAME, package.module
     else:
         if shape is None:
             raise typer.BadParameter("give the input size of the model, e.g. --input 3x224x224", param_hint="--input")
+        from cnncalc.backend.chatter import captured
         from cnncalc.interop.torch_import import import_model, load_model
 
         header = [f"written by cnncalc import from {' '.join(visible(source).split())[:300]} at "
                   f"{'x'.join(map(str, shape))}; proved against torch (shapes, params, buffers, FLOPs, outputs)"]
-        with contextlib.redirect_stdout(sys.stderr):  # what the model's code prints must not enter the spec
+        # what the model's code prints must not enter the spec; torch's own logging (fake-tensor
+        # tracebacks) and warnings are kept for -v
+        with contextlib.redirect_stdout(sys.stderr), captured(log):
             text, notes = import_model(load_model(source), shape, net_name, header, visible(source))
     err = console(stderr=True)
     for note in notes:
