@@ -24,6 +24,21 @@ def analyze_text(text: str, **kw):
     return cnncalc.analyze(cnncalc.parse_spec(text, "test.yaml"), **kw)
 
 
+def assert_located(text: str, message: str, line_has: str) -> None:
+    """Analysing `text` fails with a problem containing `message`, located on a line of the spec
+    that contains `line_has`."""
+    import cnncalc
+
+    try:
+        analyze_text(text)
+    except cnncalc.CnnError as err:
+        hits = [p for p in err.problems if message in p.message]
+        assert hits, [p.message for p in err.problems]
+        assert hits[0].line is not None and line_has in text.splitlines()[hits[0].line - 1]
+    else:
+        raise AssertionError(f"no problem reported; expected {message!r}")
+
+
 def example(name: str, **kw):
     """The analysis of examples/NAME.yaml."""
     import cnncalc

@@ -3,9 +3,7 @@ defaults that are expressions (issue #28 §2–3). Each network is also written 
 here, and judged by torch: output shapes, parameters and FlopCounterMode's FLOPs."""
 import pytest
 
-import cnncalc
-
-from conftest import analyze_text
+from conftest import analyze_text, assert_located
 
 UNET = """
 name: unet_ports
@@ -197,8 +195,4 @@ def test_each_gives_arguments_per_repetition_and_repeat_0_leaves_a_use_out():
     (TCN.replace('pad: "${2 * d}"', 'pad: "${2 * e}"'), "pad:", "unknown argument '$e'"),
 ])
 def test_misuse_is_located(text, line_has, message):
-    with pytest.raises(cnncalc.CnnError) as err:
-        analyze_text(text)
-    hits = [p for p in err.value.problems if message in p.message]
-    assert hits, [p.message for p in err.value.problems]
-    assert line_has in text.splitlines()[hits[0].line - 1]
+    assert_located(text, message, line_has)

@@ -6,7 +6,7 @@ import pytest
 
 import cnncalc
 
-from conftest import analyze_text
+from conftest import assert_located
 
 SEG = """
 name: seg_follows_input
@@ -109,8 +109,4 @@ def test_sweep_follows_the_sizes():
     (SEG.replace("${input.width}", "${input.depth}"), "input.depth: a 4-D tensor offers", "input.depth"),
 ])
 def test_misuse_is_located(text, message, line_has):
-    with pytest.raises(cnncalc.CnnError) as err:
-        analyze_text(text)
-    hits = [p for p in err.value.problems if message in p.message]
-    assert hits, [p.message for p in err.value.problems]
-    assert line_has in text.splitlines()[hits[0].line - 1]
+    assert_located(text, message, line_has)
