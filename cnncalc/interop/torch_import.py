@@ -286,10 +286,15 @@ def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model") -> 
                               "pass without Python control flow on tensor values)") from None
     gm = fx.GraphModule(model, graph)
     values: dict[Any, Any] = {}
+    failed: list[Any] = []  # the node whose op raised
 
     class Run(fx.Interpreter):  # type: ignore[name-defined]
         def run_node(self, n: Any) -> Any:
-            v = super().run_node(n)
+            try:
+                v = super().run_node(n)
+            except Exception:
+                failed.append(n)
+                raise
             if isinstance(v, t.torch.Tensor):
                 n.meta["cnncalc_shape"] = tuple(v.shape)
             elif isinstance(v, (tuple, list)) and v and all(isinstance(x, t.torch.Tensor) for x in v):
@@ -302,9 +307,20 @@ def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model") -> 
         with t.torch.no_grad(), _fake(t):  # shapes without data: any input size, no memory, no compute
             Run(gm).run(t.torch.empty(2, *input_shape, dtype=_dtype(model, t)))  # batch 2: told apart from sizes
     except Exception as exc:  # noqa: BLE001
-        raise CnnError.single(f"import: {what} fails on a {'×'.join(map(str, input_shape))} input: "
-                              f"{_one_line(exc)}") from None
+        raise CnnError.single(f"import: {what} fails on a {'×'.join(map(str, input_shape))} input"
+                              f"{_where(failed[0]) if failed else ''}: {_one_line(exc)}") from None
     return _Reader(gm, values, t).read()
+
+
+def _where(n: Any) -> str:
+    """' at MODULE.PATH (Class) reading 2×64×56×56, 2×32×56×56': the op that broke and its inputs' shapes."""
+    if n.op == "call_module":
+        what = f"{n.target}"
+    else:
+        what = f"{getattr(n.target, '__name__', n.target)} (graph node {n.name})"
+    shapes = [a.meta.get("cnncalc_shape") for a in n.all_input_nodes]
+    reading = ", ".join("×".join(map(str, s)) for s in shapes if s)
+    return f" at {visible(what)}" + (f" reading {reading} (batch 2)" if reading else "")
 
 
 class _Reader:

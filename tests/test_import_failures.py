@@ -1,0 +1,36 @@
+"""An import that breaks while shapes are traced names where (issue #24 §3): the module path (or
+the function and its graph node) and the shapes it was given, as `analyze` does for a spec."""
+import pytest
+
+torch = pytest.importorskip("torch")
+from typer.testing import CliRunner  # noqa: E402
+
+from cnncalc.cli import app  # noqa: E402
+
+MODEL = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.head = nn.Conv2d(12, 4, 1)
+
+    def forward(self, x):
+        return FORWARD
+"""
+
+
+@pytest.mark.parametrize("forward,where,shapes", [
+    ("self.head(torch.cat([self.b(x), self.b(x)], 1)) + self.a(x)", "at head", "reading 2×8×8×8"),
+    ("self.head(torch.cat([self.a(x), self.b(x)], 1))", "at cat (graph node cat)", "reading 2×8×16×16, 2×4×8×8"),
+])
+def test_the_failing_module_and_its_input_shapes_are_named(tmp_path, forward, where, shapes):
+    path = tmp_path / "bad.py"
+    path.write_text(MODEL.replace("FORWARD", forward))
+    r = CliRunner().invoke(app, ["import", f"{path}:Net", "--input", "3x16x16"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert where in r.output and shapes in r.output and "3×16×16 input" in r.output
