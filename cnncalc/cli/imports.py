@@ -1,9 +1,7 @@
 """`cnncalc import`: a spec from a PyTorch model or an ONNX graph."""
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 from typing import Optional
 
 import typer
@@ -11,6 +9,7 @@ import typer
 from cnncalc.cli.app import app
 from cnncalc.cli.console import _escape, console, user_errors, write_out
 from cnncalc.cli.options import parse_input
+from cnncalc.errors import CnnError
 
 
 @app.command("import")
@@ -63,10 +62,17 @@ def _import(source: str, input: Optional[str], output: Optional[str], name: Opti
 
         header = [f"written by cnncalc import from {' '.join(visible(source).split())[:300]} at "
                   f"{'x'.join(map(str, shape))}; proved against torch (shapes, params, buffers, FLOPs, outputs)"]
-        # what the model's code prints must not enter the spec; torch's own logging (fake-tensor
-        # tracebacks) and warnings are kept for -v
-        with contextlib.redirect_stdout(sys.stderr), captured(log):
-            text, notes = import_model(load_model(source), shape, net_name, header, visible(source))
+        from cnncalc.interop.quiet import quiet
+
+        # what the model's code writes (print, sys.__stdout__, os.write(1, …)) must not enter the
+        # spec: fds 1 and 2 point at a scratch file while it runs; torch's own logging (fake-tensor
+        # tracebacks), warnings and the model's output are kept for -v
+        try:
+            with quiet(log), captured(log):
+                text, notes = import_model(load_model(source), shape, net_name, header, visible(source))
+        except SystemExit as exc:  # the model's code called sys.exit() / exit() while it was built or traced
+            raise CnnError.single(f"import: the model's code called sys.exit({visible(repr(exc.code))[:60]}) while "
+                                  f"it was loaded or traced, so {visible(source)[:300]} gives no spec") from None
     err = console(stderr=True)
     for note in notes:
         err.print(_escape(note))

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from cnncalc.errors import CnnError
+from cnncalc.safe import visible
 
 #: classes that say nothing of what they hold (Module: a container torch.fx copied)
 CONTAINERS = ("Sequential", "ModuleDict", "ModuleList", "Module")
@@ -64,25 +65,62 @@ class _Inst:
 
 def write_spec(found: list[Found], name: str, input_shape: tuple[int, ...], header: list[str],
                outputs: list[str] | None = None) -> str:
-    """The spec's YAML text (`outputs`: the layers the network returns, when not just the last)."""
+    """The spec's YAML text (`outputs`: the layers the network returns, when not just the last).
+
+    Every value is written by the YAML emitter (quoted where it must be) and every comment
+    (`header`, a block's class) is made one printable line (`_comment`); the text is then read
+    back and must give exactly the document meant (name, input, blocks, layers, outputs, and no
+    other key such as a `dtype`), else it is a bug in cnncalc, never a different spec."""
     root = _tree(found)
     blocks = _Blocks(found)
     blocks.decide(root)
     layers = blocks.body(root, "", "input")
-    lines = [f"# {h}" for h in header]
+    meant: dict[str, Any] = {"name": name, "input": "x".join(map(str, input_shape)) if len(input_shape) > 1
+                             else list(input_shape)}
+    lines = [f"# {_comment(h)}" for h in header]
     lines += [f"name: {_scalar(name)}", "input: " + ("x".join(map(str, input_shape)) if len(input_shape) > 1
                                                    else _flow(list(input_shape)))]
     if blocks.defs:
         lines.append("blocks:")
+        meant["blocks"] = {}
         for bname, (args, body, cls) in blocks.defs.items():
-            lines += [f"  {bname}:                # {cls}"] + ([f"    args: {_flow({a: None for a in args})}"] if args else [])
+            lines += [f"  {_scalar(bname)}:                # {_comment(cls)}"]
+            lines += [f"    args: {_flow({a: None for a in args})}"] if args else []
             lines.append("    layers:")
             lines += [f"      - {_flow(_ordered(e))}" for e in body]
+            meant["blocks"][bname] = {**({"args": {a: None for a in args}} if args else {}),
+                                      "layers": [_ordered(e) for e in body]}
     lines.append("layers:")
     lines += [f"  - {_flow(_ordered(e))}" for e in layers]
+    meant["layers"] = [_ordered(e) for e in layers]
     if outputs and outputs != [found[-1].name]:
         lines.append(f"outputs: {_flow(outputs)}")
-    return "\n".join(lines) + "\n"
+        meant["outputs"] = list(outputs)
+    text = "\n".join(lines) + "\n"
+    _read_back(text, meant)
+    return text
+
+
+def _comment(text: str) -> str:
+    """Foreign text (a file name, a class name from a model or its metadata) as the rest of one
+    YAML comment line: every line break, control and format character written as a visible
+    escape (`safe.visible`), so nothing after `#` can start a new line of the spec."""
+    out = visible(text)
+    assert "\n" not in out and "\r" not in out  # noqa: S101 - visible escapes every line break YAML knows
+    return out
+
+
+def _read_back(text: str, meant: dict[str, Any]) -> None:
+    """The written text read back as cnncalc reads a spec must be the document meant."""
+    from cnncalc.spec.source import parse
+
+    try:
+        got = parse(text, "<imported spec>").data
+    except CnnError as exc:
+        raise wrong("the model", f"the text does not read back: {exc.problems[0].message}") from None
+    if got != json.loads(json.dumps(meant)):
+        keys = sorted(set(got) ^ set(meant)) or sorted(k for k in meant if got.get(k) != json.loads(json.dumps(meant[k])))
+        raise wrong("the model", f"the text reads back as a different spec (at {', '.join(map(visible, keys))[:200]})")
 
 
 def wrong(what: str, why: str) -> CnnError:
