@@ -71,8 +71,8 @@ def _import(source: str, input: Optional[str], output: Optional[str], name: Opti
             with quiet(log), captured(log):
                 text, notes = import_model(load_model(source), shape, net_name, header, visible(source))
         except SystemExit as exc:  # the model's code called sys.exit() / exit() while it was built or traced
-            raise CnnError.single(f"import: the model's code called sys.exit({visible(repr(exc.code))[:60]}) while "
-                                  f"it was loaded or traced, so {visible(source)[:300]} gives no spec") from None
+            raise CnnError.single(f"import: the model's code raised SystemExit({visible(repr(exc.code))[:60]}) "
+                                  f"(sys.exit) while it was loaded or traced, so {visible(source)[:300]} gives no spec") from None
     err = console(stderr=True)
     for note in notes:
         err.print(_escape(note))

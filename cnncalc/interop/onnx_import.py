@@ -9,11 +9,24 @@ also gives the module instances a node ran in, so repeated sub-modules become bl
 PyTorch models. Any other op is refused, every one listed. The spec is then proved: every shape
 against inference, the parameter elements against the graph's initializers, and (with torch) the
 outputs of the exported module holding the graph's weights against ONNX's reference evaluator.
+
+Hostile files: nothing is evaluated before every node is known to be a layer or one of a few
+shape-arithmetic ops (`CONST_OPS`; a `Loop`, `If`, `Scan` or any node holding a sub-graph is
+refused, with every other unknown op, before anything runs); the reference run is given a
+memory budget twice over (the sizes shape inference gives every tensor, checked first; then an
+address-space limit on the child process it runs in) and a time budget (`RUN_SECONDS`). What is
+wrong in the file itself (an initializer whose data does not match its declared size or type, an
+attribute of the wrong type, an axis out of range, a dimension that is not positive, a node with
+no op type) is said to be the file's, with the node or tensor it is in, exit 1.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
+import sys
+import tempfile
 from math import prod
 from typing import Any
 
@@ -26,6 +39,23 @@ MAX_RUN_BYTES = 2 * 2**30  #: the outputs are compared only below this memory
 MAX_REFERENCE_MACS = 300_000_000  #: larger graphs are not run through onnx's (slow, numpy) reference evaluator
 ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hardswish", "Gelu": "gelu"}
 CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
+RUN_SECONDS = 60  #: the reference run's time budget (a child process, ended when it runs past)
+RUN_ADDRESS_SPACE = MAX_RUN_BYTES + 2**30  #: its memory budget: the run's own plus the interpreter, numpy and onnx
+MAX_DIM = 2**40  #: the largest dimension a spec holds
+MAX_INITIALIZER_ELEMENTS = 2**31  #: an initializer declared larger is refused before it is read
+#: ops cnncalc reads as layers (`_Reader.layer`)
+LAYER_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "BatchNormalization", *ACTIVATIONS, "LeakyRelu", "Clip",
+                       "Softmax", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "Add",
+                       "Mul", "Concat", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Identity",
+                       "Dropout"})
+#: ops that may also appear, on constants only (the shapes and casts exporters write); nothing that
+#: loops, branches or makes a tensor larger than its inputs
+CONST_OPS = frozenset({"Constant", "Shape", "Gather", "Cast", "Slice", "Sub", "Div"})
+#: the attribute types ONNX defines for what the layers read (AttributeProto: 1 FLOAT, 2 INT, 3 STRING, 7 INTS)
+ATTRIBUTE_TYPES = {"group": 2, "strides": 7, "pads": 7, "dilations": 7, "auto_pad": 3, "kernel_shape": 7,
+                   "output_padding": 7, "alpha": 1, "beta": 1, "transA": 2, "transB": 2, "epsilon": 1,
+                   "approximate": 3, "axis": 2, "ceil_mode": 2, "count_include_pad": 2, "axes": 7, "keepdims": 2,
+                   "perm": 7}
 
 
 def import_onnx(path: str, input_shape: tuple[int, ...] | None, name: str,
@@ -40,7 +70,7 @@ def import_onnx(path: str, input_shape: tuple[int, ...] | None, name: str,
     if not os.path.isfile(path):
         raise CnnError.single(f"import: no such file: {path}", exit_code=2)
     try:
-        model = onnx.load(path)
+        model = onnx.load(path, load_external_data=False)  # never a file the model names
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
         raise CnnError.single(f"import: {path} is not an ONNX model ({type(exc).__name__})") from None
     reader = _Reader(model, input_shape, path)
@@ -64,7 +94,7 @@ class _Reader:
 
         self.onnx, self.path = onnx, path
         graph = model.graph
-        self.arrays = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        self.arrays = {i.name: _array(i, path, onnx, numpy_helper) for i in graph.initializer}
         inputs = [i for i in graph.input if i.name not in self.arrays]
         if len(inputs) != 1:
             raise CnnError.single(f"import: {path} has {len(inputs)} inputs; a spec has one")
@@ -75,6 +105,9 @@ class _Reader:
                 raise CnnError.single(f"import: the input of {path} has no fixed size ({dims}); give --input CxHxW",
                                       exit_code=2)
             input_shape = tuple(int(d or 0) for d in dims[1:])
+            if not all(0 < d <= MAX_DIM for d in input_shape):
+                raise _malformed(path, f"the input '{inputs[0].name}' has the size {list(input_shape)}: every "
+                                       f"dimension of a network's input is 1 to 2^40")
         self.shape = input_shape
         fixed = onnx.ModelProto()
         fixed.CopyFrom(model)
@@ -94,9 +127,13 @@ class _Reader:
             raise CnnError.single(f"import: ONNX shape inference fails at input {'x'.join(map(str, input_shape))}: "
                                   f"{str(exc).splitlines()[0][:300]}") from None
         self.shapes: dict[str, tuple[int, ...]] = {self.input: (1, *input_shape)}
+        self.elements: dict[str, int] = {self.input: prod((1, *input_shape))}  # every tensor whose size is known
         for v in [*self.model.graph.value_info, *self.model.graph.output]:
+            dims_known = [d.HasField("dim_value") for d in v.type.tensor_type.shape.dim]
             sizes = [int(d.dim_value) if d.HasField("dim_value") else 0 for d in v.type.tensor_type.shape.dim]
-            if sizes and all(sizes):
+            if v.type.tensor_type.HasField("shape") and all(dims_known) and all(n >= 0 for n in sizes):
+                self.elements[v.name] = prod(sizes)
+            if sizes and all(0 < n <= MAX_DIM for n in sizes):
                 self.shapes[v.name] = tuple(sizes)
         self.consts: dict[str, Any] = dict(self.arrays)
         self.names: dict[str, str] = {self.input: "input"}  # tensor → layer name
@@ -108,15 +145,46 @@ class _Reader:
         self.problems: list[str] = []
 
     # ---- reading ---------------------------------------------------------------------------------
+    def screen(self) -> set[int]:
+        """Before anything is read or run: every node is a layer op or shape arithmetic (a
+        sub-graph is never run), with attributes of the types ONNX defines; the nodes refused."""
+        refused = set()
+        for k, node in enumerate(self.model.graph.node):
+            where = f"({visible(node.op_type)[:60]} node '{visible(node.name)[:100]}')"
+            if not node.op_type:
+                raise _malformed(self.path, f"node {k} ('{visible(node.name)[:100]}') has no op type")
+            if node.domain not in ("", "ai.onnx"):
+                self.problems.append(f"an op of the domain '{visible(node.domain)[:60]}' {where}")
+                refused.add(k)
+            elif any(a.type in (5, 10) or a.g.node or a.graphs for a in node.attribute):  # GRAPH, GRAPHS
+                self.problems.append(f"a node holding a sub-graph (control flow is never run) {where}")
+                refused.add(k)
+            elif node.op_type not in LAYER_OPS | CONST_OPS:
+                self.problems.append(f"{visible(node.op_type)[:60]} {where}")
+                refused.add(k)
+            for a in node.attribute:
+                want = ATTRIBUTE_TYPES.get(a.name)
+                if node.op_type in LAYER_OPS and want is not None and a.type != want:
+                    raise _malformed(self.path, f"the attribute '{a.name}' of {where[1:-1]} has the type "
+                                                f"{_ATTRIBUTE_NAMES.get(a.type, a.type)}, not "
+                                                f"{_ATTRIBUTE_NAMES[want]}")
+        return refused
+
     def read(self) -> tuple[list[Found], list[str]]:
-        for node in self.model.graph.node:
+        refused = self.screen()
+        for k, node in enumerate(self.model.graph.node):
+            if k in refused:
+                continue
             try:
                 self.node(node)
             except _Unsupported as exc:
                 self.problems.append(visible(f"{exc} ({node.op_type} node '{node.name}')"))
-            except (KeyError, IndexError, TypeError, ValueError) as exc:  # a node missing what its op needs
-                self.problems.append(visible(f"a malformed node ({type(exc).__name__}: {exc}) ({node.op_type} node "
-                                             f"'{node.name}')"[:300]))
+            except _Malformed as exc:
+                raise _malformed(self.path, f"{exc} ({visible(node.op_type)[:60]} node '{visible(node.name)[:100]}')") from None
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+                raise _malformed(self.path, f"{visible(node.op_type)[:60]} node '{visible(node.name)[:100]}' is "
+                                            f"missing what its op needs ({type(exc).__name__}: "
+                                            f"{visible(str(exc))[:200]})") from None
         if self.problems:
             shown = self.problems[:MAX_LISTED] + ([f"… and {len(self.problems) - MAX_LISTED} more"]
                                                   if len(self.problems) > MAX_LISTED else [])
@@ -205,7 +273,7 @@ class _Reader:
                 return {"type": "relu6"}, {}
             raise _Unsupported("Clip other than to [0, 6]")
         if op == "Softmax":
-            return {"type": "softmax", "dim": a.get("axis", -1)}, {}
+            return {"type": "softmax", "dim": _axis(a.get("axis", -1), len(x))}, {}
         if op in ("MaxPool", "AveragePool"):
             k = list(a["kernel_shape"])
             pads = list(a.get("pads", [0] * 2 * dims))
@@ -224,6 +292,8 @@ class _Reader:
         if op == "ReduceMean":
             axes = a.get("axes") if "axes" in a else (self.consts.get(ins[1]) if len(ins) > 1 else None)
             rank = len(x)
+            if rank == 0:
+                raise _Malformed("a mean of a tensor whose rank shape inference does not give")
             if axes is None or {int(v) % rank for v in list(axes)} != set(range(2, rank)):
                 raise _Unsupported("a mean over axes other than all the spatial ones")
             return {"type": "global_avgpool", **({} if a.get("keepdims", 1) else {"keepdims": False})}, {}
@@ -232,7 +302,7 @@ class _Reader:
                 raise _Unsupported(f"{op} with a constant")
             return {"type": op.lower()}, {}
         if op == "Concat":
-            return _lean({"type": "concat", "dim": a["axis"]}), {}
+            return _lean({"type": "concat", "dim": _axis(a["axis"], len(x))}), {}
         if op in ("Flatten", "Reshape", "Squeeze", "Unsqueeze"):
             y = self.shapes.get(node.output[0])
             if y is None or y[0] != x[0]:
@@ -241,6 +311,8 @@ class _Reader:
                 return {"type": "flatten"}, {}
             return {"type": "reshape", "shape": list(y[1:])}, {}
         if op == "Transpose":
+            if sorted(int(v) for v in a["perm"]) != list(range(len(x))):
+                raise _Malformed(f"perm {list(a['perm'])[:10]} is not a permutation of the {len(x)} axes")
             return {"type": "permute", "dims": list(a["perm"])}, {}
         raise _Unsupported(f"{op}")
 
@@ -293,9 +365,38 @@ class _Reader:
         return {i for n in self.model.graph.node for i in n.input[1:] if i in self.arrays and n.op_type in
                 ("Reshape", "Clip", "ReduceMean", "Squeeze", "Unsqueeze")}
 
+    def reference_run(self, x: Any) -> Any:
+        """The graph's outputs from onnx's reference evaluator, run in a child process with
+        `RUN_SECONDS` and `RUN_ADDRESS_SPACE`; a note (str) when it ran past either. A graph the
+        evaluator itself cannot run is the file's fault."""
+        import numpy as np
+
+        with tempfile.TemporaryDirectory(prefix="cnncalc-onnx-") as tmp:
+            files = [os.path.join(tmp, n) for n in ("model.onnx", "x.npy", "input.json", "out.npz")]
+            with open(files[0], "wb") as fh:
+                fh.write(self.model.SerializeToString())
+            np.save(files[1], x)
+            with open(files[2], "w") as fh:
+                json.dump(self.input, fh)
+            env = {**os.environ, **{k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+            try:
+                run = subprocess.run([sys.executable, "-c", _REFERENCE_RUN, *files], capture_output=True, env=env,
+                                     timeout=RUN_SECONDS, preexec_fn=_limit_memory, check=False)  # noqa: S603
+            except subprocess.TimeoutExpired:
+                return (f"outputs not compared: onnx's reference evaluator ran past {RUN_SECONDS} s (shapes and "
+                        "parameters were)")
+            err = run.stderr.decode("utf-8", "replace").strip().splitlines()
+            if run.returncode == 3 or run.returncode < 0 or any("MemoryError" in line for line in err[-3:]):
+                return (f"outputs not compared: onnx's reference evaluator needs more than "
+                        f"{RUN_ADDRESS_SPACE / 2**30:.0f} GiB (shapes and parameters were)")
+            if run.returncode != 0:
+                raise _malformed(self.path, "onnx's own reference evaluator cannot run the graph at input "
+                                            f"{'x'.join(map(str, self.shape))} ({visible(err[-1] if err else '')[:200]})")
+            with np.load(files[3]) as out:
+                return [out[f"arr_{k}"] for k in range(len(out.files))]
+
     def compare_outputs(self, report: Any, fail: Any) -> list[str]:
         import numpy as np
-        from onnx.reference import ReferenceEvaluator
 
         from cnncalc.backend.kit import kit
         from cnncalc.interop.torch_import import run_exported
@@ -306,10 +407,20 @@ class _Reader:
             return ["outputs not compared: torch is not installed (shapes and parameters were)"]
         x = np.random.default_rng(0).standard_normal((1, *self.shape)).astype(np.float32)
         state = {f"{layer}.{k}": v for layer, ws in self.state.items() for k, v in ws.items()}
+        tensors = [o for n in self.model.graph.node for o in n.output if o]
+        if any(o not in self.elements for o in tensors):
+            return ["outputs not compared: shape inference does not give the size of every tensor in the graph, so "
+                    "its reference run has no memory bound (shapes and parameters were)"]
+        need = 4 * (sum(self.elements[o] for o in tensors) + sum(int(v.size) for v in self.arrays.values()))
+        if need > MAX_RUN_BYTES:
+            return [f"outputs not compared: the reference run holds about {need / 2**30:.1f} GiB of tensors "
+                    "(shapes and parameters were)"]
+        want = self.reference_run(x)
+        if isinstance(want, str):
+            return [want]
         try:
-            want = ReferenceEvaluator(self.model).run(None, {self.input: x})
             got = run_exported(report, state, x)
-        except Exception as exc:  # noqa: BLE001 - either side failing is the spec not matching
+        except Exception as exc:  # noqa: BLE001 - the exported module failing is the spec not matching
             raise fail(f"running it fails: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
         for w, g in zip(want, got):
             if w.shape != g.shape or not np.allclose(w, g, rtol=1e-3, atol=1e-4 * float(np.abs(w).max()) + 1e-5):
@@ -352,3 +463,74 @@ def _lean(entry: dict[str, Any]) -> dict[str, Any]:
     from cnncalc.layers import REGISTRY
 
     return REGISTRY[entry["type"]].lean(entry)
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _malformed(path: str, why: str) -> CnnError:
+    """What is wrong in the file itself, blamed on it (exit 1)."""
+    return CnnError.single(f"import: {visible(why)} in the ONNX file", file=path)
+
+
+_ATTRIBUTE_NAMES = {0: "UNDEFINED", 1: "FLOAT", 2: "INT", 3: "STRING", 4: "TENSOR", 5: "GRAPH", 6: "FLOATS",
+                    7: "INTS", 8: "STRINGS", 9: "TENSORS", 10: "GRAPHS", 11: "SPARSE_TENSOR", 12: "SPARSE_TENSORS",
+                    13: "TYPE_PROTO", 14: "TYPE_PROTOS"}
+
+
+def _axis(axis: Any, rank: int) -> int:
+    if not -rank <= int(axis) < rank:
+        raise _Malformed(f"the axis {int(axis)} is out of range for a tensor of rank {rank}")
+    return int(axis)
+
+
+def _array(tensor: Any, path: str, onnx: Any, numpy_helper: Any) -> Any:
+    """An initializer as a numpy array, its declared type and size checked against its data first."""
+    what = f"the initializer '{visible(tensor.name)[:100]}'"
+    if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data:
+        raise _malformed(path, f"{what} keeps its data in another file, which cnncalc does not read")
+    if tensor.data_type == onnx.TensorProto.UNDEFINED:
+        raise _malformed(path, f"{what} has no data type (UNDEFINED)")
+    try:
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    except Exception:  # noqa: BLE001 - UNDEFINED or a number ONNX does not define
+        raise _malformed(path, f"{what} has the data type {tensor.data_type}, which ONNX does not define") from None
+    if dtype.kind not in "biuf":
+        raise _malformed(path, f"{what} has the data type {tensor.data_type}, not a number type")
+    if any(d < 0 for d in tensor.dims):
+        raise _malformed(path, f"{what} has a negative dimension ({list(tensor.dims)[:8]})")
+    count = prod(int(d) for d in tensor.dims)
+    if count > MAX_INITIALIZER_ELEMENTS:
+        raise _malformed(path, f"{what} is declared with {count:,} elements (at most {MAX_INITIALIZER_ELEMENTS:,})")
+    if tensor.HasField("raw_data") and len(tensor.raw_data) != count * dtype.itemsize:
+        raise _malformed(path, f"{what} is declared with {count:,} elements but holds {len(tensor.raw_data):,} bytes")
+    try:
+        return numpy_helper.to_array(tensor)
+    except Exception as exc:  # noqa: BLE001 - data that does not match its declaration
+        raise _malformed(path, f"{what} does not hold the {count:,} elements it declares "
+                               f"({type(exc).__name__})") from None
+
+
+def _limit_memory() -> None:  # pragma: no cover - runs in the child before exec
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (RUN_ADDRESS_SPACE, RUN_ADDRESS_SPACE))
+
+
+#: the child that runs onnx's reference evaluator (argv: model, input, input name, outputs);
+#: exit 3 when it runs out of memory
+_REFERENCE_RUN = """
+import json, sys
+import numpy as np
+import onnx
+from onnx.reference import ReferenceEvaluator
+try:
+    model = onnx.load(sys.argv[1], load_external_data=False)
+    with open(sys.argv[3]) as fh:
+        name = json.load(fh)
+    out = ReferenceEvaluator(model).run(None, {name: np.load(sys.argv[2])})
+    np.savez(sys.argv[4], *[np.asarray(o) for o in out])
+except MemoryError:
+    sys.exit(3)
+"""

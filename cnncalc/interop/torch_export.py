@@ -2,13 +2,19 @@
 
 The file needs only torch. It defines `class <Name>(nn.Module)` and `build()`. Each layer is a
 submodule at the path its spec name gives (`layer1.0.conv1` → `self.layer1["0"]["conv1"]`,
-nested nn.ModuleDicts), so state_dict keys are the spec's names. `forward` runs the layers in
+nested nn.ModuleDicts), so state_dict keys are the spec's names. Spec names stay out of Python's
+attribute space where they would meet one: a top-level name that is not a plain ASCII attribute
+free on nn.Module (`training`, `forward`, `_modules`, `0`, `a-b`) is held as
+`self._modules["training"]`, and a group holding a key nn.ModuleDict refuses (`keys`,
+`training`) is built by `_group`, written into the file; the class is renamed away from the
+names the file uses (`F`, `nn`, `torch`, `build`, the helpers). `forward` runs the layers in
 file order, with the merges written inline (`a + b`, `torch.cat`). Every constructor call
 written is checked by rebuilding the module from it and comparing its settings and weight
 shapes; a module that cannot be written so is refused by name, never approximated.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import keyword
 import os
@@ -104,7 +110,7 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _ident(name: str, taken: set[str]) -> str:
-    base = re.sub(r"\W", "_", name).strip("_") or "x"
+    base = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or "x"  # ASCII: Python folds other names (NFKC)
     if base[0].isdigit() or keyword.iskeyword(base):
         base = "x_" + base
     ident, k = base, 2
@@ -131,9 +137,6 @@ def to_torch(report: Report) -> str:
         if row.type in INLINE or row.type == "concat" or row.shared_with:
             continue
         parts = row.name.split(".")
-        if not parts[0].isidentifier() or keyword.iskeyword(parts[0]):
-            raise CnnError.single(f"export: '{row.name}' does not start with a Python name (a letter or _), which "
-                                  "the module's attribute needs", file=report.file)
         node = tree
         for p in parts[:-1]:
             node = node.setdefault(p, {})
@@ -143,16 +146,22 @@ def to_torch(report: Report) -> str:
         if parts[-1] in node:
             raise CnnError.single(f"export: '{row.name}' is both a layer and a group of layers", file=report.file)
         node[parts[-1]] = writer.ctor(model.layers[f"l{row.index}"])
-        access[row.name] = "self." + parts[0] + "".join(f"[{p!r}]" for p in parts[1:])
+        top = f"self.{parts[0]}" if _attribute(parts[0], t.nn.Module) else f"self._modules[{parts[0]!r}]"
+        access[row.name] = top + "".join(f"[{p!r}]" for p in parts[1:])
     cls = class_name(report)
     helpers = _helpers(writer.ext_used)
-    while any(re.search(rf"^(class|def) {cls}\b", block.strip(), re.M) for block in helpers) or cls in ("OrderedDict",):
+    grouped = _uses_group(tree, t.nn.ModuleDict)
+    if grouped:
+        helpers = [*helpers, "", "", GROUP]
+    while (any(re.search(rf"^(class|def) {cls}\b", block.strip(), re.M) for block in helpers)
+           or cls in ("OrderedDict", "F", "nn", "torch", "build", "_group")):
         cls += "Net"  # a network named like one of the helper modules it uses
     source = os.path.basename(report.file)  # the file is shared; the folders of whoever wrote it are not (#24)
     lines = [f"class {cls}(nn.Module):", f'    """{_doc(report.name)}: written by cnncalc from {_doc(source)}."""', "",
              "    def __init__(self):", "        super().__init__()"]
     for key, value in tree.items():
-        lines.append(f"        self.{key} = {_tree(value, 8)}")
+        top = f"self.{key}" if _attribute(key, t.nn.Module) else f"self._modules[{key!r}]"
+        lines.append(f"        {top} = {_tree(value, 8, t.nn.ModuleDict)}")
     lines += ["", "    def forward(self, x):"]
     taken = {"x", "self", "torch", "nn", "F"}
     var = {"input": "x"}
@@ -182,12 +191,46 @@ def _doc(text: str) -> str:
     return " ".join(visible(text).replace("\\", "/").replace('"', "'").split())[:200]
 
 
-def _tree(value: Any, indent: int) -> str:
+#: written into the file when a group holds a name torch's add_module refuses
+GROUP = '''def _group(modules):
+    """An nn.ModuleDict holding `modules` under their spec names as keys, also those torch's
+    add_module refuses because they are attribute names (`training`, `forward`, `keys`, ...)."""
+    group = nn.ModuleDict()
+    group._modules.update(modules)
+    return group'''
+
+
+def _attribute(key: str, cls: Any) -> bool:
+    """Whether `key` can be an attribute of a module of class `cls` (an nn.Module, or an
+    nn.ModuleDict's key given to add_module) without meeting one of its own: an ASCII Python
+    name (Python rewrites other identifiers to NFKC, which would change the state_dict key), no
+    keyword, no leading underscore, and nothing the class or its instances already have."""
+    return (key.isascii() and key.isidentifier() and not keyword.iskeyword(key) and not key.startswith("_")
+            and key not in _attributes(cls))
+
+
+@functools.lru_cache(maxsize=8)
+def _attributes(cls: Any) -> frozenset[str]:
+    return frozenset(dir(cls())) | frozenset(dir(cls))
+
+
+def _safe_key(key: str, cls: Any) -> bool:
+    """A key nn.ModuleDict's constructor accepts (add_module: no '.', not empty, no attribute)."""
+    return bool(key) and "." not in key and key not in _attributes(cls)
+
+
+def _uses_group(tree: dict[str, Any], module_dict: Any) -> bool:
+    return any(isinstance(v, dict) and (not all(_safe_key(k, module_dict) for k in v) or _uses_group(v, module_dict))
+               for v in tree.values())
+
+
+def _tree(value: Any, indent: int, module_dict: Any) -> str:
     if isinstance(value, str):
         return value
     pad = " " * (indent + 4)
-    items = ",\n".join(f"{pad}{k!r}: {_tree(v, indent + 4)}" for k, v in value.items())
-    return "nn.ModuleDict({\n" + items + "\n" + " " * indent + "})"
+    items = ",\n".join(f"{pad}{k!r}: {_tree(v, indent + 4, module_dict)}" for k, v in value.items())
+    head = "nn.ModuleDict({" if all(_safe_key(k, module_dict) for k in value) else "_group({"
+    return head + "\n" + items + "\n" + " " * indent + "})"
 
 
 def _helpers(used: dict[str, type]) -> list[str]:
