@@ -20,7 +20,7 @@ def sweep(spec: str = SpecArg,
           dtype: Optional[Dtype] = DtypeOpt, sets: Optional[List[str]] = SetOpt,
           format: Output = typer.Option(Output.table, "--format", "-f", help="table or json.")) -> None:
     """How shapes, cost, memory and fields change with input size and batch."""
-    from cnncalc.analysis.sweep import sweep
+    from cnncalc.analysis.sweep import MAX_PAIRS, sweep, work
     from cnncalc.render.terminal import print_sweep
     from cnncalc.spec.expand import load_spec
 
@@ -30,7 +30,7 @@ def sweep(spec: str = SpecArg,
                                  param_hint="--input")
     try:
         parts = batch.split(",") if batch is not None else ["1"]
-        if len(parts) > 1000 or len(parts) * len(sizes) > 10_000 or any(len(b.strip()) > 14 for b in parts):
+        if len(parts) > 1000 or len(parts) * len(sizes) > MAX_PAIRS or any(len(b.strip()) > 14 for b in parts):
             raise ValueError
         batches = [int(b) for b in parts]
         if min(batches) < 1 or max(batches) > 2**40:
@@ -39,6 +39,9 @@ def sweep(spec: str = SpecArg,
         raise typer.BadParameter(f"expected positive integers up to 2^40 like 1,32,256, received {(batch or '')[:60]!r}",
                                  param_hint="--batch") from None
     net = load_spec(spec, parse_sets(sets))
+    why = work(net, len(sizes) * (len(batches) if batch is not None else 1))
+    if why:  # checked before any point is analysed
+        raise typer.BadParameter(f"{why}: give fewer sizes or batches", param_hint="--input/--batch")
     rows = sweep(net, sizes, batches if batch is not None else [net.header.batch], dtype.value if dtype else None)
     if format.value == "json":
         print(json.dumps(rows, indent=2))
