@@ -73,6 +73,7 @@ def import_onnx(path: str, input_shape: tuple[int, ...] | None, name: str,
         model = onnx.load(path, load_external_data=False)  # never a file the model names
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
         raise CnnError.single(f"import: {path} is not an ONNX model ({type(exc).__name__})") from None
+    _load_external(model, path, onnx)
     reader = _Reader(model, input_shape, path)
     found, outputs = reader.read()
     header = [f"written by cnncalc import from {os.path.basename(path)} at {'x'.join(map(str, reader.shape))}; "
@@ -510,6 +511,41 @@ def _array(tensor: Any, path: str, onnx: Any, numpy_helper: Any) -> Any:
     except Exception as exc:  # noqa: BLE001 - data that does not match its declaration
         raise _malformed(path, f"{what} does not hold the {count:,} elements it declares "
                                f"({type(exc).__name__})") from None
+
+
+def _load_external(model: Any, path: str, onnx: Any) -> None:
+    """The initializers kept beside the file (torch's exporter writes `NAME.onnx.data`), read only
+    from a plain file in the model's own folder, within that file's size, each checked first."""
+    from onnx.external_data_helper import load_external_data_for_model
+
+    folder = os.path.dirname(os.path.abspath(path))
+    external = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    for t in external:
+        what = f"the initializer '{visible(t.name)[:100]}'"
+        info = {e.key: e.value for e in t.external_data}
+        where = info.get("location", "")
+        target = os.path.join(folder, where)
+        if (not where or os.path.isabs(where) or os.path.basename(where) != where or where in (".", "..")
+                or os.path.realpath(target) != os.path.join(os.path.realpath(folder), where)
+                or not os.path.isfile(target)):
+            raise _malformed(path, f"{what} keeps its data in '{visible(where)[:100]}', which is not a file beside "
+                                   "the model (cnncalc reads no other)")
+        try:
+            offset, length = int(info.get("offset", 0)), int(info.get("length", -1))
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+        except Exception:  # noqa: BLE001 - a number that is not one, or a type ONNX does not define
+            raise _malformed(path, f"{what} has an unreadable offset, length or data type") from None
+        count = prod(int(d) for d in t.dims) if all(d >= 0 for d in t.dims) else -1
+        size = os.path.getsize(target)
+        if not 0 <= count <= MAX_INITIALIZER_ELEMENTS or offset < 0 or offset + count * itemsize > size \
+                or length not in (-1, count * itemsize):
+            raise _malformed(path, f"{what} is declared with {count:,} elements at byte {offset:,} of "
+                                   f"'{visible(where)[:100]}' ({size:,} bytes), which does not hold them")
+    if external:
+        try:
+            load_external_data_for_model(model, folder)
+        except Exception as exc:  # noqa: BLE001 - a data file that changed or cannot be read
+            raise _malformed(path, f"the data beside the model cannot be read ({type(exc).__name__})") from None
 
 
 def _limit_memory() -> None:  # pragma: no cover - runs in the child before exec
