@@ -75,10 +75,11 @@ def test_export_cli_writes_a_file_that_needs_only_torch(tmp_path):
         assert run.returncode == 2, bad
 
 
-def test_names_that_cannot_be_attributes_are_refused():
-    with pytest.raises(cnncalc.CnnError, match="does not start with a Python name"):
-        to_torch(analyze_text("input: 3x8x8\nlayers:\n  - {name: '0.conv', type: conv2d, out_channels: 2, "
-                              "kernel_size: 1}\n"))
+def test_names_that_cannot_be_attributes_keep_their_keys_and_a_layer_cannot_be_a_group(tmp_path):
+    # a top-level nn.Sequential's names ('0.conv') are module keys, not attributes: the state_dict keys survive
+    report = analyze_text("input: 3x8x8\nlayers:\n  - {name: '0.conv', type: conv2d, out_channels: 2, kernel_size: 1}\n")
+    net = load(to_torch(report), tmp_path).build()
+    assert list(net.state_dict()) == ["0.conv.weight", "0.conv.bias"]
     with pytest.raises(cnncalc.CnnError, match="cannot also hold others|both a layer and a group"):
         to_torch(analyze_text("input: 3x8x8\nlayers:\n  - {name: a, type: relu}\n  - {name: a.b, type: relu}\n"))
 
