@@ -133,6 +133,45 @@ def _index() -> tuple[dict[str, type[Layer]], frozenset[str]]:
     return out, frozenset(n for n, v in vars(ext).items() if isinstance(v, type))
 
 
+# ---- modules that are a known op over their own tensors ----------------------------------------
+def _batchnorm_act(m: Any, t: Any) -> list[tuple[str, Any]] | None:
+    """timm's BatchNormAct2d (F.batch_norm over its own weight, bias and running statistics, then
+    `self.drop`, then `self.act`): the batch norm under the module's own path (its state_dict keys
+    stay), then the dropout and activation as `PATH_drop` and `PATH_act` (no tensors; a spec layer
+    cannot also hold others, so not `PATH.act`)."""
+    if not isinstance(m, t.nn.BatchNorm2d) or not all(hasattr(m, a) for a in ("drop", "act")):
+        return None
+    out: list[tuple[str, Any]] = [("", REGISTRY["batchnorm2d"].from_torch(m))]
+    for suffix, sub in (("_drop", m.drop), ("_act", m.act)):
+        if not isinstance(sub, t.nn.Identity):
+            out.append((suffix, sub))
+    return out
+
+
+def _conv2d_same(m: Any, t: Any) -> list[tuple[str, Any]] | None:
+    """timm's Conv2dSame (and Conv2dSameExport): TensorFlow's 'SAME' padding, computed in forward
+    from the input's size (a pad, then F.conv2d over its own weight and bias): conv2d with
+    padding 'same' (cnncalc's strided 'same' is TensorFlow's)."""
+    if type(m).__mro__[1] is not t.nn.Conv2d or m.padding_mode != "zeros" or any(m.padding):
+        return None
+    entry = REGISTRY["conv2d"].from_torch(m)
+    entry.pop("padding", None)
+    return [("", {**entry, "padding": "same"})]
+
+
+#: class name → how a module of it is read as layers: (name suffix, spec entry or nn module)
+#: pairs, or None when this module is not the expected kind (it is then traced through)
+COMPOSITES: dict[str, Callable[[Any, Any], list[tuple[str, Any]] | None]] = {
+    "BatchNormAct2d": _batchnorm_act, "Conv2dSame": _conv2d_same, "Conv2dSameExport": _conv2d_same,
+}
+
+
+def composite(m: Any) -> list[tuple[str, Any]] | None:
+    """The layers module `m` stands for when its class is one of COMPOSITES (a leaf of the trace)."""
+    read = COMPOSITES.get(type(m).__name__)
+    return read(m, kit()) if read is not None else None
+
+
 # ---- functional ops ----------------------------------------------------------------------------
 class _T:
     """A tensor argument of a traced op (the node it comes from)."""
@@ -276,12 +315,16 @@ def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model") -> 
 
     class Tracer(fx.Tracer):  # type: ignore[name-defined]
         def is_leaf_module(self, m: Any, qualname: str) -> bool:
-            return layer_class(m) is not None or super().is_leaf_module(m, qualname)
+            return (layer_class(m) is not None or composite(m) is not None
+                    or super().is_leaf_module(m, qualname))
 
     model = model.eval()
     try:
         graph = Tracer().trace(model)
-    except Exception as exc:  # noqa: BLE001 - fx's failures (control flow on values, …): say so plainly
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - fx's failures (control flow on values, …): say so plainly
+        if isinstance(exc, SystemExit):
+            raise CnnError.single(f"import: {what} called sys.exit({exc.code!r}) while its forward pass was traced "
+                                  "(import runs forward once, on symbolic tensors)") from None
         raise CnnError.single(f"import: torch.fx cannot trace {what}: {_one_line(exc)} (import needs a forward "
                               "pass without Python control flow on tensor values)") from None
     gm = fx.GraphModule(model, graph)
@@ -292,7 +335,7 @@ def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model") -> 
         def run_node(self, n: Any) -> Any:
             try:
                 v = super().run_node(n)
-            except Exception:
+            except (Exception, SystemExit):
                 failed.append(n)
                 raise
             if isinstance(v, t.torch.Tensor):
@@ -306,10 +349,10 @@ def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model") -> 
     try:
         with t.torch.no_grad(), _fake(t):  # shapes without data: any input size, no memory, no compute
             Run(gm).run(t.torch.empty(2, *input_shape, dtype=_dtype(model, t)))  # batch 2: told apart from sizes
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, SystemExit) as exc:  # noqa: BLE001
         raise CnnError.single(f"import: {what} fails on a {'×'.join(map(str, input_shape))} input"
                               f"{_where(failed[0]) if failed else ''}: {_one_line(exc)}") from None
-    return _Reader(gm, values, t).read()
+    return _Reader(gm, values, t, model).read()
 
 
 def _where(n: Any) -> str:
@@ -324,16 +367,18 @@ def _where(n: Any) -> str:
 
 
 class _Reader:
-    def __init__(self, gm: Any, values: dict[Any, Any], t: Any):
+    def __init__(self, gm: Any, values: dict[Any, Any], t: Any, model: Any = None):
         self.gm, self.values, self.t = gm, values, t
+        self.model = model if model is not None else gm  # the original: its classes (fx copies containers)
         self.funcs = _functions(t)
         self.names: dict[Any, str] = {}       # tensor node → layer name
         self.taken: set[str] = {"input"}
         self.calls: dict[str, str] = {}       # module path → its first call's layer name
         self.found: list[Found] = []
-        self.problems: list[str] = []
+        self.problems: list[tuple[str, Any]] = []  # (cause, node)
         self.failed: set[Any] = set()
         self.outputs: list[str] = []
+        self.output_keys: list[str] = []  # a dict output's keys, in order
         self.scope_of: dict[str, tuple[tuple[str, str], ...]] = {}  # layer → its scopes
         self.flat = all(getattr(c, "__name__", "") in CONTAINERS for n in gm.graph.nodes  # no class of its own
                         for p, c in (n.meta.get("nn_module_stack") or {}).values() if p != n.target)
@@ -344,25 +389,68 @@ class _Reader:
                 self.node(n)
             except _Unsupported as exc:
                 self.failed.add(n)
-                self.problems.append(visible(f"{exc} at {self.where(n)}"))
+                self.problems.append((str(exc), n))
             except _After:
                 self.failed.add(n)
         if self.problems:
-            shown = self.problems[:MAX_LISTED] + ([f"… and {len(self.problems) - MAX_LISTED} more"]
-                                                  if len(self.problems) > MAX_LISTED else [])
+            shown = _grouped([(cause, self.where(n), self.hint(n)) for cause, n in self.problems])
+            shown = shown[:MAX_LISTED] + ([f"… and {len(shown) - MAX_LISTED} more causes"] if len(shown) > MAX_LISTED
+                                          else [])
             raise CnnError.single("import: the model cannot be written as a spec; these operations have no cnncalc "
-                                  "layer type (or no name a spec can hold):\n  " + "\n  ".join(shown))
+                                  "layer type (or no name a spec can hold):\n  " + "\n  ".join(map(visible, shown))
+                                  + f"\n{HAND}")
         self.found, renamed = _channel_shuffles(self.found, self.fresh)
         self.outputs = [renamed.get(o, o) for o in self.outputs]
+        self.name_outputs()
         called = set(self.calls)
-        unused = [p for p, m in self.gm.named_modules() if p and not any(c == p or c.startswith(p + ".") or
+        unused = [p for p, m in self.model.named_modules() if p and not any(c == p or c.startswith(p + ".") or
                                                                       p.startswith(c + ".") for c in called)
                   and any(True for _ in m.parameters(recurse=False))]
         notes = [f"left out: {p} (its parameters are never used by forward)" for p in unused]
         return self.found, self.outputs, notes
 
+    def name_outputs(self) -> None:
+        """A dict output's entries named by their keys (`out`, `aux`) where the layer holding the
+        entry has no state_dict key to keep (a functional op: interpolate, add, …)."""
+        modules = set(self.calls.values())
+        for i, (old, key) in enumerate(zip(self.outputs, self.output_keys)):
+            at = next((f for f in self.found if f.name == old), None)
+            if (at is None or at.scopes or old in modules or not NAME.match(key) or key in self.taken
+                    or self.outputs.count(old) > 1):
+                continue
+            self.taken.add(key)
+            for f in self.found:
+                f.name = key if f.name == old else f.name
+                f.inputs = [key if x == old else x for x in f.inputs]
+                f.share = key if f.share == old else f.share
+            self.outputs[i] = key
+
     def where(self, n: Any) -> str:
-        return f"{self.owner(n) or 'the top level'} ({n.op} {n.name})"
+        """'stages.0.blocks.0 (ConvNeXtBlock, get_attr stages_0_blocks_0_gamma)': the module it runs in."""
+        if n.op == "get_attr" and "." in str(n.target):
+            path = str(n.target).rsplit(".", 1)[0]
+            return f"{path} ({type(self.model.get_submodule(path)).__name__}, {n.op} {n.name})"
+        scopes = self.scopes(n)
+        if not scopes:
+            return f"the top level ({n.op} {n.name})"
+        return f"{scopes[-1][0]} ({scopes[-1][1]}, {n.op} {n.name})"
+
+    def hint(self, n: Any) -> str:
+        """The layer type that would hold what `n` does, where one exists."""
+        if n.op != "get_attr":
+            return ""
+        readers, seen = list(n.users), set()
+        while readers:  # through reshapes/views of the tensor to what reads it
+            u = readers.pop()
+            if u in seen:
+                continue
+            seen.add(u)
+            if u.op == "call_method" and u.target in ("reshape", "view", "unsqueeze", "squeeze"):
+                readers += list(u.users)
+            elif u.target in (operator.mul, self.t.torch.mul, "mul"):
+                return (f"a `layer_scale` layer holds a learnable per-channel scale like this, as its own `weight` "
+                        f"(the state_dict key would be ….weight, not self.{n.target}, so import does not rename it)")
+        return ""
 
     def owner(self, n: Any) -> str:
         scopes = self.scopes(n)
@@ -425,16 +513,23 @@ class _Reader:
             self.names[n] = "input"
             return
         if n.op == "output":
-            outs = n.args[0] if isinstance(n.args[0], (tuple, list)) else [n.args[0]]
+            value = n.args[0]
+            keys = [str(k) for k in value] if isinstance(value, dict) else []
+            outs = list(value.values()) if isinstance(value, dict) else value if isinstance(value, (tuple, list)) \
+                else [value]
             if any(o in self.failed for o in outs if _hashable(o)):
                 raise _After()
             if not all(isinstance(o, self.t.torch.fx.Node) and o in self.names for o in outs):
-                raise _Unsupported("an output that is not a tensor or a tuple of tensors")
+                raise _Unsupported("an output that is not a tensor, or a tuple, list or dict of tensors")
             self.outputs = [self.names[o] for o in outs]
+            self.output_keys = keys
             return
         if n.op == "get_attr":
             if "cnncalc_shape" in n.meta:
                 raise _Unsupported(f"the tensor attribute self.{n.target} used directly in forward")
+            return
+        if n.op == "call_module" and (parts := composite(self.gm.get_submodule(n.target))) is not None:
+            self.composite(n, parts)
             return
         if n.op == "call_module" and layer_class(m := self.gm.get_submodule(n.target)) is None:
             raise _Unsupported(f"{type(m).__module__}.{type(m).__name__} (module {n.target})")
@@ -444,14 +539,19 @@ class _Reader:
         if "cnncalc_shape" not in n.meta:
             return  # a size or other value: used as a constant by the ops that read it
         if n.op == "call_function" and n.target is operator.getitem and n.args[0] in self.names:
-            raise _Unsupported("indexing a tensor")
+            self.index(n)
+            return
         if n.op == "call_function" and n.target is operator.getitem:
             if n.args[0] in self.failed:
                 raise _After()
-            self.names[n] = self.names[n.args[0], n.args[1]]
+            pieces = n.args[0].meta.get("cnncalc_pieces") or ()
+            i = n.args[1]
+            if not isinstance(i, int) or (n.args[0], i % max(len(pieces), 1)) not in self.names:
+                raise _Unsupported(f"indexing the result of {_op_name(n.args[0])} with {i!r}")
+            self.names[n] = self.names[n.args[0], i % len(pieces)]  # spx[-1]: the last piece
             return
         if n.op == "call_method" and n.target == "contiguous":
-            self.names[n] = self.names[n.args[0]]  # no data moved for the numbers; a view after it reshapes
+            self.names[n] = self.names[self.arg(n.args[0]).node]  # no data moved for the numbers; a view after it reshapes
             return
         if n.op == "call_module":
             self.module(n)
@@ -487,6 +587,54 @@ class _Reader:
         shared = first if first and any(True for _ in m.parameters()) else None
         self.add(n, name, cls.from_torch(m), [self.arg(a) for a in n.args], shared)
 
+    def composite(self, n: Any, parts: list[tuple[str, Any]]) -> None:
+        """A module read as several layers (COMPOSITES), one after the other."""
+        m = self.gm.get_submodule(n.target)
+        if len(n.args) != 1 or n.kwargs:
+            raise _Unsupported(f"{type(m).__name__} called with {len(n.args)} inputs (module {n.target})")
+        if n.target in self.calls:
+            raise _Unsupported(f"{type(m).__name__} called twice (module {n.target})")
+        x = self.arg(n.args[0])
+        for suffix, made in parts:
+            name = self.fresh(n.target + suffix)
+            if not suffix:
+                self.calls[n.target] = name
+            if isinstance(made, self.t.nn.Module) and layer_class(made) is None:
+                raise _Unsupported(f"{type(made).__module__}.{type(made).__name__} (module {n.target}{suffix}, "
+                                   f"inside {type(m).__name__})")
+            self.add(n, name, made, [x])  # each part keeps the shape: norm, dropout, activation, conv last
+            x = _T(n)  # the next part reads this one (add named n after it)
+
+    def index(self, n: Any) -> None:
+        """x[...] with constant slices: the identity, or one `narrow` along the channels."""
+        x = self.arg(n.args[0])
+        shape = x.node.meta["cnncalc_shape"]
+        key = n.args[1] if isinstance(n.args[1], tuple) else (n.args[1],)
+        if Ellipsis in key:
+            at = key.index(Ellipsis)
+            key = key[:at] + (slice(None),) * (len(shape) - len(key) + 1) + key[at + 1:]
+        if len(key) > len(shape) or not all(isinstance(k, slice) for k in key):
+            raise _Unsupported(f"indexing a tensor with {self.arg(n.args[1])!r} (only constant slices have a layer "
+                               "type: narrow)")
+        cut = []
+        for axis, k in enumerate(key):
+            if not all(v is None or isinstance(v, int) for v in (k.start, k.stop, k.step)):
+                raise _Unsupported("indexing a tensor with slices computed in forward")
+            start, stop, step = k.indices(shape[axis])
+            if step != 1:
+                raise _Unsupported(f"a slice with step {step} (narrow takes every element)")
+            if (start, stop) != (0, shape[axis]):
+                cut.append((axis, start, max(stop - start, 0)))
+        if not cut:
+            self.names[n] = self.names[x.node]  # x[:, :]: the tensor itself
+            return
+        if len(cut) > 1 or cut[0][0] != 1:
+            raise _Unsupported("a slice along an axis other than the channels (narrow takes channels)")
+        owner = self.owner(n)
+        _, start, length = cut[0]
+        self.add(n, self.fresh(f"{owner}.narrow" if owner else "narrow"),
+                 {"type": "narrow", "start": start, "length": length}, [x])
+
     def reshape(self, n: Any) -> None:
         x = self.arg(n.args[0])
         src, out = x.node.meta["cnncalc_shape"], n.meta["cnncalc_shape"]
@@ -515,7 +663,9 @@ class _Reader:
         base = self.fresh(f"{owner}.{'chunk' if chunk else 'split'}" if owner else ("chunk" if chunk else "split"))
         start = 0
         for i, shape in enumerate(n.meta["cnncalc_pieces"]):
-            used = any(u.target is operator.getitem and u.args[1] == i for u in n.users)
+            count = len(n.meta["cnncalc_pieces"])
+            used = any(u.target is operator.getitem and isinstance(u.args[1], int) and u.args[1] % count == i
+                       for u in n.users)
             if used:
                 name = self.fresh(f"{base}.{i}")
                 self.found.append(Found(name, {"type": "narrow", "start": start, "length": shape[1]},
@@ -539,6 +689,33 @@ class _Reader:
         self.names[n] = name
         self.scope_of[name] = scopes
         self.found.append(Found(name, made, srcs, scopes, n.meta["cnncalc_shape"], shared))
+
+
+HAND = ("  A model import cannot read can be written by hand as a spec (README, section 'The spec'), or the "
+        "module rewritten with layers cnncalc reads (README, section 'Import from PyTorch and ONNX').")
+
+
+def _grouped(problems: list[tuple[str, str, str]]) -> list[str]:
+    """Every cause once, identical causes grouped: module indices in paths read N, M, K, … ('18 × the
+    tensor attribute self.stages.N.blocks.M.gamma used directly in forward'), with the first example
+    in full and the layer type that would hold it."""
+    groups: dict[str, list[tuple[str, str, str]]] = {}
+    for cause, where, hint in problems:
+        groups.setdefault(_generic(cause + " at " + where.split(" (")[0]), []).append((cause, where, hint))
+    out = []
+    for key, items in groups.items():
+        cause, where, hint = items[0]
+        text = f"{cause} at {where}" if len(items) == 1 else f"{len(items)} × {key}; e.g. {cause} at {where}"
+        out.append(text + (f" — {hint}" if hint else ""))
+    return out
+
+
+def _generic(text: str) -> str:
+    """Module indices in dotted paths as letters, in order of appearance within one path."""
+    def path(m: re.Match[str]) -> str:
+        letters = iter("NMKLPQRSTUVW" * 4)
+        return re.sub(r"(?<=[.])\d+(?=[.)\s]|$)|^\d+(?=[.])", lambda _: next(letters), m.group(0))
+    return re.sub(r"[A-Za-z0-9_][A-Za-z0-9_.]*\.[A-Za-z0-9_.]*", path, text)
 
 
 def _channel_shuffles(found: list[Found], fresh: Callable[[str], str]) -> tuple[list[Found], dict[str, str]]:
@@ -620,6 +797,11 @@ def _dtype(model: Any, t: Any) -> Any:
 
 def torch_counts(model: Any, input_shape: tuple[int, ...]) -> dict[str, int]:
     """params, buffers (of the modules forward uses, counted once) and FlopCounterMode's FLOPs at batch 1."""
+    return _counts_and_used(model, input_shape)[0]
+
+
+def _counts_and_used(model: Any, input_shape: tuple[int, ...]) -> tuple[dict[str, int], set[int]]:
+    """torch_counts, and the ids of the modules forward calls."""
     t = kit()
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -638,7 +820,8 @@ def torch_counts(model: Any, input_shape: tuple[int, ...]) -> dict[str, int]:
         if id(m) in used:
             params.update({id(p): p.numel() for p in m.parameters(recurse=False)})
             buffers.update({id(b): b.numel() for b in m.buffers(recurse=False)})
-    return {"params": sum(params.values()), "buffers": sum(buffers.values()), "flops": counter.get_total_flops()}
+    return ({"params": sum(params.values()), "buffers": sum(buffers.values()), "flops": counter.get_total_flops()},
+            used)
 
 
 # ---- the whole import, proved ------------------------------------------------------------------
@@ -684,7 +867,7 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
         return wrong(what, why)
 
     report = analyse_written(text, found, what, "torch", batch=False)  # traced at batch 2
-    counts = torch_counts(model, input_shape)
+    counts, used = _counts_and_used(model, input_shape)
     ours = {"params": report.totals["params"], "buffers": report.totals["buffers"], "flops": report.totals["flops"]}
     if ours != counts:
         raise fail(", ".join(f"{k}: cnncalc {ours[k]:,}, torch {counts[k]:,}" for k in ours if ours[k] != counts[k]))
@@ -692,13 +875,19 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
         return ["outputs not compared (prove=False): every shape, the params, buffers and FLOPs were"]
     net = exported_module(report, build_model(report, t)).eval()
     state = model.state_dict()
+    held = set(net.state_dict())
+    never = {p for p, m in model.named_modules() if id(m) not in used}  # aux heads eval never calls
+    left = sorted(k for k in state if k not in held and k.rpartition(".")[0] in never)
+    state = {k: v for k, v in state.items() if k not in left}
+    said = [f"the proof loads the state_dict without the {len(left)} keys of modules forward never calls "
+            f"({', '.join(left[:3])}{', …' if len(left) > 3 else ''})"] if left else []
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise fail(f"its state_dict does not load: {_one_line(exc)}") from None
     need = 2 * report.totals["inference_memory_bytes"]  # the model and the exported module, one after the other
     if need > MAX_RUN_BYTES:
-        return [f"outputs not compared: the forward pass needs about {need / 2**30:.1f} GiB (shapes, params, buffers, "
+        return said + [f"outputs not compared: the forward pass needs about {need / 2**30:.1f} GiB (shapes, params, buffers, "
                 "FLOPs and the state_dict were)"]
     x = t.torch.randn(2, *input_shape).to(_dtype(model, t))
     try:
@@ -706,10 +895,11 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
             want, got = model.eval()(x), net(x)
     except Exception as exc:  # noqa: BLE001 - the exported module failing is the spec not matching
         raise fail(f"running it fails: {_one_line(exc)}") from None
-    want, got = (list(v) if isinstance(v, (tuple, list)) else [v] for v in (want, got))
+    want, got = (list(v.values()) if isinstance(v, dict) else list(v) if isinstance(v, (tuple, list)) else [v]
+                 for v in (want, got))
     if len(want) != len(got) or not all(a.shape == b.shape and _close(a, b, t) for a, b in zip(want, got)):
         raise fail("the outputs differ")
-    return []
+    return said
 
 
 def run_exported(report: Any, state: dict[str, Any], x: Any) -> list[Any]:

@@ -1,0 +1,375 @@
+"""Faithful copies of timm's and torchvision's module code (timm 1.0.x: timm/layers/norm_act.py,
+conv2d_same.py, padding.py, norm.py; timm/models/ghostnet.py, convnext.py; torchvision's
+segmentation heads' dict output), so `cnncalc import` is tested on the real patterns without
+timm installed. The class bodies are timm's own (decorators, jit flags and the
+device/dtype plumbing left out); the small models at the end wire them as timm's models do."""
+import math
+import sys
+from collections import OrderedDict
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+# ---- timm/layers/padding.py ------------------------------------------------------------------
+def get_same_padding(x: int, kernel_size: int, stride: int, dilation: int):
+    if isinstance(x, torch.Tensor):
+        return torch.clamp(((x / stride).ceil() - 1) * stride + (kernel_size - 1) * dilation + 1 - x, min=0)
+    else:
+        return max((math.ceil(x / stride) - 1) * stride + (kernel_size - 1) * dilation + 1 - x, 0)
+
+
+def pad_same(x, kernel_size: List[int], stride: List[int], dilation: List[int] = (1, 1), value: float = 0):
+    ih, iw = x.size()[-2:]
+    pad_h = get_same_padding(ih, kernel_size[0], stride[0], dilation[0])
+    pad_w = get_same_padding(iw, kernel_size[1], stride[1], dilation[1])
+    x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), value=value)
+    return x
+
+
+def is_static_pad(kernel_size: int, stride: int = 1, dilation: int = 1, **_):
+    return stride == 1 and (dilation * (kernel_size - 1)) % 2 == 0
+
+
+def get_padding(kernel_size: int, stride: int = 1, dilation: int = 1, **_):
+    padding = ((stride - 1) + dilation * (kernel_size - 1)) // 2
+    return padding
+
+
+def get_padding_value(padding, kernel_size, **kwargs) -> Tuple[Tuple, bool]:
+    dynamic = False
+    if isinstance(padding, str):
+        padding = padding.lower()
+        if padding == 'same':
+            if is_static_pad(kernel_size, **kwargs):
+                padding = get_padding(kernel_size, **kwargs)
+            else:
+                padding = 0
+                dynamic = True
+        elif padding == 'valid':
+            padding = 0
+        else:
+            padding = get_padding(kernel_size, **kwargs)
+    return padding, dynamic
+
+
+# ---- timm/layers/conv2d_same.py --------------------------------------------------------------
+def conv2d_same(x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int = 1):
+    x = pad_same(x, weight.shape[-2:], stride, dilation)
+    return F.conv2d(x, weight, bias, stride, (0, 0), dilation, groups)
+
+
+class Conv2dSame(nn.Conv2d):
+    """ Tensorflow like 'SAME' convolution wrapper for 2D convolutions
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True):
+        super().__init__(in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias)
+
+    def forward(self, x):
+        return conv2d_same(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def create_conv2d_pad(in_chs, out_chs, kernel_size, **kwargs):
+    padding = kwargs.pop('padding', '')
+    kwargs.setdefault('bias', False)
+    padding, is_dynamic = get_padding_value(padding, kernel_size, **kwargs)
+    if is_dynamic:
+        return Conv2dSame(in_chs, out_chs, kernel_size, **kwargs)
+    else:
+        return nn.Conv2d(in_chs, out_chs, kernel_size, padding=padding, **kwargs)
+
+
+def create_conv2d(in_channels, out_channels, kernel_size, **kwargs):
+    depthwise = kwargs.pop('depthwise', False)
+    groups = in_channels if depthwise else kwargs.pop('groups', 1)
+    return create_conv2d_pad(in_channels, out_channels, kernel_size, groups=groups, **kwargs)
+
+
+# ---- timm/layers/norm_act.py -----------------------------------------------------------------
+def _create_act(act_layer, act_kwargs=None, inplace=False, apply_act=True):
+    act_kwargs = act_kwargs or {}
+    act_kwargs.setdefault('inplace', inplace)
+    act = None
+    if apply_act:
+        act = act_layer(**act_kwargs)  # timm: create_act_layer, which gives nn.ReLU / nn.SiLU / … here
+    return nn.Identity() if act is None else act
+
+
+class BatchNormAct2d(nn.BatchNorm2d):
+    """BatchNorm + Activation"""
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 apply_act=True, act_layer=nn.ReLU, act_kwargs=None, inplace=True, drop_layer=None):
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine,
+                         track_running_stats=track_running_stats)
+        self.drop = drop_layer() if drop_layer is not None else nn.Identity()
+        self.act = _create_act(act_layer, act_kwargs=act_kwargs, inplace=inplace, apply_act=apply_act)
+
+    def forward(self, x):
+        # cut & paste of torch.nn.BatchNorm2d.forward impl to avoid issues with torchscript and tracing
+        assert x.ndim == 4, f'expected 4D input (got {x.ndim}D input)'  # timm: _assert
+        if self.momentum is None:
+            exponential_average_factor = 0.0
+        else:
+            exponential_average_factor = self.momentum
+
+        if self.training and self.track_running_stats:
+            if self.num_batches_tracked is not None:  # type: ignore[has-type]
+                self.num_batches_tracked.add_(1)  # type: ignore[has-type]
+                if self.momentum is None:  # use cumulative moving average
+                    exponential_average_factor = 1.0 / float(self.num_batches_tracked)
+                else:  # use exponential moving average
+                    exponential_average_factor = self.momentum
+        if self.training:
+            bn_training = True
+        else:
+            bn_training = (self.running_mean is None) and (self.running_var is None)
+        x = F.batch_norm(
+            x,
+            self.running_mean if not self.training or self.track_running_stats else None,
+            self.running_var if not self.training or self.track_running_stats else None,
+            self.weight,
+            self.bias,
+            bn_training,
+            exponential_average_factor,
+            self.eps,
+        )
+        x = self.drop(x)
+        x = self.act(x)
+        return x
+
+
+# ---- timm/layers/norm.py ---------------------------------------------------------------------
+class LayerNorm2d(nn.LayerNorm):
+    """ LayerNorm for channels of '2D' spatial NCHW tensors """
+
+    def __init__(self, num_channels, eps=1e-6, affine=True, **kwargs):
+        super().__init__(num_channels, eps=eps, elementwise_affine=affine, **kwargs)
+        self._fast_norm = False  # timm: is_fast_norm()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        x = x.permute(0, 3, 1, 2)
+        return x
+
+
+# ---- timm/models/ghostnet.py -----------------------------------------------------------------
+class GhostModule(nn.Module):
+    def __init__(self, in_chs, out_chs, kernel_size=1, ratio=2, dw_size=3, stride=1, act_layer=nn.ReLU):
+        super().__init__()
+        self.out_chs = out_chs
+        init_chs = math.ceil(out_chs / ratio)
+        new_chs = init_chs * (ratio - 1)
+
+        self.primary_conv = nn.Sequential(
+            nn.Conv2d(in_chs, init_chs, kernel_size, stride, kernel_size // 2, bias=False),
+            nn.BatchNorm2d(init_chs),
+            act_layer(inplace=True),
+        )
+
+        self.cheap_operation = nn.Sequential(
+            nn.Conv2d(init_chs, new_chs, dw_size, 1, dw_size//2, groups=init_chs, bias=False),
+            nn.BatchNorm2d(new_chs),
+            act_layer(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.primary_conv(x)
+        x2 = self.cheap_operation(x1)
+        out = torch.cat([x1, x2], dim=1)
+        return out[:, :self.out_chs, :, :]
+
+
+# ---- timm/models/convnext.py (ConvNeXtBlock, conv_mlp=False path) -----------------------------
+class Mlp(nn.Module):
+    def __init__(self, in_features, hidden_features):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = nn.GELU()
+        self.drop1 = nn.Dropout(0.0)
+        self.norm = nn.Identity()
+        self.fc2 = nn.Linear(hidden_features, in_features)
+        self.drop2 = nn.Dropout(0.0)
+
+    def forward(self, x):
+        x = self.fc1(x)
+        x = self.act(x)
+        x = self.drop1(x)
+        x = self.norm(x)
+        x = self.fc2(x)
+        x = self.drop2(x)
+        return x
+
+
+class ConvNeXtBlock(nn.Module):
+    def __init__(self, in_chs, ls_init_value=1e-6):
+        super().__init__()
+        self.use_conv_mlp = False
+        self.conv_dw = create_conv2d(in_chs, in_chs, kernel_size=7, stride=1, dilation=1, depthwise=True, bias=True)
+        self.norm = nn.LayerNorm(in_chs, eps=1e-6)
+        self.mlp = Mlp(in_chs, 4 * in_chs)
+        self.gamma = nn.Parameter(ls_init_value * torch.ones(in_chs)) if ls_init_value is not None else None
+        self.shortcut = nn.Identity()
+        self.drop_path = nn.Identity()
+
+    def forward(self, x):
+        shortcut = x
+        x = self.conv_dw(x)
+        if self.use_conv_mlp:
+            x = self.norm(x)
+            x = self.mlp(x)
+        else:
+            x = x.permute(0, 2, 3, 1)
+            x = self.norm(x)
+            x = self.mlp(x)
+            x = x.permute(0, 3, 1, 2)
+        if self.gamma is not None:
+            x = x.mul(self.gamma.reshape(1, -1, 1, 1))
+
+        x = self.drop_path(x) + self.shortcut(shortcut)
+        return x
+
+
+# ---- small models wiring them as timm does ---------------------------------------------------
+class EfficientStem(nn.Module):
+    """timm's EfficientNet stem and a depthwise-separable block: conv → BatchNormAct2d (SiLU)."""
+
+    def __init__(self, pad_type=''):
+        super().__init__()
+        self.conv_stem = create_conv2d(3, 16, 3, stride=2, padding=pad_type)
+        self.bn1 = BatchNormAct2d(16, act_layer=nn.SiLU)
+        self.conv_dw = create_conv2d(16, 16, 3, stride=1, padding=pad_type, depthwise=True)
+        self.bn2 = BatchNormAct2d(16, act_layer=nn.SiLU, drop_layer=lambda: nn.Dropout(0.1))
+        self.conv_pw = create_conv2d(16, 24, 1, padding=pad_type)
+        self.bn3 = BatchNormAct2d(24, apply_act=False)
+        self.conv_down = create_conv2d(24, 32, 5, stride=2, padding=pad_type, depthwise=False)
+        self.bn4 = BatchNormAct2d(32, act_layer=nn.ReLU6)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.bn1(self.conv_stem(x))
+        x = self.bn3(self.conv_pw(self.bn2(self.conv_dw(x))))
+        x = self.bn4(self.conv_down(x))
+        return self.classifier(self.pool(x).flatten(1))
+
+
+def tf_efficient_stem():
+    """The tf_ variant: every conv with TensorFlow's 'same' padding (Conv2dSame where strided)."""
+    return EfficientStem('same')
+
+
+class GhostNetLite(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, 2, 1)
+        self.ghost1 = GhostModule(16, 24)  # init_chs 12, 12 new: 24 kept of 24
+        self.ghost2 = GhostModule(24, 30, ratio=4)  # init_chs 8, 24 new: 30 of 32 kept
+        self.head = nn.Linear(30, 10)
+
+    def forward(self, x):
+        x = self.ghost2(self.ghost1(self.stem(x)))
+        return self.head(x.mean((2, 3)))
+
+
+class ConvNeXtLite(nn.Module):
+    def __init__(self, ls_init_value=1e-6):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 32, 4, 4), LayerNorm2d(32))
+        self.stages = nn.Sequential(nn.Sequential(*[ConvNeXtBlock(32, ls_init_value) for _ in range(2)]),
+                                    nn.Sequential(LayerNorm2d(32), nn.Conv2d(32, 48, 2, 2),
+                                                  ConvNeXtBlock(48, ls_init_value)))
+
+    def forward(self, x):
+        return self.stages(self.stem(x))
+
+
+def convnext_without_layer_scale():
+    return ConvNeXtLite(None)
+
+
+class SegHead(nn.Module):
+    """torchvision's segmentation models' return: OrderedDict(out=…, aux=…), each upsampled."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU())
+        self.classifier = nn.Conv2d(16, 5, 1)
+        self.aux_classifier = nn.Conv2d(16, 5, 1)
+
+    def forward(self, x):
+        input_shape = x.shape[-2:]
+        features = self.backbone(x)
+        result = OrderedDict()
+        x = self.classifier(features)
+        x = F.interpolate(x, size=input_shape, mode="bilinear", align_corners=False)
+        result["out"] = x
+        x = self.aux_classifier(features)
+        x = F.interpolate(x, size=input_shape, mode="bilinear", align_corners=False)
+        result["aux"] = x
+        return result
+
+
+class ListOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 6, 3, 2, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        return [y, self.b(y)]
+
+
+class WithAux(nn.Module):
+    """googlenet/inception_v3's aux heads: modules with weights that eval's forward never calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.aux1 = nn.Sequential(nn.Conv2d(8, 4, 1), nn.BatchNorm2d(4))
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.training:
+            x = x + self.aux1(x).sum()
+        return self.fc(x.mean((2, 3)))
+
+
+class SplitNegative(nn.Module):
+    """Res2Net's `spx[-1]`: a negative index into torch.split's pieces."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 12, 1)
+        self.convs = nn.ModuleList([nn.Conv2d(4, 4, 3, padding=1) for _ in range(2)])
+
+    def forward(self, x):
+        spx = torch.split(self.conv(x), 4, 1)
+        out = [self.convs[0](spx[0]), self.convs[1](spx[1]), spx[-1]]
+        return torch.cat(out, 1)
+
+
+class RefusedThenContiguous(nn.Module):
+    """A refused op whose result is made contiguous (ResNeSt, HaloNet)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        return torch.cumsum(self.conv(x), 1).contiguous()
+
+
+class Exits(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        sys.exit(0)
