@@ -323,7 +323,7 @@ def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model") -> 
         graph = Tracer().trace(model)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - fx's failures (control flow on values, …): say so plainly
         if isinstance(exc, SystemExit):
-            raise CnnError.single(f"import: {what} called sys.exit({exc.code!r}) while its forward pass was traced "
+            raise CnnError.single(f"import: {what} raised SystemExit({exc.code!r}) (sys.exit) while its forward pass was traced "
                                   "(import runs forward once, on symbolic tensors)") from None
         raise CnnError.single(f"import: torch.fx cannot trace {what}: {_one_line(exc)} (import needs a forward "
                               "pass without Python control flow on tensor values)") from None
