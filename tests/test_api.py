@@ -141,7 +141,7 @@ def test_spec_from_torch_prove_false_skips_only_the_forward_comparison(monkeypat
     proved = cnncalc.spec_from_torch(model, (3, 32, 32), name="squeeze")
     assert compared and re.search(r"^name: squeeze$", proved, re.M)
     # the counts are still checked: a FLOPs disagreement is refused with prove=False too
-    monkeypatch.setattr(torch_import, "torch_counts", lambda m, s: {"params": 1, "buffers": 0, "flops": 0})
+    monkeypatch.setattr(torch_import, "_counts_and_used", lambda m, s: ({"params": 1, "buffers": 0, "flops": 0}, set()))
     with pytest.raises(cnncalc.CnnError, match="params: cnncalc"):
         cnncalc.spec_from_torch(model, (3, 32, 32), prove=False)
 
