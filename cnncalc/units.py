@@ -66,12 +66,16 @@ DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 
 def plain(x: Fraction | int) -> int | float:
     """An exact number for JSON: an int when whole, else the nearest float."""
+    if type(x) is int:
+        return x
     x = Fraction(x)
     return int(x) if x.denominator == 1 else float(x)
 
 
 def fmt_num(x: Fraction | int) -> str:
     """'3', '1.5' or '1/3' (exact) for fields and jumps."""
+    if type(x) is int:
+        return str(x)
     x = Fraction(x)
     if x.denominator == 1:
         return str(x.numerator)

@@ -80,6 +80,36 @@ def adaptive_windows(size: int, out: int) -> tuple[int, Fraction]:
     return widest, Fraction(size, out)
 
 
+Num = int | Fraction
+"""A field quantity as RF keeps it: an int while it is whole (nearly always), else an exact
+Fraction. `RF.size` and the other public attributes give it as a Fraction either way."""
+
+
+def _q(x: Num) -> Num:
+    """x as an int when it is whole (Fraction arithmetic is the analysis' largest cost)."""
+    if type(x) is int:
+        return x
+    return x.numerator if x.denominator == 1 else x
+
+
+def _half(x: Num) -> Num:
+    """x / 2, exactly."""
+    if type(x) is int and not x & 1:
+        return x >> 1
+    return _q(Fraction(x) / 2)
+
+
+def _div(a: Num, b: Num) -> Num:
+    """a / b, exactly."""
+    if type(a) is int and type(b) is int and a % b == 0:
+        return a // b
+    return _q(Fraction(a) / b)
+
+
+def _frac(x: Num) -> Fraction:
+    return x if type(x) is Fraction else Fraction(x)
+
+
 @dataclass(frozen=True)
 class RF:
     """Receptive field on one axis, in network-input pixels.
@@ -88,12 +118,15 @@ class RF:
     (an average after upsampling); start: centre of the first unit's field (may be negative:
     it sits in the padding); grain: the lattice the fields' positions actually move on (the
     jump, until upsampling makes neighbours share sources and move unevenly).
+
+    The four are kept as `_size`, `_jump`, `_start`, `_grain`: ints while whole, exact
+    Fractions otherwise; the properties `size`, `jump`, `start`, `grain` read them as Fractions.
     """
 
-    size: Fraction
-    jump: Fraction
-    start: Fraction
-    grain: Fraction = Fraction(1)
+    _size: Num
+    _jump: Num
+    _start: Num
+    _grain: Num = 1
     uniform: bool = True
     """Every unit's field has the same size (false after a transposed conv whose taps do not
     divide evenly, or linear interpolation): `size` is then the largest."""
@@ -115,21 +148,38 @@ class RF:
     extent the window covers and stays so; `start` is its centre for every unit; `jump` is
     still the spacing of the units."""
 
+    @property
+    def size(self) -> Fraction:
+        return _frac(self._size)
+
+    @property
+    def jump(self) -> Fraction:
+        return _frac(self._jump)
+
+    @property
+    def start(self) -> Fraction:
+        return _frac(self._start)
+
+    @property
+    def grain(self) -> Fraction:
+        return _frac(self._grain)
+
     @classmethod
     def identity(cls) -> RF:
-        return cls(Fraction(1), Fraction(1), Fraction(0))
+        return cls(1, 1, 0)
 
-    def _next(self, spread: Fraction, jump: Fraction, start: Fraction, holes: bool = False,
-              uniform: bool = True) -> RF:
-        size = self.size + spread
-        grain = jump if jump % self.grain == 0 else self.grain
+    def _next(self, spread: Num, jump: Num, start: Num, holes: bool = False, uniform: bool = True) -> RF:
+        spread, jump, start = _q(spread), _q(jump), _q(start)
+        g0 = self._grain
+        size = _q(self._size + spread)
+        grain = jump if jump % g0 == 0 else g0
         irregular = self.irregular or not (jump % grain == 0 or grain % jump == 0)
-        subsampled = jump > self.jump and not self.uniform  # may keep only the smaller fields
-        spread_ok = spread == 0 or (not self.irregular and spread % self.grain == 0)
-        exact = self.exact and not holes and not subsampled and spread_ok and size.denominator == 1
-        even = self.even and jump >= self.jump  # upsampling pairs units up unevenly, for good
+        subsampled = jump > self._jump and not self.uniform  # may keep only the smaller fields
+        spread_ok = spread == 0 or (not self.irregular and spread % g0 == 0)
+        exact = self.exact and not holes and not subsampled and spread_ok and type(size) is int
+        even = self.even and jump >= self._jump  # upsampling pairs units up unevenly, for good
         if self.whole:  # a window over everything grows no further and moves no more
-            return replace(self, jump=jump, grain=grain, irregular=irregular, even=even)
+            return replace(self, _jump=jump, _grain=grain, irregular=irregular, even=even)
         return RF(size, jump, start, grain, self.uniform and uniform, irregular, exact, even)
 
     @property
@@ -137,15 +187,21 @@ class RF:
         """start + u·jump is unit u's centre (for a whole field, start is every unit's centre)."""
         return self.even or self.whole
 
+    def _lo(self) -> Num:
+        return _q(self._start - _half(self._size - 1))
+
+    def _hi(self) -> Num:
+        return _q(self._start + _half(self._size - 1))
+
     @property
     def lo(self) -> Fraction:
         """First input pixel of the first unit's window."""
-        return self.start - (self.size - 1) / 2
+        return _frac(self._lo())
 
     @property
     def hi(self) -> Fraction:
         """Last input pixel of the first unit's window."""
-        return self.start + (self.size - 1) / 2
+        return _frac(self._hi())
 
     def spread(self, units: int) -> RF:
         """Every unit reads all `units` positions of this axis: the union of their windows,
@@ -153,8 +209,8 @@ class RF:
         unit's same window: the union of copies of it is itself (two attention layers in a row)."""
         if self.whole:
             return self
-        return replace(self, size=self.size + (units - 1) * self.jump,
-                       start=self.start + Fraction(units - 1, 2) * self.jump, whole=True)
+        return replace(self, _size=_q(self._size + (units - 1) * self._jump),
+                       _start=_q(self._start + _half((units - 1) * self._jump)), whole=True)
 
     def made_whole(self) -> RF:
         """This window, read by every unit alike (a global pooling)."""
@@ -164,28 +220,28 @@ class RF:
         """Sliding window (conv, pool): r' = r + (K_eff − 1)·j;  j' = j·S;
         start' = start + ((K_eff − 1)/2 − P_left)·j."""
         k = effective_kernel(kernel, dilation)
-        return self._next((k - 1) * self.jump, self.jump * stride,
-                          self.start + (Fraction(k - 1, 2) - pad_left) * self.jump)
+        j = self._jump
+        return self._next((k - 1) * j, j * stride, self._start + _half((k - 1) * j) - pad_left * j)
 
     def transposed(self, kernel: int, stride: int, padding: int, dilation: int = 1) -> RF:
         """Transposed conv: output o reads inputs i with o + P − k·D = i·S (k < K).
         r' = r + span·j, span = ⌊(K−1)/m⌋·m·D/S input units (m = S/gcd(D, S): taps k and k+m
         reach the same output residue); j' = j/S; start' = start + (P − (K_eff − 1)/2)/S · j."""
         m = stride // gcd(dilation, stride)
-        span = Fraction((kernel - 1) // m * m * dilation, stride)
+        j = self._jump
         k_eff = effective_kernel(kernel, dilation)
         # holes: some output residues receive no tap; with dilation too the taps reach the
         # outputs out of order, so neighbouring units' fields no longer advance monotonically
         holes = m != stride or kernel < m or (dilation > 1 and stride > 1)
-        return self._next(span * self.jump, self.jump / stride,
-                          self.start + Fraction(2 * padding - (k_eff - 1), 2 * stride) * self.jump, holes,
+        return self._next(_div((kernel - 1) // m * m * dilation * j, stride), _div(j, stride),
+                          self._start + _div((2 * padding - (k_eff - 1)) * j, 2 * stride), holes,
                           uniform=kernel % m == 0)
 
     def resample(self, scale: Fraction, taps: int, offset: Fraction = Fraction(0), uniform: bool = True) -> RF:
         """Resampling by H'/H = 1/scale reading up to `taps` neighbouring inputs:
         r' = r + (taps − 1)·j;  j' = j·scale;  start' = start + offset·j."""
-        return self._next((taps - 1) * self.jump, self.jump * scale, self.start + offset * self.jump,
-                          uniform=uniform)
+        j = self._jump
+        return self._next((taps - 1) * j, j * scale, self._start + offset * j, uniform=uniform)
 
 
 def union(full: list[RF], broadcast: list[RF]) -> RF:
@@ -198,19 +254,24 @@ def union(full: list[RF], broadcast: list[RF]) -> RF:
     a number of pixels that depends on the unit). A broadcast whole-input window
     makes the union whole. Anything else (a broadcast window that is not whole, unequal jumps)
     is the union of the first units' windows, marked inexact."""
-    whole = [r for r in full + broadcast if r.whole]
-    base = max(full, key=lambda r: r.size)
-    if whole:
-        w = max(whole, key=lambda r: r.size)
-        return RF(w.size, base.jump, w.start, base.grain, all(r.uniform for r in full), base.irregular,
-                  all(r.exact for r in full + broadcast), all(r.even for r in full + broadcast), whole=True)
+    if len(full) == 1 and not broadcast:  # one input (every point-wise layer): its own window
+        r = full[0]
+        exact = r.exact and (r.whole or (r.uniform and not r.irregular and type(r._size) is int))
+        return r if exact == r.exact else replace(r, exact=exact)
     everything = full + broadcast
-    lo, hi = min(r.lo for r in everything), max(r.hi for r in everything)
+    whole = [r for r in everything if r.whole]
+    base = max(full, key=lambda r: r._size)
+    if whole:
+        w = max(whole, key=lambda r: r._size)
+        return RF(w._size, base._jump, w._start, base._grain, all(r.uniform for r in full), base.irregular,
+                  all(r.exact for r in everything), all(r.even for r in everything), whole=True)
+    lo, hi = min(r._lo() for r in everything), max(r._hi() for r in everything)
     # after upsampling (uneven units, or a sub-pixel jump) offset windows cover a number of
     # pixels that depends on the unit: exact only when they coincide
-    same = all(r.jump == base.jump for r in full) and not broadcast and (
-        (base.jump.denominator == 1 and all(r.even for r in full))
-        or all((r.lo, r.hi) == (base.lo, base.hi) for r in full))
-    exact = same and all(r.exact and r.uniform and not r.irregular for r in full) and (hi - lo).denominator == 1
-    return RF(hi - lo + 1, base.jump, (lo + hi) / 2, base.grain, all(r.uniform for r in full),
+    same = all(r._jump == base._jump for r in full) and not broadcast and (
+        (type(base._jump) is int and all(r.even for r in full))
+        or all((r._lo(), r._hi()) == (base._lo(), base._hi()) for r in full))
+    span = _q(hi - lo)
+    exact = same and all(r.exact and r.uniform and not r.irregular for r in full) and type(span) is int
+    return RF(span + 1, base._jump, _half(lo + hi), base._grain, all(r.uniform for r in full),
               any(r.irregular for r in full), exact, all(r.even for r in everything))
