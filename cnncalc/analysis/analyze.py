@@ -42,22 +42,30 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
     b = DTYPE_BYTES[dtype or h.dtype]
 
     for node in net.nodes:
-        if any(i not in shapes for i in node.inputs):
-            continue  # an input failed: its problem is already reported
+        inputs = node.inputs
+        if len(inputs) == 1:
+            i0 = inputs[0]
+            if i0 not in shapes:
+                continue  # an input failed: its problem is already reported
+            in_shapes, in_layouts, in_fields, in_notes = [shapes[i0]], [layouts[i0]], [fields[i0]], [notes[i0]]
+        else:
+            if any(i not in shapes for i in inputs):
+                continue
+            in_shapes, in_layouts = [shapes[i] for i in inputs], [layouts[i] for i in inputs]
+            in_fields, in_notes = [fields[i] for i in inputs], [notes[i] for i in inputs]
         try:
-            layer = node.resolve(shapes[node.inputs[0]], src, shapes)  # evaluates `in.*` and `${LAYER.height}` fields
+            layer = node.resolve(in_shapes[0], src, shapes)  # evaluates `in.*` and `${LAYER.height}` fields
         except CnnError as exc:
             problems += exc.problems
             continue
-        ctx = Ctx([shapes[i] for i in node.inputs], notes=[notes[i] for i in node.inputs],
-                  layouts=[layouts[i] for i in node.inputs])
+        ctx = Ctx(in_shapes, notes=in_notes, layouts=list(in_layouts))
         try:
             ctx.out = layer.shape(ctx)
             if max(ctx.out, default=0) > MAX_INT:
                 raise LayerError(f"output shape {'×'.join(map(str, ctx.out))} has a size above the limit 2^40")
             weights, buffers = layer.weights(ctx), layer.buffers(ctx)
             macs, elementwise = layer.macs(ctx), layer.elementwise(ctx)
-            layout, rf = _through_layout(layer, ctx, [layouts[i] for i in node.inputs], [fields[i] for i in node.inputs])
+            layout, rf = _through_layout(layer, ctx, in_layouts, in_fields)
             note = layer.note(ctx)
             layer_warnings = layer.warnings(ctx)
         except LayerError as exc:
@@ -77,21 +85,21 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
                     f"needs {_shapes(weights)} ({layer.type})", node.path + ("share",), node.name, index=node.index))
                 continue
             shared = other.shared_with or other.name
-        params = 0 if shared else sum(prod(s) for s in weights.values())
-        nbuf = 0 if shared else sum(prod(s) for s in buffers.values())
-        shown = rf if layout == tuple(range(len(ctx.out))) else None  # permuted: no field to show
+        params = 0 if shared or not weights else sum([prod(s) for s in weights.values()])
+        nbuf = 0 if shared or not buffers else sum([prod(s) for s in buffers.values()])
+        shown = rf if layout == _identity(len(ctx.out)) else None  # permuted: no field to show
         row = LayerReport(node.index, node.name, layer.type, list(node.inputs), ctx.out, params,
                           params if layer.trainable else 0, nbuf, macs, elementwise, prod(ctx.out) * b, shown,
                           weights, buffers, shared, src.locate(node.path)[0], layer, ctx, node.path, node.blocks)
         rows.append(row)
         done[node.name] = row
         shapes[node.name], notes[node.name], fields[node.name], layouts[node.name] = ctx.out, note, rf, layout
-        for i in node.inputs:
+        for i in inputs:
             last_use[i] = node.index
         for msg in layer_warnings:
             warnings.append(src.problem(msg, node.path, node.name, "warning", node.index))
-        over = [(a, r) for a, r in enumerate(shown or []) if r.size > shape0[2 + a] and not r.whole]
-        if over and not exceeded:  # once per network, at the line of the (outermost) block use
+        if shown and not exceeded and any(r._size > shape0[2 + a] and not r.whole for a, r in enumerate(shown)):
+            # once per network, at the line of the (outermost) block use
             exceeded = True
             sizes = "×".join(str(round(float(r.size))) for r in rf or [])
             warnings.append(src.problem(
@@ -118,11 +126,14 @@ def _through_layout(layer: Layer, ctx: Ctx, layouts: list[tuple[int, ...]],
     A permute reorders the axes and carries the field; on a permuted tensor, a point-wise layer
     (inputs of one shape) or one mixing only the last axis while it holds the channels keeps
     order and field; anything else ends the field."""
-    identity = tuple(range(len(ctx.out)))
-    order = getattr(layer, "order", None)
-    if order is not None:  # permute, transpose
-        return tuple(layouts[0][d] for d in order(len(ctx.x))), fields[0]
-    if all(lay == tuple(range(len(lay))) for lay in layouts):
+    identity = _identity(len(ctx.out))
+    cls = type(layer)
+    reorders = _REORDERS.get(cls)
+    if reorders is None:
+        reorders = _REORDERS[cls] = callable(getattr(cls, "order", None))
+    if reorders:  # permute, transpose
+        return tuple(layouts[0][d] for d in layer.order(len(ctx.x))), fields[0]  # type: ignore[attr-defined]
+    if all(lay == _identity(len(lay)) for lay in layouts):
         return identity, layer.rf(ctx, fields)
     lay = layouts[0]
     same = all(x == lay for x in layouts) and all(s == ctx.x for s in ctx.ins) and len(ctx.out) == len(lay)
@@ -130,6 +141,18 @@ def _through_layout(layer: Layer, ctx: Ctx, layouts: list[tuple[int, ...]],
     if same and pointwise:
         return lay, fields[0]
     return (identity if len(ctx.out) != len(lay) else lay), None
+
+
+_REORDERS: dict[type, bool] = {}  #: per layer class: it has an `order` (permute, transpose)
+_IDENTITY: dict[int, tuple[int, ...]] = {}
+
+
+def _identity(n: int) -> tuple[int, ...]:
+    """(0, 1, …, n − 1): the natural axis order of an n-D tensor."""
+    t = _IDENTITY.get(n)
+    if t is None:
+        t = _IDENTITY[n] = tuple(range(n))
+    return t
 
 
 def _used_at(src, node) -> str:

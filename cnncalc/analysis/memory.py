@@ -30,6 +30,8 @@ OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  #: state tensors per tr
 class _Pool:
     """Live storages with reference counts (names that use them), and the running total."""
 
+    __slots__ = ("size", "refs", "total")
+
     def __init__(self) -> None:
         self.size: dict[str, int] = {}
         self.refs: dict[str, int] = {}
@@ -44,26 +46,34 @@ class _Pool:
         self.refs[key] += 1
 
     def unref(self, key: str) -> None:
-        self.refs[key] -= 1
-        if self.refs[key] == 0:
+        refs = self.refs
+        n = refs[key] - 1
+        if n:
+            refs[key] = n
+        else:
             self.total -= self.size.pop(key)
-            del self.refs[key]
+            del refs[key]
 
 
 def _drops(rows: list[LayerReport], outputs: list[str]) -> tuple[set[str], dict[int, list[str]]]:
     """The tensors some layer reads (or the caller holds), and per row index the names dropped
     after that row: each tensor after its last consumer; the caller holds the input and the
-    outputs to the end."""
+    outputs to the end. One pass over the rows: the last uses are found once, not per layer."""
     last: dict[str, int] = {}
     for r in rows:
+        i = r.index
         for n in r.inputs:
-            last[n] = r.index
+            last[n] = i
     end = rows[-1].index + 1 if rows else 0
     for n in ["input", *outputs]:
         last[n] = end
     after: dict[int, list[str]] = {}
     for name, i in last.items():
-        after.setdefault(i, []).append(name)
+        group = after.get(i)
+        if group is None:
+            after[i] = [name]
+        else:
+            group.append(name)
     return set(last), after
 
 
@@ -73,18 +83,24 @@ def inference_peak(rows: list[LayerReport], outputs: list[str], input_bytes: int
     pool, root = _Pool(), {"input": "input"}
     pool.alloc("input", input_bytes)
     peak = pool.total
+    unref = pool.unref
     for r in rows:
+        name = r.name
         if r.layer.aliases(False):
-            root[r.name] = root[r.inputs[0]]
-            pool.ref(root[r.name])
+            key = root[name] = root[r.inputs[0]]
+            pool.refs[key] += 1
         else:
-            root[r.name] = r.name
-            pool.alloc(r.name, r.activation_bytes)
-            peak = max(peak, pool.total + r.layer.scratch(r.ctx, b))
-        if r.name not in last:  # never used: freed at once
-            pool.unref(root[r.name])
-        for name in pending.pop(r.index, []):
-            pool.unref(root[name])
+            key = root[name] = name
+            pool.alloc(name, r.activation_bytes)
+            now = pool.total + r.layer.scratch(r.ctx, b)
+            if now > peak:
+                peak = now
+        if name not in last:  # never used: freed at once
+            unref(key)
+        dropped = pending.get(r.index)
+        if dropped:
+            for n in dropped:
+                unref(root[n])
     return peak
 
 
@@ -108,35 +124,45 @@ def training_memory(rows: list[LayerReport], outputs: list[str], input_bytes: in
     grad = {"input": False}
     pool, root = _Pool(), {"input": "input"}
     pool.alloc("input", input_bytes)
+    unref = pool.unref
+    refs = pool.refs
     held: dict[int, tuple[list[str], int]] = {}  # row index -> (storages it keeps, new bytes it keeps)
     peak, phase = pool.total, "forward"
     for r in rows:
-        grad[r.name] = any(grad[i] for i in r.inputs) or r.trainable_params > 0 or (
-            r.shared_with is not None and r.layer.trainable)
-        fresh = not r.layer.aliases(True)
-        root[r.name] = r.name if fresh else root[r.inputs[0]]
-        if fresh:
-            pool.alloc(r.name, r.activation_bytes)
+        name, inputs, layer = r.name, r.inputs, r.layer
+        g = r.trainable_params > 0 or (r.shared_with is not None and layer.trainable) or any(
+            [grad[i] for i in inputs])
+        grad[name] = g
+        if layer.aliases(True):
+            key = root[name] = root[inputs[0]]
+            refs[key] += 1
         else:
-            pool.ref(root[r.name])
+            key = root[name] = name
+            pool.alloc(name, r.activation_bytes)
         extra = 0
-        if grad[r.name]:
-            s = r.layer.saved(r.ctx, tuple(grad[i] for i in r.inputs))
-            keys = [root[r.inputs[i]] for i in s.inputs] + ([root[r.name]] if s.output else [])
-            keys = list(dict.fromkeys(keys))
+        if g:
+            s = layer.saved(r.ctx, tuple([grad[i] for i in inputs]))
+            keys = [root[inputs[i]] for i in s.inputs]
+            if s.output:
+                keys.append(key)
+            if len(keys) > 1:
+                keys = list(dict.fromkeys(keys))
             for k in keys:
-                pool.ref(k)
+                refs[k] += 1
             extra = s.extra * b + s.extra_bytes
             held[r.index] = (keys, extra)
-        now = pool.total + max(r.layer.scratch(r.ctx, b), extra)  # the saved new tensors are among the temporaries
+        scratch = layer.scratch(r.ctx, b)
+        now = pool.total + (scratch if scratch > extra else extra)  # the saved new tensors are among the temporaries
         if now > peak:
             peak, phase = now, "forward"
         pool.total += extra
-        if r.name not in last:
-            pool.unref(root[r.name])
-        for name in pending.pop(r.index, []):
-            if name in root:
-                pool.unref(root[name])
+        if name not in last:
+            unref(key)
+        dropped = pending.get(r.index)
+        if dropped:
+            for n in dropped:
+                if n in root:
+                    unref(root[n])
     kept = {k for keys, _ in held.values() for k in keys}
     saved = sum(pool.size[k] for k in kept) + sum(extra for _, extra in held.values())
     # backward: the loss's gradient for every output, then the layers in reverse
@@ -151,36 +177,39 @@ def training_memory(rows: list[LayerReport], outputs: list[str], input_bytes: in
     trainable = {r.name: r.trainable_params for r in rows}
     granted: set[str] = set()  # weights whose gradient exists (shared weights: from their first use)
     for r in reversed(rows):
-        if not grad[r.name] or r.name not in gkey:
+        name = r.name
+        if not grad[name] or name not in gkey:
             if r.index in held:
                 _release(pool, held.pop(r.index))
             continue
-        owner = r.shared_with or r.name
+        layer, inputs = r.layer, r.inputs
+        owner = r.shared_with or name
         accumulating = 0  # a shared weight's later gradients are made, then added in place
         if owner in granted:
             accumulating = trainable[owner] * b
         else:
             granted.add(owner)
             weight_grads += trainable[owner] * b
-        for n in r.inputs:
+        passes = layer.passes_gradient
+        for n in inputs:
             if not grad.get(n) or n == "input":
                 continue
             if n in gkey:  # made, then added in place to the gradient already there
-                accumulating += 0 if r.layer.passes_gradient else size[n]
+                accumulating += 0 if passes else size[n]
                 continue
-            if r.layer.passes_gradient:  # (a broadcast input's small reduced gradient is not counted)
-                gkey[n] = gkey[r.name]
+            if passes:  # (a broadcast input's small reduced gradient is not counted)
+                gkey[n] = gkey[name]
                 grads.ref(gkey[n])
             else:
                 gkey[n] = f"d{n}"
                 grads.alloc(gkey[n], size[n])
-        now = pool.total + grads.total + weight_grads + accumulating + r.layer.backward_scratch(
-            r.ctx, b, tuple(bool(grad.get(n)) for n in r.inputs))
+        now = pool.total + grads.total + weight_grads + accumulating + layer.backward_scratch(
+            r.ctx, b, tuple([bool(grad.get(n)) for n in inputs]))
         if now > peak:
             peak, phase = now, "backward"
         if r.index in held:
             _release(pool, held.pop(r.index))
-        grads.unref(gkey[r.name])
+        grads.unref(gkey[name])
     step = weight_grads + pool.total + (_adam_temporaries(rows) * b if optimizer == "adam" else 0)
     if step > peak:
         peak, phase = step, "optimizer step"

@@ -331,6 +331,9 @@ def progressions(lo: int, hi: int, step: int, offsets: range | list[int], size: 
 def merged(ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
     """Through a merge, per spatial axis the union of the inputs' windows (:func:`arith.union`);
     an input of size 1 along an axis where the output is larger is broadcast (an SE gate)."""
+    if len(fields) == 1 and ctx.ins[0] == ctx.out:  # one input, the output's shape: its own windows
+        f = fields[0]
+        return None if f is None else [union([r], []) for r in f]
     known = [(shape, f) for shape, f in zip(ctx.ins, fields) if f is not None]
     if not known or any(len(f) != len(known[0][1]) for _, f in known):
         return None

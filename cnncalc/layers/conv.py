@@ -80,8 +80,14 @@ class _Window:
         return self.dilation  # type: ignore[attr-defined]
 
     def windows(self, ctx: Ctx) -> list[Window]:
-        return [Window(h, k, s, lo, hi, d, getattr(self, "ceil_mode", False)) for h, k, s, (lo, hi), d in
-                zip(ctx.x[2:], self.kernel_size, self.strides, self.pads(ctx), self.dilations)]  # type: ignore[attr-defined]
+        memo = ctx.__dict__.get("_windows")  # shape, rf, warnings and memory all ask: made once per ctx
+        if memo is not None and memo[0] is self and memo[1] == ctx.x:
+            return memo[2]
+        ceil = self.__dict__.get("ceil_mode", False)  # (getattr of a missing field is slow on a model)
+        out = [Window(h, k, s, lo, hi, d, ceil) for h, k, s, (lo, hi), d in
+               zip(ctx.x[2:], self.kernel_size, self.strides, self.pads(ctx), self.dilations)]  # type: ignore[attr-defined]
+        ctx.__dict__["_windows"] = (self, ctx.x, out)
+        return out
 
     def window_shape(self, ctx: Ctx) -> tuple[int, ...]:
         out = []
