@@ -11,6 +11,21 @@
    and 100k layers (cost per layer should stay flat).
 3. `cnncalc validate` of 200 specs in one process.
 4. Every output format of `cnncalc analyze` on 1k- and 10k-layer chains (rendering stays linear).
+
+By default only the targets of issue #30 run (sections 1–4 above with --full), each as a ratio
+measured in this one run, so that a loaded machine slows both sides alike:
+
+    python benchmarks/speed.py [--against REV] [--rounds 3]
+
+- warm `analyze` of ResNet-50 ÷ a fixed pure-Python workload (sum(i*i % 7 for i in
+  range(200_000)), best of several, timed next to it): target ≤ 0.3;
+- per layer on a 20,000-layer conv/relu chain ÷ the workload: target ≤ 1e-3, and per layer at
+  100,000 layers ÷ per layer at 20,000: target ≤ 1.25 (linear);
+- cold `cnncalc analyze examples/resnet50.yaml` ÷ a bare import of its stack (typer, rich,
+  pydantic, yaml): target ≤ 1.5.
+Each is measured for this tree and for REV (default HEAD~, checked out with `git worktree add`
+in a temporary folder and removed at the end), interleaved round by round; the best of the
+rounds is printed, with the load average (os.getloadavg) at each round.
 """
 from __future__ import annotations
 
@@ -187,16 +202,166 @@ def outputs() -> None:
         shutil.rmtree(tmp)
 
 
+WORKLOAD = "sum(i * i % 7 for i in range(200_000))"
+#: in-process measurements, run in a child whose PYTHONPATH is the tree measured (prints JSON)
+CHILD = """
+import gc, json, os, sys, time
+import cnncalc
+
+def best(f, k):
+    t = []
+    for _ in range(k):
+        t0 = time.perf_counter(); f(); t.append(time.perf_counter() - t0)
+    return min(t)
+
+def work():
+    return WORKLOAD
+
+def chain(n):
+    return CHAIN
+
+w = best(work, 7)
+net = cnncalc.load_spec(SPEC)
+cnncalc.analyze(net)
+resnet = best(lambda: cnncalc.analyze(net), 15)
+per = {}
+for n, k in ((20_000, 2), (100_000, 1)):
+    c = cnncalc.parse_spec(chain(n))
+    gc.collect()
+    per[n] = best(lambda: cnncalc.analyze(c), k) / n
+    del c
+    gc.collect()
+w = min(w, best(work, 7))
+print(json.dumps({"file": cnncalc.__file__, "work": w, "resnet": resnet, "per20k": per[20_000], "per100k": per[100_000]}))
+"""
+
+
+def child_source() -> str:
+    import inspect
+
+    chain_src = inspect.getsource(chain).split("return", 1)[1].strip()
+    return (CHILD.replace("return WORKLOAD", "return " + WORKLOAD).replace("return CHAIN", "return " + chain_src)
+            .replace("SPEC", repr(os.path.join("examples", "resnet50.yaml"))))
+
+
+def clean_env(tree: str | None = None) -> dict[str, str]:
+    """This environment with bytecode caching on (start-up is measured as users see it) and the
+    tree measured first on the path."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if tree:
+        env["PYTHONPATH"] = tree + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def prev_tree(rev: str) -> tuple[str, str]:
+    """`rev` checked out (detached) in a temporary worktree: (its folder, its short hash)."""
+    folder = tempfile.mkdtemp(prefix="cnncalc-prev-")
+    os.rmdir(folder)
+    subprocess.run(["git", "worktree", "add", "--detach", "-q", folder, rev], cwd=ROOT, check=True,
+                   capture_output=True)
+    short = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return folder, short
+
+
+def in_child(tree: str) -> dict:
+    import json
+
+    proc = subprocess.run([sys.executable, "-c", child_source()], capture_output=True, text=True, cwd=tree,
+                          env=clean_env(tree))
+    if proc.returncode:
+        raise SystemExit(f"the measurement failed in {tree}:\n{proc.stderr[-2000:]}")
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    if not os.path.realpath(got["file"]).startswith(os.path.realpath(tree)):
+        raise SystemExit(f"measured {got['file']}, not the tree {tree}")
+    return got
+
+
+def cold(tree: str, runs: int) -> tuple[float, float]:
+    """Best of `runs`: `python -m cnncalc analyze resnet50.yaml` in `tree`, and the bare import of
+    its stack, interleaved."""
+    cmd = [sys.executable, "-m", "cnncalc", "analyze", os.path.join(tree, "examples", "resnet50.yaml")]
+    stack = [sys.executable, "-c", STACK]
+    env = clean_env(tree)
+    subprocess.run(cmd, capture_output=True, cwd=tree, env=env)  # writes the bytecode caches once
+    a, s = [], []
+    for _ in range(runs):
+        for out, c in ((a, cmd), (s, stack)):
+            t0 = time.perf_counter()
+            proc = subprocess.run(c, capture_output=True, cwd=tree, env=env)
+            out.append(time.perf_counter() - t0)
+            if proc.returncode:
+                raise SystemExit(f"{' '.join(c)} failed: {proc.stderr[-500:]!r}")
+    return min(a), min(s)
+
+
+TARGETS = (  # (key, what, target)
+    ("resnet", "warm analyze, ResNet-50 ÷ workload", 0.3),
+    ("per20k", "per layer, 20,000-layer chain ÷ workload", 1e-3),
+    ("linear", "per layer at 100,000 ÷ at 20,000 layers", 1.25),
+    ("cold", "cold `analyze resnet50.yaml` ÷ stack import", 1.5),
+)
+
+
+def targets(against: str, rounds: int) -> None:
+    trees = [("this tree", ROOT)]
+    made = None
+    if against != "none":
+        made, short = prev_tree(against)
+        trees.append((against if short.startswith(against) else f"{against} ({short})", made))
+    try:
+        best: dict[str, dict[str, float]] = {name: {} for name, _ in trees}
+        raw: dict[str, dict[str, float]] = {name: {} for name, _ in trees}
+        for r in range(rounds):
+            load = os.getloadavg()
+            print(f"round {r + 1}/{rounds}: load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+                  f"on {os.cpu_count()} cores", flush=True)
+            for name, tree in trees:
+                got = in_child(tree)
+                t_cold, t_stack = cold(tree, 3)
+                ratios = {"resnet": got["resnet"] / got["work"], "per20k": got["per20k"] / got["work"],
+                          "linear": got["per100k"] / got["per20k"], "cold": t_cold / t_stack}
+                for k, v in ratios.items():
+                    best[name][k] = min(best[name].get(k, v), v)
+                for k, v in (("work", got["work"]), ("resnet", got["resnet"]), ("per20k", got["per20k"]),
+                             ("per100k", got["per100k"]), ("cold", t_cold), ("stack", t_stack)):
+                    raw[name][k] = min(raw[name].get(k, v), v)
+        print(f"\nratios, best of {rounds} rounds (lower is better; the workload is `{WORKLOAD}`)")
+        head = f"{'':<44}{'target':>8}" + "".join(f"{name[:22]:>24}" for name, _ in trees)
+        print(head + ("    × before" if len(trees) > 1 else ""))
+        for key, what, goal in TARGETS:
+            row = f"{what:<44}{goal:>8.3g}"
+            for name, _ in trees:
+                v = best[name][key]
+                row += f"{v:>17.3g} {'ok' if v <= goal else 'MISS':>6}"
+            if len(trees) > 1:
+                row += f"{best[trees[0][0]][key] / best[trees[1][0]][key]:>12.2f}"
+            print(row)
+        print("\nseconds behind them (best of the rounds; on this machine, at this load)")
+        for name, _ in trees:
+            x = raw[name]
+            print(f"  {name:<22} workload {x['work'] * 1e3:.1f} ms · ResNet-50 analyze {x['resnet'] * 1e3:.2f} ms · "
+                  f"chain {x['per20k'] * 1e6:.1f} µs/layer at 20k, {x['per100k'] * 1e6:.1f} at 100k · "
+                  f"cold analyze {x['cold']:.3f} s, stack {x['stack']:.3f} s")
+    finally:
+        if made:
+            subprocess.run(["git", "worktree", "remove", "--force", made], cwd=ROOT, capture_output=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--against", default="HEAD~", help="the commit to compare with (none: no comparison)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the target measurements")
+    ap.add_argument("--full", action="store_true", help="also peers, chains and DAGs, validate, output formats")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--skip-peers", action="store_true")
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
-    whole_processes(args.runs, args.skip_peers)
-    in_process()
-    validate_many(args.runs)
-    outputs()
+    targets(args.against, args.rounds)
+    if args.full:
+        whole_processes(args.runs, args.skip_peers)
+        in_process()
+        validate_many(args.runs)
+        outputs()
 
 
 if __name__ == "__main__":
