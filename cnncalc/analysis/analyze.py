@@ -133,7 +133,11 @@ def _through_layout(layer: Layer, ctx: Ctx, layouts: list[tuple[int, ...]],
         reorders = _REORDERS[cls] = callable(getattr(cls, "order", None))
     if reorders:  # permute, transpose
         return tuple(layouts[0][d] for d in layer.order(len(ctx.x))), fields[0]  # type: ignore[attr-defined]
-    if all(lay == _identity(len(lay)) for lay in layouts):
+    if len(layouts) == 1:
+        natural = layouts[0] == _identity(len(layouts[0]))
+    else:
+        natural = all(lay == _identity(len(lay)) for lay in layouts)
+    if natural:
         return identity, layer.rf(ctx, fields)
     lay = layouts[0]
     same = all(x == lay for x in layouts) and all(s == ctx.x for s in ctx.ins) and len(ctx.out) == len(lay)

@@ -127,12 +127,14 @@ def training_memory(rows: list[LayerReport], outputs: list[str], input_bytes: in
     unref = pool.unref
     refs = pool.refs
     held: dict[int, tuple[list[str], int]] = {}  # row index -> (storages it keeps, new bytes it keeps)
+    needs: dict[str, tuple[bool, ...]] = {}  # layer -> which of its inputs need a gradient
     peak, phase = pool.total, "forward"
     for r in rows:
         name, inputs, layer = r.name, r.inputs, r.layer
-        g = r.trainable_params > 0 or (r.shared_with is not None and layer.trainable) or any(
-            [grad[i] for i in inputs])
+        gin = (grad[inputs[0]],) if len(inputs) == 1 else tuple([grad[i] for i in inputs])
+        g = r.trainable_params > 0 or (r.shared_with is not None and layer.trainable) or any(gin)
         grad[name] = g
+        needs[name] = gin
         if layer.aliases(True):
             key = root[name] = root[inputs[0]]
             refs[key] += 1
@@ -141,7 +143,7 @@ def training_memory(rows: list[LayerReport], outputs: list[str], input_bytes: in
             pool.alloc(name, r.activation_bytes)
         extra = 0
         if g:
-            s = layer.saved(r.ctx, tuple([grad[i] for i in inputs]))
+            s = layer.saved(r.ctx, gin)
             keys = [root[inputs[i]] for i in s.inputs]
             if s.output:
                 keys.append(key)
@@ -203,8 +205,7 @@ def training_memory(rows: list[LayerReport], outputs: list[str], input_bytes: in
             else:
                 gkey[n] = f"d{n}"
                 grads.alloc(gkey[n], size[n])
-        now = pool.total + grads.total + weight_grads + accumulating + layer.backward_scratch(
-            r.ctx, b, tuple([bool(grad.get(n)) for n in inputs]))
+        now = pool.total + grads.total + weight_grads + accumulating + layer.backward_scratch(r.ctx, b, needs[name])
         if now > peak:
             peak, phase = now, "backward"
         if r.index in held:

@@ -259,10 +259,16 @@ class ConvNd(_Window, _ConvFields):
     def padded(self, ctx: Ctx) -> int:
         """Elements of the padded copy torch makes first (a padding_mode other than zeros, or
         uneven zero padding); 0 when the kernel pads on the fly."""
+        memo = ctx.__dict__.get("_padded")  # the memory rules ask four times: made once per ctx
+        if memo is not None and memo[0] is self and memo[1] == ctx.x:
+            return memo[2]
         pads = self.pads(ctx)
         if self.padding_mode == "zeros" and all(a == b for a, b in pads):
-            return 0
-        return prod(ctx.x[:2]) * prod(h + a + b for h, (a, b) in zip(ctx.x[2:], pads))
+            n = 0
+        else:
+            n = prod(ctx.x[:2]) * prod(h + a + b for h, (a, b) in zip(ctx.x[2:], pads))
+        ctx.__dict__["_padded"] = (self, ctx.x, n)
+        return n
 
     def scratch(self, ctx: Ctx, b: int) -> int:
         """The padded copy, if any."""

@@ -265,12 +265,14 @@ def union(full: list[RF], broadcast: list[RF]) -> RF:
         w = max(whole, key=lambda r: r._size)
         return RF(w._size, base._jump, w._start, base._grain, all(r.uniform for r in full), base.irregular,
                   all(r.exact for r in everything), all(r.even for r in everything), whole=True)
-    lo, hi = min(r._lo() for r in everything), max(r._hi() for r in everything)
+    ends = [(r._lo(), r._hi()) for r in everything]
+    lo, hi = min([e[0] for e in ends]), max([e[1] for e in ends])
     # after upsampling (uneven units, or a sub-pixel jump) offset windows cover a number of
     # pixels that depends on the unit: exact only when they coincide
-    same = all(r._jump == base._jump for r in full) and not broadcast and (
-        (type(base._jump) is int and all(r.even for r in full))
-        or all((r._lo(), r._hi()) == (base._lo(), base._hi()) for r in full))
+    j = base._jump
+    same = not broadcast and all([r._jump == j for r in full]) and (
+        (type(j) is int and all([r.even for r in full]))
+        or all([e == ends[full.index(base)] for e in ends]))
     span = _q(hi - lo)
     exact = same and all(r.exact and r.uniform and not r.irregular for r in full) and type(span) is int
     return RF(span + 1, base._jump, _half(lo + hi), base._grain, all(r.uniform for r in full),
