@@ -29,7 +29,7 @@ class Window:
     @property
     def span(self) -> int:
         """K_eff = D·(K − 1) + 1."""
-        return effective_kernel(self.kernel, self.dilation)
+        return self.dilation * (self.kernel - 1) + 1
 
     @property
     def padded(self) -> int:
@@ -39,12 +39,17 @@ class Window:
     def out(self) -> int:
         """H' = ⌊(H + P_lo + P_hi − K_eff) / S⌋ + 1; with ceil_mode ⌈…⌉ + 1, minus one when the
         last window would start in the right padding ((H'−1)·S ≥ H + P_lo, torch's rule)."""
+        out = self.__dict__.get("_out")  # asked several times per layer: computed once (not a field)
+        if out is not None:
+            return out
         num = self.padded - self.span
         if not self.ceil_mode:
-            return num // self.stride + 1
-        out = -(-num // self.stride) + 1
-        if (out - 1) * self.stride >= self.size + self.pad_lo:
-            out -= 1
+            out = num // self.stride + 1
+        else:
+            out = -(-num // self.stride) + 1
+            if (out - 1) * self.stride >= self.size + self.pad_lo:
+                out -= 1
+        self.__dict__["_out"] = out
         return out
 
     @property
