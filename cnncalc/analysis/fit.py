@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from cnncalc.analysis.memory import OPTIMIZER_STATES
 from cnncalc.analysis.report import Report
 from cnncalc.errors import CnnError
 from cnncalc.spec.network import Network
@@ -60,15 +61,9 @@ def point(report: Report, training: bool) -> Point:
     if not training:
         return Point(report.input_shape[0], tuple(report.input_shape[1:]), t["inference_memory_bytes"], weights, 0, 0,
                      "forward")
-    states = t["trainable_params"] * report.bytes_per_element * _states(report.optimizer)
+    states = t["trainable_params"] * report.bytes_per_element * OPTIMIZER_STATES[report.optimizer]
     return Point(report.input_shape[0], tuple(report.input_shape[1:]), t["training_memory_bytes"], weights, states,
                  t["training_saved_activation_bytes"], t["training_peak_phase"])
-
-
-def _states(optimizer: str) -> int:
-    from cnncalc.analysis.memory import OPTIMIZER_STATES
-
-    return OPTIMIZER_STATES[optimizer]
 
 
 @dataclass

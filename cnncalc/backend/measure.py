@@ -2,8 +2,6 @@
 memory of a forward pass, and forward-pass times."""
 from __future__ import annotations
 
-import contextlib
-import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -158,7 +156,9 @@ def _peak_during(fn: Callable[[], Any], t, dev) -> Peak | None:
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     sync(t.torch, dev)
-    with _quiet_fds(), profile(activities=acts, profile_memory=True) as prof:
+    from cnncalc.backend.chatter import captured, current
+
+    with captured(current(), fds=True), profile(activities=acts, profile_memory=True) as prof:  # no native log lines
         fn()
         sync(t.torch, dev)
     events: list[tuple[int, int, int, int | None]] = []  # (time, bytes ±, address, outermost operator)
@@ -189,22 +189,6 @@ def _peak_during(fn: Callable[[], Any], t, dev) -> Peak | None:
             tensors += size
             peak_tensors = max(peak_tensors, tensors)
     return Peak(peak_tensors, peak_total - peak_tensors)
-
-
-@contextlib.contextmanager
-def _quiet_fds():
-    """Silence the profiler's native log lines (written straight to fds 1 and 2)."""
-    saved = [os.dup(1), os.dup(2)]
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        for fd in (1, 2):
-            os.dup2(null, fd)
-        yield
-    finally:
-        for fd, old in zip((1, 2), saved):
-            os.dup2(old, fd)
-            os.close(old)
-        os.close(null)
 
 
 def time_forward(model: Any, x: Any, t: Any, dev: Any, repeat: int, warmup: int,
