@@ -1,15 +1,14 @@
 """A report's network as an nn.Module, built from each layer class's `build` rule."""
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 from cnncalc.analysis.report import Report
-from cnncalc.backend.kit import kit
+from cnncalc.backend.kit import Kit, kit
 from cnncalc.errors import CnnError
 
 
-def build_model(report: Report, t: SimpleNamespace | None = None) -> Any:
+def build_model(report: Report, t: Kit | None = None) -> Any:
     """The network as an nn.Module that runs the layers in file order (branches, merges,
     sharing); module `l{i}` is row i. A layer torch refuses to build is a located error."""
     t = t or kit()
@@ -25,7 +24,7 @@ def build_model(report: Report, t: SimpleNamespace | None = None) -> Any:
     return _graph_class(t)(report, modules)
 
 
-def _graph_class(t: SimpleNamespace) -> Any:
+def _graph_class(t: Kit) -> Any:
     nn = t.nn
 
     class Graph(nn.Module):  # type: ignore[name-defined]
