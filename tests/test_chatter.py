@@ -5,6 +5,7 @@ import logging
 import os
 import warnings
 
+import pytest
 from typer.testing import CliRunner
 
 from cnncalc.backend.chatter import MAX_LINES, captured, current
@@ -37,6 +38,7 @@ def test_a_flood_is_bounded():
     assert len(log) <= MAX_LINES
 
 
+@pytest.mark.slow
 def test_verify_shows_torch_messages_only_with_v():
     import pytest
 

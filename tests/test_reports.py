@@ -170,6 +170,7 @@ def test_html_escapes_the_spec():
     assert text.count("<script>") == 1  # the page's own sorting script only
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium")
 def test_html_report_in_a_real_browser(tmp_path):
     r = example("resnet50")

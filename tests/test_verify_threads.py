@@ -79,6 +79,7 @@ def test_threads_one_is_honoured_restored_and_reported():
     assert all(v >= 0 for v in stages.values())
 
 
+@pytest.mark.slow
 def test_cli_threads_is_reported_in_the_timing_box_and_json():
     pytest.importorskip("torch")
     out = cli("verify", LENET, "--device", "cpu", "--threads", "1", "--repeat", "4", "--warmup", "0",
@@ -91,6 +92,7 @@ def test_cli_threads_is_reported_in_the_timing_box_and_json():
     assert timing["threads"] == 1 and timing["timed"] is True and timing["p25_s"] is None  # 2 runs: no quartiles
 
 
+@pytest.mark.slow
 def test_check_only_times_nothing_and_exits_0():
     pytest.importorskip("torch")
     out = cli("verify", LENET, "--device", "cpu", "--check-only")
@@ -144,6 +146,7 @@ def test_an_efficiency_above_1_1_is_a_measurement_problem():
     assert text.count("unreliable:") == 2 and "measurement problem" in text
 
 
+@pytest.mark.slow
 def test_calibrate_threads():
     pytest.importorskip("torch")
     out = cli("calibrate", "--device", "cpu", "--threads", "1")
