@@ -7,6 +7,13 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from math import gcd, prod  # noqa: F401  (prod re-exported for layer rules)
 
+from cnncalc.errors import LayerError
+
+MAX_FIELD_BITS = 996
+"""Fields are exact numbers: a size, jump or start (or a fraction's numerator or denominator)
+above 2^996 (about 10^300) is refused. Only a tower of strides on a one-pixel axis gets there
+(each adds up to 2^40); below it every field prints, fits a float and is read back by diff."""
+
 
 def effective_kernel(kernel: int, dilation: int = 1) -> int:
     """K_eff = D·(K − 1) + 1: the span a dilated kernel covers."""
@@ -79,10 +86,10 @@ def same_padding(kernel: int, dilation: int = 1) -> tuple[int, int]:
 def adaptive_windows(size: int, out: int) -> tuple[int, Fraction]:
     """Adaptive pooling window i spans [⌊i·H/H'⌋, ⌈(i+1)·H/H'⌉): returns (widest window, H/H').
 
-    Windows repeat with period H'/gcd(H, H'), so one period (capped) is enough."""
-    period = min(out // gcd(size, out), 100_000)
-    widest = max(-(-(i + 1) * size // out) - (i * size) // out for i in range(period))
-    return widest, Fraction(size, out)
+    With i·H = a·H' + b (0 ≤ b < H'), window i is ⌈(b + H)/H'⌉ wide; b runs over every multiple
+    of g = gcd(H, H') below H' (i·H mod H' for i < H'), so the widest is ⌈(H' − g + H)/H'⌉,
+    in closed form (enumerating the period H'/g took seconds for co-prime sizes)."""
+    return -(-(out - gcd(size, out) + size) // out), Fraction(size, out)
 
 
 Num = int | Fraction
@@ -109,6 +116,20 @@ def _div(a: Num, b: Num) -> Num:
     if type(a) is int and type(b) is int and a % b == 0:
         return a // b
     return _q(Fraction(a) / b)
+
+
+def _bounded(size: Num, jump: Num, start: Num) -> None:
+    """Refuse (LayerError) a field quantity past MAX_FIELD_BITS, numerator or denominator."""
+    for name, x in (("size", size), ("jump", jump), ("start", start)):
+        if type(x) is int:
+            bits = x.bit_length()
+        else:
+            bits = max(x.numerator.bit_length(), x.denominator.bit_length())
+        if bits > MAX_FIELD_BITS:
+            what = f"about 2^{bits - 1}" if type(x) is int or x.denominator == 1 else (
+                f"a fraction with about {bits * 3 // 10:,} digits")
+            raise LayerError(f"the receptive field's {name} is {what}, above the limit 2^{MAX_FIELD_BITS} "
+                             "(about 10^300): fields are exact numbers and this one is too large to keep; refused")
 
 
 def _frac(x: Num) -> Fraction:
@@ -177,6 +198,7 @@ class RF:
         spread, jump, start = _q(spread), _q(jump), _q(start)
         g0 = self._grain
         size = _q(self._size + spread)
+        _bounded(size, jump, start)
         grain = jump if jump % g0 == 0 else g0
         irregular = self.irregular or not (jump % grain == 0 or grain % jump == 0)
         subsampled = jump > self._jump and not self.uniform  # may keep only the smaller fields
@@ -214,6 +236,7 @@ class RF:
         unit's same window: the union of copies of it is itself (two attention layers in a row)."""
         if self.whole:
             return self
+        _bounded(self._size + (units - 1) * self._jump, 1, 1)
         return replace(self, _size=_q(self._size + (units - 1) * self._jump),
                        _start=_q(self._start + _half((units - 1) * self._jump)), whole=True)
 
