@@ -81,7 +81,7 @@ def test_deform_conv_memory_is_not_judged():
         "deform_conv2d-modulated-groups", "rmsnorm", "rmsnorm-last-axis-eps", "rmsnorm-plain", "self_attention",
         "reshape"]
     report = analyze_text(spec_text(CASES[[c[0] for c in CASES].index("deform_conv2d")]))
-    result = tb.verify_report(report, "cpu", repeat=1, warmup=0, rf_probe=False)
+    result = tb.verify_report(report, tb.VerifyOptions(device="cpu", repeat=1, warmup=0, rf_probe=False))
     assert result.ok and not result.memory["judged"]
     assert "the rules of deform_conv2d are an estimate" in result.memory["not_judged"][0]
 
@@ -104,10 +104,11 @@ def test_example_memory_matches_torch(name):
 def test_verify_reports_a_wrong_memory_rule(monkeypatch):
     spec = ("input: 3x16x16\nbatch: 4\nlayers:\n  - {type: conv2d, out_channels: 8, kernel_size: 3}\n"
             + "  - {type: sigmoid}\n" * 3 + "  - {type: conv2d, out_channels: 8, kernel_size: 3}\n")
-    assert tb.verify_report(analyze_text(spec), "cpu", repeat=1, warmup=0, rf_probe=False).mismatches == []
+    opts = tb.VerifyOptions(device="cpu", repeat=1, warmup=0, rf_probe=False)
+    assert tb.verify_report(analyze_text(spec), opts).mismatches == []
     monkeypatch.setattr(type(analyze_text(spec).layers[1].layer), "saved", lambda self, ctx, grads: Saved())
     report = analyze_text(spec)
-    result = tb.verify_report(report, "cpu", repeat=1, warmup=0, rf_probe=False)
+    result = tb.verify_report(report, opts)
     assert len(result.mismatches) == 1 and result.mismatches[0].startswith("memory: training step measured/analytic = 1.")
     assert result.memory["training"]["ratio"] > 1.1
 
@@ -115,7 +116,7 @@ def test_verify_reports_a_wrong_memory_rule(monkeypatch):
 def test_untrainable_batch_is_named_not_judged():
     report = analyze_text("input: 4x8x8\nlayers:\n  - {type: adaptive_avgpool2d, output_size: 1}\n"
                           "  - {type: conv2d, out_channels: 4, kernel_size: 1}\n  - {type: batchnorm2d}\n")
-    result = tb.verify_report(report, "cpu", repeat=1, warmup=0, rf_probe=False)
+    result = tb.verify_report(report, tb.VerifyOptions(device="cpu", repeat=1, warmup=0, rf_probe=False))
     assert result.ok and result.memory["training"]["measured_bytes"] is None
     assert result.memory["not_judged"] == ["training memory: torch cannot train this network at this batch: Expected "
                                            "more than 1 value per channel when training, got input size "

@@ -85,7 +85,7 @@ def test_a_probe_forced_to_nan_is_not_checked(monkeypatch):
     assert isinstance(got, str) and got.startswith("not checked: ")
     (measured,) = tb.probe_rf(r, [0], tb.kit()).values()
     assert isinstance(measured, str) and measured.startswith("not checked: ")
-    result = tb.verify_report(r, device="cpu", check_only=True)
+    result = tb.verify_report(r, tb.VerifyOptions(device="cpu", check_only=True))
     assert field_mismatches(result) == []
     notes = {row.name: c.rf_note for row, c in zip(r.layers, result.checks)}
     assert all(n and n.startswith("not checked: ") for n in notes.values()), notes
@@ -121,7 +121,7 @@ def test_attention_after_a_strided_conv_is_whole():
     read = g[0, 0] != 0
     assert read[::2, ::2].all() and not read[1::2].any() and not read[:, 1::2].any()  # 8 of 16 per axis
     assert tb.probe_whole(r, 1, tb.kit()) is True
-    result = tb.verify_report(r, device="cpu", check_only=True)
+    result = tb.verify_report(r, tb.VerifyOptions(device="cpu", check_only=True))
     assert field_mismatches(result) == []
     assert [c.rf_whole for c in result.checks] == [None, True]
 
@@ -148,6 +148,6 @@ def test_fast_examples_verify_every_field_with_the_probe_on(name):
     from conftest import EXAMPLES
 
     r = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, f"{name}.yaml")))
-    result = tb.verify_report(r, device="cpu", check_only=True)
+    result = tb.verify_report(r, tb.VerifyOptions(device="cpu", check_only=True))
     assert result.mismatches == [], result.mismatches
     assert result.rf_summary()["not_probed"] == 0 and result.rf_summary()["probed"] > 0

@@ -85,7 +85,7 @@ def test_concat_along_a_spatial_axis_is_marked_approximate():
 
 def test_verify_checks_whole_fields_and_names_what_it_did_not_probe():
     r = analyze_text(SE)
-    result = tb.verify_report(r, device="cpu", repeat=1, warmup=0)
+    result = tb.verify_report(r, tb.VerifyOptions(device="cpu", repeat=1, warmup=0))
     assert result.ok, result.mismatches
     checks = {row.name: c for row, c in zip(r.layers, result.checks)}
     whole = [n for n in checks if n not in ("c1", "se1.x")]
@@ -101,7 +101,7 @@ def test_a_wrong_whole_input_claim_is_a_mismatch():
     row = r.layer("m")
     row.receptive_field = [replace(f, whole=True) for f in row.receptive_field]  # simulate a wrong rule
     assert tb.probe_whole(r, row.index, tb.kit()) is False
-    result = tb.verify_report(r, device="cpu", repeat=1, warmup=0)
+    result = tb.verify_report(r, tb.VerifyOptions(device="cpu", repeat=1, warmup=0))
     assert "m: RF whole input analytic=yes torch=no" in result.mismatches
 
 
@@ -115,7 +115,7 @@ def test_start_after_upsampling_is_marked_an_estimate():
     assert r.layers[1].rf_json()["start_exact"] == [False]
     (_, _, (start,)) = tb.probe_rf(r, [1], tb.kit())[1]
     assert start == 0.5 and f.start != start  # torch's first unit; not compared by verify
-    assert tb.verify_report(r, device="cpu", repeat=1, warmup=0).ok
+    assert tb.verify_report(r, tb.VerifyOptions(device="cpu", repeat=1, warmup=0)).ok
 
 
 def test_a_merge_of_offset_windows_after_upsampling_is_approximate():

@@ -22,6 +22,7 @@ def test_a_whole_field_is_not_spread_again():
         f = report.layer(name).receptive_field
         assert [(r.size, r.start, r.whole) for r in f] == [(9, 4, True)] * 2, name
     pytest.importorskip("torch")
-    result = cnncalc.backend.verify_report(report, "cpu", repeat=1, warmup=0, check_only=True)
+    opts = cnncalc.backend.VerifyOptions(device="cpu", repeat=1, warmup=0, check_only=True)
+    result = cnncalc.backend.verify_report(report, opts)
     assert result.ok, result.mismatches
     assert all(c.rf_whole is True for c in result.checks if c.name in ("a1", "a2"))

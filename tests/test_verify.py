@@ -24,7 +24,7 @@ report = example
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(EXAMPLES, "*.yaml"))), ids=os.path.basename)
 def test_every_example_verifies_on_cpu(path):
     r = cnncalc.analyze(cnncalc.load_spec(path))
-    result = tb.verify_report(r, device="cpu", repeat=1, warmup=0, rf_probe=False)
+    result = tb.verify_report(r, tb.VerifyOptions(device="cpu", repeat=1, warmup=0, rf_probe=False))
     assert result.mismatches == []
     assert all(c.shape is not None and c.flops is not None for c in result.checks)
     assert result.timing["median_s"] > 0
@@ -89,7 +89,7 @@ def test_absent_cuda_is_a_plain_error():
 
 def test_unknown_device_is_a_plain_error():
     with pytest.raises(cnncalc.CnnError, match="unknown device 'tpu'"):
-        tb.verify_report(report("lenet5"), device="tpu")
+        tb.verify_report(report("lenet5"), tb.VerifyOptions(device="tpu"))
     out = subprocess.run([sys.executable, "-m", "cnncalc", "verify", "examples/lenet5.yaml", "--device", "tpu"],
                          cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 2 and "unknown device 'tpu'" in out.stderr  # a usage mistake
@@ -98,7 +98,7 @@ def test_unknown_device_is_a_plain_error():
 def test_refuses_a_network_larger_than_the_device(monkeypatch):
     monkeypatch.setattr(bv, "available_memory", lambda torch, dev: 1000)
     with pytest.raises(cnncalc.CnnError, match="refusing"):
-        tb.verify_report(report("lenet5"), device="cpu")
+        tb.verify_report(report("lenet5"), tb.VerifyOptions(device="cpu"))
 
 
 def test_the_estimate_covers_the_training_step_and_the_limits_of_this_process(monkeypatch):
@@ -108,14 +108,15 @@ def test_the_estimate_covers_the_training_step_and_the_limits_of_this_process(mo
     assert (est, what) == (t["training_memory_bytes"], "a float32 training step")
     assert est > 4 * t["param_bytes"]
     monkeypatch.setattr(bv, "available_memory", lambda torch, dev: 3 * t["param_bytes"])
-    result = tb.verify_report(r, device="cpu", dtype="float16", repeat=1, warmup=0, rf_probe=False, check_only=True)
+    opts = tb.VerifyOptions(device="cpu", dtype="float16", repeat=1, warmup=0, rf_probe=False, check_only=True)
+    result = tb.verify_report(r, opts)
     assert result.ok and result.memory["training"]["measured_bytes"] is None  # skipped, and said so
     assert result.memory["not_judged"] == ["training memory: its float32 training step needs about 1.19 GiB but only "
                                            "0.68 GiB are free (--force to measure it anyway)"]
     monkeypatch.setattr(bv, "available_memory", lambda torch, dev: t["param_bytes"])
     with pytest.raises(cnncalc.CnnError, match=r"verify needs about 0\.34 GiB on cpu \(the model in float32 and "
                                                r"float16 with an inference pass\)"):
-        tb.verify_report(r, device="cpu", dtype="float16")
+        tb.verify_report(r, tb.VerifyOptions(device="cpu", dtype="float16"))
 
 
 def test_host_memory_honours_the_address_space_limit():
@@ -147,7 +148,7 @@ def test_out_of_memory_is_named_as_such(monkeypatch):
 
     monkeypatch.setattr(bv, "build_model", starving)
     with pytest.raises(cnncalc.CnnError) as err:
-        tb.verify_report(r, device="cpu", repeat=1, warmup=0, rf_probe=False)
+        tb.verify_report(r, tb.VerifyOptions(device="cpu", repeat=1, warmup=0, rf_probe=False))
     assert "torch runs out of memory on input [(1, 1, 28, 28)]: DefaultCPUAllocator" in err.value.problems[0].message
 
 
@@ -160,7 +161,7 @@ def test_missing_torch_is_a_one_line_message():
 
 
 def test_memory_measured_close_to_estimate():
-    result = tb.verify_report(report("resnet18"), device="cpu", repeat=1, warmup=0, rf_probe=False)
+    result = tb.verify_report(report("resnet18"), tb.VerifyOptions(device="cpu", repeat=1, warmup=0, rf_probe=False))
     ratio = result.memory["ratio_measured_to_analytic"]
     assert ratio is not None and 0.5 < ratio < 2.0
 
@@ -179,7 +180,7 @@ def test_torch_refusing_a_layer_is_a_located_message(monkeypatch):
     monkeypatch.setattr(ReLU, "build", broken)
     with pytest.raises(cnncalc.CnnError) as err:
         tb.verify_report(cnncalc.analyze(cnncalc.parse_spec(
-            "input: 2x4x4\nlayers:\n  - {name: act, type: relu}\n", "net.yaml")), device="cpu", rf_probe=False)
+            "input: 2x4x4\nlayers:\n  - {name: act, type: relu}\n", "net.yaml")), tb.VerifyOptions(device="cpu", rf_probe=False))
     (p,) = err.value.problems
     assert (p.file, p.line, p.layer) == ("net.yaml", 3, "act") and "torch rejects this layer" in p.message
 
@@ -197,7 +198,7 @@ def test_dtype_the_device_cannot_run_is_a_plain_error(monkeypatch):
 
     monkeypatch.setattr(bv, "measure_peak", no_half)
     with pytest.raises(cnncalc.CnnError, match="torch cannot run this network in float16 on cpu"):
-        tb.verify_report(report("lenet5"), device="cpu", dtype="float16", rf_probe=False)
+        tb.verify_report(report("lenet5"), tb.VerifyOptions(device="cpu", dtype="float16", rf_probe=False))
 
 
 def test_verify_output_golden():
@@ -224,7 +225,7 @@ def test_every_field_is_probed_or_named(monkeypatch):
     assert rows == [4, 5] and whole == []  # the last row before the jump changes, and the last
     assert sorted(skipped) == [0, 1, 2, 3] and set(skipped.values()) == {
         "not probed: beyond the 2 probed rows (those where the jump changes, and the last)"}
-    result = tb.verify_report(r, device="cpu", repeat=1, warmup=0, rf_probe=False)
+    result = tb.verify_report(r, tb.VerifyOptions(device="cpu", repeat=1, warmup=0, rf_probe=False))
     assert result.rf_summary() == {"probed": 0, "not_probed": 6, "reasons": {"--no-rf-probe": 6}}
 
 

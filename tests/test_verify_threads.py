@@ -70,7 +70,8 @@ def test_threads_one_is_honoured_restored_and_reported():
         seen.setdefault(stage, torch.get_num_threads())
 
     stages: dict = {}
-    result = tb.verify_report(r, device="cpu", repeat=4, warmup=0, threads=1, progress=progress, stages=stages)
+    opts = tb.VerifyOptions(device="cpu", repeat=4, warmup=0, threads=1)
+    result = tb.verify_report(r, opts, progress=progress, stages=stages)
     assert seen["timing"] == 1 and seen["probing receptive fields"] == 1
     assert torch.get_num_threads() == before
     assert result.timing["threads"] == 1 and result.timing["threads_reason"] == "1 thread (--threads)"

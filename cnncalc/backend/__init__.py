@@ -14,8 +14,8 @@ from cnncalc.backend.fold import check_bn_folding
 from cnncalc.backend.kit import kit
 from cnncalc.backend.measure import LayerCheck, measure_counts, time_forward
 from cnncalc.backend.probe import probe_model, probe_plan, probe_rf, probe_whole, probeable
-from cnncalc.backend.verify import VerifyResult, compare, verify_report
+from cnncalc.backend.verify import VerifyOptions, VerifyResult, compare, verify_report
 
 __all__ = ["kit", "build_model", "pick_device", "check_bn_folding", "LayerCheck", "measure_counts", "time_forward",
            "probe_model", "probe_plan", "probe_rf", "probe_whole", "probeable", "VerifyResult", "compare",
-           "verify_report"]
+           "verify_report", "VerifyOptions"]

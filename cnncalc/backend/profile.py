@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from cnncalc.analysis.report import Report
 from cnncalc.analysis.roofline import Peaks, bound, layer_bytes
 from cnncalc.backend.device import available_memory, device_name, sync
+from cnncalc.backend.kit import Kit
 from cnncalc.backend.measure import matmul_peak, time_forward
 
 RANGE = "cnncalc.layer."  #: the record_function range around layer i is RANGE + str(i)
@@ -90,8 +92,19 @@ def measure_peaks(t: Any, dev: Any, dtype: str) -> Peaks:
                  dev.type, dtype, torch.__version__, fast, cache)
 
 
-def profile_forward(report: Report, model: Any, x: Any, t: Any, dev: Any, peaks: Peaks, forward_s: float,
-                    repeat: int = 5) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ForwardPass:
+    """The pass a profile times: the analysed network, its torch model and input, on `dev`."""
+
+    report: Report
+    model: Any
+    """the built model (backend/build.py), whose `hook` attribute wraps each layer's call"""
+    x: Any
+    t: Kit
+    dev: Any
+
+
+def profile_forward(fp: ForwardPass, peaks: Peaks, forward_s: float, repeat: int = 5) -> dict[str, Any]:
     """Per layer: its time (CUDA: the device time of the kernels its record_function range
     launched; CPU: the median wall time from the end of the previous layer's call to the end of
     its own, so the executor's fetching and freeing around a call count too; the profiler's
@@ -99,13 +112,31 @@ def profile_forward(report: Report, model: Any, x: Any, t: Any, dev: Any, peaks:
     bound, efficiency (bound ÷ measured) and what bounds it; and the time in torch operators
     (CPU) or kernels (CUDA) against the pass's wall time `forward_s` (on CPU measured again here
     without hooks, in passes alternating with the timed ones)."""
-    torch = t.torch
-    from torch.profiler import ProfilerActivity, profile, record_function
+    cuda = fp.dev.type == "cuda"
+    spent: list[float] = []
+    if not cuda:
+        passes = max(repeat, min(200, int(1.0 / max(forward_s, 1e-6))))  # about a second of passes, at least `repeat`
+        spent, forward_s = _wall_per_layer(fp, passes)
+    ranges, operators = _profiled_ranges(fp, repeat)
+    if cuda:
+        spent = ranges
+    total = sum(spent)
+    kernel_s = total if cuda else sum(operators)
+    layers = _layer_rows(fp.report, spent, operators, peaks)
+    unreliable = judge(layers, kernel_s, forward_s, "kernels" if cuda else "torch operators")
+    return {"forward_s": forward_s, "kernel_s": kernel_s, "layers_s": total, "unreliable": unreliable,
+            "efficiency_limit": EFFICIENCY_LIMIT,
+            "launch_bound": kernel_s < LAUNCH_BOUND * forward_s, "peaks": peaks.to_json(),
+            "roofline_s": sum(x["roofline_s"] for x in layers), "repeat": repeat,
+            "timer": "kernel time per layer (CUDA)" if cuda else "wall time per layer call (CPU)", "layers": layers}
 
-    cuda = dev.type == "cuda"
-    passes = max(repeat, min(200, int(1.0 / max(forward_s, 1e-6))))  # about a second of passes, at least `repeat`
-    n = len(report.layers)
-    walls: list[list[float]] = [[] for _ in range(n)]
+
+def _wall_per_layer(fp: ForwardPass, passes: int) -> tuple[list[float], float]:
+    """CPU: each layer's median wall time per call (from the end of the previous call) over
+    `passes` hooked passes, and the median plain pass, the two alternating so that drift affects
+    both alike (the first two of each are warm-up)."""
+    model, x = fp.model, fp.x
+    walls: list[list[float]] = [[] for _ in fp.report.layers]
     last = [0.0]  # when the previous layer's call ended (or the pass began)
 
     def timed(i: int, module: Any, args: list) -> Any:
@@ -115,45 +146,62 @@ def profile_forward(report: Report, model: Any, x: Any, t: Any, dev: Any, peaks:
         last[0] = now
         return out
 
+    plain = []
+    try:
+        with fp.t.torch.inference_mode():
+            for _ in range(passes + 2):
+                model.hook = timed
+                last[0] = time.perf_counter()
+                model(x)
+                model.hook = None
+                t0 = time.perf_counter()
+                model(x)
+                plain.append(time.perf_counter() - t0)
+    finally:
+        model.hook = None
+    return [statistics.median(w[2:]) for w in walls], statistics.median(plain[2:])
+
+
+def _profiled_ranges(fp: ForwardPass, repeat: int) -> tuple[list[float], list[float]]:
+    """Per layer and pass, under torch.profiler over `repeat` passes: the time of its
+    record_function range (CUDA: device time; CPU: CPU time) and of the torch operators it called."""
+    torch, model, x, dev = fp.t.torch, fp.model, fp.x, fp.dev
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from cnncalc.backend.chatter import captured, current
+
+    cuda = dev.type == "cuda"
+
     def ranged(i: int, module: Any, args: list) -> Any:
         with record_function(f"{RANGE}{i}"):
             return module(*args)
 
     try:
         with torch.inference_mode():
-            if not cuda:  # hooked and plain passes alternate, so that drift affects both alike
-                plain = []
-                for _ in range(passes + 2):
-                    model.hook = timed
-                    last[0] = time.perf_counter()
-                    model(x)
-                    model.hook = None
-                    t0 = time.perf_counter()
-                    model(x)
-                    plain.append(time.perf_counter() - t0)
-                forward_s = statistics.median(plain[2:])
             model.hook = ranged
             for _ in range(2):
                 model(x)
             sync(torch, dev)
             activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-            from cnncalc.backend.chatter import captured, current
-
             with captured(current(), fds=True), profile(activities=activities) as prof:  # no USDT lines
                 for _ in range(repeat):
                     model(x)
                 sync(torch, dev)
     finally:
         model.hook = None
+    n = len(fp.report.layers)
     ranges, operators = [0.0] * n, [0.0] * n
     for e in prof.events():
         if e.name.startswith(RANGE):
             ranges[int(e.name[len(RANGE):])] += (e.device_time_total if cuda else e.cpu_time_total) * 1e-6 / repeat
         elif e.cpu_parent is not None and e.cpu_parent.name.startswith(RANGE):  # an operator the layer called
             operators[int(e.cpu_parent.name[len(RANGE):])] += e.cpu_time_total * 1e-6 / repeat
-    spent = ranges if cuda else [statistics.median(w[2:]) for w in walls]
+    return ranges, operators
+
+
+def _layer_rows(report: Report, spent: list[float], operators: list[float], peaks: Peaks) -> list[dict[str, Any]]:
+    """Each layer's measured time set against its work (FLOPs, bytes moved) and its roofline bound."""
     total = sum(spent)
-    kernel_s = total if cuda else sum(operators)
     b = report.bytes_per_element
     layers = []
     for row, s, op in zip(report.layers, spent, operators):
@@ -163,12 +211,7 @@ def profile_forward(report: Report, model: Any, x: Any, t: Any, dev: Any, peaks:
                        "flops_per_s": row.flops / s if s else None, "bytes_per_s": moved / s if s else None,
                        "roofline_s": k.roofline_s, "efficiency": k.roofline_s / s if s else None,
                        "bound": k.bound, "flops": row.flops, "bytes": moved, "operator_s": op})
-    unreliable = judge(layers, kernel_s, forward_s, "kernels" if cuda else "torch operators")
-    return {"forward_s": forward_s, "kernel_s": kernel_s, "layers_s": total, "unreliable": unreliable,
-            "efficiency_limit": EFFICIENCY_LIMIT,
-            "launch_bound": kernel_s < LAUNCH_BOUND * forward_s, "peaks": peaks.to_json(),
-            "roofline_s": sum(x["roofline_s"] for x in layers), "repeat": repeat,
-            "timer": "kernel time per layer (CUDA)" if cuda else "wall time per layer call (CPU)", "layers": layers}
+    return layers
 
 
 def judge(layers: list[dict[str, Any]], kernel_s: float, forward_s: float, what: str) -> list[str]:

@@ -14,7 +14,7 @@ from cnncalc.analysis.roofline import Peaks
 from cnncalc.backend.build import build_model
 from cnncalc.backend.device import available_memory, device_name, out_of_memory, pick_device, set_threads
 from cnncalc.backend.fold import check_bn_folding
-from cnncalc.backend.kit import kit
+from cnncalc.backend.kit import Kit, kit
 from cnncalc.backend.measure import (
     QUARTILE_RUNS,
     SPREAD_LIMIT,
@@ -102,42 +102,77 @@ def _fmt(v: Any) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def verify_report(report: Report, device: str = "auto", dtype: str = "float32", repeat: int = 20,
-                  warmup: int = 3, force: bool = False, compile: bool = False, channels_last: bool = False,
-                  rf_probe: bool = True, fuse_bn: bool = False, progress: Progress | None = None,
-                  profile: bool = False, cuda_graph: bool = False, threads: int | None = None,
-                  check_only: bool = False, stages: dict[str, float] | None = None) -> VerifyResult:
-    """Build the report's network in torch on `device`, compare shapes, params, buffers, FLOPs
-    and probed receptive fields, fold batch norms (`fuse_bn`), measure memory and time the
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What one verification does: where and in which dtype it runs, how much it times, and which
+    optional checks it adds (the options of `cnncalc verify`, with the same defaults)."""
+
+    device: str = "auto"
+    """auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"""
+    dtype: str = "float32"
+    """element type of the timed run (the counts are checked in float32)"""
+    repeat: int = 20
+    """timed forward passes"""
+    warmup: int = 3
+    """untimed warm-up passes"""
+    force: bool = False
+    """run even when the memory estimate exceeds what the device has free"""
+    compile: bool = False
+    """also time the torch.compile'd model"""
+    channels_last: bool = False
+    """time in channels_last memory format (4-D inputs)"""
+    rf_probe: bool = True
+    """check receptive fields with a gradient probe"""
+    fuse_bn: bool = False
+    """fold batch norms into convs and check params and outputs"""
+    profile: bool = False
+    """each layer's time against its roofline bound"""
+    cuda_graph: bool = False
+    """also time a CUDA-graph replay (CUDA only)"""
+    threads: int | None = None
+    """torch's intra-op threads (None: as many as the machine has free, `device.thread_budget`)"""
+    check_only: bool = False
+    """prove every number (counts, fields, memory) and time nothing"""
+
+
+def verify_report(report: Report, options: VerifyOptions = VerifyOptions(), *, progress: Progress | None = None,
+                  stages: dict[str, float] | None = None) -> VerifyResult:
+    """Build the report's network in torch on `options.device`, compare shapes, params, buffers,
+    FLOPs and probed receptive fields, fold batch norms (`fuse_bn`), measure memory and time the
     forward pass in `dtype`; `profile`: each layer's time against its roofline; `cuda_graph`:
-    also time a CUDA-graph replay. `threads`: torch's intra-op threads (default: as many as
-    the machine has free, `device.thread_budget`; restored afterwards). `check_only`: prove
-    every number (counts, fields, memory) and time nothing (no forward or exported-module
-    timing, no calibration). `stages`, when given, receives the seconds spent per stage."""
-    if check_only and (profile or compile or cuda_graph):
-        what = [n for n, on in (("--profile", profile), ("--compile", compile), ("--cuda-graph", cuda_graph)) if on]
-        raise CnnError.single(f"--check-only times nothing; it cannot be combined with {', '.join(what)}",
-                              exit_code=2)
+    also time a CUDA-graph replay. torch's thread count is restored afterwards. `check_only`:
+    prove every number (counts, fields, memory) and time nothing (no forward or exported-module
+    timing, no calibration). `progress` hears of each stage and pass; `stages`, when given,
+    receives the seconds spent per stage."""
+    _refuse_conflicts(options)
     t = kit()
     torch = t.torch
-    dev = pick_device(torch, device)
-    if cuda_graph and dev.type != "cuda":
+    dev = pick_device(torch, options.device)
+    if options.cuda_graph and dev.type != "cuda":
         raise CnnError.single(f"--cuda-graph needs a CUDA device; this run is on {dev.type}", exit_code=2)
     before = torch.get_num_threads()
-    n_threads, why_threads = set_threads(torch, threads)
+    n_threads, why_threads = set_threads(torch, options.threads)
     clock = _Stages(progress, stages)
     log: list[str] = []
     try:
         from cnncalc.backend.chatter import captured
 
         with captured(log):  # torch's logging and warnings: kept for -v, off the screen
-            result = _verify(report, t, dev, dtype, repeat, warmup, force, compile, channels_last, rf_probe, fuse_bn,
-                             clock, profile, cuda_graph, check_only, n_threads, why_threads)
+            result = _verify(_Run(report, options, t, dev, clock, n_threads, why_threads))
         result.log = log
         return result
     finally:
         clock.stop()
         torch.set_num_threads(before)
+
+
+def _refuse_conflicts(o: VerifyOptions) -> None:
+    """--check-only times nothing, so no option that only adds timing goes with it (exit 2)."""
+    if o.check_only and (o.profile or o.compile or o.cuda_graph):
+        what = [n for n, on in (("--profile", o.profile), ("--compile", o.compile), ("--cuda-graph", o.cuda_graph))
+                if on]
+        raise CnnError.single(f"--check-only times nothing; it cannot be combined with {', '.join(what)}",
+                              exit_code=2)
 
 
 class _Stages:
@@ -162,122 +197,227 @@ class _Stages:
             self.progress(stage, done)
 
 
-def _verify(report: Report, t: Any, dev: Any, dtype: str, repeat: int, warmup: int, force: bool, compile: bool,
-            channels_last: bool, rf_probe: bool, fuse_bn: bool, say: Progress, profile: bool, cuda_graph: bool,
-            check_only: bool, n_threads: int, why_threads: str) -> VerifyResult:
-    torch = t.torch
-    tdtype = getattr(torch, dtype)
-    est, what = verify_memory(report, dtype, training=False)
+@dataclass
+class _Run:
+    """One verification in progress: what it was asked, where it runs, and what the stages
+    have built and found so far."""
+
+    report: Report
+    o: VerifyOptions
+    t: Kit
+    dev: Any
+    say: Progress
+    n_threads: int
+    why_threads: str
+    result: VerifyResult = field(init=False)
+    model: Any = None
+    x: Any = None
+    train_skip: str | None = None
+    """why the float32 training step is not measured (it would not fit), or None"""
+    peak_flops: float = 0.0
+
+    @property
+    def tdtype(self) -> Any:
+        return getattr(self.t.torch, self.o.dtype)
+
+    def timed(self, fn: Callable, *args: Any) -> Any:
+        """`fn(*args)` as a pass in the timed dtype (see `_in_dtype`)."""
+        return _in_dtype(fn, self.report, self.o.dtype, self.dev, *args)
+
+    def summary(self, times: list[float]) -> dict:
+        return summarize(times, self.report.input_shape[0], self.report.totals["flops"], self.peak_flops)
+
+
+def _verify(run: _Run) -> VerifyResult:
+    """The stages in order: every number is proved before anything is timed."""
+    _check_room(run)
+    _build(run)
+    _check_counts(run)
+    _probe_fields(run)
+    run.result.mismatches = compare(run.report, run.result.checks)
+    _fold_bn(run)
+    training = _measure_training(run)
+    _to_timed_dtype(run)
+    _measure_memory(run, training)
+    if run.o.check_only:
+        run.result.timing = {"timed": False, "threads": run.n_threads, "threads_reason": run.why_threads}
+        return run.result
+    _time_forward(run)
+    _time_exported(run)
+    _profile(run)
+    _time_cuda_graph(run)
+    _time_compiled(run)
+    return run.result
+
+
+def _check_room(run: _Run) -> None:
+    """Refuse a run whose inference pass would not fit in the free memory (unless --force); decide
+    whether the float32 training step fits; start the result."""
+    report, dev, torch = run.report, run.dev, run.t.torch
+    est, what = verify_memory(report, run.o.dtype, training=False)
     avail = available_memory(torch, dev)
-    train_est = verify_memory(report, dtype)[0]
-    train_fits = force or avail is None or train_est * 1.2 <= avail
-    if avail is not None and est * 1.2 > avail and not force:
+    train_est = verify_memory(report, run.o.dtype)[0]
+    if not (run.o.force or avail is None or train_est * 1.2 <= avail):
+        run.train_skip = (f"its float32 training step needs about {train_est / 2**30:.2f} GiB but only "
+                          f"{(avail or 0) / 2**30:.2f} GiB are free (--force to measure it anyway)")
+    if avail is not None and est * 1.2 > avail and not run.o.force:
         raise CnnError.single(f"verify needs about {est / 2**30:.2f} GiB on {dev.type} ({what}) but only "
                               f"{avail / 2**30:.2f} GiB are free (within this process's memory limits); "
                               "refusing (use --force to try anyway)")
-    result = VerifyResult(device_name(torch, dev), dev.type, dtype, torch.__version__, [])
-    if dev.type == "cpu" and dtype == "float16":
-        result.notes.append("float16 on CPU is supported but slow (no native half kernels): time it on a GPU")
-    say("building the network", 0)
+    run.result = VerifyResult(device_name(torch, dev), dev.type, run.o.dtype, torch.__version__, [])
+    if dev.type == "cpu" and run.o.dtype == "float16":
+        run.result.notes.append("float16 on CPU is supported but slow (no native half kernels): time it on a GPU")
+
+
+def _build(run: _Run) -> None:
+    """The network in torch, seeded, in float32 (the counts do not depend on the dtype), and an input."""
+    torch = run.t.torch
+    run.say("building the network", 0)
     torch.manual_seed(0)
-    model = build_model(report, t).eval().to(dev)  # counts: float32 (they do not depend on dtype)
-    x = torch.randn(report.input_shape, device=dev)
-    say("comparing shapes, params and FLOPs", 0)
-    result.checks = measure_counts(report, model, x, t)
-    if not rf_probe:
-        for row, check in zip(report.layers, result.checks):
+    run.model = build_model(run.report, run.t).eval().to(run.dev)
+    run.x = torch.randn(run.report.input_shape, device=run.dev)
+
+
+def _check_counts(run: _Run) -> None:
+    """Each layer's output shape, params, buffers and FLOPs as torch counts them."""
+    run.say("comparing shapes, params and FLOPs", 0)
+    run.result.checks = measure_counts(run.report, run.model, run.x, run.t)
+
+
+def _probe_fields(run: _Run) -> None:
+    """Each receptive field the probe can measure (size, jump, start, or whether it covers the
+    whole input); each other one gets the reason it was not probed."""
+    report, checks = run.report, run.result.checks
+    if not run.o.rf_probe:
+        for row, check in zip(report.layers, checks):
             if row.receptive_field is not None:
                 check.rf_note = "not probed: --no-rf-probe"
-    else:
-        say("probing receptive fields", 0)
-        probe_dev = dev if dev.type == "cuda" else torch.device("cpu")
-        rows, whole, skipped = probe_plan(report)
-        for idx, why in skipped.items():
-            result.checks[idx].rf_note = why
-        for idx in whole:
-            covered = _guarded(probe_whole, report, idx, t, probe_dev)
-            if isinstance(covered, str):
-                result.checks[idx].rf_note = covered
-            else:
-                result.checks[idx].rf_whole = covered
-        measured = _guarded(probe_rf, report, rows, t, probe_dev)
-        for idx in rows:
-            res = measured if isinstance(measured, str) else measured.get(idx, "not checked: the probe gave no result")
-            if isinstance(res, str):
-                result.checks[idx].rf_note = res
-            else:
-                result.checks[idx].rf = res
-    result.mismatches = compare(report, result.checks)
-    if fuse_bn:
-        say("folding batch norms", 0)
-        result.fused = check_bn_folding(report, t, dev)
-        if not result.fused["ok"]:
-            result.mismatches.append(
-                f"batch-norm folding: params analytic={result.fused['analytic_params']:,} "
-                f"torch={result.fused['torch_params']:,}, max relative output difference "
-                f"{result.fused['max_relative_output_difference']:.2e}")
-    say("measuring training memory", 0)
-    train_model = _train_memory(report, model, x, t, dev, None if train_fits else (
-        f"its float32 training step needs about {train_est / 2**30:.2f} GiB but only "
-        f"{(avail or 0) / 2**30:.2f} GiB are free (--force to measure it anyway)"))
-    model = model.to(dtype=tdtype)
-    x = x.to(tdtype)
-    if channels_last and len(report.input_shape) == 4:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    say("measuring memory", 0)
-    result.memory = _memory(report, model, x, t, dev, dtype, train_model)
-    result.mismatches += result.memory.pop("mismatches")
-    if check_only:
-        result.timing = {"timed": False, "threads": n_threads, "threads_reason": why_threads}
-        return result
-    say("timing", 0)
-    times = _in_dtype(time_forward, report, dtype, dev, model, x, t, dev, repeat, warmup, lambda: say("timing", 1))
-    say("calibrating the matmul peak", 0)
-    peak_flops = matmul_peak(t, dev, tdtype)
-    result.timing = summarize(times, report.input_shape[0], report.totals["flops"], peak_flops)
-    result.timing.update({"warmup": warmup, "channels_last": channels_last, "timed": True, "threads": n_threads,
-                          "threads_reason": why_threads})
+        return
+    run.say("probing receptive fields", 0)
+    probe_dev = run.dev if run.dev.type == "cuda" else run.t.torch.device("cpu")
+    rows, whole, skipped = probe_plan(report)
+    for idx, why in skipped.items():
+        checks[idx].rf_note = why
+    for idx in whole:
+        covered = _guarded(probe_whole, report, idx, run.t, probe_dev)
+        if isinstance(covered, str):
+            checks[idx].rf_note = covered
+        else:
+            checks[idx].rf_whole = covered
+    measured = _guarded(probe_rf, report, rows, run.t, probe_dev)
+    for idx in rows:
+        res = measured if isinstance(measured, str) else measured.get(idx, "not checked: the probe gave no result")
+        if isinstance(res, str):
+            checks[idx].rf_note = res
+        else:
+            checks[idx].rf = res
+
+
+def _fold_bn(run: _Run) -> None:
+    """With --fuse-bn: folding the batch norms leaves the params analysed and the outputs unchanged."""
+    if not run.o.fuse_bn:
+        return
+    run.say("folding batch norms", 0)
+    fused = run.result.fused = check_bn_folding(run.report, run.t, run.dev)
+    if not fused["ok"]:
+        run.result.mismatches.append(
+            f"batch-norm folding: params analytic={fused['analytic_params']:,} "
+            f"torch={fused['torch_params']:,}, max relative output difference "
+            f"{fused['max_relative_output_difference']:.2e}")
+
+
+def _measure_training(run: _Run) -> dict:
+    """One float32 training step's peak memory against the analytic figure (see `_train_memory`)."""
+    run.say("measuring training memory", 0)
+    return _train_memory(run.report, run.model, run.x, run.t, run.dev, run.train_skip)
+
+
+def _to_timed_dtype(run: _Run) -> None:
+    """The model and input cast to the timed dtype (and to channels_last when asked, 4-D only)."""
+    torch = run.t.torch
+    run.model = run.model.to(dtype=run.tdtype)
+    run.x = run.x.to(run.tdtype)
+    if run.o.channels_last and len(run.report.input_shape) == 4:
+        run.model = run.model.to(memory_format=torch.channels_last)
+        run.x = run.x.contiguous(memory_format=torch.channels_last)
+
+
+def _measure_memory(run: _Run, training: dict) -> None:
+    """The inference peak in the timed dtype and the training step, judged against the analysis."""
+    run.say("measuring memory", 0)
+    run.result.memory = _memory(run.report, run.model, run.x, run.t, run.dev, run.o.dtype, training)
+    run.result.mismatches += run.result.memory.pop("mismatches")
+
+
+def _time_forward(run: _Run) -> None:
+    """The forward pass's time (median, quartiles, stability) and the matmul peak it is set against."""
+    o, result = run.o, run.result
+    run.say("timing", 0)
+    times = run.timed(time_forward, run.model, run.x, run.t, run.dev, o.repeat, o.warmup, lambda: run.say("timing", 1))
+    run.say("calibrating the matmul peak", 0)
+    run.peak_flops = matmul_peak(run.t, run.dev, run.tdtype)
+    result.timing = run.summary(times)
+    result.timing.update({"warmup": o.warmup, "channels_last": o.channels_last, "timed": True,
+                          "threads": run.n_threads, "threads_reason": run.why_threads})
     if result.timing["unstable"]:
-        result.notes.append(_unstable_advice(result.timing, dev, n_threads, repeat))
+        result.notes.append(_unstable_advice(result.timing, run.dev, run.n_threads, o.repeat))
     elif not result.timing["stability_judged"]:
-        result.notes.append(f"{repeat} timed run{'s' if repeat != 1 else ''}: too few for quartiles (at least "
+        result.notes.append(f"{o.repeat} timed run{'s' if o.repeat != 1 else ''}: too few for quartiles (at least "
                             f"{QUARTILE_RUNS}); the median is shown with min and max, its stability not judged")
-    say("timing the exported module", 0)
+
+
+def _time_exported(run: _Run) -> None:
+    """The module `cnncalc export --to torch` writes, timed like the built one (a note if it cannot be)."""
+    run.say("timing the exported module", 0)
     try:
         from cnncalc.interop.torch_export import exported_module
 
-        net = exported_module(report, model).eval().to(device=dev, dtype=tdtype)
-        if channels_last and len(report.input_shape) == 4:
-            net = net.to(memory_format=torch.channels_last)
-        etimes = _in_dtype(time_forward, report, dtype, dev, net, x, t, dev, repeat, warmup)
-        result.timing["exported"] = summarize(etimes, report.input_shape[0], report.totals["flops"], peak_flops)
+        net = exported_module(run.report, run.model).eval().to(device=run.dev, dtype=run.tdtype)
+        if run.o.channels_last and len(run.report.input_shape) == 4:
+            net = net.to(memory_format=run.t.torch.channels_last)
+        etimes = run.timed(time_forward, net, run.x, run.t, run.dev, run.o.repeat, run.o.warmup)
+        run.result.timing["exported"] = run.summary(etimes)
     except CnnError as exc:
-        result.notes.append(f"the exported module (cnncalc export --to torch) was not timed: "
-                            f"{exc.problems[0].message}"[:300])
-    if profile:
-        from cnncalc.backend.profile import call_overhead, compute_peak, copy_bandwidth, profile_forward
+        run.result.notes.append(f"the exported module (cnncalc export --to torch) was not timed: "
+                                f"{exc.problems[0].message}"[:300])
 
-        say("profiling each layer", 0)
-        large, fast, cache = copy_bandwidth(t, dev, tdtype)
-        peaks = Peaks(compute_peak(t, dev, tdtype, peak_flops), large, call_overhead(t, dev, tdtype),
-                      result.device, dev.type, dtype, torch.__version__, fast, cache)
-        result.profile = _in_dtype(profile_forward, report, dtype, dev, report, model, x, t, dev, peaks,
-                                   result.timing["median_s"])
-    if cuda_graph:
-        from cnncalc.backend.profile import cuda_graph_time
 
-        say("timing a CUDA-graph replay", 0)
-        result.timing["cuda_graph_s"] = _in_dtype(cuda_graph_time, report, dtype, dev, model, x, t, repeat)
-    if compile:
-        say("compiling (torch.compile)", 0)
-        try:
-            compiled = torch.compile(model)
-            ctimes = time_forward(compiled, x, t, dev, repeat, max(warmup, 2))
-            result.timing["compiled"] = summarize(ctimes, report.input_shape[0], report.totals["flops"], peak_flops)
-        except Exception as exc:  # noqa: BLE001 - compile support varies by platform; report it
-            result.notes.append(f"torch.compile failed on this platform: {type(exc).__name__}: {exc}"[:300])
-    return result
+def _profile(run: _Run) -> None:
+    """With --profile: the device's peaks, then each layer's time against its roofline bound."""
+    if not run.o.profile:
+        return
+    from cnncalc.backend.profile import ForwardPass, call_overhead, compute_peak, copy_bandwidth, profile_forward
+
+    t, dev, tdtype, result = run.t, run.dev, run.tdtype, run.result
+    run.say("profiling each layer", 0)
+    large, fast, cache = copy_bandwidth(t, dev, tdtype)
+    peaks = Peaks(compute_peak(t, dev, tdtype, run.peak_flops), large, call_overhead(t, dev, tdtype),
+                  result.device, dev.type, run.o.dtype, t.torch.__version__, fast, cache)
+    result.profile = run.timed(profile_forward, ForwardPass(run.report, run.model, run.x, t, dev),
+                               peaks, result.timing["median_s"])
+
+
+def _time_cuda_graph(run: _Run) -> None:
+    """With --cuda-graph: the median time of one CUDA-graph replay of the forward pass."""
+    if not run.o.cuda_graph:
+        return
+    from cnncalc.backend.profile import cuda_graph_time
+
+    run.say("timing a CUDA-graph replay", 0)
+    run.result.timing["cuda_graph_s"] = run.timed(cuda_graph_time, run.model, run.x, run.t, run.o.repeat)
+
+
+def _time_compiled(run: _Run) -> None:
+    """With --compile: the torch.compile'd model timed (a note where the platform cannot compile)."""
+    if not run.o.compile:
+        return
+    run.say("compiling (torch.compile)", 0)
+    try:
+        compiled = run.t.torch.compile(run.model)
+        ctimes = time_forward(compiled, run.x, run.t, run.dev, run.o.repeat, max(run.o.warmup, 2))
+        run.result.timing["compiled"] = run.summary(ctimes)
+    except Exception as exc:  # noqa: BLE001 - compile support varies by platform; report it
+        run.result.notes.append(f"torch.compile failed on this platform: {type(exc).__name__}: {exc}"[:300])
 
 
 def _unstable_advice(timing: dict, dev: Any, n_threads: int, repeat: int) -> str:

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 import typer
 
 from cnncalc.cli.app import app
 from cnncalc.cli.console import _escape, console, user_errors
 from cnncalc.cli.options import BatchOpt, Dtype, InputOpt, Optimizer, Output, SetOpt, SpecArg, _analyze
+
+if TYPE_CHECKING:
+    from cnncalc.analysis.report import Report
+    from cnncalc.backend.verify import VerifyOptions
 
 
 @app.command()
@@ -39,26 +43,26 @@ def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional
                                                                        "(kept off the screen otherwise)."),
            ) -> None:
     """Build the spec in PyTorch, compare every number with the analysis, time the forward pass."""
+    from cnncalc.backend.verify import VerifyOptions
+
+    options = VerifyOptions(device=device, dtype=dtype.value, repeat=repeat, warmup=warmup, force=force,
+                            compile=compile, channels_last=channels_last, rf_probe=rf_probe, fuse_bn=fuse_bn,
+                            profile=profile, cuda_graph=cuda_graph, threads=threads, check_only=check_only)
     report = _analyze(spec, batch, input, None, Optimizer.adam, sets)
-    ok = _verify(report, device, dtype.value, repeat, warmup, format, force, compile, channels_last, rf_probe, fuse_bn,
-                 profile=profile, cuda_graph=cuda_graph, threads=threads, check_only=check_only, verbose=verbose)
+    ok = _verify(report, options, format, verbose=verbose)
     raise typer.Exit(0 if ok else 1)
 
 
-def _verify(report, device="auto", dtype="float32", repeat=20, warmup=3, format=Output.table, force=False,
-            compile=False, channels_last=False, rf_probe=True, fuse_bn=False, emit=print, profile=False,
-            cuda_graph=False, threads=None, check_only=False, stages=None, verbose=False) -> bool:
-    """Run the verification and print it; True when torch agrees."""
+def _verify(report: Report, options: VerifyOptions, format: Output = Output.table,
+            emit: Callable[[str], object] = print, verbose: bool = False) -> bool:
+    """Run the verification and print it (JSON through `emit`); True when torch agrees."""
     from cnncalc.backend.verify import verify_report
     from cnncalc.render.formats import to_json
     from cnncalc.render.terminal import VerifyProgress, print_profile, print_verify
 
-    ticks = 0 if check_only else warmup + repeat
+    ticks = 0 if options.check_only else options.warmup + options.repeat
     with VerifyProgress(format.value == "table" and sys.stderr.isatty(), ticks) as progress:
-        result = verify_report(report, device=device, dtype=dtype, repeat=repeat, warmup=warmup, force=force,
-                               compile=compile, channels_last=channels_last, rf_probe=rf_probe, fuse_bn=fuse_bn,
-                               progress=progress, profile=profile, cuda_graph=cuda_graph, threads=threads,
-                               check_only=check_only, stages=stages)
+        result = verify_report(report, options, progress=progress)
     if format.value == "json":
         emit(to_json(report, {"verify": result.to_json()}))
     else:
