@@ -92,3 +92,221 @@ def test_cli_table_json_and_exit_codes(tmp_path):
     sized = json.loads(runner.invoke(app, ["fit", str(spec), "-m", "10000", "--margin", "0", "--inference",
                                            "--batch", "1", "-f", "json"]).stdout)
     assert sized["max_input"] == [1, 35, 35] and sized["max_batch"] is None
+
+
+# ---- §4 sharded model states (DeepSpeed ZeRO 1/2/3, FSDP FULL_SHARD): per GPU ----
+from math import ceil  # noqa: E402
+
+from cnncalc.analysis.fit import Sharding, counts, sharded_point, sharded_states  # noqa: E402
+
+TINY = """name: tiny
+input: 1x8x8
+blocks:
+  pair:
+    args: {c: null}
+    layers:
+      - {name: conv, type: conv2d, out_channels: $c, kernel_size: 3, padding: 1}
+      - {name: relu, type: relu}
+layers:
+  - {name: stem, type: conv2d, out_channels: 4, kernel_size: 3, padding: 1}
+  - {block: pair, name: body, args: {c: 4}}
+  - {type: global_avgpool}
+  - {type: flatten}
+  - {name: fc, type: linear, out_features: 3}
+"""
+# stem 4·1·9 + 4 = 40, body.conv 4·4·9 + 4 = 148, fc 4·3 + 3 = 15: P = 203, all trainable
+P, L, ROOT = 40 + 148 + 15, 148, 40 + 15
+
+
+def tiny(b=2, dtype=None, optimizer="adam"):
+    return cnncalc.analyze(cnncalc.parse_spec(TINY), b, None, dtype, optimizer)
+
+
+def test_counts_by_hand():
+    c = counts(tiny())
+    assert (c.trainable, c.frozen, c.largest_layer, c.largest_layer_trainable) == (P, 0, L, L)
+    assert c.persistent == P  # every tensor has ≤ 100,000 elements: ZeRO-3 keeps them all whole
+    assert counts(tiny(), 10).persistent == 4 + 4 + 3  # only the biases have ≤ 10 elements
+    assert (c.units, c.root) == ((148,), ROOT)  # the block use `body` is one FSDP unit; stem and fc the root
+
+
+def test_zero_and_fsdp_states_by_hand():
+    c, N, w, k = counts(tiny(), 10), 4, 4, 2  # float32, adam, 4 GPUs
+    part = ceil(P / N)  # 51: partitions are padded to equal size
+    common = {"params": 4 * P, "master_params": 4 * part, "optimizer_state": 4 * 2 * part,
+              "gradient_partition": 4 * part, "reduce_bucket": 4 * 10, "allgather_bucket": 0,
+              "fp32_gradient_step": 4 * part}
+    sh = dict(reduce_bucket=10, prefetch_bucket=7, persistence_threshold=10)
+    assert sharded_states(c, w, k, Sharding("zero1", N, **sh)) == {**common, "gradients_fb": 4 * P}
+    assert sharded_states(c, w, k, Sharding("zero2", N, **sh)) == {**common, "layer_gradient_fb": 4 * L}
+    assert sharded_states(c, w, k, Sharding("zero2", N, overlap_comm=True, **sh))["reduce_bucket"] == 2 * 4 * 10
+    spread = P - (4 + 4 + 3)  # 192 elements partitioned; the biases (≤ 10) persist whole
+    zero3 = {"params": 4 * (ceil(spread / N) + 11), "master_params": 0,  # float32 params are their own master
+             "optimizer_state": 4 * 2 * part, "gradient_partition": 4 * part, "reduce_bucket": 4 * 10,
+             "gathered_params_fb": 4 * min(spread, 10**9, L + 7), "layer_gradient_fb": 4 * L}
+    assert sharded_states(c, w, k, Sharding("zero3", N, **sh)) == zero3
+    assert sharded_states(c, 2, k, Sharding("zero3", N, **sh))["master_params"] == 4 * part  # bf16: an fp32 master
+    flat = ceil(148 / N) + ceil(ROOT / N)  # 37 + 14: each unit's flat parameter padded and sharded
+    assert sharded_states(c, w, k, Sharding("fsdp", N, **sh)) == {
+        "params": 4 * flat, "master_params": 0, "optimizer_state": 4 * 2 * flat, "gradient_partition": 4 * flat,
+        "root_params_fb": 4 * ROOT, "gathered_params_fb": 2 * 4 * 148, "layer_gradient_fb": 4 * 148,
+        "optimizer_temporaries_step": 3 * 4 * ceil(148 / N)}
+    one = sharded_states(c, w, 0, Sharding("fsdp", 1))  # world 1: FSDP runs NO_SHARD, nothing gathered
+    assert one["params"] == 4 * P and one["root_params_fb"] == one["gathered_params_fb"] == 0
+
+
+def test_zero1_on_one_gpu_is_the_simulation_plus_its_copies():
+    # sgd, world 1, no bucket: ZeRO-1 holds what one process holds (the simulated step) plus DeepSpeed's fp32
+    # clone of the partition (4·P) and the contiguous gradient partition (4·P)
+    r = tiny(optimizer="sgd")
+    p = sharded_point(r, Sharding("zero1", 1, reduce_bucket=0))
+    assert r.totals["training_peak_phase"] != "optimizer step"
+    assert p.peak == r.totals["training_memory_bytes"] + 4 * P + 4 * P
+
+
+@pytest.mark.parametrize("name", ["resnet18", "hourglass"])
+def test_activations_without_weight_gradients_are_bounded_by_the_simulation(name):
+    # the simulated peak with weight gradients (S) less all of them (G) ≤ the peak without them (A) ≤ S
+    r = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, f"{name}.yaml")), 2, (3, 64, 64), None, "sgd")
+    t = r.totals
+    s = t["training_memory_bytes"] - t["param_bytes"] - t["buffer_bytes"]
+    a = sharded_point(r, Sharding("zero2", 2)).shard["activations_fb"]
+    assert s - 4 * t["trainable_params"] <= a <= s
+    assert a < s  # the gradients of the weights done before the peak are left out
+
+
+# DeepSpeed's own estimators, copied verbatim (no offload is the branch compared) from
+# https://github.com/deepspeedai/DeepSpeed/blob/edaa7221267243c7be7fb49c5d5f5c4fb97b4641/deepspeed/runtime/zero/stage_1_and_2.py
+# https://github.com/deepspeedai/DeepSpeed/blob/edaa7221267243c7be7fb49c5d5f5c4fb97b4641/deepspeed/runtime/zero/stage3.py
+# They model mixed precision Adam: 16-bit params and gradients, fp32 master, gradients and momentum/variance.
+# cnncalc's default (float32 throughout) differs, so they are compared at --dtype bfloat16 --optimizer adam,
+# on the model states only (no activations, buckets or prefetch: ZeRO-3 with prefetch 0 and persistence 0).
+def estimate_zero2_model_states_mem_needs(total_params,
+                                          num_gpus_per_node=1,
+                                          num_nodes=1,
+                                          cpu_offload=True,
+                                          additional_buffer_factor=1.5):
+
+    total_gpus = num_nodes * num_gpus_per_node
+
+    if cpu_offload:
+        gpu_mem = 2 * total_params
+        cpu_mem = total_params * max(4 * total_gpus, 16) * additional_buffer_factor
+    else:
+        # GPU's total_params multipliers: 2 = params_16bit,
+        # 18 = 2_grads_16bit + 4_grads_32bit + 4_params_32bit + 8_optimizer_states_32bit(momentum and variance)
+        gpu_mem = 2 * total_params + int(18 * total_params / total_gpus)
+        cpu_mem = total_params * 4 * num_gpus_per_node * additional_buffer_factor
+
+    return int(cpu_mem), int(gpu_mem)
+
+
+def estimate_zero3_model_states_mem_needs(total_params,
+                                          largest_layer_params,
+                                          num_gpus_per_node=1,
+                                          num_nodes=1,
+                                          cpu_offload=True,
+                                          cpu_offload_params=True,
+                                          zero_init=True,
+                                          additional_buffer_factor=1.5):
+
+    total_gpus = num_nodes * num_gpus_per_node
+    gpus_factor = 1 / num_nodes
+    largest_layer_memory = (4 * largest_layer_params)
+
+    if cpu_offload:
+        if cpu_offload_params:
+            gpu_mem = largest_layer_memory
+
+            if zero_init:
+                cpu_mem = total_params * 18 * gpus_factor * additional_buffer_factor
+            else:
+                cpu_mem = total_params * max(4 * num_gpus_per_node, 18 * gpus_factor) * additional_buffer_factor
+
+        else:
+            gpu_mem = largest_layer_memory + int(2 * total_params / total_gpus)
+
+            if zero_init:
+                cpu_mem = total_params * 16 * gpus_factor * additional_buffer_factor
+            else:
+                cpu_mem = total_params * max(4 * num_gpus_per_node, 16 * gpus_factor) * additional_buffer_factor
+    else:
+        gpu_mem = largest_layer_memory + int(18 * total_params / total_gpus)
+        if zero_init:
+            cpu_mem = largest_layer_params * 4 * num_gpus_per_node * additional_buffer_factor
+        else:
+            cpu_mem = total_params * 4 * num_gpus_per_node * additional_buffer_factor
+
+    return int(cpu_mem), int(gpu_mem), largest_layer_memory
+
+
+@pytest.mark.parametrize("which,nodes,per_node", [("tiny", 1, 7), ("resnet18", 2, 4), ("resnet18", 1, 1)])
+def test_model_states_agree_with_deepspeeds_estimators(which, nodes, per_node):
+    net = cnncalc.parse_spec(TINY) if which == "tiny" else cnncalc.load_spec(os.path.join(EXAMPLES, "resnet18.yaml"))
+    r = cnncalc.analyze(net, 1, None, "bfloat16", "adam")
+    c, world = counts(r, 0), nodes * per_node
+    assert c.trainable * 18 % world == 0  # the estimator truncates; cnncalc pads partitions: equal when exact
+    z2 = sharded_states(c, 2, 2, Sharding("zero2", world))
+    states2 = z2["params"] + z2["gradient_partition"] + z2["fp32_gradient_step"] + z2["master_params"] \
+        + z2["optimizer_state"]
+    assert states2 == estimate_zero2_model_states_mem_needs(c.trainable, per_node, nodes, cpu_offload=False)[1]
+    z3 = sharded_states(c, 2, 2, Sharding("zero3", world, prefetch_bucket=0, persistence_threshold=0))
+    states3 = sum(v for k, v in z3.items() if k != "reduce_bucket")
+    _, gpu, largest = estimate_zero3_model_states_mem_needs(c.trainable, c.largest_layer, per_node, nodes,
+                                                            cpu_offload=False)
+    assert states3 == gpu and z3["gathered_params_fb"] + z3["layer_gradient_fb"] == largest
+
+
+def test_sharded_batch_is_the_boundary():
+    net = cnncalc.load_spec(os.path.join(EXAMPLES, "resnet18.yaml"))
+    sh = Sharding("zero2", 8, reduce_bucket=10**7)
+    result = fit_batch(net, 2 * 2**30, 0.0, True, "adam", (3, 64, 64), None, sh)
+    b = result.best.batch
+    at = lambda n: sharded_point(cnncalc.analyze(net, n, (3, 64, 64), None, "adam"), sh).peak  # noqa: E731
+    assert at(b) <= 2 * 2**30 < at(b + 1) and result.best.peak == at(b)
+    assert result.simulations < 40
+
+
+def test_cli_shard_and_allocator(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY)
+    base = ["fit", str(spec), "-m", "64MiB", "--optimizer", "adam"]
+    data = json.loads(runner.invoke(app, [*base, "--shard", "fsdp", "--world", "4", "-f", "json"]).stdout)
+    assert data["shard"]["stage"] == "fsdp" and data["shard"]["world"] == 4
+    assert data["shard"]["global_batch"] == 4 * data["max_batch"]
+    net = cnncalc.parse_spec(TINY)
+    assert data["best"]["peak"] == sharded_point(cnncalc.analyze(net, data["max_batch"], None, None, "adam"),
+                                                 Sharding("fsdp", 4)).peak
+    assert data["allocator"]["source"] == "assumed margin" and data["allocator"]["margin"] == 0.1
+    text = runner.invoke(app, [*base, "--shard", "zero3", "--world", "2", "--reduce-bucket", "1000"])
+    assert text.exit_code == 0 and "assumed margin 10%" in text.stdout and "per GPU" in text.stdout
+    for bad in (["--shard", "zero2"], ["--world", "2"], ["--shard", "zero1", "--world", "2", "--inference"],
+                ["--shard", "zero9", "--world", "2"], ["--shard", "zero1", "--world", "0"]):
+        r = runner.invoke(app, [*base, *bad])
+        assert r.exit_code == 2 and "Traceback" not in r.output, bad
+
+
+PEAKS = {"flops_per_s": 1e12, "bytes_per_s": 1e11, "overhead_s": 1e-5, "device": "hand-written", "device_type": "cuda"}
+
+
+def test_peaks_file_allocator_overhead(tmp_path):
+    # a hand-written peaks file (no GPU here to measure one): 25% allocator overhead over the tensors' peak and
+    # 1,000 B of workspaces. ONE at inference needs 4 + 512·b bytes of tensors:
+    # (4 + 512·b)·1.25 + 1,000 ≤ 10,000 → 4 + 512·b ≤ 7,200 → b = 14 (7,172; b = 15 needs 7,684)
+    spec, peaks = tmp_path / "one.yaml", tmp_path / "peaks.json"
+    spec.write_text(ONE)
+    peaks.write_text(json.dumps({**PEAKS, "allocator_overhead_share": 0.25, "workspace_bytes": 1000}))
+    run = ["fit", str(spec), "-m", "10000", "--inference", "--peaks", str(peaks)]
+    data = json.loads(runner.invoke(app, [*run, "-f", "json"]).stdout)
+    assert data["usable_bytes"] == (10_000 - 1000) / 1.25 == 7200 and data["max_batch"] == 14
+    assert data["allocator"] == {"source": "peaks file", "peaks_file": str(peaks), "overhead_share": 0.25,
+                                 "workspace_bytes": 1000, "margin": 0.0}
+    assert "allocator overhead 25.0%" in runner.invoke(app, run).stdout
+    both = json.loads(runner.invoke(app, [*run, "--margin", "10%", "-f", "json"]).stdout)
+    assert both["usable_bytes"] == int((10_000 * 0.9 - 1000) / 1.25)  # an explicit margin still applies
+    peaks.write_text(json.dumps(PEAKS))  # a file without the fields (as CPU calibrations write): margin assumed
+    plain = runner.invoke(app, run)
+    assert plain.exit_code == 0 and "assumed margin 10%" in plain.stdout and "has no allocator overhead" in plain.stdout
+    peaks.write_text(json.dumps({**PEAKS, "allocator_overhead_share": -1}))
+    bad = runner.invoke(app, run)
+    assert bad.exit_code == 1 and "allocator_overhead_share" in bad.output and "Traceback" not in bad.output

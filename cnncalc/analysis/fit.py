@@ -20,9 +20,10 @@ so it does not depend on the linearity argument, only its speed does.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
+from math import prod
 
-from cnncalc.analysis.memory import OPTIMIZER_STATES
+from cnncalc.analysis.memory import OPTIMIZER_STATES, training_memory
 from cnncalc.analysis.report import Report
 from cnncalc.errors import CnnError
 from cnncalc.spec.network import Network
@@ -43,6 +44,8 @@ class Point:
     saved_activations: int
     """what autograd holds at the end of the forward pass (training; 0 at inference)"""
     phase: str
+    shard: dict[str, int] | None = field(default=None)
+    """sharded (per GPU): the parts of the peak by name (bytes), see `sharded_point`"""
 
     @property
     def activations_and_temporaries(self) -> int:
@@ -50,8 +53,11 @@ class Point:
         return self.peak - self.params_and_buffers - self.optimizer_state
 
     def to_json(self) -> dict:
-        return {**asdict(self), "size": list(self.size),
-                "activations_gradients_temporaries": self.activations_and_temporaries}
+        out = {**asdict(self), "size": list(self.size),
+               "activations_gradients_temporaries": self.activations_and_temporaries}
+        if self.shard is None:
+            del out["shard"]
+        return out
 
 
 def point(report: Report, training: bool) -> Point:
@@ -64,6 +70,162 @@ def point(report: Report, training: bool) -> Point:
     states = t["trainable_params"] * report.bytes_per_element * OPTIMIZER_STATES[report.optimizer]
     return Point(report.input_shape[0], tuple(report.input_shape[1:]), t["training_memory_bytes"], weights, states,
                  t["training_saved_activation_bytes"], t["training_peak_phase"])
+
+
+SHARDS = ("zero1", "zero2", "zero3", "fsdp")
+MASTER_BYTES = 4  #: DeepSpeed's master weights, gradient partition and optimizer state: float32
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """Data parallelism over `world` GPUs with sharded model states: DeepSpeed ZeRO stage 1, 2 or 3
+    (deepspeed/runtime/zero/config.py: the defaults below, in elements) or PyTorch FSDP FULL_SHARD."""
+
+    stage: str
+    world: int
+    reduce_bucket: int = 500_000_000
+    """reduce_bucket_size: ZeRO's contiguous gradient buffer (`ipg` bucket), allocated whole"""
+    allgather_bucket: int = 500_000_000
+    """allgather_bucket_size: only splits ZeRO-1/2's gather of the updated partitions, which
+    writes into the flat parameters in place: no bytes of its own"""
+    prefetch_bucket: int = 50_000_000
+    """stage3_prefetch_bucket_size: parameters ZeRO-3 gathers ahead of use"""
+    max_live: int = 1_000_000_000
+    """stage3_max_live_parameters: gathered parameters resident at once, at most"""
+    persistence_threshold: int = 100_000
+    """stage3_param_persistence_threshold: ZeRO-3 keeps tensors of at most this many elements whole"""
+    overlap_comm: bool | None = None
+    """DeepSpeed's overlap_comm; None = its default (True for stage 3 only). ZeRO-1/2 then
+    double the reduce bucket"""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What sharding divides, from a report (elements, except buffer_bytes)."""
+
+    trainable: int
+    frozen: int
+    buffer_bytes: int
+    largest_layer: int
+    """params of the largest layer (DeepSpeed's largest_layer_params: one module's own params)"""
+    largest_layer_trainable: int
+    persistent: int
+    """params in tensors of ≤ persistence_threshold elements (ZeRO-3 does not partition them)"""
+    units: tuple[int, ...]
+    """FSDP units: params of each innermost block use"""
+    units_trainable: tuple[int, ...]
+    root: int
+    """FSDP's root unit: params of the layers outside every block"""
+
+
+def counts(report: Report, threshold: int = 100_000) -> Counts:
+    """The counts of `report`'s network; a shared weight is counted once, at its owner."""
+    own = [r for r in report.layers if r.shared_with is None]
+    units: dict[str, list[int]] = {}
+    root = 0
+    for r in own:
+        if r.blocks:
+            u = units.setdefault(r.blocks[-1], [0, 0])
+            u[0] += r.params
+            u[1] += r.trainable_params
+        else:
+            root += r.params
+    big = max(own, key=lambda r: r.params, default=None)
+    trainable = sum(r.trainable_params for r in own)
+    return Counts(trainable, sum(r.params for r in own) - trainable, report.totals["buffer_bytes"],
+                  big.params if big else 0, big.trainable_params if big else 0,
+                  sum(n for r in own for s in r.weights.values() if (n := prod(s)) <= threshold),
+                  tuple(u[0] for u in units.values()), tuple(u[1] for u in units.values()), root)
+
+
+def _part(n: int, world: int) -> int:
+    """One rank's share of n elements: ⌈n / world⌉ (partitions are padded to equal size)."""
+    return -(-n // world)
+
+
+def sharded_states(c: Counts, w: int, k: int, sh: Sharding) -> dict[str, int]:
+    """Per-GPU bytes of the model states and communication buffers of `sh` (README "Will it fit?":
+    each line is DeepSpeed's or FSDP's own tensor). w: bytes of the working dtype; k: optimizer
+    state tensors per parameter (sgd 0, momentum 1, adam 2). Terms named *_fb exist during the
+    forward and backward passes only, *_step at the optimizer step only."""
+    N, P, Q = sh.world, c.trainable, c.frozen
+    part = _part(P, N)
+    if sh.stage in ("zero1", "zero2"):
+        overlap = bool(sh.overlap_comm)
+        out = {"params": w * (P + Q),                    # the working copy stays whole (bit16_groups_flat)
+               "master_params": MASTER_BYTES * part,     # fp32 clone of this rank's partition
+               "optimizer_state": MASTER_BYTES * k * part,
+               "gradient_partition": w * part,           # grads_in_partition (contiguous_gradients)
+               "reduce_bucket": w * sh.reduce_bucket * (2 if overlap else 1),
+               "allgather_bucket": 0,                    # in place into the flat params
+               "fp32_gradient_step": MASTER_BYTES * part}  # the partition's gradient cast for the step
+        if sh.stage == "zero1":
+            out["gradients_fb"] = w * P                  # autograd's .grad, whole until the step
+        else:
+            out["layer_gradient_fb"] = w * c.largest_layer_trainable  # made, then copied into the bucket
+        return out
+    if sh.stage == "zero3":
+        spread = P + Q - c.persistent
+        return {"params": w * (_part(spread, N) + c.persistent),
+                "master_params": 0 if w == MASTER_BYTES else MASTER_BYTES * part,  # fp32 params are their own master
+                "optimizer_state": MASTER_BYTES * k * part,
+                "gradient_partition": MASTER_BYTES * part,  # grad_partitions_flat_buffer (fp32, as the estimator)
+                "reduce_bucket": w * sh.reduce_bucket,       # one ipg buffer per dtype
+                "gathered_params_fb": w * min(spread, sh.max_live, c.largest_layer + sh.prefetch_bucket),
+                "layer_gradient_fb": w * c.largest_layer_trainable}
+    if sh.stage == "fsdp":
+        units = [*c.units, c.root]
+        biggest = max(c.units, default=0) if N > 1 else 0  # at world size 1 FSDP runs NO_SHARD: nothing gathered
+        return {"params": w * sum(_part(u, N) for u in units),  # each unit's flat parameter, padded, sharded
+                "master_params": 0,
+                "optimizer_state": w * k * sum(_part(u, N) for u in (*c.units_trainable, P - sum(c.units_trainable))),
+                "gradient_partition": w * sum(_part(u, N) for u in (*c.units_trainable, P - sum(c.units_trainable))),
+                "root_params_fb": w * c.root if N > 1 else 0,  # the root unit is not resharded after forward
+                "gathered_params_fb": 2 * w * biggest,   # the unit in use and the one prefetched
+                "layer_gradient_fb": w * max(c.units_trainable, default=0) if N > 1 else 0,  # a unit's whole
+                # gradient before its reduce-scatter
+                "optimizer_temporaries_step": 3 * w * _part(max(units), N) if k == 2 else 0}  # Adam's √v, √v/c
+                # of the largest flat shard while the previous one's is referenced: at most 3 shards
+    raise ValueError(f"unknown sharding {sh.stage!r}")
+
+
+def _without_weight_gradients(report: Report) -> int:
+    """The step's peak of activations, their gradients and the layers' temporaries, weight
+    gradients left out (the simulation of `analysis.memory` with every weight's gradient of
+    size 0: the rows keep needing gradients, so the same tensors are saved)."""
+    rows = [replace(r, trainable_params=0, shared_with=r.shared_with or r.name) if r.trainable_params else r
+            for r in report.layers]
+    b = report.bytes_per_element
+    return training_memory(rows, report.outputs, prod(report.input_shape) * b, b, "sgd", 0).peak
+
+
+def sharded_point(report: Report, sh: Sharding) -> Point:
+    """One GPU's step under `sh` at the report's (per-GPU) batch: the larger of
+      forward/backward = states + buffers + the *_fb terms + activations (the simulation's peak,
+                         with all weight gradients for ZeRO-1, without them otherwise)
+      optimizer step   = states + buffers + the *_step terms + the input
+    where states = params + master_params + optimizer_state + gradient_partition + reduce_bucket."""
+    t = report.totals
+    w, k = report.bytes_per_element, OPTIMIZER_STATES[report.optimizer]
+    c = counts(report, sh.persistence_threshold)
+    parts = sharded_states(c, w, k, sh)
+    if sh.stage == "zero1":  # whole gradients as in one process: the simulation as it is (its sgd step at most)
+        b = report.bytes_per_element
+        acts = training_memory(report.layers, report.outputs, t["input_bytes"], b, "sgd", 0).peak
+        acts -= w * c.trainable  # counted in gradients_fb
+    else:
+        acts = _without_weight_gradients(report)
+    states = sum(v for n, v in parts.items() if not n.endswith(("_fb", "_step"))) + c.buffer_bytes
+    fb = states + sum(v for n, v in parts.items() if n.endswith("_fb")) + acts
+    step = states + sum(v for n, v in parts.items() if n.endswith("_step")) + t["input_bytes"]
+    peak, phase = (fb, "forward/backward") if fb >= step else (step, "optimizer step")
+    shard = {**parts, "buffers": c.buffer_bytes, "activations_fb": acts, "forward_backward": fb, "optimizer_step": step}
+    return Point(report.input_shape[0], tuple(report.input_shape[1:]), peak,
+                 parts["params"] + c.buffer_bytes, parts["master_params"] + parts["optimizer_state"],
+                 t["training_saved_activation_bytes"], phase, shard)
 
 
 @dataclass
@@ -129,15 +291,27 @@ def _search(peak_of: Callable[[int], Point | None], usable: int, hi_cap: int) ->
     return lo, seen
 
 
+def usable_bytes(memory: int, margin: float = 0.0, overhead_share: float = 0.0, workspace: int = 0) -> int:
+    """What tensors may take of `memory`: a share `margin` kept free, then the libraries'
+    `workspace` bytes, and the allocator's overhead as a share of the tensors' peak:
+        peak · (1 + overhead_share) + workspace ≤ memory · (1 − margin)"""
+    return max(0, int((memory * (1 - margin) - workspace) / (1 + overhead_share)))
+
+
+def _step(report: Report, training: bool, shard: Sharding | None) -> Point:
+    return sharded_point(report, shard) if shard is not None and training else point(report, training)
+
+
 def fit_batch(net: Network, memory: int, margin: float = 0.0, training: bool = True, optimizer: str = "sgd",
-              input_shape: tuple[int, ...] | None = None, dtype: str | None = None) -> Fit:
-    """The largest batch whose step fits `memory` × (1 − margin) bytes."""
+              input_shape: tuple[int, ...] | None = None, dtype: str | None = None,
+              shard: Sharding | None = None, overhead_share: float = 0.0, workspace: int = 0) -> Fit:
+    """The largest batch (per GPU when sharded) whose step fits (see `usable_bytes`)."""
     from cnncalc.analysis.analyze import analyze
 
-    usable = int(memory * (1 - margin))
+    usable = usable_bytes(memory, margin, overhead_share, workspace)
 
     def peak_of(b: int) -> Point:
-        return point(analyze(net, b, input_shape, dtype, optimizer), training)
+        return _step(analyze(net, b, input_shape, dtype, optimizer), training, shard)
 
     best, seen = _search(peak_of, usable, MAX_BATCH)
     b = 1
@@ -149,20 +323,21 @@ def fit_batch(net: Network, memory: int, margin: float = 0.0, training: bool = T
 
 
 def fit_size(net: Network, memory: int, batch: int, margin: float = 0.0, training: bool = True,
-             optimizer: str = "sgd", dtype: str | None = None) -> Fit:
+             optimizer: str = "sgd", dtype: str | None = None, shard: Sharding | None = None,
+             overhead_share: float = 0.0, workspace: int = 0) -> Fit:
     """The largest square input (C × S × S; C × S for 1-D, C × S × S × S for 3-D) whose step at
     `batch` fits. Sizes the network refuses (too small, not divisible) never fit, so the search
     runs on "the first size ≥ S that the network accepts fits", which is monotone in S."""
     from cnncalc.analysis.analyze import analyze
 
-    usable = int(memory * (1 - margin))
+    usable = usable_bytes(memory, margin, overhead_share, workspace)
     channels, rank = net.header.input[0], len(net.header.input) - 1
     seen: dict[int, Point | None] = {}
 
     def at(s: int) -> Point | None:
         if s not in seen:
             try:
-                seen[s] = point(analyze(net, batch, (channels, *(s,) * rank), dtype, optimizer), training)
+                seen[s] = _step(analyze(net, batch, (channels, *(s,) * rank), dtype, optimizer), training, shard)
             except CnnError:
                 seen[s] = None
         return seen[s]

@@ -38,6 +38,11 @@ class Peaks:
     torch: str = ""
     cache_bytes_per_s: float = 0.0
     cache_bytes: int = 0
+    allocator_overhead_share: float | None = None
+    """the device allocator's reserved bytes over the allocated ones at a reference run's peak, minus 1
+    (rounding, cached blocks); None when not measured (`fit --peaks` then assumes its margin)"""
+    workspace_bytes: int | None = None
+    """memory libraries take outside torch's tensors (cuDNN/cuBLAS workspaces); None when not measured"""
 
     def memory_s(self, moved: int) -> float:
         """The least time to move `moved` bytes: up to cache_bytes at the cache rate, the rest at
@@ -65,7 +70,11 @@ class Peaks:
                 raise ValueError(f"'cache_bytes' must be a whole number of bytes, received {cache}")
             device, device_type, dtype, torch = (visible(str(data.get(k, ""))[:100])
                                                  for k in ("device", "device_type", "dtype", "torch"))
-            return cls(flops, rate, overhead, device, device_type, dtype, torch, cache_rate, int(cache))
+            share, work = (_optional(data, k, *RANGES[k]) for k in ("allocator_overhead_share", "workspace_bytes"))
+            if work is not None and work != int(work):
+                raise ValueError(f"'workspace_bytes' must be a whole number of bytes, received {work}")
+            return cls(flops, rate, overhead, device, device_type, dtype, torch, cache_rate, int(cache), share,
+                       None if work is None else int(work))
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise CnnError.single(f"not a cnncalc peaks file ({visible(exc)})"[:300]
                                   + "; write one with `cnncalc calibrate`", file=path) from None
@@ -76,7 +85,13 @@ class Peaks:
 #: stay far below 10^300, divided by at least 1 per second.
 RANGES: dict[str, tuple[float, float]] = {
     "flops_per_s": (1.0, 1e30), "bytes_per_s": (1.0, 1e30), "overhead_s": (1e-12, 1e3),
-    "cache_bytes_per_s": (1.0, 1e30), "cache_bytes": (1.0, 2.0**60)}
+    "cache_bytes_per_s": (1.0, 1e30), "cache_bytes": (1.0, 2.0**60),
+    "allocator_overhead_share": (0.0, 10.0), "workspace_bytes": (0.0, 2.0**60)}
+
+
+def _optional(data: dict, key: str, low: float, high: float) -> float | None:
+    """An optional number of a peaks file: None when absent or null."""
+    return None if data.get(key) is None else _number(data, key, low, high)
 
 
 def _number(data: dict, key: str, low: float, high: float, zero: bool = False) -> float:

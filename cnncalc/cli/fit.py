@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from typing import List, Optional
 
 import typer
@@ -9,6 +10,16 @@ import typer
 from cnncalc.cli.app import app
 from cnncalc.cli.console import _escape, console, user_errors
 from cnncalc.cli.options import Dtype, DtypeOpt, InputOpt, Optimizer, Output, SetOpt, SpecArg, parse_input, parse_sets
+
+
+class Shard(str, Enum):
+    zero1 = "zero1"
+    zero2 = "zero2"
+    zero3 = "zero3"
+    fsdp = "fsdp"
+
+
+DEFAULT_MARGIN = 0.10  #: kept free when no peaks file states the allocator's overhead
 
 
 def parse_margin(text: str) -> float:
@@ -35,15 +46,26 @@ def fit(spec: str = SpecArg,
         batch: Optional[int] = typer.Option(None, "--batch", "-b", min=1, max=2**31,
                                             help="Find the largest square input size at this batch instead."),
         input: Optional[str] = InputOpt, dtype: Optional[Dtype] = DtypeOpt,
-        margin: str = typer.Option("10%", "--margin",
-                                   help="Memory kept free for the allocator's rounding, cached blocks and library "
-                                        "workspaces (not modelled)."),
+        margin: Optional[str] = typer.Option(None, "--margin",
+                                             help="Memory kept free for the allocator's rounding, cached blocks and "
+                                                  "library workspaces (default 10%, or 0 when --peaks states them)."),
+        shard: Optional[Shard] = typer.Option(None, "--shard",
+                                              help="Shard the model states over --world GPUs as DeepSpeed ZeRO "
+                                                   "stage 1/2/3 or FSDP FULL_SHARD do (the batch is per GPU)."),
+        world: Optional[int] = typer.Option(None, "--world", min=1, max=2**20, help="GPUs for --shard."),
+        reduce_bucket: int = typer.Option(500_000_000, "--reduce-bucket", min=0, max=2**40,
+                                          help="DeepSpeed reduce_bucket_size (elements)."),
+        prefetch_bucket: int = typer.Option(50_000_000, "--prefetch-bucket", min=0, max=2**40,
+                                            help="DeepSpeed stage3_prefetch_bucket_size (elements)."),
+        peaks: Optional[str] = typer.Option(None, "--peaks",
+                                            help="A `cnncalc calibrate` file: its measured allocator overhead and "
+                                                 "workspace replace the assumed margin."),
         sets: Optional[List[str]] = SetOpt,
         format: Output = typer.Option(Output.table, "--format", "-f", help="table or json.")) -> None:
     """The largest batch whose training step (or inference pass) fits the memory, the peak at that
     batch and where it falls, and a table of batch against peak. Exit 1 when even batch 1 does
     not fit. Never imports torch."""
-    from cnncalc.analysis.fit import fit_batch, fit_size
+    from cnncalc.analysis.fit import Sharding, fit_batch, fit_size
     from cnncalc.spec.expand import load_spec
     from cnncalc.units import parse_quantity
 
@@ -55,13 +77,25 @@ def fit(spec: str = SpecArg,
         raise typer.BadParameter("expected a positive amount of memory, e.g. 24GiB", param_hint="--memory")
     if batch is not None and input is not None:
         raise typer.BadParameter("--batch searches the input size: leave out --input", param_hint="--input")
-    share = parse_margin(margin)
+    if (shard is None) != (world is None):
+        raise typer.BadParameter("--shard and --world go together", param_hint="--shard" if shard is None else "--world")
+    if shard is not None and inference:
+        raise typer.BadParameter("sharding divides a training step's model states: leave out --inference",
+                                 param_hint="--shard")
+    alloc = _allocator(peaks)
+    measured = alloc["overhead_share"] is not None or alloc["workspace_bytes"] is not None
+    share = parse_margin(margin) if margin is not None else (0.0 if measured else DEFAULT_MARGIN)
+    alloc["margin"] = share
+    over, work = alloc["overhead_share"] or 0.0, alloc["workspace_bytes"] or 0
+    sh = None
+    if shard is not None and world is not None:
+        sh = Sharding(shard.value, world, reduce_bucket=reduce_bucket, prefetch_bucket=prefetch_bucket)
     net = load_spec(spec, parse_sets(sets))
     training, dt = not inference, dtype.value if dtype else None
     if batch is None:
-        result = fit_batch(net, budget, share, training, optimizer.value, parse_input(input), dt)
+        result = fit_batch(net, budget, share, training, optimizer.value, parse_input(input), dt, sh, over, work)
     else:
-        result = fit_size(net, budget, batch, share, training, optimizer.value, dt)
+        result = fit_size(net, budget, batch, share, training, optimizer.value, dt, sh, over, work)
     out = {"spec": spec, "name": net.name, "mode": "training" if training else "inference",
            "optimizer": optimizer.value if training else None, "dtype": dt or net.header.dtype,
            "memory_bytes": budget, "margin": share, "usable_bytes": result.usable,
@@ -71,13 +105,31 @@ def fit(spec: str = SpecArg,
            "max_input": list(result.best.size) if result.best and batch is not None else None,
            "best": result.best.to_json() if result.best else None,
            "next": result.over.to_json() if result.over else None,
-           "table": [p.to_json() for p in result.table], "simulations": result.simulations}
+           "table": [p.to_json() for p in result.table], "simulations": result.simulations,
+           "allocator": alloc,
+           "shard": None if sh is None else {**sh.to_json(), "batch_is_per_gpu": True,
+                                             "global_batch": result.best.batch * sh.world
+                                             if result.best and batch is None else None}}
     if format.value == "json":
         print(json.dumps(out, indent=2, allow_nan=False))
     else:
         _print(out, result, console())
     if result.best is None:
         raise typer.Exit(1)
+
+
+def _allocator(path: str | None) -> dict:
+    """What the peaks file says of the device allocator (None for each figure it lacks)."""
+    out: dict = {"source": "assumed margin", "peaks_file": path, "overhead_share": None, "workspace_bytes": None}
+    if path is None:
+        return out
+    from cnncalc.analysis.roofline import Peaks
+
+    p = Peaks.load(path)
+    out.update(overhead_share=p.allocator_overhead_share, workspace_bytes=p.workspace_bytes)
+    if p.allocator_overhead_share is not None or p.workspace_bytes is not None:
+        out["source"] = "peaks file"
+    return out
 
 
 def _print(out: dict, result, con) -> None:
@@ -87,9 +139,21 @@ def _print(out: dict, result, con) -> None:
 
     mode = f"training step with {out['optimizer']}" if out["mode"] == "training" else "inference pass"
     con.print(f"{_escape(out['name'])} ({_escape(out['spec'])}), {out['dtype']}, {mode}")
-    con.print(f"memory {hbytes(out['memory_bytes'])}, margin {out['margin']:.0%} → usable {hbytes(out['usable_bytes'])} "
-              "(the margin stands for the allocator's rounding and cached blocks and for library workspaces, "
-              "which are not modelled)")
+    al = out["allocator"]
+    if al["source"] == "peaks file":
+        con.print(f"memory {hbytes(out['memory_bytes'])}, margin {out['margin']:.0%}; from {_escape(al['peaks_file'])}: "
+                  f"allocator overhead {al['overhead_share'] or 0:.1%} of the tensors' peak, workspaces "
+                  f"{hbytes(al['workspace_bytes'] or 0)} → tensors may take {hbytes(out['usable_bytes'])}")
+    else:
+        why = (f" ({_escape(al['peaks_file'])} has no allocator overhead: `calibrate --device cuda` measures it)"
+               if al["peaks_file"] else "")
+        con.print(f"memory {hbytes(out['memory_bytes'])}, assumed margin {out['margin']:.0%}{why} → usable "
+                  f"{hbytes(out['usable_bytes'])} (the margin stands for the allocator's rounding and cached blocks "
+                  "and for library workspaces, which are not modelled)")
+    if out["shard"]:
+        s = out["shard"]
+        glob = f", global batch {s['global_batch']}" if s["global_batch"] else ""
+        con.print(f"sharded: {s['stage']} over {s['world']} GPUs; every figure is per GPU, the batch per GPU{glob}")
     what = "input size" if out["search"] == "input size" else "batch"
     best, nxt = result.best, result.over
 
