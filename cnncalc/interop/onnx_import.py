@@ -1,8 +1,9 @@
 """`cnncalc import MODEL.onnx`: an ONNX graph as cnncalc layers (the `onnx` package; no torch to read).
 
 Shapes come from ONNX shape inference at the graph's input (or `--input`, batch 1). Each node
-becomes one layer: Conv, ConvTranspose, Gemm, BatchNormalization, the activations, pools,
-Add/Mul/Concat, Flatten/Reshape, Transpose, global means. A node with parameters is named after
+becomes one layer, read by the layer class that states its op (`Layer.onnx_ops`: Conv,
+ConvTranspose, Gemm, BatchNormalization, the activations, pools, Add/Mul/Concat,
+Flatten/Reshape, Transpose, global means). A node with parameters is named after
 its weight (`layer1.0.conv1.weight` → `layer1.0.conv1`); other nodes after the module torch's
 exporter recorded in the node's metadata (`namespace`), else the node's own name; that metadata
 also gives the module instances a node ran in, so repeated sub-modules become blocks, as for
@@ -32,22 +33,22 @@ from typing import Any
 
 from cnncalc.errors import CnnError
 from cnncalc.interop.spec_writer import Found, analyse_written, write_spec, wrong
+from cnncalc.layers import REGISTRY
+from cnncalc.layers.routes import Malformed, OnnxForm, OnnxNode, Unsupported, onnx_forms
 from cnncalc.safe import visible
 
 MAX_LISTED = 20
 MAX_RUN_BYTES = 2 * 2**30  #: the outputs are compared only below this memory
 MAX_REFERENCE_MACS = 300_000_000  #: larger graphs are not run through onnx's (slow, numpy) reference evaluator
-ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hardswish", "Gelu": "gelu"}
 CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
 RUN_SECONDS = 60  #: the reference run's time budget (a child process, ended when it runs past)
 RUN_ADDRESS_SPACE = MAX_RUN_BYTES + 2**30  #: its memory budget: the run's own plus the interpreter, numpy and onnx
 MAX_DIM = 2**40  #: the largest dimension a spec holds
 MAX_INITIALIZER_ELEMENTS = 2**31  #: an initializer declared larger is refused before it is read
-#: ops cnncalc reads as layers (`_Reader.layer`)
-LAYER_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "BatchNormalization", *ACTIVATIONS, "LeakyRelu", "Clip",
-                       "Softmax", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "Add",
-                       "Mul", "Concat", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Identity",
-                       "Dropout"})
+#: op type → the OnnxForm a layer class states for it (its `onnx_ops`)
+FORMS: dict[str, OnnxForm] = {op: form for form in onnx_forms(REGISTRY.values()) for op in form.ops}
+#: ops cnncalc reads as layers
+LAYER_OPS = frozenset(FORMS)
 #: ops that may also appear, on constants only (the shapes and casts exporters write); nothing that
 #: loops, branches or makes a tensor larger than its inputs
 CONST_OPS = frozenset({"Constant", "Shape", "Gather", "Cast", "Slice", "Sub", "Div"})
@@ -84,8 +85,7 @@ def import_onnx(path: str, input_shape: tuple[int, ...] | None, name: str,
     return text, notes
 
 
-class _Unsupported(Exception):
-    pass
+_Unsupported = Unsupported
 
 
 class _Reader:
@@ -210,10 +210,10 @@ class _Reader:
         if any(t not in self.names for t in tensors):
             return  # after a refused op: not listed again
         out = node.output[0]
-        if op in ("Identity", "Dropout"):
+        entry, weights = self.layer(node, op, a, ins)
+        if entry is None:  # its input itself (Identity, Dropout at inference)
             self.names[out] = self.names[tensors[0]]
             return
-        entry, weights = self.layer(node, op, a, ins)
         if out not in self.shapes:
             raise _Unsupported("an output whose shape inference does not give")
         holder = ins[1] if weights else None  # the weight: names the layer; a second reader shares it
@@ -228,94 +228,18 @@ class _Reader:
         scopes = _scopes(node)[0]
         self.found.append(Found(name, entry, [self.names[t] for t in tensors], scopes, self.shapes[out], share))
 
-    def layer(self, node: Any, op: str, a: dict[str, Any], ins: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The spec entry of one node and its weights under torch's state_dict names."""
-        x = self.shapes.get(ins[0], ())
-        dims = len(x) - 2
-        if op in ("Conv", "ConvTranspose"):
-            w = self.weight(ins[1])
-            pads = list(a.get("pads", [0] * 2 * dims))
-            if pads[:dims] != pads[dims:] or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-                raise _Unsupported("asymmetric or automatic padding")
-            transpose = op == "ConvTranspose"
-            entry = {"type": f"conv{'_transpose' if transpose else ''}{dims}d",
-                     "out_channels": int(w.shape[1] * a.get("group", 1) if transpose else w.shape[0]),
-                     "kernel_size": _one(list(w.shape[2:])), "stride": _one(a.get("strides", [1] * dims)),
-                     "padding": _one(pads[:dims]), "dilation": _one(a.get("dilations", [1] * dims)),
-                     "groups": a.get("group", 1)}
-            if transpose:
-                entry["output_padding"] = _one(a.get("output_padding", [0] * dims))
-            if len(ins) < 3:
-                entry["bias"] = False
-            return _lean(entry), {"weight": w, **({"bias": self.weight(ins[2])} if len(ins) > 2 else {})}
-        if op == "Gemm":
-            if a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or a.get("transA", 0):
-                raise _Unsupported("Gemm with alpha, beta or transA")
-            w = self.weight(ins[1])
-            w = w if a.get("transB", 0) else w.T
-            entry = {"type": "linear", "out_features": int(w.shape[0]), **({} if len(ins) > 2 else {"bias": False})}
-            return entry, {"weight": w, **({"bias": self.weight(ins[2])} if len(ins) > 2 else {})}
-        if op == "BatchNormalization":
-            import numpy as np
+    def layer(self, node: Any, op: str, a: dict[str, Any],
+              ins: list[str]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """The spec entry of one node (None: its input itself) and its weights under torch's
+        state_dict names, from the OnnxForm a layer class states for the op."""
+        import numpy as np
 
-            entry = _lean({"type": f"batchnorm{dims if dims in (1, 2, 3) else 1}d", "eps": _f32(a.get("epsilon", 1e-5))})
-            return entry, {"weight": self.weight(ins[1]), "bias": self.weight(ins[2]),
-                           "running_mean": self.weight(ins[3]), "running_var": self.weight(ins[4]),
-                           "num_batches_tracked": np.array(0)}
-        if op in ACTIVATIONS:
-            tanh = op == "Gelu" and a.get("approximate", b"none") != b"none"
-            extra = {"approximate": a["approximate"].decode()} if tanh else {}
-            return {"type": ACTIVATIONS[op], **extra}, {}
-        if op == "LeakyRelu":
-            return _lean({"type": "leaky_relu", "negative_slope": _f32(a.get("alpha", 0.01))}), {}
-        if op == "Clip":
-            lo, hi = (self.consts.get(i) if i else None for i in (ins[1:3] + ["", ""])[:2])
-            if lo is not None and hi is not None and float(lo) == 0.0 and float(hi) == 6.0:
-                return {"type": "relu6"}, {}
-            raise _Unsupported("Clip other than to [0, 6]")
-        if op == "Softmax":
-            return {"type": "softmax", "dim": _axis(a.get("axis", -1), len(x))}, {}
-        if op in ("MaxPool", "AveragePool"):
-            k = list(a["kernel_shape"])
-            pads = list(a.get("pads", [0] * 2 * dims))
-            if pads[:dims] != pads[dims:]:
-                raise _Unsupported("asymmetric padding")
-            entry = {"type": f"{'max' if op == 'MaxPool' else 'avg'}pool{dims}d", "kernel_size": _one(k),
-                     "stride": _one(a.get("strides", [1] * dims)), "padding": _one(pads[:dims]),
-                     "ceil_mode": bool(a.get("ceil_mode", 0))}
-            if op == "MaxPool":
-                entry["dilation"] = _one(a.get("dilations", [1] * dims))
-            else:
-                entry["count_include_pad"] = bool(a.get("count_include_pad", 0))
-            return _lean(entry), {}
-        if op in ("GlobalAveragePool", "GlobalMaxPool"):
-            return {"type": "global_avgpool" if op == "GlobalAveragePool" else "global_maxpool"}, {}
-        if op == "ReduceMean":
-            axes = a.get("axes") if "axes" in a else (self.consts.get(ins[1]) if len(ins) > 1 else None)
-            rank = len(x)
-            if rank == 0:
-                raise _Malformed("a mean of a tensor whose rank shape inference does not give")
-            if axes is None or {int(v) % rank for v in list(axes)} != set(range(2, rank)):
-                raise _Unsupported("a mean over axes other than all the spatial ones")
-            return {"type": "global_avgpool", **({} if a.get("keepdims", 1) else {"keepdims": False})}, {}
-        if op in ("Add", "Mul"):
-            if len([i for i in ins if i not in self.consts]) != 2:
-                raise _Unsupported(f"{op} with a constant")
-            return {"type": op.lower()}, {}
-        if op == "Concat":
-            return _lean({"type": "concat", "dim": _axis(a["axis"], len(x))}), {}
-        if op in ("Flatten", "Reshape", "Squeeze", "Unsqueeze"):
-            y = self.shapes.get(node.output[0])
-            if y is None or y[0] != x[0]:
-                raise _Unsupported("a reshape of the batch axis")
-            if len(x) > 2 and y == (x[0], prod(x[1:])):
-                return {"type": "flatten"}, {}
-            return {"type": "reshape", "shape": list(y[1:])}, {}
-        if op == "Transpose":
-            if sorted(int(v) for v in a["perm"]) != list(range(len(x))):
-                raise _Malformed(f"perm {list(a['perm'])[:10]} is not a permutation of the {len(x)} axes")
-            return {"type": "permute", "dims": list(a["perm"])}, {}
-        raise _Unsupported(f"{op}")
+        form = FORMS.get(op)
+        if form is None:
+            raise _Unsupported(f"{op}")
+        view = OnnxNode(op, a, ins, self.shapes.get(ins[0], ()), self.shapes.get(node.output[0]),
+                        {i: self.consts[i] for i in ins if i in self.consts}, self.weight, _f32, lambda: np.array(0))
+        return form.read(view)
 
     def weight(self, name: str) -> Any:
         if name not in self.arrays:
@@ -363,8 +287,8 @@ class _Reader:
         return notes + self.compare_outputs(report, fail)
 
     def consts_read(self) -> set[str]:
-        return {i for n in self.model.graph.node for i in n.input[1:] if i in self.arrays and n.op_type in
-                ("Reshape", "Clip", "ReduceMean", "Squeeze", "Unsqueeze")}
+        return {i for n in self.model.graph.node for i in n.input[1:] if i in self.arrays and n.op_type in FORMS
+                and FORMS[n.op_type].reads_constants}
 
     def reference_run(self, x: Any) -> Any:
         """The graph's outputs from onnx's reference evaluator, run in a child process with
@@ -455,19 +379,7 @@ def _f32(v: float) -> float:
     return float(str(np.float32(v)))
 
 
-def _one(v: list[int]) -> Any:
-    v = [int(x) for x in v]
-    return v[0] if len(set(v)) == 1 else v
-
-
-def _lean(entry: dict[str, Any]) -> dict[str, Any]:
-    from cnncalc.layers import REGISTRY
-
-    return REGISTRY[entry["type"]].lean(entry)
-
-
-class _Malformed(Exception):
-    pass
+_Malformed = Malformed
 
 
 def _malformed(path: str, why: str) -> CnnError:
@@ -478,12 +390,6 @@ def _malformed(path: str, why: str) -> CnnError:
 _ATTRIBUTE_NAMES = {0: "UNDEFINED", 1: "FLOAT", 2: "INT", 3: "STRING", 4: "TENSOR", 5: "GRAPH", 6: "FLOATS",
                     7: "INTS", 8: "STRINGS", 9: "TENSORS", 10: "GRAPHS", 11: "SPARSE_TENSOR", 12: "SPARSE_TENSORS",
                     13: "TYPE_PROTO", 14: "TYPE_PROTOS"}
-
-
-def _axis(axis: Any, rank: int) -> int:
-    if not -rank <= int(axis) < rank:
-        raise _Malformed(f"the axis {int(axis)} is out of range for a tensor of rank {rank}")
-    return int(axis)
 
 
 def _array(tensor: Any, path: str, onnx: Any, numpy_helper: Any) -> Any:

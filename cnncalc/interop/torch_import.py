@@ -17,7 +17,6 @@ import operator
 import os
 import re
 import sys
-from math import prod
 from typing import Any, Callable
 
 from cnncalc.backend.kit import kit
@@ -25,6 +24,7 @@ from cnncalc.errors import CnnError, did_you_mean
 from cnncalc.interop.spec_writer import Found
 from cnncalc.layers import REGISTRY
 from cnncalc.layers.base import Layer
+from cnncalc.layers.routes import TorchCall, TorchForm, Traced, Unsupported, torch_forms
 from cnncalc.safe import visible
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")  #: what a spec name may hold (layers.base.Name)
@@ -172,134 +172,32 @@ def composite(m: Any) -> list[tuple[str, Any]] | None:
     return read(m, kit()) if read is not None else None
 
 
-# ---- functional ops ----------------------------------------------------------------------------
-class _T:
-    """A tensor argument of a traced op (the node it comes from)."""
-
-    def __init__(self, node: Any):
-        self.node = node
+# ---- functional ops: the layer classes' forms (layers.routes) -----------------------------------
+_T = Traced
+_Unsupported = Unsupported
 
 
-def _functions(t: Any) -> dict[Any, tuple[str, Callable[..., Any]]]:
-    """Traced function (or method name) → (short name, handler). A handler receives the op's
-    arguments (tensors as `_T`) and returns (an nn module or a spec entry, the tensor inputs)."""
-    torch, nn, F = t.torch, t.nn, t.F
-
-    def act(cls: Any) -> Callable[..., Any]:
-        def handler(x: _T, *args: Any, **kw: Any) -> Any:
-            kw.pop("inplace", None)
-            return cls(*args, **kw), [x]
-        return handler
-
-    def maxpool(cls: Any) -> Callable[..., Any]:
-        def handler(x: _T, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
-                    ceil_mode: bool = False, return_indices: bool = False) -> Any:
-            return cls(kernel_size, stride, padding, dilation, return_indices, ceil_mode), [x]
-        return handler
-
-    def same(cls: Any) -> Callable[..., Any]:  # F.f(x, *a) ↔ nn.F(*a), same parameter order
-        return lambda x, *a, **k: (cls(*a, **k), [x])
-
-    def softmax(kind: str) -> Callable[..., Any]:
-        def handler(x: _T, dim: Any = None, _stacklevel: int = 3, dtype: Any = None) -> Any:
-            if dim is None or dtype is not None:
-                raise _Unsupported(f"{kind} without an explicit dim, or with a dtype")
-            return {"type": kind, "dim": dim}, [x]
-        return handler
-
-    def merge(kind: str) -> Callable[..., Any]:
-        def handler(a: Any, b: Any, alpha: Any = 1, out: Any = None) -> Any:
-            if not (isinstance(a, _T) and isinstance(b, _T)) or alpha != 1:
-                raise _Unsupported(f"{kind} with a constant (only tensor {kind}s have a layer type)")
-            return {"type": kind}, [a, b]
-        return handler
-
-    def cat(tensors: Any, dim: int = 0) -> Any:
-        if not all(isinstance(x, _T) for x in tensors):
-            raise _Unsupported("torch.cat of something other than tensors")
-        if len(tensors) == 1:
-            return None, list(tensors)  # a copy of its one input: the input, as far as the numbers go
-        return ({"type": "concat"} if dim == 1 else {"type": "concat", "dim": dim}), list(tensors)
-
-    def flatten(x: _T, start_dim: int = 0, end_dim: int = -1) -> Any:
-        return nn.Flatten(start_dim, end_dim), [x]
-
-    def mean(x: _T, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Any:
-        rank = len(x.node.meta["cnncalc_shape"])
-        dims = {d % rank for d in ([dim] if isinstance(dim, int) else dim or ())}
-        if dims != set(range(2, rank)) or dtype is not None:
-            raise _Unsupported("mean over axes other than all the spatial ones")
-        return {"type": "global_avgpool", **({} if keepdim else {"keepdims": False})}, [x]
-
-    def permute(x: _T, *dims: Any) -> Any:
-        order = dims[0] if len(dims) == 1 and isinstance(dims[0], (list, tuple)) else dims
-        return {"type": "permute", "dims": list(order)}, [x]
-
-    def transpose(x: _T, dim0: int, dim1: int) -> Any:
-        return {"type": "transpose", "dim0": dim0, "dim1": dim1}, [x]
-
-    def narrow(x: _T, dim: int, start: int, length: int) -> Any:
-        if dim % len(x.node.meta["cnncalc_shape"]) != 1:
-            raise _Unsupported("narrow along an axis other than the channels")
-        return {"type": "narrow", "start": start, "length": length}, [x]
-
-    def unflatten(x: _T, dim: int, sizes: Any) -> Any:
-        return nn.Unflatten(dim, tuple(sizes)), [x]
-
-    def interpolate(x: _T, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
-                    align_corners: Any = None, recompute_scale_factor: Any = None, antialias: bool = False) -> Any:
-        if recompute_scale_factor or antialias:
-            raise _Unsupported("interpolate with recompute_scale_factor or antialias")
-        return nn.Upsample(size, scale_factor, mode, align_corners), [x]
-
-    def pad(x: _T, pad: Any, mode: str = "constant", value: Any = None) -> Any:
-        kind = {"constant": "Zero", "reflect": "Reflection", "replicate": "Replication", "circular": "Circular"}.get(mode)
-        if kind is None or mode == "constant" and value not in (None, 0, 0.0) or len(pad) % 2 or len(pad) > 6:
-            raise _Unsupported(f"F.pad with mode {mode!r} and value {value!r}")
-        return getattr(nn, f"{kind}Pad{len(pad) // 2}d")(tuple(pad)), [x]
-
-    def dropout(cls: Any) -> Callable[..., Any]:
-        return lambda x, p=0.5, training=True, inplace=False: (cls(p), [x])
-
-    table: dict[Any, tuple[str, Callable[..., Any]]] = {
-        operator.add: ("add", merge("add")), torch.add: ("add", merge("add")), "add": ("add", merge("add")),
-        operator.mul: ("mul", merge("mul")), torch.mul: ("mul", merge("mul")), "mul": ("mul", merge("mul")),
-        torch.cat: ("cat", cat), torch.concat: ("cat", cat),
-        torch.flatten: ("flatten", flatten), "flatten": ("flatten", flatten),
-        torch.mean: ("mean", mean), "mean": ("mean", mean),
-        torch.permute: ("permute", permute), "permute": ("permute", permute),
-        torch.transpose: ("transpose", transpose), "transpose": ("transpose", transpose),
-        torch.narrow: ("narrow", narrow), "narrow": ("narrow", narrow),
-        torch.unflatten: ("unflatten", unflatten), "unflatten": ("unflatten", unflatten),
-        F.interpolate: ("interpolate", interpolate), F.pad: ("pad", pad),
-        F.softmax: ("softmax", softmax("softmax")), torch.softmax: ("softmax", softmax("softmax")),
-        "softmax": ("softmax", softmax("softmax")),
-        F.log_softmax: ("log_softmax", softmax("log_softmax")), "log_softmax": ("log_softmax", softmax("log_softmax")),
-        F.dropout: ("dropout", dropout(nn.Dropout)), F.dropout2d: ("dropout", dropout(nn.Dropout2d)),
-        F.max_pool1d: ("max_pool1d", maxpool(nn.MaxPool1d)), F.max_pool2d: ("max_pool2d", maxpool(nn.MaxPool2d)),
-        F.max_pool3d: ("max_pool3d", maxpool(nn.MaxPool3d)),
-        F.avg_pool1d: ("avg_pool1d", same(nn.AvgPool1d)), F.avg_pool2d: ("avg_pool2d", same(nn.AvgPool2d)),
-        F.avg_pool3d: ("avg_pool3d", same(nn.AvgPool3d)),
-        F.adaptive_avg_pool1d: ("adaptive_avg_pool1d", same(nn.AdaptiveAvgPool1d)),
-        F.adaptive_avg_pool2d: ("adaptive_avg_pool2d", same(nn.AdaptiveAvgPool2d)),
-        F.adaptive_avg_pool3d: ("adaptive_avg_pool3d", same(nn.AdaptiveAvgPool3d)),
-        F.adaptive_max_pool2d: ("adaptive_max_pool2d", same(nn.AdaptiveMaxPool2d)),
-        F.pixel_shuffle: ("pixel_shuffle", same(nn.PixelShuffle)),
-        F.pixel_unshuffle: ("pixel_unshuffle", same(nn.PixelUnshuffle)),
-        F.channel_shuffle: ("channel_shuffle", same(nn.ChannelShuffle)),
-        F.leaky_relu: ("leaky_relu", act(nn.LeakyReLU)), F.elu: ("elu", act(nn.ELU)),
-        F.gelu: ("gelu", act(nn.GELU)), "gelu": ("gelu", act(nn.GELU)),
-    }
-    for name, cls in (("relu", nn.ReLU), ("relu6", nn.ReLU6), ("silu", nn.SiLU), ("hardswish", nn.Hardswish),
-                      ("hardsigmoid", nn.Hardsigmoid), ("sigmoid", nn.Sigmoid), ("tanh", nn.Tanh)):
-        for fn in (getattr(F, name, None), getattr(torch, name, None), name):
-            if fn is not None:
-                table[fn] = (name, act(cls))
+def _functions(t: Any) -> dict[Any, TorchForm]:
+    """Traced function (or method name) → the TorchForm a layer class states for it."""
+    table: dict[Any, TorchForm] = {}
+    for form in torch_forms(REGISTRY.values()):
+        for spelled in form.names:
+            key = _resolve(spelled, t)
+            if key is not None and _hashable(key):
+                table.setdefault(key, form)
     return table
 
 
-class _Unsupported(Exception):
-    """An op that has no layer type (the message says which)."""
+def _resolve(spelled: str, t: Any) -> Any:
+    """'F.relu' → torch.nn.functional.relu, 'torch.cat', 'operator.add', 'Tensor.flatten' → 'flatten'
+    (how fx records a method call); None where this torch has no such function."""
+    where, _, name = spelled.partition(".")
+    if where == "Tensor":
+        return name
+    space = {"F": t.F, "torch": t.torch, "operator": operator}.get(where)
+    if space is None:
+        raise ValueError(f"a TorchForm name must start with F., torch., operator. or Tensor.: {spelled!r}")
+    return getattr(space, name, None)
 
 
 class _After(Exception):
@@ -555,23 +453,21 @@ class _Reader:
             return
         if n.op == "call_module":
             self.module(n)
-        elif n.op == "call_method" and n.target in ("view", "reshape") or n.target is self.t.torch.reshape:
-            self.reshape(n)
         else:
             key = n.target if n.op == "call_function" else str(n.target)
             args, kwargs = self.arg(n.args), self.arg(n.kwargs)  # first: an op after a refused one is not listed
-            hit = self.funcs.get(key) if _hashable(key) else None
-            if hit is None:
+            form = self.funcs.get(key) if _hashable(key) else None
+            if form is None:
                 raise _Unsupported(f"{_op_name(n)}")
-            base, handler = hit
             try:
-                made, inputs = handler(*args, **kwargs)
+                made, inputs = form.read(TorchCall(self.t, n.meta["cnncalc_shape"], n.target), *args, **kwargs)
             except TypeError as exc:
                 raise _Unsupported(f"{_op_name(n)} with these arguments ({exc})") from None
             if made is None:
                 self.names[n] = self.names[inputs[0].node]
                 return
             owner = self.owner(n)
+            base = form.short or (made["type"] if isinstance(made, dict) else _op_name(n).rsplit(".", 1)[-1])
             self.add(n, self.fresh(f"{owner}.{base}" if owner else base), made, inputs)
 
     def module(self, n: Any) -> None:
@@ -634,20 +530,6 @@ class _Reader:
         _, start, length = cut[0]
         self.add(n, self.fresh(f"{owner}.narrow" if owner else "narrow"),
                  {"type": "narrow", "start": start, "length": length}, [x])
-
-    def reshape(self, n: Any) -> None:
-        x = self.arg(n.args[0])
-        src, out = x.node.meta["cnncalc_shape"], n.meta["cnncalc_shape"]
-        if out[0] != src[0]:
-            raise _Unsupported(f"{n.target} that changes the batch axis ({list(src)} → {list(out)})")
-        owner = self.owner(n)
-        after_copy = n.args[0].op == "call_method" and n.args[0].target == "contiguous"
-        if len(src) > 2 and out == (src[0], src[1] * prod(src[2:])) and not after_copy:
-            entry: dict[str, Any] = {"type": "flatten"}
-        else:
-            kind = "view" if n.target == "view" and not after_copy else "reshape"
-            entry = {"type": kind, "shape": list(out[1:])}
-        self.add(n, self.fresh(f"{owner}.{entry['type']}" if owner else entry["type"]), entry, [x])
 
     def pieces(self, n: Any) -> None:
         key = n.target if n.op == "call_function" else str(n.target)

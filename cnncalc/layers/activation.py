@@ -8,6 +8,39 @@ from pydantic import Field
 from cnncalc.errors import LayerError
 from cnncalc.layers.base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
 from cnncalc.layers.field import RF
+from cnncalc.layers.routes import (
+    OnnxForm,
+    OnnxNode,
+    TorchCall,
+    TorchForm,
+    Traced,
+    Unsupported,
+    activation,
+    activation_forms,
+    along_dim,
+    check_axis,
+    lean,
+    onnx_fixed,
+    onnx_same,
+)
+
+
+def _onnx_relu6(node: OnnxNode) -> tuple[dict[str, Any], dict[str, Any]]:
+    lo, hi = (node.consts.get(i) if i else None for i in (node.ins[1:3] + ["", ""])[:2])
+    if lo is not None and hi is not None and float(lo) == 0.0 and float(hi) == 6.0:
+        return {"type": "relu6"}, {}
+    raise Unsupported("Clip other than to [0, 6]")
+
+
+def _onnx_gelu(node: OnnxNode) -> tuple[dict[str, Any], dict[str, Any]]:
+    tanh = node.a.get("approximate", b"none") != b"none"
+    return {"type": "gelu", **({"approximate": node.a["approximate"].decode()} if tanh else {})}, {}
+
+
+def _dropout(nn_name: str) -> Any:
+    def read(call: TorchCall, x: Traced, p: float = 0.5, training: bool = True, inplace: bool = False) -> Any:
+        return getattr(call.t.nn, nn_name)(p), [x]
+    return read
 
 
 class Activation(Layer):
@@ -48,6 +81,8 @@ class Activation(Layer):
 class ReLU(Activation):
     """max(0, x)."""
     type: Literal["relu"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = activation_forms("relu", "ReLU")
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Relu",), onnx_fixed("relu")),)
     torch_name: ClassVar[str] = "ReLU"
     saves_output: ClassVar[bool] = True
 
@@ -55,6 +90,8 @@ class ReLU(Activation):
 class ReLU6(Activation):
     """min(max(0, x), 6)."""
     type: Literal["relu6"]
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Clip",), _onnx_relu6, reads_constants=True),)
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = activation_forms("relu6", "ReLU6")
     torch_name: ClassVar[str] = "ReLU6"
     inplace_copies_input: ClassVar[bool] = True
 
@@ -62,6 +99,9 @@ class ReLU6(Activation):
 class LeakyReLU(Activation):
     """x if x > 0 else negative_slope·x."""
     type: Literal["leaky_relu"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("F.leaky_relu",), "leaky_relu", activation("LeakyReLU")),)
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("LeakyRelu",), lambda node: (
+        lean({"type": "leaky_relu", "negative_slope": node.f32(node.a.get("alpha", 0.01))}), {})),)
     torch_name: ClassVar[str] = "LeakyReLU"
     negative_slope: float = 0.01
 
@@ -72,6 +112,7 @@ class LeakyReLU(Activation):
 class ELU(Activation):
     """x if x > 0 else α·(eˣ − 1)."""
     type: Literal["elu"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("F.elu",), "elu", activation("ELU")),)
     torch_name: ClassVar[str] = "ELU"
     alpha: float = 1.0
 
@@ -82,6 +123,7 @@ class ELU(Activation):
 class SiLU(Activation):
     """x·σ(x) (swish)."""
     type: Literal["silu"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = activation_forms("silu", "SiLU")
     torch_name: ClassVar[str] = "SiLU"
     inplace_copies_input: ClassVar[bool] = True
 
@@ -89,6 +131,8 @@ class SiLU(Activation):
 class Hardswish(Activation):
     """x·ReLU6(x + 3)/6."""
     type: Literal["hardswish"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = activation_forms("hardswish", "Hardswish")
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("HardSwish",), onnx_fixed("hardswish")),)
     torch_name: ClassVar[str] = "Hardswish"
     inplace_copies_input: ClassVar[bool] = True
 
@@ -96,6 +140,7 @@ class Hardswish(Activation):
 class Hardsigmoid(Activation):
     """ReLU6(x + 3)/6."""
     type: Literal["hardsigmoid"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = activation_forms("hardsigmoid", "Hardsigmoid")
     torch_name: ClassVar[str] = "Hardsigmoid"
     inplace_copies_input: ClassVar[bool] = True
 
@@ -150,6 +195,8 @@ class _NoInplace(Activation):
 class Sigmoid(_NoInplace):
     """1/(1 + e⁻ˣ)."""
     type: Literal["sigmoid"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = activation_forms("sigmoid", "Sigmoid")
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Sigmoid",), onnx_fixed("sigmoid")),)
     torch_name: ClassVar[str] = "Sigmoid"
     saves_output: ClassVar[bool] = True
 
@@ -157,6 +204,8 @@ class Sigmoid(_NoInplace):
 class Tanh(_NoInplace):
     """tanh(x)."""
     type: Literal["tanh"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = activation_forms("tanh", "Tanh")
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Tanh",), onnx_fixed("tanh")),)
     torch_name: ClassVar[str] = "Tanh"
     saves_output: ClassVar[bool] = True
 
@@ -164,6 +213,8 @@ class Tanh(_NoInplace):
 class GELU(_NoInplace):
     """x·Φ(x) (approximate: 'tanh' for the tanh formula)."""
     type: Literal["gelu"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("F.gelu", "Tensor.gelu"), "gelu", activation("GELU")),)
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Gelu",), _onnx_gelu),)
     torch_name: ClassVar[str] = "GELU"
     approximate: Literal["none", "tanh"] = "none"
 
@@ -228,6 +279,10 @@ class Softmax(_AlongDim):
     """e^x_i / Σ_j e^x_j along dim (default 1, the channels); along a spatial axis every unit
     reads the whole of that axis (RF: that axis becomes whole)."""
     type: Literal["softmax"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (
+        TorchForm(("F.softmax", "torch.softmax", "Tensor.softmax"), "softmax", along_dim("softmax")),)
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Softmax",), lambda node: (
+        {"type": "softmax", "dim": check_axis(node.a.get("axis", -1), len(node.x))}, {})),)
     torch_name: ClassVar[str] = "Softmax"
 
 
@@ -251,6 +306,8 @@ class LogSoftmax(_AlongDim):
     """log of softmax along dim (default 1); along a spatial axis every unit reads the whole of
     that axis (RF: that axis becomes whole)."""
     type: Literal["log_softmax"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (
+        TorchForm(("F.log_softmax", "Tensor.log_softmax"), "log_softmax", along_dim("log_softmax")),)
     torch_name: ClassVar[str] = "LogSoftmax"
 
 
@@ -325,6 +382,8 @@ class Dropout(_Dropout):
     (no params, no ops counted, RF unchanged)."""
 
     type: Literal["dropout"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("F.dropout",), "dropout", _dropout("Dropout")),)
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Dropout",), onnx_same),)  # at inference: its input itself
 
 
 class _ChannelDropout(_Dropout):
@@ -344,6 +403,7 @@ class Dropout1d(_ChannelDropout):
 
 class Dropout2d(_ChannelDropout):
     type: Literal["dropout2d"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("F.dropout2d",), "dropout", _dropout("Dropout2d")),)
     torch_name: ClassVar[str] = "Dropout2d"
     ranks: ClassVar[tuple[int, ...]] = (3, 4)
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from cnncalc.errors import LayerError
 from cnncalc.layers.field import RF, union
+from cnncalc.layers.routes import OnnxForm, TorchForm
 
 Shape = tuple[int, ...]
 MAX_INT = 2**40  #: largest size, channel or feature count accepted in a spec
@@ -258,6 +259,12 @@ class Layer(BaseModel):
     #: names of the torch module classes this type is read from (None: the class's own name, when
     #: torch.nn or cnncalc's exported modules use it; () for none)
     torch_names: ClassVar[tuple[str, ...] | None] = None
+    #: the traced torch functions and Tensor methods it is written as (layers.routes.TorchForm)
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = ()
+    #: the ONNX op types it is read from (layers.routes.OnnxForm)
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = ()
+    #: where it has no import route at all (no torch module, function or ONNX op): why
+    no_import: ClassVar[str | None] = None
 
     @classmethod
     def from_torch(cls, m: Any) -> dict[str, Any]:

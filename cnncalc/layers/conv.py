@@ -8,6 +8,7 @@ from pydantic import WithJsonSchema, field_validator, model_validator
 from cnncalc.errors import LayerError
 from cnncalc.layers.base import Axes, Axes0, Ctx, Layer, PosInt, Saved, Shape, clip, per_axis, progressions
 from cnncalc.layers.field import RF, Window, conv_transpose_out, same_padding
+from cnncalc.layers.routes import OnnxForm, OnnxNode, Unsupported, lean, one
 
 AXES_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 _END = {1: (("sample", "at the end"),), 2: (("row", "at the bottom"), ("column", "at the right")),
@@ -52,6 +53,25 @@ def tf_same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> t
     With stride 1 it is torch's padding='same'."""
     total = max((-(-size // stride) - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
     return total // 2, total - total // 2
+
+
+def _onnx_conv(node: OnnxNode, transpose: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Conv / ConvTranspose with symmetric explicit padding; the weight (and bias) stored."""
+    a, ins, dims = node.a, node.ins, node.dims
+    w = node.weight(ins[1])
+    pads = list(a.get("pads", [0] * 2 * dims))
+    if pads[:dims] != pads[dims:] or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        raise Unsupported("asymmetric or automatic padding")
+    entry = {"type": f"conv{'_transpose' if transpose else ''}{dims}d",
+             "out_channels": int(w.shape[1] * a.get("group", 1) if transpose else w.shape[0]),
+             "kernel_size": one(list(w.shape[2:])), "stride": one(a.get("strides", [1] * dims)),
+             "padding": one(pads[:dims]), "dilation": one(a.get("dilations", [1] * dims)),
+             "groups": a.get("group", 1)}
+    if transpose:
+        entry["output_padding"] = one(a.get("output_padding", [0] * dims))
+    if len(ins) < 3:
+        entry["bias"] = False
+    return lean(entry), {"weight": w, **({"bias": node.weight(ins[2])} if len(ins) > 2 else {})}
 
 
 class _Window:
@@ -187,6 +207,7 @@ class ConvNd(_Window, _ConvFields):
     + 1 − H, 0), ⌊P_total/2⌋ before and the rest after (timm's Conv2dSame, Keras ports)."""
 
     absorbs_affine: ClassVar[bool] = True
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Conv",), lambda node: _onnx_conv(node, False)),)
     padding: Padding = 0
     """int, per-axis list, per-axis [before, after] pairs, 'same' or 'valid'. 'same' with stride 1 is
     torch's; with a stride, TensorFlow's (the output is ⌈size/stride⌉, the odd pixel padded after)."""
@@ -334,6 +355,7 @@ class ConvTransposeNd(_ConvFields):
     params = C_in·(C_out/groups)·∏K + C_out·bias;
     MACs = N·C_in·∏H·(C_out/groups)·∏K (every input pixel scatters one kernel; not ×S²);
     RF: j' = j/S, r' = r + (taps spread)·j."""
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("ConvTranspose",), lambda node: _onnx_conv(node, True)),)
 
     padding: Axes0 = 0
     output_padding: Axes0 = 0

@@ -5,6 +5,18 @@ from typing import Any, ClassVar, Literal
 
 from cnncalc.errors import LayerError
 from cnncalc.layers.base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
+from cnncalc.layers.routes import OnnxForm, OnnxNode, Unsupported
+
+
+def _onnx_gemm(node: OnnxNode) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Gemm y = x·Wᵀ + b (transB 1, torch's exporter) or x·W + b, alpha = beta = 1."""
+    a, ins = node.a, node.ins
+    if a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or a.get("transA", 0):
+        raise Unsupported("Gemm with alpha, beta or transA")
+    w = node.weight(ins[1])
+    w = w if a.get("transB", 0) else w.T
+    entry = {"type": "linear", "out_features": int(w.shape[0]), **({} if len(ins) > 2 else {"bias": False})}
+    return entry, {"weight": w, **({"bias": node.weight(ins[2])} if len(ins) > 2 else {})}
 
 
 class Linear(Layer):
@@ -16,6 +28,7 @@ class Linear(Layer):
     category: ClassVar[str] = "linear"
     absorbs_affine: ClassVar[bool] = True
     type: Literal["linear"]
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Gemm",), _onnx_gemm),)
     out_features: PosInt
     bias: bool = True
     in_features: PosInt | None = None

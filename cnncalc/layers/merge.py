@@ -7,6 +7,21 @@ from typing import Any, ClassVar, Literal
 from cnncalc.errors import LayerError
 from cnncalc.layers.base import Ctx, Layer, Saved, Shape, fmt_shape, merged
 from cnncalc.layers.field import RF
+from cnncalc.layers.routes import OnnxForm, OnnxNode, TorchCall, TorchForm, Traced, Unsupported, check_axis, lean, merge
+
+
+def _onnx_merge(node: OnnxNode, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    if len(node.tensors()) != 2:
+        raise Unsupported(f"{node.op} with a constant")
+    return {"type": kind}, {}
+
+
+def _cat(call: TorchCall, tensors: Any, dim: int = 0) -> tuple[Any, list[Any]]:
+    if not all(isinstance(x, Traced) for x in tensors):
+        raise Unsupported("torch.cat of something other than tensors")
+    if len(tensors) == 1:
+        return None, list(tensors)  # a copy of its one input: the input, as far as the numbers go
+    return ({"type": "concat"} if dim == 1 else {"type": "concat", "dim": dim}), list(tensors)
 
 
 class _Merge(Layer):
@@ -44,6 +59,9 @@ class Add(_Merge):
 
     type: Literal["add"]
     passes_gradient: ClassVar[bool] = True
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (
+        TorchForm(("operator.add", "torch.add", "Tensor.add"), "add", merge("add")),)
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Add",), lambda node: _onnx_merge(node, "add")),)
 
     def shape(self, ctx: Ctx) -> Shape:
         return self.broadcast(ctx)
@@ -61,6 +79,9 @@ class Mul(_Merge):
     RF: the union of the inputs' windows; a broadcast global gate makes it the whole input."""
 
     type: Literal["mul"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (
+        TorchForm(("operator.mul", "torch.mul", "Tensor.mul"), "mul", merge("mul")),)
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Mul",), lambda node: _onnx_merge(node, "mul")),)
 
     def shape(self, ctx: Ctx) -> Shape:
         return self.broadcast(ctx)
@@ -103,6 +124,9 @@ class Concat(_Merge):
     type: Literal["concat"]
     dim: int = 1
     passes_gradient: ClassVar[bool] = True
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("torch.cat", "torch.concat"), "cat", _cat),)
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Concat",), lambda node: (
+        lean({"type": "concat", "dim": check_axis(node.a["axis"], len(node.x))}), {})),)
 
     def shape(self, ctx: Ctx) -> Shape:
         r = len(ctx.x)

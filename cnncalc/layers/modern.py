@@ -12,6 +12,47 @@ from pydantic import Field
 from cnncalc.errors import LayerError
 from cnncalc.layers.base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
 from cnncalc.layers.field import RF
+from cnncalc.layers.routes import Malformed, OnnxForm, OnnxNode, TorchCall, TorchForm, Traced, Unsupported, module, onnx_reshape
+
+
+# ---- how import reads them from traced torch functions and ONNX ops -------------------------------
+def _narrow(call: TorchCall, x: Traced, dim: int, start: int, length: int) -> tuple[Any, list[Any]]:
+    if dim % len(x.shape) != 1:
+        raise Unsupported("narrow along an axis other than the channels")
+    return {"type": "narrow", "start": start, "length": length}, [x]
+
+
+def _permute(call: TorchCall, x: Traced, *dims: Any) -> tuple[Any, list[Any]]:
+    order = dims[0] if len(dims) == 1 and isinstance(dims[0], (list, tuple)) else dims
+    return {"type": "permute", "dims": list(order)}, [x]
+
+
+def _transpose(call: TorchCall, x: Traced, dim0: int, dim1: int) -> tuple[Any, list[Any]]:
+    return {"type": "transpose", "dim0": dim0, "dim1": dim1}, [x]
+
+
+def _unflatten(call: TorchCall, x: Traced, dim: int, sizes: Any) -> tuple[Any, list[Any]]:
+    return call.t.nn.Unflatten(dim, tuple(sizes)), [x]
+
+
+def _reshaped(call: TorchCall, x: Traced, *args: Any, **kw: Any) -> tuple[Any, list[Any]]:
+    """x.view(…), x.reshape(…), torch.reshape(x, …) keeping the batch axis: a flatten where the
+    result is (N, C·H·W…), else a view (a reshape after .contiguous(), which copies) to the
+    shape the traced pass gives."""
+    src, out = x.shape, call.out
+    if out[0] != src[0]:
+        raise Unsupported(f"{call.target} that changes the batch axis ({list(src)} → {list(out)})")
+    after_copy = x.made_by == "contiguous"
+    if len(src) > 2 and out == (src[0], src[1] * prod(src[2:])) and not after_copy:
+        return {"type": "flatten"}, [x]
+    kind = "view" if call.target == "view" and not after_copy else "reshape"
+    return {"type": kind, "shape": list(out[1:])}, [x]
+
+
+def _onnx_permute(node: OnnxNode) -> tuple[dict[str, Any], dict[str, Any]]:
+    if sorted(int(v) for v in node.a["perm"]) != list(range(len(node.x))):
+        raise Malformed(f"perm {list(node.a['perm'])[:10]} is not a permutation of the {len(node.x)} axes")
+    return {"type": "permute", "dims": list(node.a["perm"])}, {}
 
 
 def _spatial(layer: str, shape: Shape) -> None:
@@ -149,6 +190,7 @@ class Narrow(_View):
     gives layers s.0 and s.1. No params, no ops; RF unchanged."""
 
     type: Literal["narrow"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("torch.narrow", "Tensor.narrow"), "narrow", _narrow),)
     start: Annotated[int, Field(ge=0)] = 0
     length: PosInt | None = None
     """Channels taken; with `chunks`, torch.chunk's rule decides."""
@@ -192,6 +234,7 @@ class PixelShuffle(Layer):
 
     category: ClassVar[str] = "reshape"
     type: Literal["pixel_shuffle"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("F.pixel_shuffle",), "pixel_shuffle", module("PixelShuffle")),)
     upscale_factor: PosInt
 
     def shape(self, ctx: Ctx) -> Shape:
@@ -223,6 +266,8 @@ class PixelUnshuffle(Layer):
 
     category: ClassVar[str] = "reshape"
     type: Literal["pixel_unshuffle"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (
+        TorchForm(("F.pixel_unshuffle",), "pixel_unshuffle", module("PixelUnshuffle")),)
     downscale_factor: PosInt
 
     def shape(self, ctx: Ctx) -> Shape:
@@ -361,6 +406,8 @@ class Permute(_Reorder):
     layer on a permuted tensor ends the field (null), as after flatten."""
 
     type: Literal["permute"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("torch.permute", "Tensor.permute"), "permute", _permute),)
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Transpose",), _onnx_permute),)
     dims: Annotated[list[int], Field(min_length=2, max_length=6)]
 
     def shape(self, ctx: Ctx) -> Shape:
@@ -381,6 +428,8 @@ class Transpose(_Reorder):
     field as for permute."""
 
     type: Literal["transpose"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (
+        TorchForm(("torch.transpose", "Tensor.transpose"), "transpose", _transpose),)
     torch_names: ClassVar[tuple[str, ...] | None] = ()  # written as a permute
     dim0: int
     dim1: int
@@ -406,6 +455,8 @@ class Unflatten(_View):
     as after flatten."""
 
     type: Literal["unflatten"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (
+        TorchForm(("torch.unflatten", "Tensor.unflatten"), "unflatten", _unflatten),)
     dim: int = 1
     sizes: Annotated[list[int], Field(min_length=1, max_length=5)]
 
@@ -434,6 +485,10 @@ class Reshape(_View):
     is unchanged."""
 
     type: Literal["reshape"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (
+        TorchForm(("Tensor.view", "Tensor.reshape", "torch.reshape"), None, _reshaped),)
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (
+        OnnxForm(("Reshape", "Squeeze", "Unsqueeze"), onnx_reshape, reads_constants=True),)
     shape_: Annotated[list[int], Field(min_length=1, max_length=5, alias="shape")]
     memory_exact: ClassVar[bool] = False
 

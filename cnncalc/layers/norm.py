@@ -7,6 +7,15 @@ from pydantic import Field, WithJsonSchema, field_validator
 
 from cnncalc.errors import LayerError
 from cnncalc.layers.base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
+from cnncalc.layers.routes import OnnxForm, OnnxNode, lean
+
+
+def _onnx_batchnorm(node: OnnxNode) -> tuple[dict[str, Any], dict[str, Any]]:
+    """BatchNormalization at inference: its scale, bias, mean and variance as the state_dict."""
+    dims, ins = node.dims, node.ins
+    entry = lean({"type": f"batchnorm{dims if dims in (1, 2, 3) else 1}d", "eps": node.f32(node.a.get("epsilon", 1e-5))})
+    return entry, {"weight": node.weight(ins[1]), "bias": node.weight(ins[2]), "running_mean": node.weight(ins[3]),
+                   "running_var": node.weight(ins[4]), "num_batches_tracked": node.counter()}
 
 
 class _Norm(Layer):
@@ -21,6 +30,7 @@ class BatchNormNd(_Norm):
     params = 2·C (γ, β; 0 without affine); buffers = 2·C + 1 (running mean, running var,
     num_batches_tracked; 0 without track_running_stats); element-wise ops = 2 per element
     (inference: folded scale and shift)."""
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("BatchNormalization",), _onnx_batchnorm),)
 
     dims: ClassVar[int] = 2
     momentum: Annotated[float, Field(ge=0, le=1)] | None = 0.1

@@ -11,6 +11,63 @@ from cnncalc.errors import LayerError
 from cnncalc.layers.base import Axes, Axes0, Ctx, Layer, PosInt, Saved, Shape, fmt_shape, per_axis
 from cnncalc.layers.conv import _Window, spatial_axes
 from cnncalc.layers.field import RF, adaptive_windows
+from cnncalc.layers.routes import (
+    Malformed,
+    OnnxForm,
+    OnnxNode,
+    TorchCall,
+    TorchForm,
+    TorchReader,
+    Traced,
+    Unsupported,
+    lean,
+    module,
+    one,
+)
+
+
+# ---- how import reads them from traced torch functions and ONNX ops -------------------------------
+def _max_pool(nn_name: str) -> TorchReader:
+    """F.max_pool (x, kernel_size, stride, padding, dilation, ceil_mode, return_indices) as nn's
+    order (…, dilation, return_indices, ceil_mode)."""
+    def read(call: TorchCall, x: Traced, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+             ceil_mode: bool = False, return_indices: bool = False) -> tuple[Any, list[Any]]:
+        return getattr(call.t.nn, nn_name)(kernel_size, stride, padding, dilation, return_indices, ceil_mode), [x]
+    return read
+
+
+def _mean(call: TorchCall, x: Traced, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> tuple[Any, list[Any]]:
+    rank = len(x.shape)
+    dims = {d % rank for d in ([dim] if isinstance(dim, int) else dim or ())}
+    if dims != set(range(2, rank)) or dtype is not None:
+        raise Unsupported("mean over axes other than all the spatial ones")
+    return {"type": "global_avgpool", **({} if keepdim else {"keepdims": False})}, [x]
+
+
+def _onnx_pool(node: OnnxNode, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    a, dims = node.a, node.dims
+    pads = list(a.get("pads", [0] * 2 * dims))
+    if pads[:dims] != pads[dims:]:
+        raise Unsupported("asymmetric padding")
+    entry = {"type": f"{kind}pool{dims}d", "kernel_size": one(list(a["kernel_shape"])),
+             "stride": one(a.get("strides", [1] * dims)), "padding": one(pads[:dims]),
+             "ceil_mode": bool(a.get("ceil_mode", 0))}
+    if kind == "max":
+        entry["dilation"] = one(a.get("dilations", [1] * dims))
+    else:
+        entry["count_include_pad"] = bool(a.get("count_include_pad", 0))
+    return lean(entry), {}
+
+
+def _onnx_mean(node: OnnxNode) -> tuple[dict[str, Any], dict[str, Any]]:
+    """ReduceMean over all the spatial axes (axes an attribute, or from opset 18 a constant input)."""
+    a, rank = node.a, len(node.x)
+    axes = a.get("axes") if "axes" in a else (node.consts.get(node.ins[1]) if len(node.ins) > 1 else None)
+    if rank == 0:
+        raise Malformed("a mean of a tensor whose rank shape inference does not give")
+    if axes is None or {int(v) % rank for v in list(axes)} != set(range(2, rank)):
+        raise Unsupported("a mean over axes other than all the spatial ones")
+    return {"type": "global_avgpool", **({} if a.get("keepdims", 1) else {"keepdims": False})}, {}
 
 
 class PoolNd(_Window, Layer):
@@ -80,6 +137,9 @@ class PoolNd(_Window, Layer):
 
 
 class MaxPoolNd(PoolNd):
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = tuple(
+        TorchForm((f"F.max_pool{d}d",), f"max_pool{d}d", _max_pool(f"MaxPool{d}d")) for d in (1, 2, 3))
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("MaxPool",), lambda node: _onnx_pool(node, "max")),)
     dilation: Axes = 1
 
     @field_validator("dilation", mode="before")
@@ -98,6 +158,9 @@ class MaxPoolNd(PoolNd):
 
 
 class AvgPoolNd(PoolNd):
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = tuple(
+        TorchForm((f"F.avg_pool{d}d",), f"avg_pool{d}d", module(f"AvgPool{d}d")) for d in (1, 2, 3))
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("AveragePool",), lambda node: _onnx_pool(node, "avg")),)
     count_include_pad: bool = True
     divisor_override: PosInt | None = None
 
@@ -214,6 +277,10 @@ class AdaptivePoolNd(Layer):
     category: ClassVar[str] = "pooling"
     dims: ClassVar[int] = 2
     rf_size_dependent: ClassVar[bool] = True
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (
+        *(TorchForm((f"F.adaptive_avg_pool{d}d",), f"adaptive_avg_pool{d}d", module(f"AdaptiveAvgPool{d}d"))
+          for d in (1, 2, 3)),
+        TorchForm(("F.adaptive_max_pool2d",), "adaptive_max_pool2d", module("AdaptiveMaxPool2d")))
     output_size: OutSize
     """An int, or one per axis; null keeps that axis' input size."""
 
@@ -308,6 +375,11 @@ class GlobalPool(Layer):
     rf_size_dependent: ClassVar[bool] = True
     type: Literal["global_avgpool", "global_maxpool"]
     torch_names: ClassVar[tuple[str, ...] | None] = ()  # torch has no such module: read from x.mean(…)
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("torch.mean", "Tensor.mean"), "mean", _mean),)
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (
+        OnnxForm(("GlobalAveragePool",), lambda node: ({"type": "global_avgpool"}, {})),
+        OnnxForm(("GlobalMaxPool",), lambda node: ({"type": "global_maxpool"}, {})),
+        OnnxForm(("ReduceMean",), _onnx_mean, reads_constants=True))
     keepdims: bool = True
 
     def shape(self, ctx: Ctx) -> Shape:

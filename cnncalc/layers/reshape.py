@@ -11,12 +11,32 @@ from cnncalc.errors import LayerError
 from cnncalc.layers.base import MAX_INT, Ctx, Layer, PosInt, Saved, Shape, clip, fmt_shape, per_axis
 from cnncalc.layers.conv import AXES_NAMES
 from cnncalc.layers.field import RF
+from cnncalc.layers.routes import OnnxForm, TorchCall, TorchForm, Traced, Unsupported, module, onnx_reshape, onnx_same
+
+
+def _flatten(call: TorchCall, x: Traced, start_dim: int = 0, end_dim: int = -1) -> tuple[Any, list[Any]]:
+    return call.t.nn.Flatten(start_dim, end_dim), [x]
+
+
+def _interpolate(call: TorchCall, x: Traced, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
+                 align_corners: Any = None, recompute_scale_factor: Any = None, antialias: bool = False) -> Any:
+    if recompute_scale_factor or antialias:
+        raise Unsupported("interpolate with recompute_scale_factor or antialias")
+    return call.t.nn.Upsample(size, scale_factor, mode, align_corners), [x]
+
+
+def _pad(call: TorchCall, x: Traced, pad: Any, mode: str = "constant", value: Any = None) -> tuple[Any, list[Any]]:
+    kind = {"constant": "Zero", "reflect": "Reflection", "replicate": "Replication", "circular": "Circular"}.get(mode)
+    if kind is None or mode == "constant" and value not in (None, 0, 0.0) or len(pad) % 2 or len(pad) > 6:
+        raise Unsupported(f"F.pad with mode {mode!r} and value {value!r}")
+    return getattr(call.t.nn, f"{kind}Pad{len(pad) // 2}d")(tuple(pad)), [x]
 
 
 class Identity(Layer):
     """Passes its input through unchanged (a placeholder, or a named tap point)."""
 
     type: Literal["identity"]
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Identity",), onnx_same),)
 
     passes_gradient: ClassVar[bool] = True
 
@@ -37,6 +57,8 @@ class Flatten(Layer):
 
     category: ClassVar[str] = "reshape"
     type: Literal["flatten"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("torch.flatten", "Tensor.flatten"), "flatten", _flatten),)
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Flatten",), onnx_reshape),)
     start_dim: int = 1
     end_dim: int = -1
 
@@ -84,6 +106,8 @@ class ChannelShuffle(Layer):
 
     category: ClassVar[str] = "reshape"
     type: Literal["channel_shuffle"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (
+        TorchForm(("F.channel_shuffle",), "channel_shuffle", module("ChannelShuffle")),)
     groups: PosInt
 
     def shape(self, ctx: Ctx) -> Shape:
@@ -107,6 +131,7 @@ class Upsample(Layer):
 
     category: ClassVar[str] = "resampling"
     type: Literal["upsample"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("F.interpolate",), "interpolate", _interpolate),)
     size: Annotated[Any, WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1},
                                                    {"type": "array", "items": {"type": "integer", "minimum": 1}}]})] = None
     scale_factor: Annotated[Any, WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0},
@@ -237,6 +262,7 @@ class PadNd(Layer):
 
     category: ClassVar[str] = "padding"
     dims: ClassVar[int] = 2
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("F.pad",), "pad", _pad),)
     mode: ClassVar[str] = "constant"
     padding: Annotated[Any, WithJsonSchema({"anyOf": [{"type": "integer"},
                                                       {"type": "array", "items": {"type": "integer"}}]})]
