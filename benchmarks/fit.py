@@ -7,6 +7,7 @@ budget: "fits" when the measured peak ≤ usable memory. The margin is 0 here, s
 the cap itself. Also times every `fit` (the analysis only).
 
     python benchmarks/fit.py            # ResNet-18, MobileNetV2, the hourglass U-Net
+Then times `fit --shard STAGE --world 8` on ResNet-50 (80 GiB, adam): each must answer in < 1 s.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ sys.path.insert(0, ROOT)
 
 import cnncalc  # noqa: E402
 from cnncalc.analysis.analyze import analyze  # noqa: E402
-from cnncalc.analysis.fit import fit_batch  # noqa: E402
+from cnncalc.analysis.fit import SHARDS, Sharding, fit_batch  # noqa: E402
 
 CASES = [  # (example, input C×H×W, budget bytes): small budgets so that a step runs on 2 cores
     ("resnet18", (3, 64, 64), 400 * 2**20),
@@ -60,6 +61,16 @@ def main() -> int:
         print(f"{name:14} {'x'.join(map(str, shape or net.header.input)):10} {budget / mib:7.0f}Mi {b:5d} {took:6.2f} "
               f"{result.best.peak / mib:9.1f}Mi {(at_b or 0) / mib:8.1f}Mi {(at_next or 0) / mib:8.1f}Mi  "
               f"{'b fits, b+1 does not' if ok else 'WRONG'}")
+    # sharded (#31 §4): no torch can check these here (one machine); time the analysis only
+    net = cnncalc.load_spec(os.path.join(ROOT, "examples", "resnet50.yaml"))
+    for stage in SHARDS:
+        t0 = time.perf_counter()
+        result = fit_batch(net, 80 * 2**30, 0.1, True, "adam", None, None, Sharding(stage, 8))
+        took = time.perf_counter() - t0
+        slow = took >= 1.0
+        bad += slow
+        print(f"resnet50 80GiB adam {stage} ×8: per-GPU batch {result.best.batch if result.best else 0} in "
+              f"{took:.2f} s ({result.simulations} simulations){'  TOO SLOW' if slow else ''}")
     return 1 if bad else 0
 
 
