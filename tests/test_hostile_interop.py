@@ -153,3 +153,43 @@ def test_the_largest_accepted_sweep_finishes_in_seconds_and_a_larger_one_is_refu
     r = runner.invoke(app, ["sweep", resnet, "-i", "3x224x224", "-b", over.rsplit(",", 1)[0], "-f", "json"])
     assert r.exit_code == 0, r.output
     assert time.perf_counter() - start < 30  # measured 5.6 s on a loaded 2-core machine
+
+
+# ---- import: a forward pass that unrolls into too many operations (#25 §4) ---------------------------
+def test_a_forward_pass_of_too_many_operations_is_refused_while_it_is_traced(monkeypatch):
+    """A Python loop of 200,000 additions: tracing stops at the limit (the loop body runs no further),
+    nothing is interpreted, and the refusal names the module it was in (exit 1)."""
+    torch = pytest.importorskip("torch")
+    from cnncalc.interop import torch_import
+
+    monkeypatch.setattr(torch_import, "MAX_TRACED_OPS", 500)  # the same check, cheaper to reach
+
+    class Step(torch.nn.Module):
+        steps = 0
+
+        def forward(self, x):
+            for _ in range(200_000):
+                Step.steps += 1
+                x = x + x
+            return x
+
+    model = torch.nn.Sequential(torch.nn.ReLU(), Step())
+    with pytest.raises(cnncalc.CnnError) as err:
+        torch_import.trace(model, (3, 4, 4))
+    assert err.value.exit_code == 1
+    assert "more than 500 operations" in str(err.value) and "module 1" in str(err.value)
+    assert Step.steps <= 500  # the placeholder, the ReLU and at most 498 additions were traced
+
+
+@pytest.mark.slow
+def test_the_trace_limit_leaves_room_for_the_largest_zoo_models(monkeypatch):
+    """DenseNet-201 (the torchvision model with the most traced operations: 713 nodes, ResNet-152
+    has 517) still imports under a twenty-fifth of the limit."""
+    pytest.importorskip("torch")
+    from reference_models import DenseNet
+
+    from cnncalc.interop import torch_import
+
+    monkeypatch.setattr(torch_import, "MAX_TRACED_OPS", torch_import.MAX_TRACED_OPS // 25)
+    found, outputs, _ = torch_import.trace(DenseNet(blocks=(6, 12, 48, 32)), (3, 32, 32))
+    assert len(found) > 600 and len(outputs) == 1
