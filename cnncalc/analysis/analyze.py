@@ -10,7 +10,8 @@ from cnncalc.errors import CnnError, LayerError, Problem, gc_paused
 from cnncalc.layers import Ctx, Layer, Shape
 from cnncalc.layers.base import MAX_INT
 from cnncalc.layers.field import RF
-from cnncalc.spec.network import Network
+from cnncalc.spec.network import Network, Node
+from cnncalc.spec.source import Source
 from cnncalc.units import DTYPE_BYTES
 
 
@@ -25,8 +26,23 @@ def analyze(net: Network, batch: int | None = None, input_shape: Shape | None = 
 
 def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: str | None,
              optimizer: str) -> Report:
+    """The stages: every layer's rules in file order, then the outputs nothing reads, then the totals."""
     h = net.header
     shape0 = (batch or h.batch, *(input_shape or h.input))
+    rows, warnings, used = _walk(net, shape0, DTYPE_BYTES[dtype or h.dtype])
+    _warn_unused(net, rows, used, warnings)
+    report = Report(net.name, net.source.file, shape0, dtype or h.dtype, optimizer, rows, list(net.outputs), warnings,
+                    net)
+    report.compute_totals()
+    return report
+
+
+def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[Problem], set[str]]:
+    """Each layer's rules applied to its inputs' shapes, fields, axis orders and notes: its row,
+    its warnings, and the names some layer reads; every problem found raised at the end (a layer
+    whose input failed is skipped). The per-layer body stays in this one loop (issue #30: no
+    call per layer that is not a rule); rare branches (shared weights, the field outgrowing the
+    input) are their own functions."""
     src = net.source
     problems: list[Problem] = []
     shapes: dict[str, Shape] = {"input": shape0}
@@ -37,10 +53,8 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
     done: dict[str, LayerReport] = {}
     rows: list[LayerReport] = []
     warnings: list[Problem] = []
-    last_use: dict[str, int] = {}
+    used: set[str] = set(net.outputs)
     exceeded = False
-    b = DTYPE_BYTES[dtype or h.dtype]
-
     for node in net.nodes:
         inputs = node.inputs
         if len(inputs) == 1:
@@ -74,17 +88,9 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
             continue
         shared = None
         if node.share:
-            other = done.get(node.share)
-            if other is None:
-                problems.append(src.problem(f"share: '{node.share}' has no weights to share (it failed or comes later)",
-                                            node.path + ("share",), node.name, index=node.index))
+            shared = _shared_owner(src, node, layer, weights, done, problems)
+            if shared is None:
                 continue
-            if other.type != layer.type or other.weights != weights:
-                problems.append(src.problem(
-                    f"share: '{node.share}' has weights {_shapes(other.weights)} ({other.type}) but this layer "
-                    f"needs {_shapes(weights)} ({layer.type})", node.path + ("share",), node.name, index=node.index))
-                continue
-            shared = other.shared_with or other.name
         params = 0 if shared or not weights else sum([prod(s) for s in weights.values()])
         nbuf = 0 if shared or not buffers else sum([prod(s) for s in buffers.values()])
         shown = rf if layout == _identity(len(ctx.out)) else None  # permuted: no field to show
@@ -94,30 +100,50 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
         rows.append(row)
         done[node.name] = row
         shapes[node.name], notes[node.name], fields[node.name], layouts[node.name] = ctx.out, note, rf, layout
-        for i in inputs:
-            last_use[i] = node.index
+        used.update(inputs)
         for msg in layer_warnings:
             warnings.append(src.problem(msg, node.path, node.name, "warning", node.index))
         if shown and not exceeded and any(r._size > shape0[2 + a] and not r.whole for a, r in enumerate(shown)):
-            # once per network, at the line of the (outermost) block use
-            exceeded = True
-            sizes = "×".join(str(round(float(r.size))) for r in rf or [])
-            warnings.append(src.problem(
-                f"receptive field {sizes} now exceeds the input {'×'.join(map(str, shape0[2:]))}: deeper layers "
-                "widen it only into the padding", node.via[0] if node.via else node.path, node.name, "warning",
-                node.index))
+            exceeded = True  # once per network, at the line of the (outermost) block use
+            warnings.append(_field_exceeds(src, node, rf, shape0))
     if problems:
         raise CnnError(problems)
-    for name in net.outputs:
-        last_use[name] = len(net.nodes)
-    used = set(last_use)
+    return rows, warnings, used
+
+
+def _shared_owner(src: Source, node: Node, layer: Layer, weights: dict[str, Shape], done: dict[str, LayerReport],
+                  problems: list[Problem]) -> str | None:
+    """`share: OTHER`: the layer that owns the weights (OTHER, or the one OTHER shares with); None,
+    with the problem recorded, when OTHER failed, comes later or needs other weights."""
+    other = done.get(node.share or "")
+    if other is None:
+        problems.append(src.problem(f"share: '{node.share}' has no weights to share (it failed or comes later)",
+                                    node.path + ("share",), node.name, index=node.index))
+        return None
+    if other.type != layer.type or other.weights != weights:
+        problems.append(src.problem(
+            f"share: '{node.share}' has weights {_shapes(other.weights)} ({other.type}) but this layer "
+            f"needs {_shapes(weights)} ({layer.type})", node.path + ("share",), node.name, index=node.index))
+        return None
+    return other.shared_with or other.name
+
+
+def _field_exceeds(src: Source, node: Node, rf: list[RF] | None, shape0: Shape) -> Problem:
+    """The warning that the receptive field now exceeds the input (deeper layers see only padding
+    more), at the line of the (outermost) block use."""
+    sizes = "×".join(str(round(float(r.size))) for r in rf or [])
+    return src.problem(f"receptive field {sizes} now exceeds the input {'×'.join(map(str, shape0[2:]))}: deeper "
+                       "layers widen it only into the padding", node.via[0] if node.via else node.path, node.name,
+                       "warning", node.index)
+
+
+def _warn_unused(net: Network, rows: list[LayerReport], used: set[str], warnings: list[Problem]) -> None:
+    """A warning for each layer whose output nothing reads (not an input of any layer, not in outputs)."""
     for row in rows:
         if row.name not in used:
-            warnings.append(src.problem(f"output of '{row.name}' is never used (not an input of any layer, "
-                                        "not in outputs)", net.nodes[row.index].path, row.name, "warning", row.index))
-    report = Report(net.name, src.file, shape0, dtype or h.dtype, optimizer, rows, list(net.outputs), warnings, net)
-    report.compute_totals()
-    return report
+            warnings.append(net.source.problem(f"output of '{row.name}' is never used (not an input of any layer, "
+                                               "not in outputs)", net.nodes[row.index].path, row.name, "warning",
+                                               row.index))
 
 
 def _through_layout(layer: Layer, ctx: Ctx, layouts: list[tuple[int, ...]],
@@ -159,7 +185,7 @@ def _identity(n: int) -> tuple[int, ...]:
     return t
 
 
-def _used_at(src, node) -> str:
+def _used_at(src: Source, node: Node) -> str:
     """For a layer inside a block, where that block was used (the definition is shared)."""
     if not node.via:
         return ""
@@ -186,7 +212,7 @@ def check_limits(report: Report, cli_limits: dict[str, Any] | None = None) -> li
             target = analyze(net, spec_limits.batch or report.input_shape[0], tuple(report.input_shape[1:]),
                              spec_limits.dtype or report.dtype, report.optimizer)
 
-        def located(key, message):
+        def located(key: str | tuple[str, ...], message: str) -> Problem:
             path = ("limits",) + (key if isinstance(key, tuple) else (key,))
             return src.problem(message, path, None)
 

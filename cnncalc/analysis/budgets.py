@@ -2,10 +2,14 @@
 checked against a report."""
 from __future__ import annotations
 
-from typing import Any
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from cnncalc.errors import Problem
 from cnncalc.spec.schema import BYTE_LIMITS
+
+if TYPE_CHECKING:
+    from cnncalc.analysis.report import Report
 
 #: the budgets counted in bytes (the others count elements or operations)
 #: command-line flag of each budget
@@ -32,7 +36,7 @@ def _bytes(n: int) -> str:
     return f"{n:,} bytes" + (f" ({hbytes(n)})" if n >= 1024 else "")
 
 
-def check(report, limits: dict[str, Any], where) -> list[Problem]:
+def check(report: Report, limits: dict[str, Any], where: Callable[[Any, str], Problem]) -> list[Problem]:
     """Every exceeded limit as a located problem; `where(key)` gives the Problem location."""
     out = []
     t = report.totals
@@ -69,5 +73,5 @@ def check(report, limits: dict[str, Any], where) -> list[Problem]:
     return out
 
 
-def _sizes(sizes) -> str:
+def _sizes(sizes: Sequence[Fraction]) -> str:
     return "×".join(str(int(s)) if s.denominator == 1 else f"{float(s):g}" for s in sizes)

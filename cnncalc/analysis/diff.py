@@ -39,7 +39,8 @@ def read_json(raw: bytes) -> Any:
                       parse_int=_bounded_int)
 
 
-def load_side(path: str, batch=None, input_shape=None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def load_side(path: str, batch: int | None = None, input_shape: tuple[int, ...] | None = None,
+              overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """A spec (analysed now, its `args:` overridden by `overrides`) or a JSON report from
     `analyze --format json`, as plain data."""
     if path.endswith(".json"):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from cnncalc.analysis.report import LayerReport
@@ -118,17 +118,48 @@ class TrainingMemory:
 
 def training_memory(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: int,
                     optimizer: str, persistent: int) -> TrainingMemory:
-    """Simulate one training step (see the module docstring); `persistent` = params + buffers
-    + optimizer state bytes."""
+    """Simulate one training step (see the module docstring): forward, backward, optimizer step;
+    `persistent` = params + buffers + optimizer state bytes."""
+    fw = _forward(rows, outputs, input_bytes, b)
+    peak, phase = fw.peak, "forward"
+    backward, weight_grads = _backward(rows, outputs, b, fw)
+    if backward > peak:
+        peak, phase = backward, "backward"
+    step = _step(rows, b, optimizer, weight_grads, fw.pool.total)
+    if step > peak:
+        peak, phase = step, "optimizer step"
+    return TrainingMemory(persistent + peak, fw.saved, phase)
+
+
+class _Forward(NamedTuple):
+    """What the forward pass leaves for backward."""
+
+    pool: _Pool
+    """the activations alive at its end (those saved for backward, the input and the outputs)"""
+    held: dict[int, tuple[list[str], int]]
+    """row index → (the storages it keeps for its backward, the new bytes it keeps)"""
+    grad: dict[str, bool]
+    """tensor → whether it needs a gradient"""
+    needs: dict[str, tuple[bool, ...]]
+    """layer → which of its inputs need a gradient"""
+    peak: int
+    """the forward pass's peak: activations alive plus the running layer's temporaries"""
+    saved: int
+    """what autograd holds at its end"""
+
+
+def _forward(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: int) -> _Forward:
+    """The forward pass: each output allocated while its inputs are alive, with its temporaries;
+    a layer on the gradient's path also keeps what autograd saves (`saved`) for its backward."""
     last, pending = _drops(rows, outputs)
     grad = {"input": False}
     pool, root = _Pool(), {"input": "input"}
     pool.alloc("input", input_bytes)
     unref = pool.unref
     refs = pool.refs
-    held: dict[int, tuple[list[str], int]] = {}  # row index -> (storages it keeps, new bytes it keeps)
-    needs: dict[str, tuple[bool, ...]] = {}  # layer -> which of its inputs need a gradient
-    peak, phase = pool.total, "forward"
+    held: dict[int, tuple[list[str], int]] = {}
+    needs: dict[str, tuple[bool, ...]] = {}
+    peak = pool.total
     for r in rows:
         name, inputs, layer = r.name, r.inputs, r.layer
         gin = (grad[inputs[0]],) if len(inputs) == 1 else tuple([grad[i] for i in inputs])
@@ -156,7 +187,7 @@ def training_memory(rows: list[LayerReport], outputs: list[str], input_bytes: in
         scratch = layer.scratch(r.ctx, b)
         now = pool.total + (scratch if scratch > extra else extra)  # the saved new tensors are among the temporaries
         if now > peak:
-            peak, phase = now, "forward"
+            peak = now
         pool.total += extra
         if name not in last:
             unref(key)
@@ -167,7 +198,15 @@ def training_memory(rows: list[LayerReport], outputs: list[str], input_bytes: in
                     unref(root[n])
     kept = {k for keys, _ in held.values() for k in keys}
     saved = sum(pool.size[k] for k in kept) + sum(extra for _, extra in held.values())
-    # backward: the loss's gradient for every output, then the layers in reverse
+    return _Forward(pool, held, grad, needs, peak, saved)
+
+
+def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward) -> tuple[int, int]:
+    """The backward pass, layers in reverse: the loss's gradient for every output, then each
+    layer's input gradients (passed on as is by add, concat and views), its weights' gradients
+    and temporaries, before it frees what it saved and its output's gradient. Returns its peak
+    (-1 when nothing runs) and the bytes of the weights' gradients, which the step still holds."""
+    pool, held, grad, needs = fw.pool, fw.held, fw.grad, fw.needs
     size = {r.name: r.activation_bytes for r in rows}
     grads = _Pool()
     gkey: dict[str, str] = {}
@@ -175,6 +214,7 @@ def training_memory(rows: list[LayerReport], outputs: list[str], input_bytes: in
         if grad.get(o) and o not in gkey:
             gkey[o] = f"d{o}"
             grads.alloc(gkey[o], size[o])
+    peak = -1
     weight_grads = 0
     trainable = {r.name: r.trainable_params for r in rows}
     granted: set[str] = set()  # weights whose gradient exists (shared weights: from their first use)
@@ -207,14 +247,17 @@ def training_memory(rows: list[LayerReport], outputs: list[str], input_bytes: in
                 grads.alloc(gkey[n], size[n])
         now = pool.total + grads.total + weight_grads + accumulating + layer.backward_scratch(r.ctx, b, needs[name])
         if now > peak:
-            peak, phase = now, "backward"
+            peak = now
         if r.index in held:
             _release(pool, held.pop(r.index))
         grads.unref(gkey[name])
-    step = weight_grads + pool.total + (_adam_temporaries(rows) * b if optimizer == "adam" else 0)
-    if step > peak:
-        peak, phase = step, "optimizer step"
-    return TrainingMemory(persistent + peak, saved, phase)
+    return peak, weight_grads
+
+
+def _step(rows: list[LayerReport], b: int, optimizer: str, weight_grads: int, alive: int) -> int:
+    """The optimizer step: the weights' gradients and the activations still `alive` (input,
+    outputs), with Adam's temporaries (SGD, with or without momentum, works in place)."""
+    return weight_grads + alive + (_adam_temporaries(rows) * b if optimizer == "adam" else 0)
 
 
 def _adam_temporaries(rows: list[LayerReport]) -> int:

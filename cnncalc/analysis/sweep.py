@@ -5,6 +5,7 @@ from typing import Any
 
 from cnncalc.analysis.analyze import analyze
 from cnncalc.errors import CnnError
+from cnncalc.spec.network import Network
 from cnncalc.units import plain
 
 MAX_PAIRS = 1_000  #: input sizes × batches in one sweep
@@ -13,7 +14,7 @@ MAX_PAIRS = 1_000  #: input sizes × batches in one sweep
 MAX_WORK = 25_000
 
 
-def work(net, pairs: int) -> str | None:
+def work(net: Network, pairs: int) -> str | None:
     """Why a sweep of `pairs` points over `net` is refused before it starts (None: it is not)."""
     if pairs > MAX_PAIRS:
         return f"{pairs:,} input sizes × batches; at most {MAX_PAIRS:,} are swept"
@@ -24,7 +25,7 @@ def work(net, pairs: int) -> str | None:
     return None
 
 
-def sweep(net, inputs: list[tuple[int, ...]], batches: list[int], dtype: str | None = None) -> list[dict]:
+def sweep(net: Network, inputs: list[tuple[int, ...]], batches: list[int], dtype: str | None = None) -> list[dict]:
     """Totals at every input size × batch; a size where the network breaks says where. A grid
     beyond `MAX_PAIRS` points or `MAX_WORK` layer analyses is refused before any is done."""
     why = work(net, len(inputs) * len(batches))
