@@ -14,13 +14,29 @@ pytestmark = pytest.mark.slow  # random networks built in torch: a minute or mor
 
 import cnncalc  # noqa: E402
 from cnncalc import backend as tb  # noqa: E402
+from cnncalc.layers import REGISTRY  # noqa: E402
 
 EXAMPLES = int(os.environ.get("CNNCALC_DEEP", "30"))
 
 
+def _valid(entry):
+    try:
+        REGISTRY[entry["type"]].model_validate(entry)
+    except ValueError:
+        return False
+    return True
+
+
+#: the registry's activations that need no field (any new one is drawn too); those that take
+#: `inplace` (the others fix it to false)
+ACTIVATIONS = sorted(k for k, cls in REGISTRY.items() if cls.category == "activation" and _valid({"type": k}))
+INPLACE = {k for k in ACTIVATIONS if _valid({"type": k, "inplace": True})}
+
+
 @st.composite
 def networks(draw):
-    """1-D, 2-D or 3-D: convs (every padding mode), pools, activations, norms, dropout variants,
+    """1-D, 2-D or 3-D: convs (every padding mode), pools, activations (every one the registry
+    holds that needs no field), norms, dropout variants,
     transposed convs (output_padding, dilation), resizes (float scales, every mode), explicit
     pads (cropping too), and branches merged by add, mul or concat."""
     d = draw(st.sampled_from([1, 2, 2, 2, 3]))
@@ -45,9 +61,9 @@ def networks(draw):
                                stride=draw(st.integers(1, 3)), padding=draw(st.integers(0, k // 2)),
                                ceil_mode=draw(st.booleans())))
         elif kind == "act":
-            layers.append(dict(name=name, type=draw(st.sampled_from(["relu", "gelu", "sigmoid", "hardswish"])),
-                               **({"inplace": True} if draw(st.booleans()) and i else {})))
-            if layers[-1]["type"] in ("gelu", "sigmoid"):
+            act = draw(st.sampled_from(ACTIVATIONS))
+            layers.append(dict(name=name, type=act, **({"inplace": True} if draw(st.booleans()) and i else {})))
+            if act not in INPLACE:
                 layers[-1].pop("inplace", None)
         elif kind == "norm":
             layers.append(dict(name=name, type=f"batchnorm{d}d"))

@@ -69,16 +69,25 @@ def _too_big(need: int, budget: int) -> str | None:
 
 
 def probeable(report: Report) -> list[int]:
-    """Rows whose field is defined and independent of the input size (no adaptive pooling,
-    resize-to-size or fixed normalized_shape on the way), so an enlarged input can show it."""
-    blocked: set[str] = set()
-    out = []
+    """Rows whose field is defined and independent of the input size (no layer on the way whose
+    type says `rf_size_dependent`), so an enlarged input can show it."""
+    blocked = _blocked(report)
+    return [row.index for row in report.layers if row.name not in blocked]
+
+
+def _blocked(report: Report) -> dict[str, str]:
+    """Rows an enlarged input cannot probe → why: the first layer on the way whose field depends on
+    the input size (its own type's `rf_size_dependent` rule) or has none."""
+    blocked: dict[str, str] = {}
     for row in report.layers:
-        if row.receptive_field is None or row.layer.rf_size_dependent or any(i in blocked for i in row.inputs):
-            blocked.add(row.name)
-        else:
-            out.append(row.index)
-    return out
+        at = next((blocked[i] for i in row.inputs if i in blocked), None)
+        if at is None and row.layer.rf_size_dependent:
+            at = f"the field of '{row.name}' ({row.type}) depends on the input size"
+        elif at is None and row.receptive_field is None:
+            at = f"'{row.name}' ({row.type}) has no field"
+        if at is not None:
+            blocked[row.name] = at
+    return blocked
 
 
 def _field(report: Report, idx: int) -> list[RF]:
@@ -96,7 +105,7 @@ def probe_plan(report: Report, limit: int = PROBE_LIMIT) -> tuple[list[int], lis
     are more than `limit`, the ones where the jump changes plus the last), rows with a
     whole-input field (checked by `probe_whole`), and for every other row with a field the
     reason it is not probed."""
-    ok = set(probeable(report))
+    blocked = _blocked(report)
     rows, whole, skipped = [], [], {}
     for row in report.layers:
         field = row.receptive_field
@@ -104,9 +113,8 @@ def probe_plan(report: Report, limit: int = PROBE_LIMIT) -> tuple[list[int], lis
             continue
         if any(r.whole for r in field):
             whole.append(row.index)
-        elif row.index not in ok:
-            skipped[row.index] = ("not probed: a layer on the way needs this input size (adaptive pooling, a resize "
-                                  "to a size, a fixed normalized_shape) or a permute hides the field")
+        elif row.name in blocked:
+            skipped[row.index] = f"not probed: {blocked[row.name]}"
         elif not all(r.exact for r in field):
             skipped[row.index] = "not probed: approximate field (exact: false)"
         else:
