@@ -536,6 +536,8 @@ class DeformConv2d(_Conv2dBase):
 
     type: Literal["deform_conv2d"]
     torch_names: ClassVar[tuple[str, ...] | None] = ()  # torchvision's takes the offsets as a second input
+    no_import: ClassVar[str | None] = ("torchvision's DeformConv2d takes the offsets as a second input, computed by "
+                                       "layers of the model's own choosing")
     memory_exact: ClassVar[bool] = False
     groups: PosInt = 1
     offset_groups: PosInt = 1
@@ -598,6 +600,7 @@ class SeparableConv2d(_Conv2dBase):
     MACs = N·∏H'·C_in·m·∏K + N·∏H'·C_out·C_in·m."""
 
     type: Literal["separable_conv2d"]
+    no_import: ClassVar[str | None] = "a model writes it as two convs, which import reads as two conv2d layers"
     depth_multiplier: PosInt = 1
     padding: Padding = 0
     """int, per-axis list, 'same' (stride 1, odd effective kernel: the depthwise conv keeps H×W)
@@ -662,6 +665,7 @@ class SpatialSeparableConv2d(_Conv2dBase):
     MACs = N·C_out·H'·W·C_in·K_h + N·C_out·H'·W'·C_out·K_w  (W: width after the first conv)."""
 
     type: Literal["spatial_separable_conv2d"]
+    no_import: ClassVar[str | None] = "a model writes it as two convs, which import reads as two conv2d layers"
 
     def weights(self, ctx: Ctx) -> dict[str, Shape]:
         kh, kw = self.kernel_size
@@ -704,6 +708,7 @@ class LocallyConnected2d(_Conv2dBase):
 
     type: Literal["locally_connected2d"]
     torch_names: ClassVar[tuple[str, ...] | None] = ()  # its module keeps no settings to read back
+    no_import: ClassVar[str | None] = "torch has no such module, and cnncalc's keeps no settings to read back"
 
     def weights(self, ctx: Ctx) -> dict[str, Shape]:
         pos = ctx.out[2:]
@@ -741,6 +746,7 @@ class TiledConv2d(_Conv2dBase):
 
     type: Literal["tiled_conv2d"]
     torch_names: ClassVar[tuple[str, ...] | None] = ()  # its module keeps no settings to read back
+    no_import: ClassVar[str | None] = "torch has no such module, and cnncalc's keeps no settings to read back"
     tile_size: Axes = 2
     """Number of filter banks along each axis (the period of the weight pattern)."""
 
