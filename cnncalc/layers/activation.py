@@ -6,7 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from cnncalc.errors import LayerError
-from cnncalc.layers.base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
+from cnncalc.layers.base import Ctx, Flag, Layer, PosInt, Saved, Shape, fmt_shape
 from cnncalc.layers.field import RF
 from cnncalc.layers.routes import (
     OnnxForm,
@@ -240,8 +240,8 @@ class _AlongDim(_NoInplace):
     dim: int = 1
     saves_output: ClassVar[bool] = True
 
-    @property
-    def rf_size_dependent(self) -> bool:  # type: ignore[override]
+    @Flag.rule
+    def rf_size_dependent(self) -> bool:
         return self.dim != 1  # along a spatial axis the field spans the whole axis
 
     def last_axis_only(self, ctx: Ctx) -> bool:
@@ -361,8 +361,8 @@ class _Dropout(Layer):
         """At inference torch returns the input itself."""
         return False
 
-    @property
-    def passes_gradient(self) -> bool:  # type: ignore[override]
+    @Flag.rule
+    def passes_gradient(self) -> bool:
         """p = 0 returns the input itself: its gradient is the output's."""
         return self.p == 0
 

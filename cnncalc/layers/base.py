@@ -12,7 +12,7 @@ import inspect
 import re
 from dataclasses import dataclass, field
 from math import prod
-from typing import Annotated, Any, ClassVar, get_args
+from typing import Annotated, Any, Callable, ClassVar, get_args, overload
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
@@ -68,6 +68,31 @@ class Saved:
     """new tensors of a fixed dtype (int64 indices, bool masks), bytes"""
 
 
+class Flag:
+    """A yes/no a layer type states about itself, read on a layer (`layer.passes_gradient`): one
+    value for the whole type (`passes_gradient = Flag(True)`), or a rule over the layer's fields
+    (`@Flag.rule` on a method returning bool). Read on the class it is that value, or for a rule
+    the Flag itself (not `True`, not falsy: the answer depends on the fields). One declaration
+    for both, so a subclass overrides either way without a ClassVar-vs-property clash."""
+
+    def __init__(self, value: bool | Callable[[Any], bool]) -> None:
+        self.value = value
+        self.__doc__ = None if isinstance(value, bool) else value.__doc__
+
+    @classmethod
+    def rule(cls, fn: Callable[[Any], bool]) -> "Flag":
+        return cls(fn)
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> "bool | Flag": ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> bool: ...
+    def __get__(self, obj: object | None, owner: type | None = None) -> "bool | Flag":
+        if isinstance(self.value, bool):
+            return self.value
+        return self if obj is None else bool(self.value(obj))
+
+
 @dataclass
 class Ctx:
     """What a rule sees: the input shapes (batch first) and, after `shape`, the output shape."""
@@ -108,13 +133,13 @@ class Layer(BaseModel):
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int] = 1
     #: the receptive field depends on the input size (adaptive pooling, resize to a size)
-    rf_size_dependent: ClassVar[bool] = False
+    rf_size_dependent: ClassVar[Flag] = Flag(False)
     #: its weights can absorb a following per-channel affine map (batch-norm folding)
     absorbs_affine: ClassVar[bool] = False
     #: backward hands the output's gradient (or views of it) to the inputs: no new gradient tensor
-    passes_gradient: ClassVar[bool] = False
+    passes_gradient: ClassVar[Flag] = Flag(False)
     #: the memory rules describe what torch allocates (False: an estimate, which verify does not judge)
-    memory_exact: ClassVar[bool] = True
+    memory_exact: ClassVar[Flag] = Flag(True)
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)

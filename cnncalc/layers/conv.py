@@ -6,7 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import WithJsonSchema, field_validator, model_validator
 
 from cnncalc.errors import LayerError
-from cnncalc.layers.base import Axes, Axes0, Ctx, Layer, PosInt, Saved, Shape, clip, per_axis, progressions
+from cnncalc.layers.base import Axes, Axes0, Ctx, Flag, Layer, PosInt, Saved, Shape, clip, per_axis, progressions
 from cnncalc.layers.field import RF, Window, conv_transpose_out, same_padding
 from cnncalc.layers.routes import OnnxForm, OnnxNode, Unsupported, lean, one
 
@@ -263,8 +263,8 @@ class ConvNd(_Window, _ConvFields):
     def warnings(self, ctx: Ctx) -> list[str]:
         return self.window_warnings(ctx)
 
-    @property
-    def memory_exact(self) -> bool:  # type: ignore[override]
+    @Flag.rule
+    def memory_exact(self) -> bool:
         """Circular padding (its backward is a chain of slice copies) and a padding_mode with no
         padding take torch paths whose backward temporaries are not modelled (measured up to
         25% off in a training step): verify does not judge them."""
@@ -272,8 +272,8 @@ class ConvNd(_Window, _ConvFields):
             return True  # ('same' pads wherever a kernel is wider than 1: the padded path)
         return self.padding_mode != "circular" and any(a or b for a, b in self.pads(None))  # type: ignore[arg-type]
 
-    @property
-    def rf_size_dependent(self) -> bool:  # type: ignore[override]
+    @Flag.rule
+    def rf_size_dependent(self) -> bool:
         """TensorFlow's strided 'same' pads by the size modulo the stride: the field's start moves."""
         return self.padding == "same" and any(s != 1 for s in self.stride)
 
@@ -462,7 +462,7 @@ class ConvTranspose3d(ConvTransposeNd):
     dims: ClassVar[int] = 3
     #: torch's CPU kernel (slow_conv_transpose3d) allocates its output like the input and
     #: resizes it, keeping max(input, output) bytes: memory is not judged
-    memory_exact: ClassVar[bool] = False
+    memory_exact = Flag(False)
 
 
 class _Conv2dBase(_Window, _ConvFields):
@@ -538,7 +538,7 @@ class DeformConv2d(_Conv2dBase):
     torch_names: ClassVar[tuple[str, ...] | None] = ()  # torchvision's takes the offsets as a second input
     no_import: ClassVar[str | None] = ("torchvision's DeformConv2d takes the offsets as a second input, computed by "
                                        "layers of the model's own choosing")
-    memory_exact: ClassVar[bool] = False
+    memory_exact = Flag(False)
     groups: PosInt = 1
     offset_groups: PosInt = 1
     modulated: bool = False

@@ -5,7 +5,7 @@ from math import prod
 from typing import Any, ClassVar, Literal
 
 from cnncalc.errors import LayerError
-from cnncalc.layers.base import Ctx, Layer, Saved, Shape, fmt_shape, merged
+from cnncalc.layers.base import Ctx, Flag, Layer, Saved, Shape, fmt_shape, merged
 from cnncalc.layers.field import RF
 from cnncalc.layers.routes import OnnxForm, OnnxNode, TorchCall, TorchForm, Traced, Unsupported, check_axis, lean, merge
 
@@ -58,7 +58,7 @@ class Add(_Merge):
     RF: the union of the inputs' windows; a broadcast global branch makes it the whole input."""
 
     type: Literal["add"]
-    passes_gradient: ClassVar[bool] = True
+    passes_gradient = Flag(True)
     torch_functions: ClassVar[tuple[TorchForm, ...]] = (
         TorchForm(("operator.add", "torch.add", "Tensor.add"), "add", merge("add")),)
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Add",), lambda node: _onnx_merge(node, "add")),)
@@ -123,7 +123,7 @@ class Concat(_Merge):
 
     type: Literal["concat"]
     dim: int = 1
-    passes_gradient: ClassVar[bool] = True
+    passes_gradient = Flag(True)
     torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("torch.cat", "torch.concat"), "cat", _cat),)
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Concat",), lambda node: (
         lean({"type": "concat", "dim": check_axis(node.a["axis"], len(node.x))}), {})),)

@@ -10,7 +10,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from cnncalc.errors import LayerError
-from cnncalc.layers.base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
+from cnncalc.layers.base import Ctx, Flag, Layer, PosInt, Saved, Shape, fmt_shape
 from cnncalc.layers.field import RF
 from cnncalc.layers.routes import Malformed, OnnxForm, OnnxNode, TorchCall, TorchForm, Traced, Unsupported, module, onnx_reshape
 
@@ -151,8 +151,8 @@ class DropPath(Layer):
     def moves_data(self) -> bool:
         return False
 
-    @property
-    def passes_gradient(self) -> bool:  # type: ignore[override]
+    @Flag.rule
+    def passes_gradient(self) -> bool:
         return self.p == 0
 
     def _noise(self, ctx: Ctx) -> int:
@@ -174,7 +174,7 @@ class _View(Layer):
     data; backward hands the output's gradient on (a slice's backward makes a full-size one)."""
 
     category: ClassVar[str] = "reshape"
-    passes_gradient: ClassVar[bool] = True
+    passes_gradient = Flag(True)
 
     def aliases(self, training: bool) -> bool:
         """A view of the input."""
@@ -199,7 +199,7 @@ class Narrow(_View):
     chunk: Annotated[int, Field(ge=0)] | None = None
     sizes_sum: PosInt | None = None
     """Of a `split`: its sizes' sum, which must be the input's channels (torch.split's rule)."""
-    passes_gradient: ClassVar[bool] = False
+    passes_gradient = Flag(False)
 
     def span(self, ctx: Ctx) -> tuple[int, int]:
         c = ctx.x[1]
@@ -315,7 +315,7 @@ class SelfAttention(Layer):
         """cnncalc's own module (exported): its heads and whether it has biases."""
         return {"type": "self_attention", "num_heads": m.heads, **({} if m.in_proj_bias is not None else {"bias": False})}
     bias: bool = True
-    memory_exact: ClassVar[bool] = False  # the attention kernel's temporaries depend on the backend
+    memory_exact = Flag(False)  # the attention kernel's temporaries depend on the backend
 
     def shape(self, ctx: Ctx) -> Shape:
         _spatial(self.type, ctx.x)
@@ -490,7 +490,7 @@ class Reshape(_View):
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (
         OnnxForm(("Reshape", "Squeeze", "Unsqueeze"), onnx_reshape, reads_constants=True),)
     shape_: Annotated[list[int], Field(min_length=1, max_length=5, alias="shape")]
-    memory_exact: ClassVar[bool] = False
+    memory_exact = Flag(False)
 
     def shape(self, ctx: Ctx) -> Shape:
         return (ctx.x[0], *_resolve_sizes(self.shape_, prod(ctx.x[1:]), "shape"))
@@ -526,5 +526,5 @@ class View(Reshape):
     where reshape would copy; always a view, so its memory is exact."""
 
     type: Literal["view"]  # type: ignore[assignment]
-    memory_exact: ClassVar[bool] = True
+    memory_exact = Flag(True)
     torch_names: ClassVar[tuple[str, ...] | None] = ()  # written as reshape

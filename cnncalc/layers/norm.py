@@ -6,7 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, WithJsonSchema, field_validator
 
 from cnncalc.errors import LayerError
-from cnncalc.layers.base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
+from cnncalc.layers.base import Ctx, Flag, Layer, PosInt, Saved, Shape, fmt_shape
 from cnncalc.layers.routes import OnnxForm, OnnxNode, lean
 
 
@@ -156,8 +156,8 @@ class LayerNorm(_Norm):
             raise ValueError(f"expected a positive integer or a list of them, received {v!r}")
         return tuple(items)
 
-    @property
-    def rf_size_dependent(self) -> bool:  # type: ignore[override]
+    @Flag.rule
+    def rf_size_dependent(self) -> bool:
         return self.normalized_shape is not None  # explicit sizes pin the input size
 
     def axes(self, ctx: Ctx) -> tuple[int, ...]:
@@ -203,7 +203,7 @@ class RMSNorm(LayerNorm):
     eps: float | None = None  # type: ignore[assignment]
     """Default: the dtype's machine epsilon (torch.finfo(dtype).eps), as torch."""
     bias: Literal[False] = False
-    memory_exact: ClassVar[bool] = False
+    memory_exact = Flag(False)
 
     def build(self, ctx: Ctx, t: Any) -> Any:
         if not hasattr(t.nn, "RMSNorm"):

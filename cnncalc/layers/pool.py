@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import WithJsonSchema, field_validator, model_validator
 
 from cnncalc.errors import LayerError
-from cnncalc.layers.base import Axes, Axes0, Ctx, Layer, PosInt, Saved, Shape, fmt_shape, per_axis
+from cnncalc.layers.base import Axes, Axes0, Ctx, Flag, Layer, PosInt, Saved, Shape, fmt_shape, per_axis
 from cnncalc.layers.conv import _Window, spatial_axes
 from cnncalc.layers.field import RF, adaptive_windows
 from cnncalc.layers.routes import (
@@ -276,7 +276,7 @@ class AdaptivePoolNd(Layer):
 
     category: ClassVar[str] = "pooling"
     dims: ClassVar[int] = 2
-    rf_size_dependent: ClassVar[bool] = True
+    rf_size_dependent = Flag(True)
     torch_functions: ClassVar[tuple[TorchForm, ...]] = (
         *(TorchForm((f"F.adaptive_avg_pool{d}d",), f"adaptive_avg_pool{d}d", module(f"AdaptiveAvgPool{d}d"))
           for d in (1, 2, 3)),
@@ -372,7 +372,7 @@ class GlobalPool(Layer):
     (or (N, C) with keepdims false). Element-wise ops = N·C·∏H; RF: the whole input."""
 
     category: ClassVar[str] = "pooling"
-    rf_size_dependent: ClassVar[bool] = True
+    rf_size_dependent = Flag(True)
     type: Literal["global_avgpool", "global_maxpool"]
     torch_names: ClassVar[tuple[str, ...] | None] = ()  # torch has no such module: read from x.mean(…)
     torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("torch.mean", "Tensor.mean"), "mean", _mean),)

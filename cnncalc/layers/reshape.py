@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import WithJsonSchema, field_validator, model_validator
 
 from cnncalc.errors import LayerError
-from cnncalc.layers.base import MAX_INT, Ctx, Layer, PosInt, Saved, Shape, clip, fmt_shape, per_axis
+from cnncalc.layers.base import MAX_INT, Ctx, Flag, Layer, PosInt, Saved, Shape, clip, fmt_shape, per_axis
 from cnncalc.layers.conv import AXES_NAMES
 from cnncalc.layers.field import RF
 from cnncalc.layers.routes import OnnxForm, TorchCall, TorchForm, Traced, Unsupported, module, onnx_reshape, onnx_same
@@ -38,7 +38,7 @@ class Identity(Layer):
     type: Literal["identity"]
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Identity",), onnx_same),)
 
-    passes_gradient: ClassVar[bool] = True
+    passes_gradient = Flag(True)
 
     def aliases(self, training: bool) -> bool:
         """A view of the input: nothing allocated, and the gradient passes back as a view."""
@@ -62,7 +62,7 @@ class Flatten(Layer):
     start_dim: int = 1
     end_dim: int = -1
 
-    passes_gradient: ClassVar[bool] = True
+    passes_gradient = Flag(True)
 
     def aliases(self, training: bool) -> bool:
         """A view of the input: nothing allocated, and the gradient passes back as a view."""
@@ -153,8 +153,8 @@ class Upsample(Layer):
                 raise ValueError(f"scale_factor must be positive numbers, received {self.scale_factor!r}")
         return self
 
-    @property
-    def rf_size_dependent(self) -> bool:  # type: ignore[override]
+    @Flag.rule
+    def rf_size_dependent(self) -> bool:
         return self.size is not None or bool(self.align_corners)  # align_corners: jump (H−1)/(H'−1)
 
     def dims_of(self, ctx: Ctx) -> int:
