@@ -38,7 +38,14 @@ CHECKLIST = [  # (hook, its default: what to check)
     ("probe(ctx, t)", "identity stand-in: a window layer needs a positive linear stand-in (a window sum)"),
     ("folds() / affine_map / absorb", "not folded into a neighbouring conv"),
     ("torch_names / from_torch(m)", "imported from the torch class of the same name, fields read by name"),
-    ("ClassVars", "category, min_inputs/max_inputs, rf_size_dependent, passes_gradient, memory_exact"),
+    ("torch_functions", "no traced functional form: add TorchForm(('F.x', 'torch.x', 'Tensor.x'), short, reader) "
+                        "rows (factories in cnncalc/layers/routes.py: module, activation_forms, merge, along_dim)"),
+    ("onnx_ops", "not read from ONNX: add OnnxForm(('OpType',), reader) rows (node → spec entry, weights)"),
+    ("no_import", "None: tests/test_registry.py fails unless a module, a function or an ONNX op reads the type, "
+                  "or this states why none does"),
+    ("ClassVars", "category, min_inputs/max_inputs, absorbs_affine"),
+    ("Flags", "rf_size_dependent / passes_gradient / memory_exact = Flag(False / False / True); "
+              "@Flag.rule def ...(self) -> bool where the answer depends on the fields"),
 ]
 
 
@@ -105,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     for hook, default in CHECKLIST:
         print(f"  - {hook:42} default: {default}")
     print(f"Then write the case row's hand arithmetic in tests/layer_cases.py and run\n"
-          f"  python -m pytest -q tests/test_layers.py tests/test_parity.py tests/test_memory.py -k {args.name}")
+          f"  python -m pytest -q tests/test_layers.py tests/test_parity.py tests/test_memory.py -k {args.name}\n"
+          "  python -m pytest -q tests/test_registry.py   # its case row, import route, probe, README entry")
     return 0
 
 
