@@ -4,6 +4,7 @@ oversized or overfull reports. Each generated member ends in a plain located mes
 or a correct result, never a traceback, within a time bound."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -60,7 +61,7 @@ step = st.one_of(
 )
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(step, st.integers(1, 40)), min_size=1, max_size=4))
 def test_receptive_fields_past_every_number_limit_are_refused_or_print(steps):
     """Exact fields up to 2^996 print in every format, fit a float, and read back into diff;
@@ -88,3 +89,81 @@ def test_receptive_fields_past_every_number_limit_are_refused_or_print(steps):
                 rf = row["receptive_field"]
                 for v in rf["size"] + rf["jump"] + rf["start"] if rf else []:
                     assert abs(v) < 10**300 and len(str(v)) < 400
+
+
+# ---- diff's stored reports ------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def lenet_report() -> dict:
+    out = CliRunner().invoke(app, ["analyze", LENET, "-f", "json"])
+    return json.loads(out.stdout)
+
+
+def over_the_limit(kind: str, unit: str, extra: int) -> str:
+    """A report text just past one of diff's limits (restated here: the contract under test)."""
+    layers, containers, values, axes = 20_000, 320_000, 800_000, 16
+    if kind == "layers":
+        return json.dumps({"layers": [{"name": str(i)} for i in range(layers + extra)], "totals": {}})
+    if kind == "axes":
+        return json.dumps({"layers": [{"name": "a", "output_shape": [1] * (axes + extra)}], "totals": {}})
+    count = containers + extra if kind == "containers" else values + extra
+    return '{"layers": [], "totals": {}, "x": [' + ",".join([unit] * count) + "]}"
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["containers", "values", "layers", "axes"]), st.sampled_from(["[]", "{}", "[[]]", "0", '"a"']),
+       st.integers(1, 1000))
+def test_a_report_just_past_a_limit_is_refused_before_it_is_read(tmp_path_factory, kind, unit, extra):
+    if kind == "containers" and unit in ("0", '"a"'):
+        unit = "[]"
+    f = tmp_path_factory.mktemp("r") / "over.json"
+    f.write_text(over_the_limit(kind, unit, extra))
+    t0 = time.perf_counter()
+    out = CliRunner().invoke(app, ["diff", LENET, str(f)])
+    assert time.perf_counter() - t0 < 1.5
+    assert out.exit_code == 1 and isinstance(out.exception, SystemExit), out.output
+    assert out.stderr.startswith(f"{f}: error: ") and "refused" in out.stderr, out.stderr
+
+
+def test_a_report_past_the_byte_limit_is_refused_unread(tmp_path):
+    f = tmp_path / "big.json"
+    f.write_bytes(b'{"layers": [], "totals": {}, "pad": "' + b"x" * (16 * 2**20) + b'"}')
+    t0 = time.perf_counter()
+    out = CliRunner().invoke(app, ["diff", LENET, str(f)])
+    assert time.perf_counter() - t0 < 1.0
+    assert out.exit_code == 1 and "larger than 16,777,216 bytes are refused" in out.stderr, out.stderr
+
+
+digits = st.integers(1, 320).flatmap(lambda n: st.tuples(st.just(n), st.integers(10 ** (n - 1), 10**n - 1)))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.tuples(digits, st.booleans()), st.tuples(digits, st.booleans()), st.sampled_from(["params", "macs"]))
+def test_stored_reports_with_huge_integers_compare_exactly_or_are_refused(tmp_path_factory, old, new, metric):
+    """Integers of up to 300 digits compare exactly (delta by Python's own arithmetic) and gate
+    right; longer ones are refused. Before: OverflowError in compare and in --fail-on-increase."""
+    (n_old, a), neg_a = old
+    (n_new, b), neg_b = new
+    a, b = -a if neg_a else a, -b if neg_b else b
+    base = lenet_report()
+    d = tmp_path_factory.mktemp("r")
+    for name, value in (("old.json", a), ("new.json", b)):
+        doc = json.loads(json.dumps(base))
+        doc["totals"][metric] = value
+        doc["layers"][0][metric] = value
+        (d / name).write_text(json.dumps(doc))
+    out = CliRunner().invoke(app, ["diff", str(d / "old.json"), str(d / "new.json"), "-f", "json",
+                                   "--fail-on-increase", f"{metric}=0"])
+    assert isinstance(out.exception, (SystemExit, type(None))), repr(out.exception)
+    if max(n_old, n_new) > 300:
+        assert out.exit_code == 1 and "not a cnncalc JSON report" in out.stderr and "digits" in out.stderr
+        return
+    assert out.exit_code == (1 if b > a else 0), out.output[-500:]
+    total = json.loads(out.stdout)["totals"][metric]
+    assert (total["old"], total["new"], total["delta"]) == (a, b, b - a)
+    table = CliRunner().invoke(app, ["diff", str(d / "old.json"), str(d / "new.json")])
+    assert table.exit_code == 0 and "Traceback" not in table.output
+
+
+def test_a_gate_allowance_past_every_total_is_a_usage_error():
+    out = CliRunner().invoke(app, ["diff", LENET, LENET, "--fail-on-increase", "macs=" + "9" * 400])
+    assert out.exit_code == 2 and "--fail-on-increase" in out.output
