@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import typer
 
 from cnncalc.units import DTYPE_BYTES
+
+if TYPE_CHECKING:
+    from cnncalc.analysis.report import Report
 
 
 class Format(str, Enum):
@@ -44,7 +47,16 @@ class Optimizer(str, Enum):
     adam = "adam"
 
 
-def parse_input(value: str | None):
+@overload
+def parse_input(value: str) -> tuple[int, ...]: ...
+@overload
+def parse_input(value: None) -> None: ...
+@overload
+def parse_input(value: str | None) -> tuple[int, ...] | None: ...
+
+
+def parse_input(value: str | None) -> tuple[int, ...] | None:
+    """--input CxHxW (without the batch) as a shape; None when not given."""
     if value is None:
         return None
     from cnncalc.spec.schema import parse_shape
@@ -55,7 +67,9 @@ def parse_input(value: str | None):
         raise typer.BadParameter(str(exc), param_hint="--input") from None
 
 
-def _analyze(spec: str, batch, input, dtype, optimizer, sets: list[str] | None = None):
+def _analyze(spec: str, batch: int | None, input: str | None, dtype: Dtype | None, optimizer: Optimizer,
+             sets: list[str] | None = None) -> Report:
+    """The spec read (with its --set overrides) and analysed at the command line's batch, input and dtype."""
     from cnncalc.analysis.analyze import analyze
     from cnncalc.spec.expand import load_spec
 
@@ -86,9 +100,7 @@ def parse_sets(sets: list[str] | None) -> dict[str, Any]:
 SetOpt = typer.Option(None, "--set", help="Override a spec argument (its `args:`), e.g. --set width=0.75; repeatable.")
 
 
-def _qty(value: str | None, flag: str, in_bytes: bool) -> int | None:
-    if value is None:
-        return None
+def _qty(value: str, flag: str, in_bytes: bool) -> int:
     from cnncalc.units import parse_quantity
 
     try:
@@ -97,7 +109,9 @@ def _qty(value: str | None, flag: str, in_bytes: bool) -> int | None:
         raise typer.BadParameter(str(exc), param_hint=flag) from None
 
 
-def budget_flags(max_params, max_macs, max_flops, max_memory, max_training_memory, max_activations) -> dict:
+def budget_flags(max_params: str | None, max_macs: str | None, max_flops: str | None, max_memory: str | None,
+                 max_training_memory: str | None, max_activations: str | None) -> dict[str, int]:
+    """The budgets given on the command line, each read as a count or a byte size (a usage error names its flag)."""
     given = {"max_params": (max_params, "--max-params"), "max_macs": (max_macs, "--max-macs"),
              "max_flops": (max_flops, "--max-flops"), "max_inference_memory": (max_memory, "--max-memory"),
              "max_training_memory": (max_training_memory, "--max-training-memory"),
