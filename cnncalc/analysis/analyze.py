@@ -39,17 +39,12 @@ def _analyze(net: Network, batch: int | None, input_shape: Shape | None, dtype: 
 
 def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[Problem], set[str]]:
     """Each layer's rules applied to its inputs' shapes, fields, axis orders and notes: its row,
-    its warnings, and the names some layer reads; every problem found raised at the end (a layer
-    whose input failed is skipped). The per-layer body stays in this one loop (issue #30: no
-    call per layer that is not a rule); rare branches (shared weights, the field outgrowing the
-    input) are their own functions."""
+    its warnings, and the names some layer reads; every problem raised at the end (a layer whose
+    input failed is skipped). The per-layer body is one loop (#30: no call per layer beyond the
+    rules); the rare branches (shared weights, a field outgrowing the input) are functions."""
     src = net.source
     problems: list[Problem] = []
-    shapes: dict[str, Shape] = {"input": shape0}
-    notes: dict[str, str | None] = {"input": None}
-    spatial = len(shape0) - 2
-    fields: dict[str, list[RF] | None] = {"input": [RF.identity()] * spatial if spatial > 0 else None}
-    layouts: dict[str, tuple[int, ...]] = {"input": tuple(range(len(shape0)))}  # axis → its (N, C, …) axis
+    shapes, notes, fields, layouts = _network_input(shape0)
     done: dict[str, LayerReport] = {}
     rows: list[LayerReport] = []
     warnings: list[Problem] = []
@@ -109,6 +104,15 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
     if problems:
         raise CnnError(problems)
     return rows, warnings, used
+
+
+def _network_input(shape0: Shape) -> tuple[dict[str, Shape], dict[str, str | None], dict[str, list[RF] | None],
+                                           dict[str, tuple[int, ...]]]:
+    """What the walk knows of the network's input: its shape, note (none), field (the identity
+    per spatial axis) and axis order (the natural one); each layer adds its own under its name."""
+    spatial = len(shape0) - 2
+    return ({"input": shape0}, {"input": None}, {"input": [RF.identity()] * spatial if spatial > 0 else None},
+            {"input": tuple(range(len(shape0)))})  # axis order: each axis's (N, C, …) axis
 
 
 def _shared_owner(src: Source, node: Node, layer: Layer, weights: dict[str, Shape], done: dict[str, LayerReport],
