@@ -6,6 +6,7 @@ from math import prod
 from typing import Any
 
 from cnncalc.analysis.report import LayerReport, Report
+from cnncalc.analysis.strides import Strides, contiguous, through
 from cnncalc.errors import CnnError, LayerError, Problem, gc_paused
 from cnncalc.layers import Ctx, Layer, Shape
 from cnncalc.layers.base import MAX_INT
@@ -45,6 +46,7 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
     src = net.source
     problems: list[Problem] = []
     shapes, notes, fields, layouts = _network_input(shape0)
+    memory: dict[str, Strides | None] = {"input": contiguous(shape0)}  # strides: a view needs compatible ones
     done: dict[str, LayerReport] = {}
     rows: list[LayerReport] = []
     warnings: list[Problem] = []
@@ -75,6 +77,7 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
             weights, buffers = layer.weights(ctx), layer.buffers(ctx)
             macs, elementwise = layer.macs(ctx), layer.elementwise(ctx)
             layout, rf = _through_layout(layer, ctx, in_layouts, in_fields)
+            strides = through(layer, in_shapes, ctx.out, [memory[i] for i in inputs])
             note = layer.note(ctx)
             layer_warnings = layer.warnings(ctx)
         except LayerError as exc:
@@ -95,6 +98,7 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
         rows.append(row)
         done[node.name] = row
         shapes[node.name], notes[node.name], fields[node.name], layouts[node.name] = ctx.out, note, rf, layout
+        memory[node.name] = strides
         used.update(inputs)
         for msg in layer_warnings:
             warnings.append(src.problem(msg, node.path, node.name, "warning", node.index))

@@ -1,0 +1,88 @@
+"""Memory order (strides) through the layers that make views, so that `view` is refused exactly
+where torch refuses it: a view needs sizes compatible with the input's strides (torch's
+`computeStride`), which a permute or transpose, or a slice, can break.
+
+Strides are tracked exactly through permute, transpose, narrow, view, reshape, flatten,
+unflatten and identity, starting from a contiguous input. Any other layer makes a fresh
+contiguous tensor when all its inputs are contiguous; on a non-contiguous input its output's
+strides are left unknown (None: torch keeps some layouts, e.g. an activation keeps a permuted
+order), and a view of an unknown layout is accepted: refused only where torch certainly refuses."""
+from __future__ import annotations
+
+from cnncalc.errors import LayerError
+from cnncalc.layers.base import Layer, Shape
+
+Strides = tuple[int, ...]
+
+
+def contiguous(shape: Shape) -> Strides:
+    """Row-major strides: the last axis 1, each earlier one the product of the sizes after it."""
+    out, step = [], 1
+    for size in reversed(shape):
+        out.append(step)
+        step *= size
+    return tuple(reversed(out))
+
+
+def is_contiguous(shape: Shape, strides: Strides) -> bool:
+    """torch's rule: the strides of axes of size > 1 are row-major (size-1 axes are free)."""
+    step = 1
+    for size, stride in zip(reversed(shape), reversed(strides)):
+        if size != 1:
+            if stride != step:
+                return False
+            step *= size
+    return True
+
+
+def view_strides(old: Shape, strides: Strides, new: Shape) -> Strides | None:
+    """torch's computeStride (aten/src/ATen/TensorUtils.cpp): the strides of `new` viewing a
+    tensor of shape `old` and `strides`, or None when no view exists (torch raises; reshape
+    copies). Axes of `old` merge into chunks whose strides are row-major among themselves;
+    each chunk must be exactly a run of `new`'s axes."""
+    if 0 in old:
+        return contiguous(new)
+    view_d = len(new) - 1
+    base = strides[-1]
+    tensor_numel = view_numel = 1
+    out = [0] * len(new)
+    for d in range(len(old) - 1, -1, -1):
+        tensor_numel *= old[d]
+        if d == 0 or (old[d - 1] != 1 and strides[d - 1] != tensor_numel * base):
+            while view_d >= 0 and (view_numel < tensor_numel or new[view_d] == 1):
+                out[view_d] = view_numel * base
+                view_numel *= new[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if d > 0:
+                base = strides[d - 1]
+                tensor_numel = view_numel = 1
+    return tuple(out) if view_d == -1 else None
+
+
+def through(layer: Layer, shapes: list[Shape], out: Shape, ins: list[Strides | None]) -> Strides | None:
+    """The output's strides (None: unknown) from the inputs' shapes and strides; LayerError for
+    a view torch refuses."""
+    kind, x = layer.type, shapes[0]
+    s = ins[0] if len(ins) == 1 else None
+    order = getattr(layer, "order", None)
+    if callable(order):  # permute, transpose
+        return None if s is None else tuple(s[d] for d in order(len(x)))
+    if kind in ("narrow", "identity"):
+        return s
+    if kind in ("view", "reshape", "flatten", "unflatten"):
+        if s is None:
+            return None
+        new = view_strides(x, s, out)
+        if new is not None:
+            return new
+        if kind == "view":
+            raise LayerError(f"view of a non-contiguous tensor (shape {'×'.join(map(str, x))}, strides "
+                             f"{', '.join(map(str, s))} after a permute, transpose or slice): torch refuses to view it "
+                             f"as {'×'.join(map(str, out))}; use reshape (which copies), or view it before the "
+                             "reordering", "shape")
+        return contiguous(out)  # reshape and flatten copy
+    if all(i is not None and is_contiguous(shape, i) for shape, i in zip(shapes, ins)):
+        return contiguous(out)
+    return None
