@@ -18,7 +18,7 @@ def verify(report, probe=True):
     checks = tb.measure_counts(report, model, x, t)
     if probe:
         rows, whole, skipped = tb.probe_plan(report)
-        assert all("approximate" in why or "input size" in why for why in skipped.values()), skipped
+        assert all(any(k in why for k in ("approximate", "input size", "has no field")) for why in skipped.values()), skipped
         for idx, res in tb.probe_rf(report, rows, t).items():
             assert not isinstance(res, str), res
             checks[idx].rf = res
