@@ -175,3 +175,20 @@ def test_random_and_malformed_graphs_end_plainly(tmp_path, parts):
     assert "Traceback" not in r.output and (r.exception is None or isinstance(r.exception, SystemExit)), r.output
     assert not any(line.startswith("::") for line in r.output.splitlines())
     assert took < 30
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(["Relu", "Gelu", "Identity", "Sigmoid"]), min_size=0, max_size=3),
+       st.sampled_from([["w"], ["w", "missing"], []]))
+def test_a_graph_whose_output_ignores_its_input_is_blamed_on_the_file(tmp_path, ops, first):
+    """Found by benchmarks/fuzz_constructs.py: every node folds into constants (no layer reads
+    the input): an IndexError, or "a bug in cnncalc" when the written spec read back empty."""
+    w = nh.from_array(np.zeros((2, 2), np.float32), "w")
+    nodes, last = [], (first or ["w"])
+    for k, op in enumerate(ops):
+        nodes.append(h.make_node(op, last if k == 0 else [f"t{k - 1}"], [f"t{k}"]))
+    nodes.append(h.make_node("Identity", [f"t{len(ops) - 1}"] if ops else ["w"], ["y"]))
+    r, took = run(save(tmp_path / "const.onnx", nodes, [w]))
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    assert "does not depend on its input" in r.output and "in the ONNX file" in r.output and "bug" not in r.output
+    assert took < 30

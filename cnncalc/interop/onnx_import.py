@@ -77,6 +77,9 @@ def import_onnx(path: str, input_shape: tuple[int, ...] | None, name: str,
     _load_external(model, path, onnx)
     reader = _Reader(model, input_shape, path)
     found, outputs = reader.read()
+    if not found:  # every node folded into constants: the output does not read the input (#25 fuzzing)
+        raise CnnError.single("import: the graph's output does not depend on its input through any layer "
+                              "(nothing to import) in the ONNX file", file=path)
     header = [f"written by cnncalc import from {os.path.basename(path)} at {'x'.join(map(str, reader.shape))}; "
               + ("proved against the ONNX graph (shapes, parameter elements, outputs)" if prove else
                  "checked against the ONNX graph (shapes, parameter elements; outputs not compared)")]
