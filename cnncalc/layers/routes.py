@@ -128,22 +128,24 @@ def declared(cls: type[Layer], name: str) -> list[tuple[type, Any]]:
     return [(k, k.__dict__[name]) for k in cls.__mro__ if name in k.__dict__]
 
 
-def torch_forms(classes: Iterable[type[Layer]]) -> list[TorchForm]:
-    """Every TorchForm the classes state, once each."""
-    out: dict[int, TorchForm] = {}
+def _stated(classes: Iterable[type[Layer]], name: str) -> list[Any]:
+    """Every form the classes state in attribute `name`, once each (a family base's forms are
+    stated once for all its types)."""
+    out: dict[int, Any] = {}
     for cls in classes:
-        for _, forms in declared(cls, "torch_functions"):
+        for _, forms in declared(cls, name):
             out.update({id(f): f for f in forms})
     return list(out.values())
+
+
+def torch_forms(classes: Iterable[type[Layer]]) -> list[TorchForm]:
+    """Every TorchForm the classes state, once each."""
+    return _stated(classes, "torch_functions")
 
 
 def onnx_forms(classes: Iterable[type[Layer]]) -> list[OnnxForm]:
     """Every OnnxForm the classes state, once each."""
-    out: dict[int, OnnxForm] = {}
-    for cls in classes:
-        for _, forms in declared(cls, "onnx_ops"):
-            out.update({id(f): f for f in forms})
-    return list(out.values())
+    return _stated(classes, "onnx_ops")
 
 
 # ---- torch reader factories ----------------------------------------------------------------------
