@@ -107,6 +107,21 @@ def test_a_plain_file_still_imports_and_is_proved(tmp_path):
     assert report.layer("conv").output_shape == (1, 4, 6, 6)  # 8 - 3 + 1
 
 
+@pytest.mark.parametrize("given, says", [("5x8x8", "5 channels"), ("3x8", "2 axes"), ("3x8x8x8", "4 axes")])
+def test_an_input_the_graph_does_not_take_is_the_users_argument(tmp_path, given, says):
+    """--input with another channel count or rank than the graph's fixed input: a usage error that
+    names both sizes (exit 2), not a failed proof blamed on cnncalc (#24)."""
+    w = nh.from_array(np.zeros((4, 3, 3, 3), np.float32), "conv.weight")
+    path = save(tmp_path / "net.onnx", [h.make_node("Conv", ["x", "conv.weight"], ["y"])], [w])
+    r = runner.invoke(app, ["import", path, "--input", given])
+    assert r.exit_code == 2, r.output
+    assert says in r.output and "1x3x8x8" in r.output and "net.onnx" in r.output
+    assert "bug in cnncalc" not in r.output and "Traceback" not in r.output
+    other = runner.invoke(app, ["import", path, "--input", "3x12x12"])  # another spatial size is the user's to ask
+    assert other.exit_code == 0, other.output
+    assert "input: 3x12x12" in other.stdout
+
+
 def test_external_data_is_read_only_beside_the_model(tmp_path):
     w = nh.from_array(np.zeros((4, 3, 3, 3), np.float32), "conv.weight")
     model = h.make_model(h.make_graph([h.make_node("Conv", ["x", "conv.weight"], ["y"])], "g",

@@ -228,9 +228,13 @@ def test_aux_heads_eval_never_calls_are_left_out_and_said():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in ("fcn_resnet50", "googlenet") if os.environ.get("CNNCALC_TV_ZOO")])
-def test_torchvision_zoo(name):  # CNNCALC_TV_ZOO=1: needs torchvision matching torch
-    from torchvision import models
+@pytest.mark.parametrize("name", ["fcn_resnet50", "googlenet"])
+def test_torchvision_zoo(name):
+    """Two torchvision models imported and proved; opt-in (CNNCALC_TV_ZOO=1), since torchvision must be
+    built for the installed torch."""
+    if not os.environ.get("CNNCALC_TV_ZOO"):
+        pytest.skip("torchvision zoo: set CNNCALC_TV_ZOO=1 with a torchvision built for this torch")
+    models = pytest.importorskip("torchvision.models", reason="torchvision zoo: torchvision is not installed")
 
     model = models.get_model(name, weights=None, **({"aux_loss": True} if name.startswith("fcn") else {}))
     judged(model.eval(), (3, 224, 224))

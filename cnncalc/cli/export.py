@@ -16,7 +16,9 @@ def export(spec: str = SpecArg, to: Target = typer.Option(..., "--to", help="tor
                                                                            "onnx: an ONNX graph."),
            output: Optional[str] = typer.Option(None, "-o", "--output", help="File to write (default: standard output)."),
            batch: Optional[int] = BatchOpt, input: Optional[str] = InputOpt,
-           sets: Optional[List[str]] = SetOpt) -> None:
+           sets: Optional[List[str]] = SetOpt,
+           verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show what torch's exporter logged, "
+                                        "warned or printed.")) -> None:
     """Write the network as code: a PyTorch file defining the module and build(), or an ONNX graph
     (needs torch; ONNX also the onnx extra)."""
     from cnncalc.interop.onnx_export import to_onnx
@@ -27,7 +29,15 @@ def export(spec: str = SpecArg, to: Target = typer.Option(..., "--to", help="tor
     report = _analyze(spec, batch, input, None, Optimizer.adam, sets)
     if to is Target.onnx:
         assert output is not None
-        to_onnx(report, output)
+        log: list[str] = []
+        try:
+            to_onnx(report, output, log)
+        finally:
+            if verbose and log:
+                err = console(stderr=True)
+                err.print(f"torch's own messages ({len(log)} lines):")
+                for line in log:
+                    err.print(f"  {_escape(line)}")
         console(stderr=True).print(f"wrote {_escape(output)}")
         return
     if write_out(to_torch(report), output):

@@ -8,12 +8,14 @@ from cnncalc.errors import CnnError
 from cnncalc.interop.torch_export import exported_module
 
 
-def to_onnx(report: Report, path: str) -> None:
-    """Write the exported module (seeded random weights) as ONNX through torch's exporter."""
-    import contextlib
-    import sys
+def to_onnx(report: Report, path: str, log: list[str] | None = None) -> None:
+    """Write the exported module (seeded random weights) as ONNX through torch's exporter; what the
+    exporter logs, warns or prints (its progress lines, skipped torchvision ops) goes to `log`."""
+    from cnncalc.backend.chatter import captured
+    from cnncalc.interop.quiet import quiet
 
     t = kit()
+    log = [] if log is None else log
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
@@ -23,7 +25,7 @@ def to_onnx(report: Report, path: str) -> None:
     t.torch.manual_seed(0)
     net = exported_module(report, build_model(report, t)).eval()
     x = t.torch.zeros(report.input_shape)
-    with contextlib.redirect_stdout(sys.stderr):  # the exporter's progress lines
+    with quiet(log), captured(log):
         try:
             t.torch.onnx.export(net, (x,), path, dynamo=True)
         except Exception as exc:  # noqa: BLE001 - the exporter's failures vary; say which, plainly

@@ -112,6 +112,17 @@ class _Reader:
             if not all(0 < d <= MAX_DIM for d in input_shape):
                 raise _malformed(path, f"the input '{inputs[0].name}' has the size {list(input_shape)}: every "
                                        f"dimension of a network's input is 1 to 2^40")
+        elif dims:  # --input given: the graph's axes and fixed channel count still hold (#24)
+            declared = "x".join("?" if d is None else str(d) for d in dims)
+            given = "x".join(map(str, input_shape))
+            if len(dims) != len(input_shape) + 1:
+                raise CnnError.single(f"import: --input {given} has {len(input_shape)} axes, but the input "
+                                      f"'{visible(inputs[0].name)[:80]}' of the ONNX graph is {declared} (batch and "
+                                      f"{len(dims) - 1} axes)", file=path, exit_code=2)
+            if dims[1] is not None and dims[1] != input_shape[0]:
+                raise CnnError.single(f"import: --input {given} has {input_shape[0]} channels, but the input "
+                                      f"'{visible(inputs[0].name)[:80]}' of the ONNX graph is {declared} "
+                                      f"({dims[1]} channels)", file=path, exit_code=2)
         self.shape = input_shape
         fixed = onnx.ModelProto()
         fixed.CopyFrom(model)
