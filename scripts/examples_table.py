@@ -1,6 +1,6 @@
 """Print the README's table of examples, computed by cnncalc itself.
 
-    python scripts/examples_table.py        # tests/test_readme.py checks README.md holds this
+    python scripts/examples_table.py        # tests/project/test_readme.py checks README.md holds this
 """
 from __future__ import annotations
 

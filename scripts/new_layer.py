@@ -41,7 +41,7 @@ CHECKLIST = [  # (hook, its default: what to check)
     ("torch_functions", "no traced functional form: add TorchForm(('F.x', 'torch.x', 'Tensor.x'), short, reader) "
                         "rows (factories in cnncalc/layers/routes.py: module, activation_forms, merge, along_dim)"),
     ("onnx_ops", "not read from ONNX: add OnnxForm(('OpType',), reader) rows (node → spec entry, weights)"),
-    ("no_import", "None: tests/test_registry.py fails unless a module, a function or an ONNX op reads the type, "
+    ("no_import", "None: tests/layers/test_registry.py fails unless a module, a function or an ONNX op reads the type, "
                   "or this states why none does"),
     ("ClassVars", "category, min_inputs/max_inputs, absorbs_affine"),
     ("Flags", "rf_size_dependent / passes_gradient / memory_exact = Flag(False / False / True); "
@@ -112,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     for hook, default in CHECKLIST:
         print(f"  - {hook:42} default: {default}")
     print(f"Then write the case row's hand arithmetic in tests/layer_cases.py and run\n"
-          f"  python -m pytest -q tests/test_layers.py tests/test_parity.py tests/test_memory.py -k {args.name}\n"
-          "  python -m pytest -q tests/test_registry.py   # its case row, import route, probe, README entry")
+          f"  python -m pytest -q tests/layers/test_layers.py tests/layers/test_parity.py \\\n"
+          f"      tests/analysis/test_memory.py -k {args.name}\n"
+          "  python -m pytest -q tests/layers/test_registry.py   # its case row, import route, probe, README entry")
     return 0
 
 

@@ -7,6 +7,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
+HOSTILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile")
 sys.path.insert(0, os.path.dirname(__file__))
 
 

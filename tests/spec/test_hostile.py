@@ -14,9 +14,8 @@ from typer.testing import CliRunner
 import cnncalc
 from cnncalc.cli.app import app
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, HOSTILE
 
-HOSTILE = os.path.join(os.path.dirname(__file__), "hostile")
 FUZZ = int(os.environ.get("CNNCALC_DEEP", "150"))
 runner = CliRunner()
 

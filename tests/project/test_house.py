@@ -106,9 +106,21 @@ def test_torch_only_behind_its_doors_and_rich_only_where_things_are_drawn():
 
 
 def test_tests_do_not_import_each_other_or_read_outside_the_repository():
-    for path in glob.glob(os.path.join(ROOT, "tests", "*.py")):
+    for path in glob.glob(os.path.join(ROOT, "tests", "**", "*.py"), recursive=True):
         assert not {n for n in imports(path) if n.startswith("test_")}, path
         text = open(path).read()
         if os.path.samefile(path, __file__):
             continue  # this test names what it forbids
         assert "dirname(ROOT)" not in text and "../" not in text, path  # nothing above the clone
+
+
+def test_tests_follow_the_pipeline():
+    """Every test module lives in the folder of the stage it tests (a package of cnncalc), or in
+    project/ for what spans the whole repository; shared helpers stay at tests/'s top."""
+    package = os.path.join(ROOT, "cnncalc")
+    stages = {d for d in os.listdir(package) if os.path.isfile(os.path.join(package, d, "__init__.py"))}
+    tests = glob.glob(os.path.join(ROOT, "tests", "**", "test_*.py"), recursive=True)
+    assert tests
+    for path in tests:
+        folder = os.path.relpath(os.path.dirname(path), os.path.join(ROOT, "tests"))
+        assert folder in stages | {"project"}, path

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import cnncalc
 from cnncalc.cli.app import app
 
-from conftest import EXAMPLES, ROOT, golden
+from conftest import EXAMPLES, HOSTILE, ROOT, golden
 
 runner = CliRunner()
 LENET = os.path.join(EXAMPLES, "lenet5.yaml")
@@ -192,7 +192,7 @@ def test_schema_rejects_the_broken_specs(schema):
     assert json.loads(run("schema").stdout) == schema  # the command prints the schema the other tests share
     validator = jsonschema.Draft202012Validator(schema)
     for name in SCHEMA_INVALID:
-        doc = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "hostile", name)))
+        doc = yaml.safe_load(open(os.path.join(HOSTILE, name)))
         assert list(validator.iter_errors(doc)), name
 
 

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from cnncalc.cli import app
 from cnncalc.safe import Plain, visible
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 LENET = os.path.join(ROOT, "examples", "lenet5.yaml")
 
 # The Unicode Bidi_Control characters (PropList.txt), and other format characters, written out by

@@ -10,10 +10,10 @@ import pytest
 from cnncalc.layers import REGISTRY, Layer
 from cnncalc.layers.routes import onnx_forms, torch_forms
 
-from conftest import analyze_text
+from conftest import ROOT, analyze_text
 from layer_cases import CASES, spec_text
 
-README = os.path.join(os.path.dirname(__file__), "..", "README.md")
+README = os.path.join(ROOT, "README.md")
 DIMS = re.compile(r"^(.*?)([123])d$")
 
 

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from cnncalc.cli import app
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 LENET = os.path.join(ROOT, "examples", "lenet5.yaml")
 
 

@@ -13,8 +13,9 @@ import cnncalc
 from cnncalc.cli.app import app
 from cnncalc.interop.spec_writer import Found, write_spec
 
+from conftest import EXAMPLES
+
 runner = CliRunner()
-EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
 BREAKS = ["\n", "\r", "\r\n", "\x85", "\u2028", "\u2029", "\x0b", "\x0c"]
 
 
