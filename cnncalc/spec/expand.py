@@ -291,8 +291,16 @@ class _Expander:
         """A chunk or split entry: one narrow layer per piece, NAME.0 … NAME.k−1, all reading
         the entry's input; the last piece continues the chain."""
         kind = item["type"]
+        if reads_input(item.get("chunks")):
+            self.fail("chunks: cannot read in.* or another tensor's size (the pieces NAME.0, NAME.1, … are named when "
+                      "the spec is expanded, before shapes are known)", path + ("chunks",),
+                      item.get("name") if isinstance(item.get("name"), str) else kind)
+            return prev
+        sizes = item.get("sizes") if kind == "split" and isinstance(item.get("sizes"), list) else None
+        late = sizes if sizes is not None and reads_input(sizes) else None  # sizes read when shapes are known
         try:
-            entry = PIECES[kind].model_validate(item)
+            entry = PIECES[kind].model_validate(item if late is None else
+                                                {**item, "sizes": [1 if reads_input(v) else v for v in late]})
         except ValidationError as exc:
             for e in exc.errors():
                 msg, loc = pydantic_message(e, kind, PIECES[kind])
@@ -308,6 +316,8 @@ class _Expander:
             assert isinstance(entry, Split)
             starts = [sum(entry.sizes[:i]) for i in range(len(entry.sizes))]
             pieces = [{"start": a, "length": n, "sizes_sum": sum(entry.sizes)} for a, n in zip(starts, entry.sizes)]
+            if late is not None:  # Node.resolve turns the evaluated sizes into start, length and sizes_sum
+                pieces = [{"split_sizes": late, "split_piece": i} for i in range(len(late))]
         last = prev
         for i, piece in enumerate(pieces):
             narrow = {"type": "narrow", "name": f"{local}.{i}", **piece,
@@ -509,8 +519,10 @@ class _Expander:
                 self.where.setdefault(rep, path + ("names", r))
                 prefix, inner_blocks = rep + ".", frame.blocks + (name, rep)
             else:
-                prefix = f"{name}." + (f"{r}." if use.repeat > 1 else "")
-                inner_blocks = frame.blocks + (name,) + ((f"{name}.{r}",) if use.repeat > 1 else ())
+                # an index like torch's nn.Sequential when `repeat:` is written (`repeat: 1` too)
+                indexed = use.repeat > 1 or "repeat" in use.model_fields_set
+                prefix = f"{name}." + (f"{r}." if indexed else "")
+                inner_blocks = frame.blocks + (name,) + ((f"{name}.{r}",) if indexed else ())
             ports = dict(zip(block.inputs or ["input"], [cur, *ins[1:]]))
             inner = Frame({"input": cur, **ports}, prefix, args, frame.via + (path,), frame.depth + 1,
                           use.trainable if use.trainable is not None else frame.trainable,

@@ -59,12 +59,28 @@ class Node:
                                      f"{', '.join(f'{name}.{k}' for k in sizes)}")
                 refs[ph] = sizes[what]
             item = substitute(pending, {**(self.args or {}), **input_args(shape), **refs})
+            if isinstance(item.get("split_sizes"), list) and item.get("split_piece") in range(len(item["split_sizes"])):
+                item = self.piece(item, src)  # a piece of a split whose sizes read shapes
             return cls.model_validate(item)
         except SubstError as exc:
             raise CnnError([src.problem(str(exc), self.path, self.name, index=self.index)]) from None
         except ValidationError as exc:
             raise CnnError([src.problem(*_located(pydantic_message(e, cls.__name__, cls), self.path), self.name,
                                         index=self.index) for e in exc.errors()]) from None
+
+    def piece(self, item: dict, src: Source) -> dict:
+        """Piece `split_piece` of a split whose sizes were expressions, now numbers: the narrow layer's
+        start, length and sizes_sum. Sizes that are not positive integers are reported by the
+        first piece (the others fail silently: one message per mistake)."""
+        item = dict(item)
+        sizes, i = item.pop("split_sizes"), item.pop("split_piece")
+        bad = [(j, v) for j, v in enumerate(sizes)
+               if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1)]
+        if bad:
+            raise CnnError([src.problem(f"sizes.{j}: expected a positive integer, received {v!r}"[:200],
+                                        self.path + ("sizes", j), self.name, index=self.index)
+                            for j, v in bad] if i == 0 else [])
+        return {**item, "start": sum(sizes[:i]), "length": sizes[i], "sizes_sum": sum(sizes)}
 
 
 @dataclass

@@ -146,7 +146,8 @@ class BlockUse(_Strict):
 
     block: Name
     name: Name | None = None
-    """Prefix of the inserted layer names (repeat > 1 adds .0, .1, …)."""
+    """Prefix of the inserted layer names (a written `repeat:` adds .0, .1, …, `repeat: 1` too,
+    as torch's nn.Sequential of one module names it .0; a use without `repeat` adds none)."""
     args: dict[Name, Any] = {}
     repeat: Annotated[int, Field(ge=0, le=MAX_LAYERS)] = 1
     """Repetitions in a chain; 0 leaves the use out (its name then stands for its input), as a
