@@ -288,6 +288,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=25)
     ap.add_argument("--only", nargs="*", default=list(SPLIT))
     ap.add_argument("--timeout", type=int, default=20)
+    ap.add_argument("--progress", type=int, default=1000, help="print partial totals every N inputs (0: never)")
     args = ap.parse_args()
     signal.signal(signal.SIGALRM, _alarm)
     escapes: list[tuple[str, int, str, str]] = []
@@ -327,9 +328,14 @@ def main() -> int:
                 counts["escape" if bad else "clean"] += 1
                 if bad:
                     escapes.append((kind, i, bad[:300], what[:2000]))
+                    print(f"--- escape {kind} #{i}: {bad[:300]}\n{what[:2000]}", flush=True)
+                if args.progress and (i + 1) % args.progress == 0:  # partial totals, for a run cut short
+                    print(f"  {kind:<16}{i + 1:>8,}/{n:,} inputs {time.perf_counter() - t0:>8.1f} s  "
+                          f"slowest {slowest:.2f} s  escapes {counts['escape']}  load {os.getloadavg()[0]:.2f}",
+                          flush=True)
             total += n
             print(f"{kind:<16}{n:>8,} inputs {time.perf_counter() - t0:>8.1f} s  slowest {slowest:.2f} s  "
-                  f"escapes {counts['escape']}", flush=True)
+                  f"escapes {counts['escape']}  load {os.getloadavg()[0]:.2f}", flush=True)
     print(f"total {total:,} inputs in {time.perf_counter() - t_all:.0f} s; {len(escapes)} escapes")
     for kind, i, bad, what in escapes[:40]:
         print(f"--- {kind} #{i}: {bad}\n{what}")

@@ -4,9 +4,13 @@ where torch refuses it: a view needs sizes compatible with the input's strides (
 
 Strides are tracked exactly through permute, transpose, narrow, view, reshape, flatten,
 unflatten and identity, starting from a contiguous input. Any other layer makes a fresh
-contiguous tensor when all its inputs are contiguous; on a non-contiguous input its output's
-strides are left unknown (None: torch keeps some layouts, e.g. an activation keeps a permuted
-order), and a view of an unknown layout is accepted: refused only where torch certainly refuses."""
+contiguous tensor when all its inputs are contiguous. A layer that declares `keeps_layout`
+(element-wise in torch's TensorIterator: activations, dropout, add, mul) keeps its inputs'
+strides when they all have the output's shape and one non-overlapping, dense layout (a permuted
+order; TensorIterator's fast setup, `empty_like`) in torch's canonical form. Anywhere else (a
+slice, a broadcast, another layer) on a non-contiguous input the output's strides are left
+unknown (None), and a view of an unknown layout is accepted: refused only where torch certainly
+refuses."""
 from __future__ import annotations
 
 from cnncalc.errors import LayerError
@@ -32,6 +36,36 @@ def is_contiguous(shape: Shape, strides: Strides) -> bool:
             if stride != step:
                 return False
             step *= size
+    return True
+
+
+def is_dense(shape: Shape, strides: Strides) -> bool:
+    """torch's is_non_overlapping_and_dense: the axes of size > 1, in the order of their
+    strides, are row-major (no gap, no overlap); size-1 axes are free."""
+    step = 1
+    for stride, size in sorted((st, sz) for sz, st in zip(shape, strides) if sz > 1):
+        if stride != step:
+            return False
+        step *= size
+    return True
+
+
+def channels_last(shape: Shape) -> Strides:
+    """torch's channels-last strides of an (N, C, H, W) shape: C 1, then W, H, N."""
+    n, c, h, w = shape
+    return (h * w * c, 1, w * c, c)
+
+
+def is_channels_last(shape: Shape, strides: Strides) -> bool:
+    """torch's is_contiguous(memory_format=channels_last) for 4 axes (size-1 axes are free)."""
+    if len(shape) != 4:
+        return False
+    step = 1
+    for d in (1, 3, 2, 0):
+        if shape[d] != 1:
+            if strides[d] != step:
+                return False
+            step *= shape[d]
     return True
 
 
@@ -61,14 +95,21 @@ def view_strides(old: Shape, strides: Strides, new: Shape) -> Strides | None:
     return tuple(out) if view_d == -1 else None
 
 
+_REORDERS: dict[type, bool] = {}  #: per layer class: it has an `order` (permute, transpose)
+
+
 def through(layer: Layer, shapes: list[Shape], out: Shape, ins: list[Strides | None]) -> Strides | None:
     """The output's strides (None: unknown) from the inputs' shapes and strides; LayerError for
     a view torch refuses."""
     kind, x = layer.type, shapes[0]
-    s = ins[0] if len(ins) == 1 else None
-    order = getattr(layer, "order", None)
-    if callable(order):  # permute, transpose
-        return None if s is None else tuple(s[d] for d in order(len(x)))
+    s0 = ins[0]
+    s = s0 if len(ins) == 1 else None
+    cls = type(layer)
+    reorders = _REORDERS.get(cls)
+    if reorders is None:  # (getattr of a missing attribute is slow on a model: asked once per class)
+        reorders = _REORDERS[cls] = callable(getattr(cls, "order", None))
+    if reorders:  # permute, transpose
+        return None if s is None else tuple(s[d] for d in layer.order(len(x)))  # type: ignore[attr-defined]
     if kind in ("narrow", "identity"):
         return s
     if kind in ("view", "reshape", "flatten", "unflatten"):
@@ -83,6 +124,15 @@ def through(layer: Layer, shapes: list[Shape], out: Shape, ins: list[Strides | N
                              f"as {'×'.join(map(str, out))}; use reshape (which copies), or view it before the "
                              "reordering", "shape")
         return contiguous(out)  # reshape and flatten copy
+    if layer.keeps_layout and s0 is not None and all(shape == out for shape in shapes) and all(i == s0 for i in ins):
+        # TensorIterator's fast setup: canonical strides for a contiguous or channels-last input
+        # (size-1 axes included), else a dense input's own strides
+        fresh = (contiguous(out) if is_contiguous(out, s0) else channels_last(out) if is_channels_last(out, s0)
+                 else s0 if is_dense(out, s0) else None)
+        # but some return the input itself (in place, dropout at inference) or write into
+        # `empty_like` it (hardtanh, relu6; dropout on CUDA), which keeps a dense input's strides
+        # as they are: certain only where both ways agree (not so for odd strides of size-1 axes)
+        return fresh if fresh == s0 else None
     if all(i is not None and is_contiguous(shape, i) for shape, i in zip(shapes, ins)):
         return contiguous(out)
     return None

@@ -55,6 +55,7 @@ class Activation(Layer):
     saves_output: ClassVar[bool] = False
     #: in place, backward still needs the input: autograd keeps a copy of it
     inplace_copies_input: ClassVar[bool] = False
+    keeps_layout = Flag(True)
 
     def elementwise(self, ctx: Ctx) -> int:
         return prod(ctx.out)
@@ -239,6 +240,7 @@ class _AlongDim(_NoInplace):
 
     dim: int = 1
     saves_output: ClassVar[bool] = True
+    keeps_layout = Flag(False)  # torch makes the input contiguous first
 
     @Flag.rule
     def rf_size_dependent(self) -> bool:
@@ -318,6 +320,7 @@ class PReLU(_NoInplace):
     torch_name: ClassVar[str] = "PReLU"
     num_parameters: PosInt | Literal["channels"] = 1
     init: float = 0.25
+    keeps_layout = Flag(False)  # the weight is broadcast: torch's output order is not the input's for certain
 
     def count(self, ctx: Ctx) -> int:
         return ctx.x[1] if self.num_parameters == "channels" else self.num_parameters
@@ -382,6 +385,11 @@ class Dropout(_Dropout):
     (no params, no ops counted, RF unchanged)."""
 
     type: Literal["dropout"]
+
+    @Flag.rule
+    def keeps_layout(self) -> bool:
+        """Training multiplies by a mask made `empty_like` the input (p = 1: by a broadcast zero)."""
+        return self.p < 1
     torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("F.dropout",), "dropout", _dropout("Dropout")),)
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Dropout",), onnx_same),)  # at inference: its input itself
 

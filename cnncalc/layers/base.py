@@ -140,6 +140,9 @@ class Layer(BaseModel):
     passes_gradient: ClassVar[Flag] = Flag(False)
     #: the memory rules describe what torch allocates (False: an estimate, which verify does not judge)
     memory_exact: ClassVar[Flag] = Flag(True)
+    #: element-wise through torch's TensorIterator: inputs of the output's shape sharing one dense
+    #: layout (a permuted order, not a slice) give an output with those strides (analysis/strides.py)
+    keeps_layout: ClassVar[Flag] = Flag(False)
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)

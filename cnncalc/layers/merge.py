@@ -58,6 +58,7 @@ class Add(_Merge):
     RF: the union of the inputs' windows; a broadcast global branch makes it the whole input."""
 
     type: Literal["add"]
+    keeps_layout = Flag(True)
     passes_gradient = Flag(True)
     torch_functions: ClassVar[tuple[TorchForm, ...]] = (
         TorchForm(("operator.add", "torch.add", "Tensor.add"), "add", merge("add")),)
@@ -79,6 +80,7 @@ class Mul(_Merge):
     RF: the union of the inputs' windows; a broadcast global gate makes it the whole input."""
 
     type: Literal["mul"]
+    keeps_layout = Flag(True)
     torch_functions: ClassVar[tuple[TorchForm, ...]] = (
         TorchForm(("operator.mul", "torch.mul", "Tensor.mul"), "mul", merge("mul")),)
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Mul",), lambda node: _onnx_merge(node, "mul")),)

@@ -1,7 +1,10 @@
 """Issue #25 §6: `view` of a tensor whose strides no longer allow it (after permute, transpose or
 a slice) is refused exactly where torch refuses it. Judged by torch itself: each generated chain
-of permute / transpose / narrow / view / reshape / flatten / relu is run on a real tensor and
-every `.view` tried."""
+of permute / transpose / narrow / view / reshape / flatten and element-wise layers (relu, gelu,
+sigmoid, dropout, add, mul, which keep a dense layout in torch; batchnorm, which cnncalc does not
+follow) is run on a real tensor and every `.view` tried. And every layer class that declares
+`keeps_layout` is run by torch on permuted, channels-last and sliced inputs: wherever cnncalc
+states the output's strides, they are torch's."""
 from __future__ import annotations
 
 import re
@@ -11,8 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cnncalc
+from cnncalc.analysis.strides import contiguous, through
+from cnncalc.layers.base import REGISTRY
 
 torch = pytest.importorskip("torch")
+
+ELEMENTWISE = ["relu", "gelu", "sigmoid", "dropout", "add", "mul", "batchnorm"]
 
 
 def factorings(n: int) -> list[list[int]]:
@@ -34,8 +41,9 @@ def chains(draw):
             rest *= s
         first, last = focused and k == 0, focused and k == n - 1
         kind = "view" if last else draw(st.sampled_from(["permute", "transpose", "narrow"])) if first else draw(
+            st.sampled_from(ELEMENTWISE)) if focused else draw(
             st.sampled_from(["permute", "permute", "transpose", "view", "view", "view", "reshape", "flatten",
-                                     "narrow", "relu"]))
+                             "narrow"] + ELEMENTWISE))
         if kind == "permute" and rank > 2:
             dims = [0] + draw(st.permutations(list(range(1, rank))))
             ops.append(("permute", dims))
@@ -59,14 +67,38 @@ def chains(draw):
             length = draw(st.integers(1, cur[1] - start))
             ops.append(("narrow", [start, length]))
             cur[1] = length
+        elif kind in ELEMENTWISE:
+            ops.append((kind, len(cur)))
         else:
-            ops.append(("relu", None))
+            ops.append(("relu", len(cur)))
     return shape, ops
 
 
+def followed(x, kind) -> bool:
+    """Whether cnncalc promises to know the layout after element-wise `kind` on torch tensor x:
+    a contiguous input, or (a layer keeping the layout) a dense one (torch's own test: empty_like
+    keeps exactly the strides of a non-overlapping, dense tensor) that is not channels-last with
+    other strides than torch's canonical ones."""
+    if x.is_contiguous():
+        return True
+    if kind == "batchnorm" or torch.empty_like(x).stride() != x.stride():
+        return False
+    return not (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+                and x.stride() != torch.empty(x.shape, memory_format=torch.channels_last).stride())
+
+
+def elementwise(x, kind):
+    F = torch.nn.functional
+    if kind == "batchnorm":
+        c = x.shape[1]
+        return F.batch_norm(x, torch.zeros(c), torch.ones(c), training=False)
+    return {"relu": torch.relu, "gelu": F.gelu, "sigmoid": torch.sigmoid, "add": lambda t: t + t,
+            "mul": lambda t: t * t, "dropout": lambda t: F.dropout(t, 0.5, training=True)}[kind](x)
+
+
 def in_torch(shape, ops):
-    """The index of the first op torch refuses (a .view), or None; and whether an activation
-    ran on a non-contiguous tensor before it (torch keeps some such layouts; cnncalc then stops
+    """The index of the first op torch refuses (a .view), or None; and whether an element-wise
+    layer ran where cnncalc does not promise to know the layout (`followed`; cnncalc then stops
     judging views)."""
     x = torch.zeros(*shape)
     unknown = False
@@ -87,24 +119,30 @@ def in_torch(shape, ops):
         elif kind == "narrow":
             x = x.narrow(1, *arg)
         else:
-            unknown = unknown or not x.is_contiguous()
-            x = torch.relu(x)
+            unknown = unknown or not followed(x, kind)
+            x = elementwise(x, kind)
     return None, unknown
 
 
 def spec(shape, ops) -> str:
     lines = [f"input: {'x'.join(map(str, shape[1:]))}", f"batch: {shape[0]}", "layers:"]
-    for kind, arg in ops:
+    for i, (kind, arg) in enumerate(ops):
+        prev = f"l{i - 1}" if i else "input"
+        head = f"  - {{name: l{i}, "
         if kind == "permute":
-            lines.append(f"  - {{type: permute, dims: {arg}}}")
+            lines.append(f"{head}type: permute, dims: {arg}}}")
         elif kind == "transpose":
-            lines.append(f"  - {{type: transpose, dim0: {arg[0]}, dim1: {arg[1]}}}")
+            lines.append(f"{head}type: transpose, dim0: {arg[0]}, dim1: {arg[1]}}}")
         elif kind in ("view", "reshape"):
-            lines.append(f"  - {{type: {kind}, shape: {arg}}}")
+            lines.append(f"{head}type: {kind}, shape: {arg}}}")
         elif kind == "narrow":
-            lines.append(f"  - {{type: narrow, start: {arg[0]}, length: {arg[1]}}}")
+            lines.append(f"{head}type: narrow, start: {arg[0]}, length: {arg[1]}}}")
+        elif kind in ("add", "mul"):
+            lines.append(f"{head}type: {kind}, inputs: [{prev}, {prev}]}}")
+        elif kind == "batchnorm":
+            lines.append(f"{head}type: batchnorm{max(1, arg - 2)}d}}")
         else:
-            lines.append(f"  - {{type: {kind}}}")
+            lines.append(f"{head}type: {kind}}}")
     return "\n".join(lines) + "\n"
 
 
@@ -139,3 +177,52 @@ def test_the_readme_example_a_view_after_a_permute():
     ok = text.replace("shape: [-1]", "shape: [20, 3]")
     assert cnncalc.analyze(cnncalc.parse_spec(ok)).layers[-1].output_shape == (1, 20, 3)
     torch.zeros(1, 3, 4, 5).permute(0, 2, 3, 1).view(1, 20, 3)
+
+
+KEEPERS = sorted(name for name, cls in REGISTRY.items() if cls.keeps_layout is not False)
+LAYOUTS = [  # (input without batch, batch, layers before the one under test)
+    ("3x4x5", 2, ["{type: permute, dims: [0, 2, 3, 1]}"]),  # dense, permuted
+    ("3x4x5", 2, ["{type: permute, dims: [0, 3, 1, 2]}"]),  # channels-last, canonical
+    ("3x4x5", 2, ["{type: transpose, dim0: 1, dim1: 3}"]),  # dense, permuted
+    ("1x4x1", 1, ["{type: permute, dims: [0, 2, 3, 1]}"]),  # size-1 axes with odd strides
+    ("3x1x5", 1, ["{type: permute, dims: [0, 3, 1, 2]}"]),  # channels-last with a size-1 axis
+    ("2x3x1", 1, ["{type: permute, dims: [0, 3, 1, 2]}"]),
+    ("4x3x5", 2, ["{type: narrow, start: 1, length: 2}"]),  # a slice: not dense
+    ("4x3x5", 2, ["{type: permute, dims: [0, 2, 3, 1]}", "{type: narrow, start: 0, length: 2}"]),
+]
+
+
+def test_the_keepers_are_the_element_wise_layers():
+    assert {"relu", "gelu", "sigmoid", "dropout", "add", "mul"} <= set(KEEPERS)
+    assert not {"softmax", "prelu", "batchnorm2d", "conv2d", "dropout2d"} & set(KEEPERS)
+
+
+@pytest.mark.parametrize("kind", KEEPERS)
+def test_a_layer_that_keeps_the_layout_gives_torchs_strides(kind):
+    """cnncalc's strides after the layer (where it states them) are the ones torch's output has,
+    in eval and training mode; on a dense permuted input it does state them."""
+    from cnncalc import backend as tb
+
+    for size, batch, before in LAYOUTS:
+        names = [f"p{i}" for i in range(len(before))]
+        lines = [f"input: {size}", f"batch: {batch}", "layers:"]
+        lines += [f"  - {{name: {n}, " + b[1:] for n, b in zip(names, before)]
+        extra = f", inputs: [{names[-1]}, {names[-1]}]" if REGISTRY[kind].max_inputs > 1 else ""
+        lines.append(f"  - {{name: under, type: {kind}{extra}}}")
+        report = cnncalc.analyze(cnncalc.parse_spec("\n".join(lines) + "\n", "k.yaml"))
+        memory = {"input": contiguous(report.input_shape)}
+        for row in report.layers:
+            memory[row.name] = through(row.layer, list(row.ctx.ins), row.ctx.out, [memory[n] for n in row.inputs])
+        ours, seen = memory["under"], {}
+        model = tb.build_model(report, tb.kit())
+        model.layers[f"l{len(before)}"].register_forward_hook(
+            lambda m, i, o, seen=seen: seen.update(x=i[0].stride(), y=o.stride()))
+        for training in (False, True):
+            model.train(training)
+            torch.manual_seed(0)
+            model(torch.randn(report.input_shape))
+            assert seen["x"] == memory[names[-1]], (size, before)  # the input is laid out as cnncalc says
+            if ours is not None:
+                assert ours == seen["y"], (size, before, training, seen)
+        if size == "3x4x5" and "permute" in before[0]:
+            assert ours is not None, before
