@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from cnncalc.errors import CnnError, Problem, did_you_mean, gc_paused
 from cnncalc.layers import REGISTRY
+from cnncalc.spec.include import with_includes
 from cnncalc.spec.messages import pydantic_message
 from cnncalc.spec.network import Network, Node
 from cnncalc.spec.schema import MAX_BLOCK_DEPTH, MAX_LAYERS, PIECES, BlockUse, Chunk, Header, Split
@@ -27,6 +28,7 @@ def parse_spec(text: str, file: str = "<spec>", overrides: dict[str, Any] | None
 
 
 def build_network(src: Source, overrides: dict[str, Any] | None = None) -> Network:
+    src = with_includes(src)  # blocks of other files (`include:`), located in their own files
     try:
         header = Header.model_validate(src.data)
     except ValidationError as exc:

@@ -191,6 +191,9 @@ class Header(_Strict):
     batch: PosInt = 1
     dtype: Dtype = "float32"  # type: ignore[valid-type]
     blocks: dict[Name, BlockDef] = {}
+    include: str | Annotated[list[str], Field(min_length=1, max_length=64)] | None = None
+    """Other spec files whose `blocks:` this spec uses, by paths relative to this file (in its
+    folder or below); an included file gives blocks only, and may include others."""
     layers: Annotated[list[Any], Field(min_length=1)]
     outputs: list[Name] | None = None
     """Layers whose outputs the network returns (default: the last layer)."""

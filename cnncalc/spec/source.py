@@ -37,6 +37,8 @@ class Source:
     file: str
     data: Any
     positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    files: dict[Path, str] = field(default_factory=dict)
+    """Paths whose nodes come from another file (blocks taken in by `include:`) → that file."""
 
     def locate(self, path: Path) -> tuple[int | None, int | None]:
         """Line and column of the deepest node on ``path`` that exists."""
@@ -50,7 +52,15 @@ class Source:
     def problem(self, message: str, path: Path = (), layer: str | None = None,
                 severity: str = "error", index: int | None = None) -> Problem:
         line, col = self.locate(path)
-        return Problem(message, self.file, line, col, layer, severity, index)
+        return Problem(message, self.file_of(path), line, col, layer, severity, index)
+
+    def file_of(self, path: Path) -> str:
+        """The file the node at `path` was read from: this one, or an included one."""
+        if self.files:
+            for n in range(len(path), 0, -1):
+                if tuple(path[:n]) in self.files:
+                    return self.files[tuple(path[:n])]
+        return self.file
 
 
 def read_bytes(path: str, limit: int = MAX_FILE_BYTES, what: str = "specs") -> bytes:
