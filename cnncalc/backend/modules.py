@@ -24,17 +24,50 @@ def recorded(cls):
     return cls
 
 
-@recorded
-class Pad(nn.Module):
-    """Asymmetric padding: pads = ((before, after) per spatial axis, first axis first)."""
+def pad_then_conv(self, x):
+    """F.pad with the module's stored pads (last axis first) and mode, then its convolution with no
+    padding of its own (timm's Conv2dSame: pad_same, then F.conv2d)."""
+    return self._conv_forward(F.pad(x, self.flat, mode=self.mode), self.weight, self.bias)
 
-    def __init__(self, pads, mode: str = "zeros"):
-        super().__init__()
+
+@recorded
+class PaddedConv1d(nn.Conv1d):
+    """A Conv1d padding unevenly first: pads = ((before, after),), mode as a spec's padding_mode.
+    One module, so its weight and bias keep a plain conv's state_dict keys."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias, pads, mode="zeros"):
+        super().__init__(in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias)
         self.flat = [p for pair in reversed(pads) for p in pair]  # F.pad wants the last axis first
         self.mode = _MODES[mode]
 
-    def forward(self, x):
-        return F.pad(x, self.flat, mode=self.mode)
+    forward = pad_then_conv
+
+
+@recorded
+class PaddedConv2d(nn.Conv2d):
+    """A Conv2d padding unevenly first (TensorFlow's strided 'same', timm's Conv2dSame, or
+    [[top, bottom], [left, right]]): pads = ((top, bottom), (left, right)), mode as a spec's
+    padding_mode. One module, so its weight and bias keep a plain conv's state_dict keys."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias, pads, mode="zeros"):
+        super().__init__(in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias)
+        self.flat = [p for pair in reversed(pads) for p in pair]  # F.pad wants the last axis first
+        self.mode = _MODES[mode]
+
+    forward = pad_then_conv
+
+
+@recorded
+class PaddedConv3d(nn.Conv3d):
+    """A Conv3d padding unevenly first: pads = ((before, after) per axis, depth first), mode as a
+    spec's padding_mode. One module, so its weight and bias keep a plain conv's state_dict keys."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias, pads, mode="zeros"):
+        super().__init__(in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias)
+        self.flat = [p for pair in reversed(pads) for p in pair]  # F.pad wants the last axis first
+        self.mode = _MODES[mode]
+
+    forward = pad_then_conv
 
 
 def Named(**modules: nn.Module) -> nn.Sequential:  # noqa: N802 - reads like a class

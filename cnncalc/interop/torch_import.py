@@ -163,10 +163,26 @@ def _conv2d_same(m: Any, t: Any) -> list[tuple[str, Any]] | None:
     return [("", {**entry, "padding": "same"})]
 
 
+def _padded_conv(m: Any, t: Any) -> list[tuple[str, Any]] | None:
+    """cnncalc's own PaddedConv1d/2d/3d (the uneven padding of an exported file): F.pad by its
+    stored pads and mode, then the conv: the conv with [before, after] padding pairs."""
+    dims = len(getattr(m, "kernel_size", ()))
+    modes = {v: k for k, v in t.ext._MODES.items()}
+    if (not 1 <= dims <= 3 or type(m).__mro__[1] is not getattr(t.nn, f"Conv{dims}d") or any(m.padding)
+            or m.padding_mode != "zeros" or getattr(m, "mode", None) not in modes
+            or not isinstance(getattr(m, "flat", None), list) or len(m.flat) != 2 * dims):
+        return None
+    entry = REGISTRY[f"conv{dims}d"].from_torch(m)
+    entry.pop("padding", None)
+    pairs = [m.flat[2 * a:2 * a + 2] for a in reversed(range(dims))]  # F.pad's order: the last axis first
+    return [("", {**entry, "padding": pairs, **({"padding_mode": modes[m.mode]} if m.mode != "constant" else {})})]
+
+
 #: class name → how a module of it is read as layers: (name suffix, spec entry or nn module)
 #: pairs, or None when this module is not the expected kind (it is then traced through)
 COMPOSITES: dict[str, Callable[[Any, Any], list[tuple[str, Any]] | None]] = {
     "BatchNormAct2d": _batchnorm_act, "Conv2dSame": _conv2d_same, "Conv2dSameExport": _conv2d_same,
+    "PaddedConv1d": _padded_conv, "PaddedConv2d": _padded_conv, "PaddedConv3d": _padded_conv,
 }
 
 
@@ -218,10 +234,12 @@ def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model") -> 
     notes (modules never called). Raises a CnnError listing every op that has no layer type."""
     t = kit()
     fx = t.torch.fx
+    # read before tracing: while fx traces, reading a parameter (a conv's bias) makes a graph node
+    read_whole = {id(m) for m in model.modules() if composite(m) is not None}
 
     class Tracer(fx.Tracer):  # type: ignore[name-defined]
         def is_leaf_module(self, m: Any, qualname: str) -> bool:
-            return (layer_class(m) is not None or composite(m) is not None
+            return (layer_class(m) is not None or id(m) in read_whole
                     or super().is_leaf_module(m, qualname))
 
         def create_node(self, *args: Any, **kwargs: Any) -> Any:

@@ -324,13 +324,13 @@ class ConvNd(_Window, _ConvFields):
         cls = getattr(t.nn, f"Conv{self.dims}d")
         pads = self.pads(ctx)
         torch_same = self.padding == "same" and all(s == 1 for s in self.stride)  # torch refuses strided 'same'
-        symmetric = torch_same or all(pl == pr for pl, pr in pads)
-        padding = "same" if torch_same else tuple(pl for pl, _ in pads) if symmetric else 0
-        conv = cls(ctx.x[1], self.out_channels, self.kernel_size, self.stride, padding,
-                   self.dilation, self.groups, self.bias, self.padding_mode if symmetric else "zeros")
-        if symmetric:
-            return conv
-        return t.nn.Sequential(t.ext.Pad(pads, self.padding_mode), conv)
+        if torch_same or all(pl == pr for pl, pr in pads):
+            padding = "same" if torch_same else tuple(pl for pl, _ in pads)
+            return cls(ctx.x[1], self.out_channels, self.kernel_size, self.stride, padding,
+                       self.dilation, self.groups, self.bias, self.padding_mode)
+        # uneven (TensorFlow's strided 'same', [before, after] pairs): F.pad in forward, as timm's Conv2dSame
+        return getattr(t.ext, f"PaddedConv{self.dims}d")(ctx.x[1], self.out_channels, self.kernel_size, self.stride,
+                                                         self.dilation, self.groups, self.bias, pads, self.padding_mode)
 
 
 class Conv1d(ConvNd):

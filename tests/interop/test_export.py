@@ -109,6 +109,48 @@ def test_every_layer_type_exports(case, tmp_path):
         assert torch.allclose(net(x), model(x), rtol=1e-4, atol=1e-5, equal_nan=True)  # lppool: NaN alike
 
 
+def test_uneven_padding_is_written_as_one_conv_that_pads_first(tmp_path):
+    # TensorFlow's strided 'same' at 9×10, 3×3 stride 2: rows (5−1)·2 + 3 − 9 = 2 → 1, 1; columns 1 → 0, 1;
+    # then explicit [before, after] pairs with reflect, and conv1d/conv3d 'same' with even kernels
+    spec = ("input: 2x9x10\nlayers:\n  - {name: c, type: conv2d, out_channels: 3, kernel_size: 3, stride: 2, padding: same}\n"
+            "  - {name: d, type: conv2d, out_channels: 2, kernel_size: 2, padding: [[0, 2], [1, 0]], padding_mode: reflect}\n")
+    report = analyze_text(spec)
+    text = to_torch(report)
+    assert "class PaddedConv2d(nn.Conv2d)" in text and "((1, 1), (0, 1))" in text and "nn.Sequential" not in text
+    net = load(text, tmp_path).build().eval()
+    assert list(net.state_dict()) == ["c.weight", "c.bias", "d.weight", "d.bias"]
+    torch.manual_seed(0)
+    model = build_model(report, kit()).eval()
+    net.load_state_dict(executor_state(report, model), strict=True)
+    x = torch.randn(report.input_shape)
+    state = net.state_dict()
+    want = torch.nn.functional.pad(x, (0, 1, 1, 1))  # F.pad: the last axis first
+    want = torch.nn.functional.conv2d(want, state["c.weight"], state["c.bias"], stride=2)
+    want = torch.nn.functional.pad(want, (1, 0, 0, 2), mode="reflect")
+    want = torch.nn.functional.conv2d(want, state["d.weight"], state["d.bias"])
+    with torch.inference_mode():
+        assert torch.allclose(net(x), want, atol=1e-6) and torch.allclose(model(x), want, atol=1e-6)
+        assert torch.allclose(torch.fx.symbolic_trace(net)(x), want, atol=1e-6)
+    for other in ("input: 2x9\nlayers:\n  - {name: c, type: conv1d, out_channels: 3, kernel_size: 4, stride: 2, "
+                  "padding: same}\n",
+                  "input: 2x5x9x10\nlayers:\n  - {name: c, type: conv3d, out_channels: 3, kernel_size: 2, stride: 2, "
+                  "padding: same}\n"):
+        report = analyze_text(other)
+        net = load(to_torch(report), tmp_path, "other").build().eval()
+        assert list(net.state_dict()) == ["c.weight", "c.bias"]
+        assert net(torch.randn(report.input_shape)).shape == report.layers[-1].output_shape
+
+
+@pytest.mark.slow
+def test_uneven_padding_scripts(tmp_path):
+    report = analyze_text("input: 2x9x10\nlayers:\n  - {name: c, type: conv2d, out_channels: 3, kernel_size: 3, "
+                          "stride: 2, padding: same}\n")
+    net = load(to_torch(report), tmp_path).build().eval()
+    x = torch.randn(report.input_shape)
+    with torch.inference_mode():
+        assert torch.allclose(torch.jit.script(net)(x), net(x), atol=1e-6)
+
+
 @pytest.mark.parametrize("name", ["lenet5", "resnet18", "shufflenet_v2"])
 @pytest.mark.slow
 def test_export_to_onnx(name, tmp_path):

@@ -108,10 +108,38 @@ def test_conv2d_same_is_conv2d_with_padding_same_where_tf_pads_evenly():
     assert report.layer("conv_down").output_shape == (1, 32, 10, 10)   # ⌈19/2⌉
 
 
-@pytest.mark.xfail(strict=True, reason="cnncalc builds an uneven TF 'same' conv as Sequential(Pad, Conv2d): "
-                   "its weight's key gains '.1.' and the model's state_dict does not load (conv.py build)")
 def test_conv2d_same_with_uneven_padding_keeps_the_state_dict_keys():
-    judged(T.tf_efficient_stem(), (3, 32, 32))  # 3×3 stride 2 at 32: (16−1)·2 + 3 − 32 = 1 → 0 and 1
+    model = T.tf_efficient_stem()
+    text, report = judged(model, (3, 32, 32))  # 3×3 stride 2 at 32: (16−1)·2 + 3 − 32 = 1 → 0 before, 1 after
+    state_keys_survive(model, report)
+    assert report.layer("conv_stem").output_shape == (1, 16, 16, 16)  # ⌈32/2⌉
+    # conv_down, 5×5 stride 2 at 16: (8−1)·2 + 5 − 16 = 3 → 1 before, 2 after
+    assert report.layer("conv_down").output_shape == (1, 32, 8, 8)
+
+
+def test_conv2d_same_with_a_bias_and_even_kernels():
+    # a bias (a parameter read by the reader, never a traced tensor) and 4×4 / 2×2 stride-2 kernels, uneven
+    # on both axes at 11×14: 4×4: (6−1)·2 + 4 − 11 = 3 → 1, 2 and (7−1)·2 + 4 − 14 = 2 → 1, 1
+    model = torch.nn.Sequential(T.Conv2dSame(3, 8, 4, stride=2), torch.nn.ReLU(), T.Conv2dSame(8, 4, 2, stride=2))
+    text, report = judged(model, (3, 11, 14))
+    state_keys_survive(model, report)
+    assert [report.layer(n).output_shape for n in ("0", "2")] == [(1, 8, 6, 7), (1, 4, 3, 4)]
+
+
+def test_an_exported_uneven_padding_imports_back_as_its_pairs():
+    from cnncalc.backend.build import build_model
+    from cnncalc.interop.torch_export import exported_module
+
+    spec = ("input: 2x9x10\nlayers:\n  - {name: c, type: conv2d, out_channels: 3, kernel_size: 3, stride: 2, padding: same}\n"
+            "  - {name: d, type: conv2d, out_channels: 2, kernel_size: 3, padding: [[0, 2], [1, 0]], "
+            "padding_mode: reflect}\n")
+    report = cnncalc.analyze(parse_spec(spec))
+    net = exported_module(report, build_model(report))
+    assert list(net.state_dict()) == ["c.weight", "c.bias", "d.weight", "d.bias"]
+    text, back = judged(net, (2, 9, 10))
+    # 9 rows: (5−1)·2 + 3 − 9 = 2 → 1, 1; 10 columns: (5−1)·2 + 3 − 10 = 1 → 0, 1
+    assert back.layer("c").layer.padding == ((1, 1), (0, 1))
+    assert back.layer("d").layer.padding == ((0, 2), (1, 0)) and back.layer("d").layer.padding_mode == "reflect"
 
 
 # ---- 3. a bare learnable tensor: ConvNeXt's gamma -----------------------------------------------------
