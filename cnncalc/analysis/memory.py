@@ -28,7 +28,8 @@ OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  #: state tensors per tr
 
 
 class _Pool:
-    """Live storages with reference counts (names that use them), and the running total."""
+    """Live storages with reference counts (names that use them), and the running total (the
+    forward pass's, which backward goes on releasing)."""
 
     __slots__ = ("size", "refs", "total")
 
@@ -36,14 +37,6 @@ class _Pool:
         self.size: dict[str, int] = {}
         self.refs: dict[str, int] = {}
         self.total = 0
-
-    def alloc(self, key: str, nbytes: int) -> None:
-        self.size[key] = nbytes
-        self.refs[key] = 1
-        self.total += nbytes
-
-    def ref(self, key: str) -> None:
-        self.refs[key] += 1
 
     def unref(self, key: str) -> None:
         refs = self.refs
@@ -79,29 +72,127 @@ def _drops(rows: list[LayerReport], outputs: list[str]) -> tuple[set[str], dict[
 
 def inference_peak(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: int) -> int:
     """Peak bytes of activations during one inference pass (the input included)."""
+    return _passes(rows, outputs, input_bytes, b, True, False)[0]
+
+
+def memory_figures(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: int, optimizer: str,
+                   persistent: int) -> tuple[int, TrainingMemory]:
+    """`inference_peak` and `training_memory` from one walk over the rows (the last uses found
+    once; each layer's temporaries asked once for both passes)."""
+    peak, fw = _passes(rows, outputs, input_bytes, b, True, True)
+    assert fw is not None
+    return peak, _training(rows, outputs, b, optimizer, persistent, fw)
+
+
+def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: int, inference: bool,
+            training: bool) -> tuple[int, _Forward | None]:
+    """One walk over the rows simulating the inference pass and/or the training step's forward
+    pass: the inference peak (0 when not asked), and what the forward pass leaves for backward.
+
+    Inference: a layer's output is allocated (unless it aliases its input) while its inputs are
+    alive, with its temporaries; each tensor is freed after its last consumer. The pools are
+    plain dicts here (no call per allocation: this is the analysis' innermost loop, #30)."""
     last, pending = _drops(rows, outputs)
-    pool, root = _Pool(), {"input": "input"}
-    pool.alloc("input", input_bytes)
-    peak = pool.total
-    unref = pool.unref
+    # inference pool: storage → bytes, storage → references; tensor → its storage
+    isize, irefs, iroot = {"input": input_bytes}, {"input": 1}, {"input": "input"}
+    itotal = ipeak = input_bytes
+    # training forward pool, as `_Forward` keeps it
+    fsize, frefs, froot = {"input": input_bytes}, {"input": 1}, {"input": "input"}
+    ftotal = fpeak = input_bytes
+    grad = {"input": False}
+    held: dict[int, tuple[list[str], int]] = {}
+    needs: dict[str, tuple[bool, ...]] = {}
     for r in rows:
-        name = r.name
-        if r.layer.aliases(False):
-            key = root[name] = root[r.inputs[0]]
-            pool.refs[key] += 1
+        name, inputs, layer, index = r.name, r.inputs, r.layer, r.index
+        scratch = layer.scratch(r.ctx, b)
+        dropped = pending.get(index)
+        unused = name not in last  # never used: freed at once
+        if inference:  # -- the inference pass
+            if layer.aliases(False):
+                key = iroot[name] = iroot[inputs[0]]
+                irefs[key] += 1
+            else:
+                key = iroot[name] = name
+                nbytes = r.activation_bytes
+                isize[name] = nbytes
+                irefs[name] = 1
+                itotal += nbytes
+                if itotal + scratch > ipeak:
+                    ipeak = itotal + scratch
+            if unused:
+                n = irefs[key] - 1
+                if n:
+                    irefs[key] = n
+                else:
+                    itotal -= isize.pop(key)
+                    del irefs[key]
+            if dropped:
+                for d in dropped:
+                    k = iroot[d]
+                    n = irefs[k] - 1
+                    if n:
+                        irefs[k] = n
+                    else:
+                        itotal -= isize.pop(k)
+                        del irefs[k]
+        if not training:
+            continue
+        # -- the training step's forward pass: also what autograd saves for backward
+        gin = (grad[inputs[0]],) if len(inputs) == 1 else tuple([grad[i] for i in inputs])
+        g = r.trainable_params > 0 or (r.shared_with is not None and layer.trainable) or any(gin)
+        grad[name] = g
+        needs[name] = gin
+        if layer.aliases(True):
+            key = froot[name] = froot[inputs[0]]
+            frefs[key] += 1
         else:
-            key = root[name] = name
-            pool.alloc(name, r.activation_bytes)
-            now = pool.total + r.layer.scratch(r.ctx, b)
-            if now > peak:
-                peak = now
-        if name not in last:  # never used: freed at once
-            unref(key)
-        dropped = pending.get(r.index)
+            key = froot[name] = name
+            nbytes = r.activation_bytes
+            fsize[name] = nbytes
+            frefs[name] = 1
+            ftotal += nbytes
+        extra = 0
+        if g:
+            s = layer.saved(r.ctx, gin)
+            keys = [froot[inputs[i]] for i in s.inputs]
+            if s.output:
+                keys.append(key)
+            if len(keys) > 1:
+                keys = list(dict.fromkeys(keys))
+            for k in keys:
+                frefs[k] += 1
+            extra = s.extra * b + s.extra_bytes
+            held[index] = (keys, extra)
+        now = ftotal + (scratch if scratch > extra else extra)  # the saved new tensors are among the temporaries
+        if now > fpeak:
+            fpeak = now
+        ftotal += extra
+        if unused:
+            n = frefs[key] - 1
+            if n:
+                frefs[key] = n
+            else:
+                ftotal -= fsize.pop(key)
+                del frefs[key]
         if dropped:
-            for n in dropped:
-                unref(root[n])
-    return peak
+            for d in dropped:
+                if d in froot:
+                    k = froot[d]
+                    n = frefs[k] - 1
+                    if n:
+                        frefs[k] = n
+                    else:
+                        ftotal -= fsize.pop(k)
+                        del frefs[k]
+    if not inference:
+        ipeak = 0
+    if not training:
+        return ipeak, None
+    pool = _Pool()
+    pool.size, pool.refs, pool.total = fsize, frefs, ftotal
+    kept = {k for keys, _ in held.values() for k in keys}
+    saved = sum([fsize[k] for k in kept]) + sum([extra for _, extra in held.values()])
+    return ipeak, _Forward(pool, held, grad, needs, fpeak, saved)
 
 
 @dataclass
@@ -120,7 +211,14 @@ def training_memory(rows: list[LayerReport], outputs: list[str], input_bytes: in
                     optimizer: str, persistent: int) -> TrainingMemory:
     """Simulate one training step (see the module docstring): forward, backward, optimizer step;
     `persistent` = params + buffers + optimizer state bytes."""
-    fw = _forward(rows, outputs, input_bytes, b)
+    fw = _passes(rows, outputs, input_bytes, b, False, True)[1]
+    assert fw is not None
+    return _training(rows, outputs, b, optimizer, persistent, fw)
+
+
+def _training(rows: list[LayerReport], outputs: list[str], b: int, optimizer: str, persistent: int,
+              fw: _Forward) -> TrainingMemory:
+    """The training step's figures from its forward pass: then backward, then the optimizer step."""
     peak, phase = fw.peak, "forward"
     backward, weight_grads = _backward(rows, outputs, b, fw)
     if backward > peak:
@@ -148,59 +246,6 @@ class _Forward(NamedTuple):
     """what autograd holds at its end"""
 
 
-def _forward(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: int) -> _Forward:
-    """The forward pass: each output allocated while its inputs are alive, with its temporaries;
-    a layer on the gradient's path also keeps what autograd saves (`saved`) for its backward."""
-    last, pending = _drops(rows, outputs)
-    grad = {"input": False}
-    pool, root = _Pool(), {"input": "input"}
-    pool.alloc("input", input_bytes)
-    unref = pool.unref
-    refs = pool.refs
-    held: dict[int, tuple[list[str], int]] = {}
-    needs: dict[str, tuple[bool, ...]] = {}
-    peak = pool.total
-    for r in rows:
-        name, inputs, layer = r.name, r.inputs, r.layer
-        gin = (grad[inputs[0]],) if len(inputs) == 1 else tuple([grad[i] for i in inputs])
-        g = r.trainable_params > 0 or (r.shared_with is not None and layer.trainable) or any(gin)
-        grad[name] = g
-        needs[name] = gin
-        if layer.aliases(True):
-            key = root[name] = root[inputs[0]]
-            refs[key] += 1
-        else:
-            key = root[name] = name
-            pool.alloc(name, r.activation_bytes)
-        extra = 0
-        if g:
-            s = layer.saved(r.ctx, gin)
-            keys = [root[inputs[i]] for i in s.inputs]
-            if s.output:
-                keys.append(key)
-            if len(keys) > 1:
-                keys = list(dict.fromkeys(keys))
-            for k in keys:
-                refs[k] += 1
-            extra = s.extra * b + s.extra_bytes
-            held[r.index] = (keys, extra)
-        scratch = layer.scratch(r.ctx, b)
-        now = pool.total + (scratch if scratch > extra else extra)  # the saved new tensors are among the temporaries
-        if now > peak:
-            peak = now
-        pool.total += extra
-        if name not in last:
-            unref(key)
-        dropped = pending.get(r.index)
-        if dropped:
-            for n in dropped:
-                if n in root:
-                    unref(root[n])
-    kept = {k for keys, _ in held.values() for k in keys}
-    saved = sum(pool.size[k] for k in kept) + sum(extra for _, extra in held.values())
-    return _Forward(pool, held, grad, needs, peak, saved)
-
-
 def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward) -> tuple[int, int]:
     """The backward pass, layers in reverse: the loss's gradient for every output, then each
     layer's input gradients (passed on as is by add, concat and views), its weights' gradients
@@ -208,12 +253,17 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
     (-1 when nothing runs) and the bytes of the weights' gradients, which the step still holds."""
     pool, held, grad, needs = fw.pool, fw.held, fw.grad, fw.needs
     size = {r.name: r.activation_bytes for r in rows}
-    grads = _Pool()
+    # the gradients' pool (storage → bytes, storage → references), inlined as in `_passes`
+    gsize: dict[str, int] = {}
+    grefs: dict[str, int] = {}
+    gtotal = 0
     gkey: dict[str, str] = {}
     for o in outputs:
         if grad.get(o) and o not in gkey:
-            gkey[o] = f"d{o}"
-            grads.alloc(gkey[o], size[o])
+            k = gkey[o] = f"d{o}"
+            gsize[k] = size[o]
+            grefs[k] = 1
+            gtotal += size[o]
     peak = -1
     weight_grads = 0
     trainable = {r.name: r.trainable_params for r in rows}
@@ -240,17 +290,25 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
                 accumulating += 0 if passes else size[n]
                 continue
             if passes:  # (a broadcast input's small reduced gradient is not counted)
-                gkey[n] = gkey[name]
-                grads.ref(gkey[n])
+                k = gkey[n] = gkey[name]
+                grefs[k] += 1
             else:
-                gkey[n] = f"d{n}"
-                grads.alloc(gkey[n], size[n])
-        now = pool.total + grads.total + weight_grads + accumulating + layer.backward_scratch(r.ctx, b, needs[name])
+                k = gkey[n] = f"d{n}"
+                gsize[k] = size[n]
+                grefs[k] = 1
+                gtotal += size[n]
+        now = pool.total + gtotal + weight_grads + accumulating + layer.backward_scratch(r.ctx, b, needs[name])
         if now > peak:
             peak = now
         if r.index in held:
             _release(pool, held.pop(r.index))
-        grads.unref(gkey[name])
+        k = gkey[name]
+        c = grefs[k] - 1
+        if c:
+            grefs[k] = c
+        else:
+            gtotal -= gsize.pop(k)
+            del grefs[k]
     return peak, weight_grads
 
 

@@ -13,12 +13,15 @@ unknown (None), and a view of an unknown layout is accepted: refused only where 
 refuses."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 from cnncalc.errors import LayerError
 from cnncalc.layers.base import Layer, Shape
 
 Strides = tuple[int, ...]
 
 
+@lru_cache(maxsize=4096)  # every layer asks (#30); a network has few distinct shapes
 def contiguous(shape: Shape) -> Strides:
     """Row-major strides: the last axis 1, each earlier one the product of the sizes after it."""
     out, step = [], 1
@@ -133,6 +136,6 @@ def through(layer: Layer, shapes: list[Shape], out: Shape, ins: list[Strides | N
         # `empty_like` it (hardtanh, relu6; dropout on CUDA), which keeps a dense input's strides
         # as they are: certain only where both ways agree (not so for odd strides of size-1 axes)
         return fresh if fresh == s0 else None
-    if all(i is not None and is_contiguous(shape, i) for shape, i in zip(shapes, ins)):
+    if all(i is not None and (i == contiguous(shape) or is_contiguous(shape, i)) for shape, i in zip(shapes, ins)):
         return contiguous(out)
     return None

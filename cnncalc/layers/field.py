@@ -20,7 +20,7 @@ def effective_kernel(kernel: int, dilation: int = 1) -> int:
     return dilation * (kernel - 1) + 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Window:
     """One spatial axis of a sliding window (convolution, pooling): input size H, kernel K,
     stride S, padding before/after, dilation D, rounding (floor, or ceil for ceil_mode)."""
@@ -32,6 +32,13 @@ class Window:
     pad_hi: int = 0
     dilation: int = 1
     ceil_mode: bool = False
+
+    def __init__(self, size: int, kernel: int, stride: int = 1, pad_lo: int = 0, pad_hi: int = 0,
+                 dilation: int = 1, ceil_mode: bool = False) -> None:
+        # the dataclass's own (frozen) __init__ sets each field through object.__setattr__: 5×
+        # slower, and made for every axis of every window layer (#30)
+        self.__dict__.update(size=size, kernel=kernel, stride=stride, pad_lo=pad_lo, pad_hi=pad_hi,
+                             dilation=dilation, ceil_mode=ceil_mode)
 
     @property
     def span(self) -> int:
@@ -120,6 +127,10 @@ def _div(a: Num, b: Num) -> Num:
 
 def _bounded(size: Num, jump: Num, start: Num) -> None:
     """Refuse (LayerError) a field quantity past MAX_FIELD_BITS, numerator or denominator."""
+    if type(size) is int and type(jump) is int and type(start) is int and \
+            size.bit_length() <= MAX_FIELD_BITS and jump.bit_length() <= MAX_FIELD_BITS and \
+            start.bit_length() <= MAX_FIELD_BITS:
+        return  # whole and in bounds (nearly always)
     for name, x in (("size", size), ("jump", jump), ("start", start)):
         if type(x) is int:
             bits = x.bit_length()
@@ -136,7 +147,7 @@ def _frac(x: Num) -> Fraction:
     return x if type(x) is Fraction else Fraction(x)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RF:
     """Receptive field on one axis, in network-input pixels.
 
@@ -173,6 +184,13 @@ class RF:
     broadcast global branch such as a squeeze-and-excitation gate): `size` is the padded input
     extent the window covers and stays so; `start` is its centre for every unit; `jump` is
     still the spacing of the units."""
+
+    def __init__(self, _size: Num, _jump: Num, _start: Num, _grain: Num = 1, uniform: bool = True,
+                 irregular: bool = False, exact: bool = True, even: bool = True, whole: bool = False) -> None:
+        # as the dataclass's own __init__ (the same fields and defaults, kept by `replace`), without
+        # its object.__setattr__ per field: a field is made for every axis of most layers (#30)
+        self.__dict__.update(_size=_size, _jump=_jump, _start=_start, _grain=_grain, uniform=uniform,
+                             irregular=irregular, exact=exact, even=even, whole=whole)
 
     @property
     def size(self) -> Fraction:
