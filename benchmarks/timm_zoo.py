@@ -111,7 +111,7 @@ VIDEO_DEFAULT = (3, 16, 112, 112)
 #: what another change is fixing right now (issue #29 items 1-3, 5), told apart in the summary
 BEING_FIXED = [
     ("uneven TF-same padding", re.compile(r"Conv2dSame|same.?pad|pad_same|get_same_padding|MaxPool2dSame|"
-                                          r"AvgPool2dSame|symbolically traced|shape.*control flow", re.I)),
+                                          r"AvgPool2dSame", re.I)),
     ("layer_scale/gamma tensor attribute", re.compile(r"gamma|layer_scale|LayerScale", re.I)),
     ("ScaledStdConv2d", re.compile(r"ScaledStdConv|StdConv", re.I)),
 ]
@@ -161,6 +161,20 @@ def build(row: dict, default_size: bool):
     return models.get_model(row["name"], weights=None, **extra), tuple(row["shape"])
 
 
+def origin(exc: BaseException) -> str:
+    """Where in the zoo's code the exception cnncalc turned into its message was raised (fx's
+    trace errors say nothing of where): 'timm/layers/padding.py:pad_same:42', or ''."""
+    ctx = exc.__context__
+    if ctx is None or ctx.__traceback__ is None:
+        return ""
+    frames = [f for f in traceback.extract_tb(ctx.__traceback__) if re.search(r"[/\\](timm|torchvision)[/\\]", f.filename)]
+    if not frames:
+        return ""
+    f = frames[-1]
+    path = re.split(r"(?=(?:timm|torchvision)[/\\])", f.filename, maxsplit=1)[-1]
+    return f"{path}:{f.name}:{f.lineno}"
+
+
 def child(row: dict, out: str, default_size: bool, specs: str | None, threads: int) -> None:
     """Run one import and write its outcome to `out` (JSON)."""
     result: dict = {"outcome": "traceback", "stage": "start"}
@@ -204,6 +218,7 @@ def child(row: dict, out: str, default_size: bool, specs: str | None, threads: i
             message = "\n".join(p.message for p in exc.problems)
             result["message"] = message
             result["outcome"] = "wrong" if "bug in cnncalc" in message else "refused"
+            result["origin"] = origin(exc)
             save()
             return
         result["import_s"] = round(time.perf_counter() - start, 2)
@@ -269,27 +284,38 @@ LISTED = "import: the model cannot be written as a spec"
 COUNTED = re.compile(r"^(\d+) × .*?; e\.g\. ")
 
 
-def causes(message: str) -> list[str]:
+def causes(message: str, where: str = "") -> list[str]:
     """The causes of a refusal, each as a key shared across models: the listed operations (paths
-    made generic, the module class kept) or the first line with numbers and names made generic."""
+    made generic, the module class kept) or the first line with numbers and names made generic
+    (and `where`, the zoo's function that raised it, without the line number)."""
     lines = message.splitlines()
     if lines and lines[0].startswith(LISTED):
-        keys = []
+        keys, attrs = set(), defaultdict(set)  # tensor attributes: one cause per module class
         for line in lines[1:]:
             line = line.strip()
             if not line or line.startswith(("A model import cannot read", "… and")):
                 continue
             line = COUNTED.sub("", line).split(" — ")[0]
             cause, _, where = line.rpartition(" at ")
-            cls = re.search(r"\(([A-Za-z0-9_]+), ", where)
-            cause = re.sub(r"self\.[A-Za-z0-9_.]*\.([A-Za-z_]+)\b", r"self.….\1", cause or line)
-            cause = re.sub(r"\b(aten\.|_?[a-z_]+_)\d+\b", r"\1N", cause)
-            keys.append(cause + (f" [in {cls.group(1)}]" if cls else ""))
-        return sorted(set(keys)) or [lines[0]]
+            found = re.search(r"\(([A-Za-z0-9_]+), ", where)
+            cls = found.group(1) if found else ""
+            attr = re.fullmatch(r"the tensor attribute self\.(?:[A-Za-z0-9_.]*\.)?([A-Za-z0-9_]+) used directly in forward",
+                                cause)
+            if attr:
+                attrs[cls].add(attr.group(1))
+                continue
+            cause = re.sub(r"\b(aten\.|_?[a-z_]+_)\d+\b", r"\1N", cause or line)
+            keys.add(cause + (f" [in {cls}]" if cls else ""))
+        for cls, names in attrs.items():
+            keys.add(f"tensor attributes used directly in forward ({', '.join(sorted(names))})" + (f" [in {cls}]" if cls
+                                                                                                  else ""))
+        return sorted(keys) or [lines[0]]
     first = lines[0] if lines else "(no message)"
     first = re.sub(r"\d+(×\d+)+", "SIZE", first)
     first = re.sub(r"(?<=[.\s(])\d+(?=[.\s)])", "N", first)
-    return [first[:220]]
+    first = re.sub(r"^import: torch\.fx cannot trace \w+: (.*) \(import needs a forward pass without Python control "
+                   r"flow on tensor values\)$", r"torch.fx cannot trace: \1", first)
+    return [first[:220] + (f" [at {where.rsplit(':', 1)[0]}]" if where else "")]
 
 
 def fixing(key: str) -> str:
@@ -306,7 +332,7 @@ def line_for(r: dict) -> str:
             extra += "  (" + "; ".join(n for n in r["notes"] if "left out" in n or "without the" in n)[:150] + ")"
         return f"{base}  {extra}"
     if r["outcome"] == "refused":
-        return f"{base}  " + " | ".join(causes(r.get("message", "")))[:400]
+        return f"{base}  " + " | ".join(causes(r.get("message", ""), r.get("origin", "")))[:400]
     if r["outcome"] == "traceback":
         return f"{base}  {r.get('type', '?')}: {(r.get('message') or '').splitlines()[0][:300] if r.get('message') else ''}"
     return f"{base}  {(r.get('message') or '')[:400]}"
@@ -352,7 +378,7 @@ def summary(rows: list[dict]) -> str:
     blocked: dict[str, list[str]] = defaultdict(list)
     for r in rows:
         if r["outcome"] == "refused":
-            for key in causes(r.get("message", "")):
+            for key in causes(r.get("message", ""), r.get("origin", "")):
                 blocked[key].append(r["name"])
     if blocked:
         out.append("\n== refusal causes, by how many models they block ==")
@@ -361,7 +387,7 @@ def summary(rows: list[dict]) -> str:
             out.append(f"{len(names):4d}  {key}" + (f"   [being fixed: {tag}]" if tag else ""))
             out.append(f"        {', '.join(names)}")
         only = [r["name"] for r in rows if r["outcome"] == "refused"
-                and all(fixing(k) for k in causes(r.get("message", "")))]
+                and all(fixing(k) for k in causes(r.get("message", ""), r.get("origin", "")))]
         if only:
             out.append(f"\nrefused only for causes being fixed ({len(only)}): {', '.join(only)}")
     bad = [r for r in rows if r["outcome"] in ("wrong", "traceback", "timeout", "killed", "no model")]
