@@ -248,7 +248,9 @@ class _Expander:
         """A layer or block use whose `when` is false: left out, and its name (if it has one)
         stands for what it would have read, so later layers pass over it: its one named input,
         or the previous layer (for a merge of several inputs too: a left-out residual add or
-        gate passes the chain on)."""
+        gate passes the chain on). So do the pieces of a left-out chunk or split (NAME.0, …) and
+        the outputs of a left-out block use (NAME.OUTPUT): one block can be ShuffleNetV2's
+        stride-1 unit (halves) and stride-2 unit (both branches read the input)."""
         refs = item.get("inputs")
         source = prev
         if isinstance(refs, list) and len(refs) == 1:
@@ -256,6 +258,14 @@ class _Expander:
         local = item.get("name")
         if isinstance(local, str):
             frame.scope[local] = source
+            chunks, sizes = item.get("chunks"), item.get("sizes")
+            count = (chunks if item.get("type") == "chunk" and isinstance(chunks, int) else
+                     len(sizes) if item.get("type") == "split" and isinstance(sizes, list) else 0)
+            names = [str(i) for i in range(min(count, 4096))]
+            block = self.header.blocks.get(item["block"]) if isinstance(item.get("block"), str) else None
+            names += (block.outputs or []) if block is not None else []
+            for n in names:
+                frame.scope[f"{local}.{n}"] = source
         return source
 
     def check_defaults(self) -> None:
