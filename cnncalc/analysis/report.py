@@ -7,6 +7,7 @@ from math import prod
 from typing import Any
 
 from cnncalc.analysis.memory import OPTIMIZER_STATES, inference_peak, training_memory
+from cnncalc.analysis.status import EXACT, Status, estimate, of_field, of_field_start
 from cnncalc.errors import Problem
 from cnncalc.layers import Ctx, Layer, Shape
 from cnncalc.layers.field import RF
@@ -122,6 +123,38 @@ class Report:
             "optimizer": self.optimizer,
         })
 
+    #: totals that follow from the layers' memory rules (estimates where a rule is one)
+    MEMORY_TOTALS = ("inference_peak_activation_bytes", "inference_memory_bytes", "training_memory_bytes",
+                     "training_saved_activation_bytes")
+
+    def totals_status(self) -> dict[str, Status]:
+        """Each numeric total's status: exact, except the memory totals when a layer type's memory
+        rules are an estimate (`Layer.memory_exact`)."""
+        rough = sorted({r.type for r in self.layers if r.layer is not None and not r.layer.memory_exact})
+        memory = estimate("memory_rule", f"the memory rules of {', '.join(rough)} are an estimate "
+                                         "(`cnncalc layers TYPE` says why)") if rough else EXACT
+        return {k: memory if k in self.MEMORY_TOTALS else EXACT
+                for k, v in self.totals.items() if isinstance(v, int)}
+
+    def field_status(self, row: LayerReport) -> dict[str, Status]:
+        """The status of a row's receptive field (size and jump) and of its start; an estimate
+        names the layer on the way where the windows stopped being alike. Empty without a field."""
+        origins = self.__dict__.get("_field_origins")
+        if origins is None or len(origins[1]) != len(self.layers):
+            found: dict[str, str] = {}
+            for r in self.layers:  # the first inexact field on each inexact row's way
+                if r.receptive_field is not None and not all(f.exact for f in r.receptive_field):
+                    found[r.name] = next((found[i] for i in r.inputs if i in found), r.name)
+            origins = self.__dict__["_field_origins"] = (found, self.layers)
+        size, start = of_field(row.receptive_field), of_field_start(row.receptive_field)
+        if size is None or start is None:
+            return {}
+        if size.level == "estimate":
+            at = self.layer(origins[0].get(row.name, row.name))
+            size = start = estimate("field_inexact", f"windows differ from unit to unit from '{at.name}' "
+                                                     f"({at.type}) on")
+        return {"receptive_field": size, "receptive_field_start": start}
+
     def layer(self, name: str) -> LayerReport:
         """The row of the layer called `name` (KeyError if there is none)."""
         index = self.__dict__.get("_by_name")
@@ -145,8 +178,11 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "file": self.file,
                 "input": {"shape": list(self.input_shape), "dtype": self.dtype},
-                "layers": [r.to_json() for r in self.layers], "outputs": self.outputs,
+                "layers": [{**r.to_json(), "status": {k: s.to_json() for k, s in self.field_status(r).items()}}
+                           for r in self.layers],
+                "outputs": self.outputs,
                 "totals": self.totals,
+                "totals_status": {k: s.to_json() for k, s in self.totals_status().items()},
                 "memory_model": {
                     "inference": "params + buffers + peak of live activations and the layer's temporaries "
                                  "(a tensor is freed after its last consumer; views and in-place layers allocate nothing)",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from cnncalc.analysis.report import Report
+from cnncalc.analysis.status import Status
 from cnncalc.backend.device import out_of_memory, sync
 from cnncalc.errors import CnnError
 from cnncalc.units import plain
@@ -24,8 +25,13 @@ class LayerCheck:
     buffers: int | None = None
     flops: int | None = None
     rf: tuple | None = None          # (sizes, jumps, starts) measured by the gradient probe
-    rf_note: str | None = None
+    rf_status: Status | None = None  # why the field was not checked (None: probed, or no field)
     rf_whole: bool | None = None     # whether every unit reads the whole input (for whole fields)
+
+    @property
+    def rf_note(self) -> str | None:
+        """The reason in words ("not probed: …" / "not checked: …"), as JSON's `rf_note` has it."""
+        return None if self.rf_status is None else self.rf_status.detail
 
     def to_json(self) -> dict:
         return {"name": self.name, "output_shape": list(self.shape) if self.shape else None,
@@ -36,7 +42,8 @@ class LayerCheck:
                                                                   "jump": [plain(x) for x in self.rf[1]],
                                                                   "start": [plain(x) for x in self.rf[2]]},
                 "receptive_field_whole_input": self.rf_whole,
-                "rf_note": self.rf_note}
+                "rf_note": self.rf_note,
+                "rf_status": None if self.rf_status is None else self.rf_status.to_json()}
 
 
 def measure_counts(report: Report, model, x, t) -> list[LayerCheck]:

@@ -8,6 +8,7 @@ from math import ceil, gcd, prod
 from typing import Any
 
 from cnncalc.analysis.report import Report
+from cnncalc.analysis.status import Status, not_checked
 from cnncalc.backend.build import _graph_class
 from cnncalc.backend.device import available_memory
 from cnncalc.errors import CnnError
@@ -62,10 +63,11 @@ def _budget(torch: Any, device: Any) -> int:
     return min(2**30, (available_memory(torch, device) or 2**33) // 4)
 
 
-def _too_big(need: int, budget: int) -> str | None:
+def _too_big(need: int, budget: int) -> Status | None:
     if need <= budget:
         return None
-    return f"not probed: the probe needs about {need / 2**30:.1f} GiB (budget {budget / 2**30:.1f} GiB)"
+    return not_checked("probe_memory", f"not probed: the probe needs about {need / 2**30:.1f} GiB "
+                                         f"(budget {budget / 2**30:.1f} GiB)")
 
 
 def probeable(report: Report) -> list[int]:
@@ -100,7 +102,7 @@ def _field(report: Report, idx: int) -> list[RF]:
 PROBE_LIMIT = 1000  #: windows probed per verify at most (ResNet-50 has 175 fields: all of them)
 
 
-def probe_plan(report: Report, limit: int = PROBE_LIMIT) -> tuple[list[int], list[int], dict[int, str]]:
+def probe_plan(report: Report, limit: int = PROBE_LIMIT) -> tuple[list[int], list[int], dict[int, Status]]:
     """Rows whose window to probe (every exact field before anything size-dependent; if there
     are more than `limit`, the ones where the jump changes plus the last), rows with a
     whole-input field (checked by `probe_whole`), and for every other row with a field the
@@ -114,21 +116,22 @@ def probe_plan(report: Report, limit: int = PROBE_LIMIT) -> tuple[list[int], lis
         if any(r.whole for r in field):
             whole.append(row.index)
         elif row.name in blocked:
-            skipped[row.index] = f"not probed: {blocked[row.name]}"
+            skipped[row.index] = not_checked("size_dependent", f"not probed: {blocked[row.name]}")
         elif not all(r.exact for r in field):
-            skipped[row.index] = "not probed: approximate field (exact: false)"
+            skipped[row.index] = not_checked("estimate", "not probed: approximate field (exact: false)")
         else:
             rows.append(row.index)
     if len(rows) > limit:
         keep = [i for k, i in enumerate(rows) if k == len(rows) - 1 or
                 [r.jump for r in _field(report, i)] != [r.jump for r in _field(report, rows[k + 1])]]
         for i in set(rows) - set(keep[-limit:]):
-            skipped[i] = f"not probed: beyond the {limit} probed rows (those where the jump changes, and the last)"
+            skipped[i] = not_checked("probe_limit", f"not probed: beyond the {limit} probed rows (those where the jump "
+                                                     "changes, and the last)")
         rows = keep[-limit:]
     return rows, whole, skipped
 
 
-def probe_whole(report: Report, idx: int, t: Any, device: Any = None) -> bool | str:
+def probe_whole(report: Report, idx: int, t: Any, device: Any = None) -> bool | Status:
     """Is row `idx`'s field whole along the axes its field calls whole?
 
     Definition: a unit's field is *whole* along an axis when the unit reads every input
@@ -142,49 +145,49 @@ def probe_whole(report: Report, idx: int, t: Any, device: Any = None) -> bool | 
     middle and the last unit, each projected on every whole axis. The stand-ins are positive
     maps (no gradient cancels) whose numbers are rescaled per stand-in (`probe_model`), so a
     support is exact; a pass that still gives a non-finite number, or fails, answers
-    "not checked: <reason>" instead of a verdict."""
+    a `not_checked` status with the reason instead of a verdict."""
     torch = t.torch
     device = device or torch.device("cpu")
     rep = report.prefix(idx, 1, tuple(report.input_shape[1:]), "float64")
     ran = _run_stand_in(rep, idx, t, device, _budget(torch, device))
-    if isinstance(ran, str):
+    if isinstance(ran, Status):
         return ran
     x, out = ran
     field = _field(report, idx)  # the claim under test
     axes = [a for a, r in enumerate(field) if r.whole]
 
-    def support(target: Any, keep: bool) -> list[Any] | str:
+    def support(target: Any, keep: bool) -> list[Any] | Status:
         """Per whole axis, which input positions along it get a gradient from `target`."""
         (grad,) = torch.autograd.grad(target.sum(), x, retain_graph=keep)
         if not bool(torch.isfinite(grad).all()):
-            return "not checked: the probe's gradients are not finite (a stand-in overflowed)"
+            return not_checked("probe_failed", "not checked: the probe's gradients are not finite (a stand-in overflowed)")
         g = grad.abs().sum(dim=(0, 1))
         return [(g.sum(dim=tuple(d for d in range(g.dim()) if d != a)) if g.dim() > 1 else g) > 0 for a in axes]
 
     union = support(out, True)
-    if isinstance(union, str):
+    if isinstance(union, Status):
         return union
     if not any(bool(s.any()) for s in union):
-        return "not checked: the stand-in network reaches no input pixel from this layer"
+        return not_checked("probe_failed", "not checked: the stand-in network reaches no input pixel from this layer")
     last = tuple(n - 1 for n in out.shape[2:])
     units = sorted({(0,) * len(last), tuple(n // 2 for n in last), last})
     for k, unit in enumerate(units):
         mine = support(out[(0, slice(None)) + unit], k < len(units) - 1)
-        if isinstance(mine, str):
+        if isinstance(mine, Status):
             return mine
         if any(not bool(torch.equal(m, u)) for m, u in zip(mine, union)):
             return False
     return True
 
 
-def probe_rf(report: Report, indices: list[int], t: Any, device: Any = None) -> dict[int, tuple | str]:
+def probe_rf(report: Report, indices: list[int], t: Any, device: Any = None) -> dict[int, tuple | Status]:
     """Measure (sizes, jumps, starts) of the rows' fields by back-propagating from neighbouring output
     units of the stand-in network (`probe_model`), one axis at a time (the fields of probed
     layers are separable per axis), that axis enlarged until the units' fields are not
     clipped; a row that cannot be probed gets the reason instead."""
     torch = t.torch
     device = device or torch.device("cpu")
-    results: dict[int, tuple | str] = {}
+    results: dict[int, tuple | Status] = {}
     periods = field_periods(report)
     budget = _budget(torch, device)
     for idx in indices:
@@ -193,7 +196,7 @@ def probe_rf(report: Report, indices: list[int], t: Any, device: Any = None) -> 
         sizes, jumps, starts = [], [], []
         for axis in range(len(_field(report, idx))):
             measured = _probe_axis(report, idx, axis, steps, period, t, device, budget)
-            if isinstance(measured, str):
+            if isinstance(measured, Status):
                 results[idx] = measured
                 break
             sizes.append(measured[0])
@@ -205,16 +208,16 @@ def probe_rf(report: Report, indices: list[int], t: Any, device: Any = None) -> 
 
 
 def _probe_axis(report: Report, idx: int, axis: int, steps: int, period: int, t: Any, device: Any,
-                budget: int) -> tuple[int, Fraction, Fraction] | str:
+                budget: int) -> tuple[int, Fraction, Fraction] | Status:
     """Size, jump and start of row `idx`'s field along `axis`, from `steps` neighbouring units
     (the first at a multiple of the layout's period, so the first unit's centre follows)."""
     torch = t.torch
     geometry = _probe_geometry(report, idx, axis, steps, period)
-    if isinstance(geometry, str):
+    if isinstance(geometry, Status):
         return geometry
     rep, unit = geometry
     ran = _run_stand_in(rep, idx, t, device, budget)
-    if isinstance(ran, str):
+    if isinstance(ran, Status):
         return ran
     x, out = ran
     firsts: dict[int, int] = {}
@@ -225,7 +228,7 @@ def _probe_axis(report: Report, idx: int, axis: int, steps: int, period: int, t:
         sel = (0, slice(None), *(u + b if a == axis else u for a, u in enumerate(unit)))
         (grad,) = torch.autograd.grad(out[sel].sum(), x, retain_graph=b < steps - 1)
         if not bool(torch.isfinite(grad).all()):
-            return "not checked: the probe's gradients are not finite (a stand-in overflowed)"
+            return not_checked("probe_failed", "not checked: the probe's gradients are not finite (a stand-in overflowed)")
         g = grad[0].abs().sum(dim=0)  # (*spatial)
         nz = torch.nonzero((g.sum(dim=other) if other else g) > 0).flatten()
         if len(nz):
@@ -239,7 +242,7 @@ def _probe_axis(report: Report, idx: int, axis: int, steps: int, period: int, t:
     return max(extents), jump, start
 
 
-def _run_stand_in(rep: Report, idx: int, t: Any, device: Any, budget: int) -> tuple[Any, Any] | str:
+def _run_stand_in(rep: Report, idx: int, t: Any, device: Any, budget: int) -> tuple[Any, Any] | Status:
     """The stand-in network of `rep` up to row `idx` run on an all-ones input that requires a
     gradient: (input, output), or the reason it was not run (over budget, a failing pass, a
     non-finite output)."""
@@ -251,14 +254,15 @@ def _run_stand_in(rep: Report, idx: int, t: Any, device: Any, budget: int) -> tu
     try:
         out = probe_model(rep, idx, t).to(device)(x, stop=idx)
     except (RuntimeError, ValueError, TypeError, IndexError, MemoryError) as exc:  # report, do not crash
-        return f"not checked: the probe failed ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]})"
+        return not_checked("probe_failed", f"not checked: the probe failed ({type(exc).__name__}: "
+                                           f"{(str(exc).splitlines() or [''])[0][:120]})")
     if not torch.is_tensor(out) or not bool(torch.isfinite(out).all()):
-        return "not checked: the probe's stand-in network gave a non-finite value"
+        return not_checked("probe_failed", "not checked: the probe's stand-in network gave a non-finite value")
     return x, out
 
 
 def _probe_geometry(report: Report, idx: int, axis: int, steps: int,
-                    period: int = 1) -> tuple[Report, list[int]] | str:
+                    period: int = 1) -> tuple[Report, list[int]] | Status:
     """An input at which `steps` neighbouring units along `axis` have their whole (analytic)
     fields inside it: (report at that size, the first unit). `axis` is enlarged for the
     steps; the other axes only as far as one unit's field needs (a unit partly in the padding
@@ -275,7 +279,8 @@ def _probe_geometry(report: Report, idx: int, axis: int, steps: int,
         try:
             rep = report.prefix(idx, 1, (report.input_shape[1], *sizes), "float64")
         except CnnError as exc:
-            return f"not probed: the network does not fit a {'x'.join(map(str, sizes))} input ({exc.problems[0].message})"
+            return not_checked("probe_geometry", f"not probed: the network does not fit a {'x'.join(map(str, sizes))} "
+                                                  f"input ({exc.problems[0].message})")
         out, units, inside = rep.layers[idx].output_shape[2:], [], True
         for b, (f, n, o) in enumerate(zip(_field(rep, idx), sizes, out)):
             count = steps if b == axis else 1
@@ -289,7 +294,7 @@ def _probe_geometry(report: Report, idx: int, axis: int, steps: int,
         if inside:
             return rep, units
         margin += max(ceil(abs(f.start)) + ceil(f.jump) for f in _field(rep, idx))
-    return "not probed: no input size keeps the probed fields unclipped"
+    return not_checked("probe_geometry", "not probed: no input size keeps the probed fields unclipped")
 
 
 def _slack(f: RF) -> Fraction:

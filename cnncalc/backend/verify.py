@@ -11,6 +11,7 @@ from typing import Any, Callable
 from cnncalc.analysis.analyze import analyze
 from cnncalc.analysis.report import Report
 from cnncalc.analysis.roofline import Peaks
+from cnncalc.analysis.status import EXACT, Status, not_checked
 from cnncalc.backend.build import build_model
 from cnncalc.backend.device import available_memory, device_name, out_of_memory, pick_device, set_threads
 from cnncalc.backend.fold import check_bn_folding
@@ -55,15 +56,18 @@ class VerifyResult:
         return not self.mismatches
 
     def rf_summary(self) -> dict:
-        """How many receptive fields were probed, and why the others were not."""
+        """How many receptive fields were probed, and why the others were not (in words, and per
+        reason code of `analysis.status.REASONS`)."""
         reasons: dict[str, int] = {}
+        codes: dict[str, int] = {}
         for c in self.checks:
-            if c.rf is None and c.rf_note:
-                why = c.rf_note.removeprefix("not probed: ")
+            if c.rf is None and c.rf_status is not None:
+                why = c.rf_status.detail.removeprefix("not probed: ")
                 reasons[why] = reasons.get(why, 0) + 1
+                codes[str(c.rf_status.reason)] = codes.get(str(c.rf_status.reason), 0) + 1
         probed = sum(1 for c in self.checks if c.rf is not None or c.rf_whole is not None)
         return {"probed": probed, "not_probed": sum(reasons.values()),
-                "reasons": reasons}
+                "reasons": reasons, "reason_codes": codes}
 
     def to_json(self) -> dict:
         return {"ok": self.ok, "device": self.device, "device_type": self.device_type, "dtype": self.dtype,
@@ -291,24 +295,25 @@ def _probe_fields(run: _Run) -> None:
     if not run.o.rf_probe:
         for row, check in zip(report.layers, checks):
             if row.receptive_field is not None:
-                check.rf_note = "not probed: --no-rf-probe"
+                check.rf_status = not_checked("switched_off", "not probed: --no-rf-probe")
         return
     run.say("probing receptive fields", 0)
     probe_dev = run.dev if run.dev.type == "cuda" else run.t.torch.device("cpu")
     rows, whole, skipped = probe_plan(report)
     for idx, why in skipped.items():
-        checks[idx].rf_note = why
+        checks[idx].rf_status = why
     for idx in whole:
         covered = _guarded(probe_whole, report, idx, run.t, probe_dev)
-        if isinstance(covered, str):
-            checks[idx].rf_note = covered
+        if isinstance(covered, Status):
+            checks[idx].rf_status = covered
         else:
             checks[idx].rf_whole = covered
     measured = _guarded(probe_rf, report, rows, run.t, probe_dev)
     for idx in rows:
-        res = measured if isinstance(measured, str) else measured.get(idx, "not checked: the probe gave no result")
-        if isinstance(res, str):
-            checks[idx].rf_note = res
+        res = measured if isinstance(measured, Status) else measured.get(
+            idx, not_checked("probe_failed", "not checked: the probe gave no result"))
+        if isinstance(res, Status):
+            checks[idx].rf_status = res
         else:
             checks[idx].rf = res
 
@@ -438,11 +443,12 @@ def _unstable_advice(timing: dict, dev: Any, n_threads: int, repeat: int) -> str
 
 
 def _guarded(fn: Callable, *args: Any) -> Any:
-    """A probe call; its failure is "not checked: <reason>", never a verdict on cnncalc's number."""
+    """A probe call; its failure is a `not_checked` status, never a verdict on cnncalc's number."""
     try:
         return fn(*args)
     except Exception as exc:  # noqa: BLE001 - the probe is a check of the analysis; its own failure is reported
-        return f"not checked: the probe failed ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]})"
+        return not_checked("probe_failed", f"not checked: the probe failed ({type(exc).__name__}: "
+                                           f"{(str(exc).splitlines() or [''])[0][:120]})")
 
 
 MEMORY_TOLERANCE = 0.10  #: measured ÷ analytic memory may differ from 1 by this much
@@ -506,14 +512,19 @@ def _memory(report: Report, model: Any, x: Any, t: Any, dev: Any, dtype: str, tr
         "method": {"cuda": "torch.profiler allocation events (CUDA caching allocator)",
                    "cpu": "torch.profiler allocation events"}.get(dev.type, "not measured on this device"),
         "training": training, "tolerance": MEMORY_TOLERANCE, "mismatches": []}
-    why = []  # what was not judged, and why
+    status = {"inference_peak": EXACT, "training_step": EXACT}  # what was judged; else why not
     if inexact:
-        why.append(f"memory: the rules of {', '.join(inexact)} are an estimate (`cnncalc layers TYPE` says why)")
+        status["inference_peak"] = status["training_step"] = not_checked(
+            "estimate", f"memory: the rules of {', '.join(inexact)} are an estimate (`cnncalc layers TYPE` says why)")
     else:
         if peak is None:
-            why.append(f"memory: torch cannot measure allocations on {dev.type}")
+            status["inference_peak"] = not_checked("not_measurable",
+                                                   f"memory: torch cannot measure allocations on {dev.type}")
         if training["measured_bytes"] is None:
-            why.append(f"training memory: {training.get('note') or 'not measured on ' + dev.type}")
+            status["training_step"] = not_checked("not_measurable", "training memory: "
+                                                  f"{training.get('note') or 'not measured on ' + dev.type}")
+    why = list(dict.fromkeys(s.detail for s in status.values() if s.level != "exact"))
+    mem["status"] = {k: s.to_json() for k, s in status.items()}
     for what, ratio in (("inference peak activations", mem["ratio_measured_to_analytic"]),
                         ("training step", training["ratio"])):
         if ratio is not None and not inexact and abs(ratio - 1) > MEMORY_TOLERANCE:

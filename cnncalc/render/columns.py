@@ -6,15 +6,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from cnncalc.analysis.report import LayerReport, Report
+from cnncalc.analysis.status import of_field
 from cnncalc.layers.field import RF
 from cnncalc.safe import Plain
 from cnncalc.units import hbytes, human, shape_str
 
 
 def rf_size_text(field: list[RF]) -> str:
-    """A field's size for people, `~` before it when it is an estimate (RF.exact false): the one
-    marker every view that prints a field uses (analyze, rf, sweep, plot, verify, HTML)."""
-    return ("" if all(r.exact for r in field) else "~") + "×".join(rf_num(r, "size") for r in field)
+    """A field's size for people, after its status's marker (`~` for an estimate): the one marker
+    every view that prints a field uses (analyze, rf, sweep, plot, verify, HTML)."""
+    status = of_field(field)
+    return (status.marker if status else "") + "×".join(rf_num(r, "size") for r in field)
 
 
 def rf_cells(row: LayerReport) -> tuple[str, str, str]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from cnncalc.analysis.report import Report
+from cnncalc.analysis.status import of_field
 from cnncalc.errors import CnnError
 from cnncalc.safe import visible
 from cnncalc.units import human
@@ -36,7 +37,7 @@ def figure(report: Report, path: str) -> None:
     ax = axes[1][1]
     rf = [(i, float(r.receptive_field[0].size)) for i, r in enumerate(rows) if r.receptive_field]
     rough = [(i, float(r.receptive_field[0].size)) for i, r in enumerate(rows)
-             if r.receptive_field and not all(f.exact for f in r.receptive_field)]
+             if r.receptive_field and (s := of_field(r.receptive_field)) is not None and s.marker]
     size = [(i, r.output_shape[2]) for i, r in enumerate(rows) if len(r.output_shape) > 2]
     if rf:
         ax.plot(*zip(*rf), label="receptive field (axis 0)", color="#C44E52")

@@ -169,7 +169,7 @@ def print_fields(report: Report, console) -> None:
         f = row.receptive_field
         return (row.name, row.type, shape_str(row.output_shape[2:]), rf_size_text(f),
                 *("×".join(rf_num(r, a) for r in f) for a in ("jump", "start")),
-                "yes" if all(r.exact for r in f) else "approx.")
+                "yes" if report.field_status(row)["receptive_field"].level == "exact" else "approx.")
 
     add_rows(t, (cells(row) for row in report.layers if row.receptive_field is not None))
     console.print(t)
@@ -275,7 +275,7 @@ def print_verify(report: Report, result: Any, console: Any) -> None:
     def cells(row, c):
         rf_a = rf_size_text(row.receptive_field) if row.receptive_field else "–"
         rf_m = "×".join(str(s) for s in c.rf[0]) if c.rf else (
-            "not checked" if c.rf_note.startswith("not checked") else "not probed") if c.rf_note else ""
+            "not checked" if c.rf_status.reason == "probe_failed" else "not probed") if c.rf_status else ""
         rf_ok = mark(tuple(r.size for r in row.receptive_field or ()), tuple(c.rf[0]) if c.rf else None)
         if c.rf_whole is not None:
             rf_m, rf_ok = ("all" if c.rf_whole else "not all"), mark(True, c.rf_whole)

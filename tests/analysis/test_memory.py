@@ -84,6 +84,8 @@ def test_deform_conv_memory_is_not_judged():
     result = tb.verify_report(report, tb.VerifyOptions(device="cpu", repeat=1, warmup=0, rf_probe=False))
     assert result.ok and not result.memory["judged"]
     assert "the rules of deform_conv2d are an estimate" in result.memory["not_judged"][0]
+    assert {k: (s["status"], s["reason"]) for k, s in result.memory["status"].items()} == {
+        "inference_peak": ("not_checked", "estimate"), "training_step": ("not_checked", "estimate")}
 
 
 @pytest.mark.parametrize("name", ["lenet5.yaml", "googlenet_block.yaml", "separable.yaml", "siamese.yaml",

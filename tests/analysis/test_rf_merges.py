@@ -91,7 +91,7 @@ def test_verify_checks_whole_fields_and_names_what_it_did_not_probe():
     whole = [n for n in checks if n not in ("c1", "se1.x")]
     assert [n for n, c in checks.items() if c.rf_whole] == whole
     assert checks["c1"].rf == checks["se1.x"].rf == ((3, 3), (2, 2), (0, 0))
-    assert result.rf_summary() == {"probed": 13, "not_probed": 0, "reasons": {}}
+    assert result.rf_summary() == {"probed": 13, "not_probed": 0, "reasons": {}, "reason_codes": {}}
 
 
 def test_a_wrong_whole_input_claim_is_a_mismatch():

@@ -10,6 +10,7 @@ import cnncalc
 torch = pytest.importorskip("torch")
 
 from cnncalc import backend as tb  # noqa: E402
+from cnncalc.analysis.status import Status  # noqa: E402
 from cnncalc.backend import modules  # noqa: E402
 
 
@@ -74,7 +75,8 @@ def test_without_rescaling_the_ninth_gate_overflows_and_is_not_checked_never_a_m
     x = torch.ones((1, 1, 32, 32), dtype=torch.float64)
     assert not bool(torch.isfinite(tb.probe_model(r, len(r.layers) - 1, tb.kit())(x)).all())
     got = tb.probe_whole(r, len(r.layers) - 1, tb.kit())
-    assert isinstance(got, str) and got.startswith("not checked: "), got
+    assert isinstance(got, Status) and got.level == "not_checked" and got.reason == "probe_failed", got
+    assert got.detail.startswith("not checked: ")
 
 
 def test_a_probe_forced_to_nan_is_not_checked(monkeypatch):
@@ -82,13 +84,14 @@ def test_a_probe_forced_to_nan_is_not_checked(monkeypatch):
     r = analyze(gates(2))
     _, whole, _ = tb.probe_plan(r)
     got = tb.probe_whole(r, whole[-1], tb.kit())
-    assert isinstance(got, str) and got.startswith("not checked: ")
+    assert isinstance(got, Status) and got.reason == "probe_failed" and got.detail.startswith("not checked: ")
     (measured,) = tb.probe_rf(r, [0], tb.kit()).values()
-    assert isinstance(measured, str) and measured.startswith("not checked: ")
+    assert isinstance(measured, Status) and measured.reason == "probe_failed"
     result = tb.verify_report(r, tb.VerifyOptions(device="cpu", check_only=True))
     assert field_mismatches(result) == []
     notes = {row.name: c.rf_note for row, c in zip(r.layers, result.checks)}
     assert all(n and n.startswith("not checked: ") for n in notes.values()), notes
+    assert result.rf_summary()["reason_codes"] == {"probe_failed": len(r.layers)}
     assert result.rf_summary()["probed"] == 0 and result.rf_summary()["not_probed"] == len(r.layers)
 
 
@@ -100,7 +103,7 @@ def test_a_failing_probe_is_not_checked(monkeypatch):
     monkeypatch.setattr(modules, "Rescaled", Broken)
     r = analyze(gates(1))
     got = tb.probe_whole(r, 3, tb.kit())
-    assert isinstance(got, str) and got.startswith("not checked: ") and "a stand-in that fails" in got
+    assert isinstance(got, Status) and got.reason == "probe_failed" and "a stand-in that fails" in got.detail
 
 
 STRIDED_ATTENTION = """input: 4x16x16

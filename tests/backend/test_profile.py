@@ -123,9 +123,11 @@ def test_profile_on_cpu_sums_and_verdicts(tmp_path):
     assert [rows[f"dw{i}"]["bound"] for i in range(3)] == ["memory"] * 3
     assert abs(sum(x["share"] for x in p["layers"]) - 1) < 1e-9
     assert abs(sum(x["time_s"] for x in p["layers"]) - p["layers_s"]) < 1e-9
-    assert 0.5 < p["layers_s"] / p["forward_s"] < 2  # the benchmark holds it to ±10% on a quiet machine
-    for x in p["layers"]:  # the bound is a lower bound (generous: CI machines are noisy)
-        assert x["efficiency"] is None or x["efficiency"] < 2, x
+    # measured times vary with the machine's load (no timing bound here; benchmarks/layer_profile.py
+    # holds the sum to ±10% on a quiet machine): a layer that beats its roofline is flagged, never a fact
+    beat = [x["name"] for x in p["layers"] if x["efficiency"] is not None and x["efficiency"] > 1.1]
+    assert not beat or any("beat" in line for line in p["unreliable"]), (beat, p["unreliable"])
+    for x in p["layers"]:
         assert x["flops_per_s"] == pytest.approx(x["flops"] / x["time_s"])
     import io
 

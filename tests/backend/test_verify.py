@@ -223,10 +223,12 @@ def test_every_field_is_probed_or_named(monkeypatch):
     r = report("lenet5")
     rows, whole, skipped = probe.probe_plan(r, limit=2)
     assert rows == [4, 5] and whole == []  # the last row before the jump changes, and the last
-    assert sorted(skipped) == [0, 1, 2, 3] and set(skipped.values()) == {
+    assert sorted(skipped) == [0, 1, 2, 3] and {s.detail for s in skipped.values()} == {
         "not probed: beyond the 2 probed rows (those where the jump changes, and the last)"}
+    assert {(s.level, s.reason) for s in skipped.values()} == {("not_checked", "probe_limit")}
     result = tb.verify_report(r, tb.VerifyOptions(device="cpu", repeat=1, warmup=0, rf_probe=False))
-    assert result.rf_summary() == {"probed": 0, "not_probed": 6, "reasons": {"--no-rf-probe": 6}}
+    assert result.rf_summary() == {"probed": 0, "not_probed": 6, "reasons": {"--no-rf-probe": 6},
+                                   "reason_codes": {"switched_off": 6}}
 
 
 def test_a_wide_timing_spread_is_flagged():
