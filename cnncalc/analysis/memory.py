@@ -260,7 +260,7 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
     gkey: dict[str, str] = {}
     for o in outputs:
         if grad.get(o) and o not in gkey:
-            k = gkey[o] = f"d{o}"
+            k = gkey[o] = o  # (the gradients' pool has its own keys: the tensor's name)
             gsize[k] = size[o]
             grefs[k] = 1
             gtotal += size[o]
@@ -293,7 +293,7 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
                 k = gkey[n] = gkey[name]
                 grefs[k] += 1
             else:
-                k = gkey[n] = f"d{n}"
+                k = gkey[n] = n
                 gsize[k] = size[n]
                 grefs[k] = 1
                 gtotal += size[n]
