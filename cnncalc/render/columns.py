@@ -166,9 +166,15 @@ def by_type(report: Report) -> list[dict[str, Any]]:
 
 
 def totals_rows(report: Report) -> list[tuple[str, str | Plain]]:
-    """The totals as (what, value) rows; a value with foreign text in it (the peaks file's
-    device) is a Plain, which rich prints without reading markup."""
+    """The totals as (what, value) rows, `~` before an estimated figure (the totals' status); a
+    value with foreign text in it (the peaks file's device) is a Plain, which rich prints without
+    reading markup."""
     t = report.totals
+    status = report.totals_status()
+
+    def mem(key: str) -> str:
+        return status[key].marker + hbytes(t[key])
+
     states = {"sgd": "no state", "momentum": "1 state tensor", "adam": "2 state tensors"}[report.optimizer]
     return [
         ("input", f"{shape_str(report.input_shape)} {report.dtype}"),
@@ -179,11 +185,11 @@ def totals_rows(report: Report) -> list[tuple[str, str | Plain]]:
         ("element-wise ops", f"{t['elementwise_ops']:,}  ({human(t['elementwise_ops'])})"),
         ("parameter memory", hbytes(t["param_bytes"]) + (f" + buffers {hbytes(t['buffer_bytes'])}" if t["buffer_bytes"] else "")),
         ("activations (all layers)", hbytes(t["activation_bytes"])),
-        ("inference memory", f"{hbytes(t['inference_memory_bytes'])}  (params + buffers + peak live activations "
-                             f"{hbytes(t['inference_peak_activation_bytes'])})"),
-        ("training step memory", f"{hbytes(t['training_memory_bytes'])}  ({report.optimizer}: {states}; peak in the "
+        ("inference memory", f"{mem('inference_memory_bytes')}  (params + buffers + peak live activations "
+                             f"{mem('inference_peak_activation_bytes')})"),
+        ("training step memory", f"{mem('training_memory_bytes')}  ({report.optimizer}: {states}; peak in the "
                                  f"{t['training_peak_phase']}; saved for backward "
-                                 f"{hbytes(t['training_saved_activation_bytes'])})"),
+                                 f"{mem('training_saved_activation_bytes')})"),
     ] + _predicted_total(report) + ([("batch norm folded", f"{f['folded']} BN into their convs: params {f['params']:,}, buffers "
                                 f"{f['buffers']:,}, element-wise ops {f['elementwise_ops']:,} (MACs unchanged)")]
          if (f := report.extra.get("fused_bn")) else [])

@@ -45,10 +45,15 @@ def layer_table(report: Report, columns: Sequence[int], depth: int | None = None
     for group in (layer_groups(report, depth) if depth else [[r] for r in report.layers]):
         r = group[-1]
         cells = group_cells(group, depth, report) if depth else layer_cells(r, report)
+        field = report.field_status(r)  # an estimated field says why when hovered
         tds = []
         for i in columns:
             raw = _raw_sum(group, COLUMNS[i])
             attrs = (f' data-v="{raw:g}"' if raw is not None else "") + (" class=num" if COLUMNS[i] in NUMERIC else "")
+            status = field.get("receptive_field_start" if COLUMNS[i] == "RF start" else "receptive_field") \
+                if COLUMNS[i].startswith("RF ") else None
+            if status is not None and status.level != "exact":
+                attrs += f' data-status="{status.level}" title="{_e(f"{status.level}: {status.detail}")}"'
             tds.append(f"<td{attrs}>{_e(cells[i])}</td>")
         body.append(f"<tr>{''.join(tds)}</tr>")
     return (f'<table class="layers sortable"><thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(body)

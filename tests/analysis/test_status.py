@@ -78,3 +78,18 @@ def test_the_old_markers_are_the_status(path):
         assert layer["receptive_field"]["exact"] == (size["status"] == "exact")
         assert all(layer["receptive_field"]["start_exact"]) == (start["status"] == "exact")
         assert rf_size_text(row.receptive_field).startswith("~") == (size["status"] == "estimate")
+
+
+def test_estimates_are_marked_in_the_totals_and_explained_in_the_html():
+    from cnncalc.render.columns import COLUMNS, totals_rows
+    from cnncalc.render.html import layer_table
+
+    rough = dict(totals_rows(analyze_text("input: 8x4\nlayers:\n  - {type: rmsnorm, normalized_shape: 4}\n")))
+    assert rough["inference memory"].startswith("~") and rough["training step memory"].startswith("~")
+    assert not rough["parameter memory"].startswith("~")
+    exact = dict(totals_rows(analyze_text("input: 3x8x8\nlayers:\n  - {type: conv2d, out_channels: 4, kernel_size: 3}\n")))
+    assert not exact["inference memory"].startswith("~")
+    page = layer_table(analyze_text(UPSAMPLED_MERGE), list(range(len(COLUMNS))))
+    marked = [line.split("</td>")[1] for line in page.splitlines() if "from &#x27;m&#x27; (add) on" in line]
+    assert marked == ["<td>m", "<td>after"]  # the merge and what follows it
+    assert "data-status" not in next(line for line in page.splitlines() if "<td>c</td>" in line)
