@@ -120,21 +120,37 @@ def layer_class(m: Any) -> type[Layer] | None:
     exported files define."""
     index, ours = _index()
     for k in type(m).__mro__:
-        if k.__name__ in index and (k.__module__.split(".")[0] in ("torch", "torchvision") or k.__name__ in ours):
-            return index[k.__name__] if type(m).forward is getattr(k, "forward", None) else None
+        torch_own = k.__module__.split(".")[0] in ("torch", "torchvision")
+        if k.__name__ in index and (torch_own or k.__name__ in ours):
+            if type(m).forward is not getattr(k, "forward", None):
+                return None
+            # a class named like one of cnncalc's modules is read as one with its code (an exported file's
+            # copy), or holding only a weight and bias as it does (timm's LayerNorm2d; the proof judges it),
+            # not otherwise (timm's LayerScale holds `gamma`: traced through)
+            ok = torch_own or _same_code(k, ours[k.__name__]) or set(m.state_dict()) <= {"weight", "bias"}
+            return index[k.__name__] if ok else None
     return None
 
 
+def _same_code(a: type, b: type) -> bool:
+    """Whether classes `a` and `b` run the same forward (an exported file's copy of a cnncalc
+    module: the same source, compiled elsewhere; the proof judges the rest)."""
+    def code(cls: type) -> Any:
+        c = getattr(getattr(cls, "forward", None), "__code__", None)
+        return c and (c.co_code, c.co_names, c.co_varnames, tuple(x for x in c.co_consts if not hasattr(x, "co_code")))
+    return code(a) is not None and code(a) == code(b)
+
+
 @functools.cache
-def _index() -> tuple[dict[str, type[Layer]], frozenset[str]]:
-    """Torch class name → the layer class reading it; and the class names of cnncalc's own modules."""
+def _index() -> tuple[dict[str, type[Layer]], dict[str, type]]:
+    """Torch class name → the layer class reading it; and cnncalc's own modules by class name."""
     from cnncalc.backend import modules as ext
 
     out: dict[str, type[Layer]] = {}
     for cls in REGISTRY.values():
         for n in cls.torch_names if cls.torch_names is not None else (cls.__name__,):
             out[n] = cls
-    return out, frozenset(n for n, v in vars(ext).items() if isinstance(v, type))
+    return out, {n: v for n, v in vars(ext).items() if isinstance(v, type)}
 
 
 # ---- modules that are a known op over their own tensors ----------------------------------------
@@ -229,9 +245,12 @@ class _After(Exception):
 
 
 # ---- the trace ---------------------------------------------------------------------------------
-def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model") -> tuple[list[Found], list[str], list[str]]:
-    """The model's layers, in the order its forward pass makes them, the names of its outputs, and
-    notes (modules never called). Raises a CnnError listing every op that has no layer type."""
+def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model"
+          ) -> tuple[list[Found], list[str], list[str], dict[str, str]]:
+    """The model's layers, in the order its forward pass makes them, the names of its outputs,
+    notes (modules never called, renamed keys) and the state_dict keys the spec holds under
+    another name (a layer scale's tensor → the layer's weight). Raises a CnnError listing every
+    op that has no layer type."""
     t = kit()
     fx = t.torch.fx
     # read before tracing: while fx traces, reading a parameter (a conv's bias) makes a graph node
@@ -315,10 +334,14 @@ class _Reader:
         self.outputs: list[str] = []
         self.output_keys: list[str] = []  # a dict output's keys, in order
         self.scope_of: dict[str, tuple[tuple[str, str], ...]] = {}  # layer → its scopes
+        self.scales: dict[Any, tuple[Any, Any]] = {}  # a mul read as layer_scale → (its get_attr, the scaled tensor)
+        self.absorbed: set[Any] = set()  # the reshapes/views of a layer scale's tensor (no layers)
+        self.keys: dict[str, str] = {}  # the model's state_dict key → the spec's (a layer scale's weight)
+        self.key_notes: list[str] = []
         self.flat = all(getattr(c, "__name__", "") in CONTAINERS for n in gm.graph.nodes  # no class of its own
                         for p, c in (n.meta.get("nn_module_stack") or {}).values() if p != n.target)
 
-    def read(self) -> tuple[list[Found], list[str], list[str]]:
+    def read(self) -> tuple[list[Found], list[str], list[str], dict[str, str]]:
         for n in self.gm.graph.nodes:
             try:
                 self.node(n)
@@ -342,7 +365,12 @@ class _Reader:
                                                                       p.startswith(c + ".") for c in called)
                   and any(True for _ in m.parameters(recurse=False))]
         notes = [f"left out: {p} (its parameters are never used by forward)" for p in unused]
-        return self.found, self.outputs, notes
+        if self.key_notes:
+            notes.append(f"{len(self.key_notes)} learnable scale{'s' if len(self.key_notes) > 1 else ''} read as "
+                         "`layer_scale` layers hold the model's tensor as the layer's weight (load a checkpoint with "
+                         "these keys renamed, and reshaped): " + "; ".join(self.key_notes[:3])
+                         + ("; …" if len(self.key_notes) > 3 else ""))
+        return self.found, self.outputs, notes, self.keys
 
     def name_outputs(self) -> None:
         """A dict output's entries named by their keys (`out`, `aux`) where the layer holding the
@@ -383,8 +411,9 @@ class _Reader:
             if u.op == "call_method" and u.target in ("reshape", "view", "unsqueeze", "squeeze"):
                 readers += list(u.users)
             elif u.target in (operator.mul, self.t.torch.mul, "mul"):
-                return (f"a `layer_scale` layer holds a learnable per-channel scale like this, as its own `weight` "
-                        f"(the state_dict key would be ….weight, not self.{n.target}, so import does not rename it)")
+                return ("a `layer_scale` layer holds a learnable per-channel scale; import reads one that is a "
+                        "parameter multiplying an (N, C, …) tensor along its channels (x * γ with γ of shape "
+                        "(C, 1, …)), which this is not")
         return ""
 
     def owner(self, n: Any) -> str:
@@ -460,8 +489,25 @@ class _Reader:
             self.output_keys = keys
             return
         if n.op == "get_attr":
-            if "cnncalc_shape" in n.meta:
+            if "cnncalc_shape" in n.meta and not self.layer_scale(n):
                 raise _Unsupported(f"the tensor attribute self.{n.target} used directly in forward")
+            return
+        if n in self.absorbed:
+            return  # a reshape of a layer scale's tensor: the layer holds it in its own shape
+        if n in self.scales:
+            attr, other = self.scales[n]
+            x = self.arg(other)
+            gamma = self.model.get_parameter(str(attr.target))
+            entry: dict[str, Any] = {"type": "layer_scale"}
+            first = gamma.detach().reshape(-1)[:1]
+            if gamma.numel() and bool((gamma.detach() == first).all()) and float(first) != 1e-6:
+                entry["init_value"] = _float32(float(first))  # a fresh model's init_value, as written
+            name = self.fresh(str(attr.target))
+            self.add(n, name, entry, [x])
+            shape = n.meta["cnncalc_shape"]
+            held = (shape[1],) + (1,) * (len(shape) - 2)
+            self.keys[str(attr.target)] = name + ".weight"
+            self.key_notes.append(f"{attr.target} {_dims(tuple(gamma.shape))} → {name}.weight {_dims(held)}")
             return
         if n.op == "call_module" and (parts := composite(self.gm.get_submodule(n.target))) is not None:
             self.composite(n, parts)
@@ -506,6 +552,40 @@ class _Reader:
             owner = self.owner(n)
             base = form.short or (made["type"] if isinstance(made, dict) else _op_name(n).rsplit(".", 1)[-1])
             self.add(n, self.fresh(f"{owner}.{base}" if owner else base), made, inputs)
+
+    def layer_scale(self, n: Any) -> bool:
+        """Whether tensor attribute `n` is a learnable per-channel scale: a parameter (through
+        reshapes or views of it alone) times an (N, C, …) tensor, broadcast along its channels —
+        torchvision's CNBlock `self.layer_scale * x`, timm's ConvNeXtBlock `x.mul(self.gamma.reshape(1,
+        -1, 1, 1))` and LayerScale2d. The mul is then read as a `layer_scale` layer."""
+        try:
+            self.model.get_parameter(str(n.target))
+        except (AttributeError, TypeError):
+            return False  # a buffer or a plain tensor: no learnable scale
+        chain, u = [], n
+        while len(u.users) == 1:
+            (nxt,) = u.users
+            if nxt.op == "call_method" and nxt.target in ("reshape", "view", "unsqueeze") and nxt.args[0] is u:
+                chain.append(nxt)
+                u = nxt
+            else:
+                break
+        if len(u.users) != 1:
+            return False
+        (mul,) = u.users
+        if mul.target not in (operator.mul, self.t.torch.mul, "mul") or mul.kwargs or len(mul.args) != 2:
+            return False
+        other = mul.args[1] if mul.args[0] is u else mul.args[0]
+        if other is u or not isinstance(other, self.t.torch.fx.Node) or "cnncalc_shape" not in other.meta:
+            return False
+        x, s = other.meta["cnncalc_shape"], u.meta.get("cnncalc_shape", ())
+        if len(x) < 3 or len(s) > len(x) or mul.meta.get("cnncalc_shape") != x:
+            return False
+        if (1,) * (len(x) - len(s)) + tuple(s) != (1, x[1]) + (1,) * (len(x) - 2):
+            return False  # not one factor per channel of an (N, C, …) tensor
+        self.scales[mul] = (n, other)
+        self.absorbed.update(chain)
+        return True
 
     def module(self, n: Any) -> None:
         m = self.gm.get_submodule(n.target)
@@ -680,6 +760,20 @@ def _nodes(args: Any) -> list[Any]:
     return out
 
 
+def _float32(v: float) -> float:
+    """The shortest decimal that is the same float32 (1e-06, not 9.999999974752427e-07)."""
+    import struct
+
+    def f32(x: float) -> bytes:
+        return struct.pack("<f", x)
+
+    return next((float(f"{v:.{d}g}") for d in range(1, 10) if f32(float(f"{v:.{d}g}")) == f32(v)), v)
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
 def _hashable(key: Any) -> bool:
     try:
         hash(key)
@@ -767,13 +861,13 @@ def import_model(model: Any, input_shape: tuple[int, ...], name: str, header: li
     forward pass (prove=False skips that, the slow part, and says so in the notes)."""
     from cnncalc.interop.spec_writer import write_spec
 
-    found, outputs, notes = trace(model, input_shape, what)
+    found, outputs, notes, keys = trace(model, input_shape, what)
     text = write_spec(found, name, input_shape, header, outputs)
-    return text, notes + check(text, found, model, input_shape, what, prove)
+    return text, notes + check(text, found, model, input_shape, what, prove, keys)
 
 
 def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...], what: str,
-          prove: bool = True) -> list[str]:
+          prove: bool = True, keys: dict[str, str] | None = None) -> list[str]:
     """Raise a CnnError unless the spec `text` analyses to what torch says of `model` (and, with
     `prove`, its exported module gives the model's outputs); notes on what was not compared."""
     from cnncalc.backend.build import build_model
@@ -794,7 +888,11 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
         return ["outputs not compared (prove=False): every shape, the params, buffers and FLOPs were"]
     net = exported_module(report, build_model(report, t)).eval()
     state = model.state_dict()
-    held = set(net.state_dict())
+    mine = net.state_dict()
+    for old, new in (keys or {}).items():  # a layer scale's tensor: the layer's weight, in its shape
+        if old in state and new in mine and state[old].numel() == mine[new].numel():
+            state[new] = state.pop(old).reshape(mine[new].shape)
+    held = set(mine)
     never = {p for p, m in model.named_modules() if id(m) not in used}  # aux heads eval never calls
     left = sorted(k for k in state if k not in held and k.rpartition(".")[0] in never)
     state = {k: v for k, v in state.items() if k not in left}

@@ -1,5 +1,5 @@
 """Faithful copies of timm's and torchvision's module code (timm 1.0.x: timm/layers/norm_act.py,
-conv2d_same.py, padding.py, norm.py; timm/models/ghostnet.py, convnext.py; torchvision's
+conv2d_same.py, padding.py, norm.py, layer_scale.py; timm/models/ghostnet.py, convnext.py; torchvision's
 segmentation heads' dict output), so `cnncalc import` is tested on the real patterns without
 timm installed. The class bodies are timm's own (decorators, jit flags and the
 device/dtype plumbing left out); the small models at the end wire them as timm's models do."""
@@ -234,6 +234,42 @@ class ConvNeXtBlock(nn.Module):
         return x
 
 
+# ---- timm/layers/layer_scale.py ------------------------------------------------------------------
+class LayerScale(nn.Module):
+    """ LayerScale on tensors with channels in last-dim.
+    """
+    def __init__(
+            self,
+            dim: int,
+            init_values: float = 1e-5,
+            inplace: bool = False,
+    ) -> None:
+        super().__init__()
+        self.inplace = inplace
+        self.gamma = nn.Parameter(init_values * torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul_(self.gamma) if self.inplace else x * self.gamma
+
+
+class LayerScale2d(nn.Module):
+    """ LayerScale for tensors with torch 2D NCHW layout.
+    """
+    def __init__(
+            self,
+            dim: int,
+            init_values: float = 1e-5,
+            inplace: bool = False,
+    ):
+        super().__init__()
+        self.inplace = inplace
+        self.gamma = nn.Parameter(init_values * torch.ones(dim))
+
+    def forward(self, x):
+        gamma = self.gamma.view(1, -1, 1, 1)
+        return x.mul_(gamma) if self.inplace else x * gamma
+
+
 # ---- small models wiring them as timm does ---------------------------------------------------
 class EfficientStem(nn.Module):
     """timm's EfficientNet stem and a depthwise-separable block: conv → BatchNormAct2d (SiLU)."""
@@ -373,3 +409,20 @@ class Exits(nn.Module):
 
     def forward(self, x):
         sys.exit(0)
+
+
+class ScaledBlocks(nn.Module):
+    """Convs each followed by timm's LayerScale2d (NCHW, as MetaFormer-style stages use it), or by
+    its channels-last LayerScale between two permutes (no layer type reads a scale on the last axis)."""
+
+    def __init__(self, channels_last=False, n=3):
+        super().__init__()
+        self.channels_last = channels_last
+        self.convs = nn.ModuleList([nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1) for i in range(n)])
+        self.ls = nn.ModuleList([(LayerScale if channels_last else LayerScale2d)(8, init_values=0.1) for _ in range(n)])
+
+    def forward(self, x):
+        for conv, ls in zip(self.convs, self.ls):
+            x = conv(x)
+            x = ls(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2) if self.channels_last else ls(x)
+        return x

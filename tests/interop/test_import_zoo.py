@@ -143,15 +143,61 @@ def test_an_exported_uneven_padding_imports_back_as_its_pairs():
 
 
 # ---- 3. a bare learnable tensor: ConvNeXt's gamma -----------------------------------------------------
-def test_convnext_gamma_is_refused_once_grouped_with_the_layer_that_would_hold_it():
+def renamed_keys(notes):
+    """The 'KEY (shape) → NAME.weight (shape)' pairs import's note lists (the first three)."""
+    return re.findall(r"(\S+) \([\d, ]*\) → (\S+\.weight) \(", " ".join(notes))
+
+
+def test_convnext_gamma_is_a_layer_scale_holding_the_tensor_as_its_weight():
+    from cnncalc.interop.torch_import import import_model
+
+    model = T.ConvNeXtLite(ls_init_value=0.25)
+    text, report = judged(model, (3, 32, 32))  # the proof loads gamma (C,) as the layer's weight (C, 1, 1)
+    assert [r.name for r in report.layers if r.type == "layer_scale"] == \
+           ["stages.0.0.gamma", "stages.0.1.gamma", "stages.1.2.gamma"]
+    assert report.layer("stages.0.0.gamma").layer.init_value == 0.25  # every element 0.25: a fresh model's init
+    # 3 scales of 32, 32 and 48 channels: 112 of the parameters
+    assert sum(r.params for r in report.layers if r.type == "layer_scale") == 32 + 32 + 48
+    _, notes = import_model(model, (3, 32, 32), "cn", [])
+    assert "3 learnable scales read as `layer_scale` layers" in " ".join(notes)
+    assert renamed_keys(notes) == [(f"{k}", f"{k}.weight") for k in ("stages.0.0.gamma", "stages.0.1.gamma",
+                                                                      "stages.1.2.gamma")]
+    names = {r.name for r in report.layers}
+    for key in model.state_dict():  # every other key survives as it is
+        assert key.rpartition(".")[0] in names or key.endswith(".gamma"), key
+
+
+def test_timm_layer_scale_2d_imports_and_a_trained_scale_writes_no_init_value():
+    model = T.ScaledBlocks()
+    with torch.no_grad():
+        model.ls[1].gamma.copy_(torch.linspace(-1, 1, 8))  # trained: one factor per channel
+    text, report = judged(model, (3, 8, 8))
+    assert [r.type for r in report.layers] == ["conv2d", "layer_scale"] * 3
+    assert report.layer("ls.0.gamma").layer.init_value == 0.1  # float32 0.1, written as 0.1
+    assert "init_value" not in text.split("ls.1.gamma")[1].split("}")[0]
+
+
+def test_scales_no_layer_type_reads_are_refused_once_grouped_with_the_layer_that_would_hold_it():
     with pytest.raises(cnncalc.CnnError, match="cannot be written as a spec") as err:
-        cnncalc.spec_from_torch(T.ConvNeXtLite(), (3, 32, 32))
+        cnncalc.spec_from_torch(T.ScaledBlocks(channels_last=True), (3, 8, 8))
     msg = said(err)
     lines = [line for line in msg.splitlines()[1:] if "gamma" in line]
     assert len(lines) == 1  # three blocks, one cause
-    assert lines[0].strip().startswith("3 × the tensor attribute self.stages.N.M.gamma used directly in forward")
-    assert "self.stages.0.0.gamma" in lines[0] and "ConvNeXtBlock" in lines[0] and "`layer_scale`" in lines[0]
+    assert lines[0].strip().startswith("3 × the tensor attribute self.ls.N.gamma used directly in forward")
+    assert "self.ls.0.gamma" in lines[0] and "LayerScale" in lines[0] and "`layer_scale`" in lines[0]
     assert "README, section 'The spec'" in msg
+
+    class Buffer(torch.nn.Module):  # a constant scale (a buffer): no learnable tensor for a layer to hold
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 1)
+            self.register_buffer("scale", torch.ones(4, 1, 1))
+
+        def forward(self, x):
+            return self.conv(x) * self.scale
+
+    with pytest.raises(cnncalc.CnnError, match="the tensor attribute self.scale used directly in forward"):
+        cnncalc.spec_from_torch(Buffer(), (3, 8, 8))
 
 
 def test_convnext_block_without_layer_scale_imports():
