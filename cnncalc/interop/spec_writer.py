@@ -28,6 +28,7 @@ from cnncalc.safe import visible
 CONTAINERS = ("Sequential", "ModuleDict", "ModuleList", "Module")
 MIN_EVIDENCE = 3  #: uses of a block needed before a field is written as a multiple of another
 META = ("name", "type", "inputs", "share", "block", "repeat", "names")  #: entry keys that are not values
+MAX_PORTS = 8  #: outside tensors a block may read (HRNet's fusion, U-Net's up step, FPN's merge)
 
 
 @dataclass
@@ -86,10 +87,12 @@ def write_spec(found: list[Found], name: str, input_shape: tuple[int, ...], head
         for bname, (args, body, cls) in blocks.defs.items():
             lines += [f"  {_scalar(bname)}:                # {_comment(cls)}"]
             lines += [f"    args: {_flow({a: None for a in args})}"] if args else []
+            ports = blocks.ports.get(bname)
+            lines += [f"    inputs: {_flow(ports)}"] if ports else []
             lines.append("    layers:")
             lines += [f"      - {_flow(_ordered(e))}" for e in body]
             meant["blocks"][bname] = {**({"args": {a: None for a in args}} if args else {}),
-                                      "layers": [_ordered(e) for e in body]}
+                                      **({"inputs": ports} if ports else {}), "layers": [_ordered(e) for e in body]}
     lines.append("layers:")
     lines += [f"  - {_flow(_ordered(e))}" for e in layers]
     meant["layers"] = [_ordered(e) for e in layers]
@@ -170,6 +173,7 @@ def _tree(found: list[Found]) -> _Inst:
 class _Blocks:
     def __init__(self, found: list[Found]):
         self.defs: dict[str, tuple[list[str], list[dict], str]] = {}
+        self.ports: dict[str, list[str]] = {}  # a block reading several outside tensors → its inputs
         self.readers: dict[str, list[str]] = {}  # layer → the layers that read it
         for f in found:
             for i in f.inputs:
@@ -191,28 +195,37 @@ class _Blocks:
         for h in sorted(by_height):
             groups: dict[str, list[tuple[_Inst, list[dict]]]] = {}
             for inst in by_height[h]:
-                body = self.body(inst, inst.path, self.outside_input(inst))
-                key = inst.cls + json.dumps(_shape_of(body), sort_keys=True)
+                ports = self.ports_of(inst)
+                body = self.body(inst, inst.path, ports)
+                key = f"{inst.cls}/{len(ports)}" + json.dumps(_shape_of(body), sort_keys=True)
                 groups.setdefault(key, []).append((inst, body))
             for members in groups.values():
                 if len(members) > 1:
                     self.define(members)
 
     def enclosed(self, inst: _Inst) -> bool:
-        """Contiguous, at least two layers, one outside input, and only its last layer read outside."""
+        """Contiguous, at least two layers, one to MAX_PORTS outside inputs (named apart from its
+        layers), and only its last layer read outside."""
         layers = inst.layers()
         if inst.split or len(layers) < 2 or not all(f.name.startswith(inst.path + ".") for f in layers):
             return False
         inside = {f.name for f in layers}
         outside = {i for f in layers for i in f.inputs if i not in inside}
         shares = {f.share for f in layers if f.share}
-        if len(outside) != 1 or not shares <= inside:
+        if not 1 <= len(outside) <= MAX_PORTS or not shares <= inside:
+            return False
+        if len(outside) > 1 and set(self.ports_of(inst).values()) & {_rel(n, inst.path) for n in inside}:
             return False
         return all(r in inside for f in layers[:-1] for r in self.readers.get(f.name, []))
 
-    def outside_input(self, inst: _Inst) -> str:
+    def outside_inputs(self, inst: _Inst) -> list[str]:
+        """The tensors from outside `inst` that its layers read, in the order first read."""
         inside = {f.name for f in inst.layers()}
-        return next(i for f in inst.layers() for i in f.inputs if i not in inside)
+        return list(dict.fromkeys(i for f in inst.layers() for i in f.inputs if i not in inside))
+
+    def ports_of(self, inst: _Inst) -> dict[str, str]:
+        """Outside tensor → the name the block gives it: 'input', then input_1, input_2, …"""
+        return {n: "input" if k == 0 else f"input_{k}" for k, n in enumerate(self.outside_inputs(inst))}
 
     def define(self, members: list[tuple[_Inst, list[dict]]]) -> None:
         slots = [_slots(body) for _, body in members]
@@ -243,22 +256,27 @@ class _Blocks:
         bname = _fresh(_block_name(first), list(self.defs))
         note = first.cls if first.cls not in CONTAINERS else f"as {first.path}" + (", …" if len(members) > 1 else "")
         self.defs[bname] = (args, _put(body, slots[0], text), note)
+        ports = list(self.ports_of(first).values())
+        if len(ports) > 1:
+            self.ports[bname] = ports
         for (inst, _), mine in zip(members, slots):
             inst.block = bname
             inst.args = {v[1:]: mine[k][2] for k, v in text.items() if v[1:] in args}
 
     # ---- writing entries -----------------------------------------------------------------------------
-    def body(self, inst: _Inst, base: str, outside: str) -> list[dict]:
+    def body(self, inst: _Inst, base: str, outside: str | dict[str, str]) -> list[dict]:
         """The entries of `inst`, named relative to `base` (a block's path, or '' at the top
-        level); `outside` is what 'input' stands for. A block use's name stands for its output."""
-        raw, _ = self.entries(inst, outside)
+        level); `outside` is what 'input' stands for (or, for a block reading several outside
+        tensors, each one's port). A block use's name stands for its output."""
+        first = outside if isinstance(outside, str) else next(iter(outside))
+        raw, _ = self.entries(inst, first)
         out = self.repeats(raw)
         alias = {e.pop("_out"): e["name"] for e in out if "_out" in e}
-        prev = outside
+        prev = first
         for e in out:
             if "_in" in e:
                 ins = e.pop("_in")
-                if ins != [prev]:
+                if ins != [prev] or "block" in e and len(ins) > 1:  # a use of a multi-input block binds each
                     e["inputs"] = [_rel(alias.get(i, i), base, outside) for i in ins]
             prev = e.pop("_last")
             e["name"] = _rel(e["name"], base)
@@ -279,7 +297,7 @@ class _Blocks:
             elif item.block:
                 last = item.layers()[-1].name
                 e = {"block": item.block, "name": item.path, **({"args": item.args} if item.args else {}),
-                     "_in": [self.outside_input(item)], "_last": last, "_out": last}
+                     "_in": self.outside_inputs(item), "_last": last, "_out": last}
                 out.append(e)
             else:
                 out += self.entries(item, outside)[0]
@@ -296,7 +314,7 @@ class _Blocks:
         while k < len(entries):
             e = entries[k]
             run = [e]
-            prefix = e["name"].rsplit(".", 1)[0] if "block" in e and "." in e["name"] else None
+            prefix = e["name"].rsplit(".", 1)[0] if "block" in e and "." in e["name"] and len(e["_in"]) == 1 else None
             while prefix is not None and k + len(run) < len(entries):
                 nxt, last = entries[k + len(run)], run[-1]
                 if not ("block" in nxt and "." in nxt["name"] and nxt["name"].rsplit(".", 1)[0] == prefix
@@ -327,8 +345,11 @@ class _Blocks:
         return out
 
 
-def _rel(name: str, base: str, outside: str | None = None) -> str:
-    if outside is not None and name == outside and base:
+def _rel(name: str, base: str, outside: str | dict[str, str] | None = None) -> str:
+    if isinstance(outside, dict):
+        if base and name in outside:
+            return outside[name]
+    elif outside is not None and name == outside and base:
         return "input"
     if base and name.startswith(base + "."):
         return name[len(base) + 1:]
