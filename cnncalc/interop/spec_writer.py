@@ -3,7 +3,8 @@ for runs of them, arguments for what differs between uses.
 
 Pure (no torch): the importers (`backend/fx_import`, `onnx_import`) give a list of `Found`
 layers, each with the module instances it ran in. A module instance whose layers are contiguous,
-read one outside tensor and give one result is a candidate block; candidates of one class with
+read one to MAX_PORTS outside tensors and give one result is a candidate block (with several, the
+block names them `inputs: [input, input_1, …]` in the order first read, each use binding them); candidates of one class with
 the same layers and wiring share a block, whose arguments are the fields that differ between
 them (a field equal in every use to another of the same name shares its argument; one that is
 always k times it, over at least three uses, becomes `${arg * k}`). A run of uses of one block,
