@@ -67,3 +67,27 @@ def load_module(text: str, tmp_path, name: str = "net"):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def parity(report, probe=True):
+    """(checks, mismatches): the report's network built in torch, each layer's shape, params,
+    buffers and FLOPs measured, and (with `probe`) every probeable field measured by the gradient
+    probe (a probe that cannot run fails the test: every case row must be probeable)."""
+    import torch
+
+    from cnncalc import backend as tb
+
+    t = tb.kit()
+    torch.manual_seed(0)
+    model = tb.build_model(report, t).eval()
+    x = torch.randn(report.input_shape)
+    checks = tb.measure_counts(report, model, x, t)
+    if probe:
+        rows, whole, skipped = tb.probe_plan(report)
+        assert all(why.reason in ("estimate", "size_dependent") for why in skipped.values()), skipped
+        for idx, res in tb.probe_rf(report, rows, t).items():
+            assert isinstance(res, tuple), res
+            checks[idx].rf = res
+        for idx in whole:
+            checks[idx].rf_whole = tb.probe_whole(report, idx, t)
+    return checks, tb.compare(report, checks)

@@ -7,24 +7,8 @@ torch = pytest.importorskip("torch")
 from cnncalc import backend as tb  # noqa: E402
 
 from conftest import analyze_text  # noqa: E402
+from conftest import parity as verify  # noqa: E402
 from layer_cases import CASES, spec_text  # noqa: E402
-
-
-def verify(report, probe=True):
-    t = tb.kit()
-    torch.manual_seed(0)
-    model = tb.build_model(report, t).eval()
-    x = torch.randn(report.input_shape)
-    checks = tb.measure_counts(report, model, x, t)
-    if probe:
-        rows, whole, skipped = tb.probe_plan(report)
-        assert all(why.reason in ("estimate", "size_dependent") for why in skipped.values()), skipped
-        for idx, res in tb.probe_rf(report, rows, t).items():
-            assert isinstance(res, tuple), res
-            checks[idx].rf = res
-        for idx in whole:
-            checks[idx].rf_whole = tb.probe_whole(report, idx, t)
-    return checks, tb.compare(report, checks)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
