@@ -202,6 +202,24 @@ COMPOSITES: dict[str, Callable[[Any, Any], list[tuple[str, Any]] | None]] = {
 }
 
 
+#: modules refused whole, with the reason (their inner ops would only list their tensors): timm's
+#: weight-standardised convs (NF-ResNet, NFNet: ScaledStdConv2d; BiT: StdConv2d)
+REFUSED_MODULES: dict[str, str] = {
+    name: ("its weight is standardised in forward (F.batch_norm over self.weight per output channel"
+           f"{', times gain·γ/√fan-in' if 'Scaled' in name else ''}); no layer type computes a conv's weight, so no "
+           "spec loads its state_dict or gives its outputs (as a plain conv2d: the same shapes and FLOPs, "
+           f"FlopCounterMode counting only the convolution{'; C_out fewer parameters, the gain' if 'Scaled' in name else ''})")
+    for name in ("ScaledStdConv2d", "ScaledStdConv2dSame", "StdConv2d", "StdConv2dSame")
+}
+
+
+def refused(m: Any) -> str | None:
+    """Why module `m` is refused whole, when its class is one of REFUSED_MODULES (a conv with its own forward)."""
+    why = REFUSED_MODULES.get(type(m).__name__)
+    nn = kit().nn
+    return why if why and isinstance(m, nn.Conv2d) and type(m).forward is not nn.Conv2d.forward else None
+
+
 def composite(m: Any) -> list[tuple[str, Any]] | None:
     """The layers module `m` stands for when its class is one of COMPOSITES (a leaf of the trace)."""
     read = COMPOSITES.get(type(m).__name__)
@@ -254,7 +272,7 @@ def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model"
     t = kit()
     fx = t.torch.fx
     # read before tracing: while fx traces, reading a parameter (a conv's bias) makes a graph node
-    read_whole = {id(m) for m in model.modules() if composite(m) is not None}
+    read_whole = {id(m) for m in model.modules() if composite(m) is not None or refused(m)}
 
     class Tracer(fx.Tracer):  # type: ignore[name-defined]
         def is_leaf_module(self, m: Any, qualname: str) -> bool:
@@ -399,7 +417,9 @@ class _Reader:
         return f"{scopes[-1][0]} ({scopes[-1][1]}, {n.op} {n.name})"
 
     def hint(self, n: Any) -> str:
-        """The layer type that would hold what `n` does, where one exists."""
+        """The layer type that would hold what `n` does, where one exists (or why none does)."""
+        if n.op == "call_module":
+            return refused(self.gm.get_submodule(n.target)) or ""
         if n.op != "get_attr":
             return ""
         readers, seen = list(n.users), set()
@@ -509,6 +529,8 @@ class _Reader:
             self.keys[str(attr.target)] = name + ".weight"
             self.key_notes.append(f"{attr.target} {_dims(tuple(gamma.shape))} → {name}.weight {_dims(held)}")
             return
+        if n.op == "call_module" and refused(m := self.gm.get_submodule(n.target)):
+            raise _Unsupported(f"{type(m).__name__} (module {n.target}), a weight-standardised conv")
         if n.op == "call_module" and (parts := composite(self.gm.get_submodule(n.target))) is not None:
             self.composite(n, parts)
             return

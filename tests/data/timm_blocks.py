@@ -1,5 +1,5 @@
 """Faithful copies of timm's and torchvision's module code (timm 1.0.x: timm/layers/norm_act.py,
-conv2d_same.py, padding.py, norm.py, layer_scale.py; timm/models/ghostnet.py, convnext.py; torchvision's
+conv2d_same.py, padding.py, norm.py, layer_scale.py, std_conv.py; timm/models/ghostnet.py, convnext.py; torchvision's
 segmentation heads' dict output), so `cnncalc import` is tested on the real patterns without
 timm installed. The class bodies are timm's own (decorators, jit flags and the
 device/dtype plumbing left out); the small models at the end wire them as timm's models do."""
@@ -270,6 +270,102 @@ class LayerScale2d(nn.Module):
         return x.mul_(gamma) if self.inplace else x * gamma
 
 
+# ---- timm/layers/std_conv.py ----------------------------------------------------------------------
+class StdConv2d(nn.Conv2d):
+    """Conv2d with Weight Standardization. Used for BiT ResNet-V2 models.
+
+    Paper: `Micro-Batch Training with Batch-Channel Normalization and Weight Standardization` -
+        https://arxiv.org/abs/1903.10520v2
+    """
+    def __init__(
+            self,
+            in_channel: int,
+            out_channels: int,
+            kernel_size,
+            stride=1,
+            padding=None,
+            dilation=1,
+            groups: int = 1,
+            bias: bool = False,
+            eps: float = 1e-6,
+    ):
+        if padding is None:
+            padding = get_padding(kernel_size, stride, dilation)
+        super().__init__(
+            in_channel, out_channels, kernel_size, stride=stride,
+            padding=padding, dilation=dilation, groups=groups, bias=bias)
+        self.eps = eps
+
+    def forward(self, x):
+        weight = F.batch_norm(
+            self.weight.reshape(1, self.out_channels, -1),
+            None,  # running_mean
+            None,  # running_var
+            training=True,
+            momentum=0.,
+            eps=self.eps,
+        ).reshape_as(self.weight)
+        x = F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return x
+
+
+class ScaledStdConv2d(nn.Conv2d):
+    """Conv2d layer with Scaled Weight Standardization.
+
+    Paper: `Characterizing signal propagation to close the performance gap in unnormalized ResNets` -
+        https://arxiv.org/abs/2101.08692
+
+    NOTE: the operations used in this impl differ slightly from the DeepMind Haiku impl. The impact is minor.
+    """
+
+    def __init__(
+            self,
+            in_channels: int,
+            out_channels: int,
+            kernel_size,
+            stride=1,
+            padding=None,
+            dilation=1,
+            groups: int = 1,
+            bias: bool = True,
+            gamma: float = 1.0,
+            eps: float = 1e-6,
+            gain_init: float = 1.0,
+    ):
+        if padding is None:
+            padding = get_padding(kernel_size, stride, dilation)
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+            groups=groups, bias=bias)
+        self.scale = gamma * self.weight[0].numel() ** -0.5  # gamma * 1 / sqrt(fan-in)
+        self.eps = eps
+        self.gain_init = gain_init
+
+        self.gain = nn.Parameter(torch.empty((self.out_channels, 1, 1, 1)))
+
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Only initialize gain if it exists (for the second call)
+        if hasattr(self, 'gain'):
+            torch.nn.init.constant_(self.gain, self.gain_init)
+            # Also reset parent parameters if needed
+            super().reset_parameters()
+        # On first call (from super().__init__), do nothing
+
+    def forward(self, x):
+        weight = F.batch_norm(
+            self.weight.reshape(1, self.out_channels, -1),
+            None,  # running_mean
+            None,  # running_var
+            weight=(self.gain * self.scale).view(-1),
+            training=True,
+            momentum=0.,
+            eps=self.eps,
+        ).reshape_as(self.weight)
+        return F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
 # ---- small models wiring them as timm does ---------------------------------------------------
 class EfficientStem(nn.Module):
     """timm's EfficientNet stem and a depthwise-separable block: conv → BatchNormAct2d (SiLU)."""
@@ -426,3 +522,20 @@ class ScaledBlocks(nn.Module):
             x = conv(x)
             x = ls(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2) if self.channels_last else ls(x)
         return x
+
+
+class NFStem(nn.Module):
+    """NF-ResNet's / NFNet's way: ScaledStdConv2d convs with activations and no norm layer (timm's
+    nfnet.py stem and a bottleneck's convs), then BiT's StdConv2d."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(ScaledStdConv2d(3, 16, 3, stride=2), nn.GELU(), ScaledStdConv2d(16, 32, 3),
+                                  nn.GELU())
+        self.conv1 = ScaledStdConv2d(32, 32, 1)
+        self.conv2 = StdConv2d(32, 32, 3)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.conv2(F.relu(self.conv1(self.stem(x))))
+        return self.head(x.mean((2, 3)))

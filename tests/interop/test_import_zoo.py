@@ -206,6 +206,27 @@ def test_convnext_block_without_layer_scale_imports():
     state_keys_survive(model, report)
 
 
+# ---- weight-standardised convs (NF-ResNet, NFNet, BiT): refused whole, with the reason ----------------
+def test_weight_standardised_convs_are_refused_whole_with_the_reason():
+    with pytest.raises(cnncalc.CnnError, match="cannot be written as a spec") as err:
+        cnncalc.spec_from_torch(T.NFStem(), (3, 16, 16))
+    msg = said(err)
+    lines = [line.strip() for line in msg.splitlines()[1:] if "weight-standardised" in line]
+    assert len(lines) == 3  # stem.0 and stem.2 grouped; conv1; conv2
+    assert lines[0].startswith("2 × ScaledStdConv2d (module stem.N), a weight-standardised conv")
+    assert "ScaledStdConv2d (module conv1)" in lines[1] and "gain" in lines[1]
+    assert lines[2].startswith("StdConv2d (module conv2)") and "gain" not in lines[2]
+    assert "tensor attribute" not in msg  # the module whole, not each of its tensors
+
+
+def test_what_the_refusal_says_of_a_weight_standardised_conv_is_so():
+    # as a plain conv2d: the same shapes and FlopCounterMode FLOPs; C_out fewer parameters (the gain)
+    for std, plain, extra in ((T.ScaledStdConv2d(3, 16, 3, stride=2), torch.nn.Conv2d(3, 16, 3, 2, 1), 16),
+                              (T.StdConv2d(3, 8, 3), torch.nn.Conv2d(3, 8, 3, 1, 1, bias=False), 0)):
+        a, b = torch_numbers(std, (3, 15, 15)), torch_numbers(plain, (3, 15, 15))
+        assert (a["flops"], a["outputs"]) == (b["flops"], b["outputs"]) and a["params"] - b["params"] == extra
+
+
 # ---- 4. getitem with constant slices: GhostNet's out[:, :c] -------------------------------------------
 def test_ghost_module_slice_is_a_narrow():
     model = T.GhostNetLite()
