@@ -216,8 +216,10 @@ REFUSED_MODULES: dict[str, str] = {
 def refused(m: Any) -> str | None:
     """Why module `m` is refused whole, when its class is one of REFUSED_MODULES (a conv with its own forward)."""
     why = REFUSED_MODULES.get(type(m).__name__)
+    if why is None:
+        return None
     nn = kit().nn
-    return why if why and isinstance(m, nn.Conv2d) and type(m).forward is not nn.Conv2d.forward else None
+    return why if isinstance(m, nn.Conv2d) and type(m).forward is not nn.Conv2d.forward else None
 
 
 def composite(m: Any) -> list[tuple[str, Any]] | None:
