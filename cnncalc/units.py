@@ -42,8 +42,15 @@ def human(n: float, unit: str = "", base: int = 1000) -> str:
     while abs(x) >= base and i < len(names) - 1:
         x, i = x / base, i + 1
     if i == 0:
-        return f"{int(n):,} {unit}".strip() if float(n).is_integer() else f"{n:.3g} {unit}".strip()
-    return f"{x:.3g} {names[i]}{unit}"
+        return f"{int(n):,} {unit}".strip() if float(n).is_integer() else f"{_g3(n)} {unit}".strip()
+    return f"{_g3(x)} {names[i]}{unit}"
+
+
+def _g3(x: float) -> str:
+    """Three significant digits, never in exponent form: 1010 MiB (from 1000 to 1023 of a binary
+    unit), not 1.01e+03."""
+    s = f"{x:.3g}"
+    return f"{x:,.0f}" if "e" in s and abs(x) >= 1 else s
 
 
 def hbytes(n: int) -> str:
@@ -58,8 +65,8 @@ def fmt_time(s: float) -> str:
     """Seconds for people: 812 ns, 12.3 µs, 4.56 ms, 1.23 s."""
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
         if s >= scale:
-            return f"{s / scale:.3g} {unit}"
-    return f"{s * 1e9:.3g} ns"
+            return f"{_g3(s / scale)} {unit}"
+    return f"{_g3(s * 1e9)} ns"
 
 DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 
