@@ -155,6 +155,12 @@ class Report:
                                                      f"({at.type}) on")
         return {"receptive_field": size, "receptive_field_start": start}
 
+    def file_of(self, row: LayerReport) -> str:
+        """The file the row's layer is written in (`line` counts in it): the spec, or a file it
+        includes."""
+        source = getattr(self.network, "source", None)
+        return source.file_of(row.path) if source is not None else self.file
+
     def layer(self, name: str) -> LayerReport:
         """The row of the layer called `name` (KeyError if there is none)."""
         index = self.__dict__.get("_by_name")
@@ -178,7 +184,8 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "file": self.file,
                 "input": {"shape": list(self.input_shape), "dtype": self.dtype},
-                "layers": [{**r.to_json(), "status": {k: s.to_json() for k, s in self.field_status(r).items()}}
+                "layers": [{**r.to_json(), "file": self.file_of(r),
+                            "status": {k: s.to_json() for k, s in self.field_status(r).items()}}
                            for r in self.layers],
                 "outputs": self.outputs,
                 "totals": self.totals,

@@ -105,3 +105,14 @@ def test_fcn_resnet50_against_torch(size):
     assert report.totals["flops"] == counter.get_total_flops()
     weighted = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
     assert [r.name for r in report.layers if r.type in ("conv2d", "batchnorm2d")] == weighted
+
+
+def test_each_layer_names_the_file_its_line_counts_in():
+    """JSON `file` + `line` of a layer from an included block point at that layer in that file."""
+    data = fcn().to_dict()
+    files = {layer["file"] for layer in data["layers"]}
+    assert {os.path.basename(f) for f in files} == {"fcn_resnet50.yaml", "resnet_blocks.yaml"}
+    for layer in data["layers"]:
+        with open(layer["file"]) as fh:
+            text = fh.read().splitlines()[layer["line"] - 1]
+        assert f"type: {layer['type']}" in text or "block:" in text, (layer["name"], layer["file"], text)
