@@ -7,9 +7,10 @@ from typing import Any
 from cnncalc.analysis.fold import bn_folds, fused_totals
 from cnncalc.analysis.report import Report
 from cnncalc.backend.build import build_model
+from cnncalc.backend.kit import Kit
 
 
-def check_bn_folding(report: Report, t: Any, dev: Any) -> dict:
+def check_bn_folding(report: Report, t: Kit, dev: Any) -> dict:
     """Fold every foldable batch norm into its conv in a copy of the model (random running
     statistics and affine parameters, eval mode) and check that outputs agree and that the
     folded model has the analytic fused parameter count."""
@@ -24,7 +25,7 @@ def check_bn_folding(report: Report, t: Any, dev: Any) -> dict:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
-def _fold_and_compare(report: Report, t: Any, dev: Any, model: Any) -> dict:
+def _fold_and_compare(report: Report, t: Kit, dev: Any, model: Any) -> dict:
     torch = t.torch
     pairs = bn_folds(report)
     with torch.no_grad():

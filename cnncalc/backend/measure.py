@@ -10,6 +10,7 @@ from typing import Any, Callable
 from cnncalc.analysis.report import Report
 from cnncalc.analysis.status import Status
 from cnncalc.backend.device import out_of_memory, sync
+from cnncalc.backend.kit import Kit
 from cnncalc.errors import CnnError
 from cnncalc.units import plain
 
@@ -198,7 +199,7 @@ def _peak_during(fn: Callable[[], Any], t, dev) -> Peak | None:
     return Peak(peak_tensors, peak_total - peak_tensors)
 
 
-def time_forward(model: Any, x: Any, t: Any, dev: Any, repeat: int, warmup: int,
+def time_forward(model: Any, x: Any, t: Kit, dev: Any, repeat: int, warmup: int,
                  tick: Callable[[], None] | None = None) -> list[float]:
     """Seconds per forward pass: warm-up, inference_mode, device sync, CUDA events on GPU."""
     torch = t.torch

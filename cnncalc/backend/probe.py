@@ -11,6 +11,7 @@ from cnncalc.analysis.report import Report
 from cnncalc.analysis.status import Status, not_checked
 from cnncalc.backend.build import _graph_class
 from cnncalc.backend.device import available_memory
+from cnncalc.backend.kit import Kit
 from cnncalc.errors import CnnError
 from cnncalc.layers.field import RF
 
@@ -25,7 +26,7 @@ def ancestors(report: Report, idx: int) -> set[int]:
     return out
 
 
-def probe_model(report: Report, idx: int, t: Any) -> Any:
+def probe_model(report: Report, idx: int, t: Kit) -> Any:
     """The stand-in network up to row `idx` on one-channel float64 tensors: each ancestor's
     `Layer.probe` (window sums, scatters, resizes, identities), every other row left out.
     Each stand-in's output and the gradient flowing back into it are rescaled to a largest
@@ -131,7 +132,7 @@ def probe_plan(report: Report, limit: int = PROBE_LIMIT) -> tuple[list[int], lis
     return rows, whole, skipped
 
 
-def probe_whole(report: Report, idx: int, t: Any, device: Any = None) -> bool | Status:
+def probe_whole(report: Report, idx: int, t: Kit, device: Any = None) -> bool | Status:
     """Is row `idx`'s field whole along the axes its field calls whole?
 
     Definition: a unit's field is *whole* along an axis when the unit reads every input
@@ -180,7 +181,7 @@ def probe_whole(report: Report, idx: int, t: Any, device: Any = None) -> bool | 
     return True
 
 
-def probe_rf(report: Report, indices: list[int], t: Any, device: Any = None) -> dict[int, tuple | Status]:
+def probe_rf(report: Report, indices: list[int], t: Kit, device: Any = None) -> dict[int, tuple | Status]:
     """Measure (sizes, jumps, starts) of the rows' fields by back-propagating from neighbouring output
     units of the stand-in network (`probe_model`), one axis at a time (the fields of probed
     layers are separable per axis), that axis enlarged until the units' fields are not
@@ -207,7 +208,7 @@ def probe_rf(report: Report, indices: list[int], t: Any, device: Any = None) -> 
     return results
 
 
-def _probe_axis(report: Report, idx: int, axis: int, steps: int, period: int, t: Any, device: Any,
+def _probe_axis(report: Report, idx: int, axis: int, steps: int, period: int, t: Kit, device: Any,
                 budget: int) -> tuple[int, Fraction, Fraction] | Status:
     """Size, jump and start of row `idx`'s field along `axis`, from `steps` neighbouring units
     (the first at a multiple of the layout's period, so the first unit's centre follows)."""
@@ -242,7 +243,7 @@ def _probe_axis(report: Report, idx: int, axis: int, steps: int, period: int, t:
     return max(extents), jump, start
 
 
-def _run_stand_in(rep: Report, idx: int, t: Any, device: Any, budget: int) -> tuple[Any, Any] | Status:
+def _run_stand_in(rep: Report, idx: int, t: Kit, device: Any, budget: int) -> tuple[Any, Any] | Status:
     """The stand-in network of `rep` up to row `idx` run on an all-ones input that requires a
     gradient: (input, output), or the reason it was not run (over budget, a failing pass, a
     non-finite output)."""

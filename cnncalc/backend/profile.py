@@ -18,7 +18,7 @@ RANGE = "cnncalc.layer."  #: the record_function range around layer i is RANGE +
 LAUNCH_BOUND = 0.5  #: operators busy less than this share of the forward pass: launch-bound
 
 
-def copy_bandwidth(t: Any, dev: Any, dtype: Any) -> tuple[float, float, int]:
+def copy_bandwidth(t: Kit, dev: Any, dtype: Any) -> tuple[float, float, int]:
     """Copy rates (bytes read + written per second, best of 5): (a large copy's, the best
     cache-sized one's, the largest working set copied at least half that fast). Only copies that
     fit in an eighth of the free memory are tried."""
@@ -44,7 +44,7 @@ def copy_bandwidth(t: Any, dev: Any, dtype: Any) -> tuple[float, float, int]:
     return large, fast, cache
 
 
-def call_overhead(t: Any, dev: Any, dtype: Any, calls: int = 2000) -> float:
+def call_overhead(t: Kit, dev: Any, dtype: Any, calls: int = 2000) -> float:
     """Seconds per call of a module doing nothing worth measuring (relu of one element): the
     Python, dispatch and, on a GPU, launch cost every layer pays at least."""
     torch = t.torch
@@ -63,7 +63,7 @@ def call_overhead(t: Any, dev: Any, dtype: Any, calls: int = 2000) -> float:
     return best
 
 
-def compute_peak(t: Any, dev: Any, dtype: Any, matmul: float | None = None) -> float:
+def compute_peak(t: Kit, dev: Any, dtype: Any, matmul: float | None = None) -> float:
     """The best FLOP/s of the device's dense kernels: the matmul peak and 3×3 and 3×3×3
     convolutions (on a 2-core CPU oneDNN's convolutions run up to ~35% faster than its sgemm:
     with the matmul peak alone, the roofline of such convs was beaten)."""
@@ -84,7 +84,7 @@ def compute_peak(t: Any, dev: Any, dtype: Any, matmul: float | None = None) -> f
 EFFICIENCY_LIMIT = 1.1  #: a layer measured faster than its roofline ÷ this is a measurement problem, not a result
 
 
-def measure_peaks(t: Any, dev: Any, dtype: str) -> Peaks:
+def measure_peaks(t: Kit, dev: Any, dtype: str) -> Peaks:
     torch = t.torch
     tdtype = getattr(torch, dtype)
     large, fast, cache = copy_bandwidth(t, dev, tdtype)
@@ -232,7 +232,7 @@ def judge(layers: list[dict[str, Any]], kernel_s: float, forward_s: float, what:
     return unreliable
 
 
-def cuda_graph_time(model: Any, x: Any, t: Any, repeat: int) -> float:
+def cuda_graph_time(model: Any, x: Any, t: Kit, repeat: int) -> float:
     """Median seconds of one replay of the forward pass captured as a CUDA graph: the GPU's
     time without the CPU's launch overhead."""
     torch = t.torch

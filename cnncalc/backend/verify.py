@@ -477,7 +477,7 @@ def _at(report: Report, dtype: str) -> Report:
     return analyze(report.network, report.input_shape[0], report.input_shape[1:], dtype, report.optimizer)
 
 
-def _train_memory(report: Report, model: Any, x: Any, t: Any, dev: Any, skip: str | None) -> dict:
+def _train_memory(report: Report, model: Any, x: Any, t: Kit, dev: Any, skip: str | None) -> dict:
     """One training step measured in float32 against the analytic training memory (not
     measured, with the reason `skip`, when it would not fit)."""
     analytic = _at(report, "float32").totals
@@ -498,7 +498,7 @@ def _train_memory(report: Report, model: Any, x: Any, t: Any, dev: Any, skip: st
     return out
 
 
-def _memory(report: Report, model: Any, x: Any, t: Any, dev: Any, dtype: str, training: dict) -> dict:
+def _memory(report: Report, model: Any, x: Any, t: Kit, dev: Any, dtype: str, training: dict) -> dict:
     """Inference peak measured in the timed dtype, the training step's figures, and whether
     both are within MEMORY_TOLERANCE of the analytic model (mismatches otherwise)."""
     peak = _in_dtype(measure_peak, report, dtype, dev, model, x, t, dev)
