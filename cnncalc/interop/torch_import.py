@@ -266,7 +266,7 @@ class _After(Exception):
 
 # ---- the trace ---------------------------------------------------------------------------------
 def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model"
-          ) -> tuple[list[Found], list[str], list[str], dict[str, str]]:
+          ) -> tuple[list[Found], list[str], list[str], dict[str, tuple[str, int]]]:
     """The model's layers, in the order its forward pass makes them, the names of its outputs,
     notes (modules never called, renamed keys) and the state_dict keys the spec holds under
     another name (a layer scale's tensor → the layer's weight). Raises a CnnError listing every
@@ -355,13 +355,13 @@ class _Reader:
         self.output_keys: list[str] = []  # a dict output's keys, in order
         self.scope_of: dict[str, tuple[tuple[str, str], ...]] = {}  # layer → its scopes
         self.scales: dict[Any, tuple[Any, Any]] = {}  # a mul read as layer_scale → (its get_attr, the scaled tensor)
+        self.scales_axis: dict[Any, int] = {}  # … and the axis it scales: 1, or the last (channels-last)
         self.absorbed: set[Any] = set()  # the reshapes/views of a layer scale's tensor (no layers)
-        self.keys: dict[str, str] = {}  # the model's state_dict key → the spec's (a layer scale's weight)
-        self.key_notes: list[str] = []
+        self.scaled: list[tuple[Found, str, int]] = []  # a layer scale, its tensor's key, the axis it scales
         self.flat = all(getattr(c, "__name__", "") in CONTAINERS for n in gm.graph.nodes  # no class of its own
                         for p, c in (n.meta.get("nn_module_stack") or {}).values() if p != n.target)
 
-    def read(self) -> tuple[list[Found], list[str], list[str], dict[str, str]]:
+    def read(self) -> tuple[list[Found], list[str], list[str], dict[str, tuple[str, int]]]:
         for n in self.gm.graph.nodes:
             try:
                 self.node(n)
@@ -380,17 +380,19 @@ class _Reader:
         self.found, renamed = _channel_shuffles(self.found, self.fresh)
         self.outputs = [renamed.get(o, o) for o in self.outputs]
         self.name_outputs()
-        called = set(self.calls)
+        called = set(self.calls) | {key.rpartition(".")[0] for _, key, _ in self.scaled}  # a scale's module: used
         unused = [p for p, m in self.model.named_modules() if p and not any(c == p or c.startswith(p + ".") or
                                                                       p.startswith(c + ".") for c in called)
                   and any(True for _ in m.parameters(recurse=False))]
         notes = [f"left out: {p} (its parameters are never used by forward)" for p in unused]
-        if self.key_notes:
-            notes.append(f"{len(self.key_notes)} learnable scale{'s' if len(self.key_notes) > 1 else ''} read as "
-                         "`layer_scale` layers hold the model's tensor as the layer's weight (load a checkpoint with "
-                         "these keys renamed, and reshaped): " + "; ".join(self.key_notes[:3])
-                         + ("; …" if len(self.key_notes) > 3 else ""))
-        return self.found, self.outputs, notes, self.keys
+        keys = {key: (f.name + ".weight", axis) for f, key, axis in self.scaled}  # (names as finally written)
+        said = [f"{key} {_dims(tuple(self.model.get_parameter(key).shape))} → {f.name}.weight "
+                f"{_dims((f.shape[axis],) + (1,) * (len(f.shape) - 1 - axis))}" for f, key, axis in self.scaled]
+        if said:
+            notes.append(f"{len(said)} learnable scale{'s' if len(said) > 1 else ''} read as `layer_scale` layers hold "
+                         "the model's tensor as the layer's weight (load a checkpoint with these keys renamed, and "
+                         "reshaped): " + "; ".join(said[:3]) + ("; …" if len(said) > 3 else ""))
+        return self.found, self.outputs, notes, keys
 
     def name_outputs(self) -> None:
         """A dict output's entries named by their keys (`out`, `aux`) where the layer holding the
@@ -524,12 +526,8 @@ class _Reader:
             first = gamma.detach().reshape(-1)[:1]
             if gamma.numel() and bool((gamma.detach() == first).all()) and float(first) != 1e-6:
                 entry["init_value"] = _float32(float(first))  # a fresh model's init_value, as written
-            name = self.fresh(str(attr.target))
-            self.add(n, name, entry, [x])
-            shape = n.meta["cnncalc_shape"]
-            held = (shape[1],) + (1,) * (len(shape) - 2)
-            self.keys[str(attr.target)] = name + ".weight"
-            self.key_notes.append(f"{attr.target} {_dims(tuple(gamma.shape))} → {name}.weight {_dims(held)}")
+            self.add(n, self.fresh(str(attr.target)), entry, [x])
+            self.scaled.append((self.found[-1], str(attr.target), self.scales_axis[n]))
             return
         if n.op == "call_module" and refused(m := self.gm.get_submodule(n.target)):
             raise _Unsupported(f"{type(m).__name__} (module {n.target}), a weight-standardised conv")
@@ -605,8 +603,13 @@ class _Reader:
         x, s = other.meta["cnncalc_shape"], u.meta.get("cnncalc_shape", ())
         if len(x) < 3 or len(s) > len(x) or mul.meta.get("cnncalc_shape") != x:
             return False
-        if (1,) * (len(x) - len(s)) + tuple(s) != (1, x[1]) + (1,) * (len(x) - 2):
-            return False  # not one factor per channel of an (N, C, …) tensor
+        full = (1,) * (len(x) - len(s)) + tuple(s)
+        if full == (1, x[1]) + (1,) * (len(x) - 2):
+            self.scales_axis[mul] = 1  # (N, C, …): one factor per channel
+        elif full == (1,) * (len(x) - 1) + (x[-1],) and len(s) == 1:
+            self.scales_axis[mul] = len(x) - 1  # channels-last (N, …, C): the check sees that the layer agrees
+        else:
+            return False
         self.scales[mul] = (n, other)
         self.absorbed.update(chain)
         return True
@@ -891,7 +894,7 @@ def import_model(model: Any, input_shape: tuple[int, ...], name: str, header: li
 
 
 def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...], what: str,
-          prove: bool = True, keys: dict[str, str] | None = None) -> list[str]:
+          prove: bool = True, keys: dict[str, tuple[str, int]] | None = None) -> list[str]:
     """Raise a CnnError unless the spec `text` analyses to what torch says of `model` (and, with
     `prove`, its exported module gives the model's outputs); notes on what was not compared."""
     from cnncalc.backend.build import build_model
@@ -904,6 +907,13 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
         return wrong(what, why)
 
     report = analyse_written(text, found, what, "torch", batch=False)  # traced at batch 2
+    for old, (new, axis) in (keys or {}).items():  # a scale on the last axis: the layer must find the channels there
+        row = report.layer(new.rpartition(".")[0])
+        if row.layer.channel_axis(row.ctx) != axis:
+            raise CnnError.single(f"import: {what} cannot be written as a spec: the learnable scale self.{visible(old)} "
+                                  f"multiplies axis {axis} of its input, the channels of a channels-last tensor, but "
+                                  "the tensor reaches it by no permute that moves the channels there, so a "
+                                  "`layer_scale` layer would scale another axis (README, section 'The spec')")
     counts, used = _counts_and_used(model, input_shape)
     ours = {"params": report.totals["params"], "buffers": report.totals["buffers"], "flops": report.totals["flops"]}
     if ours != counts:
@@ -913,7 +923,7 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
     net = exported_module(report, build_model(report, t)).eval()
     state = model.state_dict()
     mine = net.state_dict()
-    for old, new in (keys or {}).items():  # a layer scale's tensor: the layer's weight, in its shape
+    for old, (new, _) in (keys or {}).items():  # a layer scale's tensor: the layer's weight, in its shape
         if old in state and new in mine and state[old].numel() == mine[new].numel():
             state[new] = state.pop(old).reshape(mine[new].shape)
     held = set(mine)

@@ -5,6 +5,7 @@ proved by import (state_dict loaded strictly into the exported module, equal out
 import os
 import re
 import sys
+from collections import OrderedDict
 
 import pytest
 
@@ -177,27 +178,51 @@ def test_timm_layer_scale_2d_imports_and_a_trained_scale_writes_no_init_value():
     assert "init_value" not in text.split("ls.1.gamma")[1].split("}")[0]
 
 
+def test_a_channels_last_scale_is_a_layer_scale_where_the_channels_were_moved_last():
+    from cnncalc.interop.torch_import import import_model
+
+    model = T.ScaledBlocks(channels_last=True)  # timm's LayerScale between permutes: γ (C,) on the last axis
+    text, report = judged(model, (3, 6, 5))
+    assert [r.layer.type for r in report.layers if r.type == "layer_scale"] == ["layer_scale"] * 3
+    assert report.layer("ls.0.gamma").output_shape == (1, 6, 5, 8) and report.layer("ls.0.gamma").params == 8
+    _, notes = import_model(model, (3, 6, 5), "cl", [])
+    assert not any(note.startswith("left out") for note in notes)  # LayerScale's gamma is used
+    assert renamed_keys(notes) == [(f"ls.{i}.gamma", f"ls.{i}.gamma.weight") for i in range(3)]
+
+
+class Scaled(torch.nn.Module):
+    """A conv times a tensor attribute: a parameter (C,) on the last axis of an (N, C, H, W) map
+    (W = C), or a constant scale (a buffer)."""
+
+    def __init__(self, buffer=False):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 1)
+        if buffer:
+            self.register_buffer("scale", torch.full((8, 1, 1), 0.5))
+        else:
+            self.scale = torch.nn.Parameter(torch.ones(8))
+
+    def forward(self, x):
+        return self.conv(x) * self.scale
+
+
 def test_scales_no_layer_type_reads_are_refused_once_grouped_with_the_layer_that_would_hold_it():
+    stage = torch.nn.Sequential(*[Scaled(buffer=True) for _ in range(3)])
+    for i in (1, 2):
+        stage[i].conv = torch.nn.Conv2d(8, 8, 1)
+    model = torch.nn.Sequential(OrderedDict(stage=stage))
     with pytest.raises(cnncalc.CnnError, match="cannot be written as a spec") as err:
-        cnncalc.spec_from_torch(T.ScaledBlocks(channels_last=True), (3, 8, 8))
+        cnncalc.spec_from_torch(model, (3, 8, 8))
     msg = said(err)
-    lines = [line for line in msg.splitlines()[1:] if "gamma" in line]
-    assert len(lines) == 1  # three blocks, one cause
-    assert lines[0].strip().startswith("3 × the tensor attribute self.ls.N.gamma used directly in forward")
-    assert "self.ls.0.gamma" in lines[0] and "LayerScale" in lines[0] and "`layer_scale`" in lines[0]
+    lines = [line for line in msg.splitlines()[1:] if "scale" in line]
+    assert len(lines) == 1  # three modules, one cause
+    assert lines[0].strip().startswith("3 × the tensor attribute self.stage.N.scale used directly in forward")
+    assert "self.stage.0.scale" in lines[0] and "Scaled" in lines[0] and "`layer_scale`" in lines[0]
     assert "README, section 'The spec'" in msg
-
-    class Buffer(torch.nn.Module):  # a constant scale (a buffer): no learnable tensor for a layer to hold
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 4, 1)
-            self.register_buffer("scale", torch.ones(4, 1, 1))
-
-        def forward(self, x):
-            return self.conv(x) * self.scale
-
-    with pytest.raises(cnncalc.CnnError, match="the tensor attribute self.scale used directly in forward"):
-        cnncalc.spec_from_torch(Buffer(), (3, 8, 8))
+    # a parameter on the last axis of a tensor whose channels are on axis 1 (8 columns, 8 channels)
+    with pytest.raises(cnncalc.CnnError, match="cannot be written as a spec") as err:
+        cnncalc.spec_from_torch(Scaled(), (3, 5, 8))
+    assert "the learnable scale self.scale multiplies axis 3 of its input" in said(err)
 
 
 def test_convnext_block_without_layer_scale_imports():
