@@ -436,8 +436,8 @@ class _Reader:
                 readers += list(u.users)
             elif u.target in (operator.mul, self.t.torch.mul, "mul"):
                 return ("a `layer_scale` layer holds a learnable per-channel scale; import reads one that is a "
-                        "parameter multiplying an (N, C, …) tensor along its channels (x * γ with γ of shape "
-                        "(C, 1, …)), which this is not")
+                        "parameter multiplying a tensor along its channels (γ of shape (C, 1, …) times (N, C, …), "
+                        "or (C,) times a channels-last tensor), which this is not")
         return ""
 
     def owner(self, n: Any) -> str:
