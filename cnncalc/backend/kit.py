@@ -1,20 +1,10 @@
 """The one door to torch: `kit()` imports torch, nn, F and cnncalc's own modules on demand."""
 from __future__ import annotations
 
-from types import ModuleType
-from typing import NamedTuple
-
 from cnncalc.errors import CnnError
+from cnncalc.layers.base import Kit
 
-
-class Kit(NamedTuple):
-    """torch and the modules cnncalc builds with, imported once torch is known to be there."""
-
-    torch: ModuleType
-    nn: ModuleType
-    F: ModuleType
-    ext: ModuleType
-    """cnncalc's own modules (backend/modules.py: the layers torch has no class for)."""
+__all__ = ["Kit", "kit"]
 
 
 def kit() -> Kit:

@@ -23,7 +23,7 @@ from typing import Any
 
 from cnncalc.analysis.report import Report
 from cnncalc.backend.build import build_model
-from cnncalc.backend.kit import kit
+from cnncalc.backend.kit import Kit, kit
 from cnncalc.errors import CnnError
 from cnncalc.safe import visible
 
@@ -40,7 +40,7 @@ def _settings(m: Any) -> dict[str, Any]:
 
 
 class _Writer:
-    def __init__(self, t: Any):
+    def __init__(self, t: Kit):
         self.t = t
         self.ext_used: dict[str, type] = {}
 

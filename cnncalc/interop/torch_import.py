@@ -19,7 +19,7 @@ import re
 import sys
 from typing import Any, Callable
 
-from cnncalc.backend.kit import kit
+from cnncalc.backend.kit import Kit, kit
 from cnncalc.errors import CnnError, did_you_mean
 from cnncalc.interop.spec_writer import Found
 from cnncalc.layers import REGISTRY
@@ -91,7 +91,7 @@ def _torchvision(name: str) -> Any:
         raise CnnError.single(f"import: torchvision could not build {name}: {_one_line(exc)}") from None
 
 
-def _instance(obj: Any, what: str, t: Any) -> Any:
+def _instance(obj: Any, what: str, t: Kit) -> Any:
     if isinstance(obj, t.nn.Module):
         return obj
     if not callable(obj):
@@ -154,7 +154,7 @@ def _index() -> tuple[dict[str, type[Layer]], dict[str, type]]:
 
 
 # ---- modules that are a known op over their own tensors ----------------------------------------
-def _batchnorm_act(m: Any, t: Any) -> list[tuple[str, Any]] | None:
+def _batchnorm_act(m: Any, t: Kit) -> list[tuple[str, Any]] | None:
     """timm's BatchNormAct2d (F.batch_norm over its own weight, bias and running statistics, then
     `self.drop`, then `self.act`): the batch norm under the module's own path (its state_dict keys
     stay), then the dropout and activation as `PATH_drop` and `PATH_act` (no tensors; a spec layer
@@ -168,7 +168,7 @@ def _batchnorm_act(m: Any, t: Any) -> list[tuple[str, Any]] | None:
     return out
 
 
-def _conv2d_same(m: Any, t: Any) -> list[tuple[str, Any]] | None:
+def _conv2d_same(m: Any, t: Kit) -> list[tuple[str, Any]] | None:
     """timm's Conv2dSame (and Conv2dSameExport): TensorFlow's 'SAME' padding, computed in forward
     from the input's size (a pad, then F.conv2d over its own weight and bias): conv2d with
     padding 'same' (cnncalc's strided 'same' is TensorFlow's)."""
@@ -179,7 +179,7 @@ def _conv2d_same(m: Any, t: Any) -> list[tuple[str, Any]] | None:
     return [("", {**entry, "padding": "same"})]
 
 
-def _padded_conv(m: Any, t: Any) -> list[tuple[str, Any]] | None:
+def _padded_conv(m: Any, t: Kit) -> list[tuple[str, Any]] | None:
     """cnncalc's own PaddedConv1d/2d/3d (the uneven padding of an exported file): F.pad by its
     stored pads and mode, then the conv: the conv with [before, after] padding pairs."""
     dims = len(getattr(m, "kernel_size", ()))
@@ -233,7 +233,7 @@ _T = Traced
 _Unsupported = Unsupported
 
 
-def _functions(t: Any) -> dict[Any, TorchForm]:
+def _functions(t: Kit) -> dict[Any, TorchForm]:
     """Traced function (or method name) → the TorchForm a layer class states for it."""
     table: dict[Any, TorchForm] = {}
     for form in torch_forms(REGISTRY.values()):
@@ -244,7 +244,7 @@ def _functions(t: Any) -> dict[Any, TorchForm]:
     return table
 
 
-def _resolve(spelled: str, t: Any) -> Any:
+def _resolve(spelled: str, t: Kit) -> Any:
     """'F.relu' → torch.nn.functional.relu, 'torch.cat', 'operator.add', 'Tensor.flatten' → 'flatten'
     (how fx records a method call); None where this torch has no such function."""
     where, _, name = spelled.partition(".")
@@ -341,7 +341,7 @@ def _where(n: Any) -> str:
 
 
 class _Reader:
-    def __init__(self, gm: Any, values: dict[Any, Any], t: Any, model: Any = None):
+    def __init__(self, gm: Any, values: dict[Any, Any], t: Kit, model: Any = None):
         self.gm, self.values, self.t = gm, values, t
         self.model = model if model is not None else gm  # the original: its classes (fx copies containers)
         self.funcs = _functions(t)
@@ -818,20 +818,20 @@ def _op_name(n: Any) -> str:
 
 
 # ---- torch's own numbers, to prove the spec by --------------------------------------------------
-def _close(a: Any, b: Any, t: Any) -> bool:
+def _close(a: Any, b: Any, t: Kit) -> bool:
     """Equal up to float rounding, relative to the output's scale (NaN where torch gives NaN)."""
     scale = float(a.abs().nan_to_num(0.0, 0.0, 0.0).max()) if a.numel() else 0.0
     return bool(t.torch.allclose(a, b, rtol=1e-4, atol=1e-5 * scale + 1e-6, equal_nan=True))
 
 
-def _fake(t: Any) -> Any:
+def _fake(t: Kit) -> Any:
     """torch's fake tensors: ops give shapes (and FlopCounterMode its counts) without data."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     return FakeTensorMode(allow_non_fake_inputs=True)
 
 
-def _dtype(model: Any, t: Any) -> Any:
+def _dtype(model: Any, t: Kit) -> Any:
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), t.torch.float32)
 
 

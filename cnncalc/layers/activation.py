@@ -6,7 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from cnncalc.errors import LayerError
-from cnncalc.layers.base import Ctx, Flag, Layer, PosInt, Saved, Shape, fmt_shape
+from cnncalc.layers.base import Ctx, Flag, Kit, Layer, PosInt, Saved, Shape, fmt_shape
 from cnncalc.layers.field import RF
 from cnncalc.layers.routes import (
     OnnxForm,
@@ -74,7 +74,7 @@ class Activation(Layer):
     def torch_kwargs(self) -> dict[str, Any]:
         return {"inplace": self.inplace}
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return getattr(t.nn, self.torch_name)(**self.torch_kwargs())
 
 
@@ -264,7 +264,7 @@ class _AlongDim(_NoInplace):
         """Along its own axis, the whole axis; point-wise along the others."""
         return [(0, ctx.x[2 + axis] - 1)] if axis == self.axis(ctx) else super().reads(ctx, axis, lo, hi, real)
 
-    def probe(self, ctx: Ctx, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
         """Along a spatial axis: the mean over it, spread back (every unit reads all of it)."""
         return t.nn.Identity() if self.axis(ctx) is None else t.ext.AxisMean(self.dim)
 
@@ -335,7 +335,7 @@ class PReLU(_NoInplace):
     def weights(self, ctx: Ctx) -> dict[str, tuple[int, ...]]:
         return {"weight": (self.count(ctx),)}
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.nn.PReLU(self.count(ctx), self.init)
 
 
@@ -353,7 +353,7 @@ class _Dropout(Layer):
                              f"(torch refuses or deprecates others), received {fmt_shape(ctx.x)}")
         return ctx.x
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return getattr(t.nn, self.torch_name)(self.p, self.inplace)
 
     def aliases(self, training: bool) -> bool:
@@ -449,5 +449,5 @@ class GLU(Layer):
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
         return Saved(inputs=(0,))
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.nn.GLU(self.dim)

@@ -12,7 +12,8 @@ import inspect
 import re
 from dataclasses import dataclass, field
 from math import prod
-from typing import Annotated, Any, Callable, ClassVar, get_args, overload
+from types import ModuleType
+from typing import Annotated, Any, Callable, ClassVar, NamedTuple, get_args, overload
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
@@ -91,6 +92,17 @@ class Flag:
         if isinstance(self.value, bool):
             return self.value
         return self if obj is None else bool(self.value(obj))
+
+
+class Kit(NamedTuple):
+    """torch and the modules cnncalc builds with (`backend.kit()` makes one, once torch is known to
+    be there): what a layer's `build` and `probe` receive."""
+
+    torch: ModuleType
+    nn: ModuleType
+    F: ModuleType
+    ext: ModuleType
+    """cnncalc's own modules (backend/modules.py: the layers torch has no class for)."""
 
 
 @dataclass
@@ -241,12 +253,12 @@ class Layer(BaseModel):
         temporaries, made when an input needs a gradient."""
         return self.scratch(ctx, b) if any(grads) else 0
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         """The torch module computing this layer (``t`` holds torch, nn, F and cnncalc's own)."""
         raise NotImplementedError(f"{self.type} has no torch builder")
 
     # ---- how verify treats the layer ---------------------------------------------------------
-    def probe(self, ctx: Ctx, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
         """The layer's stand-in in the receptive-field probe: a positive map on one-channel
         tensors (N, 1, …) that reaches the same input positions as the layer reaches over all
         its channels (with positive weights, the union over channels is all a unit's field
@@ -259,11 +271,11 @@ class Layer(BaseModel):
         (batch norm with running statistics)."""
         return False
 
-    def affine_map(self, module: Any, t: Any) -> tuple[Any, Any]:
+    def affine_map(self, module: Any, t: Kit) -> tuple[Any, Any]:
         """(s, b) of a folding layer's module, for `folds()` layers."""
         raise NotImplementedError(f"{self.type} does not fold")
 
-    def absorb(self, module: Any, scale: Any, shift: Any, t: Any) -> None:
+    def absorb(self, module: Any, scale: Any, shift: Any, t: Kit) -> None:
         """Fold a following y = s·x + b into this layer's module: W' = W·s per output channel,
         b' = b·s + shift (for `absorbs_affine` layers: the last conv/linear of the module)."""
         target = [m for m in module.modules() if hasattr(m, "weight") and m.weight is not None][-1]

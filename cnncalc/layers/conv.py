@@ -6,7 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import WithJsonSchema, field_validator, model_validator
 
 from cnncalc.errors import LayerError
-from cnncalc.layers.base import Axes, Axes0, Ctx, Flag, Layer, PosInt, Saved, Shape, clip, per_axis, progressions
+from cnncalc.layers.base import Axes, Axes0, Ctx, Flag, Kit, Layer, PosInt, Saved, Shape, clip, per_axis, progressions
 from cnncalc.layers.field import RF, Window, conv_transpose_out, same_padding
 from cnncalc.layers.routes import OnnxForm, OnnxNode, Unsupported, lean, one
 
@@ -120,7 +120,7 @@ class _Window:
             out.append(w.out)
         return tuple(out)
 
-    def probe(self, ctx: Ctx, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
         """The sum over the very same windows (any weights, groups or tiling reach the same)."""
         return t.ext.WindowSum(self.windows(ctx))
 
@@ -320,7 +320,7 @@ class ConvNd(_Window, _ConvFields):
                 ("MACs", f"{'·'.join(map(str, ctx.out))} · {ctx.x[1]}/{self.groups} · {k}", self.macs(ctx)),
                 self.explain_dense(ctx)]
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         cls = getattr(t.nn, f"Conv{self.dims}d")
         pads = self.pads(ctx)
         torch_same = self.padding == "same" and all(s == 1 for s in self.stride)  # torch refuses strided 'same'
@@ -437,12 +437,12 @@ class ConvTransposeNd(_ConvFields):
         gradients)."""
         return Saved(inputs=(0,))
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         cls = getattr(t.nn, f"ConvTranspose{self.dims}d")
         return cls(ctx.x[1], self.out_channels, self.kernel_size, self.stride, self.padding,
                    self.output_padding, self.groups, self.bias, self.dilation)
 
-    def probe(self, ctx: Ctx, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
         """A ones-kernel transposed convolution with the same geometry, per channel."""
         return t.ext.ScatterSum(self.kernel_size, self.stride, self.padding, self.output_padding, self.dilation)
 
@@ -587,7 +587,7 @@ class DeformConv2d(_Conv2dBase):
         in chunks; verify runs cnncalc's own torch code, so it does not judge this figure)."""
         return ctx.x[0] * ctx.x[1] * prod(self.kernel_size) * self.positions(ctx)
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.DeformConv2d(ctx.x[1], self.out_channels, self.kernel_size, self.stride, self.pad,
                                   self.dilation, self.groups, self.offset_groups, self.bias, self.modulated)
 
@@ -649,7 +649,7 @@ class SeparableConv2d(_Conv2dBase):
         """The depthwise result, N·C_in·m·∏H'."""
         return ctx.x[0] * ctx.x[1] * self.depth_multiplier * self.positions(ctx)
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         mid = ctx.x[1] * self.depth_multiplier
         return t.ext.Named(
             depthwise=t.nn.Conv2d(ctx.x[1], mid, self.kernel_size, self.stride, self.pad, self.dilation,
@@ -691,7 +691,7 @@ class SpatialSeparableConv2d(_Conv2dBase):
         """The vertical conv's result, N·C_out·H'·W."""
         return ctx.out[0] * self.out_channels * ctx.out[2] * ctx.x[3]
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.pad, self.dilation
         c = self.out_channels
         return t.ext.Named(
@@ -732,7 +732,7 @@ class LocallyConnected2d(_Conv2dBase):
         """Autograd keeps the columns (not the input)."""
         return Saved(extra=self.columns(ctx)) if self.trainable or grads[0] else Saved()
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.LocallyConnected2d(ctx.x[1], self.out_channels, self.kernel_size, self.stride, self.pad,
                                         self.dilation, ctx.out[2:], self.bias)
 
@@ -786,6 +786,6 @@ class TiledConv2d(_Conv2dBase):
         """Autograd keeps each bank's gathered columns: together the columns."""
         return Saved(extra=self.columns(ctx)) if self.trainable or grads[0] else Saved()
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.TiledConv2d(ctx.x[1], self.out_channels, self.kernel_size, self.stride, self.pad,
                                  self.dilation, self.tile_size, self.bias)

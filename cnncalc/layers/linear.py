@@ -4,7 +4,7 @@ from math import prod
 from typing import Any, ClassVar, Literal
 
 from cnncalc.errors import LayerError
-from cnncalc.layers.base import Ctx, Layer, PosInt, Saved, Shape, fmt_shape
+from cnncalc.layers.base import Ctx, Kit, Layer, PosInt, Saved, Shape, fmt_shape
 from cnncalc.layers.routes import OnnxForm, OnnxNode, Unsupported
 
 
@@ -72,13 +72,13 @@ class Linear(Layer):
         return [*super().explain(ctx),
                 ("MACs", f"{'·'.join(map(str, ctx.x[:-1]))} · {ctx.x[-1]} · {self.out_features}", self.macs(ctx))]
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.nn.Linear(ctx.x[-1], self.out_features, self.bias)
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
         """Autograd keeps the input for the weight's gradient."""
         return Saved(inputs=(0,)) if self.trainable else Saved()
 
-    def probe(self, ctx: Ctx, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
         """Every output feature reads the whole last axis: its sum, spread over out_features."""
         return t.ext.SumLast(self.out_features)

@@ -5,7 +5,7 @@ from math import prod
 from typing import Any, ClassVar, Literal
 
 from cnncalc.errors import LayerError
-from cnncalc.layers.base import Ctx, Flag, Layer, Saved, Shape, fmt_shape, merged
+from cnncalc.layers.base import Ctx, Flag, Kit, Layer, Saved, Shape, fmt_shape, merged
 from cnncalc.layers.field import RF
 from cnncalc.layers.routes import OnnxForm, OnnxNode, TorchCall, TorchForm, Traced, Unsupported, check_axis, lean, merge
 
@@ -29,7 +29,7 @@ class _Merge(Layer):
     min_inputs: ClassVar[int] = 2
     max_inputs: ClassVar[int] = 64
 
-    def probe(self, ctx: Ctx, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
         """The merge itself, on the inputs' one-channel stand-ins."""
         return self.build(ctx, t)
 
@@ -70,7 +70,7 @@ class Add(_Merge):
     def elementwise(self, ctx: Ctx) -> int:
         return (len(ctx.ins) - 1) * prod(ctx.out)
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.Add()
 
 
@@ -91,7 +91,7 @@ class Mul(_Merge):
     def elementwise(self, ctx: Ctx) -> int:
         return (len(ctx.ins) - 1) * prod(ctx.out)
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.Mul()
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
@@ -169,9 +169,9 @@ class Concat(_Merge):
             offset += size
         return out
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.Concat(self.dim)
 
-    def probe(self, ctx: Ctx, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
         """Along channels the one-channel stand-ins add up (the union); along space they join."""
         return t.ext.Add() if self.dim % len(ctx.x) == 1 else self.build(ctx, t)

@@ -10,7 +10,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from cnncalc.errors import LayerError
-from cnncalc.layers.base import Ctx, Flag, Layer, PosInt, Saved, Shape, fmt_shape
+from cnncalc.layers.base import Ctx, Flag, Kit, Layer, PosInt, Saved, Shape, fmt_shape
 from cnncalc.layers.field import RF
 from cnncalc.layers.routes import Malformed, OnnxForm, OnnxNode, TorchCall, TorchForm, Traced, Unsupported, module, onnx_reshape
 
@@ -82,7 +82,7 @@ class LayerNorm2d(Layer):
     def elementwise(self, ctx: Ctx) -> int:
         return 2 * prod(ctx.out)
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.LayerNorm2d(ctx.x[1], self.eps, self.elementwise_affine)
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
@@ -117,7 +117,7 @@ class LayerScale(Layer):
     def elementwise(self, ctx: Ctx) -> int:
         return prod(ctx.out)
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         c = self.channel_axis(ctx)
         return t.ext.LayerScale(ctx.x[c], len(ctx.x) - 1 - c, self.init_value)
 
@@ -141,7 +141,7 @@ class DropPath(Layer):
     p: Annotated[float, Field(ge=0, lt=1)] = 0.0
     mode: Literal["row", "batch"] = "row"
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.StochasticDepth(self.p, self.mode)
 
     def aliases(self, training: bool) -> bool:
@@ -224,7 +224,7 @@ class Narrow(_View):
             raise LayerError(f"expected an input (N, C, …), received {fmt_shape(ctx.x)}")
         return (ctx.x[0], self.span(ctx)[1], *ctx.x[2:])
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.Narrow(1, *self.span(ctx))
 
 
@@ -253,10 +253,10 @@ class PixelShuffle(Layer):
         r = self.upscale_factor
         return [(lo // r, hi // r)]
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.nn.PixelShuffle(self.upscale_factor)
 
-    def probe(self, ctx: Ctx, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
         return t.nn.Upsample(scale_factor=self.upscale_factor, mode="nearest")
 
 
@@ -287,10 +287,10 @@ class PixelUnshuffle(Layer):
         r = self.downscale_factor
         return [(lo * r, hi * r + r - 1)]
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.nn.PixelUnshuffle(self.downscale_factor)
 
-    def probe(self, ctx: Ctx, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
         r = self.downscale_factor
         return t.nn.AvgPool2d(r, r)  # every position of the block (a max would pass the gradient to one)
 
@@ -364,10 +364,10 @@ class SelfAttention(Layer):
         tokens, maps, _ = self._sizes(ctx)
         return Saved(inputs=(0,), extra=4 * tokens + maps)
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.SelfAttention(ctx.x[1], self.num_heads, self.bias)
 
-    def probe(self, ctx: Ctx, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.WholeSum()
 
     def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
@@ -388,10 +388,10 @@ class _Reorder(_View):
     def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
         return fields[0]  # in (N, C, spatial…) order; the analyzer hides it while permuted
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.Permute(self.order(len(ctx.x)))
 
-    def probe(self, ctx: Ctx, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
         return self.build(ctx, t)
 
 
@@ -474,7 +474,7 @@ class Unflatten(_View):
     def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
         return None
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.nn.Unflatten(self.dim, tuple(self.shape(ctx)[self.dim % len(ctx.x):][:len(self.sizes)]))
 
 
@@ -502,7 +502,7 @@ class Reshape(_View):
         """A view of a contiguous input."""
         return True
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.Reshape(tuple(self.shape(ctx)[1:]))
 
 

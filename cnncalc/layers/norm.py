@@ -6,7 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, WithJsonSchema, field_validator
 
 from cnncalc.errors import LayerError
-from cnncalc.layers.base import Ctx, Flag, Layer, PosInt, Saved, Shape, fmt_shape
+from cnncalc.layers.base import Ctx, Flag, Kit, Layer, PosInt, Saved, Shape, fmt_shape
 from cnncalc.layers.routes import OnnxForm, OnnxNode, lean
 
 
@@ -59,7 +59,7 @@ class BatchNormNd(_Norm):
     def elementwise(self, ctx: Ctx) -> int:
         return 2 * prod(ctx.out)
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         cls = getattr(t.nn, f"{'Batch' if 'batch' in self.type else 'Instance'}Norm{self.dims}d")
         return cls(ctx.x[1], self.eps, self.momentum, self.affine, self.track_running_stats)
 
@@ -70,7 +70,7 @@ class BatchNormNd(_Norm):
         """Autograd keeps the input and the batch mean and inverse deviation (C each)."""
         return Saved(inputs=(0,), extra=2 * ctx.x[1])
 
-    def affine_map(self, module: Any, t: Any) -> tuple[Any, Any]:
+    def affine_map(self, module: Any, t: Kit) -> tuple[Any, Any]:
         """s = γ/√(σ² + ε), b = β − μ·s (γ = 1, β = 0 without affine)."""
         torch = t.torch
         gamma = module.weight if self.affine else torch.ones_like(module.running_var)
@@ -182,7 +182,7 @@ class LayerNorm(_Norm):
     def elementwise(self, ctx: Ctx) -> int:
         return 2 * prod(ctx.out)
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.nn.LayerNorm(list(self.axes(ctx)), self.eps, self.elementwise_affine, self.bias)
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
@@ -205,7 +205,7 @@ class RMSNorm(LayerNorm):
     bias: Literal[False] = False
     memory_exact = Flag(False)
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         if not hasattr(t.nn, "RMSNorm"):
             raise ValueError("rmsnorm needs torch 2.4 or newer (nn.RMSNorm)")
         return t.nn.RMSNorm(list(self.axes(ctx)), self.eps, self.elementwise_affine)
@@ -243,7 +243,7 @@ class GroupNorm(_Norm):
     def elementwise(self, ctx: Ctx) -> int:
         return 2 * prod(ctx.out)
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.nn.GroupNorm(self.num_groups, ctx.x[1], self.eps, self.affine)
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
@@ -270,7 +270,7 @@ class LocalResponseNorm(Layer):
     def elementwise(self, ctx: Ctx) -> int:
         return (self.size + 3) * prod(ctx.out)
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.nn.LocalResponseNorm(self.size, self.alpha, self.beta, self.k)
 
     def padded(self, ctx: Ctx) -> int:

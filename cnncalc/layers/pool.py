@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import WithJsonSchema, field_validator, model_validator
 
 from cnncalc.errors import LayerError
-from cnncalc.layers.base import Axes, Axes0, Ctx, Flag, Layer, PosInt, Saved, Shape, fmt_shape, per_axis
+from cnncalc.layers.base import Axes, Axes0, Ctx, Flag, Kit, Layer, PosInt, Saved, Shape, fmt_shape, per_axis
 from cnncalc.layers.conv import _Window, spatial_axes
 from cnncalc.layers.field import RF, adaptive_windows
 from cnncalc.layers.routes import (
@@ -147,7 +147,7 @@ class MaxPoolNd(PoolNd):
     def _dil(cls, v: Any) -> tuple[int, ...]:
         return per_axis(v, cls.dims)
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         cls = getattr(t.nn, f"MaxPool{self.dims}d")
         return cls(self.kernel_size, self.strides, self.padding, self.dilation, ceil_mode=self.ceil_mode)
 
@@ -172,7 +172,7 @@ class AvgPoolNd(PoolNd):
                              f"{fmt_shape(ctx.x)} with kernel_size {list(self.kernel_size)}", "kernel_size")
         return out
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         cls = getattr(t.nn, f"AvgPool{self.dims}d")
         kw = {} if self.dims == 1 else {"divisor_override": self.divisor_override}
         return cls(self.kernel_size, self.strides, self.padding, self.ceil_mode, self.count_include_pad, **kw)
@@ -208,7 +208,7 @@ class LPPoolNd(PoolNd):
     def elementwise(self, ctx: Ctx) -> int:
         return prod(ctx.out) * (prod(self.kernel_size) + 2)
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         cls = getattr(t.nn, f"LPPool{self.dims}d")
         k, s = (self.kernel_size[0], self.strides[0]) if self.dims == 1 else (self.kernel_size, self.strides)
         return cls(self.norm_type, k, s, self.ceil_mode)
@@ -315,11 +315,11 @@ class AdaptivePoolNd(Layer):
             out.append(r.made_whole() if o == 1 else r)
         return out
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         kind = "Max" if "max" in self.type else "Avg"
         return getattr(t.nn, f"Adaptive{kind}Pool{self.dims}d")(self.output_size)
 
-    def probe(self, ctx: Ctx, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
         """The average over the very same windows."""
         return getattr(t.nn, f"AdaptiveAvgPool{self.dims}d")(self.output_size)
 
@@ -396,12 +396,12 @@ class GlobalPool(Layer):
             return None
         return [r.resample(Fraction(h), h, Fraction(h - 1, 2)).made_whole() for r, h in zip(f, ctx.x[2:])]
 
-    def build(self, ctx: Ctx, t: Any, kind: str | None = None) -> Any:
+    def build(self, ctx: Ctx, t: Kit, kind: str | None = None) -> Any:
         kind = kind or ("Max" if "max" in self.type else "Avg")
         pool = getattr(t.nn, f"Adaptive{kind}Pool{len(ctx.x) - 2}d")(1)
         return pool if self.keepdims else t.nn.Sequential(pool, t.nn.Flatten(1))
 
-    def probe(self, ctx: Ctx, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
         """The average over the whole input."""
         return self.build(ctx, t, "Avg")
 

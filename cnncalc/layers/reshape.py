@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import WithJsonSchema, field_validator, model_validator
 
 from cnncalc.errors import LayerError
-from cnncalc.layers.base import MAX_INT, Ctx, Flag, Layer, PosInt, Saved, Shape, clip, fmt_shape, per_axis
+from cnncalc.layers.base import MAX_INT, Ctx, Flag, Kit, Layer, PosInt, Saved, Shape, clip, fmt_shape, per_axis
 from cnncalc.layers.conv import AXES_NAMES
 from cnncalc.layers.field import RF
 from cnncalc.layers.routes import OnnxForm, TorchCall, TorchForm, Traced, Unsupported, module, onnx_reshape, onnx_same
@@ -47,7 +47,7 @@ class Identity(Layer):
     def moves_data(self) -> bool:
         return False
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.nn.Identity()
 
 
@@ -91,10 +91,10 @@ class Flatten(Layer):
     def rf(self, ctx: Ctx, fields: list) -> None:
         return None
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.nn.Flatten(self.start_dim, self.end_dim)
 
-    def probe(self, ctx: Ctx, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
         return self.build(ctx, t)
 
 
@@ -117,7 +117,7 @@ class ChannelShuffle(Layer):
             raise LayerError(f"{ctx.x[1]} channels are not divisible by groups={self.groups}", "groups")
         return ctx.x
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.nn.ChannelShuffle(self.groups)
 
 
@@ -216,7 +216,7 @@ class Upsample(Layer):
                                       uniform=s == 1))  # some outputs land exactly on one input
         return out
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.nn.Upsample(self.size, self.scale_factor, self.mode, self.align_corners)
 
     def dense(self, ctx: Ctx, axis: int) -> bool:
@@ -241,7 +241,7 @@ class Upsample(Layer):
             return [(lo * k + shift, hi * k + shift)]
         return [None]
 
-    def probe(self, ctx: Ctx, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
         """The resize itself (positive interpolation weights, per channel)."""
         return self.build(ctx, t)
 
@@ -301,7 +301,7 @@ class PadNd(Layer):
         f = fields[0]
         return None if f is None else [r.window(1, 1, b) for r, (b, _) in zip(f, self.pairs())]
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         prefix = {"constant": "Zero", "reflect": "Reflection", "replicate": "Replication", "circular": "Circular"}[self.mode]
         return getattr(t.nn, f"{prefix}Pad{self.dims}d")(self.padding)
 
@@ -317,7 +317,7 @@ class PadNd(Layer):
         """Reflect and replicate keep the input; zero and circular padding keep nothing."""
         return Saved(inputs=(0,)) if self.mode in ("reflect", "replicate") else Saved()
 
-    def probe(self, ctx: Ctx, t: Any) -> Any:
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
         return self.build(ctx, t)
 
 
@@ -400,7 +400,7 @@ class _ConstantPad(PadNd):
     mode: ClassVar[str] = "constant"
     value: float = 0.0
 
-    def build(self, ctx: Ctx, t: Any) -> Any:
+    def build(self, ctx: Ctx, t: Kit) -> Any:
         return getattr(t.nn, f"ConstantPad{self.dims}d")(self.padding, self.value)
 
 

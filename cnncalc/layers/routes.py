@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from cnncalc.layers.base import Layer
+    from cnncalc.layers.base import Kit, Layer
 
 
 class Unsupported(Exception):
@@ -56,7 +56,7 @@ class Traced:
 class TorchCall:
     """What a torch reader sees besides the op's arguments."""
 
-    t: Any
+    t: Kit
     """the kit: torch, nn, F"""
     out: tuple[int, ...]
     """the op's output shape (batch 2)"""
