@@ -44,6 +44,16 @@ class _Tidy:
         return False
 
 
+def show_torch_log(log: list[str]) -> None:
+    """What torch itself logged, warned or printed (kept by backend.chatter / interop.quiet), on
+    standard error, escaped: `-v` of import, export and verify."""
+    if log:
+        err = console(stderr=True)
+        err.print(f"torch's own messages ({len(log)} lines):")
+        for line in log:
+            err.print(f"  {_escape(line)}")
+
+
 def report_problems(problems: list[Problem]) -> None:
     err = console(stderr=True)
     for p in problems:

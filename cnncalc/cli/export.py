@@ -6,7 +6,7 @@ from typing import List, Optional
 import typer
 
 from cnncalc.cli.app import app
-from cnncalc.cli.console import _escape, console, user_errors, write_out
+from cnncalc.cli.console import _escape, console, show_torch_log, user_errors, write_out
 from cnncalc.cli.options import BatchOpt, InputOpt, Optimizer, SetOpt, SpecArg, Target, _analyze
 
 
@@ -33,11 +33,8 @@ def export(spec: str = SpecArg, to: Target = typer.Option(..., "--to", help="tor
         try:
             to_onnx(report, output, log)
         finally:
-            if verbose and log:
-                err = console(stderr=True)
-                err.print(f"torch's own messages ({len(log)} lines):")
-                for line in log:
-                    err.print(f"  {_escape(line)}")
+            if verbose:
+                show_torch_log(log)
         console(stderr=True).print(f"wrote {_escape(output)}")
         return
     if write_out(to_torch(report), output):

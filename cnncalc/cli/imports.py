@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from cnncalc.cli.app import app
-from cnncalc.cli.console import _escape, console, user_errors, write_out
+from cnncalc.cli.console import _escape, console, show_torch_log, user_errors, write_out
 from cnncalc.cli.options import parse_input
 from cnncalc.errors import CnnError
 
@@ -34,11 +34,8 @@ def import_(source: str = typer.Argument(..., help="FILE.py:NAME, package.module
     try:
         _import(source, input, output, name, log)
     finally:
-        if verbose and log:
-            err = console(stderr=True)
-            err.print(f"torch's own messages ({len(log)} lines):")
-            for line in log:
-                err.print(f"  {_escape(line)}")
+        if verbose:
+            show_torch_log(log)
 
 
 def _import(source: str, input: Optional[str], output: Optional[str], name: Optional[str], log: list[str]) -> None:

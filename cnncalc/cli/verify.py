@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Callable, List, Optional
 import typer
 
 from cnncalc.cli.app import app
-from cnncalc.cli.console import _escape, console, user_errors
+from cnncalc.cli.console import console, show_torch_log, user_errors
 from cnncalc.cli.options import BatchOpt, Dtype, InputOpt, Optimizer, Output, SetOpt, SpecArg, _analyze
 
 if TYPE_CHECKING:
@@ -69,9 +69,6 @@ def _verify(report: Report, options: VerifyOptions, format: Output = Output.tabl
         print_verify(report, result, console())
         if result.profile is not None:
             print_profile(result.profile, console())
-    if verbose and result.log:
-        err = console(stderr=True)
-        err.print(f"torch's own messages ({len(result.log)} lines):")
-        for line in result.log:
-            err.print(f"  {_escape(line)}")
+    if verbose:
+        show_torch_log(result.log)
     return result.ok
