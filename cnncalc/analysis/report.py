@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from math import prod
 from typing import Any
 
-from cnncalc.analysis.memory import OPTIMIZER_STATES, inference_peak, training_memory
+from cnncalc.analysis.memory import OPTIMIZER_STATES, memory_figures
 from cnncalc.analysis.status import EXACT, Status, estimate, of_field, of_field_start
 from cnncalc.errors import Problem
 from cnncalc.layers import Ctx, Layer, Shape
@@ -103,11 +103,10 @@ class Report:
         activations = sum(r.activation_bytes for r in self.layers)
         buffer_bytes = sum((8 if k == "num_batches_tracked" else b) * prod(s)
                            for r in self.layers if r.shared_with is None for k, s in r.buffer_shapes.items())
-        peak = inference_peak(self.layers, self.outputs, input_bytes, b)
         param_bytes = params * b
         states = OPTIMIZER_STATES[self.optimizer]
-        train = training_memory(self.layers, self.outputs, input_bytes, b, self.optimizer,
-                                param_bytes + buffer_bytes + trainable * b * states)
+        peak, train = memory_figures(self.layers, self.outputs, input_bytes, b, self.optimizer,
+                                     param_bytes + buffer_bytes + trainable * b * states)
         self._totals = Totals({
             "params": params, "trainable_params": trainable, "non_trainable_params": params - trainable,
             "buffers": sum(r.buffers for r in self.layers),
