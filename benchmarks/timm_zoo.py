@@ -104,6 +104,9 @@ TIMM: list[tuple[str, str]] = [
     ("coatnet_nano_rw_224", "CoAtNet"),
     ("botnet26t_256", "BoTNet"), ("halonet26t", "HaloNet"), ("lambda_resnet26t", "LambdaNet"),
 ]
+#: timm models whose default input (pretrained_cfg input_size) is demanded, not only their fixed-size
+#: ones: HaloNet's attention asserts feature maps divisible by its block (8), which 224 is not
+NEEDS_DEFAULT = {"halonet26t"}
 NOT_CNN = {"vit_tiny_patch16_224": "ViT"}  #: transformers users point import at: run, not counted as CNNs
 #: torchvision video models and their input (C, T, H, W): s3d and MViT fix their spatial size
 VIDEO_SHAPES = {"s3d": (3, 16, 224, 224), "mvit_v1_b": (3, 16, 224, 224), "mvit_v2_s": (3, 16, 224, 224)}
@@ -151,7 +154,7 @@ def build(row: dict, default_size: bool):
         model = timm.create_model(row["name"], pretrained=False)
         cfg = getattr(model, "pretrained_cfg", {}) or {}
         size = tuple(cfg.get("input_size", (3, 224, 224)))
-        fixed = cfg.get("fixed_input_size", False)
+        fixed = cfg.get("fixed_input_size", False) or row["name"] in NEEDS_DEFAULT
         return model, (size if default_size or fixed else (size[0], 224, 224))
     from torchvision import models
 
@@ -301,8 +304,8 @@ def causes(message: str, where: str = "") -> list[str]:
             cls = found.group(1) if found else ""
             attr = re.fullmatch(r"the tensor attribute self\.(?:[A-Za-z0-9_.]*\.)?([A-Za-z0-9_]+) used directly in forward",
                                 cause)
-            if attr:
-                attrs[cls].add(attr.group(1))
+            if attr:  # fx's names for constant tensors made in forward: _tensor_constant0, 1, …
+                attrs[cls].add(re.sub(r"^(_tensor_constant)\d+$", r"\1N", attr.group(1)))
                 continue
             cause = re.sub(r"\b(aten\.|_?[a-z_]+_)\d+\b", r"\1N", cause or line)
             keys.add(cause + (f" [in {cls}]" if cls else ""))
