@@ -192,5 +192,5 @@ def test_the_trace_limit_leaves_room_for_the_largest_zoo_models(monkeypatch):
     from cnncalc.interop import torch_import
 
     monkeypatch.setattr(torch_import, "MAX_TRACED_OPS", torch_import.MAX_TRACED_OPS // 25)
-    found, outputs, _ = torch_import.trace(DenseNet(blocks=(6, 12, 48, 32)), (3, 32, 32))
+    found, outputs, _, _ = torch_import.trace(DenseNet(blocks=(6, 12, 48, 32)), (3, 32, 32))
     assert len(found) > 600 and len(outputs) == 1
