@@ -85,8 +85,13 @@ def _torchvision(name: str) -> Any:
     if name not in names:
         raise CnnError.single(f"import: torchvision {torchvision.__version__} has no model '{name}'"
                               f"{did_you_mean(name, names)}", exit_code=2)
+    import inspect
+
+    builder = models.get_model_builder(name)
+    # untrained, and nothing downloaded: segmentation builders default weights_backbone to ImageNet's
+    extra = {"weights_backbone": None} if "weights_backbone" in inspect.signature(builder).parameters else {}
     try:
-        return models.get_model(name, weights=None)
+        return builder(weights=None, **extra)
     except Exception as exc:  # noqa: BLE001 - e.g. its compiled ops failed to load
         raise CnnError.single(f"import: torchvision could not build {name}: {_one_line(exc)}") from None
 
@@ -122,7 +127,7 @@ def layer_class(m: Any) -> type[Layer] | None:
     for k in type(m).__mro__:
         torch_own = k.__module__.split(".")[0] in ("torch", "torchvision")
         if k.__name__ in index and (torch_own or k.__name__ in ours):
-            if type(m).forward is not getattr(k, "forward", None):
+            if type(m).forward is not getattr(k, "forward", None) and not (torch_own and _forwards_as(m, k)):
                 return None
             # a class named like one of cnncalc's modules is read as one with its code (an exported file's
             # copy), or holding only a weight and bias as it does (timm's LayerNorm2d; the proof judges it),
@@ -130,6 +135,33 @@ def layer_class(m: Any) -> type[Layer] | None:
             ok = torch_own or _same_code(k, ours[k.__name__]) or set(m.state_dict()) <= {"weight", "bias"}
             return index[k.__name__] if ok else None
     return None
+
+
+def _forwards_as(m: Any, base: type) -> bool:
+    """Whether module `m`, whose class overrides the forward of torch's `base`, traces to the very
+    graph `base.forward` makes (timm's `Linear`: `F.linear(input, self.weight, self.bias)`); any
+    other op, argument or attribute, or a forward fx cannot trace, is no."""
+    import torch.fx as fx
+
+    def graph(cls: type) -> list[tuple] | None:
+        twin: Any = object.__new__(cls)
+        twin.__dict__ = m.__dict__  # the same parameters and settings, the class's own forward
+        try:
+            g = fx.Tracer().trace(twin)
+        except Exception:  # noqa: BLE001 - not traceable alone: read as the model's code
+            return None
+        index = {n: i for i, n in enumerate(g.nodes)}
+
+        def arg(a: Any) -> Any:
+            return ("node", index[a]) if isinstance(a, fx.Node) else repr(a)
+
+        return [(n.op, n.target if n.op != "placeholder" else None, tuple(map(arg, n.args)),
+                 tuple(sorted((k, arg(v)) for k, v in n.kwargs.items()))) for n in g.nodes]
+
+    if set(m.state_dict()) - {"weight", "bias"} or list(m.children()):
+        return False
+    mine, theirs = graph(type(m)), graph(base)
+    return mine is not None and mine == theirs
 
 
 def _same_code(a: type, b: type) -> bool:

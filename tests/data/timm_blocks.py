@@ -539,3 +539,35 @@ class NFStem(nn.Module):
     def forward(self, x):
         x = self.conv2(F.relu(self.conv1(self.stem(x))))
         return self.head(x.mean((2, 3)))
+
+
+# ---- timm/layers/linear.py (timm 1.0.x), verbatim: an nn.Linear whose forward is F.linear ------
+class Linear(nn.Linear):
+    r"""Applies a linear transformation to the incoming data: :math:`y = xA^T + b`
+
+    Wraps torch.nn.Linear to support AMP + torchscript usage by manually casting
+    weight & bias to input.dtype to work around an issue w/ torch.addmm in this use case.
+    """
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            bias = self.bias.to(dtype=input.dtype) if self.bias is not None else None
+            return F.linear(input, self.weight.to(dtype=input.dtype), bias=bias)
+        else:
+            return F.linear(input, self.weight, self.bias)
+
+
+class LinearHead(nn.Module):
+    """MobileNetV3 / GhostNet / LCNet's head as timm writes it: pool, 1×1 conv, flatten, timm's Linear."""
+
+    def __init__(self, linear=Linear):
+        super().__init__()
+        self.conv_stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.conv_head = nn.Conv2d(8, 16, 1)
+        self.act2 = nn.Hardswish()
+        self.flatten = nn.Flatten(1)
+        self.classifier = linear(16, 10)
+
+    def forward(self, x):
+        x = self.global_pool(self.conv_stem(x))
+        return self.classifier(self.flatten(self.act2(self.conv_head(x))))

@@ -358,3 +358,25 @@ def test_torchvision_zoo(name):
 
     model = models.get_model(name, weights=None, **({"aux_loss": True} if name.startswith("fcn") else {}))
     judged(model.eval(), (3, 224, 224))
+
+
+# ---- timm's Linear: an nn.Linear subclass whose forward is F.linear on its own weight ----------------
+def test_timms_linear_is_read_as_the_linear_it_computes():
+    # 9 of the 29 timm CNNs refused in benchmarks/timm_zoo.py (MobileNetV3/V4, GhostNet, LCNet, ...)
+    model = T.LinearHead()
+    text, report = judged(model, (3, 16, 16))
+    state_keys_survive(model, report)
+    assert report.layer("classifier").type == "linear" and report.layer("classifier").params == 16 * 10 + 10
+
+
+def test_a_linear_subclass_that_computes_something_else_is_traced_through_not_trusted():
+    class Doubled(torch.nn.Linear):  # same tensors, another computation: not a linear layer
+        def forward(self, input):
+            return torch.nn.functional.linear(input, self.weight * 2, self.bias)
+
+    from cnncalc.interop.torch_import import layer_class
+
+    assert layer_class(T.Linear(4, 3)) is not None and layer_class(T.Linear(4, 3, bias=False)) is not None
+    assert layer_class(Doubled(4, 3)) is None
+    with pytest.raises(cnncalc.CnnError):
+        cnncalc.spec_from_torch(T.LinearHead(linear=Doubled), (3, 16, 16))
