@@ -546,6 +546,9 @@ class _Reader:
             return
         if n.op == "get_attr":
             if "cnncalc_shape" in n.meta and not self.layer_scale(n):
+                if str(n.target).rpartition(".")[2].startswith("_tensor_constant"):  # fx's name, not the model's
+                    raise _Unsupported("a constant tensor made in forward (e.g. torch.tensor(...), a table "
+                                       "built on each call) used in the computation")
                 raise _Unsupported(f"the tensor attribute self.{n.target} used directly in forward")
             return
         if n in self.absorbed:

@@ -34,3 +34,22 @@ def test_the_failing_module_and_its_input_shapes_are_named(tmp_path, forward, wh
     r = CliRunner().invoke(app, ["import", f"{path}:Net", "--input", "3x16x16"])
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert where in r.output and shapes in r.output and "3×16×16 input" in r.output
+
+
+def test_a_constant_made_in_forward_is_named_as_such_not_as_an_attribute():
+    """torch.fx names a tensor built in forward `_tensor_constant0`: no attribute of the model
+    (the timm zoo's MaxViT listed 17 of them as if they were)."""
+    import cnncalc
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.conv(x) + torch.tensor([1.0, 2.0, 3.0, 4.0]).view(1, 4, 1, 1)
+
+    with pytest.raises(cnncalc.CnnError) as err:
+        cnncalc.spec_from_torch(Net(), (3, 8, 8))
+    said = "\n".join(p.message for p in err.value.problems)
+    assert "a constant tensor made in forward" in said and "self._tensor_constant" not in said
