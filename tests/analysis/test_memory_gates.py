@@ -45,6 +45,7 @@ def test_gate_memory_matches_torch(gate):
     judged(analyze_text(BODY + GATES[gate] + "  - {type: conv2d, out_channels: 8, kernel_size: 1}\n"), 0.04)
 
 
+@pytest.mark.slow
 def test_mobilenet_v3_with_its_gates_matches_torch():
     report = cnncalc.analyze(cnncalc.load_spec(os.path.join(EXAMPLES, "mobilenet_v3_large.yaml")), batch=2,
                              input_shape=(3, 64, 64), optimizer="sgd")

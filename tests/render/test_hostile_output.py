@@ -199,6 +199,7 @@ def test_mermaid_labels_and_comment_hold_no_directive(tmp_path, name):
     assert lines[5:] == ["  n0 --> n1", "  n1 --> n2"]
 
 
+@pytest.mark.slow
 def test_figure_title_with_dollars_is_plain_text(tmp_path):
     pytest.importorskip("matplotlib")
     from cnncalc.render.figure import plain_text

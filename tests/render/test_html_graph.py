@@ -51,6 +51,7 @@ def measure(tmp_path, page: str, name: str) -> dict[str, float]:
     return {k: float(v) for k, v in re.findall(r'data-(\w+)="([^"]*)"', body)}
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_resnet50_graph_is_readable_and_scrolls(tmp_path):
     page = subprocess.run([sys.executable, "-m", "cnncalc", "analyze", os.path.join(EXAMPLES, "resnet50.yaml"),
