@@ -31,7 +31,8 @@ def to_json(report: Report, extra: dict | None = None) -> str:
 
 CSV_FIELDS = ["index", "name", "type", "inputs", "output_shape", "params", "trainable_params", "buffers",
               "macs", "flops", "elementwise_ops", "activation_bytes", "rf_size", "rf_stride", "rf_start",
-              "shared_with", "rf_jump"]  # rf_stride is the jump under the contract's name; rf_jump says it plainly
+              "shared_with", "rf_jump", "rf_status"]  # rf_stride is the jump under the contract's name; rf_jump
+#                says it plainly; rf_status: exact or estimate (analysis/status.py), empty without a field
 
 
 @gc_paused()
@@ -44,10 +45,11 @@ def to_csv(report: Report) -> str:
         w.writerow([r.index, visible(r.name), r.type, visible(" ".join(r.inputs)), "x".join(map(str, r.output_shape)), r.params,
                     r.trainable_params, r.buffers, r.macs, r.flops, r.elementwise_ops, r.activation_bytes,
                     *(" ".join(map(str, rf.get(k, []))) for k in ("size", "stride", "start")), r.shared_with or "",
-                    " ".join(map(str, rf.get("jump", [])))])
+                    " ".join(map(str, rf.get("jump", []))),
+                    getattr(report.field_status(r).get("receptive_field"), "level", "")])
     t = report.totals
     w.writerow(["", "total", "", "", "", t["params"], t["trainable_params"], t["buffers"], t["macs"], t["flops"],
-                t["elementwise_ops"], t["activation_bytes"], "", "", "", "", ""])
+                t["elementwise_ops"], t["activation_bytes"], "", "", "", "", "", ""])
     return out.getvalue()
 
 

@@ -93,3 +93,17 @@ def test_estimates_are_marked_in_the_totals_and_explained_in_the_html():
     marked = [line.split("</td>")[1] for line in page.splitlines() if "from &#x27;m&#x27; (add) on" in line]
     assert marked == ["<td>m", "<td>after"]  # the merge and what follows it
     assert "data-status" not in next(line for line in page.splitlines() if "<td>c</td>" in line)
+
+
+def test_csv_and_markdown_carry_the_field_status():
+    import csv
+    import io
+
+    from cnncalc.render.formats import to_csv, to_markdown
+
+    report = analyze_text(UPSAMPLED_MERGE)
+    rows = {r["name"]: r for r in csv.DictReader(io.StringIO(to_csv(report))) if r["index"]}
+    assert {n: r["rf_status"] for n, r in rows.items()} == {
+        "c": "exact", "up": "exact", "a": "exact", "b": "exact", "m": "estimate", "after": "estimate"}
+    table = to_markdown(report)
+    assert "~" in next(line for line in table.splitlines() if "| m |" in line or "| m " in line)
