@@ -65,6 +65,7 @@ def test_roofline_bound_and_verdicts():
     assert fmt_time(0.0123) == "12.3 ms" and fmt_time(4.2e-7) == "420 ns"
 
 
+@pytest.mark.slow  # whole cnncalc processes: the fast loop stays well under a minute
 def test_analyze_with_peaks_needs_no_torch(tmp_path):
     peaks = tmp_path / "peaks.json"
     peaks.write_text(json.dumps(PEAKS))

@@ -247,6 +247,7 @@ def test_optimizer_state_is_printed_and_a_suggested_type_does_not_list_all_types
     assert "unknown layer type 'conv2dd' (did you mean 'conv2d'?)\n" in out.stderr and "valid types" not in out.stderr
 
 
+@pytest.mark.slow  # whole cnncalc processes: the fast loop stays well under a minute
 def test_piped_output_is_tidy():
     for args in (["layers"], ["analyze", "examples/lenet5.yaml"], ["rf", "examples/resnet18.yaml"]):
         out = subprocess.run([sys.executable, "-m", "cnncalc", *args], cwd=ROOT, capture_output=True, text=True)

@@ -46,6 +46,7 @@ def test_share_cells_are_fractions_of_the_totals():
     assert share(1, 10**6) == "<0.1%" and share(0, 0) == "–"
 
 
+@pytest.mark.slow  # whole cnncalc processes: the fast loop stays well under a minute
 def test_columns_choose_and_order_the_table():
     assert choose_columns("MACs, name ,% MACs,rf_size") == [1, 6, 7, 10]  # table order, any spelling
     with pytest.raises(ValueError, match="unknown column 'macz' \\(did you mean 'macs'"):
@@ -69,6 +70,7 @@ def test_columns_and_depth_golden():
 
 
 # ---- several specs -------------------------------------------------------------------------------
+@pytest.mark.slow  # whole cnncalc processes: the fast loop stays well under a minute
 def test_several_specs_in_one_analyze(tmp_path):
     mnist = os.path.join(EXAMPLES, "mnist_net.yaml")
     out = cli("analyze", LENET, mnist)
