@@ -169,8 +169,19 @@ def activation_forms(name: str, nn_name: str) -> tuple[TorchForm, ...]:
 
 
 def merge(kind: str) -> TorchReader:
-    """`a + b`, `torch.add(a, b)`, `a.add(b)` of two tensors (no constant, alpha 1)."""
+    """`a + b`, `torch.add(a, b)`, `a.add(b)` of two tensors (no constant, alpha 1); a tensor plus
+    the number 0 or times the number 1 is that tensor (timm's MobileOne block starts a sum at 0),
+    read as an identity."""
+    neutral = {"add": 0, "mul": 1}.get(kind)
+
+    def same(v: Any) -> bool:  # the number that leaves a tensor as it is (never a bool or a tensor)
+        return neutral is not None and type(v) in (int, float) and v == neutral
+
     def read(call: TorchCall, a: Any, b: Any, alpha: Any = 1, out: Any = None) -> tuple[Any, list[Any]]:
+        if isinstance(a, Traced) and not isinstance(b, Traced) and same(b) and alpha == 1:
+            return {"type": "identity"}, [a]
+        if isinstance(b, Traced) and not isinstance(a, Traced) and same(a) and alpha == 1:
+            return {"type": "identity"}, [b]
         if not (isinstance(a, Traced) and isinstance(b, Traced)) or alpha != 1:
             raise Unsupported(f"{kind} with a constant (only tensor {kind}s have a layer type)")
         return {"type": kind}, [a, b]

@@ -571,3 +571,36 @@ class LinearHead(nn.Module):
     def forward(self, x):
         x = self.global_pool(self.conv_stem(x))
         return self.classifier(self.flatten(self.act2(self.conv_head(x))))
+
+
+# ---- timm/models/mobileone.py's MobileOneBlock forward (train-time branches), its sum started at 0 ----
+class MobileOneLite(nn.Module):
+    def __init__(self, identity=True, scale=True, branches=2):
+        super().__init__()
+        self.identity = nn.BatchNorm2d(8) if identity else None
+        self.conv_scale = nn.Conv2d(8, 8, 1) if scale else None
+        self.conv_kxk = nn.ModuleList([nn.Conv2d(8, 8, 3, padding=1) for _ in range(branches)])
+        self.num_conv_branches = branches
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        identity_out = 0
+        if self.identity is not None:
+            identity_out = self.identity(x)
+        scale_out = 0
+        if self.conv_scale is not None:
+            scale_out = self.conv_scale(x)
+        out = scale_out + identity_out
+        for ix in range(self.num_conv_branches):
+            out += self.conv_kxk[ix](x)
+        return self.act(out)
+
+
+class MobileOneStack(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.b1, self.b2, self.b3 = MobileOneLite(), MobileOneLite(identity=False), MobileOneLite(scale=False)
+
+    def forward(self, x):
+        return self.b3(self.b2(self.b1(self.stem(x))))

@@ -380,3 +380,19 @@ def test_a_linear_subclass_that_computes_something_else_is_traced_through_not_tr
     assert layer_class(Doubled(4, 3)) is None
     with pytest.raises(cnncalc.CnnError):
         cnncalc.spec_from_torch(T.LinearHead(linear=Doubled), (3, 16, 16))
+
+
+def test_a_sum_started_at_zero_is_the_tensor_itself():
+    # timm's MobileOne and FastViT blocks: `scale_out = 0 … out = scale_out + identity_out` when a
+    # branch is absent: the tensor + 0 is the tensor (an identity), never refused as "add with a constant"
+    model = T.MobileOneStack().eval()
+    text, report = judged(model, (3, 16, 16))
+    assert report.layer("b2.add").type == "identity" and report.layer("b3.add").type == "identity"
+    assert report.layer("b1.add").type == "add"
+    from cnncalc.layers.routes import Traced, merge
+
+    read = merge("add")
+    with pytest.raises(Exception, match="with a constant"):
+        read(None, Traced.__new__(Traced), 1)  # + 1 changes the tensor
+    with pytest.raises(Exception, match="with a constant"):
+        read(None, Traced.__new__(Traced), False)  # a bool is no number here
