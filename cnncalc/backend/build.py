@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from cnncalc.analysis.report import Report
+from cnncalc.backend.device import out_of_memory
 from cnncalc.backend.kit import Kit, kit
 from cnncalc.errors import CnnError
 
@@ -16,7 +17,11 @@ def build_model(report: Report, t: Kit | None = None) -> Any:
     for row in report.layers:
         try:
             modules[row.name] = modules[row.shared_with] if row.shared_with else row.layer.build(row.ctx, t)
-        except (RuntimeError, ValueError, TypeError) as exc:  # torch refuses what the analysis accepted
+        except (RuntimeError, ValueError, TypeError, MemoryError) as exc:  # torch refuses what the analysis accepted
+            if out_of_memory(exc):  # not a refusal: this machine has no room for the weights
+                raise CnnError([report.problem(row, "out of memory while torch allocates this layer's weights "
+                                                    f"({len(report.layers)} layers, {report.totals['params']:,} "
+                                                    "params in all): free memory or use a larger machine")]) from None
             raise CnnError([report.problem(row, f"torch cannot build this layer: {exc}".splitlines()[0][:300])]) from None
         if not row.layer.trainable:
             for p in modules[row.name].parameters():

@@ -238,3 +238,20 @@ def test_a_wide_timing_spread_is_flagged():
     busy = summarize([0.27e-3, 0.3e-3, 14e-3, 80e-3, 81e-3], batch=1, flops=10, peak=None)  # the issue's LeNet run
     assert not calm["unstable"] and calm["spread"] < 1.1
     assert busy["unstable"] and busy["spread"] > 100
+
+
+def test_running_out_of_memory_while_building_is_said_so_not_a_refusal(monkeypatch):
+    """A layer whose weights do not fit (the timm zoo's regnet_y_128gf under a memory cap) read as
+    "torch cannot build this layer: … can't allocate memory": it is this machine's limit."""
+    from cnncalc.layers.conv import ConvNd
+
+    def no_room(self, ctx, t):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] err == 0. DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(ConvNd, "build", no_room)
+    report = example("lenet5")
+    with pytest.raises(cnncalc.CnnError) as err:
+        tb.build_model(report)
+    (problem,) = err.value.problems
+    assert "out of memory" in problem.message and "cannot build" not in problem.message
+    assert problem.layer == report.layers[0].name  # located at the first conv
