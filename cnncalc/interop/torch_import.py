@@ -356,8 +356,11 @@ def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model"
         with t.torch.no_grad(), _fake(t):  # shapes without data: any input size, no memory, no compute
             Run(gm).run(t.torch.empty(2, *input_shape, dtype=_dtype(model, t)))  # batch 2: told apart from sizes
     except (Exception, SystemExit) as exc:  # noqa: BLE001
+        frozen = "immutable_list" in str(exc) or "immutable_dict" in str(exc)  # fx froze an argument it passed
         raise CnnError.single(f"import: {what} fails on a {'×'.join(map(str, input_shape))} input"
-                              f"{_where(failed[0]) if failed else ''}: {_one_line(exc)}") from None
+                              f"{_where(failed[0]) if failed else ''}: {_one_line(exc)}"
+                              + (" (torch.fx passes the model's code a read-only list, which that code changes: "
+                                 "the model cannot be traced as written)" if frozen else "")) from None
     return _Reader(gm, values, t, model).read()
 
 

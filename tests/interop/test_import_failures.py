@@ -53,3 +53,18 @@ def test_a_constant_made_in_forward_is_named_as_such_not_as_an_attribute():
         cnncalc.spec_from_torch(Net(), (3, 8, 8))
     said = "\n".join(p.message for p in err.value.problems)
     assert "a constant tensor made in forward" in said and "self._tensor_constant" not in said
+
+
+def test_a_model_that_changes_a_list_fx_froze_is_told_why(tmp_path):
+    """torchvision's swin3d changes a list argument of a function fx wraps: fx hands it a read-only
+    list; the message says so rather than leave a TypeError from inside fx."""
+    path = tmp_path / "frozen.py"
+    path.write_text(
+        "import torch\nimport torch.fx\nfrom torch import nn\n\n\n"
+        "def shift(sizes, n: int):\n    sizes[0] = n\n    return sizes[0]\n\n\n"
+        "torch.fx.wrap('shift')\n\n\n"
+        "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.c = nn.Conv2d(3, 4, 3)\n\n"
+        "    def forward(self, x):\n        return self.c(x) * shift([2, 2], x.shape[-1])\n")
+    r = CliRunner().invoke(app, ["import", f"{path}:Net", "--input", "3x8x8"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "at shift" in r.output and "read-only list" in r.output
