@@ -135,24 +135,27 @@ class Report:
         return {k: memory if k in self.MEMORY_TOTALS else EXACT
                 for k, v in self.totals.items() if isinstance(v, int)}
 
+    def field_statuses(self) -> dict[str, dict[str, Status]]:
+        """Each row's field status, by name: its receptive field (size and jump) and its start; an
+        estimate names the layer on the way where the windows stopped being alike (one pass over
+        the rows). Empty for a row without a field."""
+        origin: dict[str, LayerReport] = {}  # each inexact row → the first inexact row on its way
+        out: dict[str, dict[str, Status]] = {}
+        for r in self.layers:
+            size, start = of_field(r.receptive_field), of_field_start(r.receptive_field)
+            if size is None or start is None:
+                out[r.name] = {}
+                continue
+            if size.level == "estimate":
+                at = origin[r.name] = next((origin[i] for i in r.inputs if i in origin), r)
+                size = start = estimate("field_inexact", f"windows differ from unit to unit from '{at.name}' "
+                                                         f"({at.type}) on")
+            out[r.name] = {"receptive_field": size, "receptive_field_start": start}
+        return out
+
     def field_status(self, row: LayerReport) -> dict[str, Status]:
-        """The status of a row's receptive field (size and jump) and of its start; an estimate
-        names the layer on the way where the windows stopped being alike. Empty without a field."""
-        origins = self.__dict__.get("_field_origins")
-        if origins is None or len(origins[1]) != len(self.layers):
-            found: dict[str, str] = {}
-            for r in self.layers:  # the first inexact field on each inexact row's way
-                if r.receptive_field is not None and not all(f.exact for f in r.receptive_field):
-                    found[r.name] = next((found[i] for i in r.inputs if i in found), r.name)
-            origins = self.__dict__["_field_origins"] = (found, self.layers)
-        size, start = of_field(row.receptive_field), of_field_start(row.receptive_field)
-        if size is None or start is None:
-            return {}
-        if size.level == "estimate":
-            at = self.layer(origins[0].get(row.name, row.name))
-            size = start = estimate("field_inexact", f"windows differ from unit to unit from '{at.name}' "
-                                                     f"({at.type}) on")
-        return {"receptive_field": size, "receptive_field_start": start}
+        """One row's field status (`field_statuses`; for many rows, call that once)."""
+        return self.field_statuses()[row.name]
 
     def file_of(self, row: LayerReport) -> str:
         """The file the row's layer is written in (`line` counts in it): the spec, or a file it
@@ -181,10 +184,11 @@ class Report:
         return analyze(sub, batch, input_shape, dtype, self.optimizer)
 
     def to_json(self) -> dict[str, Any]:
+        field = self.field_statuses()
         return {"name": self.name, "file": self.file,
                 "input": {"shape": list(self.input_shape), "dtype": self.dtype},
                 "layers": [{**r.to_json(), "file": self.file_of(r),
-                            "status": {k: s.to_json() for k, s in self.field_status(r).items()}}
+                            "status": {k: s.to_json() for k, s in field[r.name].items()}}
                            for r in self.layers],
                 "outputs": self.outputs,
                 "totals": self.totals,

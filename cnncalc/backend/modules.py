@@ -24,6 +24,15 @@ def recorded(cls):
     return cls
 
 
+def padded_init(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias, pads, mode="zeros"):
+    """The conv (its class's base: nn.Conv1d/2d/3d) with no padding of its own, and the pads to
+    apply first: pads = ((before, after) per spatial axis, first axis first), mode as a spec's
+    padding_mode."""
+    super(type(self), self).__init__(in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias)
+    self.flat = [p for pair in reversed(pads) for p in pair]  # F.pad wants the last axis first
+    self.mode = _MODES[mode]
+
+
 def pad_then_conv(self, x):
     """F.pad with the module's stored pads (last axis first) and mode, then its convolution with no
     padding of its own (timm's Conv2dSame: pad_same, then F.conv2d)."""
@@ -35,11 +44,7 @@ class PaddedConv1d(nn.Conv1d):
     """A Conv1d padding unevenly first: pads = ((before, after),), mode as a spec's padding_mode.
     One module, so its weight and bias keep a plain conv's state_dict keys."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias, pads, mode="zeros"):
-        super().__init__(in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias)
-        self.flat = [p for pair in reversed(pads) for p in pair]  # F.pad wants the last axis first
-        self.mode = _MODES[mode]
-
+    __init__ = padded_init
     forward = pad_then_conv
 
 
@@ -49,11 +54,7 @@ class PaddedConv2d(nn.Conv2d):
     [[top, bottom], [left, right]]): pads = ((top, bottom), (left, right)), mode as a spec's
     padding_mode. One module, so its weight and bias keep a plain conv's state_dict keys."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias, pads, mode="zeros"):
-        super().__init__(in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias)
-        self.flat = [p for pair in reversed(pads) for p in pair]  # F.pad wants the last axis first
-        self.mode = _MODES[mode]
-
+    __init__ = padded_init
     forward = pad_then_conv
 
 
@@ -62,11 +63,7 @@ class PaddedConv3d(nn.Conv3d):
     """A Conv3d padding unevenly first: pads = ((before, after) per axis, depth first), mode as a
     spec's padding_mode. One module, so its weight and bias keep a plain conv's state_dict keys."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias, pads, mode="zeros"):
-        super().__init__(in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias)
-        self.flat = [p for pair in reversed(pads) for p in pair]  # F.pad wants the last axis first
-        self.mode = _MODES[mode]
-
+    __init__ = padded_init
     forward = pad_then_conv
 
 

@@ -40,13 +40,14 @@ def to_csv(report: Report) -> str:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(CSV_FIELDS)
+    status = report.field_statuses()
     for r in report.layers:
         rf = r.rf_json() or {}
         w.writerow([r.index, visible(r.name), r.type, visible(" ".join(r.inputs)), "x".join(map(str, r.output_shape)), r.params,
                     r.trainable_params, r.buffers, r.macs, r.flops, r.elementwise_ops, r.activation_bytes,
                     *(" ".join(map(str, rf.get(k, []))) for k in ("size", "stride", "start")), r.shared_with or "",
                     " ".join(map(str, rf.get("jump", []))),
-                    getattr(report.field_status(r).get("receptive_field"), "level", "")])
+                    getattr(status[r.name].get("receptive_field"), "level", "")])
     t = report.totals
     w.writerow(["", "total", "", "", "", t["params"], t["trainable_params"], t["buffers"], t["macs"], t["flops"],
                 t["elementwise_ops"], t["activation_bytes"], "", "", "", "", "", ""])

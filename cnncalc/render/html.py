@@ -42,10 +42,11 @@ def layer_table(report: Report, columns: Sequence[int], depth: int | None = None
     head = "".join(f'<th scope="col"{" class=num" if COLUMNS[i] in NUMERIC else ""}>{_e(COLUMNS[i])}</th>'
                    for i in columns)
     body = []
+    statuses = report.field_statuses()
     for group in (layer_groups(report, depth) if depth else [[r] for r in report.layers]):
         r = group[-1]
         cells = group_cells(group, depth, report) if depth else layer_cells(r, report)
-        field = report.field_status(r)  # an estimated field says why when hovered
+        field = statuses[r.name]  # an estimated field says why when hovered
         tds = []
         for i in columns:
             raw = _raw_sum(group, COLUMNS[i])

@@ -164,12 +164,13 @@ def print_fields(report: Report, console) -> None:
               title_justify="left")
     for c in ("layer", "type", "output", "size", "jump", "start", "exact"):
         t.add_column(c)
+    status = report.field_statuses()
 
     def cells(row):
         f = row.receptive_field
         return (row.name, row.type, shape_str(row.output_shape[2:]), rf_size_text(f),
                 *("×".join(rf_num(r, a) for r in f) for a in ("jump", "start")),
-                "yes" if report.field_status(row)["receptive_field"].level == "exact" else "approx.")
+                "yes" if status[row.name]["receptive_field"].level == "exact" else "approx.")
 
     add_rows(t, (cells(row) for row in report.layers if row.receptive_field is not None))
     console.print(t)
