@@ -280,6 +280,11 @@ CASES = [
     ("concat", (3, 5, 5), 1, [C(name="a", type="conv2d", out_channels=5, kernel_size=3, padding=1),
                               C(type="concat", inputs=["input", "a"])],
      dict(shape=(1, 8, 5, 5), params=0, macs=0, ew=0)),
+    ("sub", (3, 5, 5), 2, [C(name="a", type="conv2d", out_channels=3, kernel_size=3, padding=1, bias=False),
+                           C(type="sub", inputs=["a", "input"])],
+     dict(shape=(2, 3, 5, 5), params=0, macs=0, ew=2 * 75)),  # one subtraction per output element
+    ("sub-broadcast", (4, 5, 5), 1, [C(name="g", type="global_avgpool"), C(type="sub", inputs=["g", "input"])],
+     dict(shape=(1, 4, 5, 5), params=0, macs=0, ew=100)),  # (1, 4, 1, 1) − (1, 4, 5, 5) → (1, 4, 5, 5)
     ("glu", (3, 8, 8), 2, [C(type="glu")], dict(shape=(2, 3, 8, 4), params=0, macs=0, ew=2 * 2 * 3 * 8 * 4)),
     ("glu-channels", (6, 4, 4), 1, [C(type="glu", dim=1)], dict(shape=(1, 3, 4, 4), params=0, macs=0, ew=2 * 3 * 16)),
 ]

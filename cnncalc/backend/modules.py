@@ -88,6 +88,11 @@ class Mul(nn.Module):
         return out
 
 
+class Sub(nn.Module):
+    def forward(self, a, b):
+        return a - b
+
+
 @recorded
 class Concat(nn.Module):
     def __init__(self, dim: int = 1):

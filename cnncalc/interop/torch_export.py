@@ -27,7 +27,7 @@ from cnncalc.backend.kit import Kit, kit
 from cnncalc.errors import CnnError
 from cnncalc.safe import visible
 
-INLINE = {"add": " + ", "mul": " * "}  #: merges written as expressions
+INLINE = {"add": " + ", "mul": " * ", "sub": " - "}  #: merges written as expressions
 
 
 def _literal(v: Any) -> str:

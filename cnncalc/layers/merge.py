@@ -1,4 +1,4 @@
-"""Merges of several branches: add (residual), concat (channels), mul (gating, broadcast)."""
+"""Merges of several branches: add (residual), sub (a difference), concat (channels), mul (gating, broadcast)."""
 
 from dataclasses import replace
 from math import prod
@@ -117,6 +117,45 @@ class Mul(_Merge):
         first: measured within 3% without it.)"""
         broadcast = len(ctx.ins) == 2 and any(g and s != ctx.out for g, s in zip(grads, ctx.ins))
         return prod(ctx.out) * b if broadcast else 0
+
+
+def _sub(call: TorchCall, a: Any, b: Any, alpha: Any = 1, out: Any = None) -> tuple[Any, list[Any]]:
+    """`a - b`, `torch.sub(a, b)`, `a.sub(b)` of two tensors (alpha 1); a tensor minus the number 0
+    is that tensor (read as an identity); anything else with a constant has no layer type."""
+    if isinstance(a, Traced) and type(b) in (int, float) and b == 0 and alpha == 1:
+        return {"type": "identity"}, [a]
+    if not (isinstance(a, Traced) and isinstance(b, Traced)) or alpha != 1 or out is not None:
+        raise Unsupported("sub with a constant or an alpha (only a tensor minus a tensor has a layer type)")
+    return {"type": "sub"}, [a, b]
+
+
+class Sub(_Merge):
+    """Element-wise difference a − b of exactly 2 inputs (the first minus the second), with torch
+    broadcasting like add (FastViT's RepMixer: mixer(x) − norm(x)). No params; element-wise ops =
+    1 per output element; RF: the union of the inputs' windows (a broadcast branch makes it the
+    whole input). Nothing is saved for backward; the first input's gradient is the output's,
+    the second's is a new, negated tensor."""
+
+    type: Literal["sub"]
+    max_inputs: ClassVar[int] = 2
+    keeps_layout = Flag(True)
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (
+        TorchForm(("operator.sub", "torch.sub", "Tensor.sub", "torch.subtract", "Tensor.subtract"), "sub", _sub),)
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Sub",), lambda node: _onnx_merge(node, "sub")),)
+
+    def shape(self, ctx: Ctx) -> Shape:
+        return self.broadcast(ctx)
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return prod(ctx.out)
+
+    def build(self, ctx: Ctx, t: Kit) -> Any:
+        return t.ext.Sub()
+
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
+        """The sum of the stand-ins: a difference could cancel the gradient where both inputs read
+        one position, a sum reaches the same positions."""
+        return t.ext.Add()
 
 
 class Concat(_Merge):
