@@ -594,6 +594,9 @@ class _Reader:
         if n.op == "call_method" and n.target == "contiguous":
             self.names[n] = self.names[self.arg(n.args[0]).node]  # no data moved for the numbers; a view after it reshapes
             return
+        if n.op == "call_method" and n.target in ("expand_as", "expand") and self.broadcast_only(n):
+            self.names[n] = self.names[self.arg(n.args[0]).node]  # a view the merge's own broadcasting makes
+            return
         if n.op == "call_module":
             self.module(n)
         else:
@@ -612,6 +615,24 @@ class _Reader:
             owner = self.owner(n)
             base = form.short or (made["type"] if isinstance(made, dict) else _op_name(n).rsplit(".", 1)[-1])
             self.add(n, self.fresh(f"{owner}.{base}" if owner else base), made, inputs)
+
+    def broadcast_only(self, n: Any) -> bool:
+        """Whether `y.expand_as(x)` (or `y.expand(…)`) is read only by element-wise merges (add, mul,
+        sub) of two tensors whose other operand already has the expanded shape — ECA's
+        `x * y.expand_as(x)`: the merge's broadcasting gives the same output, and the expand is a
+        view (no data, no ops)."""
+        merges = (operator.add, operator.mul, operator.sub, self.t.torch.add, self.t.torch.mul, self.t.torch.sub,
+                  "add", "mul", "sub")
+        out = n.meta.get("cnncalc_shape")
+        if out is None or not n.users:
+            return False
+        for u in n.users:
+            if u.target not in merges or u.kwargs or len(u.args) != 2 or u.meta.get("cnncalc_shape") != out:
+                return False
+            other = u.args[1] if u.args[0] is n else u.args[0]
+            if other is n or not hasattr(other, "meta") or other.meta.get("cnncalc_shape") != out:
+                return False
+        return True
 
     def layer_scale(self, n: Any) -> bool:
         """Whether tensor attribute `n` is a learnable per-channel scale: a parameter (through

@@ -604,3 +604,43 @@ class MobileOneStack(nn.Module):
 
     def forward(self, x):
         return self.b3(self.b2(self.b1(self.stem(x))))
+
+
+# ---- timm/layers/eca.py: EcaModule (its forward verbatim; the mlp variant and create_act_layer left out) ----
+class EcaModule(nn.Module):
+    def __init__(self, channels=None, kernel_size=3, gamma=2, beta=1):
+        super().__init__()
+        if channels is not None:
+            t = int(abs(math.log(channels, 2) + beta) / gamma)
+            kernel_size = max(t if t % 2 else t + 1, 3)
+        assert kernel_size % 2 == 1
+        padding = (kernel_size - 1) // 2
+        self.conv = nn.Conv1d(1, 1, kernel_size=kernel_size, padding=padding, bias=False)
+        self.act = None
+        self.conv2 = None
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x):
+        y = x.mean((2, 3)).view(x.shape[0], 1, -1)  # view for 1d conv
+        y = self.conv(y)
+        if self.conv2 is not None:
+            y = self.act(y)
+            y = self.conv2(y)
+        y = self.gate(y).view(x.shape[0], -1, 1, 1)
+        return x * y.expand_as(x)
+
+
+class EcaNet(nn.Module):
+    """ecaresnet's pattern: a conv, then ECA gating its output (x * y.expand_as(x))."""
+
+    def __init__(self, expand_other=False):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.se = EcaModule(16)
+        self.expand_other = expand_other
+
+    def forward(self, x):
+        x = self.se(self.conv(x))
+        if self.expand_other:  # an expand read by something that does not broadcast: still refused
+            return torch.cat([x, x.mean((2, 3), keepdim=True).expand_as(x)], 1)
+        return x

@@ -396,3 +396,18 @@ def test_a_sum_started_at_zero_is_the_tensor_itself():
         read(None, Traced.__new__(Traced), 1)  # + 1 changes the tensor
     with pytest.raises(Exception, match="with a constant"):
         read(None, Traced.__new__(Traced), False)  # a bool is no number here
+
+
+# ---- ECA (ecaresnet*): x * y.expand_as(x) is the mul's own broadcasting -------------------------------
+def test_eca_expand_as_before_a_mul_is_the_broadcast():
+    model = T.EcaNet()
+    text, report = judged(model, (3, 12, 12))
+    state_keys_survive(model, report)
+    gate = report.layer("se.mul")
+    assert gate.type == "mul" and [report.layer(i).output_shape for i in gate.inputs] == [(1, 16, 12, 12),
+                                                                                           (1, 16, 1, 1)]
+
+
+def test_an_expand_no_merge_broadcasts_is_refused():
+    with pytest.raises(cnncalc.CnnError, match="Tensor.expand_as"):
+        cnncalc.spec_from_torch(T.EcaNet(expand_other=True), (3, 12, 12))
