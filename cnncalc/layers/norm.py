@@ -1,4 +1,4 @@
-"""Normalisation layers: batch, instance, layer, group and local response norm."""
+"""Normalisation layers: batch, instance, layer, group, local response and global response norm."""
 
 from math import prod
 from typing import Annotated, Any, ClassVar, Literal
@@ -7,6 +7,7 @@ from pydantic import Field, WithJsonSchema, field_validator
 
 from cnncalc.errors import LayerError
 from cnncalc.layers.base import Ctx, Flag, Kit, Layer, PosInt, Saved, Shape, fmt_shape
+from cnncalc.layers.field import RF
 from cnncalc.layers.routes import OnnxForm, OnnxNode, lean
 
 
@@ -285,3 +286,81 @@ class LocalResponseNorm(Layer):
         """Autograd keeps the input, padded x², the pooled sum and the divisor."""
         return Saved(inputs=(0,), extra=self.padded(ctx) + 2 * prod(ctx.x))
 
+
+
+class GlobalResponseNorm(Layer):
+    """Global response normalisation (ConvNeXt-V2; timm's GlobalResponseNorm): per sample, the
+    L2 norm of each channel over all positions G_c = ‖x_c‖₂, divided by their mean over the
+    channels, N_c = G_c / (mean_c G + eps); then y = γ·(x·N) + β + x (timm writes it
+    addcmul(β, γ·N + 1, x)). A 2-D layer: input (N, C, H, W), or with `channels_last` (N, H, W, C),
+    as ConvNeXt-V2's MLP applies it between a permute and its permute back (the field is not
+    shown while permuted, as for any layer on a permuted tensor).
+
+    params = 2·C (γ and β, torch names weight and bias, shaped to broadcast: (1, C, 1, 1), or
+    (1, 1, 1, C) channels-last; initialised to zero: the layer starts as the identity).
+    Element-wise ops: 4 per element (square and sum for the norms; γN + 1 times x, plus β) +
+    5 per sample and channel (the root, the sum of the mean, the division, γ·N and + 1) + 2 per
+    sample (the mean's division and + eps). RF: every unit reads the whole input (the norms
+    read all positions, their mean all channels). Memory: the forward call makes G, N and γ·N
+    + 1 (3·N·C elements) besides the output; autograd keeps the input, G, the mean plus eps
+    (N), γN + 1 (N·C) and, for γ's gradient, N."""
+
+    category: ClassVar[str] = "normalization"
+    type: Literal["grn"]
+    torch_names: ClassVar[tuple[str, ...] | None] = ("GlobalResponseNorm",)  # timm's, and cnncalc's copy
+    eps: Annotated[float, Field(gt=0)] = 1e-6
+    channels_last: bool = False
+    """The channels are the last axis, (N, H, W, C) (timm's default, ConvNeXt-V2's MLP after a
+    permute); false: (N, C, H, W)."""
+
+    def channels(self, ctx: Ctx) -> int:
+        return ctx.x[-1] if self.channels_last else ctx.x[1]
+
+    def shape(self, ctx: Ctx) -> Shape:
+        axes = "(N, H, W, C)" if self.channels_last else "(N, C, H, W)"
+        self.expect_rank(ctx.x, 4, axes)
+        return ctx.x
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        c = self.channels(ctx)
+        shape = (1, 1, 1, c) if self.channels_last else (1, c, 1, 1)
+        return {"weight": shape, "bias": shape}
+
+    def elementwise(self, ctx: Ctx) -> int:
+        n, c = ctx.x[0], self.channels(ctx)
+        return 4 * prod(ctx.x) + 5 * n * c + 2 * n
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        """The whole input: each axis spread over all its positions."""
+        f = fields[0]
+        return None if f is None else [r.spread(size) for r, size in zip(f, ctx.x[2:])]
+
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        return [(0, ctx.x[2 + axis] - 1)]
+
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
+        return t.ext.WholeSum()
+
+    def scratch(self, ctx: Ctx, b: int) -> int:
+        """G, N and γ·N + 1 (N·C each) are alive when the output is made (the mean and mean +
+        eps, N each, are freed before)."""
+        return 3 * ctx.x[0] * self.channels(ctx) * b
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Through the input: the norm keeps x and G, the division G and mean + eps, the
+        product (γN + 1)·x both factors; γ's gradient keeps N. Without the input's gradient only
+        γ's and β's: N, and x for the product."""
+        n, c = ctx.x[0], self.channels(ctx)
+        if grads[0]:
+            return Saved(inputs=(0,), extra=2 * n * c + n + (n * c if self.trainable else 0))
+        return Saved(inputs=(0,), extra=n * c) if self.trainable else Saved()
+
+    def build(self, ctx: Ctx, t: Kit) -> Any:
+        return t.ext.GlobalResponseNorm(self.channels(ctx), self.eps, self.channels_last)
+
+    @classmethod
+    def from_torch(cls, m: Any) -> dict[str, Any]:
+        """timm's module keeps eps and the channel axis (-1 channels-last, 1 otherwise)."""
+        entry = super().from_torch(m)
+        entry["channels_last"] = getattr(m, "channel_dim", 1) in (-1, 3)
+        return cls.lean(entry)

@@ -93,3 +93,98 @@ def test_sub_imports_from_onnx(tmp_path):
     nodes = [h.make_node("Relu", ["x"], ["r"]), h.make_node("Sub", ["r", "x"], ["y"])]
     _, report = onnx_import(tmp_path, nodes, (1, 3, 4, 4))
     assert types(report) == ["relu", "sub"] and report.layers[-1].inputs == [report.layers[0].name, "input"]
+
+
+# ---- grn ----------------------------------------------------------------------------------------------
+class GlobalResponseNorm(nn.Module):
+    """timm's GlobalResponseNorm (timm/layers/grn.py), copied as it is written there."""
+
+    def __init__(self, dim, eps=1e-6, channels_last=True):
+        super().__init__()
+        self.eps = eps
+        if channels_last:
+            self.spatial_dim = (1, 2)
+            self.channel_dim = -1
+            wb_shape = (1, 1, 1, dim)
+        else:
+            self.spatial_dim = (2, 3)
+            self.channel_dim = 1
+            wb_shape = (1, dim, 1, 1)
+        self.weight = nn.Parameter(torch.zeros(wb_shape))
+        self.bias = nn.Parameter(torch.zeros(wb_shape))
+
+    def forward(self, x):
+        x_g = x.norm(p=2, dim=self.spatial_dim, keepdim=True)
+        x_n = x_g / (x_g.mean(dim=self.channel_dim, keepdim=True) + self.eps)
+        return torch.addcmul(self.bias, self.weight * x_n + 1, x)
+
+
+class ConvNeXtV2Block(nn.Module):
+    """ConvNeXt-V2's block as timm writes it with conv_mlp=False: depthwise conv, permute,
+    LayerNorm, Linear, GELU, GRN (channels-last), Linear, permute back, residual."""
+
+    def __init__(self, c=8, channels_last=True):
+        super().__init__()
+        self.conv_dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+        self.norm = nn.LayerNorm(c)
+        self.fc1, self.act, self.fc2 = nn.Linear(c, 4 * c), nn.GELU(), nn.Linear(4 * c, c)
+        self.grn = GlobalResponseNorm(4 * c, channels_last=channels_last)
+        self.grn2 = GlobalResponseNorm(c, eps=1e-5, channels_last=False)
+
+    def forward(self, x):
+        y = self.conv_dw(x).permute(0, 2, 3, 1)
+        y = self.fc2(self.grn(self.act(self.fc1(self.norm(y)))))
+        return self.grn2(x + y.permute(0, 3, 1, 2))
+
+
+def paper_grn(x, gamma, beta, eps, channels_last):
+    """ConvNeXt-V2's GRN as the paper's pseudo-code writes it (channels-last), NCHW moved there first."""
+    if not channels_last:
+        x = x.permute(0, 2, 3, 1)
+    gx = torch.norm(x, p=2, dim=(1, 2), keepdim=True)
+    nx = gx / (gx.mean(dim=-1, keepdim=True) + eps)
+    y = gamma.reshape(-1) * (x * nx) + beta.reshape(-1) + x
+    return y if channels_last else y.permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_grn_computes_the_papers_formula(channels_last):
+    from cnncalc import backend as tb
+
+    pre = "  - {type: permute, dims: [0, 2, 3, 1]}\n" if channels_last else ""
+    report = analyze_text(f"input: 6x5x4\nbatch: 2\nlayers:\n{pre}  - {{name: g, type: grn, "
+                          f"channels_last: {str(channels_last).lower()}, eps: 0.001}}\n")
+    model = tb.build_model(report, tb.kit()).eval()
+    module = model.layers[f"l{report.layers[-1].index}"]
+    torch.manual_seed(3)
+    with torch.no_grad():
+        module.weight.normal_()
+        module.bias.normal_()
+        x = torch.randn(2, 6, 5, 4)
+        want = paper_grn(x.permute(0, 2, 3, 1) if channels_last else x, module.weight, module.bias, 1e-3, channels_last)
+        assert torch.allclose(model(x), want, atol=1e-5)
+    assert report.layers[-1].params == 2 * 6
+
+
+def test_grn_imports_from_timms_module_both_layouts():
+    text, report = imported(ConvNeXtV2Block(), (8, 9, 9))
+    grns = [row for row in report.layers if row.type == "grn"]
+    assert [(row.layer.channels_last, row.layer.eps) for row in grns] == [(True, 1e-6), (False, 1e-5)]
+    assert [row.params for row in grns] == [2 * 32, 2 * 8]
+    assert report.totals["params"] == sum(p.numel() for p in ConvNeXtV2Block().parameters())
+
+
+def test_grn_refuses_what_is_not_2d():
+    with pytest.raises(cnncalc.CnnError, match=r"grn_1 \(#0\): expected a 4-D input \(N, C, H, W\)"):
+        analyze_text("input: 4x10\nlayers:\n  - {type: grn}\n")
+
+
+@pytest.mark.slow
+def test_grn_training_memory_agrees_with_torch():
+    from cnncalc import backend as tb
+
+    spec = ("input: 8x12x12\nbatch: 4\nlayers:\n  - {type: conv2d, out_channels: 16, kernel_size: 1}\n"
+            "  - {type: grn}\n  - {type: permute, dims: [0, 2, 3, 1]}\n  - {type: grn, channels_last: true}\n"
+            "  - {type: permute, dims: [0, 3, 1, 2]}\n  - {type: conv2d, out_channels: 8, kernel_size: 1}\n")
+    result = tb.verify_report(analyze_text(spec), tb.VerifyOptions(device="cpu", repeat=1, warmup=0))
+    assert result.ok and result.mismatches == [] and result.memory["judged"]
