@@ -599,6 +599,10 @@ class _Reader:
             return
         if n.op == "call_module":
             self.module(n)
+        elif n.target in ("sum", self.t.torch.sum):
+            self.summed(n)
+        elif n.target is self.t.torch.stack:
+            self.stacked(n)
         else:
             key = n.target if n.op == "call_function" else str(n.target)
             args, kwargs = self.arg(n.args), self.arg(n.kwargs)  # first: an op after a refused one is not listed
@@ -615,6 +619,76 @@ class _Reader:
             owner = self.owner(n)
             base = form.short or (made["type"] if isinstance(made, dict) else _op_name(n).rsplit(".", 1)[-1])
             self.add(n, self.fresh(f"{owner}.{base}" if owner else base), made, inputs)
+
+    def summed(self, n: Any) -> None:
+        """`x.sum(dim=1)` (`torch.sum(x, 1)`) over an axis 1 of R ≤ 64 entries — ResNeSt's and SK-Net's
+        split attention, summing the radix paths: R one-entry `narrow`s of axis 1 added by one `add`
+        (R − 1 additions per output element, as the sum makes) and, without keepdim, a `reshape`
+        dropping the axis (a view). Any other sum has no layer type."""
+        x = self.arg(n.args[0])
+        args = [self.arg(a) for a in n.args[1:]]
+        kwargs = self.arg(n.kwargs)
+        dim = kwargs.pop("dim", args.pop(0) if args else None)
+        keep = kwargs.pop("keepdim", args.pop(0) if args else False)
+        dims = dim if isinstance(dim, (list, tuple)) else (dim,)
+        shape = tuple(x.node.meta["cnncalc_shape"])
+        if (len(dims) != 1 or not isinstance(dims[0], int) or isinstance(dims[0], bool) or args or kwargs
+                or not isinstance(keep, bool) or len(shape) < 3 or dims[0] % len(shape) != 1 or shape[1] > 64):
+            raise _Unsupported(f"{_op_name(n)} other than over axis 1 (of at most 64 entries), without a dtype "
+                               "(only that sum is written with layers: narrows added)")
+        owner = self.owner(n)
+        base = f"{owner}.sum" if owner else "sum"
+        part = (shape[0], 1, *shape[2:])
+        if shape[1] == 1:
+            names = [self.names[x.node]]
+        else:
+            names = []
+            for i in range(shape[1]):
+                name = self.fresh(f"{base}.{i}")
+                self.found.append(Found(name, {"type": "narrow", "start": i, "length": 1}, [self.names[x.node]],
+                                        self.scopes(n), part))
+                self.scope_of[name] = self.found[-1].scopes
+                names.append(name)
+            name = self.fresh(f"{base}.add")
+            self.found.append(Found(name, {"type": "add"}, names, self.scopes(n), part))
+            self.scope_of[name] = self.found[-1].scopes
+            names = [name]
+        if keep:
+            self.names[n] = names[0]
+            return
+        name = self.fresh(f"{base}.out")
+        self.found.append(Found(name, {"type": "reshape", "shape": list(shape[2:])}, names, self.scopes(n),
+                                (shape[0], *shape[2:])))
+        self.scope_of[name] = self.found[-1].scopes
+        self.names[n] = name
+
+    def stacked(self, n: Any) -> None:
+        """`torch.stack(tensors, dim=1)` (SK-Net's paths): each tensor `reshape`d to a new axis 1 of one
+        entry (a view), then one `concat` along it (the copy the stack makes)."""
+        tensors = self.arg(n.args[0])
+        dim = self.arg(n.kwargs.get("dim", n.args[1] if len(n.args) > 1 else 0))
+        if (not isinstance(tensors, (list, tuple)) or not tensors or not all(isinstance(x, _T) for x in tensors)
+                or not isinstance(dim, int) or set(n.kwargs) - {"dim"} or len(n.args) > 2):
+            raise _Unsupported(f"{_op_name(n)} of something other than tensors")
+        shape = tuple(tensors[0].node.meta["cnncalc_shape"])
+        if dim % (len(shape) + 1) != 1:
+            raise _Unsupported(f"{_op_name(n)} along an axis other than a new axis 1")
+        owner = self.owner(n)
+        base = f"{owner}.stack" if owner else "stack"
+        names = []
+        for i, x in enumerate(tensors):
+            name = self.fresh(f"{base}.{i}")
+            self.found.append(Found(name, {"type": "reshape", "shape": [1, *shape[1:]]}, [self.names[x.node]],
+                                    self.scopes(n), (shape[0], 1, *shape[1:])))
+            self.scope_of[name] = self.found[-1].scopes
+            names.append(name)
+        if len(names) == 1:
+            self.names[n] = names[0]
+            return
+        name = self.fresh(f"{base}.cat")
+        self.found.append(Found(name, {"type": "concat"}, names, self.scopes(n), n.meta["cnncalc_shape"]))
+        self.scope_of[name] = self.found[-1].scopes
+        self.names[n] = name
 
     def broadcast_only(self, n: Any) -> bool:
         """Whether `y.expand_as(x)` (or `y.expand(…)`) is read only by element-wise merges (add, mul,

@@ -411,3 +411,31 @@ def test_eca_expand_as_before_a_mul_is_the_broadcast():
 def test_an_expand_no_merge_broadcasts_is_refused():
     with pytest.raises(cnncalc.CnnError, match="Tensor.expand_as"):
         cnncalc.spec_from_torch(T.EcaNet(expand_other=True), (3, 12, 12))
+
+
+# ---- split attention (ResNeSt, SK-ResNet): sum over axis 1, torch.stack along a new axis 1 ---------------
+@pytest.mark.parametrize("paths, radix", [(2, 2), (3, 4)])
+def test_split_attention_sums_and_stacks_are_narrows_added_and_a_concat(paths, radix):
+    model = T.SplitNets(paths, radix)
+    text, report = judged(model, (3, 8, 8))
+    state_keys_survive(model, report)
+    added = report.layer("splat.sum.add")
+    assert added.type == "add" and len(added.inputs) == radix
+    assert [report.layer(i).type for i in added.inputs] == ["narrow"] * radix
+    assert report.layer("splat.sum.out").output_shape == (1, 16, 8, 8)
+    # R − 1 additions per output element: what the sum does (16·8·8 outputs)
+    assert added.elementwise_ops == (radix - 1) * 16 * 8 * 8
+    cat = report.layer("sk.stack.cat")
+    assert cat.type == "concat" and cat.output_shape == (1, paths, 24, 8, 8)
+
+
+def test_a_sum_kept_and_a_stack_of_one_tensor_twice():
+    text, report = judged(T.SumOver("keep"), (3, 5, 5))
+    assert report.layer("sum.add").output_shape == (1, 1, 5, 5)
+
+
+@pytest.mark.parametrize("how, words", [("spatial", "other than over axis 1"), ("dtype", "without a dtype"),
+                                        ("stack0", "other than a new axis 1")])
+def test_sums_and_stacks_no_layers_write_are_refused(how, words):
+    with pytest.raises(cnncalc.CnnError, match=words):
+        cnncalc.spec_from_torch(T.SumOver(how), (3, 5, 5))
