@@ -96,21 +96,21 @@ class Sub(nn.Module):
 @recorded
 class GlobalResponseNorm(nn.Module):
     """ConvNeXt-V2's global response normalisation, as timm's GlobalResponseNorm (same arguments,
-    attributes, parameter names and shapes, and forward): y = β + (γ·N + 1)·x, N = ‖x‖₂ over the
-    positions / (its mean over the channels + eps)."""
+    attributes, parameter names and shapes (C,)): timm's x + β + γ·(x·N) computed as
+    β + (γ·N + 1)·x, N = ‖x‖₂ over the positions / (its mean over the channels + eps)."""
 
     def __init__(self, dim, eps=1e-6, channels_last=True):
         super().__init__()
         self.eps = eps
         self.spatial_dim, self.channel_dim = ((1, 2), -1) if channels_last else ((2, 3), 1)
-        shape = (1, 1, 1, dim) if channels_last else (1, dim, 1, 1)
-        self.weight = nn.Parameter(torch.zeros(shape))
-        self.bias = nn.Parameter(torch.zeros(shape))
+        self.wb_shape = (1, 1, 1, -1) if channels_last else (1, -1, 1, 1)
+        self.weight = nn.Parameter(torch.zeros(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x):
         x_g = x.norm(p=2, dim=self.spatial_dim, keepdim=True)
         x_n = x_g / (x_g.mean(dim=self.channel_dim, keepdim=True) + self.eps)
-        return torch.addcmul(self.bias, self.weight * x_n + 1, x)
+        return torch.addcmul(self.bias.view(self.wb_shape), self.weight.view(self.wb_shape) * x_n + 1, x)
 
 
 @recorded

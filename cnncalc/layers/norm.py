@@ -296,8 +296,8 @@ class GlobalResponseNorm(Layer):
     as ConvNeXt-V2's MLP applies it between a permute and its permute back (the field is not
     shown while permuted, as for any layer on a permuted tensor).
 
-    params = 2·C (γ and β, torch names weight and bias, shaped to broadcast: (1, C, 1, 1), or
-    (1, 1, 1, C) channels-last; initialised to zero: the layer starts as the identity).
+    params = 2·C (γ and β, torch names weight and bias, of shape (C,) as timm holds them, viewed
+    as (1, C, 1, 1), or (1, 1, 1, C) channels-last; initialised to zero: the layer starts as the identity).
     Element-wise ops: 4 per element (square and sum for the norms; γN + 1 times x, plus β) +
     5 per sample and channel (the root, the sum of the mean, the division, γ·N and + 1) + 2 per
     sample (the mean's division and + eps). RF: every unit reads the whole input (the norms
@@ -323,8 +323,7 @@ class GlobalResponseNorm(Layer):
 
     def weights(self, ctx: Ctx) -> dict[str, Shape]:
         c = self.channels(ctx)
-        shape = (1, 1, 1, c) if self.channels_last else (1, c, 1, 1)
-        return {"weight": shape, "bias": shape}
+        return {"weight": (c,), "bias": (c,)}  # timm's shape; viewed to broadcast in forward
 
     def elementwise(self, ctx: Ctx) -> int:
         n, c = ctx.x[0], self.channels(ctx)
