@@ -249,7 +249,10 @@ class _Forward(NamedTuple):
 def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward) -> tuple[int, int]:
     """The backward pass, layers in reverse: the loss's gradient for every output, then each
     layer's input gradients (passed on as is by add, concat and views), its weights' gradients
-    and temporaries, before it frees what it saved and its output's gradient. Returns its peak
+    and temporaries, before it frees what it saved and its output's gradient. A tensor a merge
+    reads twice (add [a, a], concat [a, a]) receives the passed-on gradient twice: autograd
+    sums the two into a new tensor (the engine's InputBuffer cannot add in place into a
+    gradient another reference holds). Returns its peak
     (-1 when nothing runs) and the bytes of the weights' gradients, which the step still holds."""
     pool, held, grad, needs = fw.pool, fw.held, fw.grad, fw.needs
     size = {r.name: r.activation_bytes for r in rows}
@@ -287,7 +290,14 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
             if not grad.get(n) or n == "input":
                 continue
             if n in gkey:  # made, then added in place to the gradient already there
-                accumulating += 0 if passes else size[n]
+                if passes and gkey[n] == gkey[name]:  # read twice by this merge: both reads hold the
+                    grefs[gkey[n]] -= 1               # output's gradient, so their sum is a new tensor
+                    k = gkey[n] = n
+                    gsize[k] = size[n]
+                    grefs[k] = 1
+                    gtotal += size[n]
+                else:
+                    accumulating += 0 if passes else size[n]
                 continue
             if passes:  # (a broadcast input's small reduced gradient is not counted)
                 k = gkey[n] = gkey[name]

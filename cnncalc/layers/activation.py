@@ -315,7 +315,9 @@ class LogSoftmax(_AlongDim):
 
 class PReLU(_NoInplace):
     """x if x > 0 else a·x, with a learnable: one a, or one per channel
-    (num_parameters: channels). params = num_parameters."""
+    (num_parameters: channels). params = num_parameters. Memory: keeps the input for backward,
+    whose weight gradient is first made input-sized."""
+    autocast: ClassVar[str | dict[str, str]] = "lower"
     type: Literal["prelu"]
     torch_name: ClassVar[str] = "PReLU"
     num_parameters: PosInt | Literal["channels"] = 1
@@ -338,8 +340,17 @@ class PReLU(_NoInplace):
     def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.nn.PReLU(self.count(ctx), self.init)
 
+    def backward_scratch(self, ctx: Ctx, b: int, grads: tuple[bool, ...]) -> int:
+        """Backward (derivatives.yaml: _prelu_kernel_backward) returns the input's gradient and an input-sized gradient of the
+        broadcast weight, which autograd then sums down to the weight's shape: one input-sized
+        temporary, whether or not the input needs a gradient."""
+        return prod(ctx.out) * b
+
 
 class _Dropout(Layer):
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each"  # channel c of the output reads channel c of the input alone
+
     category: ClassVar[str] = "regularization"
     torch_name: ClassVar[str] = "Dropout"
     ranks: ClassVar[tuple[int, ...]] = ()

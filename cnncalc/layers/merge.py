@@ -73,11 +73,20 @@ class Add(_Merge):
     def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.Add()
 
+    def backward_scratch(self, ctx: Ctx, b: int, grads: tuple[bool, ...]) -> int:
+        """None: every input receives the output's gradient itself (derivatives.yaml: add →
+        grad), the partial sums' too; a tensor read twice gets a new summed gradient (see the
+        backward walk). A broadcast input's reduced gradient is small and not counted."""
+        return 0
+
 
 class Mul(_Merge):
     """Element-wise product of ≥ 2 inputs with torch broadcasting (squeeze-and-excitation gates:
     (N, C, H, W) · (N, C, 1, 1)). No params; element-wise ops = (inputs − 1) per output element;
     RF: the union of the inputs' windows; a broadcast global gate makes it the whole input."""
+
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each"  # channel c of the output reads channel c of the input alone
 
     type: Literal["mul"]
     keeps_layout = Flag(True)
@@ -115,8 +124,42 @@ class Mul(_Merge):
         output-sized temporary while a squeeze-and-excitation gate's gradient is made. (With
         three or more factors the pairwise products' backward steps free the later gradients
         first: measured within 3% without it.)"""
-        broadcast = len(ctx.ins) == 2 and any(g and s != ctx.out for g, s in zip(grads, ctx.ins))
+        if len(ctx.ins) > 2:
+            return self._chain_backward(ctx, grads) * b
+        broadcast = any(g and s != ctx.out for g, s in zip(grads, ctx.ins))
         return prod(ctx.out) * b if broadcast else 0
+
+    def _chain_backward(self, ctx: Ctx, grads: tuple[bool, ...]) -> int:
+        """Three or more factors: the pairwise products' backward nodes run last first; node j
+        makes the gradients of p_(j−1) and x_j while the output's or p_j's gradient, the later
+        factors' gradients and the partial products still kept are alive, then frees p_(j−1)
+        and the gradient it received (a broadcast one made full-size first, as for two factors).
+        Elements at the worst node, less what the walk counts
+        (the output's gradient, every factor's gradient and every kept partial): negative
+        when the partial products are freed before the first factors' gradients are made."""
+        k = len(ctx.ins)
+        size = [prod(s) for s in ctx.ins]
+        partial = [size[0]]  # p_0 = x_0, p_j = p_(j−1)·x_j (broadcast: the larger)
+        for j in range(1, k):
+            partial.append(max(partial[-1], size[j]))
+        needs = [grads[0]]
+        for j in range(1, k):
+            needs.append(needs[-1] or grads[j])
+        kept = [j for j in range(1, k - 1) if grads[j + 1]]  # p_j kept by node j+1 for x_(j+1)'s gradient
+        counted = prod(ctx.out) * (1 + len(kept)) + sum(size[j] for j in range(k) if grads[j])  # as `saved` counts
+        alive_kept = sum(partial[j] for j in kept)
+        received, made, worst = prod(ctx.out), 0, 0  # gradient received; factors' gradients made so far
+        for j in range(k - 1, 0, -1):
+            new_p = partial[j - 1] if needs[j - 1] and j > 1 else 0
+            new_x = size[j] if grads[j] else 0
+            first = size[0] if j == 1 and grads[0] else 0
+            wide = partial[j] if (new_p and new_p < partial[j]) or (new_x and new_x < partial[j]) else 0
+            worst = max(worst, alive_kept + received + made + new_p + new_x + first + wide)
+            made += new_x + first
+            if j - 1 in kept:
+                alive_kept -= partial[j - 1]
+            received = new_p
+        return worst - counted
 
 
 def _sub(call: TorchCall, a: Any, b: Any, alpha: Any = 1, out: Any = None) -> tuple[Any, list[Any]]:

@@ -222,6 +222,14 @@ class LPPoolNd(PoolNd):
         x^p and four output-sized steps."""
         return Saved(inputs=(0,), extra=prod(ctx.x) + 4 * prod(ctx.out))
 
+    def backward_scratch(self, ctx: Ctx, b: int, grads: tuple[bool, ...]) -> int:
+        """Beyond what is kept, the output's gradient and the input's: the backward of y^(1/p)
+        makes three output-sized steps while all the kept ones are alive (3·out − x beyond), and
+        the backward of x^p three input-sized ones after the output's side is freed (2·x − 5·out
+        beyond); profiled step by step (derivatives.yaml: pow_backward, threshold_backward, …)."""
+        x, out = prod(ctx.x), prod(ctx.out)
+        return max(3 * out - x, 2 * x - 5 * out, 0) * b
+
 
 class MaxPool1d(MaxPoolNd):
     type: Literal["maxpool1d"]

@@ -317,6 +317,17 @@ class PadNd(Layer):
         """Reflect and replicate keep the input; zero and circular padding keep nothing."""
         return Saved(inputs=(0,)) if self.mode in ("reflect", "replicate") else Saved()
 
+    def backward_scratch(self, ctx: Ctx, b: int, grads: tuple[bool, ...]) -> int:
+        """Circular: torch pads with a chain of in-place copies into an empty output, so backward
+        runs one CopySlices node per copied strip (derivatives.yaml: copy_), each cloning the
+        output-sized gradient before the previous one is freed: one more output-sized tensor (and
+        the strip's gradient, zeroed in a clone, beyond the input's size if two strips outgrow it)."""
+        if self.mode != "circular" or not any(grads):
+            return 0
+        strip = max(max(pad, 0) * prod(ctx.out) // ctx.out[2 + i]
+                    for i, pair in enumerate(self.pairs()) for pad in pair)
+        return (prod(ctx.out) + max(0, 2 * strip - prod(ctx.x))) * b
+
     def probe(self, ctx: Ctx, t: Kit) -> Any:
         return self.build(ctx, t)
 

@@ -109,6 +109,8 @@ def memory_rules(cls: type[Layer]) -> list[tuple[str, str]]:
         rules.append(("no new output", doc("aliases") or ""))
     if doc("scratch"):
         rules.append(("temporaries in the forward call", doc("scratch") or ""))
+    if doc("backward_scratch"):
+        rules.append(("temporaries in the backward call", doc("backward_scratch") or ""))
     if doc("middle") and doc("middle") != doc("scratch"):
         rules.append(("intermediate result", doc("middle") or ""))
     if cls.passes_gradient is True:

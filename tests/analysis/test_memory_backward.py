@@ -1,0 +1,61 @@
+"""What backward formulas allocate (issue #27 §2), each network against torch's training step
+(the profiler's allocation events, sgd), to the byte but for torch's 0-dim scalars. Measured
+before each rule (measured ÷ analytic): prelu 1.10, a merge reading one tensor twice 1.16–1.44
+(when its backward is the peak), mul of three factors 0.90, lppool 0.88–1.09 (1-D and 2-D),
+circular padding 1.08–1.10; all 1.000 after."""
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cnncalc import backend as tb  # noqa: E402
+from cnncalc.backend.measure import measure_training  # noqa: E402
+
+from conftest import analyze_text  # noqa: E402
+
+SCALARS = 256  #: bytes of 0-dim tensors torch makes for Python scalars (not modelled)
+
+
+def conv(d: int, c: int, extra: str = "") -> str:
+    return f"  - {{type: conv{d}d, out_channels: {c}, kernel_size: 1{extra}}}\n"
+
+
+def net(inp: str, d: int, body: str, tail: bool = True) -> str:
+    return (f"input: {inp}\nbatch: 2\nlayers:\n  - {{name: c, type: conv{d}d, out_channels: 8, kernel_size: 1}}\n"
+            + body + (conv(d, 4) if tail else ""))
+
+
+D1 = "  - {name: e, type: conv2d, out_channels: 8, kernel_size: 1, inputs: [c]}\n"
+D2 = "  - {name: f, type: conv2d, out_channels: 8, kernel_size: 1, inputs: [c]}\n"
+GATE = "  - {name: g, type: global_avgpool, inputs: [c]}\n"
+NETS = {
+    "prelu": net("8x16x16", 2, "  - {type: prelu}\n"),
+    "prelu-per-channel": net("8x16x16", 2, "  - {type: prelu, num_parameters: channels}\n"),
+    "add-a-a-last": net("4x16x16", 2, "  - {type: add, inputs: [c, c]}\n", tail=False),
+    "concat-a-a-last": net("4x16x16", 2, "  - {type: concat, inputs: [c, c]}\n", tail=False),
+    "concat-a-a-a-last": net("4x16x16", 2, "  - {type: concat, inputs: [c, c, c]}\n", tail=False),
+    "add-x-x-x": net("4x16x16", 2, "  - {type: add, inputs: [c, c, c]}\n"),
+    "mul-three": net("8x16x16", 2, D1 + D2 + "  - {type: mul, inputs: [c, e, f]}\n"),
+    "mul-three-input-first": net("8x16x16", 2, D1 + "  - {type: mul, inputs: [input, e, c]}\n"),
+    "mul-four": net("8x16x16", 2, D1 + D2 + "  - {type: mul, inputs: [c, e, f, c]}\n"),
+    "mul-three-gate-last": net("8x16x16", 2, D1 + GATE + "  - {type: mul, inputs: [c, e, g]}\n"),
+    "mul-three-gate-first": net("8x16x16", 2, D1 + GATE + "  - {type: mul, inputs: [g, c, e]}\n"),
+    "lppool1d": net("8x64", 1, "  - {type: lppool1d, norm_type: 2, kernel_size: 3, stride: 2}\n"),
+    "lppool1d-overlap": net("8x64", 1, "  - {type: lppool1d, norm_type: 2, kernel_size: 2, stride: 1}\n"),
+    "lppool2d-overlap": net("8x16x16", 2, "  - {type: lppool2d, norm_type: 2, kernel_size: 2, stride: 1}\n"),
+    "lppool2d-wide": net("8x16x16", 2, "  - {type: lppool2d, norm_type: 3, kernel_size: 3, stride: 3}\n"),
+    "circular_pad1d": net("8x32", 1, "  - {type: circular_pad1d, padding: 2}\n"),
+    "circular_pad1d-wide": net("4x6", 1, "  - {type: circular_pad1d, padding: [5, 6]}\n"),
+    "circular_pad2d": net("8x16x16", 2, "  - {type: circular_pad2d, padding: [1, 0, 2, 1]}\n"),
+    "circular_pad3d": net("4x4x5x6", 3, "  - {type: circular_pad3d, padding: [1, 2, 0, 1, 2, 3]}\n"),
+}
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_backward_allocations_match_torch(name):
+    report = analyze_text(NETS[name], optimizer="sgd")
+    t = tb.kit()
+    torch.manual_seed(0)
+    model = tb.build_model(report, t).eval()
+    measured = measure_training(model, torch.randn(report.input_shape), t, torch.device("cpu"), "sgd")
+    assert measured is not None
+    assert abs(measured.tensors - report.totals["training_memory_bytes"]) <= SCALARS
