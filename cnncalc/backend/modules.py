@@ -114,6 +114,18 @@ class GlobalResponseNorm(nn.Module):
 
 
 @recorded
+class Clamp(nn.Module):
+    """torch.clamp(x, min, max) as a module (either bound None); in place: x.clamp_."""
+
+    def __init__(self, min=None, max=None, inplace=False):  # noqa: A002 - torch.clamp's names
+        super().__init__()
+        self.min, self.max, self.inplace = min, max, inplace
+
+    def forward(self, x):
+        return x.clamp_(self.min, self.max) if self.inplace else torch.clamp(x, self.min, self.max)
+
+
+@recorded
 class Concat(nn.Module):
     def __init__(self, dim: int = 1):
         super().__init__()

@@ -25,11 +25,47 @@ from cnncalc.layers.routes import (
 )
 
 
-def _onnx_relu6(node: OnnxNode) -> tuple[dict[str, Any], dict[str, Any]]:
-    lo, hi = (node.consts.get(i) if i else None for i in (node.ins[1:3] + ["", ""])[:2])
-    if lo is not None and hi is not None and float(lo) == 0.0 and float(hi) == 6.0:
+def _onnx_clip(node: OnnxNode) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Clip to [0, 6]: relu6; to other bounds: clamp (bounds as inputs, opset 11 on, or as the
+    attributes min and max before); to none: its input itself."""
+    if len(node.ins) == 1:
+        lo, hi = (node.f32(node.a[k]) if k in node.a else None for k in ("min", "max"))
+    elif len(node.ins) == 3:
+        if any(node.consts.get(i) is None for i in node.ins[1:]):
+            raise Unsupported("Clip to bounds that are computed, not stored")
+        lo, hi = (float(node.consts[i]) for i in node.ins[1:])
+    else:  # Clip(x, "", max) and Clip(x, min) read alike once the empty input name is dropped
+        raise Unsupported("Clip with one bound (only both bounds, or none, are read)")
+    if lo is None and hi is None:
+        return None, {}
+    if lo == 0.0 and hi == 6.0:
         return {"type": "relu6"}, {}
-    raise Unsupported("Clip other than to [0, 6]")
+    return lean({"type": "clamp", "min": lo, "max": hi}), {}
+
+
+def _rrelu(call: TorchCall, x: Traced, lower: float = 1 / 8, upper: float = 1 / 3, training: bool = False,
+           inplace: bool = False, generator: Any = None) -> tuple[Any, list[Any]]:
+    """F.rrelu(x, lower, upper, training, inplace) and torch.rrelu(x, lower, upper, training,
+    generator): an RReLU module (what it does while training is the module's own rule)."""
+    return call.t.nn.RReLU(lower, upper), [x]
+
+
+def _bound(v: Any) -> float | None:
+    if v is None:
+        return None
+    if type(v) not in (int, float):
+        raise Unsupported("clamp to a bound that is a tensor or not a number")
+    return float(v)
+
+
+def _clamp(call: TorchCall, x: Traced, min: Any = None, max: Any = None) -> tuple[Any, list[Any]]:  # noqa: A002
+    """torch.clamp / clip (x, min, max), either bound left out; clamp_min and clamp_max name one."""
+    name = str(getattr(call.target, "__name__", call.target))
+    if name.endswith("clamp_max"):
+        min, max = None, min  # noqa: A001 - clamp_max(x, max): its one bound is the second argument
+    if min is None and max is None:
+        raise Unsupported("clamp with neither min nor max")
+    return lean({"type": "clamp", "min": _bound(min), "max": _bound(max)}), [x]
 
 
 def _onnx_gelu(node: OnnxNode) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -91,8 +127,7 @@ class ReLU(Activation):
 class ReLU6(Activation):
     """min(max(0, x), 6)."""
     type: Literal["relu6"]
-    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Clip",), _onnx_relu6, reads_constants=True),)
-    torch_functions: ClassVar[tuple[TorchForm, ...]] = activation_forms("relu6", "ReLU6")
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = activation_forms("relu6", "ReLU6")  # ONNX Clip: clamp's
     torch_name: ClassVar[str] = "ReLU6"
     inplace_copies_input: ClassVar[bool] = True
 
@@ -462,3 +497,59 @@ class GLU(Layer):
 
     def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.nn.GLU(self.dim)
+
+
+class Clamp(Activation):
+    """min(max(x, min), max) with either bound left out (torch.clamp / clip / clamp_min /
+    clamp_max; ONNX Clip); where min > max every element is max, as torch. No params;
+    element-wise ops = 1 per element; RF point-wise. Backward reads the input (in place: a copy
+    of it)."""
+
+    type: Literal["clamp"]
+    torch_names: ClassVar[tuple[str, ...] | None] = ("Clamp",)  # cnncalc's module (torch.nn has none)
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (
+        TorchForm(("torch.clamp", "Tensor.clamp", "torch.clip", "Tensor.clip", "torch.clamp_min", "Tensor.clamp_min",
+                   "torch.clamp_max", "Tensor.clamp_max"), "clamp", _clamp),)
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Clip",), _onnx_clip, reads_constants=True),)
+    inplace_copies_input: ClassVar[bool] = True
+    min: float | None = None
+    """The lower bound (none: no lower bound)."""
+    max: float | None = None
+    """The upper bound (none: no upper bound)."""
+
+    def shape(self, ctx: Ctx) -> Shape:
+        if self.min is None and self.max is None:
+            raise LayerError("clamp needs min, max or both", "min")
+        return ctx.x
+
+    def build(self, ctx: Ctx, t: Kit) -> Any:
+        return t.ext.Clamp(self.min, self.max, self.inplace)
+
+
+class RReLU(Activation):
+    """Randomised leaky ReLU (torch's RReLU), read at inference: x if x ≥ 0 else a·x with the
+    fixed slope a = (lower + upper)/2. While training torch draws a slope per element from
+    U(lower, upper) and keeps the drawn slopes (input-sized) for backward: the memory rules
+    count them; verify compares outputs at inference only (eval mode), where the layer is
+    exact. No params; element-wise ops = 1 per element; RF point-wise. torch makes an
+    input-sized slope tensor even at inference (rrelu_with_noise), inside the one operator
+    (verify reports it as workspace, not as a tensor)."""
+
+    type: Literal["rrelu"]
+    torch_name: ClassVar[str] = "RReLU"
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("F.rrelu", "torch.rrelu"), "rrelu", _rrelu),)
+    keeps_layout = Flag(False)  # its slope tensor is made contiguous
+    lower: float = 1 / 8
+    upper: float = 1 / 3
+
+    def shape(self, ctx: Ctx) -> Shape:
+        if not self.lower <= self.upper:
+            raise LayerError(f"lower {self.lower} must not exceed upper {self.upper}", "upper")
+        return ctx.x
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """The input (in place: the output) and the drawn slopes."""
+        return Saved(output=self.inplace, inputs=() if self.inplace else (0,), extra=prod(ctx.x))
+
+    def torch_kwargs(self) -> dict[str, Any]:
+        return {"lower": self.lower, "upper": self.upper, "inplace": self.inplace}

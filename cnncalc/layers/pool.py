@@ -36,6 +36,18 @@ def _max_pool(nn_name: str) -> TorchReader:
     return read
 
 
+def _lp_pool(nn_name: str) -> TorchReader:
+    """F.lp_pool (x, norm_type, kernel_size, stride, ceil_mode), nn's order; sizes given as
+    lists (as traced: fx's immutable lists) kept as tuples, as the module keeps them."""
+    def plain(v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
+
+    def read(call: TorchCall, x: Traced, norm_type: float, kernel_size: Any, stride: Any = None,
+             ceil_mode: bool = False) -> tuple[Any, list[Any]]:
+        return getattr(call.t.nn, nn_name)(norm_type, plain(kernel_size), plain(stride), ceil_mode), [x]
+    return read
+
+
 def _mean(call: TorchCall, x: Traced, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> tuple[Any, list[Any]]:
     rank = len(x.shape)
     dims = {d % rank for d in ([dim] if isinstance(dim, int) else dim or ())}
@@ -190,6 +202,8 @@ class LPPoolNd(PoolNd):
     norm_type: float = 2.0
     """p: 2 is L2 pooling; large p approaches max pooling."""
     padding: Annotated[Any, WithJsonSchema({"const": 0})] = 0
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = tuple(
+        TorchForm((f"F.lp_pool{d}d",), f"lp_pool{d}d", _lp_pool(f"LPPool{d}d")) for d in (1, 2, 3))
 
     @field_validator("padding", mode="before")
     @classmethod
@@ -269,6 +283,11 @@ class LPPool1d(LPPoolNd):
 class LPPool2d(LPPoolNd):
     type: Literal["lppool2d"]
     dims: ClassVar[int] = 2
+
+
+class LPPool3d(LPPoolNd):
+    type: Literal["lppool3d"]
+    dims: ClassVar[int] = 3
 
 
 OutSize = Annotated[Any, WithJsonSchema({"anyOf": [

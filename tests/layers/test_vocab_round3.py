@@ -2,6 +2,7 @@
 max_unpool. Their case rows (tests/layer_cases.py) are checked against torch by test_parity,
 test_middle, test_memory and the export tests; here: the import routes (torch module and
 functional forms, ONNX ops), and what the case rows do not reach."""
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -188,3 +189,85 @@ def test_grn_training_memory_agrees_with_torch():
             "  - {type: permute, dims: [0, 3, 1, 2]}\n  - {type: conv2d, out_channels: 8, kernel_size: 1}\n")
     result = tb.verify_report(analyze_text(spec), tb.VerifyOptions(device="cpu", repeat=1, warmup=0))
     assert result.ok and result.mismatches == [] and result.memory["judged"]
+
+
+# ---- clamp, rrelu, lppool3d ---------------------------------------------------------------------------
+class Clamps(nn.Module):
+    def forward(self, x):
+        a = torch.clamp(x, min=-0.5, max=0.5)
+        b = a.clamp(max=0.25)
+        c = torch.clip(b, -0.1)
+        d = torch.clamp_min(c, -0.05)
+        return d.clamp_max(1)
+
+
+def test_clamp_imports_from_every_torch_spelling():
+    _, report = imported(Clamps(), (3, 4, 4))
+    assert [(r.type, r.layer.min, r.layer.max) for r in report.layers] == [
+        ("clamp", -0.5, 0.5), ("clamp", None, 0.25), ("clamp", -0.1, None), ("clamp", -0.05, None),
+        ("clamp", None, 1.0)]
+
+
+def test_clamp_to_a_tensor_bound_or_to_nothing_is_refused():
+    class ByTensor(nn.Module):
+        def forward(self, x):
+            return torch.clamp(x, min=x.mean(dim=(2, 3), keepdim=True))
+
+    with pytest.raises(cnncalc.CnnError, match="clamp to a bound that is a tensor"):
+        import_model(ByTensor(), (3, 4, 4), "t", [])
+    with pytest.raises(cnncalc.CnnError, match="clamp needs min, max or both"):
+        analyze_text("input: 3x4x4\nlayers:\n  - {type: clamp}\n")
+
+
+def test_clamp_with_min_above_max_is_max_as_in_torch():
+    from cnncalc import backend as tb
+
+    report = analyze_text("input: 3x4x4\nlayers:\n  - {type: clamp, min: 1.0, max: 0.5}\n")
+    x = torch.randn(1, 3, 4, 4)
+    assert torch.equal(tb.build_model(report, tb.kit()).eval()(x), torch.full_like(x, 0.5))
+
+
+def test_clip_imports_from_onnx_as_clamp_or_relu6(tmp_path):
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    def bounds(lo, hi):
+        return [nh.from_array(np.array(lo, np.float32), "lo"), nh.from_array(np.array(hi, np.float32), "hi")]
+
+    _, report = onnx_import(tmp_path, [h.make_node("Clip", ["x", "lo", "hi"], ["y"])], (1, 3, 4, 4), bounds(-1.5, 2.0))
+    assert [(r.type, r.layer.min, r.layer.max) for r in report.layers] == [("clamp", -1.5, 2.0)]
+    _, report = onnx_import(tmp_path, [h.make_node("Clip", ["x", "lo", "hi"], ["y"])], (1, 3, 4, 4), bounds(0, 6))
+    assert types(report) == ["relu6"]
+    _, report = onnx_import(tmp_path, [h.make_node("Clip", ["x"], ["y"], max=0.5)], (1, 3, 4, 4), opset=6)
+    assert [(r.type, r.layer.min, r.layer.max) for r in report.layers] == [("clamp", None, 0.5)]
+    with pytest.raises(cnncalc.CnnError, match="Clip with one bound"):
+        onnx_import(tmp_path, [h.make_node("Clip", ["x", "", "hi"], ["y"])], (1, 3, 4, 4), bounds(0, 6)[1:])
+
+
+def test_rrelu_at_inference_is_a_leaky_relu_with_the_mean_slope():
+    from cnncalc import backend as tb
+
+    report = analyze_text("input: 3x4x4\nlayers:\n  - {type: rrelu, lower: 0.1, upper: 0.3}\n")
+    x = torch.randn(2, 3, 4, 4)
+    assert torch.allclose(tb.build_model(report, tb.kit()).eval()(x), F.leaky_relu(x, 0.2))
+    with pytest.raises(cnncalc.CnnError, match="lower 0.5 must not exceed upper 0.3"):
+        analyze_text("input: 3x4x4\nlayers:\n  - {type: rrelu, lower: 0.5, upper: 0.3}\n")
+
+
+def test_rrelu_and_lppool3d_import_from_modules_and_functions():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.act = nn.RReLU(0.05, 0.25)
+            self.pool = nn.LPPool3d(2, 2)
+
+        def forward(self, x):
+            y = F.lp_pool3d(F.rrelu(self.pool(self.act(x)), 0.1, 0.2), 3.0, [1, 2, 2], stride=1)
+            return F.lp_pool2d(y.flatten(1, 2), 2.0, 1)
+
+    _, report = imported(Net(), (2, 4, 6, 6))
+    assert [(r.type, r.output_shape) for r in report.layers] == [
+        ("rrelu", (1, 2, 4, 6, 6)), ("lppool3d", (1, 2, 2, 3, 3)), ("rrelu", (1, 2, 2, 3, 3)),
+        ("lppool3d", (1, 2, 2, 2, 2)), ("flatten", (1, 4, 2, 2)), ("lppool2d", (1, 4, 2, 2))]
+    assert [(r.layer.lower, r.layer.upper) for r in report.layers if r.type == "rrelu"] == [(0.05, 0.25), (0.1, 0.2)]
+    assert report.layers[3].layer.kernel_size == (1, 2, 2) and report.layers[3].layer.norm_type == 3.0
