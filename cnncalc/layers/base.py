@@ -28,6 +28,8 @@ REGISTRY: dict[str, type["Layer"]] = {}
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$", max_length=200)]
 """A layer, block or argument name: letters, digits, _ . - (torch module paths such as features.0.1)."""
+Ref = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*\*?$", max_length=201)]
+"""A name in `inputs:`; NAME* is a list of tensors, read whole (a block's starred input, spec/expand.py)."""
 PosInt = Annotated[int, Field(ge=1, le=MAX_INT)]
 
 
@@ -134,8 +136,9 @@ class Layer(BaseModel):
     type: str
     name: Name | None = None
     """Unique layer name (default: the type and its index)."""
-    inputs: list[Name] | None = None
-    """Names of earlier layers (or 'input') feeding this one; default: the previous layer."""
+    inputs: list[Ref] | None = None
+    """Names of earlier layers (or 'input') feeding this one; default: the previous layer; NAME*
+    stands for a whole list of tensors (a block's starred input, a use of such a block)."""
     trainable: bool = True
     """false freezes the layer: its params count as non-trainable."""
     share: Name | None = None
