@@ -12,7 +12,7 @@ from cnncalc.analysis.strides import Strides, contiguous, through
 from cnncalc.errors import CnnError, LayerError, Problem, gc_paused
 from cnncalc.layers import Ctx, Layer, Shape
 from cnncalc.layers.base import MAX_INT
-from cnncalc.layers.field import RF
+from cnncalc.layers.field import RF, union
 from cnncalc.spec.network import Network, Node
 from cnncalc.spec.source import Source
 from cnncalc.units import DTYPE_BYTES
@@ -75,15 +75,25 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
     warnings: list[Problem] = []
     used: set[str] = set(net.outputs)
     exceeded = False
+    chans: dict[str, Channels] = {"input": None}  # fields per channel, where channels differ
+    reach: dict[str, Reach] = {"input": None}  # what a tensor without a field reads, all its elements together
+    missing: dict[str, str] = {}  # torch.chunk's pieces that do not exist: refused where used
     for node in net.nodes:
         inputs = node.inputs
         if len(inputs) == 1:
             i0 = inputs[0]
             if i0 not in shapes:
                 continue  # an input failed: its problem is already reported
+            if missing and i0 in missing:
+                problems.append(src.problem(missing[i0], node.path, node.name, index=node.index))
+                continue
             in_shapes, in_layouts, in_fields, in_notes = [shapes[i0]], [layouts[i0]], [fields[i0]], [notes[i0]]
         else:
             if any(i not in shapes for i in inputs):
+                continue
+            if missing and any(i in missing for i in inputs):
+                for i in dict.fromkeys(i for i in inputs if i in missing):
+                    problems.append(src.problem(missing[i], node.path, node.name, index=node.index))
                 continue
             in_shapes, in_layouts = [shapes[i] for i in inputs], [layouts[i] for i in inputs]
             in_fields, in_notes = [fields[i] for i in inputs], [notes[i] for i in inputs]
@@ -99,7 +109,11 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
                 raise LayerError(f"output shape {'×'.join(map(str, ctx.out))} has a size above the limit 2^40")
             weights, buffers = layer.weights(ctx), layer.buffers(ctx)
             macs, elementwise = layer.macs(ctx), layer.elementwise(ctx)
+            if len(inputs) > 1 and None in in_fields:
+                in_fields = _reached(ctx, in_fields, [reach[i] for i in inputs])
             layout, rf = _through_layout(layer, ctx, in_layouts, in_fields)
+            in_chans = [chans[i] for i in inputs]
+            rf, channels = _per_channel(layer, ctx, in_fields, in_chans, rf, layout == _identity(len(ctx.out)))
             strides = through(layer, in_shapes, ctx.out, [memory[i] for i in inputs])
             note = layer.note(ctx)
             layer_warnings = layer.warnings(ctx)
@@ -122,15 +136,132 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
         done[node.name] = row
         shapes[node.name], notes[node.name], fields[node.name], layouts[node.name] = ctx.out, note, rf, layout
         memory[node.name] = strides
+        chans[node.name] = channels
+        if layer.type == "narrow" and layer.piece_missing(ctx.x):  # type: ignore[attr-defined]
+            # torch.chunk returns fewer pieces than asked (6 channels into 4: 3): legal while unused
+            missing[node.name] = f"'{node.name}' is used here but " + layer.missing_message(ctx.x[1])  # type: ignore[attr-defined]
+        reach[node.name] = None if rf is not None else _reach(ctx, in_layouts, in_fields, [reach[i] for i in inputs])
         used.update(inputs)
         for msg in layer_warnings:
             warnings.append(src.problem(msg, node.path, node.name, "warning", node.index))
         if shown and not exceeded and any(r._size > shape0[2 + a] and not r.whole for a, r in enumerate(shown)):
             exceeded = True  # once per network, at the line of the (outermost) block use
             warnings.append(_field_exceeds(src, node, rf, shape0))
+    used.update(missing)  # a piece torch does not return is not an output nobody reads
     if problems:
         raise CnnError(problems)
     return rows, warnings, used
+
+
+Channels = list[tuple[RF, ...]] | str | None
+"""A tensor's fields per channel: None while every channel has the tensor's field (nearly
+always), a list (channel c's field) after a concat of inputs with different fields, or MIXED
+where the channels' fields differ in a way not tracked (a slice then gets an inexact field)."""
+MIXED = "mixed"
+Reach = tuple[tuple[RF, ...], bool] | None
+"""What a tensor without a field (after flatten, linear, view) reads, all its elements together:
+the hull of its sources' windows as whole fields, and whether every element reads all of it
+(true when every source was one window read by every unit: a global pool's)."""
+
+
+def _reach(ctx: Ctx, layouts: list[tuple[int, ...]], fields: list[list[RF] | None], reaches: list[Reach]) -> Reach:
+    """The reach of a layer's output that has no field: the union of its inputs' fields over all
+    their units (or their reaches)."""
+    parts: list[tuple[tuple[RF, ...], bool]] = []
+    for shape, lay, f, r in zip(ctx.ins, layouts, fields, reaches):
+        if f is not None:
+            spatial = [shape[lay.index(d)] for d in range(2, len(lay))] if len(lay) == len(shape) else []
+            if len(spatial) != len(f):
+                return None
+            parts.append((tuple(x.spread(n) for x, n in zip(f, spatial)), all(x.whole for x in f)))
+        elif r is not None:
+            parts.append(r)
+        else:
+            return None
+    if not parts or any(len(p[0]) != len(parts[0][0]) for p in parts):
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    axes = tuple(union([p[0][a] for p in parts], [], 0) for a in range(len(parts[0][0])))
+    whole = tuple(RF(a._size, a._jump, a._start, a._grain, a.uniform, a.irregular, a.exact, a.even, True) for a in axes)
+    return whole, all(p[1] for p in parts) and all(p[0] == parts[0][0] for p in parts)
+
+
+def _reached(ctx: Ctx, fields: list[list[RF] | None], reaches: list[Reach]) -> list[list[RF] | None]:
+    """A merge's inputs' fields, an input without one replaced by its reach where it is broadcast
+    along every spatial axis (a gate written with linear and view: every unit reads all the gate
+    reads; exact when each of the gate's elements reads all of it). Anything else without a
+    field leaves the merge without one: its units read an unknown part of the reach (#27)."""
+    out: list[list[RF] | None] = []
+    for shape, f, r in zip(ctx.ins, fields, reaches):
+        if f is not None:
+            out.append(f)
+            continue
+        broadcast = len(shape) == len(ctx.out) and all(n == 1 for n in shape[2:])
+        if r is None or not broadcast or len(r[0]) != len(ctx.out) - 2:
+            return [None] * len(fields)
+        out.append(list(r[0]) if r[1] else [RF(a._size, a._jump, a._start, a._grain, a.uniform, a.irregular, False,
+                                                 a.even, True) for a in r[0]])
+    return out
+
+
+def _per_channel(layer: Layer, ctx: Ctx, fields: list[list[RF] | None], chans: list[Channels], rf: list[RF] | None,
+                 natural: bool) -> tuple[list[RF] | None, Channels]:
+    """The output's field and its fields per channel (`Channels`). A layer's field is the union of
+    its channels' windows; a slice of the channels (narrow, chunk, split) keeps only its
+    channels' windows, and pixel_shuffle gives each output position other channels: there the
+    union of a concat of different branches would be wrong (#27). Tracked exactly through
+    concat, slices, channel shuffles and the layers whose channel c reads channel c; a layer
+    reading its channels otherwise loses the per-channel fields (MIXED), and a slice of such a
+    tensor is marked inexact."""
+    if rf is None:
+        return None, None
+    uniform = chans[0] is None if len(chans) == 1 else all(c is None for c in chans)
+    src = layer.channel_sources(ctx)
+    if uniform and src not in ("concat", "splits"):
+        return rf, None
+    if not natural or src == "other":
+        return rf, None if uniform else MIXED
+    if src == "all":
+        return rf, None
+    if src == "splits":  # each channel reads another position of the block
+        return rf, MIXED
+    if src == "moves":  # each output position reads other channels
+        return [replace_exact(r) for r in rf], MIXED
+    if MIXED in chans:
+        if isinstance(src, list) and sorted(src) != list(range(ctx.x[1])):  # a slice of unknown channels
+            rf = [replace_exact(r) for r in rf]
+        return rf, MIXED
+    per: list[list[tuple[RF, ...]]] = [c if isinstance(c, list) else [tuple(f or ())] * shape[1]
+                                       for c, f, shape in zip(chans, fields, ctx.ins)]
+    out: list[tuple[RF, ...]]
+    if src == "concat":
+        out = [f for c in per for f in c]
+    elif src == "each":
+        done: dict[tuple[tuple[RF, ...], ...], tuple[RF, ...]] = {}
+        out = []
+        for ch in range(ctx.out[1]):
+            key = tuple(c[ch if len(c) > 1 else 0] for c in per)
+            got = done.get(key)
+            if got is None:
+                got = done[key] = tuple(layer.rf(ctx, [list(k) for k in key]) or ())
+            out.append(got)
+    else:  # output channel i reads input channel src[i]
+        assert isinstance(src, list)
+        out = [per[0][i] for i in src]
+        distinct = list(dict.fromkeys(out))
+        rf = list(distinct[0]) if len(distinct) == 1 else [
+            union([d[a] for d in distinct], [], 0) for a in range(len(distinct[0]))]
+    if any(len(f) != len(rf) for f in out):
+        return rf, MIXED
+    first = out[0]
+    return rf, None if all(f == first for f in out) else out
+
+
+def replace_exact(r: RF) -> RF:
+    """The field `r`, marked inexact."""
+    return r if not r.exact else RF(r._size, r._jump, r._start, r._grain, r.uniform, r.irregular, False, r.even,
+                                    r.whole)
 
 
 def _network_input(shape0: Shape) -> tuple[dict[str, Shape], dict[str, str | None], dict[str, list[RF] | None],

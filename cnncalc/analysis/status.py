@@ -33,6 +33,8 @@ REASONS: dict[str, str] = {
     "probe_limit": "beyond the rows the probe measures in one verify",
     "probe_memory": "the probe would need more memory than its budget",
     "probe_geometry": "no input size keeps the probed fields unclipped, or the network does not fit one",
+    "probe_channels": "the probe's one-channel stand-ins cannot follow a slice of channels whose fields differ "
+                      "(a chunk of a concat): the field is checked by the tests against torch instead",
     "probe_failed": "the probe itself failed (an exception, non-finite gradients, no input pixel reached)",
     "not_measurable": "torch cannot measure it on this device or in this run",
 }

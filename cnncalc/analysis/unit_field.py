@@ -22,10 +22,14 @@ def unit_field(report: Report, layer: str, unit: tuple[int, ...]) -> list[dict[s
     virtual, real = _sweep(report, row, unit, False), _sweep(report, row, unit, True)
     out = []
     for axis, (u, r, size) in enumerate(zip(unit, row.receptive_field, report.input_shape[2:])):
-        if r.whole:  # the padded input, as the field says
-            first, last, exact = ceil(r.start - (r.size - 1) / 2), floor(r.start + (r.size - 1) / 2), r.exact
-            clipped = (max(first, 0), min(last, size - 1))
-        elif virtual is not None and real is not None:
+        if r.whole:  # the padded input, as the field says; inside it, what the unit reads traced
+            # back (a crop on the way reads less than the input); not traced: approximate
+            first, last = ceil(r.start - (r.size - 1) / 2), floor(r.start + (r.size - 1) / 2)
+            if real is not None:
+                clipped, exact = real[axis], r.exact
+            else:
+                clipped, exact = (max(first, 0), min(last, size - 1)), False
+        elif virtual is not None and real is not None:  # traced back window by window: exact
             (first, last), clipped, exact = virtual[axis], real[axis], True
         else:
             centre = r.start + u * r.jump
@@ -34,7 +38,9 @@ def unit_field(report: Report, layer: str, unit: tuple[int, ...]) -> list[dict[s
             clipped = (max(first, 0), min(last, size - 1))
         out.append({"from": first, "to": last, "clipped": list(clipped),
                     "padding": max(0, -first) + max(0, last - (size - 1)) if first <= last else 0,
-                    "size": r.size, "exact": exact})
+                    # traced: this unit's own window (after upsampling units' windows differ in
+                    # size, and the field's size is the widest); else the field's size
+                    "size": last - first + 1 if exact and not r.whole else r.size, "exact": exact})
     return out
 
 
@@ -52,12 +58,28 @@ def _sweep(report: Report, row: Any, unit: tuple[int, ...], real: bool) -> list[
     is exact at the input but not through a further layer. None where a reach is no fixed
     interval, or not exact, or the boxes multiply past MAX_BOXES."""
     need: dict[str, list[Box]] = {row.name: [(tuple((u, u) for u in unit), True)]}
+    blind = [False]
     for r in reversed(report.layers[: row.index + 1]):
-        for box, dense in need.pop(r.name, []):
+        todo = need.pop(r.name, [])
+        if not todo:
+            continue
+        permuted = _permuted(r, len(unit))
+        if permuted is None:  # no field (linear, flatten, view: a gate's branch): each input read whole,
+            blind[0] = True   # which holds only where the field says every element reads all of it
+            for name, shape in zip(r.inputs, r.ctx.ins):
+                extent = tuple((0, n - 1) for n in shape[2:]) if len(shape) == len(unit) + 2 else ((0, 0),) * len(unit)
+                need.setdefault(name, []).append((extent, True))
+            continue
+        for box, dense in todo:
             if not dense:
                 return None
-            per_axis = [r.layer.reads(r.ctx, a, lo, hi, real) for a, (lo, hi) in enumerate(box)]
-            keeps = all(r.layer.dense(r.ctx, a) for a in range(len(box)))
+            per_axis: list[list[tuple[int, int] | None]]
+            if permuted:  # carries the field in (N, C, spatial…) order: point-wise in space
+                per_axis = [[(lo, hi)] * len(r.inputs) for lo, hi in box]
+                keeps = True
+            else:
+                per_axis = [r.layer.reads(r.ctx, a, lo, hi, real) for a, (lo, hi) in enumerate(box)]
+                keeps = all(r.layer.dense(r.ctx, a) for a in range(len(box)))
             for i, name in enumerate(r.inputs):
                 spans = tuple(spans[i] for spans in per_axis)
                 if any(span is None for span in spans):
@@ -72,5 +94,21 @@ def _sweep(report: Report, row: Any, unit: tuple[int, ...], real: bool) -> list[
                 have.append((spans, keeps))  # type: ignore[arg-type]
                 if len(have) > MAX_BOXES:
                     return None
+    if blind[0] and not all(f.exact for f in row.receptive_field):
+        return None
     boxes = [b for b, _ in need.get("input", [])]
     return [(min(b[a][0] for b in boxes), max(b[a][1] for b in boxes)) if boxes else (1, 0) for a in range(len(unit))]
+
+
+def _permuted(row: Any, axes: int) -> bool | None:
+    """Whether `row` works on a permuted tensor (or permutes) while carrying the field in
+    (N, C, spatial…) order (True: it is point-wise in space, as the analysis decided); False for
+    a layer in natural order with a field; None where the field ended here (no window)."""
+    from cnncalc.analysis.analyze import _identity, _through_layout
+    from cnncalc.layers.field import RF
+
+    layouts = row.ctx.layouts
+    if not (callable(getattr(row.layer, "order", None)) or any(lay != _identity(len(lay)) for lay in layouts)):
+        return False if row.receptive_field is not None else None
+    carried = _through_layout(row.layer, row.ctx, layouts, [[RF.identity()] * axes for _ in layouts])[1]
+    return True if carried is not None else None

@@ -93,6 +93,22 @@ def _blocked(report: Report) -> dict[str, str]:
     return blocked
 
 
+def _sliced(report: Report) -> dict[str, str]:
+    """Rows after a slice of channels whose field is narrower than its input's (a chunk of a
+    concat keeping one branch: the analysis keeps fields per channel) → why the probe skips
+    them: its stand-ins have one channel, so they see the union of every branch."""
+    out: dict[str, str] = {}
+    for row in report.layers:
+        at = next((out[i] for i in row.inputs if i in out), None)
+        if at is None and isinstance(row.layer.channel_sources(row.ctx), list) and row.inputs[0] != "input":
+            before = report.layer(row.inputs[0]).receptive_field
+            if before is not None and row.receptive_field is not None and before != row.receptive_field:
+                at = f"'{row.name}' ({row.type}) keeps channels whose field differs from the rest's"
+        if at is not None:
+            out[row.name] = at
+    return out
+
+
 def _field(report: Report, idx: int) -> list[RF]:
     """The field of a probeable row (never None there)."""
     field = report.layers[idx].receptive_field
@@ -108,7 +124,7 @@ def probe_plan(report: Report, limit: int = PROBE_LIMIT) -> tuple[list[int], lis
     are more than `limit`, the ones where the jump changes plus the last), rows with a
     whole-input field (checked by `probe_whole`), and for every other row with a field the
     reason it is not probed."""
-    blocked = _blocked(report)
+    blocked, sliced = _blocked(report), _sliced(report)
     rows, whole, skipped = [], [], {}
     for row in report.layers:
         field = row.receptive_field
@@ -116,6 +132,8 @@ def probe_plan(report: Report, limit: int = PROBE_LIMIT) -> tuple[list[int], lis
             continue
         if any(r.whole for r in field):
             whole.append(row.index)
+        elif row.name in sliced:
+            skipped[row.index] = not_checked("probe_channels", f"not probed: {sliced[row.name]}")
         elif row.name in blocked:
             skipped[row.index] = not_checked("size_dependent", f"not probed: {blocked[row.name]}")
         elif not all(r.exact for r in field):

@@ -83,6 +83,9 @@ class Activation(Layer):
     """Point-wise activation: output shape = input shape; no params (PReLU has some);
     element-wise ops = 1 per element; RF unchanged."""
 
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each"  # channel c of the output reads channel c of the input alone
+
     category: ClassVar[str] = "activation"
     torch_name: ClassVar[str] = ""
     inplace: bool = False
@@ -273,6 +276,9 @@ class _AlongDim(_NoInplace):
     """Normalised along `dim`: along the channels point-wise; along a spatial axis every unit
     reads the whole of that axis."""
 
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "all" if self.dim % len(ctx.x) == 1 else "each"
+
     dim: int = 1
     saves_output: ClassVar[bool] = True
     keeps_layout = Flag(False)  # torch makes the input contiguous first
@@ -386,6 +392,9 @@ class _Dropout(Layer):
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         return "each"  # channel c of the output reads channel c of the input alone
 
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each"  # channel c of the output reads channel c of the input alone
+
     category: ClassVar[str] = "regularization"
     torch_name: ClassVar[str] = "Dropout"
     ranks: ClassVar[tuple[int, ...]] = ()
@@ -473,6 +482,9 @@ class GLU(Layer):
     must be even); no params; element-wise ops = 2 per output element (σ and the product); RF
     point-wise along the channels, null along a spatial dim (a unit reads two distant positions).
     Autograd keeps the input."""
+
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "other"  # along the channels a unit reads two of them
 
     category: ClassVar[str] = "activation"
     type: Literal["glu"]

@@ -28,8 +28,6 @@ REGISTRY: dict[str, type["Layer"]] = {}
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$", max_length=200)]
 """A layer, block or argument name: letters, digits, _ . - (torch module paths such as features.0.1)."""
-Ref = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*\*?$", max_length=201)]
-"""A name in `inputs:`; NAME* is a list of tensors, read whole (a block's starred input, spec/expand.py)."""
 PosInt = Annotated[int, Field(ge=1, le=MAX_INT)]
 
 
@@ -136,9 +134,8 @@ class Layer(BaseModel):
     type: str
     name: Name | None = None
     """Unique layer name (default: the type and its index)."""
-    inputs: list[Ref] | None = None
-    """Names of earlier layers (or 'input') feeding this one; default: the previous layer; NAME*
-    stands for a whole list of tensors (a block's starred input, a use of such a block)."""
+    inputs: list[Name] | None = None
+    """Names of earlier layers (or 'input') feeding this one; default: the previous layer."""
     trainable: bool = True
     """false freezes the layer: its params count as non-trainable."""
     share: Name | None = None
@@ -214,6 +211,16 @@ class Layer(BaseModel):
         """Consecutive outputs read, together, consecutive input positions along `axis` (no
         position skipped: no dilation, strides within the kernel)."""
         return True
+
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        """Which input channels each output channel reads, for fields kept per channel (a slice
+        of a concat reads only its own branches' windows, analysis/analyze.py): "each" (channel
+        c of every input, a broadcast input its one channel), "all" (every input channel), a
+        list (output channel i reads input channel list[i] alone), "concat" (the inputs'
+        channels one after the other), "moves" (output positions or channels read different
+        input positions per channel: pixel (un)shuffle), or "other" (unknown: the fields per
+        channel are lost, and a later slice's field is marked inexact)."""
+        return "other"
 
     def last_axis_only(self, ctx: Ctx) -> bool:
         """Whether the layer mixes values along the last axis alone (linear, a LayerNorm over the
@@ -394,7 +401,7 @@ def merged(ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
         sizes = [shape[len(shape) - dims + a] if len(shape) - dims + a >= 2 else 1 for shape, _ in known]
         full = [f[a] for n, (_, f) in zip(sizes, known) if n == size]
         broadcast = [f[a] for n, (_, f) in zip(sizes, known) if n != size]
-        out.append(union(full or broadcast, broadcast if full else []))
+        out.append(union(full or broadcast, broadcast if full else [], size))
     return out
 
 

@@ -206,6 +206,12 @@ class ConvNd(_Window, _ConvFields):
     padding 'same' with a stride is TensorFlow's: H' = ⌈H/S⌉, P_total = max((H' − 1)·S + D·(K−1)
     + 1 − H, 0), ⌊P_total/2⌋ before and the rest after (timm's Conv2dSame, Keras ports)."""
 
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        """groups 1: every input channel; depthwise: its own; other groups: its group's."""
+        if self.groups == 1:
+            return "all"
+        return "each" if self.groups == ctx.x[1] == self.out_channels else "other"
+
     absorbs_affine: ClassVar[bool] = True
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Conv",), lambda node: _onnx_conv(node, False)),)
     padding: Padding = 0
@@ -355,6 +361,12 @@ class ConvTransposeNd(_ConvFields):
     params = C_in·(C_out/groups)·∏K + C_out·bias;
     MACs = N·C_in·∏H·(C_out/groups)·∏K (every input pixel scatters one kernel; not ×S²);
     RF: j' = j/S, r' = r + (taps spread)·j."""
+
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        """groups 1: every input channel; depthwise: its own; other groups: its group's."""
+        if self.groups == 1:
+            return "all"
+        return "each" if self.groups == ctx.x[1] == self.out_channels else "other"
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("ConvTranspose",), lambda node: _onnx_conv(node, True)),)
 
     padding: Axes0 = 0

@@ -221,7 +221,9 @@ class RF:
         irregular = self.irregular or not (jump % grain == 0 or grain % jump == 0)
         subsampled = jump > self._jump and not self.uniform  # may keep only the smaller fields
         spread_ok = spread == 0 or (not self.irregular and spread % g0 == 0)
-        exact = self.exact and not holes and not subsampled and spread_ok and type(size) is int
+        # irregular: units sit unevenly (stride 3 after a ×2 upsampling: jumps 2, 1, 2, 1 …), so
+        # the jump is only their average and no window has one closed form from here on (#27)
+        exact = self.exact and not holes and not subsampled and spread_ok and type(size) is int and not irregular
         even = self.even and jump >= self._jump  # upsampling pairs units up unevenly, for good
         if self.whole:  # a window over everything grows no further and moves no more
             return replace(self, _jump=jump, _grain=grain, irregular=irregular, even=even)
@@ -290,7 +292,7 @@ class RF:
         return self._next((taps - 1) * j, j * scale, self._start + offset * j, uniform=uniform)
 
 
-def union(full: list[RF], broadcast: list[RF]) -> RF:
+def union(full: list[RF], broadcast: list[RF], units: int = 0) -> RF:
     """One axis of a merge (add, mul, concat along channels): a unit reads the union of its
     inputs' windows. `full`: inputs at the output's resolution; `broadcast`: inputs of size 1
     along this axis (an SE gate), whose one window every unit reads.
@@ -298,8 +300,13 @@ def union(full: list[RF], broadcast: list[RF]) -> RF:
     Equal jumps: [min lo, max hi] of the first unit, the common jump, exact when every input is
     exact and uniform, the jump whole and the units even (after upsampling, offset windows cover
     a number of pixels that depends on the unit). A broadcast whole-input window
-    makes the union whole. Anything else (a broadcast window that is not whole, unequal jumps)
-    is the union of the first units' windows, marked inexact."""
+    makes the union whole when it holds every unit's window of the other inputs (`units`: the
+    output's units along the axis; 0: unknown, taken as held): a gate pooled from a cropped map
+    reads less than the units do, and then each unit reads the gate's window and its own, a
+    different set per unit: not whole, the hull of both marked inexact (#27). Whole windows that
+    do not overlap are not one window: their hull is marked inexact. Anything else (a broadcast
+    window that is not whole, unequal jumps) is the union of the first units' windows, marked
+    inexact."""
     if len(full) == 1 and not broadcast:  # one input (every point-wise layer): its own window
         r = full[0]
         exact = r.exact and (r.whole or (r.uniform and not r.irregular and type(r._size) is int))
@@ -312,9 +319,7 @@ def union(full: list[RF], broadcast: list[RF]) -> RF:
     whole = [r for r in everything if r.whole]
     base = max(full, key=lambda r: r._size)
     if whole:
-        w = max(whole, key=lambda r: r._size)
-        return RF(w._size, base._jump, w._start, base._grain, all(r.uniform for r in full), base.irregular,
-                  all(r.exact for r in everything), all(r.even for r in everything), whole=True)
+        return _union_with_whole(full, everything, whole, base, units)
     ends = [(r._lo(), r._hi()) for r in everything]
     lo, hi = min([e[0] for e in ends]), max([e[1] for e in ends])
     # after upsampling (uneven units, or a sub-pixel jump) offset windows cover a number of
@@ -327,6 +332,32 @@ def union(full: list[RF], broadcast: list[RF]) -> RF:
     exact = same and all(r.exact and r.uniform and not r.irregular for r in full) and type(span) is int
     return RF(span + 1, base._jump, _half(lo + hi), base._grain, all(r.uniform for r in full),
               any(r.irregular for r in full), exact, all(r.even for r in everything))
+
+
+def _union_with_whole(full: list[RF], everything: list[RF], whole: list[RF], base: RF, units: int) -> RF:
+    """`union` where some input is whole: the hull of the whole windows, whole and exact when the
+    whole windows overlap (their union is one interval) and hold every unit's window of the
+    other inputs; else the hull of everything, not whole, marked inexact."""
+    spans = sorted((r._lo(), r._hi()) for r in whole)
+    lo, hi = spans[0][0], max(e[1] for e in spans)
+    joined, reach = True, spans[0][1]
+    for a, b in spans[1:]:
+        joined = joined and a <= reach + 1
+        reach = max(reach, b)
+    held = True
+    for r in everything:
+        if r.whole:
+            continue
+        wide = r.spread(units) if units > 1 else r  # every unit's window of this input
+        held = held and lo <= wide._lo() and wide._hi() <= hi
+    exact = joined and held and all(r.exact for r in everything)
+    if held:
+        return RF(_q(hi - lo + 1), base._jump, _half(lo + hi), base._grain, all(r.uniform for r in full),
+                  base.irregular, exact, all(r.even for r in everything), whole=True)
+    for r in everything:  # the first unit's window too (an upper bound of any unit's)
+        lo, hi = min(lo, r._lo()), max(hi, r._hi())
+    return RF(_q(hi - lo + 1), base._jump, _half(lo + hi), base._grain, all(r.uniform for r in full),
+              any(r.irregular for r in full), False, all(r.even for r in everything))
 
 
 def _union_whole(full: list[RF]) -> RF | None:

@@ -57,6 +57,9 @@ class Add(_Merge):
     (N, C, 1, 1) bias map). No params; element-wise ops = (inputs − 1) per output element;
     RF: the union of the inputs' windows; a broadcast global branch makes it the whole input."""
 
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each"  # channel c of the output reads channel c of the input alone
+
     type: Literal["add"]
     keeps_layout = Flag(True)
     passes_gradient = Flag(True)
@@ -84,6 +87,9 @@ class Mul(_Merge):
     """Element-wise product of ≥ 2 inputs with torch broadcasting (squeeze-and-excitation gates:
     (N, C, H, W) · (N, C, 1, 1)). No params; element-wise ops = (inputs − 1) per output element;
     RF: the union of the inputs' windows; a broadcast global gate makes it the whole input."""
+
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each"  # channel c of the output reads channel c of the input alone
 
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         return "each"  # channel c of the output reads channel c of the input alone
@@ -179,6 +185,9 @@ class Sub(_Merge):
     whole input). Nothing is saved for backward; the first input's gradient is the output's,
     the second's is a new, negated tensor."""
 
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each"  # channel c of the output reads channel c of the input alone
+
     type: Literal["sub"]
     max_inputs: ClassVar[int] = 2
     keeps_layout = Flag(True)
@@ -204,6 +213,9 @@ class Sub(_Merge):
 class Concat(_Merge):
     """Concatenation along dim (default 1, the channels): every other axis must match.
     No params, no ops; RF: the union of the inputs' windows."""
+
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "concat" if self.dim % len(ctx.x) == 1 else "other"
 
     type: Literal["concat"]
     dim: int = 1

@@ -98,6 +98,9 @@ class LayerScale(Layer):
 
     params = C; element-wise ops = 1 per element; RF point-wise."""
 
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each"  # channel c of the output reads channel c of the input alone
+
     category: ClassVar[str] = "normalization"
     type: Literal["layer_scale"]
     init_value: float = 1e-6
@@ -134,6 +137,9 @@ class DropPath(Layer):
     """Stochastic depth (torchvision's StochasticDepth): while training, zero a whole sample
     (mode row) or the whole batch (mode batch) with probability p and scale the rest by
     1/(1 − p); the identity at inference (no ops counted, RF unchanged)."""
+
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each"  # channel c of the output reads channel c of the input alone
 
     category: ClassVar[str] = "regularization"
     type: Literal["drop_path"]
@@ -189,6 +195,10 @@ class Narrow(_View):
     length), a view). What `chunk` and `split` expand to: `{name: s, type: chunk, chunks: 2}`
     gives layers s.0 and s.1. No params, no ops; RF unchanged."""
 
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        start, length = self.span(ctx)
+        return list(range(start, start + length))
+
     type: Literal["narrow"]
     torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("torch.narrow", "Tensor.narrow"), "narrow", _narrow),)
     start: Annotated[int, Field(ge=0)] = 0
@@ -201,6 +211,16 @@ class Narrow(_View):
     """Of a `split`: its sizes' sum, which must be the input's channels (torch.split's rule)."""
     passes_gradient = Flag(False)
 
+    def piece_missing(self, x: Shape) -> bool:
+        """torch.chunk returns fewer pieces than `chunks` and this is one it does not return (6
+        channels into 4 gives 3 pieces of 2): legal torch while nothing uses it."""
+        return self.chunks is not None and len(x) >= 2 and (self.chunk or 0) * -(-x[1] // self.chunks) >= x[1]
+
+    def missing_message(self, c: int) -> str:
+        size = -(-c // (self.chunks or 1))
+        return (f"torch.chunk of {c} channels into {self.chunks} gives {-(-c // size)} pieces of {size}: there is no "
+                f"piece {self.chunk}")
+
     def span(self, ctx: Ctx) -> tuple[int, int]:
         c = ctx.x[1]
         if self.sizes_sum is not None and self.sizes_sum != c:
@@ -208,9 +228,8 @@ class Narrow(_View):
         if self.chunks is not None:
             size = -(-c // self.chunks)
             start = (self.chunk or 0) * size
-            if start >= c:
-                raise LayerError(f"torch.chunk of {c} channels into {self.chunks} gives {-(-c // size)} pieces of "
-                                 f"{size}: there is no piece {self.chunk}", "chunk")
+            if start >= c:  # torch returns fewer pieces: this one is empty, refused where used (analysis)
+                return c, 0
             return start, min(size, c - start)
         if self.length is None:
             raise LayerError("narrow needs `length` (or `chunks` and `chunk`)", "length")
@@ -231,6 +250,9 @@ class Narrow(_View):
 class PixelShuffle(Layer):
     """Pixel shuffle: (N, C·r², H, W) → (N, C, H·r, W·r) (sub-pixel upsampling). No params, no
     ops (data movement); RF: each output reads one input position, a nearest ×r upsampling."""
+
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "moves"  # output positions read different input channels
 
     category: ClassVar[str] = "reshape"
     type: Literal["pixel_shuffle"]
@@ -263,6 +285,9 @@ class PixelShuffle(Layer):
 class PixelUnshuffle(Layer):
     """Pixel unshuffle: (N, C, H·r, W·r) → (N, C·r², H, W). No params, no ops; RF: each output
     position gathers an r×r block, like a kernel-r, stride-r window."""
+
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "splits"  # each output channel reads another offset of the block
 
     category: ClassVar[str] = "reshape"
     type: Literal["pixel_unshuffle"]
@@ -497,6 +522,14 @@ class Reshape(_View):
 
     def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
         return fields[0] if ctx.out == ctx.x else None
+
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
+        """The shape unchanged: the identity. Else the field ends, and the stand-in is every
+        element reading all of the input (its per-sample sum) shaped (N, 1, …, 1): a gate
+        written with linear and view (the one-channel stand-ins have no shape to view)."""
+        if ctx.out == ctx.x:
+            return t.nn.Identity()
+        return t.nn.Sequential(t.nn.Flatten(1), t.ext.SumLast(1), t.nn.Unflatten(1, (1,) * (len(ctx.out) - 1)))
 
     def aliases(self, training: bool) -> bool:
         """A view of a contiguous input."""

@@ -31,6 +31,9 @@ class BatchNormNd(_Norm):
     params = 2·C (γ, β; 0 without affine); buffers = 2·C + 1 (running mean, running var,
     num_batches_tracked; 0 without track_running_stats); element-wise ops = 2 per element
     (inference: folded scale and shift)."""
+
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each"  # channel c of the output reads channel c of the input alone
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("BatchNormalization",), _onnx_batchnorm),)
 
     dims: ClassVar[int] = 2

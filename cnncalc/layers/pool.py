@@ -89,6 +89,9 @@ class PoolNd(_Window, Layer):
     would start in the right padding); stride defaults to kernel_size; no params;
     element-wise ops = N·C·∏H'·∏K;  RF: r' = r + (K_eff−1)·j, j' = j·S."""
 
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each"  # channel c of the output reads channel c of the input alone
+
     category: ClassVar[str] = "pooling"
     dims: ClassVar[int] = 2
     kernel_size: Axes
@@ -301,6 +304,9 @@ class AdaptivePoolNd(Layer):
     No params; element-wise ops = N·C·∏H'·∏(widest window);
     RF: r' = r + (widest window − 1)·j, j' = j·H/H' (depends on the input size)."""
 
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each"  # channel c of the output reads channel c of the input alone
+
     category: ClassVar[str] = "pooling"
     dims: ClassVar[int] = 2
     rf_size_dependent = Flag(True)
@@ -397,6 +403,9 @@ class AdaptiveMaxPool3d(AdaptivePoolNd):
 class GlobalPool(Layer):
     """Global pooling over every spatial axis, any dimensionality: (N, C, …) → (N, C, 1, …)
     (or (N, C) with keepdims false). Element-wise ops = N·C·∏H; RF: the whole input."""
+
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each"  # channel c of the output reads channel c of the input alone
 
     category: ClassVar[str] = "pooling"
     rf_size_dependent = Flag(True)

@@ -35,6 +35,9 @@ def _pad(call: TorchCall, x: Traced, pad: Any, mode: str = "constant", value: An
 class Identity(Layer):
     """Passes its input through unchanged (a placeholder, or a named tap point)."""
 
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each"  # channel c of the output reads channel c of the input alone
+
     type: Literal["identity"]
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Identity",), onnx_same),)
 
@@ -104,6 +107,11 @@ class ChannelShuffle(Layer):
     Output shape = input shape (C divisible by groups); no params, no ops counted (data
     movement only); RF unchanged (only channels move)."""
 
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        """Output channel i reads input channel (i mod g)·(C/g) + i div g."""
+        c, g = ctx.x[1], self.groups
+        return [(i % g) * (c // g) + i // g for i in range(c)]
+
     category: ClassVar[str] = "reshape"
     type: Literal["channel_shuffle"]
     torch_functions: ClassVar[tuple[TorchForm, ...]] = (
@@ -128,6 +136,9 @@ class Upsample(Layer):
     (d-linear interpolation; bicubic 4^d·2 − 1); RF: j' = j/s, r' = r (nearest modes), r + j
     (linear modes) or r + 3j (bicubic: 4 taps, marked approximate: its outer weights vanish
     where a unit lands on an input pixel)."""
+
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each"  # channel c of the output reads channel c of the input alone
 
     category: ClassVar[str] = "resampling"
     type: Literal["upsample"]
@@ -259,6 +270,9 @@ class PadNd(Layer):
     zero padding also takes negative values, which crop).
 
     H' = H + before + after per axis; no params; RF: start' = start − before·j."""
+
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each"  # channel c of the output reads channel c of the input alone
 
     category: ClassVar[str] = "padding"
     dims: ClassVar[int] = 2
