@@ -392,9 +392,6 @@ class _Dropout(Layer):
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         return "each"  # channel c of the output reads channel c of the input alone
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # channel c of the output reads channel c of the input alone
-
     category: ClassVar[str] = "regularization"
     torch_name: ClassVar[str] = "Dropout"
     ranks: ClassVar[tuple[int, ...]] = ()

@@ -91,9 +91,6 @@ class Mul(_Merge):
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         return "each"  # channel c of the output reads channel c of the input alone
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # channel c of the output reads channel c of the input alone
-
     type: Literal["mul"]
     keeps_layout = Flag(True)
     torch_functions: ClassVar[tuple[TorchForm, ...]] = (
