@@ -19,7 +19,7 @@ ACCEPTS = ("a cnncalc.Network, a spec path (str or os.PathLike), YAML text, "
 
 def summary(x: Any, input_size: Sequence[int] | None = None, batch: int | None = None, dtype: str | None = None,
             depth: int | None = None, columns: str | Sequence[str] | None = None,
-            optimizer: str | None = None) -> Report:
+            optimizer: str | None = None, *, amp: str | None = None, amp_device: str = "cuda") -> Report:
     """The report of a network, printed as `cnncalc analyze` prints it.
 
     `x` is a `torch.nn.Module` (then `input_size` is required: (C, H, W), or (N, C, H, W) whose
@@ -28,7 +28,8 @@ def summary(x: Any, input_size: Sequence[int] | None = None, batch: int | None =
     when given, replaces the spec's input). `batch`, `dtype` ('float32', 'bfloat16', …) and
     `optimizer` ('adam', 'sgd', 'momentum': the training-memory estimate) default to the spec's;
     `depth` collapses block uses nested that deep into one row each and `columns` chooses the
-    printed columns ('name,shape,params,macs' or a list of keys), as `--depth` and `--columns` do.
+    printed columns ('name,shape,params,macs' or a list of keys), as `--depth` and `--columns` do;
+    `amp` ('bf16', 'fp16') and `amp_device` as in `analyze`.
 
     >>> import cnncalc
     >>> report = cnncalc.summary("examples/lenet5.yaml", depth=1, columns="name,shape,params,macs")
@@ -41,19 +42,23 @@ def summary(x: Any, input_size: Sequence[int] | None = None, batch: int | None =
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
         raise ValueError(f"depth must be a whole number of at least 1, not {depth!r}")
     chosen = _columns(columns)
-    report = analyze(x, batch, None, dtype, optimizer or "adam", input_size=input_size)
+    report = analyze(x, batch, None, dtype, optimizer or "adam", input_size=input_size, amp=amp,
+                     amp_device=amp_device)
     report.view_depth, report.view_columns = depth, chosen
     return report
 
 
 def analyze(x: Any, batch: int | None = None, input_shape: Sequence[int] | None = None, dtype: str | None = None,
-            optimizer: str = "adam", *, input_size: Sequence[int] | None = None) -> Report:
+            optimizer: str = "adam", *, input_size: Sequence[int] | None = None, amp: str | None = None,
+            amp_device: str = "cuda") -> Report:
     """Every layer's shape, params, MACs, memory and receptive field, and the totals.
 
     `x`: a parsed `Network`, a spec path (str or os.PathLike), YAML text, or a `torch.nn.Module`
     with `input_size`. `input_shape` is the input without batch (C, H, W); `input_size` may also
     lead with the batch (N, C, H, W), as torchinfo takes it. Raises CnnError with every located
     problem of the spec, TypeError for an `x` of another kind, ValueError for a bad argument.
+    `amp` ('bf16' or 'fp16'): the memory totals as torch.autocast runs the network, with the op
+    lists of `amp_device` ('cuda' or 'cpu'); `report.extra['amp']` has each layer's dtype.
 
     >>> import cnncalc
     >>> report = cnncalc.analyze("examples/resnet50.yaml", batch=8)
@@ -66,6 +71,13 @@ def analyze(x: Any, batch: int | None = None, input_shape: Sequence[int] | None 
         raise ValueError("give input_shape (without batch) or input_size (with or without it), not both")
     if dtype is not None and dtype not in DTYPE_BYTES:
         raise ValueError(f"unknown dtype {dtype!r}; one of: {', '.join(DTYPE_BYTES)}")
+    precision = None
+    if amp is not None:
+        from cnncalc.analysis.precision import Amp, apply_amp
+
+        precision = Amp(amp, amp_device)  # ValueError for an unknown one
+        if dtype not in (None, "float32"):
+            raise ValueError("autocast runs a float32 model: leave out dtype (or give 'float32') with amp")
     if optimizer not in OPTIMIZER_STATES:
         raise ValueError(f"unknown optimizer {optimizer!r}; one of: {', '.join(OPTIMIZER_STATES)}")
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
@@ -82,12 +94,14 @@ def analyze(x: Any, batch: int | None = None, input_shape: Sequence[int] | None 
         from cnncalc.interop.torch_import import snake_name
 
         net = parse_spec(spec_from_module(x, traced), f"<{snake_name(type(x).__name__)}>")
-        return analyze_network(net, batch, None, dtype, optimizer)
+        report = analyze_network(net, batch, None, dtype, optimizer)
+        return apply_amp(report, precision) if precision is not None else report
     net = _network(x)
     shape: tuple[int, ...] | None = None
     if size is not None:
         batch, shape = _batch_and_shape(size, len(net.header.input) if input_shape is None else len(size), batch)
-    return analyze_network(net, batch, shape, dtype, optimizer)
+    report = analyze_network(net, batch, shape, dtype, optimizer)
+    return apply_amp(report, precision) if precision is not None else report
 
 
 def spec_from_module(model: Any, input_shape: tuple[int, ...], name: str | None = None, prove: bool = False) -> str:

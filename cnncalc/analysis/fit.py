@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from math import prod
 
 from cnncalc.analysis.memory import OPTIMIZER_STATES, training_memory
+from cnncalc.analysis.precision import Amp, apply_amp
 from cnncalc.analysis.report import Report
 from cnncalc.errors import CnnError
 from cnncalc.spec.network import Network
@@ -298,20 +299,27 @@ def usable_bytes(memory: int, margin: float = 0.0, overhead_share: float = 0.0, 
     return max(0, int((memory * (1 - margin) - workspace) / (1 + overhead_share)))
 
 
-def _step(report: Report, training: bool, shard: Sharding | None) -> Point:
+def _step(report: Report, training: bool, shard: Sharding | None, amp: Amp | None = None) -> Point:
+    if amp is not None:
+        if shard is not None:
+            raise ValueError("--amp with --shard is not modelled: DeepSpeed and FSDP keep their own "
+                             "low-precision copies (their mixed-precision settings)")
+        apply_amp(report, amp)
     return sharded_point(report, shard) if shard is not None and training else point(report, training)
 
 
 def fit_batch(net: Network, memory: int, margin: float = 0.0, training: bool = True, optimizer: str = "sgd",
               input_shape: tuple[int, ...] | None = None, dtype: str | None = None,
-              shard: Sharding | None = None, overhead_share: float = 0.0, workspace: int = 0) -> Fit:
-    """The largest batch (per GPU when sharded) whose step fits (see `usable_bytes`)."""
+              shard: Sharding | None = None, overhead_share: float = 0.0, workspace: int = 0,
+              amp: Amp | None = None) -> Fit:
+    """The largest batch (per GPU when sharded) whose step fits (see `usable_bytes`); `amp`: the
+    step as torch.autocast runs it (analysis.precision)."""
     from cnncalc.analysis.analyze import analyze
 
     usable = usable_bytes(memory, margin, overhead_share, workspace)
 
     def peak_of(b: int) -> Point:
-        return _step(analyze(net, b, input_shape, dtype, optimizer), training, shard)
+        return _step(analyze(net, b, input_shape, dtype, optimizer), training, shard, amp)
 
     best, seen = _search(peak_of, usable, MAX_BATCH)
     b = 1
@@ -324,7 +332,7 @@ def fit_batch(net: Network, memory: int, margin: float = 0.0, training: bool = T
 
 def fit_size(net: Network, memory: int, batch: int, margin: float = 0.0, training: bool = True,
              optimizer: str = "sgd", dtype: str | None = None, shard: Sharding | None = None,
-             overhead_share: float = 0.0, workspace: int = 0) -> Fit:
+             overhead_share: float = 0.0, workspace: int = 0, amp: Amp | None = None) -> Fit:
     """The largest square input (C × S × S; C × S for 1-D, C × S × S × S for 3-D) whose step at
     `batch` fits. Sizes the network refuses (too small, not divisible) never fit, so the search
     runs on "the first size ≥ S that the network accepts fits", which is monotone in S."""
@@ -337,7 +345,8 @@ def fit_size(net: Network, memory: int, batch: int, margin: float = 0.0, trainin
     def at(s: int) -> Point | None:
         if s not in seen:
             try:
-                seen[s] = _step(analyze(net, batch, (channels, *(s,) * rank), dtype, optimizer), training, shard)
+                seen[s] = _step(analyze(net, batch, (channels, *(s,) * rank), dtype, optimizer), training, shard,
+                                amp)
             except CnnError:
                 seen[s] = None
         return seen[s]

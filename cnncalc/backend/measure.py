@@ -85,20 +85,37 @@ def measure_counts(report: Report, model, x, t) -> list[LayerCheck]:
     return checks
 
 
-def measure_peak(model, x, t, dev) -> Peak | None:
+def autocast(t, dev, amp: str | None) -> Any:
+    """torch.autocast on `dev` in the low dtype of `amp` ('bf16', 'fp16'), or no context (None)."""
+    import contextlib
+
+    if amp is None:
+        return contextlib.nullcontext()
+    dtype = {"bf16": t.torch.bfloat16, "fp16": t.torch.float16}[amp]
+    return t.torch.autocast(dev.type, dtype=dtype)
+
+
+def measure_peak(model, x, t, dev, amp: str | None = None) -> Peak | None:
     """Peak bytes of activations in one inference forward pass, the input included (the
-    caller holds it): the input's bytes plus the peak allocated during the pass."""
+    caller holds it): the input's bytes plus the peak allocated during the pass (under
+    torch.autocast with `amp`: its cached weight copies are freed when the region ends)."""
     torch = t.torch
+
+    def run() -> None:
+        with autocast(t, dev, amp):
+            model(x)
+
     with torch.inference_mode():
-        grown = _peak_during(lambda: model(x), t, dev)
+        grown = _peak_during(run, t, dev)
     return None if grown is None else Peak(x.nbytes + grown.tensors, grown.workspace)
 
 
-def measure_training(model, x, t, dev, optimizer: str) -> Peak | None:
+def measure_training(model, x, t, dev, optimizer: str, amp: str | None = None) -> Peak | None:
     """Peak bytes of one training step (forward, backward with an output-sized loss gradient,
     optimizer step with torch's for-loop implementation, gradients set to None), after a
     warm-up step has created the optimizer state: params + buffers + state + input + the peak
-    allocated during the step."""
+    allocated during the step. `amp`: the forward pass under torch.autocast (backward outside
+    it, as torch recommends), with a GradScaler for fp16."""
     torch = t.torch
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -121,13 +138,21 @@ def measure_training(model, x, t, dev, optimizer: str) -> Peak | None:
             shape, dtype, device = ctx.like
             return torch.ones(shape, dtype=dtype, device=device)
 
+    scaler = torch.amp.GradScaler(dev.type) if amp == "fp16" and opt else None
+
     def step() -> None:
-        out = model(x)
+        with autocast(t, dev, amp):
+            out = model(x)
         outs = [o for o in (out if isinstance(out, tuple) else (out,)) if o.requires_grad]
         if outs:
-            sum(Loss.apply(o) for o in outs).backward()
+            loss = sum(Loss.apply(o) for o in outs)
+            (scaler.scale(loss) if scaler else loss).backward()
         if opt:
-            opt.step()
+            if scaler:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
             opt.zero_grad(set_to_none=True)
 
     try:

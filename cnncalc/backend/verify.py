@@ -20,6 +20,7 @@ from cnncalc.backend.measure import (
     QUARTILE_RUNS,
     SPREAD_LIMIT,
     LayerCheck,
+    autocast,
     matmul_peak,
     measure_counts,
     measure_peak,
@@ -48,6 +49,8 @@ class VerifyResult:
     notes: list[str] = field(default_factory=list)
     fused: dict | None = None
     profile: dict | None = None
+    amp: dict | None = None
+    """with --amp: the autocast dtype and the device type whose op lists the analysis used"""
     log: list[str] = field(default_factory=list)
     """What torch itself logged or warned while verify ran (shown with -v)."""
 
@@ -74,7 +77,8 @@ class VerifyResult:
                 "torch_version": self.torch_version, "mismatches": self.mismatches,
                 "layers": [c.to_json() for c in self.checks], "timing": self.timing, "memory": self.memory,
                 "fused_bn": self.fused, "notes": self.notes, "receptive_fields": self.rf_summary(),
-                **({"profile": self.profile} if self.profile is not None else {})}
+                **({"profile": self.profile} if self.profile is not None else {}),
+                **({"amp": self.amp} if self.amp is not None else {})}
 
 
 def compare(report: Report, checks: list[LayerCheck]) -> list[str]:
@@ -137,6 +141,9 @@ class VerifyOptions:
     """torch's intra-op threads (None: as many as the machine has free, `device.thread_budget`)"""
     check_only: bool = False
     """prove every number (counts, fields, memory) and time nothing"""
+    amp: str | None = None
+    """'bf16' or 'fp16': run, measure and time under torch.autocast (a float32 model), its memory
+    judged against the analysis of `analysis.precision` with this device type's op lists"""
 
 
 def verify_report(report: Report, options: VerifyOptions = VerifyOptions(), *, progress: Progress | None = None,
@@ -171,7 +178,11 @@ def verify_report(report: Report, options: VerifyOptions = VerifyOptions(), *, p
 
 
 def _refuse_conflicts(o: VerifyOptions) -> None:
-    """--check-only times nothing, so no option that only adds timing goes with it (exit 2)."""
+    """--check-only times nothing, so no option that only adds timing goes with it; autocast runs a
+    float32 model (exit 2)."""
+    if o.amp is not None and o.dtype != "float32":
+        raise CnnError.single(f"--amp runs a float32 model under torch.autocast; it cannot be combined with "
+                              f"--dtype {o.dtype}", exit_code=2)
     if o.check_only and (o.profile or o.compile or o.cuda_graph):
         what = [n for n, on in (("--profile", o.profile), ("--compile", o.compile), ("--cuda-graph", o.cuda_graph))
                 if on]
@@ -225,8 +236,9 @@ class _Run:
         return getattr(self.t.torch, self.o.dtype)
 
     def timed(self, fn: Callable, *args: Any) -> Any:
-        """`fn(*args)` as a pass in the timed dtype (see `_in_dtype`)."""
-        return _in_dtype(fn, self.report, self.o.dtype, self.dev, *args)
+        """`fn(*args)` as a pass in the timed dtype (see `_in_dtype`), under autocast with --amp."""
+        with autocast(self.t, self.dev, self.o.amp):
+            return _in_dtype(fn, self.report, self.o.dtype, self.dev, *args)
 
     def summary(self, times: list[float]) -> dict:
         return summarize(times, self.report.input_shape[0], self.report.totals["flops"], self.peak_flops)
@@ -258,6 +270,8 @@ def _check_room(run: _Run) -> None:
     """Refuse a run whose inference pass would not fit in the free memory (unless --force); decide
     whether the float32 training step fits; start the result."""
     report, dev, torch = run.report, run.dev, run.t.torch
+    if run.o.amp is not None:
+        _with_amp(run)
     est, what = verify_memory(report, run.o.dtype, training=False)
     avail = available_memory(torch, dev)
     train_est = verify_memory(report, run.o.dtype)[0]
@@ -269,8 +283,23 @@ def _check_room(run: _Run) -> None:
                               f"{avail / 2**30:.2f} GiB are free (within this process's memory limits); "
                               "refusing (use --force to try anyway)")
     run.result = VerifyResult(device_name(torch, dev), dev.type, run.o.dtype, torch.__version__, [])
+    if run.o.amp is not None:
+        run.result.amp = {"dtype": report.extra["amp"]["dtype"], "device_type": report.extra["amp"]["device_type"]}
     if dev.type == "cpu" and run.o.dtype == "float16":
         run.result.notes.append("float16 on CPU is supported but slow (no native half kernels): time it on a GPU")
+
+
+def _with_amp(run: _Run) -> None:
+    """--amp: the report's memory figures as autocast runs the network on this device type."""
+    from cnncalc.analysis.precision import DEVICE_TYPES, Amp, apply_amp
+
+    if run.dev.type not in DEVICE_TYPES:
+        raise CnnError.single(f"--amp is modelled with the autocast op lists of {' and '.join(DEVICE_TYPES)}; "
+                              f"this run is on {run.dev.type}", exit_code=2)
+    try:
+        apply_amp(run.report, Amp(run.o.amp or "bf16", run.dev.type))
+    except ValueError as exc:
+        raise CnnError.single(str(exc), exit_code=2) from None
 
 
 def _build(run: _Run) -> None:
@@ -334,7 +363,7 @@ def _fold_bn(run: _Run) -> None:
 def _measure_training(run: _Run) -> dict:
     """One float32 training step's peak memory against the analytic figure (see `_train_memory`)."""
     run.say("measuring training memory", 0)
-    return _train_memory(run.report, run.model, run.x, run.t, run.dev, run.train_skip)
+    return _train_memory(run.report, run.model, run.x, run.t, run.dev, run.train_skip, run.o.amp)
 
 
 def _to_timed_dtype(run: _Run) -> None:
@@ -350,7 +379,7 @@ def _to_timed_dtype(run: _Run) -> None:
 def _measure_memory(run: _Run, training: dict) -> None:
     """The inference peak in the timed dtype and the training step, judged against the analysis."""
     run.say("measuring memory", 0)
-    run.result.memory = _memory(run.report, run.model, run.x, run.t, run.dev, run.o.dtype, training)
+    run.result.memory = _memory(run.report, run.model, run.x, run.t, run.dev, run.o.dtype, training, run.o.amp)
     run.result.mismatches += run.result.memory.pop("mismatches")
 
 
@@ -477,9 +506,10 @@ def _at(report: Report, dtype: str) -> Report:
     return analyze(report.network, report.input_shape[0], report.input_shape[1:], dtype, report.optimizer)
 
 
-def _train_memory(report: Report, model: Any, x: Any, t: Kit, dev: Any, skip: str | None) -> dict:
-    """One training step measured in float32 against the analytic training memory (not
-    measured, with the reason `skip`, when it would not fit)."""
+def _train_memory(report: Report, model: Any, x: Any, t: Kit, dev: Any, skip: str | None,
+                  amp: str | None = None) -> dict:
+    """One training step measured in float32 (under autocast with `amp`) against the analytic
+    training memory (not measured, with the reason `skip`, when it would not fit)."""
     analytic = _at(report, "float32").totals
     out = {"analytic_bytes": analytic["training_memory_bytes"], "phase": analytic["training_peak_phase"],
            "optimizer": report.optimizer, "measured_bytes": None, "workspace_bytes": None, "ratio": None}
@@ -487,7 +517,7 @@ def _train_memory(report: Report, model: Any, x: Any, t: Kit, dev: Any, skip: st
         out["note"] = skip
         return out
     try:
-        peak = measure_training(model, x, t, dev, report.optimizer)
+        peak = measure_training(model, x, t, dev, report.optimizer, amp)
     except (RuntimeError, ValueError, MemoryError) as exc:  # e.g. batch norm over one value per channel
         why = "runs out of memory training" if out_of_memory(exc) else "cannot train"
         out["note"] = f"torch {why} this network at this batch: {str(exc).splitlines()[0][:200]}"
@@ -498,10 +528,11 @@ def _train_memory(report: Report, model: Any, x: Any, t: Kit, dev: Any, skip: st
     return out
 
 
-def _memory(report: Report, model: Any, x: Any, t: Kit, dev: Any, dtype: str, training: dict) -> dict:
-    """Inference peak measured in the timed dtype, the training step's figures, and whether
-    both are within MEMORY_TOLERANCE of the analytic model (mismatches otherwise)."""
-    peak = _in_dtype(measure_peak, report, dtype, dev, model, x, t, dev)
+def _memory(report: Report, model: Any, x: Any, t: Kit, dev: Any, dtype: str, training: dict,
+            amp: str | None = None) -> dict:
+    """Inference peak measured in the timed dtype (under autocast with `amp`), the training step's
+    figures, and whether both are within MEMORY_TOLERANCE of the analytic model (mismatches otherwise)."""
+    peak = _in_dtype(measure_peak, report, dtype, dev, model, x, t, dev, amp)
     analytic = _at(report, dtype).totals["inference_peak_activation_bytes"]
     inexact = sorted({r.type for r in report.layers if not r.layer.memory_exact})
     mem: dict[str, Any] = {

@@ -11,6 +11,10 @@ import typer
 from cnncalc.cli.app import app
 from cnncalc.cli.console import _escape, console, report_problems, require_layer, user_errors, write_out
 from cnncalc.cli.options import (
+    AmpDevice,
+    AmpDeviceOpt,
+    AmpDtype,
+    AmpOpt,
     BatchOpt,
     By,
     Dtype,
@@ -28,6 +32,7 @@ from cnncalc.cli.options import (
     SetOpt,
     _analyze,
     budget_flags,
+    with_amp,
 )
 from cnncalc.cli.verify import _verify
 from cnncalc.errors import CnnError
@@ -70,11 +75,13 @@ def analyze(specs: List[str] = typer.Argument(..., help="YAML spec files (- read
             max_params: Optional[str] = MaxParams, max_macs: Optional[str] = MaxMacs,
             max_flops: Optional[str] = MaxFlops, max_memory: Optional[str] = MaxMemory,
             max_training_memory: Optional[str] = MaxTraining, max_activations: Optional[str] = MaxActivations,
+            amp: Optional[AmpDtype] = AmpOpt, amp_device: AmpDevice = AmpDeviceOpt,
             ) -> None:
     """Per-layer table (shapes, params, MACs, FLOPs, memory, receptive fields) and totals, of one
     spec or several in turn (JSON: an array of reports)."""
     o = AnalyzeOptions(batch=batch, input=input, dtype=dtype, optimizer=optimizer, sets=tuple(sets or ()),
-                       format=format, verify=verify, fuse_bn=fuse_bn, explain=explain, layer=layer, by=by, depth=depth)
+                       format=format, verify=verify, fuse_bn=fuse_bn, explain=explain, layer=layer, by=by, depth=depth,
+                       amp=amp, amp_device=amp_device)
     _refuse_combinations(o, len(specs), output, columns is not None, peaks is not None)
     o = replace(o, columns=_columns(columns),
                 budgets=budget_flags(max_params, max_macs, max_flops, max_memory, max_training_memory,
@@ -106,6 +113,10 @@ class AnalyzeOptions:
     """the command line's budgets (budget_flags)"""
     peaks: Peaks | None = None
     """a device's peaks (--peaks): each layer's predicted time"""
+    amp: AmpDtype | None = None
+    """--amp: memory as torch.autocast runs the network in this low dtype"""
+    amp_device: AmpDevice = AmpDevice.cuda
+    """--amp-device: whose autocast op lists apply"""
 
 
 def _refuse_combinations(o: AnalyzeOptions, n_specs: int, output: str | None, columns: bool, peaks: bool) -> None:
@@ -204,7 +215,7 @@ def _analyze_one(spec: str, o: AnalyzeOptions, emit_json: Callable[[str], object
     from cnncalc.render.formats import to_json
     from cnncalc.render.terminal import print_by_type
 
-    report = _analyze(spec, o.batch, o.input, o.dtype, o.optimizer, list(o.sets))
+    report = with_amp(_analyze(spec, o.batch, o.input, o.dtype, o.optimizer, list(o.sets)), o.amp, o.amp_device)
     if o.peaks is not None:
         from cnncalc.analysis.roofline import predict
 
@@ -241,7 +252,7 @@ def _verify_options(o: AnalyzeOptions) -> VerifyOptions:
     """--verify: `cnncalc verify`'s defaults, with analyze's --fuse-bn."""
     from cnncalc.backend.verify import VerifyOptions
 
-    return VerifyOptions(fuse_bn=o.fuse_bn)
+    return VerifyOptions(fuse_bn=o.fuse_bn, amp=o.amp.value if o.amp else None)
 
 
 def _print_report(report: Report, o: AnalyzeOptions, emit_json: Callable[[str], object],

@@ -9,7 +9,21 @@ import typer
 
 from cnncalc.cli.app import app
 from cnncalc.cli.console import _escape, console, user_errors
-from cnncalc.cli.options import Dtype, DtypeOpt, InputOpt, Optimizer, Output, SetOpt, SpecArg, parse_input, parse_sets
+from cnncalc.cli.options import (
+    AmpDevice,
+    AmpDeviceOpt,
+    AmpDtype,
+    AmpOpt,
+    Dtype,
+    DtypeOpt,
+    InputOpt,
+    Optimizer,
+    Output,
+    SetOpt,
+    SpecArg,
+    parse_input,
+    parse_sets,
+)
 
 
 class Shard(str, Enum):
@@ -61,7 +75,8 @@ def fit(spec: str = SpecArg,
                                             help="A `cnncalc calibrate` file: its measured allocator overhead and "
                                                  "workspace replace the assumed margin."),
         sets: Optional[List[str]] = SetOpt,
-        format: Output = typer.Option(Output.table, "--format", "-f", help="table or json.")) -> None:
+        format: Output = typer.Option(Output.table, "--format", "-f", help="table or json."),
+        amp: Optional[AmpDtype] = AmpOpt, amp_device: AmpDevice = AmpDeviceOpt) -> None:
     """The largest batch whose training step (or inference pass) fits the memory, the peak at that
     batch and where it falls, and a table of batch against peak. Exit 1 when even batch 1 does
     not fit. Never imports torch."""
@@ -82,6 +97,16 @@ def fit(spec: str = SpecArg,
     if shard is not None and inference:
         raise typer.BadParameter("sharding divides a training step's model states: leave out --inference",
                                  param_hint="--shard")
+    if amp is not None and shard is not None:
+        raise typer.BadParameter("--amp with --shard is not modelled: DeepSpeed and FSDP keep low-precision "
+                                 "copies of their own (their mixed-precision settings)", param_hint="--amp")
+    if amp is not None and dtype is not None and dtype.value != "float32":
+        raise typer.BadParameter("autocast runs a float32 model: leave out --dtype with --amp", param_hint="--amp")
+    precision = None
+    if amp is not None:
+        from cnncalc.analysis.precision import Amp
+
+        precision = Amp(amp.value, amp_device.value)
     alloc = _allocator(peaks)
     measured = alloc["overhead_share"] is not None or alloc["workspace_bytes"] is not None
     share = parse_margin(margin) if margin is not None else (0.0 if measured else DEFAULT_MARGIN)
@@ -93,9 +118,10 @@ def fit(spec: str = SpecArg,
     net = load_spec(spec, parse_sets(sets))
     training, dt = not inference, dtype.value if dtype else None
     if batch is None:
-        result = fit_batch(net, budget, share, training, optimizer.value, parse_input(input), dt, sh, over, work)
+        result = fit_batch(net, budget, share, training, optimizer.value, parse_input(input), dt, sh, over, work,
+                           precision)
     else:
-        result = fit_size(net, budget, batch, share, training, optimizer.value, dt, sh, over, work)
+        result = fit_size(net, budget, batch, share, training, optimizer.value, dt, sh, over, work, precision)
     out = {"spec": spec, "name": net.name, "mode": "training" if training else "inference",
            "optimizer": optimizer.value if training else None, "dtype": dt or net.header.dtype,
            "memory_bytes": budget, "margin": share, "usable_bytes": result.usable,
@@ -107,6 +133,8 @@ def fit(spec: str = SpecArg,
            "next": result.over.to_json() if result.over else None,
            "table": [p.to_json() for p in result.table], "simulations": result.simulations,
            "allocator": alloc,
+           "amp": None if precision is None else {"dtype": precision.torch_dtype, "device_type": precision.device,
+                                                  "master_weights": "float32"},
            "shard": None if sh is None else {**sh.to_json(), "batch_is_per_gpu": True,
                                              "global_batch": result.best.batch * sh.world
                                              if result.best and batch is None else None}}
@@ -138,7 +166,8 @@ def _print(out: dict, result, con) -> None:
     from cnncalc.units import hbytes, shape_str
 
     mode = f"training step with {out['optimizer']}" if out["mode"] == "training" else "inference pass"
-    con.print(f"{_escape(out['name'])} ({_escape(out['spec'])}), {out['dtype']}, {mode}")
+    amp = f", autocast {out['amp']['dtype']} ({out['amp']['device_type']} op lists)" if out["amp"] else ""
+    con.print(f"{_escape(out['name'])} ({_escape(out['spec'])}), {out['dtype']}{amp}, {mode}")
     al = out["allocator"]
     if al["source"] == "peaks file":
         con.print(f"memory {hbytes(out['memory_bytes'])}, margin {out['margin']:.0%}; from {_escape(al['peaks_file'])}: "

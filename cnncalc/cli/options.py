@@ -41,6 +41,34 @@ class CheckFormat(str, Enum):
 Dtype = Enum("Dtype", {name: name for name in DTYPE_BYTES}, type=str)  # type: ignore[misc]
 
 
+class AmpDtype(str, Enum):
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class AmpDevice(str, Enum):
+    cuda = "cuda"
+    cpu = "cpu"
+
+
+AmpOpt = typer.Option(None, "--amp", help="Mixed precision as torch.autocast runs it: the ops in its low-precision "
+                                          "list in bf16 or fp16, float32 master weights, gradients and state.")
+AmpDeviceOpt = typer.Option(AmpDevice.cuda, "--amp-device",
+                            help="Whose autocast op lists apply (CUDA and CPU differ); verify uses its own device's.")
+
+
+def with_amp(report: Report, amp: AmpDtype | None, device: AmpDevice | str = "cuda") -> Report:
+    """The report's memory figures as autocast runs them (--amp), or the report as it is."""
+    if amp is None:
+        return report
+    from cnncalc.analysis.precision import Amp, apply_amp
+
+    try:
+        return apply_amp(report, Amp(amp.value, device.value if isinstance(device, AmpDevice) else device))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--amp") from None
+
+
 class Optimizer(str, Enum):
     sgd = "sgd"
     momentum = "momentum"

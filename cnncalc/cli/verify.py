@@ -8,7 +8,7 @@ import typer
 
 from cnncalc.cli.app import app
 from cnncalc.cli.console import console, show_torch_log, user_errors
-from cnncalc.cli.options import BatchOpt, Dtype, InputOpt, Optimizer, Output, SetOpt, SpecArg, _analyze
+from cnncalc.cli.options import AmpDtype, AmpOpt, BatchOpt, Dtype, InputOpt, Optimizer, Output, SetOpt, SpecArg, _analyze
 
 if TYPE_CHECKING:
     from cnncalc.analysis.report import Report
@@ -41,13 +41,15 @@ def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional
                                                                        "memory) and time nothing."),
            verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show what torch itself logged or warned "
                                                                        "(kept off the screen otherwise)."),
+           amp: Optional[AmpDtype] = AmpOpt,
            ) -> None:
     """Build the spec in PyTorch, compare every number with the analysis, time the forward pass."""
     from cnncalc.backend.verify import VerifyOptions
 
     options = VerifyOptions(device=device, dtype=dtype.value, repeat=repeat, warmup=warmup, force=force,
                             compile=compile, channels_last=channels_last, rf_probe=rf_probe, fuse_bn=fuse_bn,
-                            profile=profile, cuda_graph=cuda_graph, threads=threads, check_only=check_only)
+                            profile=profile, cuda_graph=cuda_graph, threads=threads, check_only=check_only,
+                            amp=amp.value if amp else None)
     report = _analyze(spec, batch, input, None, Optimizer.adam, sets)
     ok = _verify(report, options, format, verbose=verbose)
     raise typer.Exit(0 if ok else 1)

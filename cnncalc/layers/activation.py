@@ -263,6 +263,7 @@ class GELU(_NoInplace):
 
 class Softplus(_NoInplace):
     """(1/β)·log(1 + e^(β·x)), x itself where β·x > threshold; backward reads the input."""
+    autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32"}
     type: Literal["softplus"]
     torch_name: ClassVar[str] = "Softplus"
     beta: float = 1.0
@@ -275,6 +276,7 @@ class Softplus(_NoInplace):
 class _AlongDim(_NoInplace):
     """Normalised along `dim`: along the channels point-wise; along a spatial axis every unit
     reads the whole of that axis."""
+    autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32"}  # softmax, log_softmax
 
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         return "all" if self.dim % len(ctx.x) == 1 else "each"

@@ -205,6 +205,7 @@ class ConvNd(_Window, _ConvFields):
     MACs = N·C_out·∏H'·(C_in/groups)·∏K;  RF: r' = r + (K_eff−1)·j, j' = j·S.
     padding 'same' with a stride is TensorFlow's: H' = ⌈H/S⌉, P_total = max((H' − 1)·S + D·(K−1)
     + 1 − H, 0), ⌊P_total/2⌋ before and the rest after (timm's Conv2dSame, Keras ports)."""
+    autocast: ClassVar[str | dict[str, str]] = "lower"
 
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         """groups 1: every input channel; depthwise: its own; other groups: its group's."""
@@ -361,6 +362,7 @@ class ConvTransposeNd(_ConvFields):
     params = C_in·(C_out/groups)·∏K + C_out·bias;
     MACs = N·C_in·∏H·(C_out/groups)·∏K (every input pixel scatters one kernel; not ×S²);
     RF: j' = j/S, r' = r + (taps spread)·j."""
+    autocast: ClassVar[str | dict[str, str]] = "lower"
 
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         """groups 1: every input channel; depthwise: its own; other groups: its group's."""
@@ -545,6 +547,10 @@ class DeformConv2d(_Conv2dBase):
     MACs = N·C_out·∏H'·(C_in/groups)·∏K + offset conv MACs (bilinear sampling is element-wise:
     4 taps · 2 ops per sampled value). RF: that of the kernel with zero offsets (the real one is
     data-dependent)."""
+    @property
+    def autocast(self) -> str:  # type: ignore[override]
+        """Its matmul in the low dtype; + its float32 bias makes the output float32."""
+        return "float" if self.bias else "lower"
 
     type: Literal["deform_conv2d"]
     torch_names: ClassVar[tuple[str, ...] | None] = ()  # torchvision's takes the offsets as a second input
@@ -610,6 +616,7 @@ class SeparableConv2d(_Conv2dBase):
 
     params = C_in·m·∏K + C_out·C_in·m + C_out;
     MACs = N·∏H'·C_in·m·∏K + N·∏H'·C_out·C_in·m."""
+    autocast: ClassVar[str | dict[str, str]] = "lower"
 
     type: Literal["separable_conv2d"]
     no_import: ClassVar[str | None] = "a model writes it as two convs, which import reads as two conv2d layers"
@@ -675,6 +682,7 @@ class SpatialSeparableConv2d(_Conv2dBase):
 
     params = C_out·C_in·K_h + C_out·C_out·K_w (+ 2·C_out bias);
     MACs = N·C_out·H'·W·C_in·K_h + N·C_out·H'·W'·C_out·K_w  (W: width after the first conv)."""
+    autocast: ClassVar[str | dict[str, str]] = "lower"
 
     type: Literal["spatial_separable_conv2d"]
     no_import: ClassVar[str | None] = "a model writes it as two convs, which import reads as two conv2d layers"
@@ -717,6 +725,10 @@ class LocallyConnected2d(_Conv2dBase):
     weight (H'·W', C_out, C_in·∏K), bias (C_out, H', W');
     params = H'·W'·C_out·C_in·∏K + C_out·H'·W' — they grow with the output size;
     MACs = N·C_out·H'·W'·C_in·∏K (same as the shared convolution)."""
+    @property
+    def autocast(self) -> str:  # type: ignore[override]
+        """bmm in the low dtype; + its float32 bias makes the output float32."""
+        return "float" if self.bias else "lower"
 
     type: Literal["locally_connected2d"]
     torch_names: ClassVar[tuple[str, ...] | None] = ()  # its module keeps no settings to read back
@@ -755,6 +767,7 @@ class TiledConv2d(_Conv2dBase):
 
     weight (T_h, T_w, C_out, C_in·∏K), bias (C_out);
     params = T_h·T_w·C_out·C_in·∏K + C_out;  MACs = N·C_out·H'·W'·C_in·∏K."""
+    autocast: ClassVar[str | dict[str, str]] = "float"  # its float32 output buffer takes each tile
 
     type: Literal["tiled_conv2d"]
     torch_names: ClassVar[tuple[str, ...] | None] = ()  # its module keeps no settings to read back

@@ -24,6 +24,7 @@ class Linear(Layer):
 
     params = in·out + out·bias; MACs = (product of all leading axes, batch included)·in·out;
     element-wise ops = bias adds. RF: null (every output sees every input feature)."""
+    autocast: ClassVar[str | dict[str, str]] = "lower"
 
     category: ClassVar[str] = "linear"
     absorbs_affine: ClassVar[bool] = True

@@ -65,6 +65,7 @@ class LayerNorm2d(Layer):
     LayerNorm2d: permute to channels-last, LayerNorm(C), permute back).
 
     params = 2·C (γ, β); element-wise ops = 2 per element; RF point-wise."""
+    autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32"}
 
     category: ClassVar[str] = "normalization"
     type: Literal["layernorm2d"]
@@ -97,6 +98,7 @@ class LayerScale(Layer):
     original block applies it) γ follows the channels: shape (C,), broadcast over the last axis.
 
     params = C; element-wise ops = 1 per element; RF point-wise."""
+    autocast: ClassVar[str | dict[str, str]] = "float"  # x · its float32 gamma
 
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         return "each"  # channel c of the output reads channel c of the input alone
@@ -330,6 +332,7 @@ class SelfAttention(Layer):
     what FlopCounterMode counts for the linears and the two batched matmuls;
     element-wise ops: biases 4·N·L·C, softmax 3·N·heads·L², scale N·heads·L²;
     RF: every output reads every position (the whole input)."""
+    autocast: ClassVar[str | dict[str, str]] = "lower"
 
     category: ClassVar[str] = "attention"
     type: Literal["self_attention"]

@@ -142,6 +142,7 @@ class LayerNorm(_Norm):
 
     params = 2·∏normalized_shape with elementwise_affine (one without bias);
     element-wise ops = 2 per element."""
+    autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32"}
 
     type: Literal["layernorm"]
     normalized_shape: Annotated[Any, WithJsonSchema({"anyOf": [
@@ -226,6 +227,7 @@ class GroupNorm(_Norm):
     """Group normalisation: statistics per sample over groups of C/num_groups channels.
 
     params = 2·C with affine; element-wise ops = 2 per element."""
+    autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32"}
 
     type: Literal["groupnorm"]
     num_groups: PosInt
@@ -258,6 +260,7 @@ class GroupNorm(_Norm):
 class LocalResponseNorm(Layer):
     """Local response normalisation across `size` neighbouring channels (AlexNet):
     b_c = a_c / (k + α/n · Σ a_c'²)^β.  No params; element-wise ops = (size + 3) per element."""
+    autocast: ClassVar[str | dict[str, str]] = "fp32"  # CPU: its avg_pool3d; CUDA: its pow
 
     category: ClassVar[str] = "normalization"
     type: Literal["local_response_norm"]
@@ -311,6 +314,7 @@ class GlobalResponseNorm(Layer):
     category: ClassVar[str] = "normalization"
     type: Literal["grn"]
     torch_names: ClassVar[tuple[str, ...] | None] = ("GlobalResponseNorm",)  # timm's, and cnncalc's copy
+    autocast: ClassVar[str | dict[str, str]] = "float"  # γ·(x·nx) + β + x with its float32 γ, β
     eps: Annotated[float, Field(gt=0)] = 1e-6
     channels_last: bool = False
     """The channels are the last axis, (N, H, W, C) (timm's default, ConvNeXt-V2's MLP after a

@@ -201,6 +201,7 @@ class LPPoolNd(PoolNd):
     """Power-average pooling (L2 pooling for norm_type 2): (Σ x^p)^(1/p) over each window.
 
     Same shape and RF rules as max pooling without padding; element-wise ops = N·C·∏H'·(∏K + 2)."""
+    autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32", "cpu/3d": "fp32"}  # its pow; CPU's avg_pool3d
 
     norm_type: float = 2.0
     """p: 2 is L2 pooling; large p approaches max pooling."""
@@ -259,6 +260,7 @@ class MaxPool2d(MaxPoolNd):
 
 
 class MaxPool3d(MaxPoolNd):
+    autocast: ClassVar[str | dict[str, str]] = {"cpu": "fp32"}
     type: Literal["maxpool3d"]
     dims: ClassVar[int] = 3
 
@@ -274,6 +276,7 @@ class AvgPool2d(AvgPoolNd):
 
 
 class AvgPool3d(AvgPoolNd):
+    autocast: ClassVar[str | dict[str, str]] = {"cpu": "fp32"}
     type: Literal["avgpool3d"]
     dims: ClassVar[int] = 3
 
@@ -381,6 +384,7 @@ class AdaptiveAvgPool2d(AdaptivePoolNd):
 
 
 class AdaptiveAvgPool3d(AdaptivePoolNd):
+    autocast: ClassVar[str | dict[str, str]] = {"cpu": "fp32"}
     type: Literal["adaptive_avgpool3d"]
     dims: ClassVar[int] = 3
 
@@ -396,6 +400,7 @@ class AdaptiveMaxPool2d(AdaptivePoolNd):
 
 
 class AdaptiveMaxPool3d(AdaptivePoolNd):
+    autocast: ClassVar[str | dict[str, str]] = {"cpu": "fp32"}
     type: Literal["adaptive_maxpool3d"]
     dims: ClassVar[int] = 3
 
@@ -403,6 +408,7 @@ class AdaptiveMaxPool3d(AdaptivePoolNd):
 class GlobalPool(Layer):
     """Global pooling over every spatial axis, any dimensionality: (N, C, …) → (N, C, 1, …)
     (or (N, C) with keepdims false). Element-wise ops = N·C·∏H; RF: the whole input."""
+    autocast: ClassVar[str | dict[str, str]] = {"cpu/3d": "fp32"}  # adaptive 3-D pooling
 
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         return "each"  # channel c of the output reads channel c of the input alone

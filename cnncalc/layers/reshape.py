@@ -136,6 +136,7 @@ class Upsample(Layer):
     (d-linear interpolation; bicubic 4^d·2 − 1); RF: j' = j/s, r' = r (nearest modes), r + j
     (linear modes) or r + 3j (bicubic: 4 taps, marked approximate: its outer weights vanish
     where a unit lands on an input pixel)."""
+    autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32"}
 
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         return "each"  # channel c of the output reads channel c of the input alone
@@ -365,12 +366,14 @@ class ZeroPad3d(PadNd):
 
 
 class ReflectionPad1d(PadNd):
+    autocast: ClassVar[str | dict[str, str]] = {"cpu": "fp32"}
     type: Literal["reflection_pad1d"]
     dims: ClassVar[int] = 1
     mode: ClassVar[str] = "reflect"
 
 
 class ReflectionPad2d(PadNd):
+    autocast: ClassVar[str | dict[str, str]] = {"cpu": "fp32"}
     type: Literal["reflection_pad2d"]
     dims: ClassVar[int] = 2
     mode: ClassVar[str] = "reflect"
@@ -383,18 +386,21 @@ class ReflectionPad3d(PadNd):
 
 
 class ReplicationPad1d(PadNd):
+    autocast: ClassVar[str | dict[str, str]] = {"cpu": "fp32"}
     type: Literal["replication_pad1d"]
     dims: ClassVar[int] = 1
     mode: ClassVar[str] = "replicate"
 
 
 class ReplicationPad2d(PadNd):
+    autocast: ClassVar[str | dict[str, str]] = {"cpu": "fp32"}
     type: Literal["replication_pad2d"]
     dims: ClassVar[int] = 2
     mode: ClassVar[str] = "replicate"
 
 
 class ReplicationPad3d(PadNd):
+    autocast: ClassVar[str | dict[str, str]] = {"cpu": "fp32"}
     type: Literal["replication_pad3d"]
     dims: ClassVar[int] = 3
     mode: ClassVar[str] = "replicate"

@@ -310,3 +310,47 @@ def test_peaks_file_allocator_overhead(tmp_path):
     peaks.write_text(json.dumps({**PEAKS, "allocator_overhead_share": -1}))
     bad = runner.invoke(app, run)
     assert bad.exit_code == 1 and "allocator_overhead_share" in bad.output and "Traceback" not in bad.output
+
+
+def test_amp_inference_batch_by_hand():
+    # the 1×1 conv under autocast (bf16, CUDA's lists): float32 weights 1·4 B; per sample the float32
+    # input 64·4 B and the bf16 output 64·2 B (at inference its casts are made and freed inside the conv)
+    from cnncalc.analysis.precision import Amp
+
+    net = cnncalc.parse_spec(ONE)
+    result = fit_batch(net, 10_000, 0.0, training=False, amp=Amp("bf16"))
+    per = 64 * 4 + 64 * 2
+    assert result.best is not None and result.best.batch == (10_000 - 4) // per  # 26: 4 + 384·26 = 9,988
+    assert result.best.peak == 4 + per * 26 and result.over is not None and result.over.peak == 4 + per * 27
+
+
+def test_amp_training_batch_is_the_boundary():
+    from cnncalc.analysis.precision import Amp, apply_amp
+
+    net = cnncalc.load_spec(os.path.join(EXAMPLES, "mobilenet_v2.yaml"))
+    amp = Amp("bf16", "cuda")
+    result = fit_batch(net, 2 * 2**30, 0.1, optimizer="adam", amp=amp)
+    assert result.best is not None and result.over is not None
+    for p, fits in ((result.best, True), (result.over, False)):
+        r = apply_amp(cnncalc.analyze(net, batch=p.batch, optimizer="adam"), amp)
+        assert r.totals["training_memory_bytes"] == p.peak and (p.peak <= result.usable) is fits
+    plain = fit_batch(net, 2 * 2**30, 0.1, optimizer="adam")
+    assert plain.best is not None and result.best.batch > plain.best.batch  # bf16 activations: more fit
+
+
+def test_cli_amp(tmp_path):
+    spec = os.path.join(EXAMPLES, "resnet18.yaml")
+    out = runner.invoke(app, ["fit", spec, "--memory", "4GiB", "--amp", "bf16", "-f", "json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert doc["amp"] == {"dtype": "bfloat16", "device_type": "cuda", "master_weights": "float32"}
+    table = runner.invoke(app, ["fit", spec, "--memory", "4GiB", "--amp", "fp16", "--amp-device", "cpu"])
+    assert table.exit_code == 0 and "autocast float16 (cpu op lists)" in table.output
+    for bad in (["--shard", "zero2", "--world", "2"], ["--dtype", "bfloat16"]):
+        refused = runner.invoke(app, ["fit", spec, "--memory", "4GiB", "--amp", "bf16", *bad])
+        assert refused.exit_code == 2, refused.output
+    a = runner.invoke(app, ["analyze", spec, "--amp", "bf16", "-f", "json"])
+    assert a.exit_code == 0, a.output
+    rep = json.loads(a.output)
+    assert rep["amp"]["layers"]["conv1"]["dtype"] == "bfloat16"
+    assert rep["totals"]["training_memory_bytes"] < rep["amp"]["float32"]["training_memory_bytes"]
