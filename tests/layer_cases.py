@@ -308,6 +308,12 @@ CASES = [
      dict(shape=(1, 4, 5, 5), params=0, macs=0, ew=100)),  # (1, 4, 1, 1) − (1, 4, 5, 5) → (1, 4, 5, 5)
     ("glu", (3, 8, 8), 2, [C(type="glu")], dict(shape=(2, 3, 8, 4), params=0, macs=0, ew=2 * 2 * 3 * 8 * 4)),
     ("glu-channels", (6, 4, 4), 1, [C(type="glu", dim=1)], dict(shape=(1, 3, 4, 4), params=0, macs=0, ew=2 * 3 * 16)),
+    # std_conv2d: W = 4·3·3·3 = 108 weights; the bias 2·4·6·6, the standardisation 6·W + 4·C_out, scaled + W + C_out
+    ("std_conv2d-scaled", (3, 8, 8), 2, [C(type="std_conv2d", out_channels=4, kernel_size=3, scaled=True, gamma=1.5)],
+     dict(shape=(2, 4, 6, 6), params=108 + 4 + 4, macs=2 * 4 * 36 * 27, ew=2 * 4 * 36 + 6 * 108 + 4 * 4 + 108 + 4)),
+    ("std_conv2d-same-strided", (2, 7, 7), 1, [C(type="std_conv2d", out_channels=2, kernel_size=3, stride=2,
+                                                 padding="same", bias=False)],
+     dict(shape=(1, 2, 4, 4), params=2 * 18, macs=2 * 16 * 18, ew=6 * 36 + 4 * 2)),  # ⌈7/2⌉ = 4
 ]
 
 

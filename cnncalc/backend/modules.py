@@ -40,6 +40,31 @@ def pad_then_conv(self, x):
 
 
 @recorded
+class StdConv2d(nn.Conv2d):
+    """timm's StdConv2d and ScaledStdConv2d (attributes eps, scale, gain as timm's): the weight
+    standardised per output channel in forward (F.batch_norm in training mode over each filter),
+    with `scaled` times gain·γ/√fan_in; pads = ((before, after) per spatial axis) padded first
+    where uneven (timm's Same variants: pad_same, then the conv)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, eps, scaled,
+                 gamma, pads=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
+        self.eps = eps
+        self.scale = gamma * self.weight[0].numel() ** -0.5  # gamma * 1 / sqrt(fan-in)
+        self.gain = nn.Parameter(torch.ones(out_channels, 1, 1, 1)) if scaled else None
+        self.flat = [p for pair in reversed(pads) for p in pair] if pads else []  # F.pad: the last axis first
+
+    def forward(self, x):
+        weight = F.batch_norm(
+            self.weight.reshape(1, self.out_channels, -1), None, None,
+            weight=(self.gain * self.scale).view(-1) if self.gain is not None else None,
+            training=True, momentum=0., eps=self.eps).reshape_as(self.weight)
+        if self.flat:
+            x = F.pad(x, self.flat)
+        return F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+@recorded
 class PaddedConv1d(nn.Conv1d):
     """A Conv1d padding unevenly first: pads = ((before, after),), mode as a spec's padding_mode.
     One module, so its weight and bias keep a plain conv's state_dict keys."""

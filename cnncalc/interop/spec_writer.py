@@ -4,12 +4,16 @@ for runs of them, arguments for what differs between uses.
 Pure (no torch): the importers (`backend/fx_import`, `onnx_import`) give a list of `Found`
 layers, each with the module instances it ran in. A module instance whose layers are contiguous,
 read one to MAX_PORTS outside tensors and give one result is a candidate block (with several, the
-block names them `inputs: [input, input_1, …]` in the order first read, each use binding them); candidates of one class with
+block names them `inputs: [input, input_1, …]` in the order first read, each use binding them;
+one whose first layer merges every outside tensor it reads, however many, reads a list,
+`inputs: [input*]`: DenseNet's dense layer); candidates of one class with
 the same layers and wiring share a block, whose arguments are the fields that differ between
 them (a field equal in every use to another of the same name shares its argument; one that is
 always k times it, over at least three uses, becomes `${arg * k}`). A run of uses of one block,
 named P.0, P.1, … (an nn.Sequential), chained, becomes one `repeat` entry (the first may be
-another block or take other arguments: `first:`). Everything else is written out layer by layer
+another block or take other arguments: `first:`); so does a run of uses of a list-reading block each
+reading what the first read and every earlier output (a dense block; a layer reading the whole
+list after it is written `inputs: [P*]`). Everything else is written out layer by layer
 under its module path.
 """
 from __future__ import annotations
@@ -176,6 +180,7 @@ class _Blocks:
         self.defs: dict[str, tuple[list[str], list[dict], str]] = {}
         self.ports: dict[str, list[str]] = {}  # a block reading several outside tensors → its inputs
         self.readers: dict[str, list[str]] = {}  # layer → the layers that read it
+        self.ins = {f.name: f.inputs for f in found}
         for f in found:
             for i in f.inputs:
                 self.readers.setdefault(i, []).append(f.name)
@@ -198,7 +203,8 @@ class _Blocks:
             for inst in by_height[h]:
                 ports = self.ports_of(inst)
                 body = self.body(inst, inst.path, ports)
-                key = f"{inst.cls}/{len(ports)}" + json.dumps(_shape_of(body), sort_keys=True)
+                key = f"{inst.cls}/{'*' if self.variadic(inst) else len(ports)}" + \
+                    json.dumps(_shape_of(body), sort_keys=True)
                 groups.setdefault(key, []).append((inst, body))
             for members in groups.values():
                 if len(members) > 1:
@@ -213,9 +219,10 @@ class _Blocks:
         inside = {f.name for f in layers}
         outside = {i for f in layers for i in f.inputs if i not in inside}
         shares = {f.share for f in layers if f.share}
-        if not 1 <= len(outside) <= MAX_PORTS or not shares <= inside:
+        if not (1 <= len(outside) <= MAX_PORTS or self.variadic(inst)) or not shares <= inside:
             return False
-        if len(outside) > 1 and set(self.ports_of(inst).values()) & {_rel(n, inst.path) for n in inside}:
+        if 1 < len(outside) <= MAX_PORTS and not self.variadic(inst) and \
+                set(self.ports_of(inst).values()) & {_rel(n, inst.path) for n in inside}:
             return False
         return all(r in inside for f in layers[:-1] for r in self.readers.get(f.name, []))
 
@@ -224,8 +231,21 @@ class _Blocks:
         inside = {f.name for f in inst.layers()}
         return list(dict.fromkeys(i for f in inst.layers() for i in f.inputs if i not in inside))
 
+    def variadic(self, inst: _Inst) -> bool:
+        """Its first layer merges every outside tensor it reads (in the order read, at least two)
+        and no other layer reads one: DenseNet's dense layer concatenating all earlier features.
+        Such a block reads a list, `inputs: [input*]`, however long."""
+        layers = inst.layers()
+        outside = self.outside_inputs(inst)
+        return (len(outside) >= 2 and layers[0].inputs == outside and "type" in layers[0].entry
+                and _layer_class(layers[0].entry["type"]).max_inputs >= len(outside)
+                and not any(i in outside for f in layers[1:] for i in f.inputs))
+
     def ports_of(self, inst: _Inst) -> dict[str, str]:
-        """Outside tensor → the name the block gives it: 'input', then input_1, input_2, …"""
+        """Outside tensor → the name the block gives it: 'input', then input_1, input_2, …; all
+        'input*' (one list) for a variadic instance."""
+        if self.variadic(inst):
+            return {n: "input*" for n in self.outside_inputs(inst)}
         return {n: "input" if k == 0 else f"input_{k}" for k, n in enumerate(self.outside_inputs(inst))}
 
     def define(self, members: list[tuple[_Inst, list[dict]]]) -> None:
@@ -257,8 +277,8 @@ class _Blocks:
         bname = _fresh(_block_name(first), list(self.defs))
         note = first.cls if first.cls not in CONTAINERS else f"as {first.path}" + (", …" if len(members) > 1 else "")
         self.defs[bname] = (args, _put(body, slots[0], text), note)
-        ports = list(self.ports_of(first).values())
-        if len(ports) > 1:
+        ports = list(dict.fromkeys(self.ports_of(first).values()))
+        if len(ports) > 1 or ports == ["input*"]:
             self.ports[bname] = ports
         for (inst, _), mine in zip(members, slots):
             inst.block = bname
@@ -273,12 +293,18 @@ class _Blocks:
         raw, _ = self.entries(inst, first)
         out = self.repeats(raw)
         alias = {e.pop("_out"): e["name"] for e in out if "_out" in e}
+        lists: dict[tuple, str] = {}  # a repeated use of a variadic block: its list → its name (USE*)
         prev = first
         for e in out:
+            if "_list" in e:
+                lists[tuple(e.pop("_list"))] = e["name"]
             if "_in" in e:
                 ins = e.pop("_in")
-                if ins != [prev] or "block" in e and len(ins) > 1:  # a use of a multi-input block binds each
-                    e["inputs"] = [_rel(alias.get(i, i), base, outside) for i in ins]
+                if tuple(ins) in lists:  # every tensor of a dense run: its list
+                    e["inputs"] = [_rel(lists[tuple(ins)], base) + "*"]
+                elif ins != [prev] or "block" in e and len(ins) > 1:  # a use of a multi-input block binds each
+                    named = [_rel(alias.get(i, i), base, outside) for i in ins]
+                    e["inputs"] = [n for j, n in enumerate(named) if n != "input*" or named[j - 1:j] != ["input*"]]
             prev = e.pop("_last")
             e["name"] = _rel(e["name"], base)
             if "share" in e:
@@ -314,6 +340,11 @@ class _Blocks:
         prefixes = Counter(e["name"].rsplit(".", 1)[0] for e in entries if "." in e["name"])
         while k < len(entries):
             e = entries[k]
+            dense = self.dense_run(entries, k, names)
+            if dense:
+                out.append(self.use_of(dense[0], dense[1], dense[2]))
+                k += len(dense[1])
+                continue
             run = [e]
             prefix = e["name"].rsplit(".", 1)[0] if "block" in e and "." in e["name"] and len(e["_in"]) == 1 else None
             while prefix is not None and k + len(run) < len(entries):
@@ -328,22 +359,56 @@ class _Blocks:
                 out.append(e)
                 k += 1
                 continue
-            rest = run[1]
-            suffixes = [r["name"].rsplit(".", 1)[1] for r in run]
-            use: dict[str, Any] = {"block": rest["block"], "name": prefix, "repeat": len(run)}
-            if suffixes != [str(i) for i in range(len(run))]:
-                use["names"] = suffixes
-            if rest.get("args"):
-                use["args"] = rest["args"]
-            first_args = {a: v for a, v in (e.get("args") or {}).items()
-                          if (rest.get("args") or {}).get(a, object()) != v}
-            if e["block"] != rest["block"] or first_args:
-                use["first"] = {**({"block": e["block"]} if e["block"] != rest["block"] else {}),
-                                **({"args": first_args} if first_args else {})}
-            use.update({"_in": e["_in"], "_last": run[-1]["_last"], "_out": run[-1]["_out"]})
-            out.append(use)
+            assert prefix is not None
+            out.append(self.use_of(prefix, run))
             k += len(run)
         return out
+
+    def dense_run(self, entries: list[dict], k: int, names: set[str]) -> tuple[str, list[dict], list[str]] | None:
+        """A run of uses named P.x starting at entries[k], the second on of one variadic block
+        with the same arguments, each reading what the first read and every earlier output (a
+        dense block); each output read only inside later uses or by a layer reading them all
+        (written `inputs: [P*]`). (P, the run, the list it ends with)."""
+        e = entries[k]
+        if "block" not in e or "." not in e["name"]:
+            return None
+        prefix = e["name"].rsplit(".", 1)[0]
+        pool, run = e["_in"] + [e["_last"]], [e]
+        while k + len(run) < len(entries):
+            nxt = entries[k + len(run)]
+            if not ("block" in nxt and self.ports.get(nxt["block"]) == ["input*"] and "." in nxt["name"]
+                    and nxt["name"].rsplit(".", 1)[0] == prefix and nxt["_in"] == pool
+                    and (len(run) == 1 or (nxt["block"], nxt.get("args")) == (run[1]["block"], run[1].get("args")))):
+                break
+            run.append(nxt)
+            pool = pool + [nxt["_last"]]
+        if len(run) < 2 or prefix in names:
+            return None
+        members = [r["name"] for r in run]
+        for i, r in enumerate(run):
+            for reader in self.readers.get(r["_last"], []):
+                if not (any(reader.startswith(m + ".") for m in members[i + 1:]) or self.ins.get(reader) == pool):
+                    return None
+        return prefix, run, pool
+
+    def use_of(self, prefix: str, run: list[dict], pool: list[str] | None = None) -> dict:
+        """One `repeat` entry named `prefix` for a run of uses (`pool`: the list a dense run ends with)."""
+        e, rest = run[0], run[1]
+        suffixes = [r["name"].rsplit(".", 1)[1] for r in run]
+        use: dict[str, Any] = {"block": rest["block"], "name": prefix, "repeat": len(run)}
+        if suffixes != [str(i) for i in range(len(run))]:
+            use["names"] = suffixes
+        if rest.get("args"):
+            use["args"] = rest["args"]
+        first_args = {a: v for a, v in (e.get("args") or {}).items()
+                      if (rest.get("args") or {}).get(a, object()) != v}
+        if e["block"] != rest["block"] or first_args:
+            use["first"] = {**({"block": e["block"]} if e["block"] != rest["block"] else {}),
+                            **({"args": first_args} if first_args else {})}
+        use.update({"_in": e["_in"], "_last": run[-1]["_last"], "_out": run[-1]["_out"]})
+        if pool is not None:
+            use["_list"] = pool
+        return use
 
 
 def _rel(name: str, base: str, outside: str | dict[str, str] | None = None) -> str:

@@ -226,32 +226,45 @@ def _padded_conv(m: Any, t: Kit) -> list[tuple[str, Any]] | None:
     return [("", {**entry, "padding": pairs, **({"padding_mode": modes[m.mode]} if m.mode != "constant" else {})})]
 
 
+def _std_conv(m: Any, t: Kit) -> list[tuple[str, Any]] | None:
+    """timm's weight-standardised convs (StdConv2d, ScaledStdConv2d and their Same variants) and
+    cnncalc's own: one std_conv2d, its state_dict keys (weight, bias, gain) kept."""
+    if not isinstance(m, t.nn.Conv2d) or m.padding_mode != "zeros" or not isinstance(getattr(m, "eps", None), float):
+        return None
+    if getattr(m, "gain", None) is not None and not isinstance(getattr(m, "scale", None), float):
+        return None
+    return [("", REGISTRY["std_conv2d"].from_torch(m))]
+
+
 #: class name → how a module of it is read as layers: (name suffix, spec entry or nn module)
 #: pairs, or None when this module is not the expected kind (it is then traced through)
 COMPOSITES: dict[str, Callable[[Any, Any], list[tuple[str, Any]] | None]] = {
     "BatchNormAct2d": _batchnorm_act, "Conv2dSame": _conv2d_same, "Conv2dSameExport": _conv2d_same,
     "PaddedConv1d": _padded_conv, "PaddedConv2d": _padded_conv, "PaddedConv3d": _padded_conv,
+    **{name: _std_conv for name in ("StdConv2d", "ScaledStdConv2d", "StdConv2dSame", "ScaledStdConv2dSame")},
 }
 
 
 #: modules refused whole, with the reason (their inner ops would only list their tensors): timm's
-#: weight-standardised convs (NF-ResNet, NFNet: ScaledStdConv2d; BiT: StdConv2d)
+#: weight-standardised convs (NF-ResNet, NFNet: ScaledStdConv2d; BiT: StdConv2d) that std_conv2d
+#: does not read (another padding mode, settings of another kind)
 REFUSED_MODULES: dict[str, str] = {
     name: ("its weight is standardised in forward (F.batch_norm over self.weight per output channel"
-           f"{', times gain·γ/√fan-in' if 'Scaled' in name else ''}); no layer type computes a conv's weight, so no "
-           "spec loads its state_dict or gives its outputs (as a plain conv2d: the same shapes and FLOPs, "
-           f"FlopCounterMode counting only the convolution{'; C_out fewer parameters, the gain' if 'Scaled' in name else ''})")
+           f"{', times gain·γ/√fan-in' if 'Scaled' in name else ''}), and `std_conv2d` reads only one padding with "
+           "zeros, a float eps (and scale)")
     for name in ("ScaledStdConv2d", "ScaledStdConv2dSame", "StdConv2d", "StdConv2dSame")
 }
 
 
 def refused(m: Any) -> str | None:
-    """Why module `m` is refused whole, when its class is one of REFUSED_MODULES (a conv with its own forward)."""
+    """Why module `m` is refused whole, when its class is one of REFUSED_MODULES (a conv with its
+    own forward) and no layer type reads it."""
     why = REFUSED_MODULES.get(type(m).__name__)
     if why is None:
         return None
     nn = kit().nn
-    return why if isinstance(m, nn.Conv2d) and type(m).forward is not nn.Conv2d.forward else None
+    return why if (isinstance(m, nn.Conv2d) and type(m).forward is not nn.Conv2d.forward
+                   and composite(m) is None) else None
 
 
 def composite(m: Any) -> list[tuple[str, Any]] | None:

@@ -28,6 +28,8 @@ REGISTRY: dict[str, type["Layer"]] = {}
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$", max_length=200)]
 """A layer, block or argument name: letters, digits, _ . - (torch module paths such as features.0.1)."""
+Ref = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*\*?$", max_length=201)]
+"""A name in `inputs:`; NAME* is a list of tensors, read whole (a block's starred input, spec/expand.py)."""
 PosInt = Annotated[int, Field(ge=1, le=MAX_INT)]
 
 
@@ -134,8 +136,9 @@ class Layer(BaseModel):
     type: str
     name: Name | None = None
     """Unique layer name (default: the type and its index)."""
-    inputs: list[Name] | None = None
-    """Names of earlier layers (or 'input') feeding this one; default: the previous layer."""
+    inputs: list[Ref] | None = None
+    """Names of earlier layers (or 'input') feeding this one; default: the previous layer; NAME*
+    stands for a whole list of tensors (a block's starred input, a use of such a block)."""
     trainable: bool = True
     """false freezes the layer: its params count as non-trainable."""
     share: Name | None = None
@@ -155,13 +158,6 @@ class Layer(BaseModel):
     #: element-wise through torch's TensorIterator: inputs of the output's shape sharing one dense
     #: layout (a permuted order, not a slice) give an output with those strides (analysis/strides.py)
     keeps_layout: ClassVar[Flag] = Flag(False)
-    #: how torch.autocast runs it (torch's op lists: aten/src/ATen/autocast_mode.h for CUDA,
-    #: autocast_mode.cpp for CPU; analysis/precision.py): 'lower' casts its inputs and weights to
-    #: the low dtype, 'fp32' its inputs to float32, 'promote' to the widest input dtype; 'same'
-    #: is in no list (runs in its inputs' dtype), 'float' computes in float32 with its own float32
-    #: weights (no cast copy). One value for every device type, or {'cpu': …, 'cuda': …} with
-    #: 'cpu/3d'-style keys for one spatial rank; a device left out is 'same'
-    autocast: ClassVar[str | dict[str, str]] = "same"
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)

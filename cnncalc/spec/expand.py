@@ -12,7 +12,7 @@ from cnncalc.layers import REGISTRY
 from cnncalc.spec.include import with_includes
 from cnncalc.spec.messages import pydantic_message
 from cnncalc.spec.network import Network, Node
-from cnncalc.spec.schema import MAX_BLOCK_DEPTH, MAX_LAYERS, PIECES, BlockUse, Chunk, Header, Split
+from cnncalc.spec.schema import MAX_BLOCK_DEPTH, MAX_LAYERS, MAX_LIST, PIECES, BlockUse, Chunk, Header, Split
 from cnncalc.spec.source import Path, Source, _kind, load, parse
 from cnncalc.spec.subst import _EXPR, _REF, REF_FIELD, SubstError, reads_input, substitute
 
@@ -74,6 +74,9 @@ class Frame:
 
     in_block: bool = False
     """Inside a block use: names resolve only within the block (and its 'input')."""
+    lists: dict[str, list[str]] = field(default_factory=dict)
+    """Local name → the global names of a list of tensors, read whole as NAME* (a block's starred
+    input; a use of such a block: what it read and every repetition's output)."""
 
 
 class _Expander:
@@ -91,6 +94,7 @@ class _Expander:
         self.reported: set[tuple] = set()          # (message, line, col) of the problems so far
         self.bound: dict[tuple, int] = {}          # (block, its args) -> layers it expands to
         self.refmap: dict[str, tuple[str, str]] = {}  # ref__N -> (tensor, size) read by `${LAYER.height}`
+        self.lists: dict[str, list[str]] = {}      # global name of a use -> its list of tensors (USE*)
 
     def fail(self, message: str, path: Path, layer: str | None = None) -> None:
         index = self.written if layer else None  # the layer's place among those written, broken ones too
@@ -253,7 +257,7 @@ class _Expander:
         stride-1 unit (halves) and stride-2 unit (both branches read the input)."""
         refs = item.get("inputs")
         source = prev
-        if isinstance(refs, list) and len(refs) == 1:
+        if isinstance(refs, list) and len(refs) == 1 and not str(refs[0]).endswith("*"):
             source = self.resolve(refs[0], frame, path + ("inputs", 0), None, item.get("name")) or prev
         local = item.get("name")
         if isinstance(local, str):
@@ -264,6 +268,10 @@ class _Expander:
             names = [str(i) for i in range(min(count, 4096))]
             block = self.header.blocks.get(item["block"]) if isinstance(item.get("block"), str) else None
             names += (block.outputs or []) if block is not None else []
+            if block is not None and (block.inputs or ["input"])[-1].endswith("*"):  # USE*: what it would read
+                whole = self.spread(refs, frame, path + ("inputs",), None, local) if isinstance(refs, list) else None
+                frame.lists[local] = whole if whole else [source]
+                frame.scope[local] = source = whole[0] if whole else source
             for n in names:
                 frame.scope[f"{local}.{n}"] = source
         return source
@@ -288,7 +296,9 @@ class _Expander:
             return frame.scope[ref]
         if not frame.in_block and ref in self.where:
             return ref
-        if ref == own:
+        if ref in frame.lists or not frame.in_block and ref in self.lists:
+            self.fail(f"'{ref}' is a list of tensors: read it whole with inputs: [{ref}*]", path, layer)
+        elif ref == own:
             self.fail(f"'{ref}' refers to itself: inputs must be earlier layers", path, layer)
         elif ref in frame.later:
             line = self.src.locate(frame.later[ref])[0]
@@ -298,6 +308,33 @@ class _Expander:
             hint = self.hint(ref, list(frame.scope) + ([] if frame.in_block else list(self.where))) if self.hints else ""
             self.fail(f"unknown layer '{ref}'{inside}{hint}", path, layer)
         return None
+
+    def spread(self, refs: list, frame: Frame, path: Path, own: str | None, layer: str | None) -> list[str] | None:
+        """The tensors `inputs:` names, each NAME* standing for its whole list; None after a
+        located problem."""
+        out: list[str] = []
+        ok = True
+        for j, ref in enumerate(refs):
+            if isinstance(ref, str) and ref.endswith("*"):
+                got = frame.lists.get(ref[:-1])
+                if got is None and not frame.in_block:
+                    got = self.lists.get(ref[:-1])
+                if got is None:
+                    what = ("a layer, not a list" if ref[:-1] in frame.scope or not frame.in_block and ref[:-1] in self.where
+                            else "not a known name")
+                    self.fail(f"'{ref}': '{ref[:-1]}' is {what}; NAME* reads a list of tensors (a block's starred "
+                              "input, or a use of a block with one)", path + (j,), layer)
+                    ok = False
+                    continue
+                out += got
+            else:
+                one = self.resolve(ref, frame, path + (j,), own, layer)
+                ok = ok and one is not None
+                out += [one] if one else []
+        if ok and len(out) > MAX_LIST:
+            self.fail(f"inputs: {len(out):,} tensors; a list reads at most {MAX_LIST:,}", path, layer)
+            return None
+        return out if ok else None
 
     def add_pieces(self, item: dict, path: Path, frame: Frame, prev: str) -> str:
         """A chunk or split entry: one narrow layer per piece, NAME.0 … NAME.k−1, all reading
@@ -378,6 +415,10 @@ class _Expander:
             item = {**item, "trainable": False}
         if kind in self.header.defaults:
             item = {**self.header.defaults[kind], **item}
+        refs = item.get("inputs") if isinstance(item.get("inputs"), list) else None
+        spread = refs is not None and any(isinstance(r, str) and r.endswith("*") for r in refs)
+        if spread:  # NAME*: resolved here, the layer validated without its inputs
+            item = {k: v for k, v in item.items() if k != "inputs"}
         pending = item if reads_input(item) else None  # validated once the input's shape is known
         layer = None
         if pending is None:
@@ -388,9 +429,13 @@ class _Expander:
                     msg, loc = pydantic_message(e, kind, cls)
                     self.fail(msg, path + loc, name)
         known = layer is not None or pending is not None
-        refs = item.get("inputs") if isinstance(item.get("inputs"), list) else None
         inputs = [] if refs is not None else [prev]
-        for j, ref in enumerate(refs or []):
+        if spread:
+            assert refs is not None
+            whole = self.spread(refs, frame, path + ("inputs",), local, name)
+            inputs, refs = (whole, whole) if whole is not None else ([], refs)
+            known = known and whole is not None
+        for j, ref in enumerate(refs if refs is not None and not spread else []):
             got = self.resolve(ref, frame, path + ("inputs", j), local, name)
             if got:
                 inputs.append(got)
@@ -400,8 +445,8 @@ class _Expander:
             share = self.resolve(share_ref, frame, path + ("share",), local, name)
         if known and refs is not None and not cls.min_inputs <= len(refs) <= cls.max_inputs:
             want = f"{cls.min_inputs}" if cls.min_inputs == cls.max_inputs else f"{cls.min_inputs} to {cls.max_inputs}"
-            self.fail(f"{kind} takes {want} input{'s' if cls.max_inputs > 1 else ''}, received {len(refs)}",
-                      path + ("inputs",), name)
+            self.fail(f"{kind} takes {want} input{'s' if cls.max_inputs > 1 else ''}, received {len(refs)}"
+                      + (" (the lists named with * included)" if spread else ""), path + ("inputs",), name)
             known = False
         elif known and refs is None and cls.min_inputs > 1:
             self.fail(f"{kind} merges branches: name them with inputs: [a, b]", path, name)
@@ -492,8 +537,12 @@ class _Expander:
         if ins is None:
             return prev
         cur = ins[0]
+        star = (self.header.blocks[use.block].inputs or ["input"])[-1].endswith("*")
+        pool = list(ins)  # a block with a list input: what the use read, then each repetition's output
         if use.repeat == 0:  # left out: its name stands for its input
             frame.scope[local] = cur
+            if star:
+                frame.lists[local] = self.lists[name] = pool
             return cur
         start = len(self.nodes)
         total = len(self.nodes) + sum(self.size_with(use.block, {**self.header.blocks[use.block].args, **use.args,
@@ -535,10 +584,20 @@ class _Expander:
                 indexed = use.repeat > 1 or "repeat" in use.model_fields_set
                 prefix = f"{name}." + (f"{r}." if indexed else "")
                 inner_blocks = frame.blocks + (name,) + ((f"{name}.{r}",) if indexed else ())
-            ports = dict(zip(block.inputs or ["input"], [cur, *ins[1:]]))
+            wants = block.inputs or ["input"]
+            lists: dict[str, list[str]] = {}
+            if not star:
+                ports = dict(zip(wants, [cur, *ins[1:]]))
+            elif wants[-1].endswith("*"):  # the list: every tensor after the other inputs
+                ports = dict(zip(wants[:-1], pool))
+                lists = {wants[-1][:-1]: pool[len(wants) - 1:]}
+                cur = pool[0]
+            else:  # a first block without a list reads the tensors bound, one per input
+                ports = dict(zip(wants, pool))
+                cur = pool[0]
             inner = Frame({"input": cur, **ports}, prefix, args, frame.via + (path,), frame.depth + 1,
                           use.trainable if use.trainable is not None else frame.trainable,
-                          blocks=inner_blocks, in_block=True)
+                          blocks=inner_blocks, in_block=True, lists=lists)
             out = self.expand(block.layers, ("blocks", bname, "layers"), inner, cur)
             gives = block.outputs or ([block.output] if block.output else [])
             for j, o in enumerate(gives):
@@ -548,8 +607,15 @@ class _Expander:
                     return name
             out = inner.scope[gives[0]] if gives else out
             cur = out
+            if star:  # each repetition reads every earlier one's output too (DenseNet's dense block)
+                if len(pool) >= MAX_LIST:
+                    self.fail(f"repeat: the list grows past {MAX_LIST:,} tensors", path + ("repeat",), name)
+                    return name
+                pool.append(cur)
         self.where[name] = path
         frame.scope[local] = cur
+        if star:  # USE*: what the use read and every repetition's output
+            frame.lists[local] = self.lists[name] = pool
         for o in block.outputs or ():  # later layers read USE.NAME (the last repetition's)
             frame.scope[f"{local}.{o}"] = inner.scope[o]
         self.uses[name] = list(range(start, len(self.nodes)))
@@ -560,10 +626,13 @@ class _Expander:
     def bind(self, use: BlockUse, blocks: list[str], path: Path, frame: Frame, prev: str, local: str,
              name: str) -> list[str] | None:
         """The tensors a use feeds its block: one per input the block declares (the first also
-        what a repetition chains), resolved; None after a located problem."""
+        what a repetition chains), resolved; a block whose last input ends in * takes every
+        tensor after the others (at least one), and NAME* in the use's `inputs` gives a whole
+        list. None after a located problem."""
         wants = [self.header.blocks[b].inputs or ["input"] for b in blocks]
-        if any(len(w) != len(wants[0]) for w in wants):
-            self.fail(f"first: block '{blocks[1]}' reads {len(wants[1])} inputs, block '{blocks[0]}' "
+        star = wants[0][-1].endswith("*")
+        if not star and any(len(w) != len(wants[0]) or w[-1].endswith("*") for w in wants):
+            self.fail(f"first: block '{blocks[1]}' reads {_count(wants[1])} inputs, block '{blocks[0]}' "
                       f"{len(wants[0])}: a first block must read as many", path + ("first", "block"), name)
             return None
         want = wants[0]
@@ -571,14 +640,23 @@ class _Expander:
             self.fail(f"block '{use.block}' reads {len(want)} inputs ({', '.join(want)}): bind them with "
                       f"inputs: [{', '.join('…' for _ in want)}]", path, name)
             return None
-        if use.inputs is not None and len(use.inputs) != len(want):
-            self.fail(f"block '{use.block}' reads {len(want)} input{'s' * (len(want) > 1)} ({', '.join(want)}), "
-                      f"the use gives {len(use.inputs)}", path + ("inputs",), name)
+        if use.inputs is None:
+            return [prev]
+        ins = self.spread(use.inputs, frame, path + ("inputs",), local, name)
+        if ins is None:
             return None
-        ins = [self.resolve(ref, frame, path + ("inputs", j), local, name) for j, ref in enumerate(use.inputs or [])]
-        if any(i is None for i in ins):
-            return None
-        return [i for i in ins if i is not None] or [prev]
+        for b, w in zip(blocks, wants):
+            if w[-1].endswith("*") and len(ins) < len(w):
+                self.fail(f"block '{b}' reads {len(w) - 1} input{'s' * (len(w) != 2)} and a list ({', '.join(w)}), "
+                          f"the use gives {len(ins)} tensor{'s' * (len(ins) != 1)}: the list needs at least one",
+                          path + ("inputs",), name)
+                return None
+            if not w[-1].endswith("*") and len(ins) != len(w):
+                where = path + (("inputs",) if b == blocks[0] else ("first", "block"))
+                self.fail(f"block '{b}' reads {len(w)} input{'s' * (len(w) > 1)} ({', '.join(w)}), "
+                          f"the use gives {len(ins)}", where, name)
+                return None
+        return ins
 
     def share_use(self, other: str, name: str, path: Path) -> None:
         mine, theirs = self.uses[name], self.uses.get(other)
@@ -592,3 +670,7 @@ class _Expander:
             return
         for a, b in zip(mine, theirs):
             self.nodes[a].share = self.nodes[b].share or self.nodes[b].name
+
+
+def _count(want: list[str]) -> str:
+    return f"{len(want) - 1} and a list" if want[-1].endswith("*") else str(len(want))

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from cnncalc.layers.base import MAX_INT, Name, PosInt
+from cnncalc.layers.base import MAX_INT, Name, PosInt, Ref
 from cnncalc.units import _QTY, DTYPE_BYTES, parse_quantity
 
 BYTE_LIMITS = ("max_activation_bytes", "max_inference_memory", "max_training_memory")
@@ -58,6 +58,7 @@ class Limits(BaseModel):
 MAX_LAYERS = 100_000      #: layers after expanding blocks and repeat
 MAX_BLOCK_DEPTH = 16      #: blocks used inside blocks
 Dtype = Literal[tuple(DTYPE_BYTES)]  # type: ignore[valid-type]
+MAX_LIST = 4096           #: tensors one starred input (a list of tensors) may hold
 
 
 def parse_shape(value: Any) -> tuple[int, ...]:
@@ -85,9 +86,11 @@ class BlockDef(_Strict):
     expression over the arguments declared before it ("${make_divisible(c * width)}")."""
     layers: Annotated[list[Any], Field(min_length=1)]
     """Layers (or block uses); '$arg' and '${expr}' strings are substituted."""
-    inputs: Annotated[list[Name], Field(min_length=1, max_length=64)] | None = None
+    inputs: Annotated[list[Ref], Field(min_length=1, max_length=64)] | None = None
     """Names of the tensors the block reads (default: one, called 'input'); a use binds them in
-    order with its `inputs:`, and 'input' inside the block is the first."""
+    order with its `inputs:`, and 'input' inside the block is the first. The last may end in `*`
+    (`inputs: [features*]`): a list taking every tensor bound after the others, read whole by a
+    layer's `inputs: [features*]`; `repeat` appends each repetition's output to it (DenseNet)."""
     output: Name | None = None
     """The layer whose output is the block's output (default: the last)."""
     outputs: Annotated[list[Name], Field(min_length=1, max_length=64)] | None = None
@@ -97,8 +100,10 @@ class BlockDef(_Strict):
 
     @model_validator(mode="after")
     def _ports(self) -> BlockDef:
-        if self.inputs is not None and len(set(self.inputs)) != len(self.inputs):
+        if self.inputs is not None and len({i.rstrip("*") for i in self.inputs}) != len(self.inputs):
             raise ValueError("inputs must differ from each other")
+        if self.inputs is not None and any(i.endswith("*") for i in self.inputs[:-1]):
+            raise ValueError("only the last of inputs may end in * (a list: it takes the tensors after the others)")
         if self.outputs is not None and len(set(self.outputs)) != len(self.outputs):
             raise ValueError("outputs must differ from each other")
         if self.output is not None and self.outputs is not None and self.output != self.outputs[0]:
@@ -157,8 +162,10 @@ class BlockUse(_Strict):
     first: FirstOverride | None = None
     """Other block and/or args for the first repetition (a strided or projecting stage entry);
     a different first block receives only those of `args` it declares."""
-    inputs: Annotated[list[Name], Field(min_length=1, max_length=64)] | None = None
-    """What the block reads: one name, or one per input a block declares (in its order)."""
+    inputs: Annotated[list[Ref], Field(min_length=1, max_length=64)] | None = None
+    """What the block reads: one name, or one per input a block declares (in its order); a
+    block whose last input ends in `*` takes any number after the others (`USE*`, a starred
+    input: a whole list)."""
     share: Name | None = None
     """Reuse the weights of an earlier use of the same block (Siamese branches)."""
     trainable: bool | None = None

@@ -829,3 +829,65 @@ class SumOver(nn.Module):
         if self.how == "stack0":
             return torch.stack([x, x], 0)
         return x.sum(1, keepdim=True) + torch.stack([x, x], dim=1).sum(1)
+
+
+# ---- timm/layers/std_conv.py: the Same variants (TF 'same' padding computed in forward) -------------
+class StdConv2dSame(nn.Conv2d):
+    def __init__(self, in_channel, out_channels, kernel_size, stride=1, padding='SAME', dilation=1, groups=1,
+                 bias=False, eps=1e-6):
+        padding, is_dynamic = get_padding_value(padding, kernel_size, stride=stride, dilation=dilation)
+        super().__init__(in_channel, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, bias=bias)
+        self.same_pad = is_dynamic
+        self.eps = eps
+
+    def forward(self, x):
+        if self.same_pad:
+            x = pad_same(x, self.kernel_size, self.stride, self.dilation)
+        weight = F.batch_norm(
+            self.weight.reshape(1, self.out_channels, -1), None, None,
+            training=True, momentum=0., eps=self.eps).reshape_as(self.weight)
+        x = F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return x
+
+
+class ScaledStdConv2dSame(nn.Conv2d):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding='SAME', dilation=1, groups=1,
+                 bias=True, gamma=1.0, eps=1e-6, gain_init=1.0):
+        padding, is_dynamic = get_padding_value(padding, kernel_size, stride=stride, dilation=dilation)
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, bias=bias)
+        self.scale = gamma * self.weight[0].numel() ** -0.5
+        self.same_pad = is_dynamic
+        self.eps = eps
+        self.gain_init = gain_init
+        self.gain = nn.Parameter(torch.empty((self.out_channels, 1, 1, 1)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if hasattr(self, 'gain'):
+            torch.nn.init.constant_(self.gain, self.gain_init)
+            super().reset_parameters()
+
+    def forward(self, x):
+        if self.same_pad:
+            x = pad_same(x, self.kernel_size, self.stride, self.dilation)
+        weight = F.batch_norm(
+            self.weight.reshape(1, self.out_channels, -1), None, None,
+            weight=(self.gain * self.scale).view(-1),
+            training=True, momentum=0., eps=self.eps).reshape_as(self.weight)
+        return F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class StdConvs(nn.Module):
+    """NF-ResNet / NFNet / BiT convs: scaled with NF-ResNet's relu gamma, plain, TF-same strided (uneven), scaled same."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = ScaledStdConv2d(3, 8, 3, stride=2, gamma=1.7139588594436646, eps=1e-5)
+        self.b = StdConv2d(8, 8, 3, groups=2)
+        self.c = StdConv2dSame(8, 6, 3, stride=2)
+        self.d = ScaledStdConv2dSame(6, 4, 1, bias=False)
+
+    def forward(self, x):
+        return self.d(F.relu(self.c(self.b(F.relu(self.a(x))))))

@@ -231,25 +231,50 @@ def test_convnext_block_without_layer_scale_imports():
     state_keys_survive(model, report)
 
 
-# ---- weight-standardised convs (NF-ResNet, NFNet, BiT): refused whole, with the reason ----------------
-def test_weight_standardised_convs_are_refused_whole_with_the_reason():
+# ---- weight-standardised convs (NF-ResNet, NFNet, BiT): std_conv2d ----------------------------------------
+def test_weight_standardised_convs_are_std_conv2d_layers():
+    model = T.NFStem()
+    text, report = judged(model, (3, 16, 16))
+    state_keys_survive(model, report)
+    assert [report.layer(n).type for n in ("stem.0", "stem.2", "conv1", "conv2")] == ["std_conv2d"] * 4
+    assert report.layer("conv2").layer.scaled is False and report.layer("conv1").layer.scaled is True
+
+
+def test_std_conv_variants_gamma_eps_and_tf_same_padding():
+    model = T.StdConvs()
+    text, report = judged(model, (3, 15, 15))
+    state_keys_survive(model, report)
+    a, c, d = (report.layer(n).layer for n in "acd")
+    assert (a.eps, a.scaled) == (1e-5, True)
+    assert a.gamma * 27 ** -0.5 == model.a.scale and abs(a.gamma - 1.7139588594436646) < 1e-15  # the very scale
+    assert c.padding == "same" and report.layer("c").output_shape == (1, 6, 4, 4)  # ⌈8/2⌉: TF pads 0 before, 1 after
+    assert d.scaled and not d.bias
+    # params: the conv's and the gain (C_out): a 8·3·9 + 8 + 8; b 8·4·9; c 6·8·9; d 4·6 + 4
+    assert [report.layer(n).params for n in "abcd"] == [8 * 27 + 8 + 8, 8 * 4 * 9, 6 * 8 * 9, 4 * 6 + 4]
+
+
+def test_std_conv_element_wise_ops_are_the_bias_and_the_standardisation():
+    from cnncalc.spec.expand import parse_spec as parse
+
+    report = cnncalc.analyze(parse("input: 3x8x8\nbatch: 2\nlayers:\n"
+                                   "  - {type: std_conv2d, out_channels: 4, kernel_size: 3, scaled: true}\n"
+                                   "  - {type: std_conv2d, out_channels: 2, kernel_size: 1, bias: false}\n"))
+    first, second = report.layers
+    w1, w2 = 4 * 3 * 9, 2 * 4 * 1
+    # the bias: one add per output element; the standardisation: 6 per weight + 4 per filter, scaled + 1 + 1
+    assert first.elementwise_ops == 2 * 4 * 6 * 6 + 6 * w1 + 4 * 4 + w1 + 4
+    assert second.elementwise_ops == 6 * w2 + 4 * 2
+    assert first.params == 4 * 27 + 4 + 4 and first.macs == 2 * 4 * 36 * 27
+
+
+def test_a_std_conv_it_cannot_read_is_refused_whole_with_the_reason():
+    model = T.NFStem()
+    model.conv2.padding_mode = "reflect"
     with pytest.raises(cnncalc.CnnError, match="cannot be written as a spec") as err:
-        cnncalc.spec_from_torch(T.NFStem(), (3, 16, 16))
+        cnncalc.spec_from_torch(model, (3, 16, 16))
     msg = said(err)
-    lines = [line.strip() for line in msg.splitlines()[1:] if "weight-standardised" in line]
-    assert len(lines) == 3  # stem.0 and stem.2 grouped; conv1; conv2
-    assert lines[0].startswith("2 × ScaledStdConv2d (module stem.N), a weight-standardised conv")
-    assert "ScaledStdConv2d (module conv1)" in lines[1] and "gain" in lines[1]
-    assert lines[2].startswith("StdConv2d (module conv2)") and "gain" not in lines[2]
+    assert "StdConv2d (module conv2), a weight-standardised conv" in msg and "std_conv2d" in msg
     assert "tensor attribute" not in msg  # the module whole, not each of its tensors
-
-
-def test_what_the_refusal_says_of_a_weight_standardised_conv_is_so():
-    # as a plain conv2d: the same shapes and FlopCounterMode FLOPs; C_out fewer parameters (the gain)
-    for std, plain, extra in ((T.ScaledStdConv2d(3, 16, 3, stride=2), torch.nn.Conv2d(3, 16, 3, 2, 1), 16),
-                              (T.StdConv2d(3, 8, 3), torch.nn.Conv2d(3, 8, 3, 1, 1, bias=False), 0)):
-        a, b = torch_numbers(std, (3, 15, 15)), torch_numbers(plain, (3, 15, 15))
-        assert (a["flops"], a["outputs"]) == (b["flops"], b["outputs"]) and a["params"] - b["params"] == extra
 
 
 # ---- 4. getitem with constant slices: GhostNet's out[:, :c] -------------------------------------------

@@ -37,9 +37,10 @@ def test_more_outside_tensors_than_a_block_takes_are_written_out():
         found.append(Found(f"t{k}", CONV, [found[-1].name]))
     taps = [f.name for f in found[1:]]
 
-    def gather(path):
+    def gather(path):  # its first layer reads one of them (a merge of all would be a list: test_spec_writer_dense)
         scopes = (("g", "ModuleList"), (path, "Gather"))
-        return [Found(f"{path}.cat", {"type": "concat"}, taps, scopes),
+        return [Found(f"{path}.relu", {"type": "relu"}, taps[:1], scopes),
+                Found(f"{path}.cat", {"type": "concat"}, [f"{path}.relu", *taps[1:]], scopes),
                 Found(f"{path}.conv", {"type": "conv2d", "out_channels": 8, "kernel_size": 1}, [f"{path}.cat"], scopes)]
 
     found += gather("g.0") + gather("g.1")
@@ -56,3 +57,30 @@ def test_a_port_name_taken_by_a_layer_keeps_the_module_written_out():
     assert "blocks:" not in text
     report = cnncalc.analyze(cnncalc.parse_spec(text))
     assert [(r.name, list(r.inputs)) for r in report.layers] == [(f.name, f.inputs) for f in found]
+
+
+def dense_block(prefix, before, n):
+    """n dense layers (cat of every earlier feature, then a conv), then the block's cat."""
+    found, features = [], [before]
+    for i in range(n):
+        path = f"{prefix}.l{i}"
+        scopes = ((prefix, "DenseBlock"), (path, "DenseLayer"))
+        if i:
+            found.append(Found(f"{path}.cat", {"type": "concat"}, list(features), scopes))
+        found.append(Found(f"{path}.conv", {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+                           [f"{path}.cat" if i else before], scopes))
+        features.append(f"{path}.conv")
+    return found + [Found(f"{prefix}.cat", {"type": "concat"}, features, ((prefix, "DenseBlock"),))]
+
+
+def test_a_module_merging_every_tensor_it_reads_becomes_a_block_reading_a_list():
+    found = stems() + dense_block("d1", "side", 5) + [Found("mid", CONV, ["d1.cat"])] + dense_block("d2", "mid", 12)
+    text = write_spec(found, "n", (3, 8, 8), [])
+    assert "    inputs: [input*]\n" in text and "{name: cat, type: concat, inputs: [input*]}" in text
+    # the first dense layer (one conv, no cat) is written out; the list starts with what it read and its output
+    assert "{block: dense_layer, name: d2, repeat: 11, names: [l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11], " \
+           "inputs: [mid, d2.l0.conv]}" in text
+    assert "{name: d2.cat, type: concat, inputs: [d2*]}" in text
+    report = cnncalc.analyze(cnncalc.parse_spec(text))
+    assert [(r.name, list(r.inputs)) for r in report.layers] == [(f.name, f.inputs) for f in found]
+    assert report.layer("d2.cat").output_shape == (1, 8 + 12 * 4, 8, 8)  # by hand: mid's 8 and twelve growths of 4
