@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from math import prod
 from typing import TYPE_CHECKING, NamedTuple
 
+from cnncalc.analysis.strides import reshape_copies
+
 if TYPE_CHECKING:
     from cnncalc.analysis.report import LayerReport
 
@@ -102,13 +104,15 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
     grad = {"input": False}
     held: dict[int, tuple[list[str], int]] = {}
     needs: dict[str, tuple[bool, ...]] = {}
+    views: set[str] = set()  # outputs of view layers (narrow, transpose, permute, …)
+    onview: dict[int, int] = {}  # row index of an in-place layer on a view → its base's bytes
     for r in rows:
         name, inputs, layer, index = r.name, r.inputs, r.layer, r.index
         scratch = layer.scratch(r.ctx, b)
         dropped = pending.get(index)
         unused = name not in last  # never used: freed at once
         if inference:  # -- the inference pass
-            if layer.aliases(False):
+            if layer.aliases(False) and not (r.type == "flatten" and reshape_copies(r.ctx)):
                 key = iroot[name] = iroot[inputs[0]]
                 irefs[key] += 1
             else:
@@ -142,9 +146,13 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
         g = r.trainable_params > 0 or (r.shared_with is not None and layer.trainable) or any(gin)
         grad[name] = g
         needs[name] = gin
-        if layer.aliases(True):
+        if layer.aliases(True) and not (r.type == "flatten" and reshape_copies(r.ctx)):
             key = froot[name] = froot[inputs[0]]
             frefs[key] += 1
+            if layer.category == "reshape" and r.type != "identity":  # a view of its input
+                views.add(name)
+            elif inputs[0] in views and getattr(layer, "inplace", False):  # in place on a view:
+                onview[index] = fsize[key]                                # autograd rebases its base
         else:
             key = froot[name] = name
             nbytes = r.activation_bytes
@@ -192,7 +200,7 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
     pool.size, pool.refs, pool.total = fsize, frefs, ftotal
     kept = {k for keys, _ in held.values() for k in keys}
     saved = sum([fsize[k] for k in kept]) + sum([extra for _, extra in held.values()])
-    return ipeak, _Forward(pool, held, grad, needs, fpeak, saved)
+    return ipeak, _Forward(pool, held, grad, needs, fpeak, saved, onview)
 
 
 @dataclass
@@ -244,6 +252,8 @@ class _Forward(NamedTuple):
     """the forward pass's peak: activations alive plus the running layer's temporaries"""
     saved: int
     """what autograd holds at its end"""
+    onview: dict[int, int]
+    """row index of an in-place layer on a view → the bytes of the view's base"""
 
 
 def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward) -> tuple[int, int]:
@@ -252,9 +262,11 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
     and temporaries, before it frees what it saved and its output's gradient. A tensor a merge
     reads twice (add [a, a], concat [a, a]) receives the passed-on gradient twice: autograd
     sums the two into a new tensor (the engine's InputBuffer cannot add in place into a
-    gradient another reference holds). Returns its peak
+    gradient another reference holds). An in-place layer on a view (relu_ after narrow or
+    transpose) rebases the view's base (derivatives.yaml: copy_ and the view's backward): its
+    backward makes the base-sized gradient of the view and a clone of it. Returns its peak
     (-1 when nothing runs) and the bytes of the weights' gradients, which the step still holds."""
-    pool, held, grad, needs = fw.pool, fw.held, fw.grad, fw.needs
+    pool, held, grad, needs, onview = fw.pool, fw.held, fw.grad, fw.needs, fw.onview
     size = {r.name: r.activation_bytes for r in rows}
     # the gradients' pool (storage → bytes, storage → references), inlined as in `_passes`
     gsize: dict[str, int] = {}
@@ -308,6 +320,8 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
                 grefs[k] = 1
                 gtotal += size[n]
         now = pool.total + gtotal + weight_grads + accumulating + layer.backward_scratch(r.ctx, b, needs[name])
+        if onview and r.index in onview:  # the base's CopySlices node: the view's gradient made
+            now += 2 * onview[r.index]    # base-sized, and its clone, before the base's is passed on
         if now > peak:
             peak = now
         if r.index in held:

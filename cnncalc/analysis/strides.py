@@ -16,7 +16,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from cnncalc.errors import LayerError
-from cnncalc.layers.base import Layer, Shape
+from cnncalc.layers.base import Ctx, Layer, Shape
 
 Strides = tuple[int, ...]
 
@@ -139,3 +139,17 @@ def through(layer: Layer, shapes: list[Shape], out: Shape, ins: list[Strides | N
     if all(i is not None and (i == contiguous(shape) or is_contiguous(shape, i)) for shape, i in zip(shapes, ins)):
         return contiguous(out)
     return None
+
+
+def reshape_copies(ctx: Ctx) -> bool:
+    """Whether torch's reshape (flatten is one) copies its input rather than viewing it: the
+    input's order is a permutation (ctx.layouts, from a permute or transpose of a contiguous
+    tensor) whose strides no view of the output's shape can follow (computeStride fails)."""
+    if ctx.natural(0):
+        return False
+    x, order = ctx.x, ctx.layouts[0]
+    natural = [0] * len(x)
+    for axis, held in enumerate(order):
+        natural[held] = x[axis]
+    base = contiguous(tuple(natural))
+    return view_strides(x, tuple(base[held] for held in order), ctx.out) is None

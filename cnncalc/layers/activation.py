@@ -100,6 +100,9 @@ class Activation(Layer):
         return prod(ctx.out)
 
     def aliases(self, training: bool) -> bool:
+        """In place (inplace: true) the output is the input's memory. In place on a view (after
+        narrow, chunk, transpose or permute), autograd rebases the view's base: backward makes
+        the view's gradient base-sized, then clones it (two base-sized temporaries)."""
         return self.inplace
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
@@ -384,10 +387,10 @@ class PReLU(_NoInplace):
         return t.nn.PReLU(self.count(ctx), self.init)
 
     def backward_scratch(self, ctx: Ctx, b: int, grads: tuple[bool, ...]) -> int:
-        """Backward (derivatives.yaml: _prelu_kernel_backward) returns the input's gradient and an input-sized gradient of the
-        broadcast weight, which autograd then sums down to the weight's shape: one input-sized
-        temporary, whether or not the input needs a gradient."""
-        return prod(ctx.out) * b
+        """Backward (derivatives.yaml: _prelu_kernel_backward) returns the input's gradient and
+        an input-sized gradient of the broadcast weight, which autograd then sums down to the
+        weight's shape: one input-sized temporary, two when the input needs no gradient (the kernel makes it all the same)."""
+        return prod(ctx.out) * b * (1 if grads[0] else 2)
 
 
 class _Dropout(Layer):

@@ -68,7 +68,9 @@ class Flatten(Layer):
     passes_gradient = Flag(True)
 
     def aliases(self, training: bool) -> bool:
-        """A view of the input: nothing allocated, and the gradient passes back as a view."""
+        """A view of the input: nothing allocated, and the gradient passes back as a view;
+        but of a permuted input whose order no view can follow (a permute or transpose before
+        it), torch's reshape copies: a new output-sized tensor (analysis/strides.py)."""
         return True
 
     def moves_data(self) -> bool:

@@ -2,13 +2,15 @@
 (the profiler's allocation events, sgd), to the byte but for torch's 0-dim scalars. Measured
 before each rule (measured ÷ analytic): prelu 1.10, a merge reading one tensor twice 1.16–1.44
 (when its backward is the peak), mul of three factors 0.90, lppool 0.88–1.09 (1-D and 2-D),
-circular padding 1.08–1.10; all 1.000 after."""
+circular padding 1.08–1.10, an in-place activation on a view (narrow, chunk, transpose,
+permute) 1.38–1.83, and at inference a flatten of a permuted map (reshape copies) 1.50; all
+1.000 after, at inference too."""
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from cnncalc import backend as tb  # noqa: E402
-from cnncalc.backend.measure import measure_training  # noqa: E402
+from cnncalc.backend.measure import measure_peak, measure_training  # noqa: E402
 
 from conftest import analyze_text  # noqa: E402
 
@@ -29,6 +31,7 @@ D2 = "  - {name: f, type: conv2d, out_channels: 8, kernel_size: 1, inputs: [c]}\
 GATE = "  - {name: g, type: global_avgpool, inputs: [c]}\n"
 NETS = {
     "prelu": net("8x16x16", 2, "  - {type: prelu}\n"),
+    "prelu-on-the-input": "input: 1x8x8\nbatch: 1\nlayers:\n  - {type: prelu}\n",
     "prelu-per-channel": net("8x16x16", 2, "  - {type: prelu, num_parameters: channels}\n"),
     "add-a-a-last": net("4x16x16", 2, "  - {type: add, inputs: [c, c]}\n", tail=False),
     "concat-a-a-last": net("4x16x16", 2, "  - {type: concat, inputs: [c, c]}\n", tail=False),
@@ -47,7 +50,18 @@ NETS = {
     "circular_pad1d-wide": net("4x6", 1, "  - {type: circular_pad1d, padding: [5, 6]}\n"),
     "circular_pad2d": net("8x16x16", 2, "  - {type: circular_pad2d, padding: [1, 0, 2, 1]}\n"),
     "circular_pad3d": net("4x4x5x6", 3, "  - {type: circular_pad3d, padding: [1, 2, 0, 1, 2, 3]}\n"),
+    "flatten-of-permuted": net("8x8x8", 2, "  - {type: permute, dims: [0, 2, 3, 1]}\n  - {type: flatten}\n"
+                                           "  - {type: linear, out_features: 4}\n", tail=False),
+    "flatten-of-transposed-inner": net("8x8x8", 2, "  - {type: transpose, dim0: 2, dim1: 3}\n"
+                                                   "  - {type: flatten, start_dim: 2}\n", tail=False),
+    "flatten-viewable-after-permute": net("8x8x1", 2, "  - {type: permute, dims: [0, 1, 3, 2]}\n"
+                                                      "  - {type: flatten}\n", tail=False),
 }
+for view in ("{type: narrow, start: 2, length: 4}", "{type: chunk, chunks: 2}", "{type: transpose, dim0: 2, dim1: 3}",
+             "{type: permute, dims: [0, 2, 3, 1]}"):
+    for act in ("relu", "hardswish"):
+        NETS[f"{act}_-on-{view.split(',')[0][7:]}"] = net("8x8x8", 2, f"  - {view}\n  - {{type: {act}, inplace: true}}\n",
+                                                          tail="permute" not in view)
 
 
 @pytest.mark.parametrize("name", list(NETS))
@@ -59,3 +73,5 @@ def test_backward_allocations_match_torch(name):
     measured = measure_training(model, torch.randn(report.input_shape), t, torch.device("cpu"), "sgd")
     assert measured is not None
     assert abs(measured.tensors - report.totals["training_memory_bytes"]) <= SCALARS
+    inference = measure_peak(model, torch.randn(report.input_shape), t, torch.device("cpu"))
+    assert abs(inference.tensors - report.totals["inference_peak_activation_bytes"]) <= SCALARS

@@ -38,15 +38,18 @@ def networks(draw):
     """1-D, 2-D or 3-D: convs (every padding mode), pools, activations (every one the registry
     holds that needs no field), norms, dropout variants,
     transposed convs (output_padding, dilation), resizes (float scales, every mode), explicit
-    pads (cropping too), and branches merged by add, mul or concat."""
+    pads (cropping too), branches merged by add, mul or concat, and what backward formulas
+    allocate (#27): broadcast gates, one tensor read twice by a merge, merges of 3 or 4 inputs,
+    prelu, circular pads, lppool."""
     d = draw(st.sampled_from([1, 2, 2, 2, 3]))
     c = draw(st.integers(1, 4))
     size = draw(st.integers(6, 20 if d < 3 else 9))
     layers = []
     for i in range(draw(st.integers(1, 6))):
         kind = draw(st.sampled_from(["conv", "conv", "pool", "act", "norm", "tconv", "branch", "skew", "up",
-                                     "drop", "pad"]))
+                                     "drop", "pad", "gate", "twice", "three", "prelu", "circular", "lppool"]))
         name = f"l{i}"
+        prev = layers[-1]["name"] if layers else "input"
         if kind == "conv":
             g = draw(st.sampled_from([1, 1, 2]))
             layers.append(dict(name=name, type=f"conv{d}d", out_channels=2 * draw(st.integers(1, 3)),
@@ -92,6 +95,36 @@ def networks(draw):
                                    kernel_size=k, padding=pads))
             layers.append(dict(name=name, type=draw(st.sampled_from(["add", "mul", "concat"])),
                                inputs=[f"{name}a", f"{name}b"]))
+        elif kind == "gate":  # a broadcast gate (channel or spatial, a squeeze-and-excitation one) times the map
+            layers.append(dict(name=f"{name}p", type="global_avgpool", inputs=[prev]) if draw(st.booleans()) else
+                          dict(name=f"{name}p", type=f"conv{d}d", inputs=[prev], out_channels=1, kernel_size=1))
+            layers.append(dict(name=f"{name}g", type="sigmoid"))
+            order = [prev, f"{name}g"] if draw(st.booleans()) else [f"{name}g", prev]
+            layers.append(dict(name=name, type="mul", inputs=order))
+        elif kind == "twice":  # one tensor read two or three times by one merge
+            reads = [prev] * draw(st.integers(2, 3))
+            layers.append(dict(name=name, type=draw(st.sampled_from(["add", "mul", "concat"])), inputs=reads))
+        elif kind == "three":  # three or four inputs merged: pairwise partial sums and products
+            layers.append(dict(name=f"{name}a", type=f"conv{d}d", inputs=[prev], out_channels=2, kernel_size=1))
+            layers.append(dict(name=f"{name}b", type=f"conv{d}d", inputs=[prev], out_channels=2, kernel_size=1,
+                               bias=False))
+            reads = [f"{name}a", f"{name}b", draw(st.sampled_from([f"{name}a", f"{name}b"]))]
+            if draw(st.booleans()):
+                layers.append(dict(name=f"{name}g", type="global_avgpool", inputs=[f"{name}a"]))
+                reads.append(f"{name}g")
+            layers.append(dict(name=name, type=draw(st.sampled_from(["add", "mul", "mul"])),
+                               inputs=draw(st.permutations(reads))))
+        elif kind == "prelu":
+            layers.append(dict(name=name, type="prelu", **({"num_parameters": "channels"} if draw(st.booleans()) else {})))
+        elif kind == "circular":
+            layers.append(dict(name=name, type=f"circular_pad{d}d",
+                               padding=[draw(st.integers(0, 3)) for _ in range(2 * d)]))
+        elif kind == "lppool" and d < 3:
+            k = draw(st.integers(1, 3))
+            layers.append(dict(name=name, type=f"lppool{d}d", norm_type=draw(st.sampled_from([1, 2, 3])), kernel_size=k,
+                               stride=draw(st.integers(1, 3)), ceil_mode=draw(st.booleans())))
+        elif kind == "lppool":
+            layers.append(dict(name=name, type="relu"))
         else:  # a parallel 1×1 / 3×3 pair merged by add or concat
             prev = layers[-1]["name"] if layers else "input"
             layers.append(dict(name=f"{name}a", type=f"conv{d}d", inputs=[prev], out_channels=4, kernel_size=1))
