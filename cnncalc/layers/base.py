@@ -158,6 +158,13 @@ class Layer(BaseModel):
     #: element-wise through torch's TensorIterator: inputs of the output's shape sharing one dense
     #: layout (a permuted order, not a slice) give an output with those strides (analysis/strides.py)
     keeps_layout: ClassVar[Flag] = Flag(False)
+    #: how torch.autocast runs it (torch's op lists: aten/src/ATen/autocast_mode.h for CUDA,
+    #: autocast_mode.cpp for CPU; analysis/precision.py): 'lower' casts its inputs and weights to
+    #: the low dtype, 'fp32' its inputs to float32, 'promote' to the widest input dtype; 'same'
+    #: is in no list (runs in its inputs' dtype), 'float' computes in float32 with its own float32
+    #: weights (no cast copy). One value for every device type, or {'cpu': …, 'cuda': …} with
+    #: 'cpu/3d'-style keys for one spatial rank; a device left out is 'same'
+    autocast: ClassVar[str | dict[str, str]] = "same"
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
