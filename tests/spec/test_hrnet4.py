@@ -28,7 +28,8 @@ def written_out(net):
             fields = node.layer.model_dump(by_alias=True, exclude_defaults=True, exclude={"name", "inputs", "type"})
         else:  # a size read from another tensor: ${LAYER.height} again, from its placeholder
             fields = {k: v for k, v in node.pending.items() if k not in ("name", "inputs", "type")}
-            fields = eval(re.sub(r"ref__\d+", lambda m: "{}.{}".format(*node.refs[m.group(0)]), repr(fields)))  # noqa: S307
+            refs = node.refs
+            fields = eval(re.sub(r"ref__\d+", lambda m, refs=refs: "{}.{}".format(*refs[m.group(0)]), repr(fields)))  # noqa: S307
         body = ", ".join(f"{k}: {json.dumps(v)}" for k, v in fields.items())
         lines.append(f"  - {{name: {node.name}, type: {node.kind}{', ' + body if body else ''}, "
                      f"inputs: [{', '.join(node.inputs)}]}}")
