@@ -214,6 +214,18 @@ CASES = [
     ("circular_pad1d", (2, 5), 1, [C(type="circular_pad1d", padding=2)], dict(shape=(1, 2, 9), params=0, macs=0)),
     ("circular_pad2d", (1, 4, 4), 1, [C(type="circular_pad2d", padding=1)], dict(shape=(1, 1, 6, 6), params=0, macs=0)),
     ("circular_pad3d", (1, 2, 3, 3), 1, [C(type="circular_pad3d", padding=1)], dict(shape=(1, 1, 4, 5, 5), params=0, macs=0)),
+    ("unfold", (2, 5, 6), 2, [C(type="unfold", kernel_size=3, padding=1)],
+     # H' = 5 + 2 − 3 + 1 = 5, W' = 6: L = 30 columns of 2·3·3 values
+     dict(shape=(2, 2 * 9, 30), params=0, macs=0, ew=0)),
+    ("unfold-rect", (3, 4, 6), 1, [C(type="unfold", kernel_size=[2, 3], padding=[0, 1])],
+     # H' = 4 − 2 + 1 = 3, W' = 6 + 2 − 3 + 1 = 6
+     dict(shape=(1, 3 * 6, 18), params=0, macs=0, ew=0)),
+    ("fold", (8, 4), 1, [C(type="fold", output_size=4, kernel_size=2, stride=2)],
+     # 8 = 2 channels · 2·2; 4×4 holds 2·2 = 4 blocks = L
+     dict(shape=(1, 2, 4, 4), params=0, macs=0, ew=8 * 4)),
+    ("fold-gaps", (4, 6), 2, [C(type="fold", output_size=[5, 7], kernel_size=[1, 2], stride=[2, 3])],
+     # 4 = 2 channels · 1·2; blocks ⌊(5 − 1)/2⌋ + 1 = 3 by ⌊(7 − 2)/3⌋ + 1 = 2: L = 6
+     dict(shape=(2, 2, 5, 7), params=0, macs=0, ew=2 * 4 * 6)),
     ("channel_shuffle", (6, 3, 4), 2, [C(type="channel_shuffle", groups=3)],
      dict(shape=(2, 6, 3, 4), params=0, macs=0, ew=0)),  # a permutation of the channels: no arithmetic
     ("softmax-spatial", (2, 4, 5), 1, [C(type="conv2d", out_channels=2, kernel_size=3, padding=1),

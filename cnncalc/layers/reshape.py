@@ -11,7 +11,19 @@ from cnncalc.errors import LayerError
 from cnncalc.layers.base import MAX_INT, Ctx, Flag, Kit, Layer, PosInt, Saved, Shape, clip, fmt_shape, per_axis
 from cnncalc.layers.conv import AXES_NAMES
 from cnncalc.layers.field import RF
-from cnncalc.layers.routes import OnnxForm, TorchCall, TorchForm, Traced, Unsupported, module, onnx_reshape, onnx_same
+from cnncalc.layers.routes import (
+    OnnxForm,
+    OnnxNode,
+    TorchCall,
+    TorchForm,
+    Traced,
+    Unsupported,
+    lean,
+    module,
+    one,
+    onnx_reshape,
+    onnx_same,
+)
 
 
 def _flatten(call: TorchCall, x: Traced, start_dim: int = 0, end_dim: int = -1) -> tuple[Any, list[Any]]:
@@ -450,3 +462,155 @@ class ConstantPad2d(_ConstantPad):
 class ConstantPad3d(_ConstantPad):
     type: Literal["constant_pad3d"]
     dims: ClassVar[int] = 3
+
+
+def _plain(v: Any) -> Any:
+    """A size traced as a list (fx's immutable list) as the tuple nn's module keeps."""
+    return tuple(v) if isinstance(v, list) else v
+
+
+def _unfold(call: TorchCall, x: Traced, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
+            stride: Any = 1) -> tuple[Any, list[Any]]:
+    return call.t.nn.Unfold(*map(_plain, (kernel_size, dilation, padding, stride))), [x]
+
+
+def _fold(call: TorchCall, x: Traced, output_size: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
+          stride: Any = 1) -> tuple[Any, list[Any]]:
+    return call.t.nn.Fold(*map(_plain, (output_size, kernel_size, dilation, padding, stride))), [x]
+
+
+def _onnx_col2im(node: OnnxNode) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Col2Im (opset 18): fold, the image and block shapes stored constants."""
+    image, block = (node.consts.get(i) for i in node.ins[1:3])
+    if image is None or block is None:
+        raise Unsupported("Col2Im with an image or block shape that is computed, not stored")
+    a, dims = node.a, len(list(block))
+    pads = [int(p) for p in a.get("pads", [0] * 2 * dims)]
+    if dims != 2 or pads[:dims] != pads[dims:]:
+        raise Unsupported("Col2Im other than 2-D with even padding")
+    return lean({"type": "fold", "output_size": one(list(image)), "kernel_size": one(list(block)),
+                 "dilation": one(a.get("dilations", [1] * dims)), "padding": one(pads[:dims]),
+                 "stride": one(a.get("strides", [1] * dims))}), {}
+
+
+_AXES2 = {"anyOf": [{"type": "integer", "minimum": 1},
+                    {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2}]}
+_AXES2_0 = {"anyOf": [{"type": "integer", "minimum": 0},
+                      {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 2, "maxItems": 2}]}
+
+
+class _Blocks(Layer):
+    """Sliding blocks over the two spatial axes of an image (torch's Unfold and Fold)."""
+
+    category: ClassVar[str] = "reshape"
+    kernel_size: Annotated[Any, WithJsonSchema(_AXES2)]
+    dilation: Annotated[Any, WithJsonSchema(_AXES2)] = 1
+    padding: Annotated[Any, WithJsonSchema(_AXES2_0)] = 0
+    stride: Annotated[Any, WithJsonSchema(_AXES2)] = 1
+
+    @field_validator("kernel_size", "dilation", "stride", mode="before")
+    @classmethod
+    def _pos(cls, v: Any) -> tuple[int, ...]:
+        return per_axis(v, 2)
+
+    @field_validator("padding", mode="before")
+    @classmethod
+    def _nonneg(cls, v: Any) -> tuple[int, ...]:
+        return per_axis(v, 2, 0)
+
+    def blocks(self, image: tuple[int, ...]) -> tuple[int, ...]:
+        """Blocks along each axis of an image (H, W): ⌊(n + 2p − d·(k − 1) − 1)/s⌋ + 1."""
+        out = []
+        for a, (n, k, d, p, s) in enumerate(zip(image, self.kernel_size, self.dilation, self.padding, self.stride)):
+            span = d * (k - 1) + 1
+            if n + 2 * p < span:
+                raise LayerError(f"the {'dilated ' if d > 1 else ''}block ({span}) is larger than the padded "
+                                 f"{AXES_NAMES[2][a]} ({n} + 2·{p})", "kernel_size")
+            out.append((n + 2 * p - span) // s + 1)
+        return tuple(out)
+
+    def scratch(self, ctx: Ctx, b: int) -> int:
+        """torch makes the output's storage as large as its input, then resizes it: where the
+        input is larger, the surplus (input − output elements) is allocated with the output (and
+        lives as long as it, which the peak model does not follow: then an estimate)."""
+        return max(prod(ctx.x) - prod(ctx.out), 0) * b
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        """Null: the blocks' positions lie along one axis L (H'·W' flattened), as after flatten."""
+        return None
+
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        return [None]
+
+
+class Unfold(_Blocks):
+    """im2col (torch's nn.Unfold, F.unfold): every kernel_size block of an (N, C, H, W) input
+    (with dilation, zero padding and stride as a conv's) as one column: output (N, C·∏k, L),
+    L = ∏⌊(n + 2p − d·(k − 1) − 1)/s⌋ + 1 blocks. No params, no ops (a copy). RF null: each
+    column reads one block, but the columns lie along one axis L (H'·W' flattened), as after
+    flatten. Memory: a new output; nothing kept for backward (fold of the gradient needs only
+    the sizes); exact with stride 1 and no dilation, else an estimate (see scratch). ONNX has no
+    op for it (exporters write gathers): import from torch only."""
+
+    type: Literal["unfold"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("F.unfold",), "unfold", _unfold),)
+
+    @Flag.rule
+    def memory_exact(self) -> bool:
+        """With stride 1 and no dilation every input element is copied at least once (the output
+        is no smaller than the input): its storage is the output's; otherwise it may be the
+        input's (see scratch), an estimate."""
+        return self.stride == (1, 1) and self.dilation == (1, 1)
+
+    def shape(self, ctx: Ctx) -> Shape:
+        self.expect_rank(ctx.x, 4, "(N, C, H, W)")
+        n, c, *image = ctx.x
+        return (n, c * prod(self.kernel_size), prod(self.blocks(tuple(image))))
+
+    def build(self, ctx: Ctx, t: Kit) -> Any:
+        return t.nn.Unfold(self.kernel_size, self.dilation, self.padding, self.stride)
+
+
+class Fold(_Blocks):
+    """col2im (torch's nn.Fold, F.fold; ONNX Col2Im): the inverse layout of unfold, summing
+    overlapping blocks. Input (N, C·∏k, L) with L the number of blocks output_size gives
+    (as unfold counts them); output (N, C, *output_size). No params; element-wise ops = one
+    add per input element (each block value is added into its output position). RF null (its
+    input's positions are blocks along one axis). Memory: a new output; nothing kept for
+    backward (unfold of the gradient needs only the sizes); exact where blocks do not overlap,
+    else an estimate (see scratch)."""
+
+    type: Literal["fold"]
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("F.fold",), "fold", _fold),)
+
+    @Flag.rule
+    def memory_exact(self) -> bool:
+        """Exact where the output is no smaller than the input (∏k·L ≤ ∏output_size: blocks that
+        do not overlap); overlapping blocks leave the output in an input-sized storage (see
+        scratch), an estimate."""
+        return prod(self.kernel_size) * prod(self.blocks(self.output_size)) <= prod(self.output_size)
+    output_size: Annotated[Any, WithJsonSchema(_AXES2)]
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Col2Im",), _onnx_col2im, reads_constants=True),)
+
+    @field_validator("output_size", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> tuple[int, ...]:
+        return per_axis(v, 2)
+
+    def shape(self, ctx: Ctx) -> Shape:
+        self.expect_rank(ctx.x, 3, "(N, C·∏kernel_size, L)")
+        n, ck, length = ctx.x
+        k = prod(self.kernel_size)
+        if ck % k:
+            raise LayerError(f"the input's {ck} channels are not a multiple of ∏kernel_size = {k}", "kernel_size")
+        blocks = self.blocks(self.output_size)
+        if prod(blocks) != length:
+            raise LayerError(f"output_size {list(self.output_size)} holds {' × '.join(map(str, blocks))} = "
+                             f"{prod(blocks)} blocks, but the input has L = {length}", "output_size")
+        return (n, ck // k, *self.output_size)
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return prod(ctx.x)
+
+    def build(self, ctx: Ctx, t: Kit) -> Any:
+        return t.nn.Fold(self.output_size, self.kernel_size, self.dilation, self.padding, self.stride)

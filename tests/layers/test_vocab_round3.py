@@ -2,6 +2,8 @@
 max_unpool. Their case rows (tests/layer_cases.py) are checked against torch by test_parity,
 test_middle, test_memory and the export tests; here: the import routes (torch module and
 functional forms, ONNX ops), and what the case rows do not reach."""
+import re
+
 import numpy as np
 import pytest
 
@@ -271,3 +273,88 @@ def test_rrelu_and_lppool3d_import_from_modules_and_functions():
         ("lppool3d", (1, 2, 2, 2, 2)), ("flatten", (1, 4, 2, 2)), ("lppool2d", (1, 4, 2, 2))]
     assert [(r.layer.lower, r.layer.upper) for r in report.layers if r.type == "rrelu"] == [(0.05, 0.25), (0.1, 0.2)]
     assert report.layers[3].layer.kernel_size == (1, 2, 2) and report.layers[3].layer.norm_type == 3.0
+
+
+# ---- fold / unfold ------------------------------------------------------------------------------------
+class Patches(nn.Module):
+    """Unfold, a linear over every column (a convolution written as im2col), fold back."""
+
+    def __init__(self):
+        super().__init__()
+        self.unfold = nn.Unfold(3, padding=1, stride=2)
+        self.proj = nn.Linear(2 * 9, 4 * 9)
+        self.fold = nn.Fold((7, 8), 3, padding=1, stride=2)
+
+    def forward(self, x):
+        cols = self.proj(self.unfold(x).transpose(1, 2)).transpose(1, 2)
+        y = self.fold(cols)
+        return F.fold(F.unfold(y, [2, 2], stride=[2, 2]), output_size=[6, 8], kernel_size=2, stride=2)
+
+
+def test_fold_and_unfold_import_from_modules_and_functions():
+    _, report = imported(Patches(), (2, 7, 8))
+    assert [(r.type, r.output_shape) for r in report.layers] == [
+        ("unfold", (1, 18, 16)), ("transpose", (1, 16, 18)), ("linear", (1, 16, 36)), ("transpose", (1, 36, 16)),
+        ("fold", (1, 4, 7, 8)), ("unfold", (1, 16, 12)), ("fold", (1, 4, 6, 8))]
+    assert report.layers[-1].layer.kernel_size == (2, 2) and report.layers[-1].layer.output_size == (6, 8)
+    assert all(r.receptive_field is None for r in report.layers)
+
+
+def test_fold_of_unfold_without_overlap_gives_the_input_back():
+    from cnncalc import backend as tb
+
+    report = analyze_text("input: 3x6x8\nlayers:\n  - {type: unfold, kernel_size: [3, 2], stride: [3, 2]}\n"
+                          "  - {type: fold, output_size: [6, 8], kernel_size: [3, 2], stride: [3, 2]}\n")
+    x = torch.randn(2, 3, 6, 8)
+    assert torch.equal(tb.build_model(report, tb.kit()).eval()(x), x)
+    assert report.layers[0].output_shape == (1, 3 * 6, 2 * 4)
+
+
+def test_fold_and_unfold_misuse_is_located():
+    cases = [
+        ("input: 7x4\nlayers:\n  - {type: fold, output_size: 4, kernel_size: 2, stride: 2}\n",
+         "fold_1 (#0): the input's 7 channels are not a multiple of ∏kernel_size = 4"),
+        ("input: 8x5\nlayers:\n  - {type: fold, output_size: 4, kernel_size: 2, stride: 2}\n",
+         "output_size [4, 4] holds 2 × 2 = 4 blocks, but the input has L = 5"),
+        ("input: 2x4x4\nlayers:\n  - {type: unfold, kernel_size: 3, dilation: 2}\n",
+         "the dilated block (5) is larger than the padded H (4 + 2·0)"),
+        ("input: 2x4\nlayers:\n  - {type: unfold, kernel_size: 2}\n", "expected a 4-D input (N, C, H, W)"),
+    ]
+    for spec, words in cases:
+        with pytest.raises(cnncalc.CnnError, match=re.escape(words)):
+            analyze_text(spec)
+
+
+def test_where_torch_keeps_an_input_sized_storage_the_memory_is_an_estimate():
+    """torch allocates fold's and unfold's output like their input, then resizes it: the forward
+    call's peak is the larger of the two (the scratch rule), and the storage outlives the call,
+    so those layers are estimates."""
+    from cnncalc import backend as tb
+    from cnncalc.backend.measure import _peak_during
+
+    report = analyze_text("input: 2x5x6\nbatch: 2\nlayers:\n  - {type: unfold, kernel_size: 3, padding: 1, stride: 2}\n"
+                          "  - {type: fold, output_size: [5, 6], kernel_size: 3, padding: 1, stride: 2}\n"
+                          "  - {type: unfold, kernel_size: 1, stride: 2}\n")
+    assert [r.layer.memory_exact for r in report.layers] == [False, False, False]
+    t = tb.kit()
+    model = tb.build_model(report, t).eval()
+    x = torch.randn(report.input_shape)
+    for row in report.layers:
+        module = model.layers[f"l{row.index}"]
+        with torch.inference_mode():
+            peak = _peak_during(lambda m=module, v=x: m(v), t, torch.device("cpu"))
+            y = module(x)
+        assert peak.tensors == row.activation_bytes + row.layer.scratch(row.ctx, 4)
+        assert y.untyped_storage().nbytes() == max(x.numel(), y.numel()) * 4
+        x = y
+
+
+def test_col2im_imports_from_onnx_as_fold(tmp_path):
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    shapes = [nh.from_array(np.array([5, 7], np.int64), "image"), nh.from_array(np.array([1, 2], np.int64), "block")]
+    node = h.make_node("Col2Im", ["x", "image", "block"], ["y"], strides=[2, 3])
+    _, report = onnx_import(tmp_path, [node], (1, 4, 6), shapes, opset=18)
+    row = report.layers[0]
+    assert (row.type, row.output_shape, row.layer.kernel_size, row.layer.stride) == ("fold", (1, 2, 5, 7), (1, 2), (2, 3))
