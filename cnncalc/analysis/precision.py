@@ -87,6 +87,8 @@ class _Cast:
     passes_gradient = False
     memory_exact = True
     type = "autocast_cast"
+    category = "other"
+    inplace = False
 
     def aliases(self, training: bool) -> bool:
         return False
@@ -107,10 +109,9 @@ class _Run:
 
     def __init__(self, layer: Any, size: int, copies: int, low_grads: int):
         self.layer, self.size, self.copies, self.low_grads = layer, size, copies, low_grads
-        self.trainable = layer.trainable
-        self.passes_gradient = layer.passes_gradient
-        self.memory_exact = layer.memory_exact
-        self.type = layer.type
+
+    def __getattr__(self, name: str) -> Any:  # every other attribute (flags, category): the layer's own
+        return getattr(self.layer, name)
 
     def aliases(self, training: bool) -> bool:
         return bool(self.layer.aliases(training))
