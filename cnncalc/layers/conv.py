@@ -293,13 +293,25 @@ class ConvNd(_Window, _ConvFields):
         pads = self.pads(ctx)
         if self.padding_mode == "zeros" and all(a == b for a, b in pads):
             n = 0
+        elif self._same_inside():  # torch pads the difference only, the rest on the fly
+            n = prod(ctx.x[:2]) * prod(h + b - a for h, (a, b) in zip(ctx.x[2:], pads))
         else:
             n = prod(ctx.x[:2]) * prod(h + a + b for h, (a, b) in zip(ctx.x[2:], pads))
         ctx.__dict__["_padded"] = (self, ctx.x, n)
         return n
 
+    def _same_inside(self) -> bool:
+        """torch's own padding='same' (stride 1, zeros) with an even kernel: the convolution
+        operator pads the input by the difference of the sides (its conv_padding_same), inside
+        itself."""
+        return self.padding == "same" and self.padding_mode == "zeros" and all(s == 1 for s in self.strides)
+
     def scratch(self, ctx: Ctx, b: int) -> int:
-        """The padded copy, if any."""
+        """The padded copy, if any; torch's padding='same' with an even kernel pads by the sides'
+        difference inside the conv operator (an operator's workspace at inference), and keeps
+        that copy for backward."""
+        if self._same_inside():
+            return 0
         return self.padded(ctx) * b
 
     def backward_scratch(self, ctx: Ctx, b: int, grads: tuple[bool, ...]) -> int:
