@@ -326,6 +326,9 @@ CASES = [
     ("std_conv2d-same-strided", (2, 7, 7), 1, [C(type="std_conv2d", out_channels=2, kernel_size=3, stride=2,
                                                  padding="same", bias=False)],
      dict(shape=(1, 2, 4, 4), params=2 * 18, macs=2 * 16 * 18, ew=6 * 36 + 4 * 2)),  # ⌈7/2⌉ = 4
+    ("scale", (3, 4, 4), 2, [C(type="scale", factor=1.5)], dict(shape=(2, 3, 4, 4), params=0, macs=0, ew=2 * 48)),
+    ("scale-learnable-bias", (3, 4, 4), 1, [C(type="scale", learnable=True, bias=True)],
+     dict(shape=(1, 3, 4, 4), params=2, macs=0, ew=2 * 48)),  # a product and a sum per element
 ]
 
 

@@ -40,6 +40,23 @@ def pad_then_conv(self, x):
 
 
 @recorded
+class Scale(nn.Module):
+    """y = factor·x; with `learnable` a parameter `scale` of shape (1,) (initialised to factor)
+    times x, and with `bias` plus a parameter `bias` of shape (1,): timm's LearnableAffineBlock."""
+
+    def __init__(self, factor=1.0, learnable=False, bias=False):
+        super().__init__()
+        self.factor = factor
+        self.scale = nn.Parameter(torch.tensor([float(factor)])) if learnable else None
+        self.bias = nn.Parameter(torch.zeros(1)) if bias else None
+
+    def forward(self, x):
+        if self.scale is None:
+            return x * self.factor
+        return self.scale * x + self.bias if self.bias is not None else self.scale * x
+
+
+@recorded
 class StdConv2d(nn.Conv2d):
     """timm's StdConv2d and ScaledStdConv2d (attributes eps, scale, gain as timm's): the weight
     standardised per output channel in forward (F.batch_norm in training mode over each filter),

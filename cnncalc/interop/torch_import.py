@@ -17,6 +17,7 @@ import operator
 import os
 import re
 import sys
+from math import prod
 from typing import Any, Callable
 
 from cnncalc.backend.kit import Kit, kit
@@ -236,12 +237,23 @@ def _std_conv(m: Any, t: Kit) -> list[tuple[str, Any]] | None:
     return [("", REGISTRY["std_conv2d"].from_torch(m))]
 
 
+def _affine(m: Any, t: Kit) -> list[tuple[str, Any]] | None:
+    """timm's LearnableAffineBlock (HGNetV2): `self.scale * x + self.bias`, two one-element
+    parameters: a learnable `scale` with bias (its state_dict keys kept)."""
+    tensors = dict(m.named_parameters(recurse=False))
+    if set(m.state_dict()) != {"scale", "bias"} or set(tensors) != {"scale", "bias"} or list(m.children()) \
+            or any(tuple(v.shape) != (1,) for v in tensors.values()):
+        return None
+    return [("", {"type": "scale", "learnable": True, "bias": True})]
+
+
 #: class name → how a module of it is read as layers: (name suffix, spec entry or nn module)
 #: pairs, or None when this module is not the expected kind (it is then traced through)
 COMPOSITES: dict[str, Callable[[Any, Any], list[tuple[str, Any]] | None]] = {
     "BatchNormAct2d": _batchnorm_act, "Conv2dSame": _conv2d_same, "Conv2dSameExport": _conv2d_same,
     "PaddedConv1d": _padded_conv, "PaddedConv2d": _padded_conv, "PaddedConv3d": _padded_conv,
     **{name: _std_conv for name in ("StdConv2d", "ScaledStdConv2d", "StdConv2dSame", "ScaledStdConv2dSame")},
+    "LearnableAffineBlock": _affine,
 }
 
 
@@ -311,7 +323,7 @@ class _After(Exception):
 
 # ---- the trace ---------------------------------------------------------------------------------
 def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model"
-          ) -> tuple[list[Found], list[str], list[str], dict[str, tuple[str, int]]]:
+          ) -> tuple[list[Found], list[str], list[str], dict[str, tuple[str, int | None]]]:
     """The model's layers, in the order its forward pass makes them, the names of its outputs,
     notes (modules never called, renamed keys) and the state_dict keys the spec holds under
     another name (a layer scale's tensor → the layer's weight). Raises a CnnError listing every
@@ -403,13 +415,13 @@ class _Reader:
         self.output_keys: list[str] = []  # a dict output's keys, in order
         self.scope_of: dict[str, tuple[tuple[str, str], ...]] = {}  # layer → its scopes
         self.scales: dict[Any, tuple[Any, Any]] = {}  # a mul read as layer_scale → (its get_attr, the scaled tensor)
-        self.scales_axis: dict[Any, int] = {}  # … and the axis it scales: 1, or the last (channels-last)
+        self.scales_axis: dict[Any, int | None] = {}  # … and the axis it scales: 1, the last (channels-last), None: all
         self.absorbed: set[Any] = set()  # the reshapes/views of a layer scale's tensor (no layers)
-        self.scaled: list[tuple[Found, str, int]] = []  # a layer scale, its tensor's key, the axis it scales
+        self.scaled: list[tuple[Found, str, int | None]] = []  # a layer scale, its tensor's key, the axis it scales
         self.flat = all(getattr(c, "__name__", "") in CONTAINERS for n in gm.graph.nodes  # no class of its own
                         for p, c in (n.meta.get("nn_module_stack") or {}).values() if p != n.target)
 
-    def read(self) -> tuple[list[Found], list[str], list[str], dict[str, tuple[str, int]]]:
+    def read(self) -> tuple[list[Found], list[str], list[str], dict[str, tuple[str, int | None]]]:
         for n in self.gm.graph.nodes:
             try:
                 self.node(n)
@@ -433,11 +445,15 @@ class _Reader:
                                                                       p.startswith(c + ".") for c in called)
                   and any(True for _ in m.parameters(recurse=False))]
         notes = [f"left out: {p} (its parameters are never used by forward)" for p in unused]
-        keys = {key: (f.name + ".weight", axis) for f, key, axis in self.scaled}  # (names as finally written)
-        said = [f"{key} {_dims(tuple(self.model.get_parameter(key).shape))} → {f.name}.weight "
-                f"{_dims((f.shape[axis],) + (1,) * (len(f.shape) - 1 - axis))}" for f, key, axis in self.scaled]
+        keys = {key: (f.name + (".weight" if axis is not None else ".scale"), axis)  # (names as finally written)
+                for f, key, axis in self.scaled}
+        said = [f"{key} {_dims(tuple(self.model.get_parameter(key).shape))} → {keys[key][0]} "
+                f"{_dims((f.shape[axis],) + (1,) * (len(f.shape) - 1 - axis) if axis is not None else (1,))}"
+                for f, key, axis in self.scaled]
         if said:
-            notes.append(f"{len(said)} learnable scale{'s' if len(said) > 1 else ''} read as `layer_scale` layers hold "
+            kinds = " and ".join(f"`{k}`" for k in sorted({"layer_scale" if a is not None else "scale"
+                                                          for _, _, a in self.scaled}))
+            notes.append(f"{len(said)} learnable scale{'s' if len(said) > 1 else ''} read as {kinds} layers hold "
                          "the model's tensor as the layer's weight (load a checkpoint with these keys renamed, and "
                          "reshaped): " + "; ".join(said[:3]) + ("; …" if len(said) > 3 else ""))
         return self.found, self.outputs, notes, keys
@@ -575,10 +591,15 @@ class _Reader:
             gamma = self.model.get_parameter(str(attr.target))
             entry: dict[str, Any] = {"type": "layer_scale"}
             first = gamma.detach().reshape(-1)[:1]
-            if gamma.numel() and bool((gamma.detach() == first).all()) and float(first) != 1e-6:
+            if self.scales_axis[n] is None:  # one number (NFNet's skipinit_gain): a learnable scale
+                entry = {"type": "scale", "learnable": True}
+                if float(first) != 1.0:
+                    entry["factor"] = _float32(float(first))
+            elif gamma.numel() and bool((gamma.detach() == first).all()) and float(first) != 1e-6:
                 entry["init_value"] = _float32(float(first))  # a fresh model's init_value, as written
             self.add(n, self.fresh(str(attr.target)), entry, [x])
             self.scaled.append((self.found[-1], str(attr.target), self.scales_axis[n]))
+            self.in_place(n, x)
             return
         if n.op == "call_module" and refused(m := self.gm.get_submodule(n.target)):
             raise _Unsupported(f"{type(m).__name__} (module {n.target}), a weight-standardised conv")
@@ -616,6 +637,8 @@ class _Reader:
             self.summed(n)
         elif n.target is self.t.torch.stack:
             self.stacked(n)
+        elif n.target in (operator.mul, self.t.torch.mul, "mul", "mul_") and self.by_number(n):
+            return
         else:
             key = n.target if n.op == "call_function" else str(n.target)
             args, kwargs = self.arg(n.args), self.arg(n.kwargs)  # first: an op after a refused one is not listed
@@ -632,6 +655,36 @@ class _Reader:
             owner = self.owner(n)
             base = form.short or (made["type"] if isinstance(made, dict) else _op_name(n).rsplit(".", 1)[-1])
             self.add(n, self.fresh(f"{owner}.{base}" if owner else base), made, inputs)
+
+    def by_number(self, n: Any) -> bool:
+        """A tensor times a number other than 1 (`x * self.beta`, NF-ResNet; NFNet's activation gamma
+        `act(x).mul_(gamma)`): a `scale` layer; a tensor times a tensor in place (`mul_`): a mul. False
+        where the merge's own reader decides (two tensors out of place, or the number 1)."""
+        args = [self.arg(a) for a in n.args]
+        if n.kwargs or len(args) != 2:
+            return False
+        tensors = [a for a in args if isinstance(a, _T)]
+        numbers = [a for a in args if type(a) in (int, float)]
+        owner = self.owner(n)
+        if len(tensors) == 2 and n.target == "mul_":
+            self.add(n, self.fresh(f"{owner}.mul" if owner else "mul"), {"type": "mul"}, tensors)
+            self.in_place(n, args[0])
+            return True
+        if len(tensors) != 1 or len(numbers) != 1 or (numbers[0] == 1 and n.target != "mul_"):
+            return False
+        if numbers[0] == 1:
+            self.names[n] = self.names[tensors[0].node]
+            return True
+        self.add(n, self.fresh(f"{owner}.scale" if owner else "scale"), {"type": "scale", "factor": float(numbers[0])},
+                 tensors)
+        self.in_place(n, args[0])
+        return True
+
+    def in_place(self, n: Any, changed: Any) -> None:
+        """After an in-place method (`out.mul_(g)`, its result often unused), the tensor it changed
+        is its result for every op that reads it later (fx records no such edge)."""
+        if n.op == "call_method" and str(n.target).endswith("_") and isinstance(changed, _T):
+            self.names[changed.node] = self.names[n]
 
     def summed(self, n: Any) -> None:
         """`x.sum(dim=1)` (`torch.sum(x, 1)`) over an axis 1 of R ≤ 64 entries — ResNeSt's and SK-Net's
@@ -741,7 +794,7 @@ class _Reader:
         if len(u.users) != 1:
             return False
         (mul,) = u.users
-        if mul.target not in (operator.mul, self.t.torch.mul, "mul") or mul.kwargs or len(mul.args) != 2:
+        if mul.target not in (operator.mul, self.t.torch.mul, "mul", "mul_") or mul.kwargs or len(mul.args) != 2:
             return False
         other = mul.args[1] if mul.args[0] is u else mul.args[0]
         if other is u or not isinstance(other, self.t.torch.fx.Node) or "cnncalc_shape" not in other.meta:
@@ -750,7 +803,9 @@ class _Reader:
         if len(x) < 3 or len(s) > len(x) or mul.meta.get("cnncalc_shape") != x:
             return False
         full = (1,) * (len(x) - len(s)) + tuple(s)
-        if full == (1, x[1]) + (1,) * (len(x) - 2):
+        if prod(s) == 1 and (not s or mul.args[0] is other):  # one number, x · g (NFNet's out.mul_(skipinit_gain))
+            self.scales_axis[mul] = None
+        elif full == (1, x[1]) + (1,) * (len(x) - 2):
             self.scales_axis[mul] = 1  # (N, C, …): one factor per channel
         elif full == (1,) * (len(x) - 1) + (x[-1],) and len(s) == 1:
             self.scales_axis[mul] = len(x) - 1  # channels-last (N, …, C): the check sees that the layer agrees
@@ -1040,7 +1095,7 @@ def import_model(model: Any, input_shape: tuple[int, ...], name: str, header: li
 
 
 def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...], what: str,
-          prove: bool = True, keys: dict[str, tuple[str, int]] | None = None) -> list[str]:
+          prove: bool = True, keys: dict[str, tuple[str, int | None]] | None = None) -> list[str]:
     """Raise a CnnError unless the spec `text` analyses to what torch says of `model` (and, with
     `prove`, its exported module gives the model's outputs); notes on what was not compared."""
     from cnncalc.backend.build import build_model
@@ -1055,7 +1110,7 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
     report = analyse_written(text, found, what, "torch", batch=False)  # traced at batch 2
     for old, (new, axis) in (keys or {}).items():  # a scale on the last axis: the layer must find the channels there
         row = report.layer(new.rpartition(".")[0])
-        if row.layer.channel_axis(row.ctx) != axis:
+        if axis is not None and row.layer.channel_axis(row.ctx) != axis:
             raise CnnError.single(f"import: {what} cannot be written as a spec: the learnable scale self.{visible(old)} "
                                   f"multiplies axis {axis} of its input, the channels of a channels-last tensor, but "
                                   "the tensor reaches it by no permute that moves the channels there, so a "

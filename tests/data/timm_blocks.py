@@ -891,3 +891,109 @@ class StdConvs(nn.Module):
 
     def forward(self, x):
         return self.d(F.relu(self.c(self.b(F.relu(self.a(x))))))
+
+
+# ---- timm/models/hgnet.py: LearnableAffineBlock (HGNetV2), verbatim --------------------------------------
+class LearnableAffineBlock(nn.Module):
+    def __init__(self, scale_value: float = 1.0, bias_value: float = 0.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor([scale_value]), requires_grad=True)
+        self.bias = nn.Parameter(torch.tensor([bias_value]), requires_grad=True)
+
+    def forward(self, x):
+        return self.scale * x + self.bias
+
+
+class HGConvLab(nn.Module):
+    """HGNetV2's ConvBNAct with use_lab: conv, BN, ReLU, then the learnable affine."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.act = nn.ReLU()
+        self.lab = LearnableAffineBlock(scale_value=1.5, bias_value=0.25)
+
+    def forward(self, x):
+        return self.lab(self.act(self.bn(self.conv(x))))
+
+
+# ---- timm/models/nfnet.py: GammaAct and NormFreeBlock's forward (constant α, β, attn_gain; skipinit) -----
+class GammaAct(nn.Module):
+    def __init__(self, act_type='relu', gamma: float = 1.0, inplace: bool = False):
+        super().__init__()
+        self.act_fn = {'relu': F.relu, 'gelu': lambda x, inplace=False: F.gelu(x)}[act_type]  # timm: get_act_fn
+        self.gamma = gamma
+        self.inplace = inplace
+
+    def forward(self, x):
+        return self.act_fn(x, inplace=self.inplace).mul_(self.gamma)
+
+
+class NormFreeBlockLite(nn.Module):
+    """NormFreeBlock's forward as timm writes it (its convs ScaledStdConv2d; SE as the attn_last)."""
+
+    def __init__(self, c=8, alpha=0.2, beta=1.0, skipinit=True, gamma_act=True):
+        super().__init__()
+        self.alpha, self.beta, self.attn_gain = alpha, beta, 2.0
+        act = (lambda inplace=False: GammaAct('gelu', 1.7015043497085571, inplace)) if gamma_act else \
+            (lambda inplace=False: nn.ReLU(inplace))
+        self.act1, self.act2, self.act3 = act(), act(inplace=True), act()
+        self.downsample = None
+        self.conv1 = ScaledStdConv2d(c, c, 1)
+        self.conv2 = ScaledStdConv2d(c, c, 3, groups=2)
+        self.conv2b, self.attn = None, None
+        self.conv3 = ScaledStdConv2d(c, c, 1, gain_init=1. if skipinit else 0.)
+        self.attn_last = SqueezeExcite(c)
+        self.drop_path = nn.Identity()
+        self.skipinit_gain = nn.Parameter(torch.tensor(0.)) if skipinit else None
+
+    def forward(self, x):
+        out = self.act1(x) * self.beta
+
+        # shortcut branch
+        shortcut = x
+        if self.downsample is not None:
+            shortcut = self.downsample(out)
+
+        # residual branch
+        out = self.conv1(out)
+        out = self.conv2(self.act2(out))
+        if self.conv2b is not None:
+            out = self.conv2b(self.act2b(out))
+        if self.attn is not None:
+            out = self.attn_gain * self.attn(out)
+        out = self.conv3(self.act3(out))
+        if self.attn_last is not None:
+            out = self.attn_gain * self.attn_last(out)
+        out = self.drop_path(out)
+
+        if self.skipinit_gain is not None:
+            out.mul_(self.skipinit_gain)
+        out = out * self.alpha + shortcut
+        return out
+
+
+class SqueezeExcite(nn.Module):
+    """timm's SEModule (the block's attn_last): pool, 1×1 conv, ReLU, 1×1 conv, sigmoid gate."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Conv2d(c, 4, 1), nn.ReLU(inplace=True), nn.Conv2d(4, c, 1)
+
+    def forward(self, x):
+        x_se = x.mean((2, 3), keepdim=True)
+        return x * self.fc2(self.act(self.fc1(x_se))).sigmoid()
+
+
+class NFNetLite(nn.Module):
+    def __init__(self, skipinit=True, gamma_act=True):
+        super().__init__()
+        self.stem = ScaledStdConv2d(3, 8, 3, stride=2)
+        self.block = NormFreeBlockLite(skipinit=skipinit, gamma_act=gamma_act)
+        if skipinit:
+            with torch.no_grad():
+                self.block.skipinit_gain.fill_(0.75)  # trained: not its init, so the proof sees it applied
+
+    def forward(self, x):
+        return self.block(self.stem(x))

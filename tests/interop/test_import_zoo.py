@@ -464,3 +464,43 @@ def test_a_sum_kept_and_a_stack_of_one_tensor_twice():
 def test_sums_and_stacks_no_layers_write_are_refused(how, words):
     with pytest.raises(cnncalc.CnnError, match=words):
         cnncalc.spec_from_torch(T.SumOver(how), (3, 5, 5))
+
+
+# ---- one number times a tensor: NF-ResNet's α and β, NFNet's gamma and skipinit, HGNetV2's affine --------
+def test_hgnetv2_learnable_affine_is_a_learnable_scale_with_bias_keeping_its_keys():
+    model = T.HGConvLab()
+    text, report = judged(model, (3, 6, 6))
+    state_keys_survive(model, report)
+    lab = report.layer("lab")
+    assert (lab.type, lab.params, lab.weights) == ("scale", 2, {"scale": (1,), "bias": (1,)})
+    assert lab.elementwise_ops == 2 * 8 * 6 * 6  # a product and a sum per element
+
+
+@pytest.mark.parametrize("skipinit, gamma_act", [(True, True), (False, False)])
+def test_nf_blocks_constant_factors_and_skipinit_gain(skipinit, gamma_act):
+    model = T.NFNetLite(skipinit, gamma_act)
+    text, report = judged(model, (3, 12, 12))
+    scales = {r.name: r.layer for r in report.layers if r.type == "scale"}
+    constant = sorted(s.factor for s in scales.values() if not s.learnable)
+    want = ([0.2, 1.7015043497085571, 1.7015043497085571, 1.7015043497085571, 2.0] if gamma_act else [0.2, 2.0])
+    assert constant == pytest.approx(want)  # α, the activations' gamma (×3), attn_gain (β = 1 is the tensor itself)
+    learnable = [n for n, s in scales.items() if s.learnable]
+    assert learnable == (["block.skipinit_gain"] if skipinit else [])
+    if skipinit:  # the 0-d parameter, held as the layer's (1,) scale: the proof loaded it reshaped
+        assert report.layer("block.skipinit_gain").params == 1
+
+
+def test_a_tensor_times_a_number_in_place_changes_what_later_ops_read():
+    class InPlace(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            y.mul_(3.0)  # result unused: y itself is changed
+            return y + 1 * y
+
+    text, report = judged(InPlace(), (3, 4, 4))
+    # (judged: equal outputs) both operands read the scaled tensor: `y` directly, `1 * y` as an identity of it
+    assert report.layer("add").inputs == ["scale", "mul"] and report.layer("mul").inputs == ["scale"]
