@@ -150,16 +150,19 @@ class Upsample(Layer):
     (d-linear interpolation; bicubic 4^d·2 − 1); RF: j' = j/s, r' = r (nearest modes), r + j
     (linear modes) or r + 3j (bicubic: 4 taps, marked approximate: its outer weights vanish
     where a unit lands on an input pixel)."""
-    autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32"}
 
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         return "each"  # channel c of the output reads channel c of the input alone
+    autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32"}
 
     category: ClassVar[str] = "resampling"
     type: Literal["upsample"]
     torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("F.interpolate",), "interpolate", _interpolate),)
     size: Annotated[Any, WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1},
-                                                   {"type": "array", "items": {"type": "integer", "minimum": 1}}]})] = None
+                                                   {"type": "array", "items": {"type": "integer", "minimum": 1}},
+                                                   {"type": "string",
+                                                    "pattern": r"^like [A-Za-z0-9_][A-Za-z0-9_.\-]*$"}]})] = None
+    """Output spatial sizes; in a spec also `like LAYER`: that tensor's sizes (spec/expand.py)."""
     scale_factor: Annotated[Any, WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0},
                                                            {"type": "array", "items": {"type": "number"}}]})] = None
     mode: Literal["nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear"] = "nearest"

@@ -2,6 +2,7 @@
 substitution, names and defaults, every problem located at its line and column."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,9 +212,23 @@ class _Expander:
         """`${input.height}`, `${LAYER.width}`, `${LAYER.channels}` in a field or a block use's
         argument: a size of an earlier tensor (a name as `inputs:` resolves it here), read when
         the analysis reaches the layer, so the spec follows the input size. Each becomes a
-        placeholder ref__N recorded with the tensor's name; None after a located problem."""
+        placeholder ref__N recorded with the tensor's name; None after a located problem.
+        An upsample's `size: like LAYER` is ["${LAYER.height}", "${LAYER.width}"] (its spatial
+        sizes, as many as the network input has: F.interpolate(x, size=y.shape[-2:]))."""
         ok = True
         layer = raw.get("name") if isinstance(raw.get("name"), str) else None
+        like = raw.get("size") if raw.get("type") == "upsample" else None
+        if isinstance(like, str) and like.split(" ", 1)[0] == "like":  # `size: like LAYER`: its spatial sizes
+            target = like[5:].strip()
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*", target):
+                self.fail(f"size: 'like' takes one earlier layer's name (size: like skip), received {like!r}"[:200],
+                          path + ("size",), layer)
+                return None
+            axes = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}.get(len(self.header.input) - 1)
+            if axes is None:
+                self.fail("size: like: the network input has no spatial sizes", path + ("size",), layer)
+                return None
+            raw = {**raw, "size": [f"${{{target}.{a}}}" for a in axes]}
 
         def size_of(m: Any, expr: str, where: Path) -> str:
             nonlocal ok

@@ -1,7 +1,7 @@
 """Issue #28, done-when: the networks that could only be written for one input size (DeepLabV3,
 U-Net, FPN; FCN is tests/spec/test_include_example.py) written with sizes read from other
-tensors, so they are exact at every input size torch accepts: each judged at three sizes (odd
-ones included) against the torch code it follows, copied here with small channel counts —
+tensors (`${LAYER.height}`, `size: like LAYER`), so they are exact at every input size torch
+accepts: each judged at three sizes (odd ones included) against the torch code it follows, copied here with small channel counts —
 every output's shape, the parameters, buffers and FlopCounterMode's FLOPs."""
 import pytest
 
@@ -34,7 +34,7 @@ layers:
   - {block: cbr, name: aspp3, inputs: [feat], args: {c: 16, d: 6}}
   - {name: pool, type: adaptive_avgpool2d, output_size: 1, inputs: [feat]}
   - {block: cbr, name: pool_proj, args: {c: 16, k: 1}}
-  - {name: pool_up, type: upsample, size: ["${feat.height}", "${feat.width}"], mode: bilinear}
+  - {name: pool_up, type: upsample, size: like feat, mode: bilinear}
   - {name: cat, type: concat, inputs: [aspp0, aspp1, aspp2, aspp3, pool_up]}
   - {block: cbr, name: project, args: {c: 16, k: 1}}
   - {type: dropout, p: 0.5}
@@ -94,7 +94,7 @@ blocks:""" + CBR + """
     outputs: [inner, out]
     layers:
       - {name: lateral, type: conv2d, out_channels: 16, kernel_size: 1, inputs: [c]}
-      - {name: top_down, type: upsample, inputs: [top], size: ["${lateral.height}", "${lateral.width}"], mode: nearest}
+      - {name: top_down, type: upsample, inputs: [top], size: like lateral, mode: nearest}
       - {name: inner, type: add, inputs: [lateral, top_down]}
       - {name: out, type: conv2d, out_channels: 16, kernel_size: 3, padding: 1}
 layers:

@@ -110,3 +110,35 @@ def test_sweep_follows_the_sizes():
 ])
 def test_misuse_is_located(text, message, line_has):
     assert_located(text, message, line_has)
+
+
+def test_size_like_a_layer_is_its_spatial_sizes():
+    like = SEG.replace('size: ["${input.height}", "${input.width}"]', "size: like input") \
+        .replace('size: ["${c1.height}", "${c1.width}"]', "size: like c1")
+    assert like.count("size: like") == 2
+    for size in [(64, 64), (65, 97), (33, 50)]:
+        ours, theirs = (cnncalc.analyze(cnncalc.parse_spec(t), input_shape=(3, *size)) for t in (like, SEG))
+        assert [r.output_shape for r in ours.layers] == [r.output_shape for r in theirs.layers]
+        assert ours.layer("out").output_shape == (1, 5, *size) and ours.layer("aux").output_shape[2:] == \
+            ours.layer("c1").output_shape[2:]
+    one_d = "input: 2x50\nlayers:\n  - {name: a, type: conv1d, out_channels: 2, kernel_size: 3, stride: 2}\n" \
+            "  - {type: upsample, size: like input}\n"
+    assert cnncalc.analyze(cnncalc.parse_spec(one_d), input_shape=(2, 37)).layers[-1].output_shape == (1, 2, 37)
+
+
+@pytest.mark.parametrize("like,message", [
+    ("like", "size: 'like' takes one earlier layer's name (size: like skip), received 'like'"),
+    ("like c1 c2", "size: 'like' takes one earlier layer's name"),
+    ("like c9", "unknown layer 'c9'"),
+    ("like aux", "refers to itself"),
+])
+def test_size_like_misuse_is_located(like, message):
+    assert_located(SEG.replace('size: ["${c1.height}", "${c1.width}"]', f"size: {like}"), message, "name: aux")
+
+
+def test_size_like_is_in_the_json_schema(schema):
+    jsonschema = pytest.importorskip("jsonschema")
+    size = schema["$defs"]["Upsample"]["properties"]["size"]
+    jsonschema.validate("like skip", size)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate("alike skip", size)
