@@ -841,10 +841,47 @@ class _Reader:
             if not suffix:
                 self.calls[n.target] = name
             if isinstance(made, self.t.nn.Module) and layer_class(made) is None:
-                raise _Unsupported(f"{type(made).__module__}.{type(made).__name__} (module {n.target}{suffix}, "
-                                   f"inside {type(m).__name__})")
+                made = self.one_op(made, x)
+                if made is None:
+                    sub = getattr(m, suffix.lstrip("_"), None)
+                    raise _Unsupported(f"{type(sub).__module__}.{type(sub).__name__} (module {n.target}{suffix}, "
+                                       f"inside {type(m).__name__})")
             self.add(n, name, made, [x])  # each part keeps the shape: norm, dropout, activation, conv last
             x = _T(n)  # the next part reads this one (add named n after it)
+
+    def one_op(self, m: Any, x: Any) -> dict[str, Any] | None:
+        """A module with no tensors or children whose forward is one functional op on its input
+        with constant arguments (timm's GELU: `F.gelu(input)`): that op's layer entry; else None."""
+        fx = self.t.torch.fx
+        if any(True for _ in m.parameters()) or any(True for _ in m.buffers()) or any(True for _ in m.children()):
+            return None
+        try:
+            g = fx.Tracer().trace(m)
+        except Exception:  # noqa: BLE001 - not traceable alone: no single op
+            return None
+        nodes = list(g.nodes)
+        ops = [v for v in nodes if v.op not in ("placeholder", "output")]
+        places = [v for v in nodes if v.op == "placeholder"]
+        if len(ops) != 1 or len(places) != 1 or ops[0].op not in ("call_function", "call_method"):
+            return None
+        op = ops[0]
+        if not op.args or op.args[0] is not places[0] or _nodes(op.args[1:]) or _nodes(list(op.kwargs.values())) \
+                or list(op.users) != [nodes[-1]] or nodes[-1].args[0] is not op:
+            return None
+        key = op.target
+        form = self.funcs.get(key) if _hashable(key) else None
+        if form is None:
+            return None
+        try:
+            made, _ = form.read(TorchCall(self.t, x.shape, op.target), x, *op.args[1:], **op.kwargs)
+        except (TypeError, _Unsupported):
+            return None
+        if made is None:
+            return {"type": "identity"}  # the op leaves its input as it is, as far as the numbers go
+        if isinstance(made, self.t.nn.Module):
+            cls = layer_class(made)
+            return cls.from_torch(made) if cls is not None else None
+        return made if isinstance(made, dict) else None
 
     def index(self, n: Any) -> None:
         """x[...] with constant slices: the identity, or one `narrow` along the channels."""

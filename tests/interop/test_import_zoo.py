@@ -504,3 +504,13 @@ def test_a_tensor_times_a_number_in_place_changes_what_later_ops_read():
     text, report = judged(InPlace(), (3, 4, 4))
     # (judged: equal outputs) both operands read the scaled tensor: `y` directly, `1 * y` as an identity of it
     assert report.layer("add").inputs == ["scale", "mul"] and report.layer("mul").inputs == ["scale"]
+
+
+# ---- an activation module of one functional op inside BatchNormAct2d (efficientformerv2: timm's GELU) ----
+@pytest.mark.parametrize("act, approximate", [(T.GELU, "none"), (T.GELUTanh, "tanh")])
+def test_batchnorm_act_with_timms_gelu_is_a_batch_norm_then_gelu(act, approximate):
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), T.BatchNormAct2d(4, act_layer=act))
+    text, report = judged(model, (3, 6, 6))
+    state_keys_survive(model, report)
+    gelu = report.layer("1_act")
+    assert gelu.type == "gelu" and gelu.layer.approximate == approximate
