@@ -117,3 +117,14 @@ def test_lists_are_in_the_json_schema(schema):
     jsonschema.validate({"inputs": ["x", "features*"], "layers": [{"type": "relu"}]}, {**block, "$defs": schema["$defs"]})
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"inputs": ["feat**"], "layers": [{"type": "relu"}]}, {**block, "$defs": schema["$defs"]})
+
+
+def test_a_use_takes_a_whole_list_with_name_star():
+    # db's list (stem and db.0 … db.3) handed on to a second dense run, which grows it further
+    text = DENSE.replace("  - {name: pool,", "  - {block: dense_layer, name: more, repeat: 2, inputs: [db*]}\n"
+                         "  - {name: more.cat, type: concat, inputs: [more*]}\n  - {name: pool,", 1)
+    report = analyze_text(text)
+    db = ["stem", "db.0.conv", "db.1.conv", "db.2.conv", "db.3.conv"]
+    assert list(report.layer("more.0.cat").inputs) == db
+    assert list(report.layer("more.cat").inputs) == db + ["more.0.conv", "more.1.conv"]
+    assert report.layer("more.cat").output_shape == (1, 8 + 6 * 4, 16, 16)  # by hand: stem's 8 and six growths of 4
