@@ -329,6 +329,11 @@ CASES = [
     ("scale", (3, 4, 4), 2, [C(type="scale", factor=1.5)], dict(shape=(2, 3, 4, 4), params=0, macs=0, ew=2 * 48)),
     ("scale-learnable-bias", (3, 4, 4), 1, [C(type="scale", learnable=True, bias=True)],
      dict(shape=(1, 3, 4, 4), params=2, macs=0, ew=2 * 48)),  # a product and a sum per element
+    # blur_pool2d: P = ⌊(1 + 2)/2⌋ = 1; H' = ⌊(9 + 2 − 3)/2⌋ + 1 = 5; the 3×3 filter per channel a buffer
+    ("blur_pool2d", (4, 9, 9), 2, [C(type="blur_pool2d")],
+     dict(shape=(2, 4, 5, 5), params=0, buffers=4 * 9, macs=2 * 4 * 25 * 9, ew=0)),
+    ("blur_pool2d-5-constant", (2, 8, 8), 1, [C(type="blur_pool2d", filt_size=5, pad_mode="constant")],
+     dict(shape=(1, 2, 4, 4), params=0, buffers=2 * 25, macs=2 * 16 * 25, ew=0)),  # P = 2: ⌊(8 + 4 − 5)/2⌋ + 1 = 4
 ]
 
 

@@ -40,6 +40,27 @@ def pad_then_conv(self, x):
 
 
 @recorded
+class BlurPool2d(nn.Module):
+    """timm's BlurPool2d (same arguments, attributes and forward): pad (pad_mode), then a fixed
+    depthwise binomial filter `filt` (a buffer kept out of the state_dict) at the stride."""
+
+    def __init__(self, channels, filt_size=3, stride=2, pad_mode="reflect"):
+        super().__init__()
+        self.channels, self.filt_size, self.stride, self.pad_mode = channels, filt_size, stride, pad_mode
+        self.padding = [((stride - 1) + (filt_size - 1)) // 2] * 4
+        row = [1]
+        for _ in range(filt_size - 1):  # binomial coefficients C(filt_size - 1, k)
+            row = [a + b for a, b in zip([0] + row, row + [0])]
+        coeffs = torch.tensor(row, dtype=torch.float32) / 2 ** (filt_size - 1)
+        self.register_buffer("filt", (coeffs[:, None] * coeffs[None, :])[None, None, :, :].repeat(channels, 1, 1, 1),
+                             persistent=False)
+
+    def forward(self, x):
+        x = F.pad(x, self.padding, mode=self.pad_mode)
+        return F.conv2d(x, self.get_buffer("filt"), stride=self.stride, groups=self.channels)
+
+
+@recorded
 class Scale(nn.Module):
     """y = factor·x; with `learnable` a parameter `scale` of shape (1,) (initialised to factor)
     times x, and with `bias` plus a parameter `bias` of shape (1,): timm's LearnableAffineBlock."""

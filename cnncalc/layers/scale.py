@@ -41,15 +41,24 @@ class Scale(Layer):
     def elementwise(self, ctx: Ctx) -> int:
         return prod(ctx.out) * (2 if self.bias else 1)
 
+    @property
+    def autocast(self) -> str:  # type: ignore[override]
+        """x · a float32 parameter is float32; x · a Python number keeps x's dtype."""
+        return "float" if self.learnable else "same"
+
     def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.Scale(self.factor, self.learnable, self.bias)
+
+    def scratch(self, ctx: Ctx, b: int) -> int:
+        """scale·x, before the bias is added to it."""
+        return prod(ctx.out) * b if self.learnable and self.bias else 0
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
         """x·a keeps x for a learnable factor's gradient (a constant's needs nothing)."""
         return Saved(inputs=(0,) if self.learnable and self.trainable else ())
 
     def backward_scratch(self, ctx: Ctx, b: int, grads: tuple[bool, ...]) -> int:
-        """A learnable factor's (and bias's) gradient is summed from a full-size product."""
+        """A learnable factor's gradient is summed from a full-size product grad·x."""
         return prod(ctx.out) * b if self.learnable and self.trainable else 0
 
     @classmethod

@@ -63,9 +63,10 @@ class StdConv2d(Conv2d):
 
     def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
         w = self.out_channels * self.fan_in(ctx)
-        extra = " + W + C_out (the scaling)" if self.scaled else ""
-        return [*super().explain(ctx), ("standardisation (element-wise)", f"6·W + 4·C_out{extra}, W = {w}",
-                                        6 * w + 4 * self.out_channels + (w + self.out_channels if self.scaled else 0))]
+        c = self.out_channels
+        expr = f"6·{w} + 4·{c}" + (f" + {w} + {c}" if self.scaled else "")  # 6·W + 4·C_out (+ W + C_out scaled), W = C_out·fan_in
+        return [*super().explain(ctx), ("standardisation (element-wise)", expr,
+                                        6 * w + 4 * c + (w + c if self.scaled else 0))]
 
     def build(self, ctx: Ctx, t: Kit) -> Any:
         pads = self.pads(ctx)

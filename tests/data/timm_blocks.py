@@ -1018,3 +1018,57 @@ class GELUTanh(nn.Module):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return F.gelu(input, approximate='tanh')
+
+
+# ---- timm/layers/blur_pool.py: BlurPool2d (TResNet's anti-aliasing), verbatim less device/dtype ----------
+class BlurPool2d(nn.Module):
+    def __init__(self, channels=None, filt_size: int = 3, stride: int = 2, pad_mode: str = 'reflect') -> None:
+        super().__init__()
+        assert filt_size > 1
+        self.channels = channels
+        self.filt_size = filt_size
+        self.stride = stride
+        self.pad_mode = pad_mode
+        self.padding = [get_padding(filt_size, stride, dilation=1)] * 4
+
+        # Register empty buffer with correct shape
+        filt_shape = (channels or 1, 1, filt_size, filt_size)
+        self.register_buffer('filt', torch.empty(filt_shape), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self._init_buffers()
+
+    def _init_buffers(self) -> None:
+        coeffs = torch.tensor(
+            [math.comb(self.filt_size - 1, k) for k in range(self.filt_size)],
+            device='cpu',
+            dtype=torch.float32,
+        ) / (2 ** (self.filt_size - 1))  # normalise so coefficients sum to 1
+        blur_filter = (coeffs[:, None] * coeffs[None, :])[None, None, :, :]
+        if self.channels is not None:
+            blur_filter = blur_filter.repeat(self.channels, 1, 1, 1)
+        self.filt.copy_(blur_filter)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, self.padding, mode=self.pad_mode)
+        if self.channels is None:
+            channels = x.shape[1]
+            weight = self.filt.expand(channels, 1, self.filt_size, self.filt_size)
+        else:
+            channels = self.channels
+            weight = self.filt
+        return F.conv2d(x, weight, stride=self.stride, groups=channels)
+
+
+class TResNetAA(nn.Module):
+    """TResNet's anti-aliased stride: a 3×3 conv, then BlurPool2d (filt 3 and 5, stride 2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.aa = BlurPool2d(8, filt_size=3, stride=2)
+        self.aa5 = BlurPool2d(8, filt_size=5, stride=2, pad_mode='constant')
+
+    def forward(self, x):
+        return self.aa5(self.aa(self.conv(x)))

@@ -514,3 +514,15 @@ def test_batchnorm_act_with_timms_gelu_is_a_batch_norm_then_gelu(act, approximat
     state_keys_survive(model, report)
     gelu = report.layer("1_act")
     assert gelu.type == "gelu" and gelu.layer.approximate == approximate
+
+
+# ---- TResNet's BlurPool2d: a fixed binomial filter held as a buffer ------------------------------------
+def test_blur_pool_is_blur_pool2d_with_its_filter_as_a_buffer():
+    model = T.TResNetAA()
+    text, report = judged(model, (3, 13, 13))  # params, buffers (8·9 + 8·25) and FLOPs as torch counts them
+    aa, aa5 = report.layer("aa"), report.layer("aa5")
+    # ⌊(13 + 2·1 − 3)/2⌋ + 1 = 7; then ⌊(7 + 2·2 − 5)/2⌋ + 1 = 4
+    assert (aa.output_shape, aa5.output_shape) == ((1, 8, 7, 7), (1, 8, 4, 4))
+    assert (aa.params, aa.buffers, aa.macs) == (0, 8 * 9, 8 * 49 * 9)
+    assert aa5.layer.pad_mode == "constant" and aa5.buffers == 8 * 25
+    assert report.layer("aa").layer.coefficients(5) == [1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16]
