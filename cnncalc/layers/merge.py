@@ -180,7 +180,9 @@ class Sub(_Merge):
     broadcasting like add (FastViT's RepMixer: mixer(x) − norm(x)). No params; element-wise ops =
     1 per output element; RF: the union of the inputs' windows (a broadcast branch makes it the
     whole input). Nothing is saved for backward; the first input's gradient is the output's,
-    the second's is a new, negated tensor."""
+    the second's a new, negated tensor: counted as two new gradients (one layer passes its
+    gradient to all its inputs or to none), which the training step measures exactly when both
+    need one, and over by one tensor where only the first does (x − the network input)."""
 
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         return "each"  # channel c of the output reads channel c of the input alone

@@ -309,7 +309,8 @@ class GlobalResponseNorm(Layer):
     sample (the mean's division and + eps). RF: every unit reads the whole input (the norms
     read all positions, their mean all channels). Memory: the forward call makes G, N and γ·N
     + 1 (3·N·C elements) besides the output; autograd keeps the input, G, the mean plus eps
-    (N), γN + 1 (N·C) and, for γ's gradient, N."""
+    (N), γN + 1 (N·C) and, for γ's gradient, N; its backward makes one or two input-sized
+    temporaries."""
 
     category: ClassVar[str] = "normalization"
     type: Literal["grn"]
@@ -360,6 +361,13 @@ class GlobalResponseNorm(Layer):
         if grads[0]:
             return Saved(inputs=(0,), extra=2 * n * c + n + (n * c if self.trainable else 0))
         return Saved(inputs=(0,), extra=n * c) if self.trainable else Saved()
+
+    def backward_scratch(self, ctx: Ctx, b: int, grads: tuple[bool, ...]) -> int:
+        """The product's backward makes grad·(the other factor), then times addcmul's value: two
+        input-sized steps, one of which is the input's gradient where it needs one (measured
+        with torch's training step, input needing a gradient or not)."""
+        x = prod(ctx.x) * b
+        return x if grads[0] else 2 * x if self.trainable else 0
 
     def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.GlobalResponseNorm(self.channels(ctx), self.eps, self.channels_last)

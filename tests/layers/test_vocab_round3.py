@@ -182,15 +182,24 @@ def test_grn_refuses_what_is_not_2d():
         analyze_text("input: 4x10\nlayers:\n  - {type: grn}\n")
 
 
+GRN_NETS = {
+    "both-layouts": "input: 8x12x12\nbatch: 4\nlayers:\n  - {type: conv2d, out_channels: 16, kernel_size: 1}\n"
+                    "  - {type: grn}\n  - {type: permute, dims: [0, 2, 3, 1]}\n  - {type: grn, channels_last: true}\n"
+                    "  - {type: permute, dims: [0, 3, 1, 2]}\n  - {type: conv2d, out_channels: 8, kernel_size: 1}\n",
+    "frozen": "input: 4x16x16\nbatch: 2\nlayers:\n  - {type: conv2d, out_channels: 8, kernel_size: 3, padding: 1}\n"
+              "  - {type: grn, trainable: false}\n  - {type: conv2d, out_channels: 4, kernel_size: 1}\n",
+    "on-the-input": "input: 8x16x16\nbatch: 2\nlayers:\n  - {type: grn}\n  - {type: conv2d, out_channels: 4, kernel_size: 1}\n",
+}
+
+
 @pytest.mark.slow
-def test_grn_training_memory_agrees_with_torch():
+@pytest.mark.parametrize("name", list(GRN_NETS))
+def test_grn_training_memory_agrees_with_torch(name):
     from cnncalc import backend as tb
 
-    spec = ("input: 8x12x12\nbatch: 4\nlayers:\n  - {type: conv2d, out_channels: 16, kernel_size: 1}\n"
-            "  - {type: grn}\n  - {type: permute, dims: [0, 2, 3, 1]}\n  - {type: grn, channels_last: true}\n"
-            "  - {type: permute, dims: [0, 3, 1, 2]}\n  - {type: conv2d, out_channels: 8, kernel_size: 1}\n")
-    result = tb.verify_report(analyze_text(spec), tb.VerifyOptions(device="cpu", repeat=1, warmup=0))
+    result = tb.verify_report(analyze_text(GRN_NETS[name]), tb.VerifyOptions(device="cpu", repeat=1, warmup=0))
     assert result.ok and result.mismatches == [] and result.memory["judged"]
+    assert result.memory["training"]["ratio"] == pytest.approx(1, abs=0.01)
 
 
 # ---- clamp, rrelu, lppool3d ---------------------------------------------------------------------------
