@@ -71,6 +71,20 @@ def _onnx_pool(node: OnnxNode, kind: str) -> tuple[dict[str, Any], dict[str, Any
     return lean(entry), {}
 
 
+def _onnx_lppool(node: OnnxNode) -> tuple[dict[str, Any], dict[str, Any]]:
+    """LpPool with an even p (there (Σ|x|^p)^(1/p) is torch's (Σ x^p)^(1/p)), no padding or dilation."""
+    a, dims = node.a, node.dims
+    p = int(a.get("p", 2))
+    if p <= 0 or p % 2 or any(int(v) for v in a.get("pads", [])) or any(int(v) != 1 for v in a.get("dilations", [])):
+        raise Unsupported("LpPool with an odd p, padding or dilation (torch's LPPool reads x^p, not |x|^p)")
+    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
+        raise Unsupported("LpPool with auto_pad")
+    if dims not in (1, 2, 3):
+        raise Malformed(f"LpPool of a {dims + 2}-D tensor")
+    return lean({"type": f"lppool{dims}d", "norm_type": float(p), "kernel_size": one(list(a["kernel_shape"])),
+                 "stride": one(a.get("strides", [1] * dims)), "ceil_mode": bool(a.get("ceil_mode", 0))}), {}
+
+
 def _onnx_mean(node: OnnxNode) -> tuple[dict[str, Any], dict[str, Any]]:
     """ReduceMean over all the spatial axes (axes an attribute, or from opset 18 a constant input)."""
     a, rank = node.a, len(node.x)
@@ -208,6 +222,7 @@ class LPPoolNd(PoolNd):
     padding: Annotated[Any, WithJsonSchema({"const": 0})] = 0
     torch_functions: ClassVar[tuple[TorchForm, ...]] = tuple(
         TorchForm((f"F.lp_pool{d}d",), f"lp_pool{d}d", _lp_pool(f"LPPool{d}d")) for d in (1, 2, 3))
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("LpPool",), _onnx_lppool),)
 
     @field_validator("padding", mode="before")
     @classmethod

@@ -367,3 +367,19 @@ def test_col2im_imports_from_onnx_as_fold(tmp_path):
     _, report = onnx_import(tmp_path, [node], (1, 4, 6), shapes, opset=18)
     row = report.layers[0]
     assert (row.type, row.output_shape, row.layer.kernel_size, row.layer.stride) == ("fold", (1, 2, 5, 7), (1, 2), (2, 3))
+
+
+def test_lppool_imports_from_onnx_where_p_is_even(tmp_path):
+    """ONNX's LpPool is (Σ|x|^p)^(1/p), torch's LPPool (Σ x^p)^(1/p): the same for an even p (the
+    importer's proof runs onnx's reference evaluator against torch); an odd p is refused."""
+    from onnx import helper as h
+
+    _, report = onnx_import(tmp_path, [h.make_node("LpPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 1])],
+                            (1, 3, 6, 6))
+    row = report.layers[0]
+    assert (row.type, row.output_shape, row.layer.norm_type, row.layer.stride) == ("lppool2d", (1, 3, 3, 5), 2.0, (2, 1))
+    _, report = onnx_import(tmp_path, [h.make_node("LpPool", ["x"], ["y"], kernel_shape=[2, 2, 3], p=4)],
+                            (1, 2, 4, 4, 6))
+    assert [(r.type, r.output_shape, r.layer.norm_type) for r in report.layers] == [("lppool3d", (1, 2, 3, 3, 4), 4.0)]
+    with pytest.raises(cnncalc.CnnError, match="LpPool with an odd p"):
+        onnx_import(tmp_path, [h.make_node("LpPool", ["x"], ["y"], kernel_shape=[2, 2], p=3)], (1, 3, 6, 6))
