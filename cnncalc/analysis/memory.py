@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from math import prod
 from typing import TYPE_CHECKING, NamedTuple
 
-from cnncalc.analysis.strides import reshape_copies
+from cnncalc.analysis.strides import permuted_grad_copies, reshape_copies
+from cnncalc.layers.base import Saved
 
 if TYPE_CHECKING:
     from cnncalc.analysis.report import LayerReport
@@ -95,6 +96,14 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
     alive, with its temporaries; each tensor is freed after its last consumer. The pools are
     plain dicts here (no call per allocation: this is the analysis' innermost loop, #30)."""
     last, pending = _drops(rows, outputs)
+    dead: set[str] = set()  # layers whose output reaches no output: autograd frees their graph with it
+    if training and len(last) <= len(rows):  # (some row's output is never read)
+        live = set(outputs)
+        for r in reversed(rows):
+            if r.name in live:
+                live.update(r.inputs)
+            else:
+                dead.add(r.name)
     # inference pool: storage → bytes, storage → references; tensor → its storage
     isize, irefs, iroot = {"input": input_bytes}, {"input": 1}, {"input": "input"}
     itotal = ipeak = input_bytes
@@ -105,10 +114,16 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
     held: dict[int, tuple[list[str], int]] = {}
     needs: dict[str, tuple[bool, ...]] = {}
     views: set[str] = set()  # outputs of view layers (narrow, transpose, permute, …)
-    onview: dict[int, int] = {}  # row index of an in-place layer on a view → its base's bytes
+    onview: dict[int, int] = {}  # row index → bytes its backward makes beyond the layer's rules
+    linears: dict[str, int] = {}  # linear layers' outputs → row index
     for r in rows:
         name, inputs, layer, index = r.name, r.inputs, r.layer, r.index
         scratch = layer.scratch(r.ctx, b)
+        folded = 0  # a linear on a permuted map: matmul folds it to 2-D with a copy (reshape)
+        if r.type == "linear" and not r.ctx.natural(0):  # inside the operator unless kept
+            x = r.ctx.ins[0]
+            if reshape_copies(r.ctx, (prod(x[:-1]), x[-1])):
+                folded = prod(x) * b
         dropped = pending.get(index)
         unused = name not in last  # never used: freed at once
         if inference:  # -- the inference pass
@@ -146,13 +161,20 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
         g = r.trainable_params > 0 or (r.shared_with is not None and layer.trainable) or any(gin)
         grad[name] = g
         needs[name] = gin
+        if r.type == "linear":
+            linears[name] = index
         if layer.aliases(True) and not (r.type == "flatten" and reshape_copies(r.ctx)):
             key = froot[name] = froot[inputs[0]]
             frefs[key] += 1
             if layer.category == "reshape" and r.type != "identity":  # a view of its input
                 views.add(name)
+                if inputs[0] in linears and r.type in ("permute", "transpose") and not needs[inputs[0]][0]:
+                    x = r.ctx.x  # the gradient of a linear (on an input that needs none) arrives permuted:
+                    if permuted_grad_copies(x, layer.order(len(x))):  # type: ignore[attr-defined]
+                        li = linears[inputs[0]]  # its matmul folds a copy of it (measured: not so when
+                        onview[li] = onview.get(li, 0) + r.activation_bytes  # the input needs one)
             elif inputs[0] in views and getattr(layer, "inplace", False):  # in place on a view:
-                onview[index] = fsize[key]                                # autograd rebases its base
+                onview[index] = 2 * fsize[key]  # autograd rebases its base: base-sized gradient and clone
         else:
             key = froot[name] = name
             nbytes = r.activation_bytes
@@ -160,8 +182,10 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
             frefs[name] = 1
             ftotal += nbytes
         extra = 0
-        if g:
+        if g and not (dead and name in dead):
             s = layer.saved(r.ctx, gin)
+            if folded and s.inputs:  # mm keeps the folded copy, not the input, for the weight's gradient
+                s = Saved(extra_bytes=folded)
             keys = [froot[inputs[i]] for i in s.inputs]
             if s.output:
                 keys.append(key)
@@ -253,7 +277,9 @@ class _Forward(NamedTuple):
     saved: int
     """what autograd holds at its end"""
     onview: dict[int, int]
-    """row index of an in-place layer on a view → the bytes of the view's base"""
+    """row index → bytes its backward makes beyond its layer's rules: an in-place layer on a
+    view (the base-sized gradient and its clone), a linear whose gradient arrives permuted (the
+    folded copy)"""
 
 
 def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward) -> tuple[int, int]:
@@ -264,7 +290,10 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
     sums the two into a new tensor (the engine's InputBuffer cannot add in place into a
     gradient another reference holds). An in-place layer on a view (relu_ after narrow or
     transpose) rebases the view's base (derivatives.yaml: copy_ and the view's backward): its
-    backward makes the base-sized gradient of the view and a clone of it. Returns its peak
+    backward makes the base-sized gradient of the view and a clone of it. A linear whose
+    output a permute or transpose reads (a channels-last sub-graph) gets its gradient permuted:
+    when its input needs no gradient, matmul folds a copy of it to 2-D (measured; with the
+    input's gradient torch takes another path, which copies nothing more). Returns its peak
     (-1 when nothing runs) and the bytes of the weights' gradients, which the step still holds."""
     pool, held, grad, needs, onview = fw.pool, fw.held, fw.grad, fw.needs, fw.onview
     size = {r.name: r.activation_bytes for r in rows}
@@ -320,8 +349,8 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
                 grefs[k] = 1
                 gtotal += size[n]
         now = pool.total + gtotal + weight_grads + accumulating + layer.backward_scratch(r.ctx, b, needs[name])
-        if onview and r.index in onview:  # the base's CopySlices node: the view's gradient made
-            now += 2 * onview[r.index]    # base-sized, and its clone, before the base's is passed on
+        if onview and r.index in onview:  # see _Forward.onview
+            now += onview[r.index]
         if now > peak:
             peak = now
         if r.index in held:

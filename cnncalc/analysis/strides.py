@@ -14,6 +14,7 @@ refuses."""
 from __future__ import annotations
 
 from functools import lru_cache
+from math import prod
 
 from cnncalc.errors import LayerError
 from cnncalc.layers.base import Ctx, Layer, Shape
@@ -141,10 +142,11 @@ def through(layer: Layer, shapes: list[Shape], out: Shape, ins: list[Strides | N
     return None
 
 
-def reshape_copies(ctx: Ctx) -> bool:
-    """Whether torch's reshape (flatten is one) copies its input rather than viewing it: the
-    input's order is a permutation (ctx.layouts, from a permute or transpose of a contiguous
-    tensor) whose strides no view of the output's shape can follow (computeStride fails)."""
+def reshape_copies(ctx: Ctx, shape: Shape | None = None) -> bool:
+    """Whether torch's reshape (flatten is one) copies its input rather than viewing it as
+    `shape` (default: the output's): the input's order is a permutation (ctx.layouts, from a
+    permute or transpose of a contiguous tensor) whose strides no view of that shape can follow
+    (computeStride fails)."""
     if ctx.natural(0):
         return False
     x, order = ctx.x, ctx.layouts[0]
@@ -152,4 +154,16 @@ def reshape_copies(ctx: Ctx) -> bool:
     for axis, held in enumerate(order):
         natural[held] = x[axis]
     base = contiguous(tuple(natural))
-    return view_strides(x, tuple(base[held] for held in order), ctx.out) is None
+    return view_strides(x, tuple(base[held] for held in order), shape or ctx.out) is None
+
+
+def permuted_grad_copies(out: Shape, order: tuple[int, ...]) -> bool:
+    """Whether a linear whose (N, …, features) output `out` a permute or transpose (`order`)
+    reads gets a gradient its matmul must copy to fold to 2-D: the gradient arrives contiguous
+    in the permuted order (from the layer after it), and no view folds its leading axes."""
+    permuted = tuple(out[d] for d in order)
+    base = contiguous(permuted)
+    strides = [0] * len(out)
+    for a, d in enumerate(order):
+        strides[d] = base[a]
+    return view_strides(out, tuple(strides), (prod(out[:-1]), out[-1])) is None

@@ -62,6 +62,8 @@ def _graph_class(t: Kit) -> Any:
                 for n in ins:
                     if self.last.get(n, -1) <= i:
                         values.pop(n, None)
+                if name not in self.last:  # never read (a chunk's unused piece): dropped at once
+                    values.pop(name, None)
             outs = [values[n] for n in self.outputs]
             return outs[0] if len(outs) == 1 else tuple(outs)
 

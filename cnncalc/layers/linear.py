@@ -77,7 +77,10 @@ class Linear(Layer):
         return t.nn.Linear(ctx.x[-1], self.out_features, self.bias)
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
-        """Autograd keeps the input for the weight's gradient."""
+        """Autograd keeps the input for the weight's gradient. On a permuted map (channels-last
+        after a permute or transpose) whose leading axes no view can fold into one, torch's
+        matmul folds a copy (reshape) and keeps that copy instead; frozen, the copy lives only
+        inside the operator (the memory walk applies this, from analysis/strides.py)."""
         return Saved(inputs=(0,)) if self.trainable else Saved()
 
     def probe(self, ctx: Ctx, t: Kit) -> Any:

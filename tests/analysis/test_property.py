@@ -40,14 +40,16 @@ def networks(draw):
     transposed convs (output_padding, dilation), resizes (float scales, every mode), explicit
     pads (cropping too), branches merged by add, mul or concat, and what backward formulas
     allocate (#27): broadcast gates, one tensor read twice by a merge, merges of 3 or 4 inputs,
-    prelu, circular pads, lppool."""
+    prelu, circular pads, lppool, padding: same (even kernels), in-place activations on views,
+    chunk/split pieces concatenated back, and channels-last linears and flattens."""
     d = draw(st.sampled_from([1, 2, 2, 2, 3]))
     c = draw(st.integers(1, 4))
     size = draw(st.integers(6, 20 if d < 3 else 9))
     layers = []
     for i in range(draw(st.integers(1, 6))):
         kind = draw(st.sampled_from(["conv", "conv", "pool", "act", "norm", "tconv", "branch", "skew", "up",
-                                     "drop", "pad", "gate", "twice", "three", "prelu", "circular", "lppool"]))
+                                     "drop", "pad", "gate", "twice", "three", "prelu", "circular", "lppool", "same",
+                                     "view-inplace", "pieces", "channels-last"]))
         name = f"l{i}"
         prev = layers[-1]["name"] if layers else "input"
         if kind == "conv":
@@ -125,6 +127,51 @@ def networks(draw):
                                stride=draw(st.integers(1, 3)), ceil_mode=draw(st.booleans())))
         elif kind == "lppool":
             layers.append(dict(name=name, type="relu"))
+        elif kind == "same":  # torch's padding='same' with even or odd kernels (the even ones pad inside the op)
+            layers.append(dict(name=name, type=f"conv{d}d", out_channels=2 * draw(st.integers(1, 3)), padding="same",
+                               kernel_size=[draw(st.integers(1, 4)) for _ in range(d)],
+                               dilation=draw(st.integers(1, 3)), trainable=draw(st.sampled_from([True, True, False]))))
+        elif kind == "view-inplace":  # an in-place activation on a view of a computed map
+            layers.append(dict(name=f"{name}c", type=f"conv{d}d", inputs=[prev], out_channels=4, kernel_size=1))
+            view = draw(st.sampled_from(["narrow", "transpose", "chunk"]))
+            if view == "narrow":
+                layers.append(dict(name=f"{name}v", type="narrow", start=draw(st.integers(0, 2)),
+                                   length=draw(st.integers(1, 2))))
+            elif view == "chunk":
+                layers.append(dict(name=f"{name}v", type="chunk", chunks=2))
+            else:
+                layers.append(dict(name=f"{name}v", type="transpose", dim0=2, dim1=1 + d))
+            act = draw(st.sampled_from(sorted(INPLACE)))
+            layers.append(dict(name=f"{name}a", type=act, inplace=True))
+            if view == "transpose":  # back to (N, C, …) order
+                layers.append(dict(name=f"{name}t", type="transpose", dim0=2, dim1=1 + d))
+            layers.append(dict(name=name, type=f"conv{d}d", out_channels=2, kernel_size=1))
+        elif kind == "pieces":  # chunk / split into pieces, some used, concatenated back in any order
+            layers.append(dict(name=f"{name}c", type=f"conv{d}d", inputs=[prev], out_channels=6, kernel_size=1))
+            if draw(st.booleans()):
+                layers.append(dict(name=f"{name}s", type="chunk", chunks=draw(st.sampled_from([2, 3])), inputs=[f"{name}c"]))
+                count = layers[-1]["chunks"]
+            else:
+                layers.append(dict(name=f"{name}s", type="split", sizes=draw(st.sampled_from([[1, 5], [2, 2, 2], [3, 3]])),
+                                   inputs=[f"{name}c"]))
+                count = len(layers[-1]["sizes"])
+            pieces = [f"{name}s.{j}" for j in range(count)]
+            if draw(st.booleans()):
+                layers.append(dict(name=f"{name}p", type=f"conv{d}d", inputs=[pieces[0]], out_channels=2, kernel_size=1))
+                pieces[0] = f"{name}p"
+            used = draw(st.lists(st.sampled_from(pieces), min_size=1, max_size=4))
+            layers.append(dict(name=name, type="concat", inputs=used) if len(used) > 1 else
+                          dict(name=name, type="relu", inputs=used))
+        elif kind == "channels-last":  # permute to channels-last, linear or flatten, back
+            layers.append(dict(name=f"{name}p", type="permute", inputs=[prev], dims=[0, *range(2, d + 2), 1]))
+            if draw(st.booleans()):
+                layers.append(dict(name=f"{name}l", type="linear", out_features=draw(st.integers(1, 4)),
+                                   trainable=draw(st.sampled_from([True, True, False]))))
+                layers.append(dict(name=name, type="permute", dims=[0, d + 1, *range(1, d + 1)]))
+            else:  # flatten of the permuted map: reshape copies; the end of the network
+                layers.append(dict(name=name, type="flatten", start_dim=draw(st.integers(1, d))))
+                layers.append(dict(name=f"{name}z", type="linear", out_features=3))
+                break
         else:  # a parallel 1×1 / 3×3 pair merged by add or concat
             prev = layers[-1]["name"] if layers else "input"
             layers.append(dict(name=f"{name}a", type=f"conv{d}d", inputs=[prev], out_channels=4, kernel_size=1))
