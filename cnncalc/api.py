@@ -19,7 +19,8 @@ ACCEPTS = ("a cnncalc.Network, a spec path (str or os.PathLike), YAML text, "
 
 def summary(x: Any, input_size: Sequence[int] | None = None, batch: int | None = None, dtype: str | None = None,
             depth: int | None = None, columns: str | Sequence[str] | None = None,
-            optimizer: str | None = None, *, amp: str | None = None, amp_device: str = "cuda") -> Report:
+            optimizer: str | None = None, *, amp: str | None = None, amp_device: str = "cuda",
+            checkpoint: str | Sequence[str] | None = None) -> Report:
     """The report of a network, printed as `cnncalc analyze` prints it.
 
     `x` is a `torch.nn.Module` (then `input_size` is required: (C, H, W), or (N, C, H, W) whose
@@ -29,7 +30,7 @@ def summary(x: Any, input_size: Sequence[int] | None = None, batch: int | None =
     `optimizer` ('adam', 'sgd', 'momentum': the training-memory estimate) default to the spec's;
     `depth` collapses block uses nested that deep into one row each and `columns` chooses the
     printed columns ('name,shape,params,macs' or a list of keys), as `--depth` and `--columns` do;
-    `amp` ('bf16', 'fp16') and `amp_device` as in `analyze`.
+    `amp` ('bf16', 'fp16'), `amp_device` and `checkpoint` as in `analyze`.
 
     >>> import cnncalc
     >>> report = cnncalc.summary("examples/lenet5.yaml", depth=1, columns="name,shape,params,macs")
@@ -43,14 +44,14 @@ def summary(x: Any, input_size: Sequence[int] | None = None, batch: int | None =
         raise ValueError(f"depth must be a whole number of at least 1, not {depth!r}")
     chosen = _columns(columns)
     report = analyze(x, batch, None, dtype, optimizer or "adam", input_size=input_size, amp=amp,
-                     amp_device=amp_device)
+                     amp_device=amp_device, checkpoint=checkpoint)
     report.view_depth, report.view_columns = depth, chosen
     return report
 
 
 def analyze(x: Any, batch: int | None = None, input_shape: Sequence[int] | None = None, dtype: str | None = None,
             optimizer: str = "adam", *, input_size: Sequence[int] | None = None, amp: str | None = None,
-            amp_device: str = "cuda") -> Report:
+            amp_device: str = "cuda", checkpoint: str | Sequence[str] | None = None) -> Report:
     """Every layer's shape, params, MACs, memory and receptive field, and the totals.
 
     `x`: a parsed `Network`, a spec path (str or os.PathLike), YAML text, or a `torch.nn.Module`
@@ -59,6 +60,8 @@ def analyze(x: Any, batch: int | None = None, input_shape: Sequence[int] | None 
     problem of the spec, TypeError for an `x` of another kind, ValueError for a bad argument.
     `amp` ('bf16' or 'fp16'): the memory totals as torch.autocast runs the network, with the op
     lists of `amp_device` ('cuda' or 'cpu'); `report.extra['amp']` has each layer's dtype.
+    `checkpoint` ('all' or block uses): the training step with those checkpointed
+    (torch.utils.checkpoint); `report.extra['checkpoint']` has the recomputation's cost.
 
     >>> import cnncalc
     >>> report = cnncalc.analyze("examples/resnet50.yaml", batch=8)
@@ -73,7 +76,7 @@ def analyze(x: Any, batch: int | None = None, input_shape: Sequence[int] | None 
         raise ValueError(f"unknown dtype {dtype!r}; one of: {', '.join(DTYPE_BYTES)}")
     precision = None
     if amp is not None:
-        from cnncalc.analysis.precision import Amp, apply_amp
+        from cnncalc.analysis.precision import Amp
 
         precision = Amp(amp, amp_device)  # ValueError for an unknown one
         if dtype not in (None, "float32"):
@@ -94,13 +97,22 @@ def analyze(x: Any, batch: int | None = None, input_shape: Sequence[int] | None 
         from cnncalc.interop.torch_import import snake_name
 
         net = parse_spec(spec_from_module(x, traced), f"<{snake_name(type(x).__name__)}>")
-        report = analyze_network(net, batch, None, dtype, optimizer)
-        return apply_amp(report, precision) if precision is not None else report
+        return _with(analyze_network(net, batch, None, dtype, optimizer), precision, checkpoint)
     net = _network(x)
     shape: tuple[int, ...] | None = None
     if size is not None:
         batch, shape = _batch_and_shape(size, len(net.header.input) if input_shape is None else len(size), batch)
-    report = analyze_network(net, batch, shape, dtype, optimizer)
+    return _with(analyze_network(net, batch, shape, dtype, optimizer), precision, checkpoint)
+
+
+def _with(report: Report, precision: Any, checkpoint: str | Sequence[str] | None) -> Report:
+    """The report under autocast and/or with block uses checkpointed (ValueError for an unknown use)."""
+    from cnncalc.analysis.checkpoint import apply_checkpoint
+    from cnncalc.analysis.precision import apply_amp
+
+    if checkpoint is not None:
+        uses = "all" if checkpoint == "all" else [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
+        return apply_checkpoint(report, uses, precision)
     return apply_amp(report, precision) if precision is not None else report
 
 

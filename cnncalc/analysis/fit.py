@@ -47,6 +47,8 @@ class Point:
     phase: str
     shard: dict[str, int] | None = field(default=None)
     """sharded (per GPU): the parts of the peak by name (bytes), see `sharded_point`"""
+    checkpoint: dict | None = field(default=None)
+    """with checkpointing: its segments and the recomputation's cost (analysis.checkpoint)"""
 
     @property
     def activations_and_temporaries(self) -> int:
@@ -58,6 +60,8 @@ class Point:
                "activations_gradients_temporaries": self.activations_and_temporaries}
         if self.shard is None:
             del out["shard"]
+        if self.checkpoint is None:
+            del out["checkpoint"]
         return out
 
 
@@ -299,11 +303,19 @@ def usable_bytes(memory: int, margin: float = 0.0, overhead_share: float = 0.0, 
     return max(0, int((memory * (1 - margin) - workspace) / (1 + overhead_share)))
 
 
-def _step(report: Report, training: bool, shard: Sharding | None, amp: Amp | None = None) -> Point:
+def _step(report: Report, training: bool, shard: Sharding | None, amp: Amp | None = None,
+          checkpoint: list[str] | str | None = None) -> Point:
+    if (amp is not None or checkpoint is not None) and shard is not None:
+        raise ValueError("--amp or --checkpoint with --shard is not modelled: DeepSpeed and FSDP keep their own "
+                         "low-precision copies and checkpointing settings")
+    if checkpoint is not None and training:
+        from cnncalc.analysis.checkpoint import apply_checkpoint
+
+        apply_checkpoint(report, checkpoint, amp)
+        p = point(report, training)
+        p.checkpoint = {k: v for k, v in report.extra["checkpoint"].items() if k != "without"}
+        return p
     if amp is not None:
-        if shard is not None:
-            raise ValueError("--amp with --shard is not modelled: DeepSpeed and FSDP keep their own "
-                             "low-precision copies (their mixed-precision settings)")
         apply_amp(report, amp)
     return sharded_point(report, shard) if shard is not None and training else point(report, training)
 
@@ -311,7 +323,7 @@ def _step(report: Report, training: bool, shard: Sharding | None, amp: Amp | Non
 def fit_batch(net: Network, memory: int, margin: float = 0.0, training: bool = True, optimizer: str = "sgd",
               input_shape: tuple[int, ...] | None = None, dtype: str | None = None,
               shard: Sharding | None = None, overhead_share: float = 0.0, workspace: int = 0,
-              amp: Amp | None = None) -> Fit:
+              amp: Amp | None = None, checkpoint: list[str] | str | None = None) -> Fit:
     """The largest batch (per GPU when sharded) whose step fits (see `usable_bytes`); `amp`: the
     step as torch.autocast runs it (analysis.precision)."""
     from cnncalc.analysis.analyze import analyze
@@ -319,7 +331,7 @@ def fit_batch(net: Network, memory: int, margin: float = 0.0, training: bool = T
     usable = usable_bytes(memory, margin, overhead_share, workspace)
 
     def peak_of(b: int) -> Point:
-        return _step(analyze(net, b, input_shape, dtype, optimizer), training, shard, amp)
+        return _step(analyze(net, b, input_shape, dtype, optimizer), training, shard, amp, checkpoint)
 
     best, seen = _search(peak_of, usable, MAX_BATCH)
     b = 1
@@ -332,7 +344,8 @@ def fit_batch(net: Network, memory: int, margin: float = 0.0, training: bool = T
 
 def fit_size(net: Network, memory: int, batch: int, margin: float = 0.0, training: bool = True,
              optimizer: str = "sgd", dtype: str | None = None, shard: Sharding | None = None,
-             overhead_share: float = 0.0, workspace: int = 0, amp: Amp | None = None) -> Fit:
+             overhead_share: float = 0.0, workspace: int = 0, amp: Amp | None = None,
+             checkpoint: list[str] | str | None = None) -> Fit:
     """The largest square input (C × S × S; C × S for 1-D, C × S × S × S for 3-D) whose step at
     `batch` fits. Sizes the network refuses (too small, not divisible) never fit, so the search
     runs on "the first size ≥ S that the network accepts fits", which is monotone in S."""
@@ -346,7 +359,7 @@ def fit_size(net: Network, memory: int, batch: int, margin: float = 0.0, trainin
         if s not in seen:
             try:
                 seen[s] = _step(analyze(net, batch, (channels, *(s,) * rank), dtype, optimizer), training, shard,
-                                amp)
+                                amp, checkpoint)
             except CnnError:
                 seen[s] = None
         return seen[s]

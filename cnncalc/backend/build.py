@@ -9,9 +9,11 @@ from cnncalc.backend.kit import Kit, kit
 from cnncalc.errors import CnnError
 
 
-def build_model(report: Report, t: Kit | None = None) -> Any:
+def build_model(report: Report, t: Kit | None = None, checkpoint: list[tuple[int, ...]] | None = None) -> Any:
     """The network as an nn.Module that runs the layers in file order (branches, merges,
-    sharing); module `l{i}` is row i. A layer torch refuses to build is a located error."""
+    sharing); module `l{i}` is row i. A layer torch refuses to build is a located error.
+    `checkpoint`: segments (row indices, contiguous) run through torch.utils.checkpoint
+    (use_reentrant=False) whenever gradients are on."""
     t = t or kit()
     modules: dict[str, Any] = {}
     for row in report.layers:
@@ -26,11 +28,13 @@ def build_model(report: Report, t: Kit | None = None) -> Any:
         if not row.layer.trainable:
             for p in modules[row.name].parameters():
                 p.requires_grad_(False)
-    return _graph_class(t)(report, modules)
+    graph = _graph_class(t)(report, modules)
+    graph.segments = {seg[0]: seg for seg in checkpoint or [] if seg}
+    return graph
 
 
 def _graph_class(t: Kit) -> Any:
-    nn = t.nn
+    nn, torch = t.nn, t.torch
 
     class Graph(nn.Module):  # type: ignore[name-defined]
         """Executes the layers in file order, freeing each tensor after its last consumer;
@@ -50,10 +54,42 @@ def _graph_class(t: Kit) -> Any:
                 last[n] = len(report.layers)
             self.last = last
             self.hook = None
+            self.segments: dict[int, tuple[int, ...]] = {}
+
+        def _segment(self, seg: tuple[int, ...], values: dict) -> None:
+            """Rows `seg` through torch.utils.checkpoint: it keeps the tensors they read from outside,
+            and returns those the rest of the network reads."""
+            import torch.utils.checkpoint as tc
+
+            members = set(seg)
+            rows = [r for r in self.rows if r[0] in members]
+            inside = {name for _, name, _ in rows}
+            reads = list(dict.fromkeys(n for _, _, ins in rows for n in ins if n not in inside))
+            end = seg[-1]
+            leaves = [name for _, name, _ in rows if self.last.get(name, -1) > end]
+
+            def run(*args):
+                local = dict(zip(reads, args))
+                for i, name, ins in rows:
+                    local[name] = self.layers[f"l{i}"](*[local[n] for n in ins])
+                return tuple(local[n] for n in leaves)
+
+            outs = tc.checkpoint(run, *[values[n] for n in reads], use_reentrant=False)
+            values.update(zip(leaves, outs))
+            for n in reads:
+                if self.last.get(n, -1) <= end:
+                    values.pop(n, None)
 
         def forward(self, x, stop: int | None = None):
             values = {"input": x}
+            skip = -1
             for i, name, ins in self.rows:
+                if i <= skip:
+                    continue
+                if i in self.segments and self.hook is None and stop is None and torch.is_grad_enabled():
+                    self._segment(self.segments[i], values)
+                    skip = self.segments[i][-1]
+                    continue
                 module = self.layers[f"l{i}"]
                 args = [values[n] for n in ins]
                 values[name] = self.hook(i, module, args) if self.hook else module(*args)

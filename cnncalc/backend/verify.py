@@ -51,6 +51,8 @@ class VerifyResult:
     profile: dict | None = None
     amp: dict | None = None
     """with --amp: the autocast dtype and the device type whose op lists the analysis used"""
+    checkpoint: dict | None = None
+    """with --checkpoint: the segments and the recomputation's cost"""
     log: list[str] = field(default_factory=list)
     """What torch itself logged or warned while verify ran (shown with -v)."""
 
@@ -78,7 +80,8 @@ class VerifyResult:
                 "layers": [c.to_json() for c in self.checks], "timing": self.timing, "memory": self.memory,
                 "fused_bn": self.fused, "notes": self.notes, "receptive_fields": self.rf_summary(),
                 **({"profile": self.profile} if self.profile is not None else {}),
-                **({"amp": self.amp} if self.amp is not None else {})}
+                **({"amp": self.amp} if self.amp is not None else {}),
+                **({"checkpoint": self.checkpoint} if self.checkpoint is not None else {})}
 
 
 def compare(report: Report, checks: list[LayerCheck]) -> list[str]:
@@ -144,6 +147,9 @@ class VerifyOptions:
     amp: str | None = None
     """'bf16' or 'fp16': run, measure and time under torch.autocast (a float32 model), its memory
     judged against the analysis of `analysis.precision` with this device type's op lists"""
+    checkpoint: str | None = None
+    """'all' or 'USE,USE…': those block uses built through torch.utils.checkpoint, the training
+    step judged against `analysis.checkpoint`"""
 
 
 def verify_report(report: Report, options: VerifyOptions = VerifyOptions(), *, progress: Progress | None = None,
@@ -230,6 +236,8 @@ class _Run:
     train_skip: str | None = None
     """why the float32 training step is not measured (it would not fit), or None"""
     peak_flops: float = 0.0
+    segments: list[tuple[int, ...]] | None = None
+    """--checkpoint: the rows of each checkpointed block use"""
 
     @property
     def tdtype(self) -> Any:
@@ -270,7 +278,7 @@ def _check_room(run: _Run) -> None:
     """Refuse a run whose inference pass would not fit in the free memory (unless --force); decide
     whether the float32 training step fits; start the result."""
     report, dev, torch = run.report, run.dev, run.t.torch
-    if run.o.amp is not None:
+    if run.o.amp is not None or run.o.checkpoint is not None:
         _with_amp(run)
     est, what = verify_memory(report, run.o.dtype, training=False)
     avail = available_memory(torch, dev)
@@ -285,14 +293,28 @@ def _check_room(run: _Run) -> None:
     run.result = VerifyResult(device_name(torch, dev), dev.type, run.o.dtype, torch.__version__, [])
     if run.o.amp is not None:
         run.result.amp = {"dtype": report.extra["amp"]["dtype"], "device_type": report.extra["amp"]["device_type"]}
+    if run.o.checkpoint is not None:
+        run.result.checkpoint = {k: v for k, v in report.extra["checkpoint"].items() if k != "without"}
     if dev.type == "cpu" and run.o.dtype == "float16":
         run.result.notes.append("float16 on CPU is supported but slow (no native half kernels): time it on a GPU")
 
 
 def _with_amp(run: _Run) -> None:
-    """--amp: the report's memory figures as autocast runs the network on this device type."""
+    """--amp: the report's memory figures as autocast runs the network on this device type;
+    --checkpoint: the training step's with those block uses checkpointed, and their segments."""
+    from cnncalc.analysis.checkpoint import apply_checkpoint, segments
     from cnncalc.analysis.precision import DEVICE_TYPES, Amp, apply_amp
 
+    if run.o.checkpoint is not None:
+        uses: list[str] | str = "all" if run.o.checkpoint.strip() == "all" else [
+            u.strip() for u in run.o.checkpoint.split(",") if u.strip()]
+        try:
+            run.segments = [s.rows for s in segments(run.report, uses)]
+            amp = Amp(run.o.amp, run.dev.type) if run.o.amp is not None else None
+            apply_checkpoint(run.report, uses, amp)
+        except ValueError as exc:
+            raise CnnError.single(str(exc), exit_code=2) from None
+        return
     if run.dev.type not in DEVICE_TYPES:
         raise CnnError.single(f"--amp is modelled with the autocast op lists of {' and '.join(DEVICE_TYPES)}; "
                               f"this run is on {run.dev.type}", exit_code=2)
@@ -307,7 +329,7 @@ def _build(run: _Run) -> None:
     torch = run.t.torch
     run.say("building the network", 0)
     torch.manual_seed(0)
-    run.model = build_model(run.report, run.t).eval().to(run.dev)
+    run.model = build_model(run.report, run.t, run.segments).eval().to(run.dev)
     run.x = torch.randn(run.report.input_shape, device=run.dev)
 
 

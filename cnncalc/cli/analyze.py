@@ -17,6 +17,7 @@ from cnncalc.cli.options import (
     AmpOpt,
     BatchOpt,
     By,
+    CheckpointOpt,
     Dtype,
     DtypeOpt,
     Format,
@@ -32,6 +33,7 @@ from cnncalc.cli.options import (
     SetOpt,
     _analyze,
     budget_flags,
+    parse_checkpoint,
     with_amp,
 )
 from cnncalc.cli.verify import _verify
@@ -76,12 +78,13 @@ def analyze(specs: List[str] = typer.Argument(..., help="YAML spec files (- read
             max_flops: Optional[str] = MaxFlops, max_memory: Optional[str] = MaxMemory,
             max_training_memory: Optional[str] = MaxTraining, max_activations: Optional[str] = MaxActivations,
             amp: Optional[AmpDtype] = AmpOpt, amp_device: AmpDevice = AmpDeviceOpt,
+            checkpoint: Optional[str] = CheckpointOpt,
             ) -> None:
     """Per-layer table (shapes, params, MACs, FLOPs, memory, receptive fields) and totals, of one
     spec or several in turn (JSON: an array of reports)."""
     o = AnalyzeOptions(batch=batch, input=input, dtype=dtype, optimizer=optimizer, sets=tuple(sets or ()),
                        format=format, verify=verify, fuse_bn=fuse_bn, explain=explain, layer=layer, by=by, depth=depth,
-                       amp=amp, amp_device=amp_device)
+                       amp=amp, amp_device=amp_device, checkpoint=parse_checkpoint(checkpoint))
     _refuse_combinations(o, len(specs), output, columns is not None, peaks is not None)
     o = replace(o, columns=_columns(columns),
                 budgets=budget_flags(max_params, max_macs, max_flops, max_memory, max_training_memory,
@@ -117,6 +120,8 @@ class AnalyzeOptions:
     """--amp: memory as torch.autocast runs the network in this low dtype"""
     amp_device: AmpDevice = AmpDevice.cuda
     """--amp-device: whose autocast op lists apply"""
+    checkpoint: list[str] | str | None = None
+    """--checkpoint: the block uses checkpointed ('all': every top-level one)"""
 
 
 def _refuse_combinations(o: AnalyzeOptions, n_specs: int, output: str | None, columns: bool, peaks: bool) -> None:
@@ -215,7 +220,8 @@ def _analyze_one(spec: str, o: AnalyzeOptions, emit_json: Callable[[str], object
     from cnncalc.render.formats import to_json
     from cnncalc.render.terminal import print_by_type
 
-    report = with_amp(_analyze(spec, o.batch, o.input, o.dtype, o.optimizer, list(o.sets)), o.amp, o.amp_device)
+    report = with_amp(_analyze(spec, o.batch, o.input, o.dtype, o.optimizer, list(o.sets)), o.amp, o.amp_device,
+                      o.checkpoint)
     if o.peaks is not None:
         from cnncalc.analysis.roofline import predict
 
@@ -252,7 +258,9 @@ def _verify_options(o: AnalyzeOptions) -> VerifyOptions:
     """--verify: `cnncalc verify`'s defaults, with analyze's --fuse-bn."""
     from cnncalc.backend.verify import VerifyOptions
 
-    return VerifyOptions(fuse_bn=o.fuse_bn, amp=o.amp.value if o.amp else None)
+    return VerifyOptions(fuse_bn=o.fuse_bn, amp=o.amp.value if o.amp else None,
+                         checkpoint=None if o.checkpoint is None else
+                         o.checkpoint if isinstance(o.checkpoint, str) else ",".join(o.checkpoint))
 
 
 def _print_report(report: Report, o: AnalyzeOptions, emit_json: Callable[[str], object],

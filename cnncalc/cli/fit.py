@@ -14,6 +14,7 @@ from cnncalc.cli.options import (
     AmpDeviceOpt,
     AmpDtype,
     AmpOpt,
+    CheckpointOpt,
     Dtype,
     DtypeOpt,
     InputOpt,
@@ -21,6 +22,7 @@ from cnncalc.cli.options import (
     Output,
     SetOpt,
     SpecArg,
+    parse_checkpoint,
     parse_input,
     parse_sets,
 )
@@ -76,7 +78,8 @@ def fit(spec: str = SpecArg,
                                                  "workspace replace the assumed margin."),
         sets: Optional[List[str]] = SetOpt,
         format: Output = typer.Option(Output.table, "--format", "-f", help="table or json."),
-        amp: Optional[AmpDtype] = AmpOpt, amp_device: AmpDevice = AmpDeviceOpt) -> None:
+        amp: Optional[AmpDtype] = AmpOpt, amp_device: AmpDevice = AmpDeviceOpt,
+        checkpoint: Optional[str] = CheckpointOpt) -> None:
     """The largest batch whose training step (or inference pass) fits the memory, the peak at that
     batch and where it falls, and a table of batch against peak. Exit 1 when even batch 1 does
     not fit. Never imports torch."""
@@ -107,6 +110,10 @@ def fit(spec: str = SpecArg,
         from cnncalc.analysis.precision import Amp
 
         precision = Amp(amp.value, amp_device.value)
+    uses = parse_checkpoint(checkpoint)
+    if uses is not None and (shard is not None or inference):
+        raise typer.BadParameter("--checkpoint changes a training step on one GPU: not with --inference or --shard",
+                                 param_hint="--checkpoint")
     alloc = _allocator(peaks)
     measured = alloc["overhead_share"] is not None or alloc["workspace_bytes"] is not None
     share = parse_margin(margin) if margin is not None else (0.0 if measured else DEFAULT_MARGIN)
@@ -116,12 +123,20 @@ def fit(spec: str = SpecArg,
     if shard is not None and world is not None:
         sh = Sharding(shard.value, world, reduce_bucket=reduce_bucket, prefetch_bucket=prefetch_bucket)
     net = load_spec(spec, parse_sets(sets))
+    if uses is not None:
+        from cnncalc.analysis.analyze import analyze
+        from cnncalc.analysis.checkpoint import segments
+
+        try:
+            segments(analyze(net, 1, parse_input(input) if batch is None else None), uses)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--checkpoint") from None
     training, dt = not inference, dtype.value if dtype else None
     if batch is None:
         result = fit_batch(net, budget, share, training, optimizer.value, parse_input(input), dt, sh, over, work,
-                           precision)
+                           precision, uses)
     else:
-        result = fit_size(net, budget, batch, share, training, optimizer.value, dt, sh, over, work, precision)
+        result = fit_size(net, budget, batch, share, training, optimizer.value, dt, sh, over, work, precision, uses)
     out = {"spec": spec, "name": net.name, "mode": "training" if training else "inference",
            "optimizer": optimizer.value if training else None, "dtype": dt or net.header.dtype,
            "memory_bytes": budget, "margin": share, "usable_bytes": result.usable,
@@ -135,6 +150,10 @@ def fit(spec: str = SpecArg,
            "allocator": alloc,
            "amp": None if precision is None else {"dtype": precision.torch_dtype, "device_type": precision.device,
                                                   "master_weights": "float32"},
+           "checkpoint": None if uses is None else {
+               "uses": uses, **{k: result.best.checkpoint[k] for k in ("segments", "recompute_flops", "step_flops",
+                                                                        "recompute_share")}} if result.best
+           and result.best.checkpoint else ({"uses": uses} if uses is not None else None),
            "shard": None if sh is None else {**sh.to_json(), "batch_is_per_gpu": True,
                                              "global_batch": result.best.batch * sh.world
                                              if result.best and batch is None else None}}
@@ -167,6 +186,12 @@ def _print(out: dict, result, con) -> None:
 
     mode = f"training step with {out['optimizer']}" if out["mode"] == "training" else "inference pass"
     amp = f", autocast {out['amp']['dtype']} ({out['amp']['device_type']} op lists)" if out["amp"] else ""
+    ck = out["checkpoint"]
+    if ck:
+        amp += f", checkpointing {ck['uses'] if ck['uses'] == 'all' else ','.join(ck['uses'])}"
+        if "recompute_flops" in ck:
+            amp += (f" (recomputes {ck['recompute_flops'] / 1e9:.3g} GFLOPs a step, "
+                    f"{ck['recompute_share']:.1%} of it)")
     con.print(f"{_escape(out['name'])} ({_escape(out['spec'])}), {out['dtype']}{amp}, {mode}")
     al = out["allocator"]
     if al["source"] == "peaks file":

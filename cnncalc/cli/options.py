@@ -57,16 +57,43 @@ AmpDeviceOpt = typer.Option(AmpDevice.cuda, "--amp-device",
                             help="Whose autocast op lists apply (CUDA and CPU differ); verify uses its own device's.")
 
 
-def with_amp(report: Report, amp: AmpDtype | None, device: AmpDevice | str = "cuda") -> Report:
-    """The report's memory figures as autocast runs them (--amp), or the report as it is."""
-    if amp is None:
+CheckpointOpt = typer.Option(None, "--checkpoint",
+                             help="Checkpoint these block uses (USE,USE… or all: every top-level one) as "
+                                  "torch.utils.checkpoint does: their layers save nothing, backward recomputes them.")
+
+
+def parse_checkpoint(text: str | None) -> list[str] | str | None:
+    """--checkpoint all | USE[,USE…]."""
+    if text is None:
+        return None
+    if text.strip() == "all":
+        return "all"
+    uses = [u.strip() for u in text.split(",") if u.strip()]
+    if not uses:
+        raise typer.BadParameter("expected block uses like layer1,layer2 or all", param_hint="--checkpoint")
+    return uses
+
+
+def with_amp(report: Report, amp: AmpDtype | None, device: AmpDevice | str = "cuda",
+             checkpoint: list[str] | str | None = None) -> Report:
+    """The report's memory figures as autocast runs them (--amp) and with block uses checkpointed
+    (--checkpoint), or the report as it is."""
+    if amp is None and checkpoint is None:
         return report
+    from cnncalc.analysis.checkpoint import apply_checkpoint
     from cnncalc.analysis.precision import Amp, apply_amp
 
     try:
-        return apply_amp(report, Amp(amp.value, device.value if isinstance(device, AmpDevice) else device))
+        precision = Amp(amp.value, device.value if isinstance(device, AmpDevice) else device) if amp else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--amp") from None
+    try:
+        if checkpoint is not None:
+            return apply_checkpoint(report, checkpoint, precision)
+        assert precision is not None
+        return apply_amp(report, precision)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--checkpoint" if checkpoint else "--amp") from None
 
 
 class Optimizer(str, Enum):

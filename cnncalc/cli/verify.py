@@ -8,7 +8,20 @@ import typer
 
 from cnncalc.cli.app import app
 from cnncalc.cli.console import console, show_torch_log, user_errors
-from cnncalc.cli.options import AmpDtype, AmpOpt, BatchOpt, Dtype, InputOpt, Optimizer, Output, SetOpt, SpecArg, _analyze
+from cnncalc.cli.options import (
+    AmpDtype,
+    AmpOpt,
+    BatchOpt,
+    CheckpointOpt,
+    Dtype,
+    InputOpt,
+    Optimizer,
+    Output,
+    SetOpt,
+    SpecArg,
+    _analyze,
+    parse_checkpoint,
+)
 
 if TYPE_CHECKING:
     from cnncalc.analysis.report import Report
@@ -41,7 +54,7 @@ def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional
                                                                        "memory) and time nothing."),
            verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show what torch itself logged or warned "
                                                                        "(kept off the screen otherwise)."),
-           amp: Optional[AmpDtype] = AmpOpt,
+           amp: Optional[AmpDtype] = AmpOpt, checkpoint: Optional[str] = CheckpointOpt,
            ) -> None:
     """Build the spec in PyTorch, compare every number with the analysis, time the forward pass."""
     from cnncalc.backend.verify import VerifyOptions
@@ -49,7 +62,8 @@ def verify(spec: str = SpecArg, batch: Optional[int] = BatchOpt, input: Optional
     options = VerifyOptions(device=device, dtype=dtype.value, repeat=repeat, warmup=warmup, force=force,
                             compile=compile, channels_last=channels_last, rf_probe=rf_probe, fuse_bn=fuse_bn,
                             profile=profile, cuda_graph=cuda_graph, threads=threads, check_only=check_only,
-                            amp=amp.value if amp else None)
+                            amp=amp.value if amp else None,
+                            checkpoint=None if parse_checkpoint(checkpoint) is None else checkpoint)
     report = _analyze(spec, batch, input, None, Optimizer.adam, sets)
     ok = _verify(report, options, format, verbose=verbose)
     raise typer.Exit(0 if ok else 1)
