@@ -183,13 +183,14 @@ def checkpoint_figures(report: Report, uses: list[str] | str, amp: Amp | None = 
 CHECKPOINT_KEYS = ("training_memory_bytes", "training_saved_activation_bytes", "training_peak_phase")
 
 
-def apply_checkpoint(report: Report, uses: list[str] | str, amp: Amp | None = None) -> Report:
+def apply_checkpoint(report: Report, uses: list[str] | str, amp: Amp | None = None,
+                     inference: bool = True) -> Report:
     """`report` with its training figures for `uses` checkpointed (`amp`: also under autocast, its
     inference figures too); the figures without checkpointing kept under extra['checkpoint']."""
     from cnncalc.analysis.precision import apply_amp
 
     if amp is not None:
-        apply_amp(report, amp)
+        apply_amp(report, amp, (inference, False))
     before = {k: report.totals[k] for k in CHECKPOINT_KEYS}
     fig = checkpoint_figures(report, uses, amp)
     report.totals.update({k: fig[k] for k in CHECKPOINT_KEYS})

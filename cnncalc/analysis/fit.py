@@ -311,12 +311,12 @@ def _step(report: Report, training: bool, shard: Sharding | None, amp: Amp | Non
     if checkpoint is not None and training:
         from cnncalc.analysis.checkpoint import apply_checkpoint
 
-        apply_checkpoint(report, checkpoint, amp)
+        apply_checkpoint(report, checkpoint, amp, inference=False)
         p = point(report, training)
         p.checkpoint = {k: v for k, v in report.extra["checkpoint"].items() if k != "without"}
         return p
     if amp is not None:
-        apply_amp(report, amp)
+        apply_amp(report, amp, (not training, training))
     return sharded_point(report, shard) if shard is not None and training else point(report, training)
 
 

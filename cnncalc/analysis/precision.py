@@ -184,33 +184,40 @@ def _cast_row(r: LayerReport, name: str, source: str, shape: tuple[int, ...], nb
                    ctx=Ctx([shape], shape))
 
 
-def amp_figures(report: Report, amp: Amp) -> dict[str, Any]:
-    """The memory totals of `report` (analysed in float32) under `amp`, and each layer's dtype."""
+def amp_figures(report: Report, amp: Amp, passes: tuple[bool, bool] = (True, True)) -> dict[str, Any]:
+    """The memory totals of `report` (analysed in float32) under `amp`, and each layer's dtype;
+    `passes`: whether to simulate the inference pass and the training step (the figures of one
+    left out stay float32's: `fit` needs one of them)."""
     from cnncalc.analysis.memory import OPTIMIZER_STATES, inference_peak, training_memory
 
     if report.dtype != "float32":
         raise ValueError("autocast runs a float32 model: leave out --dtype (or give float32) with --amp")
     t = report.totals
-    inf = amp_rows(report.layers, report.outputs, amp, training=False)
-    tr = amp_rows(report.layers, report.outputs, amp, training=True)
     weights = t["param_bytes"] + t["buffer_bytes"]
-    peak = inference_peak(inf.rows, report.outputs, t["input_bytes"], FULL)
     scaler = SCALER_BYTES if amp.dtype == "fp16" else 0
-    states = t["trainable_params"] * FULL * OPTIMIZER_STATES[report.optimizer]
-    train = training_memory(tr.rows, report.outputs, t["input_bytes"], FULL, report.optimizer, weights + states + scaler)
-    return {"inference_peak_activation_bytes": peak, "inference_memory_bytes": weights + peak,
-            "training_memory_bytes": train.peak, "training_saved_activation_bytes": train.saved,
-            "training_peak_phase": train.phase, "grad_scaler_bytes": scaler,
+    out: dict[str, Any] = {k: t[k] for k in MEMORY_KEYS}
+    if passes[0]:
+        inf = amp_rows(report.layers, report.outputs, amp, training=False)
+        peak = inference_peak(inf.rows, report.outputs, t["input_bytes"], FULL)
+        out.update(inference_peak_activation_bytes=peak, inference_memory_bytes=weights + peak)
+    tr = amp_rows(report.layers, report.outputs, amp, training=True)
+    if passes[1]:
+        states = t["trainable_params"] * FULL * OPTIMIZER_STATES[report.optimizer]
+        train = training_memory(tr.rows, report.outputs, t["input_bytes"], FULL, report.optimizer,
+                                weights + states + scaler)
+        out.update(training_memory_bytes=train.peak, training_saved_activation_bytes=train.saved,
+                   training_peak_phase=train.phase)
+    return {**out, "grad_scaler_bytes": scaler,
             "activation_bytes": sum(r.activation_bytes for r in tr.rows if r.type != "autocast_cast"),
             "layers": tr.layers}
 
 
-def apply_amp(report: Report, amp: Amp) -> Report:
+def apply_amp(report: Report, amp: Amp, passes: tuple[bool, bool] = (True, True)) -> Report:
     """`report` with its memory totals as autocast runs them (the float32 ones kept under
     extra['amp']['float32']), and extra['amp'] describing the setting and each layer's dtype."""
     earlier = report.extra.get("amp")
     before = dict(earlier["float32"]) if earlier else {k: report.totals[k] for k in MEMORY_KEYS}
-    fig = amp_figures(report, amp)
+    fig = amp_figures(report, amp, passes)
     report.totals.update({k: fig[k] for k in MEMORY_KEYS})
     report.extra["amp"] = {"dtype": amp.torch_dtype, "device_type": amp.device, "master_weights": "float32",
                            "grad_scaler_bytes": fig["grad_scaler_bytes"], "activation_bytes": fig["activation_bytes"],
