@@ -47,8 +47,11 @@ def test_chunk_follows_torch_chunk_rule():
     # torch.chunk(5 channels, 2) gives 3 and 2; (2 channels, 3) gives only 2 pieces of 1
     r = analyze_text("input: 5x2x2\nlayers:\n  - {name: s, type: chunk, chunks: 2}\n")
     assert [x.output_shape[1] for x in r.layers] == [3, 2]
-    with pytest.raises(cnncalc.CnnError, match="gives 2 pieces of 1: there is no piece 2"):
-        analyze_text("input: 2x2x2\nlayers:\n  - {name: s, type: chunk, chunks: 3}\n")
+    # a piece torch does not return is legal until a layer reads it (torch: an IndexError there)
+    analyze_text("input: 2x2x2\nlayers:\n  - {name: s, type: chunk, chunks: 3}\n  - {type: relu, inputs: [s.1]}\n")
+    with pytest.raises(cnncalc.CnnError, match="gives 2 pieces of 1: there is no piece 2") as err:
+        analyze_text("input: 2x2x2\nlayers:\n  - {name: s, type: chunk, chunks: 3}\n  - {type: relu, inputs: [s.2]}\n")
+    assert err.value.problems[0].line == 4
 
 
 def test_pieces_are_in_the_json_schema(schema):
