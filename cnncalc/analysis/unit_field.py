@@ -63,6 +63,8 @@ def _sweep(report: Report, row: Any, unit: tuple[int, ...], real: bool) -> list[
         todo = need.pop(r.name, [])
         if not todo:
             continue
+        if _selects_channels(report, r):
+            return None
         permuted = _permuted(r, len(unit))
         if permuted is None:  # no field (linear, flatten, view: a gate's branch): each input read whole,
             blind[0] = True   # which holds only where the field says every element reads all of it
@@ -112,3 +114,34 @@ def _permuted(row: Any, axes: int) -> bool | None:
         return False if row.receptive_field is not None else None
     carried = _through_layout(row.layer, row.ctx, layouts, [[RF.identity()] * axes for _ in layouts])[1]
     return True if carried is not None else None
+
+
+def _selects_channels(report: Report, row: Any) -> bool:
+    """`reads` are unions over channels: a layer that keeps some channels (a slice) or gives
+    each output position others (pixel_shuffle) reads less wherever the channels' windows differ,
+    which the analysis' per-channel fields show (a slice's field differs from its input's, a
+    shuffle's is inexact): no box traced through it is exact."""
+    src = row.layer.channel_sources(row.ctx)
+    if src == "moves" or (isinstance(src, list) and sorted(src) != list(range(row.ctx.x[1]))):
+        return _channels_differ(report, row.inputs[0], {})
+    return False
+
+
+def _channels_differ(report: Report, name: str, memo: dict[str, bool]) -> bool:
+    """Whether the channels of tensor `name` may read different windows (as the analysis' fields
+    per channel, conservatively): after a concat of different fields or a pixel_unshuffle, until
+    a layer whose every channel reads every input channel."""
+    if name == "input":
+        return False
+    if name not in memo:
+        row = report.layer(name)
+        src = row.layer.channel_sources(row.ctx)
+        if src == "all":
+            memo[name] = False
+        elif src == "splits":
+            memo[name] = True
+        else:
+            fields = [report.layer(i).receptive_field if i != "input" else None for i in row.inputs]
+            memo[name] = (src == "concat" and any(f != fields[0] for f in fields)) or \
+                any(_channels_differ(report, i, memo) for i in row.inputs)
+    return memo[name]

@@ -147,7 +147,12 @@ class _Window:
         f = fields[0]
         if f is None:
             return None
-        return [r.window(w.kernel, w.stride, w.pad_lo, w.dilation) for r, w in zip(f, self.windows(ctx))]
+        out = [r.window(w.kernel, w.stride, w.pad_lo, w.dilation) for r, w in zip(f, self.windows(ctx))]
+        zeros = getattr(self, "padding_mode", "zeros") == "zeros"
+        for a, (r, w) in enumerate(zip(f, self.windows(ctx))):
+            if r.whole and zeros and (w.pad_lo >= w.span or (w.out - 1) * w.stride - w.pad_lo > w.size - 1):
+                out[a] = out[a].emptied()  # a first or last unit reads padding alone
+        return out
 
     def explain_window(self, ctx: Ctx) -> list[tuple[str, str, int]]:
         """H' per axis with the numbers substituted, and what the rounding dropped."""

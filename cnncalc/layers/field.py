@@ -260,6 +260,12 @@ class RF:
         return replace(self, _size=_q(self._size + (units - 1) * self._jump),
                        _start=_q(self._start + _half((units - 1) * self._jump)), whole=True)
 
+    def emptied(self) -> RF:
+        """After a layer whose first or last units read only padding (an explicit pad, a conv
+        padded by its kernel's span or more): those units read nothing, so a whole field is
+        no longer every unit's; it is kept as an estimate (the others' window), not whole."""
+        return replace(self, whole=False, exact=False) if self.whole else self
+
     def made_whole(self) -> RF:
         """This window, read by every unit alike (a global pooling)."""
         return replace(self, whole=True)

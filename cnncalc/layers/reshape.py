@@ -331,7 +331,10 @@ class PadNd(Layer):
 
     def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
         f = fields[0]
-        return None if f is None else [r.window(1, 1, b) for r, (b, _) in zip(f, self.pairs())]
+        # zeros added around a whole field: those units read nothing (a crop only removes units)
+        zeros = self.mode == "constant"
+        return None if f is None else [r.window(1, 1, b).emptied() if zeros and (b > 0 or a > 0) else r.window(1, 1, b)
+                                       for r, (b, a) in zip(f, self.pairs())]
 
     def build(self, ctx: Ctx, t: Kit) -> Any:
         prefix = {"constant": "Zero", "reflect": "Reflection", "replicate": "Replication", "circular": "Circular"}[self.mode]
