@@ -506,6 +506,22 @@ def test_a_tensor_times_a_number_in_place_changes_what_later_ops_read():
     assert report.layer("add").inputs == ["scale", "mul"] and report.layer("mul").inputs == ["scale"]
 
 
+def test_a_tensor_times_a_tensor_in_place_is_a_mul_later_ops_read():
+    class Gate(torch.nn.Module):  # SE-style gating written in place: x.mul_(gate), its result unused
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = torch.nn.Conv2d(3, 4, 1), torch.nn.Conv2d(4, 4, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            g = self.fc(y.mean((2, 3), keepdim=True)).sigmoid()
+            y.mul_(g)
+            return y.flatten(1)
+
+    text, report = judged(Gate(), (3, 4, 4))
+    assert report.layer("mul").type == "mul" and report.layer("flatten").inputs == ["mul"]
+
+
 # ---- an activation module of one functional op inside BatchNormAct2d (efficientformerv2: timm's GELU) ----
 @pytest.mark.parametrize("act, approximate", [(T.GELU, "none"), (T.GELUTanh, "tanh")])
 def test_batchnorm_act_with_timms_gelu_is_a_batch_norm_then_gelu(act, approximate):
