@@ -96,8 +96,9 @@ def main() -> int:
         verdict = "ok" if ok else ("estimate (not judged)" if not exact else "OUTSIDE ±10%")
         bad += not ok and exact
         mib = 2**20
+        cost = f"{share:.1%}" if uses else "-"
         print(f"{name:20} {plain / mib:9.1f}Mi {tot['training_memory_bytes'] / mib:9.1f}Mi "
-              f"{tot['training_memory_bytes'] / plain:8.2f} {ri:9.3f} {rt:9.3f} {share:9.1%} {took:6.1f}  "
+              f"{tot['training_memory_bytes'] / plain:8.2f} {ri:9.3f} {rt:9.3f} {cost:>9} {took:6.1f}  "
               f"{verdict}", flush=True)
     print("all within ±10%" if not bad else f"{bad} outside ±10%")
     return 1 if bad else 0

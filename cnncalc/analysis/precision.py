@@ -107,8 +107,8 @@ class _Run:
     """A layer's rules in the element size it runs in under autocast, with its weight copies
     (training: saved until its backward) and its weights' low-precision gradients."""
 
-    def __init__(self, layer: Any, size: int, copies: int, low_grads: int):
-        self.layer, self.size, self.copies, self.low_grads = layer, size, copies, low_grads
+    def __init__(self, layer: Any, size: int, copies: int, low_grads: int, uses: int = 1):
+        self.layer, self.size, self.copies, self.low_grads, self.uses = layer, size, copies, low_grads, uses
 
     def __getattr__(self, name: str) -> Any:  # every other attribute (flags, category): the layer's own
         return getattr(self.layer, name)
@@ -126,12 +126,15 @@ class _Run:
     def backward_scratch(self, ctx: Ctx, b: int, grads: tuple[bool, ...]) -> int:
         """The larger of two moments beyond the simulation's (which holds what the layer saved and
         its weights' float32 gradients): its backward call (temporaries and the low-precision weight
-        gradients, no float32 ones yet), then the casts of those gradients to float32 (its saved
-        weight copies released)."""
+        gradients of every use, no float32 ones yet), then the cast of their sum to float32 (its
+        saved weight copies released). A later use of a shared weight (uses 0: the cast is cached,
+        one for all uses) makes its low-precision gradient, which waits for the first use's."""
         own = int(self.layer.backward_scratch(ctx, self.size, grads))
         if not self.low_grads:
             return own
-        return max(own + self.low_grads - 2 * self.low_grads, self.low_grads - self.copies)
+        if not self.uses:
+            return own + self.low_grads
+        return max(own + self.uses * self.low_grads - 2 * self.low_grads, self.low_grads - self.copies)
 
 
 @dataclass
@@ -148,6 +151,11 @@ def amp_rows(rows: list[LayerReport], outputs: list[str], amp: Amp, training: bo
     """The rows rewritten for the simulation of `analysis.memory` under `amp` (module docstring)."""
     size: dict[str, int] = {"input": FULL}  # tensor → bytes per element
     out_rows: list[LayerReport] = []
+    own = {r.name: r.trainable_params for r in rows}
+    uses: dict[str, int] = {}  # owner → how many layers use its weights
+    for r in rows:
+        owner = r.shared_with or r.name
+        uses[owner] = uses.get(owner, 0) + 1
     info: dict[str, dict[str, Any]] = {}
     for r in rows:
         k = kind(r.layer, amp.device, len(r.ctx.x) - 2)
@@ -165,11 +173,14 @@ def amp_rows(rows: list[LayerReport], outputs: list[str], amp: Amp, training: bo
                     size[c] = run
                     inputs[i] = c
         copies = r.params * LOW if k == "lower" and r.shared_with is None else 0
-        low_grads = r.trainable_params * LOW if k == "lower" else 0
+        shared = k == "lower" and r.shared_with is not None
+        p = own[r.shared_with or r.name] * LOW if k == "lower" else 0  # its weights' low-precision gradient
         size[r.name] = size[inputs[0]] if r.layer.aliases(training) else run
-        run_layer = _Run(r.layer, run, copies if training else 0, low_grads)
+        run_layer = _Run(r.layer, run, copies if training else 0, p, uses.get(r.name, 1) if not shared else 0)
         out_rows.append(replace(r, inputs=inputs, activation_bytes=prod(r.output_shape) * size[r.name],
-                                layer=run_layer))  # type: ignore[arg-type]
+                                layer=run_layer,  # type: ignore[arg-type]
+                                # a later use of a cached weight: no float32 gradient of its own (see _Run)
+                                shared_with=r.name if shared and training else r.shared_with))
         info[r.name] = {"kind": k, "dtype": "float32" if size[r.name] == FULL else amp.torch_dtype,
                         "casts_bytes": cast_bytes, "weight_copies_bytes": copies}
     for i, r in enumerate(out_rows):
