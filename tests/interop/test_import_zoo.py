@@ -439,7 +439,7 @@ def test_an_expand_no_merge_broadcasts_is_refused():
 
 
 # ---- split attention (ResNeSt, SK-ResNet): sum over axis 1, torch.stack along a new axis 1 ---------------
-@pytest.mark.parametrize("paths, radix", [(2, 2), (3, 4)])
+@pytest.mark.parametrize("paths, radix", [(2, 2), pytest.param(3, 4, marks=pytest.mark.slow)])
 def test_split_attention_sums_and_stacks_are_narrows_added_and_a_concat(paths, radix):
     model = T.SplitNets(paths, radix)
     text, report = judged(model, (3, 8, 8))
