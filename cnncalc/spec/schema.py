@@ -17,7 +17,7 @@ Quantity = Annotated[Any, Field(json_schema_extra={"anyOf": [{"type": "integer",
 
 
 class FieldBounds(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid", defer_build=True)
     min: Annotated[int, Field(ge=1)] | None = None
     max: Annotated[int, Field(ge=1)] | None = None
 
@@ -25,7 +25,7 @@ class FieldBounds(BaseModel):
 class Limits(BaseModel):
     """Budgets checked by analyze and validate (exit 1 when one is exceeded)."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid", defer_build=True)
     batch: Annotated[int, Field(ge=1)] | None = None
     """Batch at which the limits hold (default: the spec's)."""
     dtype: str | None = None
@@ -75,7 +75,7 @@ def parse_shape(value: Any) -> tuple[int, ...]:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid", defer_build=True)
 
 
 class BlockDef(_Strict):
