@@ -75,6 +75,7 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
     warnings: list[Problem] = []
     used: set[str] = set(net.outputs)
     exceeded = False
+    extent = tuple(shape0[2:])
     chans: dict[str, Channels] = {"input": None}  # fields per channel, where channels differ
     reach: dict[str, Reach] = {"input": None}  # what a tensor without a field reads, all its elements together
     missing: dict[str, str] = {}  # torch.chunk's pieces that do not exist: refused where used
@@ -102,7 +103,7 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
         except CnnError as exc:
             problems += exc.problems
             continue
-        ctx = Ctx(in_shapes, notes=in_notes, layouts=list(in_layouts))
+        ctx = Ctx(in_shapes, notes=in_notes, layouts=list(in_layouts), extent=extent)
         try:
             ctx.out = layer.shape(ctx)
             if max(ctx.out, default=0) > MAX_INT:

@@ -37,7 +37,10 @@ def unit_field(report: Report, layer: str, unit: tuple[int, ...]) -> list[dict[s
             first, last, exact = ceil(lo), floor(hi), False
             clipped = (max(first, 0), min(last, size - 1))
         out.append({"from": first, "to": last, "clipped": list(clipped),
-                    "padding": max(0, -first) + max(0, last - (size - 1)) if first <= last else 0,
+                    # positions outside what the unit reads: the padding, and with a crop on the
+                    # way the pixels it removed (traced: the window less its real hull)
+                    "padding": (0 if first > last else (last - first + 1) - max(0, clipped[1] - clipped[0] + 1)
+                                if exact else max(0, -first) + max(0, last - (size - 1)) if first <= last else 0),
                     # traced: this unit's own window (after upsampling units' windows differ in
                     # size, and the field's size is the widest); else the field's size
                     "size": last - first + 1 if exact and not r.whole else r.size, "exact": exact})

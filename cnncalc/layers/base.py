@@ -118,6 +118,9 @@ class Ctx:
     """Each input's axis order: axis → the (N, C, …) axis it holds (the identity unless a permute
     or transpose came before); empty where unknown."""
 
+    extent: tuple[int, ...] = ()
+    """The network input's spatial sizes (the fields' coordinates run over them); empty where unknown."""
+
     def natural(self, i: int = 0) -> bool:
         """Input i is in (N, C, spatial…) order (or its order is unknown)."""
         return len(self.layouts) <= i or self.layouts[i] == tuple(range(len(self.layouts[i])))
@@ -411,7 +414,8 @@ def merged(ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
         sizes = [shape[len(shape) - dims + a] if len(shape) - dims + a >= 2 else 1 for shape, _ in known]
         full = [f[a] for n, (_, f) in zip(sizes, known) if n == size]
         broadcast = [f[a] for n, (_, f) in zip(sizes, known) if n != size]
-        out.append(union(full or broadcast, broadcast if full else [], size))
+        n = ctx.extent[a] if len(ctx.extent) == dims else 0
+        out.append(union(full or broadcast, broadcast if full else [], size, n))
     return out
 
 

@@ -298,7 +298,7 @@ class RF:
         return self._next((taps - 1) * j, j * scale, self._start + offset * j, uniform=uniform)
 
 
-def union(full: list[RF], broadcast: list[RF], units: int = 0) -> RF:
+def union(full: list[RF], broadcast: list[RF], units: int = 0, extent: int = 0) -> RF:
     """One axis of a merge (add, mul, concat along channels): a unit reads the union of its
     inputs' windows. `full`: inputs at the output's resolution; `broadcast`: inputs of size 1
     along this axis (an SE gate), whose one window every unit reads.
@@ -307,7 +307,8 @@ def union(full: list[RF], broadcast: list[RF], units: int = 0) -> RF:
     exact and uniform, the jump whole and the units even (after upsampling, offset windows cover
     a number of pixels that depends on the unit). A broadcast whole-input window
     makes the union whole when it holds every unit's window of the other inputs (`units`: the
-    output's units along the axis; 0: unknown, taken as held): a gate pooled from a cropped map
+    output's units along the axis; 0: unknown, taken as held; of their windows only the network
+    input's pixels count, `extent` of them, 0: unknown, all count): a gate pooled from a cropped map
     reads less than the units do, and then each unit reads the gate's window and its own, a
     different set per unit: not whole, the hull of both marked inexact (#27). Whole windows that
     do not overlap are not one window: their hull is marked inexact. Anything else (a broadcast
@@ -325,7 +326,7 @@ def union(full: list[RF], broadcast: list[RF], units: int = 0) -> RF:
     whole = [r for r in everything if r.whole]
     base = max(full, key=lambda r: r._size)
     if whole:
-        return _union_with_whole(full, everything, whole, base, units)
+        return _union_with_whole(full, everything, whole, base, units, extent)
     ends = [(r._lo(), r._hi()) for r in everything]
     lo, hi = min([e[0] for e in ends]), max([e[1] for e in ends])
     # after upsampling (uneven units, or a sub-pixel jump) offset windows cover a number of
@@ -340,7 +341,8 @@ def union(full: list[RF], broadcast: list[RF], units: int = 0) -> RF:
               any(r.irregular for r in full), exact, all(r.even for r in everything))
 
 
-def _union_with_whole(full: list[RF], everything: list[RF], whole: list[RF], base: RF, units: int) -> RF:
+def _union_with_whole(full: list[RF], everything: list[RF], whole: list[RF], base: RF, units: int,
+                      extent: int) -> RF:
     """`union` where some input is whole: the hull of the whole windows, whole and exact when the
     whole windows overlap (their union is one interval) and hold every unit's window of the
     other inputs; else the hull of everything, not whole, marked inexact."""
@@ -355,7 +357,10 @@ def _union_with_whole(full: list[RF], everything: list[RF], whole: list[RF], bas
         if r.whole:
             continue
         wide = r.spread(units) if units > 1 else r  # every unit's window of this input
-        held = held and lo <= wide._lo() and wide._hi() <= hi
+        a, b = wide._lo(), wide._hi()
+        if extent:  # padding positions are no pixels: only the input's own count
+            a, b = max(a, 0), min(b, extent - 1)
+        held = held and (a > b or (lo <= a and b <= hi))
     exact = joined and held and all(r.exact for r in everything)
     if held:
         return RF(_q(hi - lo + 1), base._jump, _half(lo + hi), base._grain, all(r.uniform for r in full),

@@ -241,7 +241,7 @@ class Concat(_Merge):
         d = self.dim % len(ctx.x)
         if d == 1:
             return merged(ctx, fields)
-        flat = Ctx([(*s[:d], 1, *s[d + 1:]) for s in ctx.ins], (*ctx.out[:d], 1, *ctx.out[d + 1:]))
+        flat = Ctx([(*s[:d], 1, *s[d + 1:]) for s in ctx.ins], (*ctx.out[:d], 1, *ctx.out[d + 1:]), extent=ctx.extent)
         out = merged(flat, fields)
         if out is not None:
             out[d - 2] = replace(out[d - 2], exact=False)

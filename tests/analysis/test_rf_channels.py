@@ -192,3 +192,21 @@ def test_a_missing_piece_verifies_in_torch():
     opts = cnncalc.backend.VerifyOptions(device="cpu", repeat=1, warmup=0, check_only=True)
     result = cnncalc.backend.verify_report(analyze_text(CHUNK), opts)
     assert not [m for m in result.mismatches if "RF" in m], result.mismatches  # memory is another test's
+
+
+CROP_THEN_ATTENTION = """
+input: 2x16x16
+layers:
+  - {name: crop, type: zero_pad2d, padding: -4}
+  - {name: c, type: conv2d, out_channels: 2, kernel_size: 3, padding: 1}
+  - {name: a, type: self_attention, num_heads: 1}
+"""
+
+
+def test_a_whole_window_after_a_crop_reads_only_what_the_crop_kept():
+    r = analyze_text(CROP_THEN_ATTENTION)
+    # the crop keeps pixels 4..11; the conv's padding positions are pixels 3 and 12, which it removed
+    for unit in [(0, 0), (2, 3), (7, 7)]:
+        axes = unit_field(r, "a", unit)
+        assert [(a["from"], a["to"], tuple(a["clipped"]), a["padding"]) for a in axes] == [(3, 12, (4, 11), 2)] * 2
+        assert torch_window(r, "a", unit) == [(4, 11)] * 2
