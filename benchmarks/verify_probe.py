@@ -4,7 +4,8 @@ the largest probe's memory, and the peak memory of the whole verify process.
     python benchmarks/verify_probe.py [--repeat 5] [names ...]
 
 Each example runs in a fresh process (`cnncalc verify --format json`), so the figures include
-start-up, the build, the counts, the probe, memory measurement and timing."""
+start-up, the build, the counts, the probe, memory measurement and timing. Exits 1 when any
+example's verify is not ok (the issue #27 criterion: every example verifies on CPU)."""
 from __future__ import annotations
 
 import argparse
@@ -40,6 +41,7 @@ def main() -> None:
     paths = sorted(glob.glob(os.path.join(ROOT, "examples", "*.yaml")))
     if args.names:
         paths = [p for p in paths if os.path.basename(p)[:-5] in args.names]
+    failed: list[str] = []
     print(f"{'example':18} {'verify s':>9} {'peak RSS':>9} {'probed':>7} {'not':>5} {'worst probe':>12}  ok  reasons")
     for path in paths:
         t0 = time.perf_counter()
@@ -59,6 +61,10 @@ def main() -> None:
         print(f"{os.path.basename(path)[:-5]:18} {wall:9.1f} {rss_kib / 2**20:8.2f}G {rf['probed']:>7} "
               f"{rf['not_probed']:>5} {est / 2**30:11.2f}G  {'yes' if v and v['ok'] else 'NO '} "
               f"{'; '.join(f'{n} {why}' for why, n in rf['reasons'].items())}")
+        if not (v and v["ok"]):
+            failed.append(os.path.basename(path)[:-5])
+    print(f"{len(paths) - len(failed)}/{len(paths)} examples verified" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
