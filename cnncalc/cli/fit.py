@@ -182,15 +182,15 @@ def _allocator(path: str | None) -> dict:
 def _print(out: dict, result, con) -> None:
     from rich.table import Table
 
-    from cnncalc.units import hbytes, shape_str
+    from cnncalc.units import hbytes, human, shape_str
 
     mode = f"training step with {out['optimizer']}" if out["mode"] == "training" else "inference pass"
     amp = f", autocast {out['amp']['dtype']} ({out['amp']['device_type']} op lists)" if out["amp"] else ""
     ck = out["checkpoint"]
     if ck:
-        amp += f", checkpointing {ck['uses'] if ck['uses'] == 'all' else ','.join(ck['uses'])}"
+        amp += f", checkpointing {ck['uses'] if ck['uses'] == 'all' else _escape(','.join(ck['uses']))}"
         if "recompute_flops" in ck:
-            amp += (f" (recomputes {ck['recompute_flops'] / 1e9:.3g} GFLOPs a step, "
+            amp += (f" (recomputes {human(ck['recompute_flops'], 'FLOPs')} a step, "
                     f"{ck['recompute_share']:.1%} of it)")
     con.print(f"{_escape(out['name'])} ({_escape(out['spec'])}), {out['dtype']}{amp}, {mode}")
     al = out["allocator"]
