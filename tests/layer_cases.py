@@ -226,6 +226,20 @@ CASES = [
     ("fold-gaps", (4, 6), 2, [C(type="fold", output_size=[5, 7], kernel_size=[1, 2], stride=[2, 3])],
      # 4 = 2 channels · 1·2; blocks ⌊(5 − 1)/2⌋ + 1 = 3 by ⌊(7 − 2)/3⌋ + 1 = 2: L = 6
      dict(shape=(2, 2, 5, 7), params=0, macs=0, ew=2 * 4 * 6)),
+    # max_unpool: x goes where the max pool's indices point, zeros elsewhere (a scatter: no arithmetic)
+    ("max_unpool1d", (2, 10), 1, [C(name="p", type="maxpool1d", kernel_size=3, stride=2, return_indices=True),
+                                  C(type="max_unpool1d", kernel_size=3, stride=2, output_size=10, inputs=["p", "p"])],
+     # pool: ⌊(10 − 3)/2⌋ + 1 = 4; unpool (4 − 1)·2 + 3 = 9, output_size 10 (the pool's input) lies in (7, 11)
+     dict(shape=(1, 2, 10), params=0, macs=0, ew=0)),
+    ("max_unpool2d", (3, 7, 6), 2, [C(name="p", type="maxpool2d", kernel_size=2, return_indices=True),
+                                    C(name="mix", type="conv2d", out_channels=3, kernel_size=1, bias=False),
+                                    C(type="max_unpool2d", kernel_size=2, output_size=[7, 6], inputs=["mix", "p"])],
+     # pool ⌊7/2⌋ = 3 by 3; unpool (3 − 1)·2 + 2 = 6 per axis; output_size 7×6 (the pool's input; 7 < 6 + 2)
+     dict(shape=(2, 3, 7, 6), params=0, macs=0, ew=0)),
+    ("max_unpool3d", (1, 4, 4, 6), 1, [C(name="p", type="maxpool3d", kernel_size=2, return_indices=True),
+                                       C(type="max_unpool3d", kernel_size=2, inputs=["p", "p"])],
+     # pool 2×2×3; unpool (2 − 1)·2 + 2 = 4, (3 − 1)·2 + 2 = 6: the pool's input again
+     dict(shape=(1, 1, 4, 4, 6), params=0, macs=0, ew=0)),
     ("channel_shuffle", (6, 3, 4), 2, [C(type="channel_shuffle", groups=3)],
      dict(shape=(2, 6, 3, 4), params=0, macs=0, ew=0)),  # a permutation of the channels: no arithmetic
     ("softmax-spatial", (2, 4, 5), 1, [C(type="conv2d", out_channels=2, kernel_size=3, padding=1),

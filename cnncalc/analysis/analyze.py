@@ -103,7 +103,8 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
         except CnnError as exc:
             problems += exc.problems
             continue
-        ctx = Ctx(in_shapes, notes=in_notes, layouts=list(in_layouts), extent=extent)
+        ctx = Ctx(in_shapes, notes=in_notes, layouts=list(in_layouts), extent=extent,
+                  producers=[done.get(i) for i in inputs])
         try:
             ctx.out = layer.shape(ctx)
             if max(ctx.out, default=0) > MAX_INT:

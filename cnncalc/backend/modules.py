@@ -361,6 +361,58 @@ class ScatterSum(nn.Module):
 
 
 @recorded
+class MaxPoolIndices(nn.Module):
+    """nn.MaxPool1d/2d/3d with return_indices: its values, carrying the int64 index of each
+    maximum as `.unpool_indices` (a MaxUnpool reads them: spec inputs [x, POOL]); every other
+    reader sees the values. The indices live as long as the values tensor."""
+
+    def __init__(self, dims, kernel_size, stride, padding, dilation, ceil_mode):
+        super().__init__()
+        self.pool = getattr(nn, f"MaxPool{dims}d")(kernel_size, stride, padding, dilation, return_indices=True,
+                                                   ceil_mode=ceil_mode)
+
+    def forward(self, x):
+        values, indices = self.pool(x)
+        values.unpool_indices = indices
+        return values
+
+
+@recorded
+class MaxUnpool(nn.Module):
+    """nn.MaxUnpool1d/2d/3d at a fixed output size, reading the indices a MaxPoolIndices
+    attached to its values (`pool`)."""
+
+    def __init__(self, dims, kernel_size, stride, padding, output_size):
+        super().__init__()
+        self.unpool = getattr(nn, f"MaxUnpool{dims}d")(kernel_size, stride, padding)
+        self.output_size = list(output_size)
+
+    def forward(self, x, pool):
+        return self.unpool(x, pool.unpool_indices, self.output_size)
+
+
+class UnpoolReach(nn.Module):
+    """The probe's stand-in of max unpooling: each output sums x over every pool window that
+    covers it (windows i·S − P + t·D, t < K: a transposed window), cut or padded to the output
+    size. geometry: (K, S, P, D) per axis."""
+
+    def __init__(self, geometry, sizes):
+        super().__init__()
+        kernel, stride, padding, dilation = zip(*geometry)
+        self.k, self.s, self.d, self.sizes = kernel, stride, dilation, tuple(sizes)
+        self.pads = [d * (k - 1) - p for k, s, p, d in geometry]
+
+    def forward(self, x, pool=None):
+        spread = x.new_zeros((*x.shape[:2], *((n - 1) * s + 1 for n, s in zip(x.shape[2:], self.s))))
+        every = (slice(None), slice(None), *(slice(None, None, s) for s in self.s))
+        spread[every] = x
+        natural = [(n - 1) * s + 1 + 2 * pad - d * (k - 1)  # its size before the cut
+                   for n, s, k, d, pad in zip(x.shape[2:], self.s, self.k, self.d, self.pads)]
+        flat = [v for pad, n, o in reversed(list(zip(self.pads, natural, self.sizes))) for v in (pad, pad + o - n)]
+        return window_sum(F.pad(spread, flat), self.k, (1,) * len(self.k), self.d)
+
+
+@recorded
 class AxisMean(nn.Module):
     """The mean along one axis, spread back over it: every position reads the whole axis."""
 

@@ -117,6 +117,10 @@ class Ctx:
     layouts: list[tuple[int, ...]] = field(default_factory=list)
     """Each input's axis order: axis → the (N, C, …) axis it holds (the identity unless a permute
     or transpose came before); empty where unknown."""
+    producers: list[Any] = field(default_factory=list)
+    """The analysis row (its `.layer` and `.ctx`) writing each input, None for the network's
+    input; empty where unknown. A layer that reads what another layer is (max_unpool reads its
+    max pool's indices) checks it here."""
 
     extent: tuple[int, ...] = ()
     """The network input's spatial sizes (the fields' coordinates run over them); empty where unknown."""

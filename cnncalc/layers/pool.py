@@ -9,7 +9,7 @@ from pydantic import WithJsonSchema, field_validator, model_validator
 
 from cnncalc.errors import LayerError
 from cnncalc.layers.base import Axes, Axes0, Ctx, Flag, Kit, Layer, PosInt, Saved, Shape, fmt_shape, per_axis
-from cnncalc.layers.conv import _Window, spatial_axes
+from cnncalc.layers.conv import AXES_NAMES, _Window, spatial_axes
 from cnncalc.layers.field import RF, adaptive_windows
 from cnncalc.layers.routes import (
     Malformed,
@@ -170,15 +170,30 @@ class MaxPoolNd(PoolNd):
         TorchForm((f"F.max_pool{d}d",), f"max_pool{d}d", _max_pool(f"MaxPool{d}d")) for d in (1, 2, 3))
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("MaxPool",), lambda node: _onnx_pool(node, "max")),)
     dilation: Axes = 1
+    return_indices: bool = False
+    """Also return the int64 index of each maximum, for a max_unpool (inputs: [x, THIS POOL])."""
 
     @field_validator("dilation", mode="before")
     @classmethod
     def _dil(cls, v: Any) -> tuple[int, ...]:
         return per_axis(v, cls.dims)
 
+    @Flag.rule
+    def memory_exact(self) -> bool:
+        """With return_indices the indices outlive the layer (until the last max_unpool reads
+        them): an estimate at inference."""
+        return not self.return_indices
+
     def build(self, ctx: Ctx, t: Kit) -> Any:
+        if self.return_indices:
+            return t.ext.MaxPoolIndices(self.dims, self.kernel_size, self.strides, self.padding, self.dilation,
+                                        self.ceil_mode)
         cls = getattr(t.nn, f"MaxPool{self.dims}d")
         return cls(self.kernel_size, self.strides, self.padding, self.dilation, ceil_mode=self.ceil_mode)
+
+    def scratch(self, ctx: Ctx, b: int) -> int:
+        """With return_indices, the int64 index of each maximum (also at inference)."""
+        return 8 * prod(ctx.out) if self.return_indices else 0
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
         """Autograd keeps the input and the int64 index of each maximum."""
@@ -423,10 +438,10 @@ class AdaptiveMaxPool3d(AdaptivePoolNd):
 class GlobalPool(Layer):
     """Global pooling over every spatial axis, any dimensionality: (N, C, …) → (N, C, 1, …)
     (or (N, C) with keepdims false). Element-wise ops = N·C·∏H; RF: the whole input."""
-    autocast: ClassVar[str | dict[str, str]] = {"cpu/3d": "fp32"}  # adaptive 3-D pooling
 
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         return "each"  # channel c of the output reads channel c of the input alone
+    autocast: ClassVar[str | dict[str, str]] = {"cpu/3d": "fp32"}  # adaptive 3-D pooling
 
     category: ClassVar[str] = "pooling"
     rf_size_dependent = Flag(True)
@@ -473,3 +488,155 @@ class GlobalPool(Layer):
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
         """A mean keeps nothing; a maximum keeps the input and the int64 index of each maximum."""
         return Saved(inputs=(0,), extra_bytes=8 * prod(ctx.out)) if "max" in self.type else Saved()
+
+
+class MaxUnpoolNd(Layer):
+    """Max unpooling (torch's MaxUnpool1d/2d/3d): inputs [x, POOL], POOL a max pool of the same
+    rank with return_indices: true and x of POOL's output shape; each value of x is written where
+    its window's maximum was, zeros elsewhere.
+
+    H' = (H − 1)·S − 2P + K, or output_size (torch takes (H' − S, H' + S) exclusive); the output
+    must hold every index: its spatial sizes those of POOL's input (the first axis may be longer).
+    No params; no MACs; element-wise ops 0 (a scatter: data movement);
+    RF: an output reads the x positions whose pool window covers it (a transposed window,
+    r' = r + (K_eff − 1)·j/S, j' = j/S); which one is the data's maximum: an estimate."""
+
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each"  # channel c of the output reads channel c of x and of the indices alone
+
+    category: ClassVar[str] = "pooling"
+    dims: ClassVar[int] = 2
+    min_inputs: ClassVar[int] = 2
+    max_inputs: ClassVar[int] = 2
+    memory_exact = Flag(False)  # the indices input gets no gradient, which the memory model gives it
+    autocast: ClassVar[str | dict[str, str]] = {"cpu": "fp32"}  # CPU's list: max_unpool2d/3d (1-D runs as 2-D)
+    torch_names: ClassVar[tuple[str, ...] | None] = ()
+    no_import: ClassVar[str | None] = ("torch's MaxUnpool reads the indices, the second output of a max pool; "
+                                       "import reads one output per layer")
+    kernel_size: Axes
+    stride: Axes | None = None
+    """Default: kernel_size."""
+    padding: Axes0 = 0
+    output_size: Axes | None = None
+    """Spatial sizes of the output (default (H − 1)·S − 2P + K): give the pool's input size
+    where its windows left a remainder (an odd size)."""
+
+    @field_validator("kernel_size", "output_size", mode="before")
+    @classmethod
+    def _sizes(cls, v: Any) -> tuple[int, ...] | None:
+        return None if v is None else per_axis(v, cls.dims)
+
+    @field_validator("stride", mode="before")
+    @classmethod
+    def _stride(cls, v: Any) -> tuple[int, ...] | None:
+        return None if v is None else per_axis(v, cls.dims)
+
+    @field_validator("padding", mode="before")
+    @classmethod
+    def _pad(cls, v: Any) -> tuple[int, ...]:
+        return per_axis(v, cls.dims, minimum=0)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return self.stride or self.kernel_size
+
+    def pool(self, ctx: Ctx) -> Any:
+        """The analysis row of the max pool whose indices this layer reads (None where unknown)."""
+        return ctx.producers[1] if len(ctx.producers) > 1 else None
+
+    def natural(self, ctx: Ctx) -> tuple[int, ...]:
+        return tuple((h - 1) * s - 2 * p + k for h, k, s, p in
+                     zip(ctx.x[2:], self.kernel_size, self.strides, self.padding))
+
+    def shape(self, ctx: Ctx) -> Shape:
+        self.expect_rank(ctx.x, 2 + self.dims, spatial_axes(self.dims))
+        pool = self.pool(ctx)
+        if len(ctx.producers) > 1 and (pool is None or not isinstance(pool.layer, MaxPoolNd)
+                                       or pool.layer.dims != self.dims or not pool.layer.return_indices):
+            what = "the network's input" if pool is None else f"a {pool.layer.type} layer" + (
+                " without return_indices: true" if isinstance(pool.layer, MaxPoolNd) and pool.layer.dims == self.dims
+                else "")
+            raise LayerError(f"the second input must be a maxpool{self.dims}d layer with return_indices: true (its "
+                             f"indices say where each value goes), received {what}", "inputs")
+        if ctx.ins[1] != ctx.x:
+            raise LayerError(f"x {fmt_shape(ctx.x)} must have the shape of the max pool's output "
+                             f"{fmt_shape(ctx.ins[1])}: each value goes where its window's maximum was", "inputs")
+        natural = self.natural(ctx)
+        if min(natural) <= 0:
+            raise LayerError(f"output size (H − 1)·S − 2P + K = {list(natural)} is not positive", "padding")
+        out = self.output_size or natural
+        for a, (o, n, s) in enumerate(zip(out, natural, self.strides)):
+            if not n - s < o < n + s:
+                raise LayerError(f"output_size {list(out)}: torch takes {n - s + 1} to {n + s - 1} along axis {a + 1} "
+                                 f"((H − 1)·S − 2P + K = {n}, ± stride {s} exclusive)", "output_size")
+        if pool is not None:
+            source = pool.ctx.x[2:]
+            if tuple(out[1:]) != tuple(source[1:]) or out[0] < source[0]:
+                raise LayerError(f"the output's spatial sizes {list(out)} must be those of the max pool's input "
+                                 f"{list(source)} (the first may be larger): torch's indices count positions of that "
+                                 f"input, flattened; give output_size: {list(source)}", "output_size")
+        return (*ctx.x[:2], *out)
+
+    def geometry(self, ctx: Ctx) -> list[tuple[int, int, int, int]]:
+        """(K, S, P, D) per axis of the windows the indices come from (the pool's where known)."""
+        pool = self.pool(ctx)
+        if pool is not None:
+            return [(w.kernel, w.stride, w.pad_lo, w.dilation) for w in pool.layer.windows(pool.ctx)]
+        return [(k, s, p, 1) for k, s, p in zip(self.kernel_size, self.strides, self.padding)]
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        f = fields[0]
+        if f is None:
+            return None
+        return [replace(r.transposed(k, s, p, d), exact=False) for r, (k, s, p, d) in zip(f, self.geometry(ctx))]
+
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        """Output o holds x[i] only if pool window i (i·S − P + t·D, t < K) covers it: i from
+        ⌈(lo + P − t·D)/S⌉ to ⌊(hi + P − t·D)/S⌋ within x, for both inputs."""
+        k, s, p, d = self.geometry(ctx)[axis]
+        size = ctx.x[2 + axis]
+        if k > 4096:
+            return [None, None]
+        spans = [(max(-(-(lo + p - t * d) // s), 0), min((hi + p - t * d) // s, size - 1)) for t in range(k)]
+        spans = [(a, b) for a, b in spans if a <= b]
+        span = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else (1, 0)
+        return [span, span]
+
+    def dense(self, ctx: Ctx, axis: int) -> bool:
+        return self.geometry(ctx)[axis][3] == 1
+
+    def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
+        lines = []
+        for a, (h, k, s, p, o) in enumerate(zip(ctx.x[2:], self.kernel_size, self.strides, self.padding, ctx.out[2:])):
+            axis = AXES_NAMES[self.dims][a]
+            what = f"{axis}'" if self.output_size is None else f"{axis}' without output_size"
+            lines.append((what, f"({h} − 1)·{s} − 2·{p} + {k}", (h - 1) * s - 2 * p + k))
+            if self.output_size is not None:
+                lines.append((f"{axis}' (output_size)", str(o), o))
+        return [*lines, *super().explain(ctx)]
+
+    def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
+        """Autograd keeps the indices, the very tensor the max pool keeps: nothing new."""
+        return Saved()
+
+    def build(self, ctx: Ctx, t: Kit) -> Any:
+        return t.ext.MaxUnpool(self.dims, self.kernel_size, self.strides, self.padding, ctx.out[2:])
+
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
+        """The sum of x over every window covering each output (the positions a maximum can take)."""
+        return t.ext.UnpoolReach(self.geometry(ctx), ctx.out[2:])
+
+
+class MaxUnpool1d(MaxUnpoolNd):
+    type: Literal["max_unpool1d"]
+    dims: ClassVar[int] = 1
+
+
+class MaxUnpool2d(MaxUnpoolNd):
+    type: Literal["max_unpool2d"]
+    dims: ClassVar[int] = 2
+
+
+class MaxUnpool3d(MaxUnpoolNd):
+    type: Literal["max_unpool3d"]
+    dims: ClassVar[int] = 3

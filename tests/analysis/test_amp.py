@@ -14,6 +14,14 @@ from cnncalc import backend as tb  # noqa: E402
 BYTES = {torch.float32: FULL, torch.bfloat16: LOW}
 
 
+def _keep(a, b):
+    """b, carrying a's max pool indices (backend/modules.py: MaxPoolIndices attaches them to its
+    values, which a max_unpool reads)."""
+    if hasattr(a, "unpool_indices"):
+        b.unpool_indices = a.unpool_indices
+    return b
+
+
 def _last_layer(case):
     """The report, and the module of its last row with the float32 tensors it is called with."""
     report = analyze_text(spec_text(case))
@@ -24,7 +32,7 @@ def _last_layer(case):
     seen = {}
 
     def hook(i, module, args):
-        seen[i] = [a.detach().clone() for a in args]
+        seen[i] = [_keep(a, a.detach().clone()) for a in args]
         return module(*args)
 
     model.hook = hook
@@ -42,7 +50,7 @@ def test_autocast_category_matches_torch_on_cpu(case):
     k = kind(row.layer, "cpu", len(row.ctx.x) - 2)
     for dtype in (torch.float32, torch.bfloat16):
         with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
-            out = module(*[a.to(dtype) for a in args])
+            out = module(*[_keep(a, a.to(dtype)) for a in args])
         assert BYTES[out.dtype] == run_bytes(k, [BYTES[dtype]] * len(args)), (k, dtype, out.dtype)
 
 
