@@ -117,6 +117,8 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
             in_chans = [chans[i] for i in inputs]
             rf, channels = _per_channel(layer, ctx, in_fields, in_chans, rf, layout == _identity(len(ctx.out)))
             strides = through(layer, in_shapes, ctx.out, [memory[i] for i in inputs])
+            if layer.type in ("flatten", "linear"):  # whether torch's reshape copies (memory.py asks)
+                ctx.__dict__["in_strides"] = memory[inputs[0]]
             note = layer.note(ctx)
             layer_warnings = layer.warnings(ctx)
         except LayerError as exc:

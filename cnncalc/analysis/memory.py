@@ -120,7 +120,7 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
         name, inputs, layer, index = r.name, r.inputs, r.layer, r.index
         scratch = layer.scratch(r.ctx, b)
         folded = 0  # a linear on a permuted map: matmul folds it to 2-D with a copy (reshape)
-        if r.type == "linear" and not r.ctx.natural(0):  # inside the operator unless kept
+        if r.type == "linear" and len(r.ctx.ins[0]) > 2:  # inside the operator unless kept
             x = r.ctx.ins[0]
             if reshape_copies(r.ctx, (prod(x[:-1]), x[-1])):
                 folded = prod(x) * b

@@ -79,6 +79,13 @@ NETS["split-with-an-unused-piece"] = net("8x8x8", 2, "  - {name: s, type: split,
                                          + "  - {type: relu, inputs: [s.1]}\n", tail=False)
 NETS["chunk-with-a-dead-branch"] = net("8x8x8", 2, "  - {name: s, type: chunk, chunks: 2}\n" + PIECE
                                        + "  - {type: conv2d, out_channels: 4, kernel_size: 1, inputs: [s.1]}\n", tail=False)
+NETS["flatten-of-a-permute-back"] = ("input: 1x6\nbatch: 2\nlayers:\n  - {type: permute, dims: [0, 2, 1]}\n"
+                                     "  - {type: linear, out_features: 2}\n  - {type: permute, dims: [0, 2, 1]}\n"
+                                     "  - {type: permute, dims: [0, 2, 1]}\n  - {type: flatten}\n"
+                                     "  - {type: linear, out_features: 3}\n")  # contiguous again: a view
+NETS["linear-on-a-strided-natural-map"] = net("4x6x6", 2, "  - {type: permute, dims: [0, 2, 3, 1]}\n"
+                                              "  - {type: linear, out_features: 3}\n  - {type: permute, dims: [0, 3, 1, 2]}\n"
+                                              "  - {type: linear, out_features: 5}\n  - {type: relu}\n", tail=False)
 for first in (True, False):  # a channels-last linear between two permutes: its gradient arrives permuted
     for trainable in ("true", "false"):
         body = (f"  - {{type: permute, dims: [0, 2, 3, 1]}}\n  - {{type: linear, out_features: 3, trainable: {trainable}}}\n"
