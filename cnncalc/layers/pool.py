@@ -498,8 +498,9 @@ class MaxUnpoolNd(Layer):
     H' = (H − 1)·S − 2P + K, or output_size (torch takes (H' − S, H' + S) exclusive); the output
     must hold every index: its spatial sizes those of POOL's input (the first axis may be longer).
     No params; no MACs; element-wise ops 0 (a scatter: data movement);
-    RF: an output reads the x positions whose pool window covers it (a transposed window,
-    r' = r + (K_eff − 1)·j/S, j' = j/S); which one is the data's maximum: an estimate."""
+    RF: an output reads the x positions whose pool window covers it, the reach of a transposed
+    conv with the pool's K, S, P, D (j' = j/S); which of them it holds is the data's maximum:
+    an estimate."""
 
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         return "each"  # channel c of the output reads channel c of x and of the indices alone
@@ -518,8 +519,7 @@ class MaxUnpoolNd(Layer):
     """Default: kernel_size."""
     padding: Axes0 = 0
     output_size: Axes | None = None
-    """Spatial sizes of the output (default (H − 1)·S − 2P + K): give the pool's input size
-    where its windows left a remainder (an odd size)."""
+    """Spatial output sizes (default (H − 1)·S − 2P + K): the pool's input size where it left a remainder."""
 
     @field_validator("kernel_size", "output_size", mode="before")
     @classmethod

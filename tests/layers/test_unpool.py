@@ -141,3 +141,33 @@ layers:
   - {name: u, type: max_unpool2d, kernel_size: 2, inputs: [p, p]}
 """
     assert_located(text, "expected a 4-D input", "name: u")
+
+
+@pytest.mark.parametrize("kernel,stride,padding,dilation,ceil,size,unpool_kernel", [
+    (2, 2, 0, 1, False, 9, 2), (3, 2, 1, 1, True, 10, 3), (3, 2, 1, 2, False, 10, 5), (4, 3, 2, 1, True, 13, 4)])
+def test_the_probe_reaches_every_position_an_index_can_send_a_value_to(kernel, stride, padding, dilation, ceil, size,
+                                                                        unpool_kernel):
+    """The stand-in's reach of each x position (a one-hot through it) holds the position torch's
+    unpool writes that value to, for maxima drawn at random (the windows are the pool's: a
+    dilated pool's unpool states the dilated span as its kernel, for torch's size rule)."""
+    text = f"""name: t
+input: [1, {size}]
+layers:
+  - {{name: p, type: maxpool1d, kernel_size: {kernel}, stride: {stride}, padding: {padding}, dilation: {dilation},
+      ceil_mode: {str(ceil).lower()}, return_indices: true}}
+  - {{name: u, type: max_unpool1d, kernel_size: {unpool_kernel}, stride: {stride}, padding: {padding}, inputs: [p, p],
+      output_size: {size}}}
+"""
+    report = analyze_text(text)
+    row = report.layers[-1]
+    t = tb.kit()
+    reach = row.layer.probe(row.ctx, t)
+    torch.manual_seed(0)
+    for _ in range(5):
+        _, idx = torch.nn.functional.max_pool1d(torch.randn(1, 1, size), kernel, stride, padding, dilation, ceil,
+                                                return_indices=True)
+        for i in range(idx.shape[-1]):
+            onehot = torch.zeros(1, 1, idx.shape[-1])
+            onehot[..., i] = 1
+            out = reach(onehot)
+            assert out.shape[-1] == size and out[0, 0, idx[0, 0, i]] > 0
