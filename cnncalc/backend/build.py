@@ -68,10 +68,18 @@ def _graph_class(t: Kit) -> Any:
             end = seg[-1]
             leaves = [name for _, name, _ in rows if self.last.get(name, -1) > end]
 
+            last = {n: i for i, _, ins in rows for n in ins}  # each tensor's last reader in the segment
+            keep = set(leaves)
+
             def run(*args):
+                # frees each tensor after its last reader, as a module's forward does with its locals:
+                # the recomputation in backward runs this again, and what it holds is held then too
                 local = dict(zip(reads, args))
                 for i, name, ins in rows:
                     local[name] = self.layers[f"l{i}"](*[local[n] for n in ins])
+                    for n in [*ins, name]:
+                        if n not in keep and last.get(n, -1) <= i:
+                            local.pop(n, None)
                 return tuple(local[n] for n in leaves)
 
             outs = tc.checkpoint(run, *[values[n] for n in reads], use_reentrant=False)

@@ -117,3 +117,85 @@ def test_verify_checkpoint_and_amp_on_cpu():
                                                  rf_probe=False))
     assert result.ok, result.mismatches
     assert result.memory["judged"] and result.checkpoint["segments"][0]["use"] == "u1"
+
+
+def _residual(n: int, inplace: bool) -> str:
+    ip = "true" if inplace else "false"
+    return f"""name: res
+input: 16x32x32
+batch: 4
+blocks:
+  basic:
+    layers:
+      - {{name: c1, type: conv2d, out_channels: 16, kernel_size: 3, padding: 1, bias: false}}
+      - {{name: b1, type: batchnorm2d}}
+      - {{name: r1, type: relu, inplace: {ip}}}
+      - {{name: c2, type: conv2d, out_channels: 16, kernel_size: 3, padding: 1, bias: false}}
+      - {{name: b2, type: batchnorm2d}}
+      - {{name: add, type: add, inputs: [b2, input]}}
+      - {{name: r, type: relu, inplace: {ip}}}
+layers:
+  - {{name: stem, type: conv2d, out_channels: 16, kernel_size: 3, padding: 1}}
+  - {{name: layer1, block: basic, repeat: {n}}}
+  - {{name: pool, type: global_avgpool}}
+  - {{name: flat, type: flatten}}
+  - {{name: fc, type: linear, out_features: 10}}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n,inplace", [(2, False), (3, True)])
+def test_a_segment_of_several_residual_blocks_matches_torch(n, inplace):
+    """One segment holding n residual blocks, written as torchvision writes a ResNet stage (an
+    nn.Sequential of blocks whose forward drops each intermediate) and checkpointed whole: the
+    profiler's training step against the analysis, and the network `verify` builds likewise. The
+    recomputation (on the last block's final relu unpacking its output) makes every tensor the
+    segment saves, all held at once, before that relu's backward makes its input's gradient;
+    torch.random.fork_rng holds a second generator state meanwhile."""
+    torch = pytest.importorskip("torch")
+    import torch.utils.checkpoint as tc
+
+    from cnncalc import backend as tb
+    from cnncalc.backend.measure import measure_training
+
+    nn = torch.nn
+
+    class Basic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.b1 = nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+            self.c2, self.b2 = nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+            self.r1, self.r = nn.ReLU(inplace), nn.ReLU(inplace)
+
+        def forward(self, x):
+            out = self.r1(self.b1(self.c1(x)))
+            out = self.b2(self.c2(out))
+            out = out + x  # (torchvision: out += identity; out = self.relu(out))
+            return self.r(out)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.fc = nn.Conv2d(16, 16, 3, padding=1), nn.Linear(16, 10)
+            self.layer1 = nn.Sequential(*[Basic() for _ in range(n)])
+
+        def forward(self, x):
+            x = tc.checkpoint(self.layer1, self.stem(x), use_reentrant=False)
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    report = analyze_text(_residual(n, inplace), optimizer="sgd")
+    plain = report.totals["training_memory_bytes"]
+    segs = segments(report, "all")
+    assert [len(s.rows) for s in segs] == [7 * n]
+    apply_checkpoint(report, "all")
+    analytic = report.totals["training_memory_bytes"]
+    t, cpu, x = tb.kit(), torch.device("cpu"), torch.randn(report.input_shape)
+    torch.manual_seed(0)
+    hand = measure_training(Net(), x, t, cpu, "sgd")
+    torch.manual_seed(0)
+    built = measure_training(tb.build_model(report, t, [s.rows for s in segs]), x, t, cpu, "sgd")
+    assert abs(hand.tensors / analytic - 1) < 0.001
+    assert abs(built.tensors / analytic - 1) < 0.001
+    # the peak is at the stage's first backward call, where the recomputation has made all that the
+    # plain step saves there too: checkpointed, the step adds only the two generator states
+    assert analytic - plain == 2 * RNG_STATE_BYTES
