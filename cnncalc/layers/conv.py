@@ -326,7 +326,8 @@ class ConvNd(_Window, _ConvFields):
         copy, x, out = self.padded(ctx), prod(ctx.x), prod(ctx.out)
         if not grads[0] or not copy:
             return 0
-        second = (copy if self.padding_mode == "circular" else 0) + (0 if self.trainable else copy) - out
+        frozen = 0 if self.trainable or self._same_inside() else copy  # (torch's own 'same': as trained)
+        second = (copy if self.padding_mode == "circular" else 0) + frozen - out
         return max(copy - x, second, 0) * b
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:

@@ -65,6 +65,8 @@ NETS = {
                                                   "padding: same}\n"),
     "same-even-kernel-frozen-3d": net("4x6x6x6", 3, "  - {type: conv3d, out_channels: 8, kernel_size: [2, 3, 4], "
                                                     "padding: same, trainable: false}\n"),
+    "same-even-kernel-frozen-last": net("4x6x6", 2, "  - {type: conv2d, out_channels: 2, kernel_size: [1, 2], padding: same, "
+                                                    "trainable: false}\n", tail=False),
     "same-even-kernel-on-the-input": "input: 8x16x16\nbatch: 2\nlayers:\n"
                                      "  - {type: conv2d, out_channels: 8, kernel_size: 2, padding: same}\n",
 }
