@@ -33,9 +33,10 @@ each as the forward) plus the recomputation.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cnncalc.analysis.precision import with_fields
 from cnncalc.layers import Ctx, Saved
 
 if TYPE_CHECKING:
@@ -171,20 +172,22 @@ def checkpoint_rows(rows: list[LayerReport], segs: list[Segment], b: int) -> lis
                     made += sum(size.get(n, 0) for n, g in zip(r.inputs, needs[r.name]) if g and n != "input")
                 held = max(held, recompute - made)
             state = RNG_STATE_BYTES if pos == 0 else 0
-            out[by_index[r.index]] = replace(r, layer=_Checkpointed(r.layer, keep, held, state))  # type: ignore[arg-type]
+            out[by_index[r.index]] = with_fields(r, layer=_Checkpointed(r.layer, keep, held, state))
     return out
 
 
-def checkpoint_figures(report: Report, uses: list[str] | str, amp: Amp | None = None) -> dict[str, Any]:
-    """The training step's memory with `uses` checkpointed (under `amp` when given), and the
-    recomputation's cost."""
+def checkpoint_figures(report: Report, uses: list[str] | str, amp: Amp | None = None,
+                       amp_training_rows: list[LayerReport] | None = None) -> dict[str, Any]:
+    """The training step's memory with `uses` checkpointed (under `amp` when given: its training
+    rows, `amp_rows`, made here unless given), and the recomputation's cost."""
     from cnncalc.analysis.memory import OPTIMIZER_STATES, training_memory
     from cnncalc.analysis.precision import FULL, SCALER_BYTES, amp_rows
 
     segs = segments(report, uses)
     t = report.totals
     b = FULL if amp is not None else report.bytes_per_element
-    rows = amp_rows(report.layers, report.outputs, amp, training=True).rows if amp is not None else report.layers
+    rows = report.layers if amp is None else amp_training_rows if amp_training_rows is not None else \
+        amp_rows(report.layers, report.outputs, amp, training=True).rows
     index = {i for s in segs for i in s.rows}
     if amp is not None:  # the autocast rows (casts among them) of each segment: by the block use they lie in
         segs = [Segment(s.use, tuple(r.index for r in rows if s.use in r.blocks)) for s in segs]
@@ -209,12 +212,11 @@ def apply_checkpoint(report: Report, uses: list[str] | str, amp: Amp | None = No
                      inference: bool = True) -> Report:
     """`report` with its training figures for `uses` checkpointed (`amp`: also under autocast, its
     inference figures too); the figures without checkpointing kept under extra['checkpoint']."""
-    from cnncalc.analysis.precision import apply_amp
+    from cnncalc.analysis.precision import amp_applied
 
-    if amp is not None:
-        apply_amp(report, amp, (inference, False))
+    rows = amp_applied(report, amp, (inference, False)) if amp is not None else None
     before = {k: report.totals[k] for k in CHECKPOINT_KEYS}
-    fig = checkpoint_figures(report, uses, amp)
+    fig = checkpoint_figures(report, uses, amp, rows)
     report.totals.update({k: fig[k] for k in CHECKPOINT_KEYS})
     report.extra["checkpoint"] = {"uses": uses if uses == ALL else list(uses), "segments": fig["segments"],
                                   "recompute_flops": fig["recompute_flops"], "step_flops": fig["step_flops"],

@@ -29,6 +29,7 @@ scale and a found-inf flag (float32 each): 4 + 4 + 4 + 4 bytes.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 from math import prod
 from typing import TYPE_CHECKING, Any
@@ -177,8 +178,8 @@ def amp_rows(rows: list[LayerReport], outputs: list[str], amp: Amp, training: bo
         p = own[r.shared_with or r.name] * LOW if k == "lower" else 0  # its weights' low-precision gradient
         size[r.name] = size[inputs[0]] if r.layer.aliases(training) else run
         run_layer = _Run(r.layer, run, copies if training else 0, p, uses.get(r.name, 1) if not shared else 0)
-        out_rows.append(replace(r, inputs=inputs, activation_bytes=prod(r.output_shape) * size[r.name],
-                                layer=run_layer,  # type: ignore[arg-type]
+        out_rows.append(with_fields(r, inputs=inputs, activation_bytes=prod(r.output_shape) * size[r.name],
+                                layer=run_layer,
                                 # a later use of a cached weight: no float32 gradient of its own (see _Run)
                                 shared_with=r.name if shared and training else r.shared_with))
         info[r.name] = {"kind": k, "dtype": "float32" if size[r.name] == FULL else amp.torch_dtype,
@@ -186,6 +187,13 @@ def amp_rows(rows: list[LayerReport], outputs: list[str], amp: Amp, training: bo
     for i, r in enumerate(out_rows):
         r.index = i
     return AmpRows(out_rows, info)
+
+
+def with_fields(r: LayerReport, **fields: Any) -> LayerReport:
+    """dataclasses.replace for a row, without its __init__ (`fit` makes hundreds per batch tried)."""
+    out = copy.copy(r)
+    out.__dict__.update(fields)
+    return out
 
 
 def _cast_row(r: LayerReport, name: str, source: str, shape: tuple[int, ...], nbytes: int) -> LayerReport:
@@ -220,12 +228,18 @@ def amp_figures(report: Report, amp: Amp, passes: tuple[bool, bool] = (True, Tru
                    training_peak_phase=train.phase)
     return {**out, "grad_scaler_bytes": scaler,
             "activation_bytes": sum(r.activation_bytes for r in tr.rows if r.type != "autocast_cast"),
-            "layers": tr.layers}
+            "layers": tr.layers, "rows": tr.rows}
 
 
 def apply_amp(report: Report, amp: Amp, passes: tuple[bool, bool] = (True, True)) -> Report:
     """`report` with its memory totals as autocast runs them (the float32 ones kept under
     extra['amp']['float32']), and extra['amp'] describing the setting and each layer's dtype."""
+    amp_applied(report, amp, passes)
+    return report
+
+
+def amp_applied(report: Report, amp: Amp, passes: tuple[bool, bool] = (True, True)) -> list[LayerReport]:
+    """`apply_amp`, returning the training step's rows as autocast runs them (`amp_rows`)."""
     earlier = report.extra.get("amp")
     before = dict(earlier["float32"]) if earlier else {k: report.totals[k] for k in MEMORY_KEYS}
     fig = amp_figures(report, amp, passes)
@@ -233,4 +247,5 @@ def apply_amp(report: Report, amp: Amp, passes: tuple[bool, bool] = (True, True)
     report.extra["amp"] = {"dtype": amp.torch_dtype, "device_type": amp.device, "master_weights": "float32",
                            "grad_scaler_bytes": fig["grad_scaler_bytes"], "activation_bytes": fig["activation_bytes"],
                            "layers": fig["layers"], "float32": before}
-    return report
+    rows: list[LayerReport] = fig["rows"]
+    return rows
