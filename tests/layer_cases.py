@@ -145,11 +145,11 @@ CASES = [
     ("rmsnorm-last-axis-eps", (4, 5, 6), 1, [C(type="rmsnorm", normalized_shape=6, eps=0.001)],
      dict(shape=(1, 4, 5, 6), params=6, macs=0, ew=2 * 120)),
     ("rmsnorm-plain", (8,), 3, [C(type="rmsnorm", elementwise_affine=False)], dict(shape=(3, 8), params=0, macs=0, ew=2 * 24)),
-    # GRN: γ, β of C each; 4 ops per element, 5 per sample and channel, 2 per sample
+    # GRN: γ, β of C each; 6 ops per element, 3 per sample and channel, 2 per sample
     ("grn", (4, 5, 6), 2, [C(type="grn")], dict(shape=(2, 4, 5, 6), params=2 * 4, macs=0,
-                                                 ew=4 * 2 * 4 * 30 + 5 * 2 * 4 + 2 * 2)),
+                                                 ew=6 * 2 * 4 * 30 + 3 * 2 * 4 + 2 * 2)),
     ("grn-channels-last", (3, 4, 5), 2, [C(type="permute", dims=[0, 2, 3, 1]), C(type="grn", channels_last=True, eps=0.0001)],
-     dict(shape=(2, 4, 5, 3), params=2 * 3, macs=0, ew=4 * 2 * 60 + 5 * 2 * 3 + 2 * 2)),
+     dict(shape=(2, 4, 5, 3), params=2 * 3, macs=0, ew=6 * 2 * 60 + 3 * 2 * 3 + 2 * 2)),
     ("local_response_norm", (8, 4, 4), 1, [C(type="local_response_norm", size=5)],
      dict(shape=(1, 8, 4, 4), params=0, macs=0, ew=(5 + 3) * 128)),
     # ---- activations and regularisation ------------------------------------------------------

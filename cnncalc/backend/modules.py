@@ -158,9 +158,10 @@ class Sub(nn.Module):
 
 @recorded
 class GlobalResponseNorm(nn.Module):
-    """ConvNeXt-V2's global response normalisation, as timm's GlobalResponseNorm (same arguments,
-    attributes, parameter names and shapes (C,)): timm's x + β + γ·(x·N) computed as
-    β + (γ·N + 1)·x, N = ‖x‖₂ over the positions / (its mean over the channels + eps)."""
+    """ConvNeXt-V2's global response normalisation, timm 1.0's GlobalResponseNorm as written there
+    (same arguments, attributes, parameter names and shapes (C,), the same operators, so that
+    what autograd keeps is timm's): x + addcmul(β, γ, x·N), N = ‖x‖₂ over the positions / (its
+    mean over the channels + eps)."""
 
     def __init__(self, dim, eps=1e-6, channels_last=True):
         super().__init__()
@@ -173,7 +174,7 @@ class GlobalResponseNorm(nn.Module):
     def forward(self, x):
         x_g = x.norm(p=2, dim=self.spatial_dim, keepdim=True)
         x_n = x_g / (x_g.mean(dim=self.channel_dim, keepdim=True) + self.eps)
-        return torch.addcmul(self.bias.view(self.wb_shape), self.weight.view(self.wb_shape) * x_n + 1, x)
+        return x + torch.addcmul(self.bias.view(self.wb_shape), self.weight.view(self.wb_shape), x * x_n)
 
 
 @recorded

@@ -297,20 +297,20 @@ class LocalResponseNorm(Layer):
 class GlobalResponseNorm(Layer):
     """Global response normalisation (ConvNeXt-V2; timm's GlobalResponseNorm): per sample, the
     L2 norm of each channel over all positions G_c = ‖x_c‖₂, divided by their mean over the
-    channels, N_c = G_c / (mean_c G + eps); then y = γ·(x·N) + β + x (timm writes it
-    addcmul(β, γ·N + 1, x)). A 2-D layer: input (N, C, H, W), or with `channels_last` (N, H, W, C),
+    channels, N_c = G_c / (mean_c G + eps); then y = γ·(x·N) + β + x (timm 1.0 writes it
+    x + addcmul(β, γ, x·N)). A 2-D layer: input (N, C, H, W), or with `channels_last` (N, H, W, C),
     as ConvNeXt-V2's MLP applies it between a permute and its permute back (the field is not
     shown while permuted, as for any layer on a permuted tensor).
 
     params = 2·C (γ and β, torch names weight and bias, of shape (C,) as timm holds them, viewed
     as (1, C, 1, 1), or (1, 1, 1, C) channels-last; initialised to zero: the layer starts as the identity).
-    Element-wise ops: 4 per element (square and sum for the norms; γN + 1 times x, plus β) +
-    5 per sample and channel (the root, the sum of the mean, the division, γ·N and + 1) + 2 per
-    sample (the mean's division and + eps). RF: every unit reads the whole input (the norms
-    read all positions, their mean all channels). Memory: the forward call makes G, N and γ·N
-    + 1 (3·N·C elements) besides the output; autograd keeps the input, G, the mean plus eps
-    (N), γN + 1 (N·C) and, for γ's gradient, N; its backward makes one or two input-sized
-    temporaries."""
+    Element-wise ops: 6 per element (square and sum for the norms; x·N, times γ, plus β, plus x)
+    + 3 per sample and channel (the root, the sum of the mean, the division) + 2 per sample (the
+    mean's division and + eps). RF: every unit reads the whole input (the norms
+    read all positions, their mean all channels). Memory (timm's operators): the forward call makes G, N
+    (N·C each), x·N and addcmul's result (input-sized each) besides the output; autograd keeps
+    the input, G, the mean plus eps (N), N and, for γ's gradient, x·N (input-sized); its backward
+    makes one or two input-sized temporaries."""
 
     category: ClassVar[str] = "normalization"
     type: Literal["grn"]
@@ -335,7 +335,7 @@ class GlobalResponseNorm(Layer):
 
     def elementwise(self, ctx: Ctx) -> int:
         n, c = ctx.x[0], self.channels(ctx)
-        return 4 * prod(ctx.x) + 5 * n * c + 2 * n
+        return 6 * prod(ctx.x) + 3 * n * c + 2 * n
 
     def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
         """The whole input: each axis spread over all its positions."""
@@ -349,25 +349,28 @@ class GlobalResponseNorm(Layer):
         return t.ext.WholeSum()
 
     def scratch(self, ctx: Ctx, b: int) -> int:
-        """G, N and γ·N + 1 (N·C each) are alive when the output is made (the mean and mean +
-        eps, N each, are freed before)."""
-        return 3 * ctx.x[0] * self.channels(ctx) * b
+        """timm's x + addcmul(β, γ, x·N): G and N (N·C each) stay alive to the end of the call,
+        x·N (input-sized) until addcmul has made its input-sized result, which lives while the
+        output is made (the mean and mean + eps, N each, are freed before)."""
+        return (prod(ctx.x) + 2 * ctx.x[0] * self.channels(ctx)) * b
 
     def saved(self, ctx: Ctx, grads: tuple[bool, ...]) -> Saved:
-        """Through the input: the norm keeps x and G, the division G and mean + eps, the
-        product (γN + 1)·x both factors; γ's gradient keeps N. Without the input's gradient only
-        γ's and β's: N, and x for the product."""
+        """Through the input: the norm keeps x and G, the division G and mean + eps, x·N both
+        factors (x and N); for γ's gradient addcmul keeps x·N (input-sized). Without the input's
+        gradient only γ's: x·N."""
         n, c = ctx.x[0], self.channels(ctx)
+        m = prod(ctx.x) if self.trainable else 0
         if grads[0]:
-            return Saved(inputs=(0,), extra=2 * n * c + n + (n * c if self.trainable else 0))
-        return Saved(inputs=(0,), extra=n * c) if self.trainable else Saved()
+            return Saved(inputs=(0,), extra=2 * n * c + n + m)
+        return Saved(extra=m)
 
     def backward_scratch(self, ctx: Ctx, b: int, grads: tuple[bool, ...]) -> int:
-        """The product's backward makes grad·(the other factor), then times addcmul's value: two
-        input-sized steps, one of which is the input's gradient where it needs one (measured
-        with torch's training step, input needing a gradient or not)."""
+        """addcmul's backward makes grad·γ (input-sized) and, for γ, grad·(x·N) before its sum;
+        x·N's backward grad·N and grad·x: two input-sized steps beyond the gradients kept where
+        γ trains, both where only the input needs a gradient (frozen), two for γ alone where the
+        input needs none (measured with torch's training step in each of the three cases)."""
         x = prod(ctx.x) * b
-        return x if grads[0] else 2 * x if self.trainable else 0
+        return (x if self.trainable else 2 * x) if grads[0] else 2 * x if self.trainable else 0
 
     def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.GlobalResponseNorm(self.channels(ctx), self.eps, self.channels_last)

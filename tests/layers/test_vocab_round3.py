@@ -192,6 +192,34 @@ GRN_NETS = {
 }
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("x_grad", [True, False])
+def test_grn_module_runs_timms_operators(channels_last, x_grad):
+    """cnncalc's torch module is what verify measures: it must keep for backward exactly what
+    timm's GlobalResponseNorm keeps (same tensors, dtypes and shapes) and give its output."""
+    from cnncalc.backend.modules import GlobalResponseNorm as Ours
+
+    def saved(m, x):
+        kept = []
+
+        def pack(t):
+            kept.append((t.dtype, tuple(t.shape)))
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y = m(x)
+        return y, sorted(kept, key=repr)
+
+    torch.manual_seed(0)
+    timm_m, ours = GlobalResponseNorm(6, channels_last=channels_last), Ours(6, 1e-6, channels_last)
+    with torch.no_grad():
+        for p in timm_m.parameters():
+            p.normal_()
+    ours.load_state_dict(timm_m.state_dict())
+    x = torch.randn((2, 5, 7, 6) if channels_last else (2, 6, 5, 7), requires_grad=x_grad)
+    (y1, k1), (y2, k2) = saved(timm_m, x), saved(ours, x)
+    assert torch.allclose(y1, y2) and k1 == k2 and len(k1) >= 1
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(GRN_NETS))
 def test_grn_training_memory_agrees_with_torch(name):
