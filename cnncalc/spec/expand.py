@@ -224,6 +224,10 @@ class _Expander:
                 self.fail(f"size: 'like' takes one earlier layer's name (size: like skip), received {like!r}"[:200],
                           path + ("size",), layer)
                 return None
+            if not (frame.scope.get(target) or (not frame.in_block and target in self.where)):
+                # one name, looked up as a name: 'a-b' is never read as a minus b here
+                self.resolve(target, frame, path + ("size",), layer, layer)  # says why: unknown, later, …
+                return None
             axes = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}.get(len(self.header.input) - 1)
             if axes is None:
                 self.fail("size: like: the network input has no spatial sizes", path + ("size",), layer)

@@ -131,6 +131,7 @@ def test_size_like_a_layer_is_its_spatial_sizes():
     ("like c1 c2", "size: 'like' takes one earlier layer's name"),
     ("like c9", "unknown layer 'c9'"),
     ("like aux", "refers to itself"),
+    ("like c9-input", "unknown layer 'c9-input'"),  # one name, never c9 minus input's size
 ])
 def test_size_like_misuse_is_located(like, message):
     assert_located(SEG.replace('size: ["${c1.height}", "${c1.width}"]', f"size: {like}"), message, "name: aux")
