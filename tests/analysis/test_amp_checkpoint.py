@@ -199,3 +199,21 @@ def test_a_segment_of_several_residual_blocks_matches_torch(n, inplace):
     # the peak is at the stage's first backward call, where the recomputation has made all that the
     # plain step saves there too: checkpointed, the step adds only the two generator states
     assert analytic - plain == 2 * RNG_STATE_BYTES
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_a_whole_stage_checkpointed_peaks_as_the_plain_step(n):
+    """By hand: the plain step peaks at the stage's last relu's backward (every block's saved
+    tensors held, the loss's gradient and the relu's input gradient). Checkpointed whole, the
+    stage saves only its input in the forward pass; its recomputation, at that relu's backward
+    before its input gradient is made, brings back all the plain step saves there (the relu's
+    input gradient then takes the place of the recomputation's last loose tensor, the add's
+    output, which the in-place-free relu read). So the peak is the plain one plus the two
+    generator states (the one kept at the checkpoint, fork_rng's while recomputing)."""
+    report = analyze_text(_residual(n, False), optimizer="sgd")
+    plain = report.totals["training_memory_bytes"]
+    assert report.totals["training_peak_phase"] == "backward"
+    apply_checkpoint(report, "all")
+    assert report.totals["training_memory_bytes"] == plain + 2 * RNG_STATE_BYTES
+    assert report.totals["training_saved_activation_bytes"] < report.extra["checkpoint"]["without"][
+        "training_saved_activation_bytes"]
