@@ -145,7 +145,7 @@ def to_torch(report: Report) -> str:
                                       "others", file=report.file)
         if parts[-1] in node:
             raise CnnError.single(f"export: '{row.name}' is both a layer and a group of layers", file=report.file)
-        node[parts[-1]] = writer.ctor(model.layers[f"l{row.index}"])
+        node[parts[-1]] = writer.ctor(_plain(model.layers[f"l{row.index}"]))
         top = f"self.{parts[0]}" if _attribute(parts[0], t.nn.Module) else f"self._modules[{parts[0]!r}]"
         access[row.name] = top + "".join(f"[{p!r}]" for p in parts[1:])
     cls = class_name(report)
@@ -165,10 +165,17 @@ def to_torch(report: Report) -> str:
     lines += ["", "    def forward(self, x):"]
     taken = {"x", "self", "torch", "nn", "F"}
     var = {"input": "x"}
+    indices: dict[str, str] = {}  # a max pool with return_indices → the variable of its indices
     for row in report.layers:
         args = [var[i] for i in row.inputs]
         out = var[row.name] = _ident(row.name, taken)
-        if row.type in INLINE:
+        if getattr(row.layer, "return_indices", False):
+            indices[row.name] = _ident(row.name + "_indices", taken)
+            out = f"{out}, {indices[row.name]}"
+        if row.type.startswith("max_unpool"):  # torch's MaxUnpool reads the pool's indices
+            size = list(row.output_shape[2:])
+            expr = f"{access[row.name]}({args[0]}, {indices[row.inputs[1]]}, output_size={size})"
+        elif row.type in INLINE:
             expr = INLINE[row.type].join(args)
         elif row.type == "concat":
             expr = f"torch.cat([{', '.join(args)}], {row.layer.dim})"  # type: ignore[attr-defined]
@@ -183,6 +190,13 @@ def to_torch(report: Report) -> str:
               "import torch.nn.functional as F  # noqa: F401", "from torch import nn", ""]
     return "\n".join([*header, *helpers, "", *lines, "", "", "def build():", f'    """A new {cls}, randomly initialised."""',
                       f"    return {cls}()", ""])
+
+
+def _plain(m: Any) -> Any:
+    """The torch module a user writes for cnncalc's max pool with indices and max unpool (their
+    inner nn.MaxPoolNd(return_indices=True) and nn.MaxUnpoolNd); any other module as it is."""
+    return m._modules["pool" if type(m).__name__ == "MaxPoolIndices" else "unpool"] \
+        if type(m).__name__ in ("MaxPoolIndices", "MaxUnpool") else m
 
 
 def _doc(text: str) -> str:

@@ -171,3 +171,22 @@ layers:
             onehot[..., i] = 1
             out = reach(onehot)
             assert out.shape[-1] == size and out[0, 0, idx[0, 0, i]] > 0
+
+
+def test_export_writes_torchs_own_pool_and_unpool():
+    """`cnncalc export --to torch` writes nn.MaxPool2d(return_indices=True), unpacks its indices and
+    hands them to nn.MaxUnpool2d with the output size; the file computes what the executor does."""
+    from cnncalc.interop.torch_export import exported_module, to_torch
+
+    report = analyze_text(SEGNET.format(h=15, w=17))
+    text = to_torch(report)
+    assert "return_indices=True" in text and "self.up1 = nn.MaxUnpool2d(" in text
+    assert "pool1, pool1_indices = self.pool1(enc1)" in text
+    assert "self.up1(dec2, pool1_indices, output_size=[15, 17])" in text
+    assert "MaxPoolIndices" not in text and "unpool_indices" not in text
+    torch.manual_seed(0)
+    model = tb.build_model(report, tb.kit()).eval()
+    net = exported_module(report, model).eval()
+    x = torch.randn(report.input_shape)
+    with torch.no_grad():
+        assert torch.equal(net(x), model(x))
