@@ -190,9 +190,24 @@ def totals_rows(report: Report) -> list[tuple[str, str | Plain]]:
         ("training step memory", f"{mem('training_memory_bytes')}  ({report.optimizer}: {states}; peak in the "
                                  f"{t['training_peak_phase']}; saved for backward "
                                  f"{mem('training_saved_activation_bytes')})"),
-    ] + _predicted_total(report) + ([("batch norm folded", f"{f['folded']} BN into their convs: params {f['params']:,}, buffers "
+    ] + _memory_settings(report) + _predicted_total(report) + ([("batch norm folded", f"{f['folded']} BN into their convs: params {f['params']:,}, buffers "
                                 f"{f['buffers']:,}, element-wise ops {f['elementwise_ops']:,} (MACs unchanged)")]
          if (f := report.extra.get("fused_bn")) else [])
+
+
+def _memory_settings(report: Report) -> list[tuple[str, str | Plain]]:
+    """With --amp or --checkpoint the memory rows above are theirs: say so next to them."""
+    rows: list[tuple[str, str | Plain]] = []
+    if a := report.extra.get("amp"):
+        f32 = a.get("float32") or {}
+        rows.append(("mixed precision", f"autocast {a['dtype']} ({a['device_type']} op lists), float32 master weights"
+                     + (f"; in float32: training step {hbytes(f32['training_memory_bytes'])}"
+                        if f32.get("training_memory_bytes") else "")))
+    if c := report.extra.get("checkpoint"):
+        uses = c["uses"] if isinstance(c["uses"], str) else ", ".join(c["uses"])
+        rows.append(("checkpointing", Plain(f"{uses}: recomputes {human(c['recompute_flops'], 'FLOPs')} a step "
+                                            f"({c['recompute_share']:.1%} of it)")))
+    return rows
 
 
 def _predicted_total(report: Report) -> list[tuple[str, str | Plain]]:

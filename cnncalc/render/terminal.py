@@ -315,7 +315,9 @@ def print_verify(report: Report, result: Any, console: Any) -> None:
                      f"; operator workspace +{hbytes(mem['measured_workspace_bytes'])}")
     tr = mem.get("training") or {}
     if tr.get("measured_bytes"):
-        lines.append(f"memory, training step ({tr['optimizer']}, float32): measured {hbytes(tr['measured_bytes'])} vs "
+        how = (f"float32 under autocast {result.amp['dtype']}" if result.amp else "float32") + \
+            (", checkpointed" if result.checkpoint else "")
+        lines.append(f"memory, training step ({tr['optimizer']}, {how}): measured {hbytes(tr['measured_bytes'])} vs "
                      f"analytic {hbytes(tr['analytic_bytes'])} (ratio {tr['ratio']:.2f}, peak in the {tr['phase']})"
                      f"; operator workspace +{hbytes(tr['workspace_bytes'])}")
     if mem:
