@@ -190,9 +190,15 @@ def totals_rows(report: Report) -> list[tuple[str, str | Plain]]:
         ("training step memory", f"{mem('training_memory_bytes')}  ({report.optimizer}: {states}; peak in the "
                                  f"{t['training_peak_phase']}; saved for backward "
                                  f"{mem('training_saved_activation_bytes')})"),
-    ] + _memory_settings(report) + _predicted_total(report) + ([("batch norm folded", f"{f['folded']} BN into their convs: params {f['params']:,}, buffers "
-                                f"{f['buffers']:,}, element-wise ops {f['elementwise_ops']:,} (MACs unchanged)")]
-         if (f := report.extra.get("fused_bn")) else [])
+    ] + _memory_settings(report) + _predicted_total(report) + _folded(report)
+
+
+def _folded(report: Report) -> list[tuple[str, str | Plain]]:
+    f = report.extra.get("fused_bn")
+    if not f:
+        return []
+    return [("batch norm folded", f"{f['folded']} BN into their convs: params {f['params']:,}, buffers "
+                                  f"{f['buffers']:,}, element-wise ops {f['elementwise_ops']:,} (MACs unchanged)")]
 
 
 def _memory_settings(report: Report) -> list[tuple[str, str | Plain]]:
