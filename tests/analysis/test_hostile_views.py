@@ -197,6 +197,9 @@ def test_the_keepers_are_the_element_wise_layers():
     assert not {"softmax", "prelu", "batchnorm2d", "conv2d", "dropout2d"} & set(KEEPERS)
 
 
+REQUIRED = {"clamp": ", min: -0.5"}  # fields a keeper cannot go without
+
+
 @pytest.mark.parametrize("kind", KEEPERS)
 def test_a_layer_that_keeps_the_layout_gives_torchs_strides(kind):
     """cnncalc's strides after the layer (where it states them) are the ones torch's output has,
@@ -208,6 +211,7 @@ def test_a_layer_that_keeps_the_layout_gives_torchs_strides(kind):
         lines = [f"input: {size}", f"batch: {batch}", "layers:"]
         lines += [f"  - {{name: {n}, " + b[1:] for n, b in zip(names, before)]
         extra = f", inputs: [{names[-1]}, {names[-1]}]" if REGISTRY[kind].max_inputs > 1 else ""
+        extra += REQUIRED.get(kind, "")
         lines.append(f"  - {{name: under, type: {kind}{extra}}}")
         report = cnncalc.analyze(cnncalc.parse_spec("\n".join(lines) + "\n", "k.yaml"))
         memory = {"input": contiguous(report.input_shape)}

@@ -91,7 +91,7 @@ def test_expression_bombs_and_out_of_range_values_are_located_errors(expr):
     text = f"input: 3x8x8\nlayers:\n  - {{type: conv2d, kernel_size: 1, out_channels: '${{{expr}}}'}}\n"
     t0 = time.perf_counter()
     out = CliRunner().invoke(app, ["analyze", "-"], input=text)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.perf_counter() - t0 < 10.0  # bounded (a bomb would run for minutes), not a timing test
     assert out.exit_code == 1 and "Traceback" not in out.output, out.output
     assert re.match(r"[^:\n]*:3:\d+: error: .*\$\{", out.stderr), out.stderr
 
