@@ -55,8 +55,13 @@ def main() -> None:
         wall = time.perf_counter() - t0
         rss_kib = int(out.stderr.strip().splitlines()[-1]) if out.stderr.strip() else 0
         v = json.loads(out.stdout)["verify"] if out.stdout.strip().startswith("{") else None
-        est = json.loads(subprocess.run([sys.executable, "-c", CHILD, path], capture_output=True, text=True,
-                                        cwd=ROOT).stdout)["worst_probe_estimate_bytes"]
+        child = subprocess.run([sys.executable, "-c", CHILD, path], capture_output=True, text=True, cwd=ROOT)
+        est = json.loads(child.stdout)["worst_probe_estimate_bytes"] if child.stdout.strip().startswith("{") else 0
+        if v is None:  # no JSON: say why (the last line the process wrote), never a traceback here
+            why = (out.stderr.strip().splitlines() or ["no output"])[-2 if out.stderr.strip() else -1][:120]
+            print(f"{os.path.basename(path)[:-5]:18} {wall:9.1f}  verify gave no report (exit {out.returncode}): {why}")
+            failed.append(os.path.basename(path)[:-5])
+            continue
         rf = v["receptive_fields"] if v else {"probed": "?", "not_probed": "?", "reasons": {}}
         print(f"{os.path.basename(path)[:-5]:18} {wall:9.1f} {rss_kib / 2**20:8.2f}G {rf['probed']:>7} "
               f"{rf['not_probed']:>5} {est / 2**30:11.2f}G  {'yes' if v and v['ok'] else 'NO '} "
