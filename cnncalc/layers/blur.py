@@ -9,6 +9,7 @@ from cnncalc.errors import LayerError
 from cnncalc.layers.base import Ctx, Flag, Kit, Layer, Saved, Shape
 from cnncalc.layers.conv import _Window
 from cnncalc.layers.field import RF
+from cnncalc.layers.routes import Unsupported
 
 
 class BlurPool2d(_Window, Layer):
@@ -72,6 +73,15 @@ class BlurPool2d(_Window, Layer):
 
     def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
         return self.window_rf(ctx, fields)
+
+    @classmethod
+    def from_torch(cls, m: Any) -> dict[str, Any]:
+        """timm's module as it is; one built without `channels` keeps a single filter (buffers K²,
+        expanded over the channels in forward), which this type does not hold: refused by name."""
+        if getattr(m, "channels", 0) is None:
+            raise Unsupported("timm's BlurPool2d built without channels (one K×K filter expanded over the "
+                              "channels in forward; blur_pool2d holds one per channel)")
+        return super().from_torch(m)
 
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         return "each"  # depthwise

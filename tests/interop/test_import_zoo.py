@@ -542,3 +542,11 @@ def test_blur_pool_is_blur_pool2d_with_its_filter_as_a_buffer():
     assert (aa.params, aa.buffers, aa.macs) == (0, 8 * 9, 8 * 49 * 9)
     assert aa5.layer.pad_mode == "constant" and aa5.buffers == 8 * 25
     assert report.layer("aa").layer.coefficients(5) == [1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16]
+
+
+def test_blur_pool_without_channels_is_refused_by_name():
+    """timm's BlurPool2d(channels=None) keeps one filter and expands it in forward: refused, named."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), T.BlurPool2d(None))
+    with pytest.raises(cnncalc.CnnError) as err:
+        cnncalc.spec_from_torch(model, (3, 9, 9))
+    assert "BlurPool2d built without channels" in said(err) and "bug in cnncalc" not in said(err)
