@@ -315,7 +315,9 @@ class GlobalResponseNorm(Layer):
     category: ClassVar[str] = "normalization"
     type: Literal["grn"]
     torch_names: ClassVar[tuple[str, ...] | None] = ("GlobalResponseNorm",)  # timm's, and cnncalc's copy
-    autocast: ClassVar[str | dict[str, str]] = "float"  # γ·(x·nx) + β + x with its float32 γ, β
+    #: CPU: x·N and addcmul promote to its float32 γ, β; CUDA: x.norm is on the float32 list (a
+    #: float32 copy of x, which the norm keeps), and the rest follows in float32
+    autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32", "cpu": "float"}
     eps: Annotated[float, Field(gt=0)] = 1e-6
     channels_last: bool = False
     """The channels are the last axis, (N, H, W, C) (timm's default, ConvNeXt-V2's MLP after a
