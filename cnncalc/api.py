@@ -111,7 +111,8 @@ def _with(report: Report, precision: Any, checkpoint: str | Sequence[str] | None
     from cnncalc.analysis.precision import apply_amp
 
     if checkpoint is not None:
-        uses = "all" if checkpoint == "all" else [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
+        # 'u1,u2' as the command line writes it, or a list of uses
+        uses = "all" if checkpoint == "all" else checkpoint.split(",") if isinstance(checkpoint, str) else list(checkpoint)
         return apply_checkpoint(report, uses, precision)
     return apply_amp(report, precision) if precision is not None else report
 

@@ -6,6 +6,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+import cnncalc
 from cnncalc.analysis.checkpoint import RNG_STATE_BYTES, apply_checkpoint, segments
 from cnncalc.cli import app
 
@@ -63,6 +64,13 @@ def test_all_is_every_top_level_use_and_names_are_checked():
         segments(report, ["u9"])
     with pytest.raises(ValueError, match="no block uses"):
         segments(analyze_text("name: x\ninput: 1x4x4\nlayers:\n  - {type: relu}\n"), "all")
+
+
+def test_the_api_reads_uses_as_the_command_line_writes_them():
+    net = cnncalc.parse_spec(CHAIN)
+    by_text, by_list = cnncalc.analyze(net, checkpoint="u1,u3"), cnncalc.analyze(net, checkpoint=["u1", "u3"])
+    assert by_text.extra["checkpoint"]["uses"] == ["u1", "u3"]
+    assert by_text.extra["checkpoint"]["recompute_flops"] == by_list.extra["checkpoint"]["recompute_flops"] > 0
 
 
 def test_cli_checkpoint():
