@@ -262,8 +262,8 @@ COMPOSITES: dict[str, Callable[[Any, Any], list[tuple[str, Any]] | None]] = {
 #: does not read (another padding mode, settings of another kind)
 REFUSED_MODULES: dict[str, str] = {
     name: ("its weight is standardised in forward (F.batch_norm over self.weight per output channel"
-           f"{', times gain·γ/√fan-in' if 'Scaled' in name else ''}), and `std_conv2d` reads only one padding with "
-           "zeros, a float eps (and scale)")
+           f"{', times gain·γ/√fan-in' if 'Scaled' in name else ''}); `std_conv2d` reads such a conv only with "
+           "zero padding, one number as eps and, when scaled, one as its gain's scale: this one has other settings")
     for name in ("ScaledStdConv2d", "ScaledStdConv2dSame", "StdConv2d", "StdConv2dSame")
 }
 
