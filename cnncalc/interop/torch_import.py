@@ -25,6 +25,7 @@ from cnncalc.errors import CnnError, did_you_mean
 from cnncalc.interop.spec_writer import Found
 from cnncalc.layers import REGISTRY
 from cnncalc.layers.base import Layer
+from cnncalc.layers.pool import MaxPoolNd, MaxUnpoolNd
 from cnncalc.layers.routes import TorchCall, TorchForm, Traced, Unsupported, torch_forms
 from cnncalc.safe import visible
 
@@ -418,6 +419,8 @@ class _Reader:
         self.scales_axis: dict[Any, int | None] = {}  # … and the axis it scales: 1, the last (channels-last), None: all
         self.absorbed: set[Any] = set()  # the reshapes/views of a layer scale's tensor (no layers)
         self.scaled: list[tuple[Found, str, int | None]] = []  # a layer scale, its tensor's key, the axis it scales
+        self.pooled: dict[Any, str] = {}   # a max pool's (values, indices) tuple → its layer's name
+        self.indices: dict[Any, str] = {}  # the indices of a max pool → its layer's name (what a max_unpool reads)
         self.flat = all(getattr(c, "__name__", "") in CONTAINERS for n in gm.graph.nodes  # no class of its own
                         for p, c in (n.meta.get("nn_module_stack") or {}).values() if p != n.target)
 
@@ -543,6 +546,8 @@ class _Reader:
         if isinstance(a, fx.Node):
             if a in self.failed:
                 raise _After()
+            if a in self.indices:
+                return _T(a)  # a max unpool's second input (indices_read let no other op here)
             if a in self.names or "cnncalc_shape" in a.meta:
                 if a not in self.names:
                     raise _Unsupported(f"the tensor {a.name} (made by an operation above)")
@@ -557,6 +562,61 @@ class _Reader:
         return a
 
     def node(self, n: Any) -> None:
+        """One graph node; a max pool returning indices is read as its values (the layer, with
+        return_indices: true), its indices only as the second input of a max unpool."""
+        self.indices_read(n)
+        pieces = n.meta.get("cnncalc_pieces")
+        if pieces and self.indexed_pool(n):
+            n.meta["cnncalc_shape"] = pieces[0]
+            del n.meta["cnncalc_pieces"]
+            self.one_node(n)
+            self.pooled[n] = self.names.pop(n)
+            return
+        if n.op == "call_function" and n.target is operator.getitem and n.args[0] in self.pooled:
+            i = n.args[1]
+            if i not in (0, 1, -1, -2):
+                raise _Unsupported(f"indexing the (values, indices) of max pool {self.pooled[n.args[0]]} with {i!r}")
+            (self.names if i in (0, -2) else self.indices)[n] = self.pooled[n.args[0]]
+            return
+        self.one_node(n)
+
+    def indexed_pool(self, n: Any) -> bool:
+        """Whether `n` is a max pool that returns (values, indices): nn.MaxPoolNd(return_indices=True),
+        F.max_poolNd(…, return_indices=True) (traced as F.max_poolNd_with_indices)."""
+        if n.op == "call_module":
+            m = self.gm.get_submodule(n.target)
+            cls = layer_class(m)
+            return cls is not None and issubclass(cls, MaxPoolNd) and bool(getattr(m, "return_indices", False))
+        return n.op == "call_function" and any(n.target is getattr(self.t.F, f"max_pool{d}d_with_indices", None)
+                                               for d in (1, 2, 3))
+
+    def is_unpool(self, n: Any) -> bool:
+        if n.op == "call_module":
+            cls = layer_class(self.gm.get_submodule(n.target))
+            return cls is not None and issubclass(cls, MaxUnpoolNd)
+        return n.op == "call_function" and any(n.target is getattr(self.t.F, f"max_unpool{d}d", None)
+                                               for d in (1, 2, 3))
+
+    def indices_read(self, n: Any) -> None:
+        """A max pool's indices are read only as the second input of a max unpool (torch's
+        MaxUnpool), which in turn reads indices only from a max pool of this model."""
+        readers = [a for a in n.all_input_nodes if a in self.indices]
+        if self.is_unpool(n):
+            second = n.args[1] if len(n.args) > 1 else n.kwargs.get("indices")
+            readers = [a for a in readers if a is not second]
+            if second in self.failed:
+                raise _After()
+            elif second not in self.indices:
+                raise _Unsupported(f"{_op_name(n) if n.op != 'call_module' else n.target} reading indices that no "
+                                   "max pool of the model returned (a max_unpool reads those of a max pool with "
+                                   "return_indices: true)")
+        if readers:
+            what = "the model's output" if n.op == "output" else (
+                f"module {n.target}" if n.op == "call_module" else _op_name(n))
+            raise _Unsupported(f"{what} reading the indices of max pool {self.indices[readers[0]]} (only a max unpool "
+                               "reads them, as its second input)")
+
+    def one_node(self, n: Any) -> None:
         if n.op == "placeholder":
             if n in self.values:
                 return  # an argument left at its default (mask=None): a constant
@@ -823,10 +883,24 @@ class _Reader:
         name = self.fresh(n.target)
         if first is None:
             self.calls[n.target] = name
+        if issubclass(cls, MaxUnpoolNd):
+            self.unpool(n, m, name)
+            return
         if len(n.args) + len(n.kwargs) < cls.min_inputs or len(n.args) > cls.max_inputs or n.kwargs:
             raise _Unsupported(f"{type(m).__name__} called with {len(n.args)} inputs (module {n.target})")
         shared = first if first and any(True for _ in m.parameters()) else None
         self.add(n, name, cls.from_torch(m), [self.arg(a) for a in n.args], shared)
+
+    def unpool(self, n: Any, m: Any, name: str) -> None:
+        """nn.MaxUnpoolNd called as m(x, indices, output_size=None); output_size as numbers at the
+        traced input (a size of another tensor, `x.size()`, included)."""
+        def call(input: Any, indices: Any, output_size: Any = None) -> tuple[Any, Any, Any]:
+            return input, indices, output_size
+        try:
+            x, indices, size = call(*n.args, **n.kwargs)
+        except TypeError as exc:
+            raise _Unsupported(f"{type(m).__name__} called with these arguments ({exc}) (module {n.target})") from None
+        self.add(n, name, MaxUnpoolNd.from_torch_call(m, self.arg(size)), [self.arg(x), self.arg(indices)])
 
     def composite(self, n: Any, parts: list[tuple[str, Any]]) -> None:
         """A module read as several layers (COMPOSITES), one after the other."""
@@ -946,6 +1020,9 @@ class _Reader:
             made = cls.from_torch(made)
         srcs = []
         for a in inputs:
+            if isinstance(a, _T) and a.node in self.indices:
+                srcs.append(self.indices[a.node])  # a max unpool reads the pool whose indices these are
+                continue
             if not isinstance(a, _T) or a.node not in self.names:
                 raise _Unsupported(f"{_op_name(n)} on something other than a traced tensor")
             srcs.append(self.names[a.node])

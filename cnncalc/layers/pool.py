@@ -36,6 +36,25 @@ def _max_pool(nn_name: str) -> TorchReader:
     return read
 
 
+def _max_pool_indices(nn_name: str) -> TorchReader:
+    """F.max_pool_with_indices (fx records F.max_pool(…, return_indices=True) as it): a tuple
+    (values, indices) whatever its return_indices says."""
+    def read(call: TorchCall, x: Traced, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+             ceil_mode: bool = False, return_indices: bool = True) -> tuple[Any, list[Any]]:
+        return getattr(call.t.nn, nn_name)(kernel_size, stride, padding, dilation, True, ceil_mode), [x]
+    return read
+
+
+def _max_unpool(dims: int) -> TorchReader:
+    """F.max_unpool (x, indices, kernel_size, stride, padding, output_size): inputs [x, the pool
+    whose indices these are] (the importer gives the indices as that pool)."""
+    def read(call: TorchCall, x: Traced, indices: Traced, kernel_size: Any, stride: Any = None, padding: Any = 0,
+             output_size: Any = None) -> tuple[Any, list[Any]]:
+        m = getattr(call.t.nn, f"MaxUnpool{dims}d")(kernel_size, stride, padding)
+        return MaxUnpoolNd.from_torch_call(m, output_size), [x, indices]
+    return read
+
+
 def _lp_pool(nn_name: str) -> TorchReader:
     """F.lp_pool (x, norm_type, kernel_size, stride, ceil_mode), nn's order; sizes given as
     lists (as traced: fx's immutable lists) kept as tuples, as the module keeps them."""
@@ -167,7 +186,9 @@ class PoolNd(_Window, Layer):
 
 class MaxPoolNd(PoolNd):
     torch_functions: ClassVar[tuple[TorchForm, ...]] = tuple(
-        TorchForm((f"F.max_pool{d}d",), f"max_pool{d}d", _max_pool(f"MaxPool{d}d")) for d in (1, 2, 3))
+        TorchForm((f"F.max_pool{d}d",), f"max_pool{d}d", _max_pool(f"MaxPool{d}d")) for d in (1, 2, 3)) + tuple(
+        TorchForm((f"F.max_pool{d}d_with_indices",), f"max_pool{d}d", _max_pool_indices(f"MaxPool{d}d"))
+        for d in (1, 2, 3))
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("MaxPool",), lambda node: _onnx_pool(node, "max")),)
     dilation: Axes = 1
     return_indices: bool = False
@@ -511,9 +532,10 @@ class MaxUnpoolNd(Layer):
     max_inputs: ClassVar[int] = 2
     memory_exact = Flag(False)  # the indices input gets no gradient, which the memory model gives it
     autocast: ClassVar[str | dict[str, str]] = {"cpu": "fp32"}  # CPU's list: max_unpool2d/3d (1-D runs as 2-D)
-    torch_names: ClassVar[tuple[str, ...] | None] = ()
-    no_import: ClassVar[str | None] = ("torch's MaxUnpool reads the indices, the second output of a max pool; "
-                                       "import reads one output per layer")
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = tuple(
+        TorchForm((f"F.max_unpool{d}d",), f"max_unpool{d}d", _max_unpool(d)) for d in (1, 2, 3))
+    # no ONNX route: ONNX's MaxUnpool reads indices flattened over N·C·H·W (torch's: per (N, C) plane),
+    # and torch.onnx writes MaxUnpool2d as ScatterND (refused by name)
     kernel_size: Axes
     stride: Axes | None = None
     """Default: kernel_size."""
@@ -539,6 +561,27 @@ class MaxUnpoolNd(Layer):
     @property
     def strides(self) -> tuple[int, ...]:
         return self.stride or self.kernel_size
+
+    @classmethod
+    def from_torch(cls, m: Any) -> dict[str, Any]:
+        """nn.MaxUnpoolNd: kernel_size, stride (left out where torch set it to kernel_size), padding."""
+        entry = super().from_torch(m)
+        if entry.get("stride") == entry["kernel_size"]:
+            del entry["stride"]
+        return entry
+
+    @classmethod
+    def from_torch_call(cls, m: Any, output_size: Any) -> dict[str, Any]:
+        """The entry of a call `m(x, indices, output_size)`: output_size as torch reads it (the
+        spatial sizes, or those after N and C of a full size such as `x.size()`), as numbers at
+        the traced input."""
+        from cnncalc.layers.base import REGISTRY
+
+        dims = len(m.kernel_size)
+        entry = REGISTRY[f"max_unpool{dims}d"].from_torch(m)
+        if output_size is not None:
+            entry["output_size"] = [int(v) for v in list(output_size)[-dims:]]
+        return entry
 
     def pool(self, ctx: Ctx) -> Any:
         """The analysis row of the max pool whose indices this layer reads (None where unknown)."""

@@ -121,8 +121,7 @@ def test_every_example_export_then_import_gives_the_same_totals(path):
     assert totals(cnncalc.analyze(parse_spec(text))) == totals(report)
 
 
-NOT_IMPORTABLE = {"deform_conv2d", "locally_connected2d", "tiled_conv2d",  #: their modules keep no readable settings
-                  "max_unpool1d", "max_unpool2d", "max_unpool3d"}  # read a pool's second output: no import yet
+NOT_IMPORTABLE = {"deform_conv2d", "locally_connected2d", "tiled_conv2d"}  #: their modules keep no readable settings
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
