@@ -132,6 +132,7 @@ class _Reader:
                 for v in (1, *input_shape):
                     d.type.tensor_type.shape.dim.add().dim_value = v
         del fixed.graph.value_info[:]
+        fixed.graph.value_info.extend(_unpool_shapes(fixed.graph, onnx))
         del fixed.graph.output[:]
         fixed.graph.output.extend(model.graph.output)
         for o in fixed.graph.output:
@@ -158,6 +159,7 @@ class _Reader:
         self.used: set[str] = set()                   # initializers the layers hold
         self.weight_of: dict[str, str] = {}           # weight initializer → first layer holding it
         self.problems: list[str] = []
+        self.indices: dict[str, tuple[str, Any]] = {}  # a MaxPool's indices → (its layer, its input's shape)
 
     # ---- reading ---------------------------------------------------------------------------------
     def screen(self) -> set[int]:
@@ -205,6 +207,11 @@ class _Reader:
                                                   if len(self.problems) > MAX_LISTED else [])
             raise CnnError.single("import: these ONNX operations have no cnncalc layer type, so the graph cannot be "
                                   "written as a spec:\n  " + "\n  ".join(shown))
+        held = [o.name for o in self.model.graph.output if o.name in self.indices]
+        if held:
+            raise CnnError.single("import: these ONNX operations have no cnncalc layer type, so the graph cannot be "
+                                  f"written as a spec:\n  the graph's output {visible(held[0])[:100]}, the indices of "
+                                  f"MaxPool {visible(self.indices[held[0]][0])} (only a MaxUnpool reads them)")
         outputs = [self.names[o.name] for o in self.model.graph.output if o.name in self.names]
         return self.found, outputs
 
@@ -223,8 +230,14 @@ class _Reader:
         tensors = [i for i in ins if i not in self.consts]
         if any(t not in self.names for t in tensors):
             return  # after a refused op: not listed again
+        self.indices_read(node, op, ins)
         out = node.output[0]
         entry, weights = self.layer(node, op, a, ins)
+        indices = node.output[1] if op == "MaxPool" and len(node.output) > 1 and node.output[1] else None
+        if indices and entry is not None:
+            if int(a.get("storage_order", 0)) != 0:
+                raise _Unsupported("MaxPool indices in column-major order (storage_order 1; torch's are row-major)")
+            entry["return_indices"] = True
         if entry is None:  # its input itself (Identity, Dropout at inference)
             self.names[out] = self.names[tensors[0]]
             return
@@ -239,8 +252,32 @@ class _Reader:
             self.state[name] = weights
             self.used.update(w for w in ins if w in self.arrays)
         self.names[out] = name
+        if indices:  # read only by a MaxUnpool (indices_read), as the pool: its second input
+            self.names[indices] = name
+            self.indices[indices] = (name, self.shapes.get(tensors[0]))
         scopes = _scopes(node)[0]
         self.found.append(Found(name, entry, [self.names[t] for t in tensors], scopes, self.shapes[out], share))
+
+    def indices_read(self, node: Any, op: str, ins: list[str]) -> None:
+        """A MaxPool's indices are read only as I of a MaxUnpool whose output has that pool's input
+        shape: there ONNX's flat index over N·C·H·W, n·C·H·W + c·H·W + h·W + w, names the position
+        torch's per-plane h·W + w does in plane (n, c)."""
+        second = ins[1] if op == "MaxUnpool" and len(ins) > 1 else None
+        for i in ins:
+            if i in self.indices and i != second:
+                raise _Unsupported(f"{op} reading the indices of MaxPool {self.indices[i][0]} (only a MaxUnpool "
+                                   "reads them, as its second input I)")
+        if second is None:
+            return
+        if second not in self.indices:
+            raise _Unsupported("MaxUnpool reading indices that no MaxPool of the graph returned")
+        pool, source = self.indices[second]
+        out = self.shapes.get(node.output[0])
+        if out is None or source is None or tuple(out) != tuple(source):
+            raise _Unsupported(f"MaxUnpool to {'×'.join(map(str, out or ()))} from the indices of MaxPool {pool} of a "
+                               f"{'×'.join(map(str, source or ()))} input: ONNX's indices count positions of the "
+                               "whole N·C·H·W tensor, torch's of each channel plane, the same positions only where "
+                               "the output has the pool's input shape")
 
     def layer(self, node: Any, op: str, a: dict[str, Any],
               ins: list[str]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
@@ -365,6 +402,30 @@ class _Reader:
             if w.shape != g.shape or not np.allclose(w, g, rtol=1e-3, atol=1e-4 * float(np.abs(w).max()) + 1e-5):
                 raise fail("the outputs differ")
         return []
+
+
+def _unpool_shapes(graph: Any, onnx: Any) -> list[Any]:
+    """The output shape of each MaxUnpool whose output_shape is a stored constant (an initializer
+    or a Constant node): ONNX's shape inference gives only its rank, so the tensors after it had no
+    shapes. At most 8 entries, each a positive size, else left to inference."""
+    stored = {i.name: i for i in graph.initializer}
+    stored.update({n.output[0]: a.t for n in graph.node if n.op_type == "Constant" and n.output
+                   for a in n.attribute if a.name == "value" and a.type == 4})  # TENSOR
+    out = []
+    for n in graph.node:
+        t = stored.get(n.input[2]) if n.op_type == "MaxUnpool" and len(n.input) > 2 and n.output else None
+        if t is None or len(t.dims) != 1 or not 0 < t.dims[0] <= 8 or t.data_type != 7:  # INT64
+            continue
+        try:
+            sizes = [int(v) for v in onnx.numpy_helper.to_array(t)]
+        except Exception:  # noqa: BLE001 - data not matching its declaration: left to inference (and the reader)
+            continue
+        if all(0 < v <= MAX_DIM for v in sizes):
+            info = onnx.ValueInfoProto(name=n.output[0])
+            for v in sizes:
+                info.type.tensor_type.shape.dim.add().dim_value = v
+            out.append(info)
+    return out
 
 
 def _scopes(node: Any) -> tuple[tuple[tuple[str, str], ...], str | None]:

@@ -90,6 +90,30 @@ def _onnx_pool(node: OnnxNode, kind: str) -> tuple[dict[str, Any], dict[str, Any
     return lean(entry), {}
 
 
+def _onnx_unpool(node: OnnxNode) -> tuple[dict[str, Any], dict[str, Any]]:
+    """MaxUnpool (X, I, output_shape): kernel_shape, strides (ONNX's default 1, torch's kernel_size:
+    written unless it is kernel_shape), symmetric pads; an output_shape only where it is the
+    natural size. The importer sees to I (the second output of a MaxPool of this graph, read as
+    that layer) and to the output having that pool's input shape, where ONNX's indices over the
+    whole N·C·H·W tensor and torch's per (N, C) plane name the same positions."""
+    a, dims = node.a, node.dims
+    if dims not in (1, 2, 3):
+        raise Unsupported(f"MaxUnpool of a {dims + 2}-D tensor (max_unpool is 1-D, 2-D or 3-D)")
+    pads = list(a.get("pads", [0] * 2 * dims))
+    if pads[:dims] != pads[dims:]:
+        raise Unsupported("MaxUnpool with asymmetric pads")
+    kernel, strides = one(list(a["kernel_shape"])), one(list(a.get("strides", [1] * dims)))
+    entry: dict[str, Any] = {"type": f"max_unpool{dims}d", "kernel_size": kernel,
+                             **({} if strides == kernel else {"stride": strides}), "padding": one(pads[:dims])}
+    natural = [(h - 1) * s - 2 * p + k for h, k, s, p in
+               zip(node.x[2:], a["kernel_shape"], a.get("strides", [1] * dims), pads[:dims])]
+    if len(node.ins) > 2 and (node.y is None or list(node.y[2:]) != natural):
+        raise Unsupported(f"MaxUnpool with an output_shape other than (H − 1)·S − 2P + K = {natural}: onnx's "
+                          "reference evaluator scatters the indices into that size, not into output_shape, so "
+                          "where the indices point is not settled")
+    return lean(entry), {}
+
+
 def _onnx_lppool(node: OnnxNode) -> tuple[dict[str, Any], dict[str, Any]]:
     """LpPool with an even p (there (Σ|x|^p)^(1/p) is torch's (Σ x^p)^(1/p)), no padding or dilation."""
     a, dims = node.a, node.dims
@@ -534,8 +558,7 @@ class MaxUnpoolNd(Layer):
     autocast: ClassVar[str | dict[str, str]] = {"cpu": "fp32"}  # CPU's list: max_unpool2d/3d (1-D runs as 2-D)
     torch_functions: ClassVar[tuple[TorchForm, ...]] = tuple(
         TorchForm((f"F.max_unpool{d}d",), f"max_unpool{d}d", _max_unpool(d)) for d in (1, 2, 3))
-    # no ONNX route: ONNX's MaxUnpool reads indices flattened over N·C·H·W (torch's: per (N, C) plane),
-    # and torch.onnx writes MaxUnpool2d as ScatterND (refused by name)
+    onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("MaxUnpool",), _onnx_unpool, reads_constants=True),)
     kernel_size: Axes
     stride: Axes | None = None
     """Default: kernel_size."""

@@ -98,3 +98,68 @@ def test_other_uses_of_the_indices_are_refused_by_name(use, words):
         import_model(Misused(use), (1, 4, 4), "m", [])
     text = str(exc.value)
     assert words in text and "the top level" in text
+
+
+# ---- ONNX: MaxPool's second output (Indices) read by MaxUnpool -----------------------------------
+def onnx_graph(h=16, w=18, output_shape=None, extra=None, storage_order=0):
+    """x → Conv → MaxPool (values, indices) → Conv → MaxUnpool(·, indices[, output_shape]), by hand
+    (torch.onnx writes MaxUnpool2d as ScatterND)."""
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+             for n, s in (("enc.weight", (4, 3, 3, 3)), ("mid.weight", (4, 4, 3, 3)))]
+    nodes = [helper.make_node("Conv", ["x", "enc.weight"], ["e"], pads=[1, 1, 1, 1], name="enc"),
+             helper.make_node("MaxPool", ["e"], ["p", "i"], kernel_shape=[2, 2], strides=[2, 2], name="pool",
+                              **({"storage_order": 1} if storage_order else {})),
+             helper.make_node("Conv", ["p", "mid.weight"], ["m"], pads=[1, 1, 1, 1], name="mid")]
+    ins = ["m", "i"]
+    if output_shape is not None:
+        inits.append(numpy_helper.from_array(np.array(output_shape, dtype=np.int64), "size"))
+        ins.append("size")
+    nodes.append(helper.make_node("MaxUnpool", ins, ["u"], kernel_shape=[2, 2], strides=[2, 2], name="up"))
+    outs = [helper.make_tensor_value_info("u", TensorProto.FLOAT, None)]
+    if extra == "cast":
+        nodes += [helper.make_node("Cast", ["i"], ["f"], to=TensorProto.FLOAT, name="cast"),
+                  helper.make_node("Add", ["p", "f"], ["pf"], name="add")]
+        outs.append(helper.make_tensor_value_info("pf", TensorProto.FLOAT, None))
+    if extra == "output":
+        outs.append(helper.make_tensor_value_info("i", TensorProto.INT64, None))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, h, w])],
+                              outs, inits)
+    return onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def import_graph(tmp_path, model):
+    from cnncalc.interop.onnx_import import import_onnx
+
+    path = tmp_path / "g.onnx"
+    path.write_bytes(model.SerializeToString())
+    return import_onnx(str(path), None, "g")
+
+
+@pytest.mark.parametrize("output_shape", [None, [1, 4, 16, 18]])
+def test_onnx_maxpool_indices_and_maxunpool_import_proved(tmp_path, output_shape):
+    """At 16×18 the output (8 − 1)·2 + 2 = 16, (9 − 1)·2 + 2 = 18 is the pool's input shape, where
+    ONNX's flat index n·C·H·W + c·H·W + h·W + w and torch's per-plane h·W + w name one position:
+    the spec is proved against onnx's reference evaluator (outputs compared)."""
+    text, notes = import_graph(tmp_path, onnx_graph(output_shape=output_shape))
+    assert "{name: pool, type: maxpool2d, kernel_size: 2, stride: 2, return_indices: true}" in text
+    assert "{name: up, type: max_unpool2d, kernel_size: 2, inputs: [mid, pool]}" in text
+    assert "proved against the ONNX graph (shapes, parameter elements, outputs)" in text and notes == []
+
+
+@pytest.mark.parametrize("kw,words", [
+    ({"extra": "cast"}, "Cast reading the indices of MaxPool pool (only a MaxUnpool reads them"),
+    ({"extra": "output"}, "the graph's output i, the indices of MaxPool pool"),
+    ({"storage_order": 1}, "storage_order 1"),
+    ({"h": 15, "w": 17, "output_shape": [1, 4, 15, 17]}, "output_shape other than (H − 1)·S − 2P + K = [14, 16]"),
+    ({"h": 15, "w": 17, "output_shape": [1, 4, 16, 17]}, "MaxUnpool to 1×4×16×17 from the indices of MaxPool pool "
+                                                         "of a 1×4×15×17 input"),
+])
+def test_onnx_uses_that_do_not_map_exactly_are_refused_by_name(tmp_path, kw, words):
+    with pytest.raises(cnncalc.CnnError) as exc:
+        import_graph(tmp_path, onnx_graph(**kw))
+    assert words in str(exc.value)
