@@ -190,3 +190,19 @@ def test_export_writes_torchs_own_pool_and_unpool():
     x = torch.randn(report.input_shape)
     with torch.no_grad():
         assert torch.equal(net(x), model(x))
+
+
+def test_the_segnet_imports_back_to_the_spec_above():
+    """`cnncalc import` of the torch SegNet (its shared pool and unpool modules, output_size as
+    `e.shape[2:]`) at 15×17 writes a spec whose every layer's shape and totals equal those of
+    the hand-written SEGNET (the importer has also proved it against the model)."""
+    import cnncalc
+    from cnncalc.interop.torch_import import import_model
+    from cnncalc.spec import parse_spec
+
+    text, _ = import_model(SegNet(), (3, 15, 17), "segnet", [])
+    assert "output_size: [7, 8], inputs: [mid, pool_1]}" in text and "output_size: [15, 17], inputs: [dec2, pool]}" in text
+    imported, hand = cnncalc.analyze(parse_spec(text), batch=2), analyze_text(SEGNET.format(h=15, w=17))
+    assert [r.output_shape for r in imported.layers] == [r.output_shape for r in hand.layers]
+    assert {k: imported.totals[k] for k in ("params", "macs", "flops")} == {k: hand.totals[k] for k in
+                                                                          ("params", "macs", "flops")}
