@@ -137,8 +137,8 @@ def test_out_of_memory_is_named_as_such(monkeypatch):
     r = report("lenet5")
     real = tb.build_model
 
-    def starving(report, t=None):
-        model = real(report, t)
+    def starving(report, t=None, checkpoint=None):
+        model = real(report, t, checkpoint)
         conv = model.layers["l0"]
 
         def refuse(*args):
