@@ -5,7 +5,6 @@ import ast
 import functools
 import inspect
 import json
-import textwrap
 from typing import Annotated, Any, Union
 
 from cnncalc.errors import CnnError, did_you_mean
@@ -26,13 +25,33 @@ def attribute_docs(cls: type) -> dict[str, str]:
 
 
 @functools.cache
-def _own_attribute_docs(klass: type) -> dict[str, str]:
-    """The field docstrings written in `klass`'s own body: its source is parsed once per process
-    (a schema reads every layer class and each of its bases, #24). Read-only: callers copy."""
-    docs: dict[str, str] = {}
+def _class_bodies(module: str) -> dict[str, list[ast.stmt]]:
+    """Every class body of a module by qualified name, from one parse of its source (finding each
+    class's source alone re-parses the whole module per class: 2 s for a schema, #30)."""
+    import sys
+
     try:
-        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body  # type: ignore[attr-defined]
-    except (OSError, TypeError, SyntaxError, IndexError):
+        tree = ast.parse(inspect.getsource(sys.modules[module]))
+    except (KeyError, OSError, TypeError, SyntaxError):
+        return {}
+    out: dict[str, list[ast.stmt]] = {}
+
+    def walk(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef):
+                out[prefix + node.name] = node.body
+                walk(node.body, f"{prefix}{node.name}.")
+    walk(tree.body, "")
+    return out
+
+
+@functools.cache
+def _own_attribute_docs(klass: type) -> dict[str, str]:
+    """The field docstrings written in `klass`'s own body (each module's source parsed once per
+    process: a schema reads every layer class and each of its bases). Read-only: callers copy."""
+    docs: dict[str, str] = {}
+    body = _class_bodies(klass.__module__).get(klass.__qualname__)
+    if body is None:
         return docs
     for a, b in zip(body, body[1:]):
         if (isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and isinstance(b, ast.Expr)
