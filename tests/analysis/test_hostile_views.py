@@ -77,9 +77,9 @@ def chains(draw):
 def followed(x, kind) -> bool:
     """Whether cnncalc promises to know the layout after element-wise `kind` on torch tensor x:
     a contiguous input (with the canonical strides: relu on a contiguous input whose size-1 axes
-    have odd strides gives other strides than empty_like), or (a layer keeping the layout) a dense one (torch's own test: empty_like
-    keeps exactly the strides of a non-overlapping, dense tensor) that is not channels-last with
-    other strides than torch's canonical ones."""
+    have odd strides gives other strides than empty_like), or (a layer keeping the layout) a
+    dense one (torch's own test: empty_like keeps exactly the strides of a non-overlapping, dense
+    tensor) that is not channels-last with other strides than torch's canonical ones."""
     if x.is_contiguous():  # with odd strides on size-1 axes torch's output strides vary by op: unknown
         return x.stride() == torch.empty(x.shape).stride()
     if kind == "batchnorm" or torch.empty_like(x).stride() != x.stride():

@@ -87,6 +87,7 @@ def test_analyze_with_peaks_needs_no_torch(tmp_path):
         assert out.returncode == 2 and "--peaks" in out.stderr, ignored
 
 
+@pytest.mark.slow  # a whole `analyze --peaks` process each
 @pytest.mark.parametrize("text,why", [("[1, 2]", "expected a JSON object"), ('{"flops_per_s": 1}', "'bytes_per_s'"),
                                       ('{"flops_per_s": -1, "bytes_per_s": 1, "overhead_s": 1}', "'flops_per_s'"),
                                       ("not json", "Expecting value")])

@@ -151,6 +151,7 @@ def test_layers_and_schema():
     assert bad.exit_code == 1 and "did you mean 'conv2d'" in bad.stderr
 
 
+@pytest.mark.slow  # validates every example against the JSON Schema (3 s)
 def test_schema_is_valid_and_accepts_every_example():
     jsonschema = pytest.importorskip("jsonschema")
     import yaml

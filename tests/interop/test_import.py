@@ -124,6 +124,7 @@ def test_every_example_export_then_import_gives_the_same_totals(path):
 NOT_IMPORTABLE = {"deform_conv2d", "locally_connected2d", "tiled_conv2d"}  #: their modules keep no readable settings
 
 
+@pytest.mark.slow  # 169 round trips (5-6 s of CPU); the fast loop keeps the per-type import tests
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_every_layer_case_export_then_import(case):
     """The import rule of every layer type (its class's `from_torch`, or the functional op torch

@@ -266,6 +266,7 @@ def test_clamp_with_min_above_max_is_max_as_in_torch():
     assert torch.equal(tb.build_model(report, tb.kit()).eval()(x), torch.full_like(x, 0.5))
 
 
+@pytest.mark.slow  # several ONNX graphs imported and proved (3 s)
 def test_clip_imports_from_onnx_as_clamp_or_relu6(tmp_path):
     from onnx import helper as h
     from onnx import numpy_helper as nh
@@ -397,6 +398,7 @@ def test_col2im_imports_from_onnx_as_fold(tmp_path):
     assert (row.type, row.output_shape, row.layer.kernel_size, row.layer.stride) == ("fold", (1, 2, 5, 7), (1, 2), (2, 3))
 
 
+@pytest.mark.slow  # several ONNX graphs imported and proved (2 s)
 def test_lppool_imports_from_onnx_where_p_is_even(tmp_path):
     """ONNX's LpPool is (Σ|x|^p)^(1/p), torch's LPPool (Σ x^p)^(1/p): the same for an even p (the
     importer's proof runs onnx's reference evaluator against torch); an odd p is refused."""
