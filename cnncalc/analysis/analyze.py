@@ -3,9 +3,11 @@ budgets a spec or the command line sets."""
 from __future__ import annotations
 
 import gc
+from bisect import bisect_right
 from contextlib import contextmanager
+from itertools import accumulate
 from math import prod
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from cnncalc.analysis.report import LayerReport, Report
 from cnncalc.analysis.strides import Strides, contiguous, through
@@ -157,9 +159,11 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
     return rows, warnings, used
 
 
-Channels = list[tuple[RF, ...]] | str | None
+Run = tuple[int, tuple[RF, ...]]
+Channels = list[Run] | str | None
 """A tensor's fields per channel: None while every channel has the tensor's field (nearly
-always), a list (channel c's field) after a concat of inputs with different fields, or MIXED
+always), runs (count, field) of consecutive channels after a concat of inputs with different
+fields (a DenseNet concat of 1,024 channels is a run per input, not 1,024 entries), or MIXED
 where the channels' fields differ in a way not tracked (a slice then gets an inexact field)."""
 MIXED = "mixed"
 Reach = tuple[tuple[RF, ...], bool] | None
@@ -236,30 +240,81 @@ def _per_channel(layer: Layer, ctx: Ctx, fields: list[list[RF] | None], chans: l
         if isinstance(src, list) and sorted(src) != list(range(ctx.x[1])):  # a slice of unknown channels
             rf = [replace_exact(r) for r in rf]
         return rf, MIXED
-    per: list[list[tuple[RF, ...]]] = [c if isinstance(c, list) else [tuple(f or ())] * shape[1]
-                                       for c, f, shape in zip(chans, fields, ctx.ins)]
-    out: list[tuple[RF, ...]]
+    per: list[list[Run]] = [c if isinstance(c, list) else [(shape[1], tuple(f or ()))]
+                            for c, f, shape in zip(chans, fields, ctx.ins)]
+    out: list[Run]
     if src == "concat":
-        out = [f for c in per for f in c]
-    elif src == "each":
+        out = _runs(r for c in per for r in c)
+    elif src == "each":  # channel c of the output reads channel c of each input (a broadcast one: its only)
         done: dict[tuple[tuple[RF, ...], ...], tuple[RF, ...]] = {}
         out = []
-        for ch in range(ctx.out[1]):
-            key = tuple(c[ch if len(c) > 1 else 0] for c in per)
+        for n, key in _aligned(per, ctx.out[1]):
             got = done.get(key)
             if got is None:
                 got = done[key] = tuple(layer.rf(ctx, [list(k) for k in key]) or ())
-            out.append(got)
+            out.append((n, got))
+        out = _runs(out)
     else:  # output channel i reads input channel src[i]
         assert isinstance(src, list)
-        out = [per[0][i] for i in src]
-        distinct = list(dict.fromkeys(out))
+        out, distinct = _picked(per[0], src)
         rf = list(distinct[0]) if len(distinct) == 1 else [
             union([d[a] for d in distinct], [], 0) for a in range(len(distinct[0]))]
-    if any(len(f) != len(rf) for f in out):
+    if any(len(f) != len(rf) for _, f in out):
         return rf, MIXED
-    first = out[0]
-    return rf, None if all(f == first for f in out) else out
+    return rf, None if len(out) == 1 else out
+
+
+def _runs(runs: Iterable[Run]) -> list[Run]:
+    """Runs with neighbours of one field joined."""
+    out: list[Run] = []
+    for n, f in runs:
+        if out and out[-1][1] == f:
+            out[-1] = (out[-1][0] + n, f)
+        elif n:
+            out.append((n, f))
+    return out
+
+
+def _aligned(per: list[list[Run]], channels: int) -> Iterator[tuple[int, tuple[tuple[RF, ...], ...]]]:
+    """(count, the inputs' fields) over the output's channels, splitting at every input's run
+    boundary; an input of one channel (broadcast) gives its field to all."""
+    runs = [r if sum(n for n, _ in r) == channels else [(channels, r[0][1])] for r in per]
+    at = [0] * len(runs)  # each input's run index
+    left = [r[0][0] for r in runs]  # channels left in it
+    done = 0
+    while done < channels:
+        n = min(left)
+        yield n, tuple(r[k][1] for r, k in zip(runs, at))
+        done += n
+        for i in range(len(runs)):
+            left[i] -= n
+            if not left[i] and at[i] + 1 < len(runs[i]):
+                at[i] += 1
+                left[i] = runs[i][at[i]][0]
+
+
+def _picked(runs: list[Run], src: list[int]) -> tuple[list[Run], list[tuple[RF, ...]]]:
+    """The runs of input channels src[0], src[1], … (a slice or a channel shuffle), and their
+    distinct fields: each input run's field is hashed once, the picks compare small integers
+    (a channel shuffle alternates its branches' fields channel by channel)."""
+    ids: dict[tuple[RF, ...], int] = {}
+    seen: dict[int, int] = {}  # by object first: runs made here share their field objects
+    rid = []
+    for _, f in runs:
+        k = seen.get(id(f))
+        if k is None:
+            k = seen[id(f)] = ids.setdefault(f, len(ids))
+        rid.append(k)
+    fields = list(ids)
+    starts = list(accumulate((n for n, _ in runs), initial=0))
+    picks: list[list[int]] = []  # [count, field id]
+    for c in src:
+        k = rid[bisect_right(starts, c) - 1]
+        if picks and picks[-1][1] == k:
+            picks[-1][0] += 1
+        else:
+            picks.append([1, k])
+    return [(n, fields[k]) for n, k in picks], [fields[k] for k in dict.fromkeys(k for _, k in picks)]
 
 
 def replace_exact(r: RF) -> RF:
