@@ -83,8 +83,7 @@ class Activation(Layer):
     """Point-wise activation: output shape = input shape; no params (PReLU has some);
     element-wise ops = 1 per element; RF unchanged."""
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # channel c of the output reads channel c of the input alone
+    channel_wise: ClassVar[bool] = True
 
     category: ClassVar[str] = "activation"
     torch_name: ClassVar[str] = ""
@@ -394,8 +393,7 @@ class PReLU(_NoInplace):
 
 
 class _Dropout(Layer):
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # channel c of the output reads channel c of the input alone
+    channel_wise: ClassVar[bool] = True
 
     category: ClassVar[str] = "regularization"
     torch_name: ClassVar[str] = "Dropout"

@@ -165,6 +165,10 @@ class Layer(BaseModel):
     #: element-wise through torch's TensorIterator: inputs of the output's shape sharing one dense
     #: layout (a permuted order, not a slice) give an output with those strides (analysis/strides.py)
     keeps_layout: ClassVar[Flag] = Flag(False)
+    #: channel c of the output reads channel c of each input alone (a broadcast input: its one
+    #: channel): activations, per-channel norms, pools, pads, element-wise merges; the fields per
+    #: channel pass through it (`channel_sources`)
+    channel_wise: ClassVar[bool] = False
     #: how torch.autocast runs it (torch's op lists: aten/src/ATen/autocast_mode.h for CUDA,
     #: autocast_mode.cpp for CPU; analysis/precision.py): 'lower' casts its inputs and weights to
     #: the low dtype, 'fp32' its inputs to float32, 'promote' to the widest input dtype; 'same'
@@ -236,8 +240,9 @@ class Layer(BaseModel):
         list (output channel i reads input channel list[i] alone), "concat" (the inputs'
         channels one after the other), "moves" (output positions or channels read different
         input positions per channel: pixel (un)shuffle), or "other" (unknown: the fields per
-        channel are lost, and a later slice's field is marked inexact)."""
-        return "other"
+        channel are lost, and a later slice's field is marked inexact). Default: "each" where
+        the class is `channel_wise`, else "other"."""
+        return "each" if self.channel_wise else "other"
 
     def last_axis_only(self, ctx: Ctx) -> bool:
         """Whether the layer mixes values along the last axis alone (linear, a LayerNorm over the

@@ -83,8 +83,7 @@ class BlurPool2d(_Window, Layer):
                               "channels in forward; blur_pool2d holds one per channel)")
         return super().from_torch(m)
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # depthwise
+    channel_wise: ClassVar[bool] = True  # depthwise
 
     def warnings(self, ctx: Ctx) -> list[str]:
         return self.window_warnings(ctx)

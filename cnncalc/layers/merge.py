@@ -57,8 +57,7 @@ class Add(_Merge):
     (N, C, 1, 1) bias map). No params; element-wise ops = (inputs − 1) per output element;
     RF: the union of the inputs' windows; a broadcast global branch makes it the whole input."""
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # channel c of the output reads channel c of the input alone
+    channel_wise: ClassVar[bool] = True
 
     type: Literal["add"]
     keeps_layout = Flag(True)
@@ -88,8 +87,7 @@ class Mul(_Merge):
     (N, C, H, W) · (N, C, 1, 1)). No params; element-wise ops = (inputs − 1) per output element;
     RF: the union of the inputs' windows; a broadcast global gate makes it the whole input."""
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # channel c of the output reads channel c of the input alone
+    channel_wise: ClassVar[bool] = True
 
     type: Literal["mul"]
     keeps_layout = Flag(True)
@@ -184,8 +182,7 @@ class Sub(_Merge):
     gradient to all its inputs or to none), which the training step measures exactly when both
     need one, and over by one tensor where only the first does (x − the network input)."""
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # channel c of the output reads channel c of the input alone
+    channel_wise: ClassVar[bool] = True
 
     type: Literal["sub"]
     max_inputs: ClassVar[int] = 2

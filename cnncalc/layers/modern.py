@@ -100,8 +100,7 @@ class LayerScale(Layer):
     params = C; element-wise ops = 1 per element; RF point-wise."""
     autocast: ClassVar[str | dict[str, str]] = "float"  # x · its float32 gamma
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # channel c of the output reads channel c of the input alone
+    channel_wise: ClassVar[bool] = True
 
     category: ClassVar[str] = "normalization"
     type: Literal["layer_scale"]
@@ -140,8 +139,7 @@ class DropPath(Layer):
     (mode row) or the whole batch (mode batch) with probability p and scale the rest by
     1/(1 − p); the identity at inference (no ops counted, RF unchanged)."""
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # channel c of the output reads channel c of the input alone
+    channel_wise: ClassVar[bool] = True
 
     category: ClassVar[str] = "regularization"
     type: Literal["drop_path"]

@@ -32,8 +32,7 @@ class BatchNormNd(_Norm):
     num_batches_tracked; 0 without track_running_stats); element-wise ops = 2 per element
     (inference: folded scale and shift)."""
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # channel c of the output reads channel c of the input alone
+    channel_wise: ClassVar[bool] = True
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("BatchNormalization",), _onnx_batchnorm),)
 
     dims: ClassVar[int] = 2

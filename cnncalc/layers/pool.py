@@ -146,8 +146,7 @@ class PoolNd(_Window, Layer):
     would start in the right padding); stride defaults to kernel_size; no params;
     element-wise ops = N·C·∏H'·∏K;  RF: r' = r + (K_eff−1)·j, j' = j·S."""
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # channel c of the output reads channel c of the input alone
+    channel_wise: ClassVar[bool] = True
 
     category: ClassVar[str] = "pooling"
     dims: ClassVar[int] = 2
@@ -382,8 +381,7 @@ class AdaptivePoolNd(Layer):
     No params; element-wise ops = N·C·∏H'·∏(widest window);
     RF: r' = r + (widest window − 1)·j, j' = j·H/H' (depends on the input size)."""
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # channel c of the output reads channel c of the input alone
+    channel_wise: ClassVar[bool] = True
 
     category: ClassVar[str] = "pooling"
     dims: ClassVar[int] = 2
@@ -484,8 +482,7 @@ class GlobalPool(Layer):
     """Global pooling over every spatial axis, any dimensionality: (N, C, …) → (N, C, 1, …)
     (or (N, C) with keepdims false). Element-wise ops = N·C·∏H; RF: the whole input."""
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # channel c of the output reads channel c of the input alone
+    channel_wise: ClassVar[bool] = True
     autocast: ClassVar[str | dict[str, str]] = {"cpu/3d": "fp32"}  # adaptive 3-D pooling
 
     category: ClassVar[str] = "pooling"
@@ -547,8 +544,7 @@ class MaxUnpoolNd(Layer):
     conv with the pool's K, S, P, D (j' = j/S); which of them it holds is the data's maximum:
     an estimate."""
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # channel c of the output reads channel c of x and of the indices alone
+    channel_wise: ClassVar[bool] = True  # channel c of the output reads channel c of x and of the indices alone
 
     category: ClassVar[str] = "pooling"
     dims: ClassVar[int] = 2

@@ -47,8 +47,7 @@ def _pad(call: TorchCall, x: Traced, pad: Any, mode: str = "constant", value: An
 class Identity(Layer):
     """Passes its input through unchanged (a placeholder, or a named tap point)."""
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # channel c of the output reads channel c of the input alone
+    channel_wise: ClassVar[bool] = True
 
     type: Literal["identity"]
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Identity",), onnx_same),)
@@ -151,8 +150,7 @@ class Upsample(Layer):
     (linear modes) or r + 3j (bicubic: 4 taps, marked approximate: its outer weights vanish
     where a unit lands on an input pixel)."""
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # channel c of the output reads channel c of the input alone
+    channel_wise: ClassVar[bool] = True
     autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32"}
 
     category: ClassVar[str] = "resampling"
@@ -289,8 +287,7 @@ class PadNd(Layer):
 
     H' = H + before + after per axis; no params; RF: start' = start − before·j."""
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # channel c of the output reads channel c of the input alone
+    channel_wise: ClassVar[bool] = True
 
     category: ClassVar[str] = "padding"
     dims: ClassVar[int] = 2

@@ -33,8 +33,7 @@ class Scale(Layer):
             raise ValueError("bias: true needs learnable: true (a constant shift has no layer type)")
         return self
 
-    def channel_sources(self, ctx: Ctx) -> str | list[int]:
-        return "each"  # one number times every value: channel c reads channel c alone
+    channel_wise: ClassVar[bool] = True  # one number times every value: channel c reads channel c alone
 
     def weights(self, ctx: Ctx) -> dict[str, Shape]:
         if not self.learnable:
