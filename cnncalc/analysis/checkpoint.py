@@ -180,8 +180,8 @@ def checkpoint_figures(report: Report, uses: list[str] | str, amp: Amp | None = 
                        amp_training_rows: list[LayerReport] | None = None) -> dict[str, Any]:
     """The training step's memory with `uses` checkpointed (under `amp` when given: its training
     rows, `amp_rows`, made here unless given), and the recomputation's cost."""
-    from cnncalc.analysis.memory import OPTIMIZER_STATES, training_memory
-    from cnncalc.analysis.precision import FULL, SCALER_BYTES, amp_rows
+    from cnncalc.analysis.memory import training_memory
+    from cnncalc.analysis.precision import FULL, amp_rows, model_state_bytes
 
     segs = segments(report, uses)
     t = report.totals
@@ -192,10 +192,7 @@ def checkpoint_figures(report: Report, uses: list[str] | str, amp: Amp | None = 
     if amp is not None:  # the autocast rows (casts among them) of each segment: by the block use they lie in
         segs = [Segment(s.use, tuple(r.index for r in rows if s.use in r.blocks)) for s in segs]
     ck = checkpoint_rows(rows, segs, b)
-    states = t["trainable_params"] * b * OPTIMIZER_STATES[report.optimizer]
-    scaler = SCALER_BYTES if amp is not None and amp.dtype == "fp16" else 0
-    train = training_memory(ck, report.outputs, t["input_bytes"], b, report.optimizer,
-                            t["param_bytes"] + t["buffer_bytes"] + states + scaler)
+    train = training_memory(ck, report.outputs, t["input_bytes"], b, report.optimizer, model_state_bytes(report, amp))
     forward = t["flops"]
     again = sum(r.flops for r in report.layers if r.index in index)
     return {"training_memory_bytes": train.peak, "training_saved_activation_bytes": train.saved,

@@ -203,11 +203,22 @@ def _cast_row(r: LayerReport, name: str, source: str, shape: tuple[int, ...], nb
                    ctx=Ctx([shape], shape))
 
 
+def model_state_bytes(report: Report, amp: Amp | None) -> int:
+    """What a training step holds throughout: params and buffers, the optimizer's state (float32
+    under autocast, whose master weights are float32) and, with fp16, the GradScaler's."""
+    from cnncalc.analysis.memory import OPTIMIZER_STATES
+
+    t = report.totals
+    b = FULL if amp is not None else report.bytes_per_element
+    scaler = SCALER_BYTES if amp is not None and amp.dtype == "fp16" else 0
+    return t["param_bytes"] + t["buffer_bytes"] + t["trainable_params"] * b * OPTIMIZER_STATES[report.optimizer] + scaler
+
+
 def amp_figures(report: Report, amp: Amp, passes: tuple[bool, bool] = (True, True)) -> dict[str, Any]:
     """The memory totals of `report` (analysed in float32) under `amp`, and each layer's dtype;
     `passes`: whether to simulate the inference pass and the training step (the figures of one
     left out stay float32's: `fit` needs one of them)."""
-    from cnncalc.analysis.memory import OPTIMIZER_STATES, inference_peak, training_memory
+    from cnncalc.analysis.memory import inference_peak, training_memory
 
     if report.dtype != "float32":
         raise ValueError("autocast runs a float32 model: leave out --dtype (or give float32) with --amp")
@@ -221,9 +232,8 @@ def amp_figures(report: Report, amp: Amp, passes: tuple[bool, bool] = (True, Tru
         out.update(inference_peak_activation_bytes=peak, inference_memory_bytes=weights + peak)
     tr = amp_rows(report.layers, report.outputs, amp, training=True)
     if passes[1]:
-        states = t["trainable_params"] * FULL * OPTIMIZER_STATES[report.optimizer]
         train = training_memory(tr.rows, report.outputs, t["input_bytes"], FULL, report.optimizer,
-                                weights + states + scaler)
+                                model_state_bytes(report, amp))
         out.update(training_memory_bytes=train.peak, training_saved_activation_bytes=train.saved,
                    training_peak_phase=train.phase)
     return {**out, "grad_scaler_bytes": scaler,

@@ -23,6 +23,7 @@ from cnncalc.layers.routes import (
     lean,
     module,
     one,
+    sized,
 )
 
 
@@ -58,12 +59,9 @@ def _max_unpool(dims: int) -> TorchReader:
 def _lp_pool(nn_name: str) -> TorchReader:
     """F.lp_pool (x, norm_type, kernel_size, stride, ceil_mode), nn's order; sizes given as
     lists (as traced: fx's immutable lists) kept as tuples, as the module keeps them."""
-    def plain(v: Any) -> Any:
-        return tuple(v) if isinstance(v, list) else v
-
     def read(call: TorchCall, x: Traced, norm_type: float, kernel_size: Any, stride: Any = None,
              ceil_mode: bool = False) -> tuple[Any, list[Any]]:
-        return getattr(call.t.nn, nn_name)(norm_type, plain(kernel_size), plain(stride), ceil_mode), [x]
+        return getattr(call.t.nn, nn_name)(norm_type, sized(kernel_size), sized(stride), ceil_mode), [x]
     return read
 
 

@@ -23,6 +23,7 @@ from cnncalc.layers.routes import (
     one,
     onnx_reshape,
     onnx_same,
+    sized,
 )
 
 
@@ -467,19 +468,14 @@ class ConstantPad3d(_ConstantPad):
     dims: ClassVar[int] = 3
 
 
-def _plain(v: Any) -> Any:
-    """A size traced as a list (fx's immutable list) as the tuple nn's module keeps."""
-    return tuple(v) if isinstance(v, list) else v
-
-
 def _unfold(call: TorchCall, x: Traced, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
             stride: Any = 1) -> tuple[Any, list[Any]]:
-    return call.t.nn.Unfold(*map(_plain, (kernel_size, dilation, padding, stride))), [x]
+    return call.t.nn.Unfold(*map(sized, (kernel_size, dilation, padding, stride))), [x]
 
 
 def _fold(call: TorchCall, x: Traced, output_size: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
           stride: Any = 1) -> tuple[Any, list[Any]]:
-    return call.t.nn.Fold(*map(_plain, (output_size, kernel_size, dilation, padding, stride))), [x]
+    return call.t.nn.Fold(*map(sized, (output_size, kernel_size, dilation, padding, stride))), [x]
 
 
 def _onnx_col2im(node: OnnxNode) -> tuple[dict[str, Any], dict[str, Any]]:

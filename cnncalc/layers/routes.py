@@ -198,6 +198,11 @@ def along_dim(kind: str) -> TorchReader:
 
 
 # ---- ONNX reader factories -----------------------------------------------------------------------
+def sized(v: Any) -> Any:
+    """A size traced as a list (fx's immutable list) as the tuple nn's module keeps."""
+    return tuple(v) if isinstance(v, list) else v
+
+
 def one(v: list[int]) -> Any:
     """[3, 3] → 3 (as people write it); [3, 5] stays."""
     v = [int(x) for x in v]
