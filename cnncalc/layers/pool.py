@@ -137,23 +137,15 @@ def _onnx_mean(node: OnnxNode) -> tuple[dict[str, Any], dict[str, Any]]:
     return {"type": "global_avgpool", **({} if a.get("keepdims", 1) else {"keepdims": False})}, {}
 
 
-class PoolNd(_Window, Layer):
-    """Sliding-window pooling, per channel.
+class _KernelFields(Layer):
+    """kernel_size, stride and padding per spatial axis (an int stands for every axis), as torch's
+    pooling and unpooling modules take them."""
 
-    H' = ⌊(H + 2P − D·(K−1) − 1)/S⌋ + 1 (⌈…⌉ with ceil_mode, dropping a last window that
-    would start in the right padding); stride defaults to kernel_size; no params;
-    element-wise ops = N·C·∏H'·∏K;  RF: r' = r + (K_eff−1)·j, j' = j·S."""
-
-    channel_wise: ClassVar[bool] = True
-
-    category: ClassVar[str] = "pooling"
     dims: ClassVar[int] = 2
     kernel_size: Axes
     stride: Axes | None = None
     """Default: kernel_size."""
     padding: Axes0 = 0
-    """At most half the kernel (torch rule)."""
-    ceil_mode: bool = False
 
     @field_validator("kernel_size", mode="before")
     @classmethod
@@ -169,6 +161,21 @@ class PoolNd(_Window, Layer):
     @classmethod
     def _axes0(cls, v: Any) -> tuple[int, ...]:
         return per_axis(v, cls.dims, minimum=0)
+
+
+class PoolNd(_Window, _KernelFields):
+    """Sliding-window pooling, per channel.
+
+    H' = ⌊(H + 2P − D·(K−1) − 1)/S⌋ + 1 (⌈…⌉ with ceil_mode, dropping a last window that
+    would start in the right padding); stride defaults to kernel_size; no params;
+    element-wise ops = N·C·∏H'·∏K;  RF: r' = r + (K_eff−1)·j, j' = j·S."""
+
+    channel_wise: ClassVar[bool] = True
+
+    category: ClassVar[str] = "pooling"
+    padding: Axes0 = 0
+    """At most half the kernel (torch rule)."""
+    ceil_mode: bool = False
 
     @model_validator(mode="after")
     def _half_kernel(self) -> "PoolNd":
@@ -530,7 +537,7 @@ class GlobalPool(Layer):
         return Saved(inputs=(0,), extra_bytes=8 * prod(ctx.out)) if "max" in self.type else Saved()
 
 
-class MaxUnpoolNd(Layer):
+class MaxUnpoolNd(_KernelFields):
     """Max unpooling (torch's MaxUnpool1d/2d/3d): inputs [x, POOL], POOL a max pool of the same
     rank with return_indices: true and x of POOL's output shape; each value of x is written where
     its window's maximum was, zeros elsewhere.
@@ -553,27 +560,13 @@ class MaxUnpoolNd(Layer):
     torch_functions: ClassVar[tuple[TorchForm, ...]] = tuple(
         TorchForm((f"F.max_unpool{d}d",), f"max_unpool{d}d", _max_unpool(d)) for d in (1, 2, 3))
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("MaxUnpool",), _onnx_unpool, reads_constants=True),)
-    kernel_size: Axes
-    stride: Axes | None = None
-    """Default: kernel_size."""
-    padding: Axes0 = 0
     output_size: Axes | None = None
     """Spatial output sizes (default (H − 1)·S − 2P + K): the pool's input size where it left a remainder."""
 
-    @field_validator("kernel_size", "output_size", mode="before")
+    @field_validator("output_size", mode="before")
     @classmethod
     def _sizes(cls, v: Any) -> tuple[int, ...] | None:
         return None if v is None else per_axis(v, cls.dims)
-
-    @field_validator("stride", mode="before")
-    @classmethod
-    def _stride(cls, v: Any) -> tuple[int, ...] | None:
-        return None if v is None else per_axis(v, cls.dims)
-
-    @field_validator("padding", mode="before")
-    @classmethod
-    def _pad(cls, v: Any) -> tuple[int, ...]:
-        return per_axis(v, cls.dims, minimum=0)
 
     @property
     def strides(self) -> tuple[int, ...]:
