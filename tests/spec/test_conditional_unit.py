@@ -45,34 +45,11 @@ layers:
 
 
 def shufflenet_stages():
-    """torchvision.models.shufflenetv2.InvertedResidual (stride 1 and 2), two stages."""
-    torch = pytest.importorskip("torch")
+    """torchvision.models.shufflenetv2.InvertedResidual (stride 1 and 2, copied in
+    tests/reference_models.py), two stages."""
+    pytest.importorskip("torch")
+    from reference_models import InvertedResidual
     from torch import nn
-
-    def shuffle(x, groups):
-        n, c, h, w = x.shape
-        return x.view(n, groups, c // groups, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
-
-    class InvertedResidual(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.stride, c = stride, cout // 2
-            if stride > 1:
-                self.branch1 = nn.Sequential(nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
-                                             nn.BatchNorm2d(cin), nn.Conv2d(cin, c, 1, bias=False),
-                                             nn.BatchNorm2d(c), nn.ReLU())
-            self.branch2 = nn.Sequential(nn.Conv2d(cin if stride > 1 else c, c, 1, bias=False), nn.BatchNorm2d(c),
-                                         nn.ReLU(), nn.Conv2d(c, c, 3, stride, 1, groups=c, bias=False),
-                                         nn.BatchNorm2d(c), nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c),
-                                         nn.ReLU())
-
-        def forward(self, x):
-            if self.stride == 1:
-                x1, x2 = x.chunk(2, dim=1)
-                out = torch.cat((x1, self.branch2(x2)), dim=1)
-            else:
-                out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
-            return shuffle(out, 2)
 
     model = nn.Sequential()
     model.add_module("stage2", nn.Sequential(InvertedResidual(24, 32, 2), InvertedResidual(32, 32, 1),
