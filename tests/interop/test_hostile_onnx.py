@@ -107,6 +107,7 @@ def test_a_plain_file_still_imports_and_is_proved(tmp_path):
     assert report.layer("conv").output_shape == (1, 4, 6, 6)  # 8 - 3 + 1
 
 
+@pytest.mark.slow  # a CLI process per input (ONNX import and its reference run)
 @pytest.mark.parametrize("given, says", [("5x8x8", "5 channels"), ("3x8", "2 axes"), ("3x8x8x8", "4 axes")])
 def test_an_input_the_graph_does_not_take_is_the_users_argument(tmp_path, given, says):
     """--input with another channel count or rank than the graph's fixed input: a usage error that

@@ -140,6 +140,7 @@ def import_graph(tmp_path, model):
     return import_onnx(str(path), None, "g")
 
 
+@pytest.mark.slow  # ONNX graphs imported, proved and run by onnx's reference evaluator
 @pytest.mark.parametrize("output_shape", [None, [1, 4, 16, 18]])
 def test_onnx_maxpool_indices_and_maxunpool_import_proved(tmp_path, output_shape):
     """At 16×18 the output (8 − 1)·2 + 2 = 16, (9 − 1)·2 + 2 = 18 is the pool's input shape, where

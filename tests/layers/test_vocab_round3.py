@@ -387,6 +387,7 @@ def test_where_torch_keeps_an_input_sized_storage_the_memory_is_an_estimate():
         x = y
 
 
+@pytest.mark.slow  # an ONNX graph imported and proved
 def test_col2im_imports_from_onnx_as_fold(tmp_path):
     from onnx import helper as h
     from onnx import numpy_helper as nh
