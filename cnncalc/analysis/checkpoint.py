@@ -193,11 +193,17 @@ def checkpoint_figures(report: Report, uses: list[str] | str, amp: Amp | None = 
         segs = [Segment(s.use, tuple(r.index for r in rows if s.use in r.blocks)) for s in segs]
     ck = checkpoint_rows(rows, segs, b)
     train = training_memory(ck, report.outputs, t["input_bytes"], b, report.optimizer, model_state_bytes(report, amp))
-    forward = t["flops"]
-    again = sum(r.flops for r in report.layers if r.index in index)
     return {"training_memory_bytes": train.peak, "training_saved_activation_bytes": train.saved,
-            "training_peak_phase": train.phase,
-            "segments": [{"use": s.use, "layers": len(s.rows)} for s in segs],
+            "training_peak_phase": train.phase, **recompute_cost(report, segs, index)}
+
+
+def recompute_cost(report: Report, segs: list[Segment], index: set[int] | None = None) -> dict[str, Any]:
+    """The segments and what recomputing them costs: their forward FLOPs, against a step of
+    3 · forward + the recomputation (module docstring). `index`: the rows of `report` they hold."""
+    index = {i for s in segs for i in s.rows} if index is None else index
+    forward = report.totals["flops"]
+    again = sum(r.flops for r in report.layers if r.index in index)
+    return {"segments": [{"use": s.use, "layers": len(s.rows)} for s in segs],
             "recompute_flops": again, "step_flops": 3 * forward + again,
             "recompute_share": again / (3 * forward + again) if forward + again else 0.0}
 

@@ -197,32 +197,59 @@ def sharded_states(c: Counts, w: int, k: int, sh: Sharding) -> dict[str, int]:
     raise ValueError(f"unknown sharding {sh.stage!r}")
 
 
-def _without_weight_gradients(report: Report) -> int:
-    """The step's peak of activations, their gradients and the layers' temporaries, weight
-    gradients left out (the simulation of `analysis.memory` with every weight's gradient of
-    size 0: the rows keep needing gradients, so the same tensors are saved)."""
-    rows = [replace(r, trainable_params=0, shared_with=r.shared_with or r.name) if r.trainable_params else r
-            for r in report.layers]
+def _activations(report: Report, whole_gradients: bool, amp: Amp | None, segs: list | None) -> tuple[int, int]:
+    """The step's peak of activations, their gradients and the layers' temporaries (the
+    simulation of `analysis.memory`, sgd, no model states), with the rows rewritten in order:
+    as autocast runs them (`amp`: casts, cached weight copies, low-precision weight gradients),
+    then without weight gradients (ZeRO-2/3, FSDP: each is moved into a bucket or reduce-scattered
+    as it is made; the rows keep needing gradients, so the same tensors are saved), then with the
+    segments `segs` checkpointed. ZeRO-1 keeps the whole gradients (`whole_gradients`).
+    Returns the peak and what autograd holds at the end of the forward pass."""
+    from cnncalc.analysis.precision import FULL, amp_rows
+
+    rows = report.layers
     b = report.bytes_per_element
-    return training_memory(rows, report.outputs, prod(report.input_shape) * b, b, "sgd", 0).peak
+    if amp is not None:
+        rows, b = amp_rows(rows, report.outputs, amp, training=True).rows, FULL
+    if not whole_gradients:
+        rows = [replace(r, trainable_params=0, shared_with=r.shared_with or r.name) if r.trainable_params else r
+                for r in rows]
+    if segs:
+        from cnncalc.analysis.checkpoint import Segment, checkpoint_rows
+
+        if amp is not None:  # the autocast rows of each segment (casts among them): by the block use they lie in
+            segs = [Segment(s.use, tuple(r.index for r in rows if s.use in r.blocks)) for s in segs]
+        rows = checkpoint_rows(rows, segs, b)
+    step = training_memory(rows, report.outputs, prod(report.input_shape) * b, b, "sgd", 0)
+    return step.peak, step.saved
 
 
-def sharded_point(report: Report, sh: Sharding) -> Point:
+def sharded_point(report: Report, sh: Sharding, amp: Amp | None = None, segs: list | None = None) -> Point:
     """One GPU's step under `sh` at the report's (per-GPU) batch: the larger of
       forward/backward = states + buffers + the *_fb terms + activations (the simulation's peak,
                          with all weight gradients for ZeRO-1, without them otherwise)
       optimizer step   = states + buffers + the *_step terms + the input
-    where states = params + master_params + optimizer_state + gradient_partition + reduce_bucket."""
+    where states = params + master_params + optimizer_state + gradient_partition + reduce_bucket.
+    `amp` (ZeRO-1/2 only: their working copy of the parameters stays whole on every GPU, as
+    autocast's weight cache assumes): the activations as torch.autocast runs them, and the
+    GradScaler's state with fp16. `segs`: those block uses checkpointed (analysis.checkpoint)."""
     t = report.totals
     w, k = report.bytes_per_element, OPTIMIZER_STATES[report.optimizer]
+    if amp is not None and sh.stage not in ("zero1", "zero2"):
+        raise ValueError(f"--amp with --shard {sh.stage} is not modelled: it gathers each unit's parameters for "
+                         "its use and frees them after, so which low-precision copies autocast keeps depends on "
+                         "the framework's mixed-precision settings (ZeRO-1/2 keep the parameters whole: modelled)")
+    if amp is not None and report.dtype != "float32":
+        raise ValueError("autocast runs a float32 model: leave out --dtype (or give float32) with --amp")
     c = counts(report, sh.persistence_threshold)
     parts = sharded_states(c, w, k, sh)
+    if amp is not None and amp.dtype == "fp16":
+        from cnncalc.analysis.precision import SCALER_BYTES
+
+        parts["grad_scaler"] = SCALER_BYTES
+    acts, saved = _activations(report, sh.stage == "zero1", amp, segs)
     if sh.stage == "zero1":  # whole gradients as in one process: the simulation as it is (its sgd step at most)
-        b = report.bytes_per_element
-        acts = training_memory(report.layers, report.outputs, t["input_bytes"], b, "sgd", 0).peak
         acts -= w * c.trainable  # counted in gradients_fb
-    else:
-        acts = _without_weight_gradients(report)
     states = sum(v for n, v in parts.items() if not n.endswith(("_fb", "_step"))) + c.buffer_bytes
     fb = states + sum(v for n, v in parts.items() if n.endswith("_fb")) + acts
     step = states + sum(v for n, v in parts.items() if n.endswith("_step")) + t["input_bytes"]
@@ -230,7 +257,7 @@ def sharded_point(report: Report, sh: Sharding) -> Point:
     shard = {**parts, "buffers": c.buffer_bytes, "activations_fb": acts, "forward_backward": fb, "optimizer_step": step}
     return Point(report.input_shape[0], tuple(report.input_shape[1:]), peak,
                  parts["params"] + c.buffer_bytes, parts["master_params"] + parts["optimizer_state"],
-                 t["training_saved_activation_bytes"], phase, shard)
+                 saved, phase, shard)
 
 
 @dataclass
@@ -298,16 +325,23 @@ def _search(peak_of: Callable[[int], Point | None], usable: int, hi_cap: int) ->
 
 def usable_bytes(memory: int, margin: float = 0.0, overhead_share: float = 0.0, workspace: int = 0) -> int:
     """What tensors may take of `memory`: a share `margin` kept free, then the libraries'
-    `workspace` bytes, and the allocator's overhead as a share of the tensors' peak:
+    `workspace` bytes (libraries' workspaces and the CUDA context), and the allocator's overhead
+    as a share of the tensors' peak:
         peak · (1 + overhead_share) + workspace ≤ memory · (1 − margin)"""
     return max(0, int((memory * (1 - margin) - workspace) / (1 + overhead_share)))
 
 
 def _step(report: Report, training: bool, shard: Sharding | None, amp: Amp | None = None,
           checkpoint: list[str] | str | None = None) -> Point:
-    if (amp is not None or checkpoint is not None) and shard is not None:
-        raise ValueError("--amp or --checkpoint with --shard is not modelled: DeepSpeed and FSDP keep their own "
-                         "low-precision copies and checkpointing settings")
+    if shard is not None and training:
+        if checkpoint is None:
+            return sharded_point(report, shard, amp)
+        from cnncalc.analysis.checkpoint import segments
+
+        segs = segments(report, checkpoint)
+        p = sharded_point(report, shard, amp, segs)
+        p.checkpoint = _recompute(report, checkpoint, segs)
+        return p
     if checkpoint is not None and training:
         from cnncalc.analysis.checkpoint import apply_checkpoint
 
@@ -317,7 +351,14 @@ def _step(report: Report, training: bool, shard: Sharding | None, amp: Amp | Non
         return p
     if amp is not None:
         apply_amp(report, amp, (not training, training))
-    return sharded_point(report, shard) if shard is not None and training else point(report, training)
+    return point(report, training)
+
+
+def _recompute(report: Report, uses: list[str] | str, segs: list) -> dict:
+    """The checkpointed segments and the recomputation's cost (as `apply_checkpoint` reports them)."""
+    from cnncalc.analysis.checkpoint import ALL, recompute_cost
+
+    return {"uses": uses if uses == ALL else list(uses), **recompute_cost(report, segs)}
 
 
 def fit_batch(net: Network, memory: int, margin: float = 0.0, training: bool = True, optimizer: str = "sgd",

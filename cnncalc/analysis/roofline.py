@@ -43,6 +43,8 @@ class Peaks:
     (rounding, cached blocks); None when not measured (`fit --peaks` then assumes its margin)"""
     workspace_bytes: int | None = None
     """memory libraries take outside torch's tensors (cuDNN/cuBLAS workspaces); None when not measured"""
+    context_bytes: int | None = None
+    """device memory outside torch's allocator (the CUDA context); None when not measured"""
 
     def memory_s(self, moved: int) -> float:
         """The least time to move `moved` bytes: up to cache_bytes at the cache rate, the rest at
@@ -70,11 +72,13 @@ class Peaks:
                 raise ValueError(f"'cache_bytes' must be a whole number of bytes, received {cache}")
             device, device_type, dtype, torch = (visible(str(data.get(k, ""))[:100])
                                                  for k in ("device", "device_type", "dtype", "torch"))
-            share, work = (_optional(data, k, *RANGES[k]) for k in ("allocator_overhead_share", "workspace_bytes"))
-            if work is not None and work != int(work):
-                raise ValueError(f"'workspace_bytes' must be a whole number of bytes, received {work}")
+            share, work, context = (_optional(data, k, *RANGES[k])
+                                    for k in ("allocator_overhead_share", "workspace_bytes", "context_bytes"))
+            for key, v in (("workspace_bytes", work), ("context_bytes", context)):
+                if v is not None and v != int(v):
+                    raise ValueError(f"'{key}' must be a whole number of bytes, received {v}")
             return cls(flops, rate, overhead, device, device_type, dtype, torch, cache_rate, int(cache), share,
-                       None if work is None else int(work))
+                       None if work is None else int(work), None if context is None else int(context))
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise CnnError.single(f"not a cnncalc peaks file ({visible(exc)})"[:300]
                                   + "; write one with `cnncalc calibrate`", file=path) from None
@@ -86,7 +90,7 @@ class Peaks:
 RANGES: dict[str, tuple[float, float]] = {
     "flops_per_s": (1.0, 1e30), "bytes_per_s": (1.0, 1e30), "overhead_s": (1e-12, 1e3),
     "cache_bytes_per_s": (1.0, 1e30), "cache_bytes": (1.0, 2.0**60),
-    "allocator_overhead_share": (0.0, 10.0), "workspace_bytes": (0.0, 2.0**60)}
+    "allocator_overhead_share": (0.0, 10.0), "workspace_bytes": (0.0, 2.0**60), "context_bytes": (0.0, 2.0**60)}
 
 
 def _optional(data: dict, key: str, low: float, high: float) -> float | None:

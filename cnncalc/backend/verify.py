@@ -534,12 +534,17 @@ def _train_memory(report: Report, model: Any, x: Any, t: Kit, dev: Any, skip: st
     training memory (not measured, with the reason `skip`, when it would not fit)."""
     analytic = _at(report, "float32").totals
     out = {"analytic_bytes": analytic["training_memory_bytes"], "phase": analytic["training_peak_phase"],
-           "optimizer": report.optimizer, "measured_bytes": None, "workspace_bytes": None, "ratio": None}
+           "optimizer": report.optimizer, "measured_bytes": None, "workspace_bytes": None, "ratio": None,
+           "allocated_bytes": None, "reserved_bytes": None}
     if skip:
         out["note"] = skip
         return out
+    from cnncalc.backend.allocator import peaks_around
+
     try:
-        peak = measure_training(model, x, t, dev, report.optimizer, amp)
+        with peaks_around(t.torch, dev) as seen:  # CUDA: the caching allocator's own peaks, side by side
+            peak = measure_training(model, x, t, dev, report.optimizer, amp)
+        out.update(seen)
     except (RuntimeError, ValueError, MemoryError) as exc:  # e.g. batch norm over one value per channel
         why = "runs out of memory training" if out_of_memory(exc) else "cannot train"
         out["note"] = f"torch {why} this network at this batch: {str(exc).splitlines()[0][:200]}"
@@ -554,13 +559,17 @@ def _memory(report: Report, model: Any, x: Any, t: Kit, dev: Any, dtype: str, tr
             amp: str | None = None) -> dict:
     """Inference peak measured in the timed dtype (under autocast with `amp`), the training step's
     figures, and whether both are within MEMORY_TOLERANCE of the analytic model (mismatches otherwise)."""
-    peak = _in_dtype(measure_peak, report, dtype, dev, model, x, t, dev, amp)
+    from cnncalc.backend.allocator import peaks_around
+
+    with peaks_around(t.torch, dev) as seen:  # CUDA: the caching allocator's own peaks (weights included)
+        peak = _in_dtype(measure_peak, report, dtype, dev, model, x, t, dev, amp)
     analytic = _at(report, dtype).totals["inference_peak_activation_bytes"]
     inexact = sorted({r.type for r in report.layers if not r.layer.memory_exact})
     mem: dict[str, Any] = {
         "analytic_peak_activation_bytes": analytic,
         "measured_peak_bytes": peak.tensors if peak else None,
         "measured_workspace_bytes": peak.workspace if peak else None,
+        "allocated_bytes": seen["allocated_bytes"], "reserved_bytes": seen["reserved_bytes"],
         "ratio_measured_to_analytic": peak.tensors / analytic if peak and analytic else None,
         "method": {"cuda": "torch.profiler allocation events (CUDA caching allocator)",
                    "cpu": "torch.profiler allocation events"}.get(dev.type, "not measured on this device"),

@@ -100,9 +100,12 @@ def fit(spec: str = SpecArg,
     if shard is not None and inference:
         raise typer.BadParameter("sharding divides a training step's model states: leave out --inference",
                                  param_hint="--shard")
-    if amp is not None and shard is not None:
-        raise typer.BadParameter("--amp with --shard is not modelled: DeepSpeed and FSDP keep low-precision "
-                                 "copies of their own (their mixed-precision settings)", param_hint="--amp")
+    if amp is not None and shard is not None and shard.value not in ("zero1", "zero2"):
+        raise typer.BadParameter(f"--amp with --shard {shard.value} is not modelled: it gathers each unit's "
+                                 "parameters for its use and frees them after, so which low-precision copies "
+                                 "autocast keeps depends on the framework's own mixed-precision settings "
+                                 "(--amp works with zero1 and zero2, which keep the parameters whole)",
+                                 param_hint="--amp")
     if amp is not None and dtype is not None and dtype.value != "float32":
         raise typer.BadParameter("autocast runs a float32 model: leave out --dtype with --amp", param_hint="--amp")
     precision = None
@@ -111,14 +114,14 @@ def fit(spec: str = SpecArg,
 
         precision = Amp(amp.value, amp_device.value)
     uses = parse_checkpoint(checkpoint)
-    if uses is not None and (shard is not None or inference):
-        raise typer.BadParameter("--checkpoint changes a training step on one GPU: not with --inference or --shard",
+    if uses is not None and inference:
+        raise typer.BadParameter("--checkpoint changes a training step: leave out --inference",
                                  param_hint="--checkpoint")
     alloc = _allocator(peaks)
-    measured = alloc["overhead_share"] is not None or alloc["workspace_bytes"] is not None
+    measured = any(alloc[k] is not None for k in ("overhead_share", "workspace_bytes", "context_bytes"))
     share = parse_margin(margin) if margin is not None else (0.0 if measured else DEFAULT_MARGIN)
     alloc["margin"] = share
-    over, work = alloc["overhead_share"] or 0.0, alloc["workspace_bytes"] or 0
+    over, work = alloc["overhead_share"] or 0.0, (alloc["workspace_bytes"] or 0) + (alloc["context_bytes"] or 0)
     sh = None
     if shard is not None and world is not None:
         sh = Sharding(shard.value, world, reduce_bucket=reduce_bucket, prefetch_bucket=prefetch_bucket)
@@ -167,14 +170,16 @@ def fit(spec: str = SpecArg,
 
 def _allocator(path: str | None) -> dict:
     """What the peaks file says of the device allocator (None for each figure it lacks)."""
-    out: dict = {"source": "assumed margin", "peaks_file": path, "overhead_share": None, "workspace_bytes": None}
+    out: dict = {"source": "assumed margin", "peaks_file": path, "overhead_share": None, "workspace_bytes": None,
+                 "context_bytes": None}
     if path is None:
         return out
     from cnncalc.analysis.roofline import Peaks
 
     p = Peaks.load(path)
-    out.update(overhead_share=p.allocator_overhead_share, workspace_bytes=p.workspace_bytes)
-    if p.allocator_overhead_share is not None or p.workspace_bytes is not None:
+    out.update(overhead_share=p.allocator_overhead_share, workspace_bytes=p.workspace_bytes,
+               context_bytes=p.context_bytes)
+    if any(v is not None for v in (p.allocator_overhead_share, p.workspace_bytes, p.context_bytes)):
         out["source"] = "peaks file"
     return out
 
@@ -197,7 +202,8 @@ def _print(out: dict, result, con) -> None:
     if al["source"] == "peaks file":
         con.print(f"memory {hbytes(out['memory_bytes'])}, margin {out['margin']:.0%}; from {_escape(al['peaks_file'])}: "
                   f"allocator overhead {al['overhead_share'] or 0:.1%} of the tensors' peak, workspaces "
-                  f"{hbytes(al['workspace_bytes'] or 0)} → tensors may take {hbytes(out['usable_bytes'])}")
+                  f"{hbytes(al['workspace_bytes'] or 0)}, context {hbytes(al['context_bytes'] or 0)} → tensors may "
+                  f"take {hbytes(out['usable_bytes'])}")
     else:
         why = (f" ({_escape(al['peaks_file'])} has no allocator overhead: `calibrate --device cuda` measures it)"
                if al["peaks_file"] else "")

@@ -320,6 +320,11 @@ def print_verify(report: Report, result: Any, console: Any) -> None:
         lines.append(f"memory, training step ({tr['optimizer']}, {how}): measured {hbytes(tr['measured_bytes'])} vs "
                      f"analytic {hbytes(tr['analytic_bytes'])} (ratio {tr['ratio']:.2f}, peak in the {tr['phase']})"
                      f"; operator workspace +{hbytes(tr['workspace_bytes'])}")
+    for what, m in (("inference", mem), ("training step", tr)):
+        if m.get("reserved_bytes"):
+            lines.append(f"CUDA caching allocator, {what}: peak allocated {hbytes(m['allocated_bytes'])}, reserved "
+                         f"{hbytes(m['reserved_bytes'])} (weights and input included; `calibrate --device cuda` "
+                         "measures the overhead for `fit --peaks`)")
     if mem:
         lines.append(f"memory measured by {mem['method']}; judged within ±{mem['tolerance']:.0%}")
     if result.fused:

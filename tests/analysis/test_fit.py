@@ -164,6 +164,71 @@ def test_zero1_on_one_gpu_is_the_simulation_plus_its_copies():
     assert p.peak == r.totals["training_memory_bytes"] + 4 * P + 4 * P
 
 
+@pytest.mark.parametrize("amp", [None, "bf16", "fp16"])
+@pytest.mark.parametrize("uses", [None, "all", ["layer1.0", "layer3.1"]])
+def test_zero1_on_one_gpu_with_amp_and_checkpointing_is_the_one_gpu_step_plus_its_copies(amp, uses):
+    # the same identity as above, through analyze's own --amp and --checkpoint figures (each measured against
+    # torch's training step in test_amp_checkpoint): ZeRO-1 at world 1, no bucket, sgd, holds what one process
+    # holds plus the fp32 clone of the partition and the gradient partition (4·P each), and the GradScaler's
+    # state with fp16 (in both figures)
+    from cnncalc.analysis.checkpoint import apply_checkpoint, segments
+    from cnncalc.analysis.precision import Amp, apply_amp
+
+    net = cnncalc.load_spec(os.path.join(EXAMPLES, "resnet18.yaml"))
+    a = Amp(amp, "cuda") if amp else None
+    one = cnncalc.analyze(net, 2, (3, 64, 64), None, "sgd")
+    if uses:
+        apply_checkpoint(one, uses, a, inference=False)
+    elif a:
+        apply_amp(one, a, (False, True))
+    r = cnncalc.analyze(net, 2, (3, 64, 64), None, "sgd")
+    p = sharded_point(r, Sharding("zero1", 1, reduce_bucket=0), a, segments(r, uses) if uses else None)
+    assert one.totals["training_peak_phase"] != "optimizer step" and p.phase == "forward/backward"
+    P = r.totals["trainable_params"]
+    assert p.peak == one.totals["training_memory_bytes"] + 4 * P + 4 * P
+    assert p.saved_activations == one.totals["training_saved_activation_bytes"]
+
+
+def test_checkpointing_and_amp_lower_a_sharded_step():
+    from cnncalc.analysis.checkpoint import segments
+    from cnncalc.analysis.precision import Amp
+
+    net = cnncalc.load_spec(os.path.join(EXAMPLES, "resnet18.yaml"))
+    r = cnncalc.analyze(net, 8, (3, 64, 64), None, "adam")
+    for stage in ("zero2", "zero3", "fsdp"):
+        sh = Sharding(stage, 4)
+        plain, ck = sharded_point(r, sh), sharded_point(r, sh, segs=segments(r, "all"))
+        assert ck.shard["activations_fb"] < plain.shard["activations_fb"]
+        assert {k: v for k, v in ck.shard.items() if "_fb" not in k and k != "forward_backward"} == \
+            {k: v for k, v in plain.shard.items() if "_fb" not in k and k != "forward_backward"}
+    big = cnncalc.analyze(net, 8, (3, 224, 224), None, "adam")  # activations outweigh autocast's weight copies
+    low = sharded_point(big, Sharding("zero2", 4), Amp("bf16", "cuda"))
+    assert low.shard["activations_fb"] < sharded_point(big, Sharding("zero2", 4)).shard["activations_fb"]
+    with pytest.raises(ValueError, match="zero3"):
+        sharded_point(r, Sharding("zero3", 4), Amp("bf16", "cuda"))
+
+
+def test_cli_shard_with_checkpoint_and_amp():
+    spec = os.path.join(EXAMPLES, "resnet18.yaml")
+    out = runner.invoke(app, ["fit", spec, "--memory", "8GiB", "--shard", "zero2", "--world", "4", "--optimizer",
+                              "adam", "--checkpoint", "all", "--amp", "bf16", "-f", "json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    net = cnncalc.load_spec(spec)
+    from cnncalc.analysis.checkpoint import segments
+    from cnncalc.analysis.precision import Amp
+
+    at = lambda n: sharded_point(r := cnncalc.analyze(net, n, None, None, "adam"), Sharding("zero2", 4),  # noqa: E731
+                                 Amp("bf16", "cuda"), segments(r, "all"))
+    best = doc["max_batch"]
+    assert doc["best"]["peak"] == at(best).peak <= doc["usable_bytes"] < at(best + 1).peak
+    ck = doc["checkpoint"]
+    assert ck["uses"] == "all" and ck["recompute_flops"] > 0 and 0 < ck["recompute_share"] < 0.25
+    table = runner.invoke(app, ["fit", spec, "--memory", "2GiB", "--shard", "fsdp", "--world", "4",
+                                "--checkpoint", "all"])
+    assert table.exit_code == 0 and "checkpointing all" in table.output and "sharded: fsdp" in table.output
+
+
 @pytest.mark.parametrize("name", ["resnet18", "hourglass"])
 def test_activations_without_weight_gradients_are_bounded_by_the_simulation(name):
     # the simulated peak with weight gradients (S) less all of them (G) ≤ the peak without them (A) ≤ S
@@ -300,7 +365,15 @@ def test_peaks_file_allocator_overhead(tmp_path):
     data = json.loads(runner.invoke(app, [*run, "-f", "json"]).stdout)
     assert data["usable_bytes"] == (10_000 - 1000) / 1.25 == 7200 and data["max_batch"] == 14
     assert data["allocator"] == {"source": "peaks file", "peaks_file": str(peaks), "overhead_share": 0.25,
-                                 "workspace_bytes": 1000, "margin": 0.0}
+                                 "workspace_bytes": 1000, "context_bytes": None, "margin": 0.0}
+    # and 1,500 B of CUDA context (as `calibrate --device cuda` writes it): (10,000 − 1,000 − 1,500) / 1.25 = 6,000
+    # → 4 + 512·b ≤ 6,000 → b = 11 (5,636; b = 12 needs 6,148)
+    peaks.write_text(json.dumps({**PEAKS, "allocator_overhead_share": 0.25, "workspace_bytes": 1000,
+                                 "context_bytes": 1500}))
+    ctx = json.loads(runner.invoke(app, [*run, "-f", "json"]).stdout)
+    assert ctx["usable_bytes"] == 6000 and ctx["max_batch"] == 11 and ctx["allocator"]["context_bytes"] == 1500
+    assert "context 1.46 KiB" in runner.invoke(app, run).stdout
+    peaks.write_text(json.dumps({**PEAKS, "allocator_overhead_share": 0.25, "workspace_bytes": 1000}))
     assert "allocator overhead 25.0%" in runner.invoke(app, run).stdout
     both = json.loads(runner.invoke(app, [*run, "--margin", "10%", "-f", "json"]).stdout)
     assert both["usable_bytes"] == int((10_000 * 0.9 - 1000) / 1.25)  # an explicit margin still applies
@@ -346,7 +419,7 @@ def test_cli_amp(tmp_path):
     assert doc["amp"] == {"dtype": "bfloat16", "device_type": "cuda", "master_weights": "float32"}
     table = runner.invoke(app, ["fit", spec, "--memory", "4GiB", "--amp", "fp16", "--amp-device", "cpu"])
     assert table.exit_code == 0 and "autocast float16 (cpu op lists)" in table.output
-    for bad in (["--shard", "zero2", "--world", "2"], ["--dtype", "bfloat16"]):
+    for bad in (["--shard", "zero3", "--world", "2"], ["--shard", "fsdp", "--world", "2"], ["--dtype", "bfloat16"]):
         refused = runner.invoke(app, ["fit", spec, "--memory", "4GiB", "--amp", "bf16", *bad])
         assert refused.exit_code == 2, refused.output
     a = runner.invoke(app, ["analyze", spec, "--amp", "bf16", "-f", "json"])

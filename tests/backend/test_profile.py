@@ -152,6 +152,9 @@ def test_cuda_graph_needs_cuda_and_calibrate_writes_peaks(tmp_path):
     out = cli("calibrate", "--device", "cpu", "-o", str(peaks))
     assert out.returncode == 0 and "wrote" in out.stderr
     k = Peaks.load(str(peaks))
+    doc = json.loads(peaks.read_text())  # the allocator's figures are measured on CUDA only: none claimed here
+    assert doc["allocator_overhead_share"] is None and doc["context_bytes"] is None and k.workspace_bytes is None
+    assert "CUDA only" in doc["allocator_reference"]["note"]
     assert k.device_type == "cpu" and k.flops_per_s > 1e8 and k.bytes_per_s > 1e8 and 0 < k.overhead_s < 1e-3
     out = cli("analyze", os.path.join(EXAMPLES, "resnet50.yaml"), "--peaks", str(peaks), "-f", "json")
     assert json.loads(out.stdout)["totals"]["predicted_s"] > 0
