@@ -7,7 +7,9 @@ budget: "fits" when the measured peak ≤ usable memory. The margin is 0 here, s
 the cap itself. Also times every `fit` (the analysis only).
 
     python benchmarks/fit.py            # ResNet-18, MobileNetV2, the hourglass U-Net
-Then times `fit --shard STAGE --world 8` on ResNet-50 (80 GiB, adam): each must answer in < 1 s.
+Then times `fit --shard STAGE --world 8` on ResNet-50 (80 GiB, adam), and `fit` of every example
+(24 GiB, adam) plain, with --amp bf16, --checkpoint all, both, and both with --shard zero2 --world 8:
+each must answer in < 1 s (the analysis in this process; a whole `cnncalc fit` adds its ~0.3 s start).
 """
 from __future__ import annotations
 
@@ -71,7 +73,40 @@ def main() -> int:
         bad += slow
         print(f"resnet50 80GiB adam {stage} ×8: per-GPU batch {result.best.batch if result.best else 0} in "
               f"{took:.2f} s ({result.simulations} simulations){'  TOO SLOW' if slow else ''}")
+    bad += every_example()
     return 1 if bad else 0
+
+
+def every_example() -> int:
+    """`fit_batch` of every example in each setting; the slowest per setting and any over 1 s."""
+    import glob
+
+    from cnncalc.analysis.checkpoint import block_uses
+    from cnncalc.analysis.precision import Amp
+
+    amp = Amp("bf16", "cuda")
+    settings = {"plain": (None, None, None), "--amp bf16": (amp, None, None), "--checkpoint all": (None, "all", None),
+                "both": (amp, "all", None), "both, zero2 x8": (amp, "all", Sharding("zero2", 8))}
+    slowest: dict[str, tuple[float, str]] = {k: (0.0, "") for k in settings}
+    bad = 0
+    for path in sorted(glob.glob(os.path.join(ROOT, "examples", "*.yaml"))):
+        net = cnncalc.load_spec(path)
+        name = os.path.basename(path)[:-5]
+        blocks = bool(block_uses(analyze(net, 1))[0])
+        for what, (a, ck, sh) in settings.items():
+            if ck and not blocks:
+                continue
+            t0 = time.perf_counter()
+            fit_batch(net, 24 * 2**30, 0.1, True, "adam", None, None, sh, amp=a, checkpoint=ck)
+            took = time.perf_counter() - t0
+            if took > slowest[what][0]:
+                slowest[what] = (took, name)
+            if took >= 1.0:
+                bad += 1
+                print(f"  {name} {what}: {took:.2f} s  TOO SLOW")
+    for what, (took, name) in slowest.items():
+        print(f"every example, {what}: slowest {took:.2f} s ({name})")
+    return bad
 
 
 if __name__ == "__main__":
