@@ -303,6 +303,21 @@ CASES = [
      # L = 3·4 = 12 tokens of C = 8: projections 2·12·8·(3·8 + 8), q·kᵀ and attention·v 2 · 2·12²·8
      dict(shape=(2, 8, 3, 4), params=3 * 8 * 8 + 3 * 8 + 8 * 8 + 8, macs=2 * 12 * 8 * 32 + 2 * 2 * 144 * 8,
           ew=4 * 2 * 12 * 8 + 4 * 2 * 2 * 144)),
+    ("matmul", (3, 4, 5), 2, [C(name="t", type="transpose", dim0=2, dim1=3), C(type="matmul", inputs=["input", "t"])],
+     # (2, 3, 4, 5) @ (2, 3, 5, 4): 2·3 matrices of 4·4 entries, each 5 products
+     dict(shape=(2, 3, 4, 4), params=0, macs=2 * 3 * 4 * 4 * 5, ew=0)),
+    ("matmul-broadcast", (3, 4, 5), 2, [C(name="n", type="narrow", start=0, length=1),
+                                        C(name="t", type="transpose", dim0=2, dim1=3),
+                                        C(type="matmul", inputs=["input", "t"])],
+     # (2, 3, 4, 5) @ (2, 1, 5, 4): the 1 broadcasts to 3
+     dict(shape=(2, 3, 4, 4), params=0, macs=2 * 3 * 4 * 4 * 5, ew=0)),
+    ("attention_bias", (2, 6, 6), 2, [C(type="attention_bias", resolution=[2, 3])],
+     # table 2 heads × 2·3 offsets; index 6·6; one add per element
+     dict(shape=(2, 2, 6, 6), params=2 * 6, buffers=6 * 6, macs=0, ew=2 * 2 * 6 * 6)),
+    ("attention_bias-relative-stride", (3, 4, 12), 1, [C(type="attention_bias", kind="relative", resolution=[3, 4],
+                                                         stride=2)],
+     # queries at rows 0, 2 and columns 0, 2 (2·2 = 4); table (2·3 − 1)·(2·4 − 1) = 35 offsets × 3 heads
+     dict(shape=(1, 3, 4, 12), params=35 * 3, buffers=4 * 12, macs=0, ew=3 * 4 * 12)),
     ("permute", (3, 4, 5), 2, [C(type="conv2d", out_channels=3, kernel_size=1, bias=False),
                                C(type="permute", dims=[0, 2, 3, 1])],
      dict(shape=(2, 4, 5, 3), params=0, macs=0, ew=0)),

@@ -592,3 +592,51 @@ class Rescaled(nn.Module):
     def forward(self, *xs):
         out = self.inner(*xs)
         return _Rescale.apply(out) if torch.is_tensor(out) and out.is_floating_point() else out
+
+
+@recorded
+class MatMul(nn.Module):
+    """a @ b (torch.matmul)."""
+
+    def forward(self, a, b):
+        return a @ b
+
+
+def _bias_index(kind, h, w, stride):
+    """The table entry each (query, key) pair of an h×w grid reads (queries every stride-th row
+    and column): 'abs' |Δy|·w + |Δx| (LeViT), 'relative' (Δy + h − 1)·(2w − 1) + Δx + w − 1 (Swin)."""
+    keys = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")).flatten(1)
+    queries = torch.stack(torch.meshgrid(torch.arange(0, h, stride), torch.arange(0, w, stride),
+                                         indexing="ij")).flatten(1)
+    d = queries[:, :, None] - keys[:, None, :]  # 2, Q, K
+    if kind == "abs":
+        return d[0].abs() * w + d[1].abs()
+    return (d[0] + h - 1) * (2 * w - 1) + d[1] + w - 1
+
+
+@recorded
+class AttentionBias(nn.Module):
+    """x + a learnable bias per head and relative position, gathered from a table by a fixed
+    index: kind 'abs' as LeViT's and EfficientFormer's attention (table (heads, h·w), index
+    buffer `attention_bias_idxs`), 'relative' as Swin's and MaxViT's RelPosBias (table
+    ((2h − 1)·(2w − 1), heads), index `relative_position_index`, not in the state_dict)."""
+
+    def __init__(self, heads, kind, resolution, stride=1):
+        super().__init__()
+        h, w = resolution
+        self.kind, self.resolution, self.stride = kind, [h, w], stride
+        index = _bias_index(kind, h, w, stride)
+        if kind == "abs":
+            self.attention_biases = nn.Parameter(torch.zeros(heads, h * w))
+            self.register_buffer("attention_bias_idxs", index)
+        else:
+            self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * h - 1) * (2 * w - 1), heads))
+            self.register_buffer("relative_position_index", index.reshape(-1), persistent=False)
+            self.queries = index.shape[0]
+        nn.init.trunc_normal_(self.attention_biases if kind == "abs" else self.relative_position_bias_table, std=0.02)
+
+    def forward(self, x):
+        if self.kind == "abs":
+            return x + self.attention_biases[:, self.get_buffer("attention_bias_idxs")]
+        bias = self.relative_position_bias_table[self.get_buffer("relative_position_index")]
+        return x + bias.view(self.queries, -1, bias.shape[-1]).permute(2, 0, 1)

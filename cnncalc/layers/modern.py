@@ -512,7 +512,8 @@ class Reshape(_View):
 
     type: Literal["reshape"]
     torch_functions: ClassVar[tuple[TorchForm, ...]] = (
-        TorchForm(("Tensor.view", "Tensor.reshape", "torch.reshape"), None, _reshaped),)
+        TorchForm(("Tensor.view", "Tensor.reshape", "torch.reshape", "Tensor.unsqueeze", "torch.unsqueeze",
+                   "Tensor.squeeze", "torch.squeeze"), None, _reshaped),)
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (
         OnnxForm(("Reshape", "Squeeze", "Unsqueeze"), onnx_reshape, reads_constants=True),)
     shape_: Annotated[list[int], Field(min_length=1, max_length=5, alias="shape")]
