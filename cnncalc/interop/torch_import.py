@@ -419,12 +419,17 @@ class _Reader:
         self.scales_axis: dict[Any, int | None] = {}  # … and the axis it scales: 1, the last (channels-last), None: all
         self.absorbed: set[Any] = set()  # the reshapes/views of a layer scale's tensor (no layers)
         self.scaled: list[tuple[Found, str, int | None]] = []  # a layer scale, its tensor's key, the axis it scales
+        self.biases: dict[Any, tuple[dict[str, Any], Any, list[tuple[str, str]]]] = {}  # an add read as attention_bias
+        self.bias_keys: dict[str, tuple[str, int | None]] = {}  # its table's (and index's) key → the layer's
         self.pooled: dict[Any, str] = {}   # a max pool's (values, indices) tuple → its layer's name
         self.indices: dict[Any, str] = {}  # the indices of a max pool → its layer's name (what a max_unpool reads)
         self.flat = all(getattr(c, "__name__", "") in CONTAINERS for n in gm.graph.nodes  # no class of its own
                         for p, c in (n.meta.get("nn_module_stack") or {}).values() if p != n.target)
 
     def read(self) -> tuple[list[Found], list[str], list[str], dict[str, tuple[str, int | None]]]:
+        for n in self.gm.graph.nodes:
+            if n.op == "get_attr" and "cnncalc_shape" in n.meta:
+                self.attention_bias(n)
         for n in self.gm.graph.nodes:
             try:
                 self.node(n)
@@ -444,12 +449,19 @@ class _Reader:
         self.outputs = [renamed.get(o, o) for o in self.outputs]
         self.name_outputs()
         called = set(self.calls) | {key.rpartition(".")[0] for _, key, _ in self.scaled}  # a scale's module: used
+        called |= {key.rpartition(".")[0] for key in self.bias_keys}
         unused = [p for p, m in self.model.named_modules() if p and not any(c == p or c.startswith(p + ".") or
                                                                       p.startswith(c + ".") for c in called)
                   and any(True for _ in m.parameters(recurse=False))]
         notes = [f"left out: {p} (its parameters are never used by forward)" for p in unused]
         keys = {key: (f.name + (".weight" if axis is not None else ".scale"), axis)  # (names as finally written)
                 for f, key, axis in self.scaled}
+        keys.update(self.bias_keys)
+        if self.bias_keys:
+            said_b = [f"{old} → {new}" for old, (new, _) in self.bias_keys.items()]
+            notes.append(f"{len(self.biases)} attention-bias table{'s' if len(self.biases) > 1 else ''} read as "
+                         "`attention_bias` layers hold the model's tensors under the layer's name (load a checkpoint "
+                         "with these keys renamed): " + "; ".join(said_b[:3]) + ("; …" if len(said_b) > 3 else ""))
         said = [f"{key} {_dims(tuple(self.model.get_parameter(key).shape))} → {keys[key][0]} "
                 f"{_dims((f.shape[axis],) + (1,) * (len(f.shape) - 1 - axis) if axis is not None else (1,))}"
                 for f, key, axis in self.scaled]
@@ -636,6 +648,14 @@ class _Reader:
             self.outputs = [self.names[o] for o in outs]
             self.output_keys = keys
             return
+        if n in self.biases:
+            made, other, renamed = self.biases[n]
+            self.add(n, self.fresh(renamed[0][0]), made, [self.arg(other)])
+            for old, suffix in renamed:
+                self.bias_keys[old] = (f"{self.names[n]}.{suffix}", None)
+            return
+        if n in self.absorbed:
+            return  # a reshape of a layer scale's tensor, or a step of an attention bias's gather
         if n.op == "get_attr":
             if "cnncalc_shape" in n.meta and not self.layer_scale(n):
                 if str(n.target).rpartition(".")[2].startswith("_tensor_constant"):  # fx's name, not the model's
@@ -643,8 +663,6 @@ class _Reader:
                                        "built on each call) used in the computation")
                 raise _Unsupported(f"the tensor attribute self.{n.target} used directly in forward")
             return
-        if n in self.absorbed:
-            return  # a reshape of a layer scale's tensor: the layer holds it in its own shape
         if n in self.scales:
             attr, other = self.scales[n]
             x = self.arg(other)
@@ -657,6 +675,8 @@ class _Reader:
                     entry["factor"] = _float32(float(first))
             elif gamma.numel() and bool((gamma.detach() == first).all()) and float(first) != 1e-6:
                 entry["init_value"] = _float32(float(first))  # a fresh model's init_value, as written
+            if self.scales_axis[n] == 2 and len(x.shape) == 3:  # tokens (N, L, C): the last axis, said
+                entry["dim"] = -1
             self.add(n, self.fresh(str(attr.target)), entry, [x])
             self.scaled.append((self.found[-1], str(attr.target), self.scales_axis[n]))
             self.in_place(n, x)
@@ -695,6 +715,11 @@ class _Reader:
             self.module(n)
         elif n.target in ("sum", self.t.torch.sum):
             self.summed(n)
+        elif n.target in ("mean", self.t.torch.mean) and self.token_mean(n):
+            return
+        elif n.target in (operator.truediv, self.t.torch.div, self.t.torch.true_divide, "div", "div_",
+                          "true_divide") and self.by_divisor(n):
+            return
         elif n.target is self.t.torch.stack:
             self.stacked(n)
         elif n.target in (operator.mul, self.t.torch.mul, "mul", "mul_") and self.by_number(n):
@@ -737,6 +762,50 @@ class _Reader:
             return True
         self.add(n, self.fresh(f"{owner}.scale" if owner else "scale"), {"type": "scale", "factor": float(numbers[0])},
                  tensors)
+        self.in_place(n, args[0])
+        return True
+
+    def token_mean(self, n: Any) -> bool:
+        """`x.mean(dim=1)` of tokens (N, L, C) (EfficientFormer's head): the mean over the L positions
+        of each channel, written as a `transpose` to (N, C, L) (a view) and a `global_avgpool`
+        without keepdims. False for any other mean (the mean's own reader decides)."""
+        x = self.arg(n.args[0])
+        args, kwargs = [self.arg(a) for a in n.args[1:]], self.arg(n.kwargs)
+        dim = kwargs.pop("dim", args.pop(0) if args else None)
+        keep = kwargs.pop("keepdim", args.pop(0) if args else False)
+        if not isinstance(x, _T) or args or kwargs or keep or len(x.shape) != 3:
+            return False
+        if (dim if isinstance(dim, int) else tuple(dim) if isinstance(dim, (list, tuple)) and len(dim) == 1 else None) \
+                not in (1, -2, (1,), (-2,)):
+            return False
+        owner = self.owner(n)
+        base = f"{owner}.mean" if owner else "mean"
+        name = self.fresh(f"{base}_in")
+        shape = x.shape
+        self.found.append(Found(name, {"type": "transpose", "dim0": 1, "dim1": 2}, [self.names[x.node]],
+                                self.scopes(n), (shape[0], shape[2], shape[1])))
+        self.scope_of[name] = self.found[-1].scopes
+        out = self.fresh(base)
+        self.found.append(Found(out, {"type": "global_avgpool", "keepdims": False}, [name], self.scopes(n),
+                                n.meta["cnncalc_shape"]))
+        self.scope_of[out] = self.found[-1].scopes
+        self.names[n] = out
+        return True
+
+    def by_divisor(self, n: Any) -> bool:
+        """A tensor divided by a number other than 0 (`(x + x_dist) / 2`, EfficientFormer's and
+        LeViT's heads): a `scale` by its reciprocal (one product per element, as the division is
+        one). False for anything else (a rounding mode, a tensor divisor)."""
+        args = [self.arg(a) for a in n.args]
+        if n.kwargs or len(args) != 2 or not isinstance(args[0], _T) or type(args[1]) not in (int, float) \
+                or args[1] == 0:
+            return False
+        owner = self.owner(n)
+        if args[1] == 1:
+            self.names[n] = self.names[args[0].node]
+        else:
+            self.add(n, self.fresh(f"{owner}.scale" if owner else "scale"), {"type": "scale", "factor": 1 / args[1]},
+                     [args[0]])
         self.in_place(n, args[0])
         return True
 
@@ -875,6 +944,106 @@ class _Reader:
         self.absorbed.update(chain)
         return True
 
+    GATHER_STEPS = ("getitem", "view", "reshape", "permute", "unsqueeze", "contiguous", "expand", "flatten",
+                    "transpose")
+
+    def attention_bias(self, n: Any) -> None:
+        """Whether parameter `n` is an attention-bias table: read (through indexing by a constant
+        buffer, views and permutes that nothing else reads) only to be added to attention logits
+        (N, heads, Q, K) — LeViT's and EfficientFormer's `attention_biases[:, attention_bias_idxs]`,
+        MaxViT's RelPosBias `table[index.view(-1)].view(Q, K, -1).permute(2, 0, 1)`. The gather is
+        run on the table's entry numbers and must give exactly what an `attention_bias` layer of
+        one kind, grid and stride reads; then the add is that layer (recorded in self.biases)."""
+        fx, torch = self.t.torch.fx, self.t.torch
+        try:
+            table = self.model.get_parameter(str(n.target))
+        except (AttributeError, TypeError):
+            return
+        if table.dim() != 2:
+            return
+        chain, side, u = [], [], n
+        while len(u.users) == 1:
+            (nxt,) = u.users
+            name = "getitem" if nxt.target is operator.getitem else str(nxt.target) if nxt.op == "call_method" else ""
+            if name not in self.GATHER_STEPS or nxt.args[0] is not u:
+                break
+            for a in _nodes((nxt.args[1:], nxt.kwargs)):
+                more = self._constant(a)
+                if more is None:
+                    return
+                side += more
+            chain.append(nxt)
+            u = nxt
+        if not chain or chain[0].target is not operator.getitem or len(u.users) != 1:
+            return
+        (plus,) = u.users
+        if plus.target not in (operator.add, torch.add, "add") or plus.kwargs or len(plus.args) != 2:
+            return
+        other = plus.args[1] if plus.args[0] is u else plus.args[0]
+        if other is u or not isinstance(other, fx.Node) or "cnncalc_shape" not in other.meta:
+            return
+        x = tuple(other.meta["cnncalc_shape"])
+        if len(x) != 4 or plus.meta.get("cnncalc_shape") != x:
+            return
+        inside = set(chain) | set(side) | {n}
+        if any(v not in inside and v is not plus for w in side for v in w.users):
+            return  # the index is read elsewhere too
+        env: dict[Any, Any] = {n: torch.arange(table.numel(), dtype=torch.float64).reshape(table.shape)}
+        try:
+            for v in self.gm.graph.nodes:
+                if v in inside and v not in env:
+                    args, kwargs = fx.node.map_arg((v.args, v.kwargs), lambda a: env[a])
+                    if v.op == "get_attr":
+                        env[v] = self.model.get_buffer(str(v.target))
+                    elif v.op == "call_method":
+                        env[v] = getattr(args[0], v.target)(*args[1:], **kwargs)
+                    else:
+                        env[v] = v.target(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - not a gather this reads
+            return
+        got = env[u]
+        while got.dim() > 3 and got.shape[0] == 1:
+            got = got[0]
+        if tuple(got.shape) != x[1:]:
+            return
+        found = _bias_kind(got, tuple(table.shape))
+        if found is None:
+            return
+        kind, grid, stride = found
+        entry: dict[str, Any] = {"type": "attention_bias", "resolution": grid[0] if grid[0] == grid[1] else list(grid)}
+        if kind != "abs":
+            entry["kind"] = kind
+        if stride != 1:
+            entry["stride"] = stride
+        renamed = [(str(n.target), "attention_biases" if kind == "abs" else "relative_position_bias_table")]
+        index = [v for v in side if v.op == "get_attr"]
+        if kind == "abs" and len(index) == 1:  # the layer's index is in its state_dict (the model's maybe not)
+            renamed.append((str(index[0].target), "attention_bias_idxs"))
+        elif kind == "abs":
+            return
+        self.biases[plus] = (entry, other, renamed)
+        self.absorbed.update(inside)
+
+    def _constant(self, a: Any) -> list[Any] | None:
+        """The nodes computing index `a` from the model's integer buffers alone (views and indexing
+        of them), or None where it reads anything else."""
+        if a.op == "get_attr":
+            try:
+                b = self.model.get_buffer(str(a.target))
+            except (AttributeError, TypeError):
+                return None
+            return [a] if not b.is_floating_point() else None
+        name = "getitem" if a.target is operator.getitem else str(a.target) if a.op == "call_method" else ""
+        if name not in self.GATHER_STEPS or not isinstance(a.args[0], self.t.torch.fx.Node):
+            return None
+        out = [a]
+        for b in _nodes((a.args, a.kwargs)):
+            more = self._constant(b)
+            if more is None:
+                return None
+            out += more
+        return out
+
     def module(self, n: Any) -> None:
         m = self.gm.get_submodule(n.target)
         cls = layer_class(m)
@@ -994,23 +1163,42 @@ class _Reader:
             raise _Unsupported(f"{_op_name(n)}")
         x = self.arg(n.args[0])
         dim = self.arg(n.kwargs.get("dim", n.args[2] if len(n.args) > 2 else 0))
-        rank = len(x.node.meta["cnncalc_shape"])
-        if dim % rank != 1:
-            raise _Unsupported(f"{_op_name(n)} along an axis other than the channels")
+        whole = tuple(x.node.meta["cnncalc_shape"])
+        rank = len(whole)
+        if not isinstance(dim, int) or dim % rank == 0:
+            raise _Unsupported(f"{_op_name(n)} along the batch axis")
+        d = dim % rank
         owner = self.owner(n)
         base = self.fresh(f"{owner}.{'chunk' if chunk else 'split'}" if owner else ("chunk" if chunk else "split"))
+        source = self.names[x.node]
+        swap = {"type": "transpose", "dim0": 1, "dim1": d}
+
+        def swapped(shape: tuple[int, ...]) -> tuple[int, ...]:
+            out = list(shape)
+            out[1], out[d] = out[d], out[1]
+            return tuple(out)
+
+        if d != 1:  # along another axis: moved to the channels (a view), sliced there, moved back
+            source = self.fresh(f"{base}_in")
+            self.found.append(Found(source, dict(swap), [self.names[x.node]], self.scopes(n), swapped(whole)))
+            self.scope_of[source] = self.found[-1].scopes
         start = 0
         for i, shape in enumerate(n.meta["cnncalc_pieces"]):
             count = len(n.meta["cnncalc_pieces"])
             used = any(u.target is operator.getitem and isinstance(u.args[1], int) and u.args[1] % count == i
                        for u in n.users)
             if used:
-                name = self.fresh(f"{base}.{i}")
-                self.found.append(Found(name, {"type": "narrow", "start": start, "length": shape[1]},
-                                        [self.names[x.node]], self.scopes(n), shape))
+                name = self.fresh(f"{base}.{i}" if d == 1 else f"{base}.cut{i}")
+                self.found.append(Found(name, {"type": "narrow", "start": start, "length": shape[d]},
+                                        [source], self.scopes(n), swapped(shape)))
                 self.scope_of[name] = self.found[-1].scopes
+                if d != 1:
+                    back = self.fresh(f"{base}.{i}")
+                    self.found.append(Found(back, dict(swap), [name], self.scopes(n), shape))
+                    self.scope_of[back] = self.found[-1].scopes
+                    name = back
                 self.names[n, i] = name
-            start += shape[1]
+            start += shape[d]
 
     def add(self, n: Any, name: str, made: Any, inputs: list[Any], shared: str | None = None) -> None:
         if isinstance(made, self.t.nn.Module):
@@ -1030,6 +1218,31 @@ class _Reader:
         self.names[n] = name
         self.scope_of[name] = scopes
         self.found.append(Found(name, made, srcs, scopes, n.meta["cnncalc_shape"], shared))
+
+
+def _bias_kind(got: Any, table: tuple[int, ...]) -> tuple[str, tuple[int, int], int] | None:
+    """(kind, grid, stride) of the `attention_bias` layer whose gather gives `got` (heads, Q, K),
+    the table's entry numbers (row-major over a table of shape `table`); None if none does."""
+    from cnncalc.layers.attention import bias_index
+
+    heads, q, k = got.shape
+    ids = got.to(dtype=got.dtype).tolist()
+    for h in range(1, k + 1):
+        if k % h:
+            continue
+        w = k // h
+        for stride in range(1, 5):
+            if -(-h // stride) * -(-w // stride) != q:
+                continue
+            if table == (heads, h * w):
+                index = bias_index("abs", (h, w), stride)
+                if all(ids[i][a][b] == i * h * w + index[a][b] for i in range(heads) for a in range(q) for b in range(k)):
+                    return "abs", (h, w), stride
+            if table == ((2 * h - 1) * (2 * w - 1), heads):
+                index = bias_index("relative", (h, w), stride)
+                if all(ids[i][a][b] == index[a][b] * heads + i for i in range(heads) for a in range(q) for b in range(k)):
+                    return "relative", (h, w), stride
+    return None
 
 
 HAND = ("  A model import cannot read can be written by hand as a spec (README, section 'The spec'), or the "
@@ -1239,6 +1452,11 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
     state = model.state_dict()
     mine = net.state_dict()
     for old, (new, _) in (keys or {}).items():  # a layer scale's tensor: the layer's weight, in its shape
+        if old not in state and new in mine:  # an attention bias's index the model keeps out of its state_dict
+            try:
+                state[old] = model.get_buffer(old)
+            except (AttributeError, TypeError):
+                continue
         if old in state and new in mine and state[old].numel() == mine[new].numel():
             state[new] = state.pop(old).reshape(mine[new].shape)
     held = set(mine)
