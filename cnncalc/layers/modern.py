@@ -105,13 +105,19 @@ class LayerScale(Layer):
     category: ClassVar[str] = "normalization"
     type: Literal["layer_scale"]
     init_value: float = 1e-6
+    dim: int | None = None
+    """the axis γ scales (-1: the last, as timm's LayerScale on tokens (N, L, C)); default the channels"""
 
     def shape(self, ctx: Ctx) -> Shape:
         _spatial(self.type, ctx.x)
+        if self.dim is not None and not (-len(ctx.x) < self.dim < len(ctx.x) and self.dim % len(ctx.x)):
+            raise LayerError(f"dim {self.dim} is not an axis after the batch of {fmt_shape(ctx.x)}", "dim")
         return ctx.x
 
     def channel_axis(self, ctx: Ctx) -> int:
-        """Where the channels are: axis 1, or wherever a permute before moved them."""
+        """Where the channels are: `dim`, else axis 1, or wherever a permute before moved them."""
+        if self.dim is not None:
+            return self.dim % len(ctx.x)
         return 1 if ctx.natural(0) else ctx.layouts[0].index(1)
 
     def weights(self, ctx: Ctx) -> dict[str, Shape]:
