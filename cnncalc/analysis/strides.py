@@ -4,10 +4,13 @@ where torch refuses it: a view needs sizes compatible with the input's strides (
 
 Strides are tracked exactly through permute, transpose, narrow, view, reshape, flatten,
 unflatten and identity, starting from a contiguous input. Any other layer makes a fresh
-contiguous tensor when all its inputs are contiguous. A layer that declares `keeps_layout`
-(element-wise in torch's TensorIterator: activations, dropout, add, mul) keeps its inputs'
-strides when they all have the output's shape and one non-overlapping, dense layout (a permuted
-order; TensorIterator's fast setup, `empty_like`) in torch's canonical form. Anywhere else (a
+contiguous tensor when all its inputs are contiguous; on 4-D tensors a layer that declares
+`follows_channels_last` (convolutions, norms, pooling, constant pads, upsampling, cat) writes
+channels-last where every input suggests it (torch's suggest_memory_format), else contiguous.
+A layer that declares `keeps_layout` (element-wise in torch's TensorIterator: activations,
+dropout, add, mul) keeps its inputs' strides when they all have the output's shape and one
+non-overlapping, dense layout (a permuted order; TensorIterator's fast setup, `empty_like`) in
+torch's canonical form. Anywhere else (a
 slice, a broadcast, another layer) on a non-contiguous input the output's strides are left
 unknown (None), and a view of an unknown layout is accepted: refused only where torch certainly
 refuses."""
@@ -70,6 +73,22 @@ def is_channels_last(shape: Shape, strides: Strides) -> bool:
             if strides[d] != step:
                 return False
             step *= shape[d]
+    return True
+
+
+def suggests_channels_last(shape: Shape, strides: Strides) -> bool:
+    """torch's suggest_memory_format() == channels_last for 4 axes (c10/core/MemoryFormat.h,
+    is_channels_last_strides_2d_s4): the strides of C, W, H, N never decrease, each at least the
+    extent of the one before; ambiguous cases (C of stride 0, N×1×1×1 strides) are contiguous."""
+    if len(shape) != 4 or strides[1] == 0:
+        return False
+    low = 0
+    for d in (1, 3, 2, 0):
+        if shape[d] == 0 or strides[d] < low:
+            return False
+        if d == 0 and low == strides[1]:
+            return False
+        low = strides[d] * shape[d] if shape[d] > 1 else strides[d]
     return True
 
 
@@ -139,6 +158,10 @@ def through(layer: Layer, shapes: list[Shape], out: Shape, ins: list[Strides | N
         return fresh if fresh == s0 else None
     if all(i is not None and (i == contiguous(shape) or is_contiguous(shape, i)) for shape, i in zip(shapes, ins)):
         return contiguous(out)
+    if layer.follows_channels_last and len(out) == 4 and all(i is not None and len(x) == 4 for x, i in zip(shapes, ins)):
+        # the memory format its inputs suggest (a conv after a permute to N×C×H×W of an N×H×W×C map)
+        cl = all(suggests_channels_last(x, i) for x, i in zip(shapes, ins))  # type: ignore[arg-type]
+        return channels_last(out) if cl else contiguous(out)
     return None
 
 

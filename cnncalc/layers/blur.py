@@ -21,6 +21,8 @@ class BlurPool2d(_Window, Layer):
     the state_dict, as timm's); MACs = N·C·∏H'·K² (a depthwise convolution); RF: r' = r + (K−1)·j,
     j' = j·S."""
 
+    follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
+
     category: ClassVar[str] = "pooling"
     autocast: ClassVar[str | dict[str, str]] = "lower"  # F.conv2d
     type: Literal["blur_pool2d"]

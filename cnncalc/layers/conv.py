@@ -367,6 +367,11 @@ class Conv2d(ConvNd):
     type: Literal["conv2d"]
     dims: ClassVar[int] = 2
 
+    @Flag.rule
+    def follows_channels_last(self) -> bool:
+        """With zero padding (torch pads reflect/replicate/circular first, in its own format)."""
+        return self.padding_mode == "zeros"
+
 
 class Conv3d(ConvNd):
     type: Literal["conv3d"]
@@ -380,6 +385,7 @@ class ConvTransposeNd(_ConvFields):
     params = C_in·(C_out/groups)·∏K + C_out·bias;
     MACs = N·C_in·∏H·(C_out/groups)·∏K (every input pixel scatters one kernel; not ×S²);
     RF: j' = j/S, r' = r + (taps spread)·j."""
+
     autocast: ClassVar[str | dict[str, str]] = "lower"
 
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
@@ -485,6 +491,7 @@ class ConvTranspose1d(ConvTransposeNd):
 
 
 class ConvTranspose2d(ConvTransposeNd):
+    follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
     type: Literal["conv_transpose2d"]
     dims: ClassVar[int] = 2
 
@@ -634,6 +641,8 @@ class SeparableConv2d(_Conv2dBase):
 
     params = C_in·m·∏K + C_out·C_in·m + C_out;
     MACs = N·∏H'·C_in·m·∏K + N·∏H'·C_out·C_in·m."""
+
+    follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
     autocast: ClassVar[str | dict[str, str]] = "lower"
 
     type: Literal["separable_conv2d"]
@@ -700,6 +709,8 @@ class SpatialSeparableConv2d(_Conv2dBase):
 
     params = C_out·C_in·K_h + C_out·C_out·K_w (+ 2·C_out bias);
     MACs = N·C_out·H'·W·C_in·K_h + N·C_out·H'·W'·C_out·K_w  (W: width after the first conv)."""
+
+    follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
     autocast: ClassVar[str | dict[str, str]] = "lower"
 
     type: Literal["spatial_separable_conv2d"]

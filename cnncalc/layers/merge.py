@@ -210,6 +210,8 @@ class Concat(_Merge):
     """Concatenation along dim (default 1, the channels): every other axis must match.
     No params, no ops; RF: the union of the inputs' windows."""
 
+    follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
+
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         return "concat" if self.dim % len(ctx.x) == 1 else "other"
 

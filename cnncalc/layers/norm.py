@@ -32,6 +32,8 @@ class BatchNormNd(_Norm):
     num_batches_tracked; 0 without track_running_stats); element-wise ops = 2 per element
     (inference: folded scale and shift)."""
 
+    follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
+
     channel_wise: ClassVar[bool] = True
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("BatchNormalization",), _onnx_batchnorm),)
 
@@ -102,6 +104,8 @@ class InstanceNormNd(BatchNormNd):
 
     params = 2·C with affine (default off); buffers = 2·C + 1 with track_running_stats
     (default off); element-wise ops = 2 per element."""
+
+    follows_channels_last = Flag(False)  # torch's instance norm returns a contiguous output
 
     affine: bool = False
     track_running_stats: bool = False
@@ -226,6 +230,8 @@ class GroupNorm(_Norm):
     """Group normalisation: statistics per sample over groups of C/num_groups channels.
 
     params = 2·C with affine; element-wise ops = 2 per element."""
+
+    follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
     autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32"}
 
     type: Literal["groupnorm"]

@@ -213,6 +213,7 @@ class PoolNd(_Window, _KernelFields):
 
 
 class MaxPoolNd(PoolNd):
+    follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
     torch_functions: ClassVar[tuple[TorchForm, ...]] = tuple(
         TorchForm((f"F.max_pool{d}d",), f"max_pool{d}d", _max_pool(f"MaxPool{d}d")) for d in (1, 2, 3)) + tuple(
         TorchForm((f"F.max_pool{d}d_with_indices",), f"max_pool{d}d", _max_pool_indices(f"MaxPool{d}d"))
@@ -251,6 +252,7 @@ class MaxPoolNd(PoolNd):
 
 
 class AvgPoolNd(PoolNd):
+    follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
     torch_functions: ClassVar[tuple[TorchForm, ...]] = tuple(
         TorchForm((f"F.avg_pool{d}d",), f"avg_pool{d}d", module(f"AvgPool{d}d")) for d in (1, 2, 3))
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("AveragePool",), lambda node: _onnx_pool(node, "avg")),)
@@ -279,6 +281,8 @@ class LPPoolNd(PoolNd):
     """Power-average pooling (L2 pooling for norm_type 2): (Σ x^p)^(1/p) over each window.
 
     Same shape and RF rules as max pooling without padding; element-wise ops = N·C·∏H'·(∏K + 2)."""
+
+    follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
     autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32", "cpu/3d": "fp32"}  # its pow; CPU's avg_pool3d
 
     norm_type: float = 2.0
@@ -385,6 +389,8 @@ class AdaptivePoolNd(Layer):
 
     No params; element-wise ops = N·C·∏H'·∏(widest window);
     RF: r' = r + (widest window − 1)·j, j' = j·H/H' (depends on the input size)."""
+
+    follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
 
     channel_wise: ClassVar[bool] = True
 

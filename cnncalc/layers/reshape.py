@@ -121,6 +121,8 @@ class ChannelShuffle(Layer):
     Output shape = input shape (C divisible by groups); no params, no ops counted (data
     movement only); RF unchanged (only channels move)."""
 
+    follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
+
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         """Output channel i reads input channel (i mod g)·(C/g) + i div g."""
         c, g = ctx.x[1], self.groups
@@ -150,6 +152,8 @@ class Upsample(Layer):
     (d-linear interpolation; bicubic 4^d·2 − 1); RF: j' = j/s, r' = r (nearest modes), r + j
     (linear modes) or r + 3j (bicubic: 4 taps, marked approximate: its outer weights vanish
     where a unit lands on an input pixel)."""
+
+    follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
 
     channel_wise: ClassVar[bool] = True
     autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32"}
@@ -372,6 +376,7 @@ class ZeroPad1d(PadNd):
 
 
 class ZeroPad2d(PadNd):
+    follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
     type: Literal["zero_pad2d"]
     dims: ClassVar[int] = 2
     mode: ClassVar[str] = "constant"
@@ -459,6 +464,7 @@ class ConstantPad1d(_ConstantPad):
 
 
 class ConstantPad2d(_ConstantPad):
+    follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
     type: Literal["constant_pad2d"]
     dims: ClassVar[int] = 2
 

@@ -231,3 +231,78 @@ def test_a_layer_that_keeps_the_layout_gives_torchs_strides(kind):
                 assert ours == seen["y"], (size, before, training, seen)
         if size == "3x4x5" and "permute" in before[0]:
             assert ours is not None, before
+
+
+def _follower_rows():
+    from layer_cases import CASES
+
+    rows = []
+    for case in CASES:
+        cid, inp, batch, layers, _ = case
+        cls = REGISTRY[layers[0]["type"]]
+        if len(inp) == 3 and len(layers) == 1 and cls.max_inputs == 1 and cls.follows_channels_last:
+            rows.append(pytest.param(inp, batch, layers[0], id=cid))
+    return rows
+
+
+def _spec(inp, batch, layer, before):
+    import json
+
+    c, h, w = inp
+    first, dims = {"cl": ((h, w, c), [0, 3, 1, 2]), "nhcw": ((h, c, w), [0, 2, 1, 3]),
+                   "sliced": ((c + 1, h, w), None)}[before]
+    lines = [f"input: {'x'.join(map(str, first))}", f"batch: {batch}", "layers:"]
+    lines.append(f"  - {{name: p0, type: permute, dims: {dims}}}" if dims else
+                 f"  - {{name: p0, type: narrow, start: 1, length: {c}}}")
+    lines.append(f"  - {json.dumps({'name': 'under', **layer})}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("inp, batch, layer", _follower_rows())
+def test_a_layer_that_follows_channels_last_gives_torchs_layout(inp, batch, layer):
+    """Every one-layer case row on 4-D tensors whose layer declares `follows_channels_last`, run
+    by torch after a permute to channels-last, after one to another order, and after a slice
+    (not dense): cnncalc states the output's layout (channels-last or contiguous), and it is torch's."""
+    from cnncalc import backend as tb
+    from cnncalc.analysis.strides import is_channels_last, is_contiguous
+
+    for before in ("cl", "nhcw", "sliced"):
+        report = cnncalc.analyze(cnncalc.parse_spec(_spec(inp, batch, layer, before), "k.yaml"))
+        under = report.layers[-1]
+        if not under.layer.follows_channels_last:
+            pytest.skip(f"{layer['type']} does not declare follows_channels_last")
+        memory = {"input": contiguous(report.input_shape)}
+        for row in report.layers:
+            memory[row.name] = through(row.layer, list(row.ctx.ins), row.ctx.out, [memory[n] for n in row.inputs])
+        ours, out = memory["under"], tuple(under.ctx.out)
+        model = tb.build_model(report, tb.kit()).eval()
+        seen: dict = {}
+        model.layers["l1"].register_forward_hook(lambda m, i, o: seen.update(x=i[0], y=o))
+        with torch.no_grad():
+            model(torch.randn(report.input_shape))
+        assert ours is not None, before
+        y = seen["y"]
+        assert (is_contiguous(out, ours), is_channels_last(out, ours)) == \
+            (y.is_contiguous(), y.is_contiguous(memory_format=torch.channels_last)), (before, ours, y.stride())
+
+
+def test_cat_follows_channels_last_only_when_every_input_suggests_it():
+    a = torch.randn(2, 5, 6, 3).permute(0, 3, 1, 2)  # channels-last
+    b = torch.randn(2, 3, 5, 6)                      # contiguous
+    assert torch.cat([a, a], 1).is_contiguous(memory_format=torch.channels_last)
+    assert torch.cat([a, b], 1).is_contiguous()
+    text = ("input: 5x6x3\nlayers:\n  - {name: p, type: permute, dims: [0, 3, 1, 2]}\n"
+            "  - {name: c, type: conv2d, out_channels: 3, kernel_size: 1}\n"
+            "  - {name: cat1, type: concat, inputs: [p, c]}\n  - {name: cat2, type: concat, inputs: [p, p, p]}\n"
+            "  - {name: q, type: conv2d, out_channels: 3, kernel_size: 1, inputs: [p]}\n"
+            "  - {name: f, type: flatten, inputs: [cat2]}\n")
+    report = cnncalc.analyze(cnncalc.parse_spec(text, "k.yaml"))
+    from cnncalc.analysis.strides import is_channels_last
+
+    memory = {"input": contiguous(report.input_shape)}
+    for row in report.layers:
+        memory[row.name] = through(row.layer, list(row.ctx.ins), row.ctx.out, [memory[n] for n in row.inputs])
+    shape = {r.name: tuple(r.ctx.out) for r in report.layers}
+    assert is_channels_last(shape["c"], memory["c"]) and is_channels_last(shape["cat1"], memory["cat1"])
+    assert is_channels_last(shape["cat2"], memory["cat2"])
+    assert memory["f"] == contiguous(shape["f"])  # flatten of a channels-last map copies
