@@ -277,7 +277,7 @@ def test_a_layer_that_follows_channels_last_gives_torchs_layout(inp, batch, laye
         ours, out = memory["under"], tuple(under.ctx.out)
         model = tb.build_model(report, tb.kit()).eval()
         seen: dict = {}
-        model.layers["l1"].register_forward_hook(lambda m, i, o: seen.update(x=i[0], y=o))
+        model.layers["l1"].register_forward_hook(lambda m, i, o, seen=seen: seen.update(x=i[0], y=o))
         with torch.no_grad():
             model(torch.randn(report.input_shape))
         assert ours is not None, before
