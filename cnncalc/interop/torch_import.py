@@ -688,6 +688,8 @@ class _Reader:
             return
         if n.op == "call_module" and layer_class(m := self.gm.get_submodule(n.target)) is None:
             raise _Unsupported(f"{type(m).__module__}.{type(m).__name__} (module {n.target})")
+        if n.target in ("flatten", self.t.torch.flatten) and self.token_norm(n):
+            return
         if "cnncalc_pieces" in n.meta:  # chunk / split: its pieces become narrow layers
             self.pieces(n)
             return
@@ -763,6 +765,48 @@ class _Reader:
         self.add(n, self.fresh(f"{owner}.scale" if owner else "scale"), {"type": "scale", "factor": float(numbers[0])},
                  tensors)
         self.in_place(n, args[0])
+        return True
+
+    def token_norm(self, n: Any) -> bool:
+        """`bn(x.flatten(0, 1)).reshape_as(x)` of tokens x (N, L, C), an nn.BatchNorm1d over the N·L
+        rows (LeViT's LinearNorm): the same statistics per channel as the batch norm of the tokens
+        moved to (N, C, L), so written as a `transpose`, the `batchnorm1d` (under the module's
+        name: its state_dict keys stay) and a `transpose` back. False for any other flatten."""
+        x = self.arg(n.args[0])
+        args, kwargs = [self.arg(a) for a in n.args[1:]], self.arg(n.kwargs)
+        start = kwargs.pop("start_dim", args.pop(0) if args else 0)
+        end = kwargs.pop("end_dim", args.pop(0) if args else -1)
+        if not isinstance(x, _T) or args or kwargs or len(x.shape) != 3 or (start, end % 3) != (0, 1) \
+                or len(n.users) != 1:
+            return False
+        (bn,) = n.users
+        if bn.op != "call_module" or bn.args != (n,) or bn.kwargs or len(bn.users) != 1 or bn.target in self.calls:
+            return False
+        m = self.gm.get_submodule(bn.target)
+        cls = layer_class(m)
+        if cls is None or REGISTRY.get("batchnorm1d") is not cls or not isinstance(m, self.t.nn.BatchNorm1d):
+            return False
+        (back,) = bn.users
+        if not (back.op == "call_method" and back.args[0] is bn and not back.kwargs and
+                ((back.target == "reshape_as" and back.args[1:] == (x.node,)) or
+                 (back.target in ("reshape", "view") and back.meta.get("cnncalc_shape") == x.shape))):
+            return False
+        shape = x.shape
+        moved = (shape[0], shape[2], shape[1])
+        owner = self.owner(bn) or bn.target
+        first = self.fresh(f"{bn.target}_in")
+        self.found.append(Found(first, {"type": "transpose", "dim0": 1, "dim1": 2}, [self.names[x.node]],
+                                self.scopes(bn), moved))
+        self.scope_of[first] = self.found[-1].scopes
+        name = self.fresh(bn.target)
+        self.calls[bn.target] = name
+        self.found.append(Found(name, cls.from_torch(m), [first], self.scopes(bn), moved))
+        self.scope_of[name] = self.found[-1].scopes
+        last = self.fresh(f"{owner}.{bn.target.rpartition('.')[2]}_out")
+        self.found.append(Found(last, {"type": "transpose", "dim0": 1, "dim1": 2}, [name], self.scopes(bn), shape))
+        self.scope_of[last] = self.found[-1].scopes
+        self.names[n], self.names[bn], self.names[back] = first, name, last
+        self.absorbed.update((bn, back))
         return True
 
     def token_mean(self, n: Any) -> bool:
@@ -1143,7 +1187,10 @@ class _Reader:
                 raise _Unsupported("indexing a tensor with slices computed in forward")
             start, stop, step = k.indices(shape[axis])
             if step != 1:
-                raise _Unsupported(f"a slice with step {step} (narrow takes every element)")
+                if self.subsample(n, x, key):
+                    return
+                raise _Unsupported(f"a slice with step {step} other than x[:, ::s, ::s] of an (N, H, W, C) or "
+                                   "(N, C, H, W) tensor (narrow takes every element)")
             if (start, stop) != (0, shape[axis]):
                 cut.append((axis, start, max(stop - start, 0)))
         if not cut:
@@ -1155,6 +1202,44 @@ class _Reader:
         _, start, length = cut[0]
         self.add(n, self.fresh(f"{owner}.narrow" if owner else "narrow"),
                  {"type": "narrow", "start": start, "length": length}, [x])
+
+    def subsample(self, n: Any, x: Any, key: tuple) -> bool:
+        """`x[:, ::s, ::s]` of a channels-last map (N, H, W, C) (LeViT's Downsample), or
+        `x[:, :, ::s, ::s]` of (N, C, H, W): every s-th position, which an `avgpool2d` of kernel 1
+        and stride s gives (permuted to the channels and back where they are last)."""
+        shape = x.shape
+        if len(shape) != 4 or len(key) > 4:
+            return False
+        key = tuple(key) + (slice(None),) * (4 - len(key))
+        steps = [k.indices(size) for k, size in zip(key, shape)]
+        if any((a, b) != (0, size) for (a, b, _), size in zip(steps, shape)):
+            return False
+        stepped = [axis for axis, (_, _, st) in enumerate(steps) if st != 1]
+        if stepped not in ([1, 2], [2, 3]) or steps[stepped[0]][2] != steps[stepped[1]][2]:
+            return False
+        s = steps[stepped[0]][2]
+        owner = self.owner(n)
+        base = f"{owner}.subsample" if owner else "subsample"
+        out = tuple(n.meta["cnncalc_shape"])
+        src = self.names[x.node]
+        if stepped == [1, 2]:
+            first = self.fresh(f"{base}_in")
+            self.found.append(Found(first, {"type": "permute", "dims": [0, 3, 1, 2]}, [src], self.scopes(n),
+                                    (shape[0], shape[3], shape[1], shape[2])))
+            self.scope_of[first] = self.found[-1].scopes
+            src = first
+        name = self.fresh(base)
+        pooled = (out[0], out[3], out[1], out[2]) if stepped == [1, 2] else out
+        self.found.append(Found(name, {"type": "avgpool2d", "kernel_size": 1, "stride": s}, [src], self.scopes(n),
+                                pooled))
+        self.scope_of[name] = self.found[-1].scopes
+        if stepped == [1, 2]:
+            last = self.fresh(f"{base}_out")
+            self.found.append(Found(last, {"type": "permute", "dims": [0, 2, 3, 1]}, [name], self.scopes(n), out))
+            self.scope_of[last] = self.found[-1].scopes
+            name = last
+        self.names[n] = name
+        return True
 
     def pieces(self, n: Any) -> None:
         key = n.target if n.op == "call_function" else str(n.target)
