@@ -513,6 +513,10 @@ class _Reader:
             seen.add(u)
             if u.op == "call_method" and u.target in ("reshape", "view", "unsqueeze", "squeeze"):
                 readers += list(u.users)
+            elif u.target is operator.getitem and u.args[0] is n:
+                return ("an `attention_bias` layer holds a bias table read at the relative positions of queries and "
+                        "keys on a grid (LeViT's and EfficientFormer's `table[:, index]`, Swin's `table[index]`) and "
+                        "added to attention logits; import reads one whose index is such a grid's, which this is not")
             elif u.target in (operator.mul, self.t.torch.mul, "mul"):
                 return ("a `layer_scale` layer holds a learnable per-channel scale; import reads one that is a "
                         "parameter multiplying a tensor along its channels (γ of shape (C, 1, …) times (N, C, …), "

@@ -6,7 +6,7 @@ device/dtype plumbing left out); the small models at the end wire them as timm's
 import math
 import sys
 from collections import OrderedDict
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -1072,3 +1072,289 @@ class TResNetAA(nn.Module):
 
     def forward(self, x):
         return self.aa5(self.aa(self.conv(x)))
+
+
+# ---- timm/layers/grid.py, lambda_layer.py (LambdaNet) -----------------------------------------------
+def ndgrid(*tensors) -> Tuple[torch.Tensor, ...]:
+    return torch.meshgrid(*tensors, indexing='ij')
+
+
+class LambdaLayer(nn.Module):
+    """timm's LambdaLayer with the local lambda convolution (r set, as lambda_resnet26t)."""
+    def __init__(self, dim, dim_out=None, feat_size=None, stride=1, num_heads=4, dim_head=16, r=9,
+                 qk_ratio=1.0, qkv_bias=False):
+        super().__init__()
+        dim_out = dim_out or dim
+        assert dim_out % num_heads == 0, ' should be divided by num_heads'
+        self.dim_qk = dim_head or make_divisible(dim_out * qk_ratio, divisor=8) // num_heads
+        self.num_heads = num_heads
+        self.dim_v = dim_out // num_heads
+
+        self.qkv = nn.Conv2d(
+            dim,
+            num_heads * self.dim_qk + self.dim_qk + self.dim_v,
+            kernel_size=1,
+            bias=qkv_bias,
+        )
+        self.norm_q = nn.BatchNorm2d(num_heads * self.dim_qk)
+        self.norm_v = nn.BatchNorm2d(self.dim_v)
+
+        assert r is not None
+        self.conv_lambda = nn.Conv3d(1, self.dim_qk, (r, r, 1), padding=(r // 2, r // 2, 0))
+        self.pos_emb = None
+        self.rel_pos_indices = None
+
+        self.pool = nn.AvgPool2d(2, 2) if stride == 2 else nn.Identity()
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        M = H * W
+        qkv = self.qkv(x)
+        q, k, v = torch.split(qkv, [
+            self.num_heads * self.dim_qk, self.dim_qk, self.dim_v], dim=1)
+        q = self.norm_q(q).reshape(B, self.num_heads, self.dim_qk, M).transpose(-1, -2)  # B, num_heads, M, K
+        v = self.norm_v(v).reshape(B, self.dim_v, M).transpose(-1, -2)  # B, M, V
+        k = F.softmax(k.reshape(B, self.dim_qk, M), dim=-1)  # B, K, M
+
+        content_lam = k @ v  # B, K, V
+        content_out = q @ content_lam.unsqueeze(1)  # B, num_heads, M, V
+
+        if self.pos_emb is None:
+            position_lam = self.conv_lambda(v.reshape(B, 1, H, W, self.dim_v))  # B, H, W, V, K
+            position_lam = position_lam.reshape(B, 1, self.dim_qk, H * W, self.dim_v).transpose(2, 3)  # B, 1, M, K, V
+        position_out = (q.unsqueeze(-2) @ position_lam).squeeze(-2)  # B, num_heads, M, V
+
+        out = (content_out + position_out).transpose(-1, -2).reshape(B, C, H, W)  # B, C (num_heads * V), H, W
+        out = self.pool(out)
+        return out
+
+
+class LambdaNetLite(nn.Module):
+    """A stem conv, then a lambda layer with stride 2 (as LambdaNet's bottlenecks hold it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.lam = LambdaLayer(16, 16, stride=2, num_heads=4, dim_head=4, r=3)
+
+    def forward(self, x):
+        return self.lam(self.conv(x))
+
+
+# ---- timm/models/efficientformer.py ------------------------------------------------------------------
+class EfficientFormerAttention(torch.nn.Module):
+    """timm's efficientformer.Attention (the bias table indexed by a persistent buffer)."""
+    attention_bias_cache: Dict[str, torch.Tensor]
+
+    def __init__(self, dim=384, key_dim=32, num_heads=8, attn_ratio=4, resolution=7):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = key_dim ** -0.5
+        self.key_dim = key_dim
+        self.key_attn_dim = key_dim * num_heads
+        self.val_dim = int(attn_ratio * key_dim)
+        self.val_attn_dim = self.val_dim * num_heads
+        self.attn_ratio = attn_ratio
+
+        self.qkv = nn.Linear(dim, self.key_attn_dim * 2 + self.val_attn_dim)
+        self.proj = nn.Linear(self.val_attn_dim, dim)
+
+        resolution = (resolution, resolution) if isinstance(resolution, int) else resolution
+        pos = torch.stack(ndgrid(
+            torch.arange(resolution[0], dtype=torch.long),
+            torch.arange(resolution[1], dtype=torch.long)
+        )).flatten(1)
+        rel_pos = (pos[..., :, None] - pos[..., None, :]).abs()
+        rel_pos = (rel_pos[0] * resolution[1]) + rel_pos[1]
+        self.attention_biases = torch.nn.Parameter(torch.zeros(num_heads, resolution[0] * resolution[1]))
+        self.register_buffer('attention_bias_idxs', rel_pos)
+        self.attention_bias_cache = {}  # per-device attention_biases cache (data-parallel compat)
+
+    @torch.no_grad()
+    def train(self, mode=True):
+        super().train(mode)
+        if self.attention_bias_cache:
+            self.attention_bias_cache = {}  # clear ab cache
+
+    def get_attention_biases(self, device: torch.device) -> torch.Tensor:
+        if torch.jit.is_tracing() or self.training:
+            return self.attention_biases[:, self.attention_bias_idxs]
+        else:
+            device_key = str(device)
+            if device_key not in self.attention_bias_cache:
+                self.attention_bias_cache[device_key] = self.attention_biases[:, self.attention_bias_idxs]
+            return self.attention_bias_cache[device_key]
+
+    def forward(self, x):  # x (B,N,C)
+        B, N, C = x.shape
+        qkv = self.qkv(x)
+        qkv = qkv.reshape(B, N, self.num_heads, -1).permute(0, 2, 1, 3)
+        q, k, v = qkv.split([self.key_dim, self.key_dim, self.val_dim], dim=3)
+
+        attn = (q @ k.transpose(-2, -1)) * self.scale
+        attn = attn + self.get_attention_biases(x.device)
+
+        attn = attn.softmax(dim=-1)
+        x = (attn @ v).transpose(1, 2).reshape(B, N, self.val_attn_dim)
+        x = self.proj(x)
+        return x
+
+
+class Flat(nn.Module):
+
+    def __init__(self, ):
+        super().__init__()
+
+    def forward(self, x):
+        x = x.flatten(2).transpose(1, 2)
+        return x
+
+
+class EfficientFormerLite(nn.Module):
+    """A conv stem to a 4×3 map, Flat, then a MetaBlock1d as timm's (norm, attention, layer scale on
+    the tokens' last axis, residual), the token mean and the distilled head's average."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, stride=2, padding=1)
+        self.flat = Flat()
+        self.norm1 = nn.LayerNorm(16)
+        self.token_mixer = EfficientFormerAttention(16, key_dim=4, num_heads=2, attn_ratio=2, resolution=(4, 3))
+        self.ls1 = LayerScale(16)
+        self.head = nn.Linear(16, 5)
+        self.head_dist = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.flat(self.stem(x))
+        x = x + self.ls1(self.token_mixer(self.norm1(x)))
+        x = x.mean(dim=1)
+        x, x_dist = self.head(x), self.head_dist(x)
+        return (x + x_dist) / 2
+
+
+# ---- timm/models/levit.py -----------------------------------------------------------------------------
+class LinearNorm(nn.Module):
+    def __init__(self, in_features, out_features, bn_weight_init=1):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features, bias=False)
+        self.bn = nn.BatchNorm1d(out_features)
+
+        nn.init.constant_(self.bn.weight, bn_weight_init)
+
+    def forward(self, x):
+        x = self.linear(x)
+        return self.bn(x.flatten(0, 1)).reshape_as(x)
+
+
+class Downsample(nn.Module):
+    def __init__(self, stride, resolution, use_pool=False):
+        super().__init__()
+        self.stride = stride
+        self.resolution = (resolution, resolution) if isinstance(resolution, int) else resolution
+        self.pool = nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False) if use_pool else None
+
+    def forward(self, x):
+        B, N, C = x.shape
+        x = x.view(B, self.resolution[0], self.resolution[1], C)
+        if self.pool is not None:
+            x = self.pool(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        else:
+            x = x[:, ::self.stride, ::self.stride]
+        return x.reshape(B, -1, C)
+
+
+class LevitAttentionDownsample(nn.Module):
+    """timm's levit.AttentionDownsample (use_conv False): queries every stride-th token, the bias
+    table indexed by a non-persistent buffer."""
+    attention_bias_cache: Dict[str, torch.Tensor]
+
+    def __init__(self, in_dim, out_dim, key_dim, num_heads=8, attn_ratio=2.0, stride=2, resolution=14,
+                 act_layer=nn.SiLU):
+        super().__init__()
+        resolution = (resolution, resolution) if isinstance(resolution, int) else resolution
+
+        self.stride = stride
+        self.resolution = resolution
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.key_attn_dim = key_dim * num_heads
+        self.val_dim = int(attn_ratio * key_dim)
+        self.val_attn_dim = self.val_dim * self.num_heads
+        self.scale = key_dim ** -0.5
+
+        ln_layer = LinearNorm
+        self.kv = ln_layer(in_dim, self.val_attn_dim + self.key_attn_dim)
+        self.q = nn.Sequential(OrderedDict([
+            ('down', Downsample(stride=stride, resolution=resolution)),
+            ('ln', ln_layer(in_dim, self.key_attn_dim))
+        ]))
+        self.proj = nn.Sequential(OrderedDict([
+            ('act', act_layer()),
+            ('ln', ln_layer(self.val_attn_dim, out_dim))
+        ]))
+
+        N_k = resolution[0] * resolution[1]
+        N_q = -(-resolution[0] // stride) * -(-resolution[1] // stride)  # ceiling division
+        self.attention_biases = nn.Parameter(torch.empty(num_heads, N_k))
+        self.register_buffer('attention_bias_idxs', torch.empty((N_q, N_k), dtype=torch.long), persistent=False)
+        self.attention_bias_cache = {}
+        nn.init.zeros_(self.attention_biases)
+        self.attention_bias_idxs.copy_(self._compute_attention_bias_idxs())
+
+    @torch.no_grad()
+    def train(self, mode=True):
+        super().train(mode)
+        if self.attention_bias_cache:
+            self.attention_bias_cache = {}  # clear ab cache
+
+    def _compute_attention_bias_idxs(self, device=None):
+        """Compute relative position indices for attention bias."""
+        k_pos = torch.stack(ndgrid(
+            torch.arange(self.resolution[0], device=device, dtype=torch.long),
+            torch.arange(self.resolution[1], device=device, dtype=torch.long),
+        )).flatten(1)
+        q_pos = torch.stack(ndgrid(
+            torch.arange(0, self.resolution[0], step=self.stride, device=device, dtype=torch.long),
+            torch.arange(0, self.resolution[1], step=self.stride, device=device, dtype=torch.long),
+        )).flatten(1)
+        rel_pos = (q_pos[..., :, None] - k_pos[..., None, :]).abs()
+        rel_pos = (rel_pos[0] * self.resolution[1]) + rel_pos[1]
+        return rel_pos
+
+    def get_attention_biases(self, device: torch.device) -> torch.Tensor:
+        if torch.jit.is_tracing() or self.training:
+            return self.attention_biases[:, self.attention_bias_idxs]
+        else:
+            device_key = str(device)
+            if device_key not in self.attention_bias_cache:
+                self.attention_bias_cache[device_key] = self.attention_biases[:, self.attention_bias_idxs]
+            return self.attention_bias_cache[device_key]
+
+    def forward(self, x):
+        B, N, C = x.shape
+        k, v = self.kv(x).view(B, N, self.num_heads, -1).split([self.key_dim, self.val_dim], dim=3)
+        k = k.permute(0, 2, 3, 1)  # BHCN
+        v = v.permute(0, 2, 1, 3)  # BHNC
+        q = self.q(x).view(B, -1, self.num_heads, self.key_dim).permute(0, 2, 1, 3)
+
+        attn = q @ k * self.scale + self.get_attention_biases(x.device)
+        attn = attn.softmax(dim=-1)
+
+        x = (attn @ v).transpose(1, 2).reshape(B, -1, self.val_attn_dim)
+        x = self.proj(x)
+        return x
+
+
+class LevitLite(nn.Module):
+    """A conv stem to a 5×5 map (odd: the strided queries round up), tokens, then LeViT's
+    downsampling attention and a LinearNorm."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.down = LevitAttentionDownsample(8, 12, key_dim=4, num_heads=2, attn_ratio=2, stride=2, resolution=5)
+        self.mlp = LinearNorm(12, 6)
+
+    def forward(self, x):
+        x = self.stem(x).flatten(2).transpose(1, 2)
+        return self.mlp(self.down(x))
