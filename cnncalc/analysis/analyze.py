@@ -3,16 +3,17 @@ budgets a spec or the command line sets."""
 from __future__ import annotations
 
 import gc
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from contextlib import contextmanager
-from itertools import accumulate
+from itertools import accumulate, chain, compress, repeat
 from math import prod
+from operator import itemgetter, ne, sub
 from typing import Any, Iterable, Iterator
 
 from cnncalc.analysis.report import LayerReport, Report
 from cnncalc.analysis.strides import Strides, contiguous, through
 from cnncalc.errors import CnnError, LayerError, Problem, gc_paused
-from cnncalc.layers import Ctx, Layer, Shape
+from cnncalc.layers import REGISTRY, Ctx, Layer, Shape
 from cnncalc.layers.base import MAX_INT
 from cnncalc.layers.field import RF, union
 from cnncalc.spec.network import Network, Node
@@ -78,9 +79,13 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
     used: set[str] = set(net.outputs)
     exceeded = False
     extent = tuple(shape0[2:])
-    chans: dict[str, Channels] = {"input": None}  # fields per channel, where channels differ
+    chans: dict[str, Channels] = {}  # fields per channel, where channels differ (absent: None)
+    natural = {"input"}  # the tensors in (N, C, spatial…) axis order
+    dense = {"input"}  # the tensors with row-major strides (`contiguous`)
     reach: dict[str, Reach] = {"input": None}  # what a tensor without a field reads, all its elements together
     missing: dict[str, str] = {}  # torch.chunk's pieces that do not exist: refused where used
+    fast = FAST  # the shortcuts of #30 (tests/analysis/test_fast_path.py turns them off)
+    pointwise: dict[int, tuple[tuple[RF, ...], tuple[RF, ...]]] | None = {} if fast else None  # see `_each`
     for node in net.nodes:
         inputs = node.inputs
         if len(inputs) == 1:
@@ -115,10 +120,27 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
             macs, elementwise = layer.macs(ctx), layer.elementwise(ctx)
             if len(inputs) > 1 and None in in_fields:
                 in_fields = _reached(ctx, in_fields, [reach[i] for i in inputs])
-            layout, rf = _through_layout(layer, ctx, in_layouts, in_fields)
-            in_chans = [chans[i] for i in inputs]
-            rf, channels = _per_channel(layer, ctx, in_fields, in_chans, rf, layout == _identity(len(ctx.out)))
-            strides = through(layer, in_shapes, ctx.out, [memory[i] for i in inputs])
+            cls = type(layer)
+            kind = _KIND.get(cls)
+            if kind is None:
+                kind = _kind(cls)
+            # the usual case in one go (#30): every input in natural axis order, one field for all
+            # its channels, row-major strides; the layer no reorder, view or slice
+            if len(inputs) == 1:
+                plain = i0 in natural and i0 not in chans and i0 in dense
+            else:
+                plain = all(i in natural and i not in chans and i in dense for i in inputs)
+            if fast and plain and kind is not _OTHER and (kind is _PLAIN or layer.channel_sources(ctx) not in _JOINS):
+                layout = _identity(len(ctx.out))
+                rf = layer.rf(ctx, in_fields)
+                channels = None
+                strides: Strides | None = contiguous(ctx.out)
+            else:
+                layout, rf = _through_layout(layer, ctx, in_layouts, in_fields)
+                in_chans = [chans.get(i) for i in inputs]
+                rf, channels = _per_channel(layer, ctx, in_fields, in_chans, rf, layout == _identity(len(ctx.out)),
+                                            pointwise)
+                strides = through(layer, in_shapes, ctx.out, [memory[i] for i in inputs])
             if layer.type in ("flatten", "linear"):  # whether torch's reshape copies (memory.py asks)
                 ctx.__dict__["in_strides"] = memory[inputs[0]]
             note = layer.note(ctx)
@@ -142,7 +164,12 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
         done[node.name] = row
         shapes[node.name], notes[node.name], fields[node.name], layouts[node.name] = ctx.out, note, rf, layout
         memory[node.name] = strides
-        chans[node.name] = channels
+        if channels is not None:
+            chans[node.name] = channels
+        if layout is _identity(len(layout)) or layout == _identity(len(layout)):
+            natural.add(node.name)
+        if strides is not None and strides == contiguous(ctx.out):
+            dense.add(node.name)
         if layer.type == "narrow" and layer.piece_missing(ctx.x):  # type: ignore[attr-defined]
             # torch.chunk returns fewer pieces than asked (6 channels into 4: 3): legal while unused
             missing[node.name] = f"'{node.name}' is used here but " + layer.missing_message(ctx.x[1])  # type: ignore[attr-defined]
@@ -154,12 +181,15 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
             exceeded = True  # once per network, at the line of the (outermost) block use
             warnings.append(_field_exceeds(src, node, rf, shape0))
     used.update(missing)  # a piece torch does not return is not an output nobody reads
+    if TRACE is not None:
+        TRACE.update(strides=memory, channels=chans, layouts=layouts, fields=fields)
     if problems:
         raise CnnError(problems)
     return rows, warnings, used
 
 
 Run = tuple[int, tuple[RF, ...]]
+_first, _second = itemgetter(0), itemgetter(1)
 Channels = list[Run] | str | None
 """A tensor's fields per channel: None while every channel has the tensor's field (nearly
 always), runs (count, field) of consecutive channels after a concat of inputs with different
@@ -214,7 +244,8 @@ def _reached(ctx: Ctx, fields: list[list[RF] | None], reaches: list[Reach]) -> l
 
 
 def _per_channel(layer: Layer, ctx: Ctx, fields: list[list[RF] | None], chans: list[Channels], rf: list[RF] | None,
-                 natural: bool) -> tuple[list[RF] | None, Channels]:
+                 natural: bool, pointwise: dict[int, tuple[tuple[RF, ...], tuple[RF, ...]]] | None = None,
+                 ) -> tuple[list[RF] | None, Channels]:
     """The output's field and its fields per channel (`Channels`). A layer's field is the union of
     its channels' windows; a slice of the channels (narrow, chunk, split) keeps only its
     channels' windows, and pixel_shuffle gives each output position other channels: there the
@@ -244,7 +275,9 @@ def _per_channel(layer: Layer, ctx: Ctx, fields: list[list[RF] | None], chans: l
                             for c, f, shape in zip(chans, fields, ctx.ins)]
     out: list[Run]
     if src == "concat":
-        out = _runs(r for c in per for r in c)
+        out = _joined(per)
+    elif FAST and src == "each" and len(per) == 1 and sum([n for n, _ in per[0]]) == ctx.out[1]:
+        out = _runs(_each(layer, ctx, per[0], pointwise))
     elif src == "each":  # channel c of the output reads channel c of each input (a broadcast one: its only)
         done: dict[tuple[tuple[RF, ...], ...], tuple[RF, ...]] = {}
         out = []
@@ -259,7 +292,7 @@ def _per_channel(layer: Layer, ctx: Ctx, fields: list[list[RF] | None], chans: l
         out, distinct = _picked(per[0], src)
         rf = list(distinct[0]) if len(distinct) == 1 else [
             union([d[a] for d in distinct], [], 0) for a in range(len(distinct[0]))]
-    if any(len(f) != len(rf) for _, f in out):
+    if set(map(len, map(_second, out))) - {len(rf)}:  # (C loops: a shuffle's runs are single channels)
         return rf, MIXED
     return rf, None if len(out) == 1 else out
 
@@ -272,6 +305,52 @@ def _runs(runs: Iterable[Run]) -> list[Run]:
             out[-1] = (out[-1][0] + n, f)
         elif n:
             out.append((n, f))
+    return out
+
+
+def _joined(per: list[list[Run]]) -> list[Run]:
+    """`_runs` of the inputs' runs one after the other, each input's own runs already joined
+    (as this module makes them): only where two inputs meet may neighbours share a field."""
+    if not FAST or any(not c or 0 in map(_first, c) for c in per):
+        return _runs(r for c in per for r in c)
+    out = list(per[0])
+    for c in per[1:]:
+        if out[-1][1] == c[0][1]:
+            out[-1] = (out[-1][0] + c[0][0], out[-1][1])
+            out += c[1:]
+        else:
+            out += c
+    return out
+
+
+def _each(layer: Layer, ctx: Ctx, runs: list[Run],
+          pointwise: dict[int, tuple[tuple[RF, ...], tuple[RF, ...]]] | None = None) -> list[Run]:
+    """The runs of a layer whose channel c reads channel c of its one input: each run's field
+    through the layer's rule, once per field object (runs made here share their field
+    objects; #30: hashing fields was the cost), the input's own tuple kept where the rule
+    returns its very windows. A point-wise layer (the default rule, the output of the input's
+    shape: `merged`'s one-input case, `union` of each window alone, which reads nothing but the
+    window) gives every field the same answer wherever it stands: `pointwise` keeps those
+    answers for the whole walk, by field object (kept alive with it, so its id is not reused),
+    for the next batch norm or activation on the same runs."""
+    memo: dict[int, tuple[RF, ...]] = {}
+    out: list[Run] = []
+    if pointwise is not None and type(layer).rf is Layer.rf and len(ctx.ins) == 1 and ctx.ins[0] == ctx.out:
+        for n, f in runs:
+            hit = pointwise.get(id(f))
+            if hit is None:
+                new = [union([r], []) for r in f]
+                same = all([a is b for a, b in zip(new, f)])
+                hit = pointwise[id(f)] = (f, f if same else tuple(new))
+            out.append((n, hit[1]))
+        return out
+    for n, f in runs:
+        got = memo.get(id(f))
+        if got is None:
+            ruled = layer.rf(ctx, [list(f)]) or ()
+            same = len(ruled) == len(f) and all([a is b for a, b in zip(ruled, f)])
+            got = memo[id(f)] = f if same else tuple(ruled)
+        out.append((n, got))
     return out
 
 
@@ -297,24 +376,38 @@ def _picked(runs: list[Run], src: list[int]) -> tuple[list[Run], list[tuple[RF, 
     """The runs of input channels src[0], src[1], … (a slice or a channel shuffle), and their
     distinct fields: each input run's field is hashed once, the picks compare small integers
     (a channel shuffle alternates its branches' fields channel by channel)."""
+    objs = list(map(_second, runs))
     ids: dict[tuple[RF, ...], int] = {}
-    seen: dict[int, int] = {}  # by object first: runs made here share their field objects
-    rid = []
-    for _, f in runs:
-        k = seen.get(id(f))
-        if k is None:
-            k = seen[id(f)] = ids.setdefault(f, len(ids))
-        rid.append(k)
+    by_object = {i: ids.setdefault(f, len(ids)) for i, f in dict(zip(map(id, objs), objs)).items()}
+    rid = list(map(by_object.__getitem__, map(id, objs)))  # each run's field id
     fields = list(ids)
-    starts = list(accumulate((n for n, _ in runs), initial=0))
-    picks: list[list[int]] = []  # [count, field id]
-    for c in src:
-        k = rid[bisect_right(starts, c) - 1]
-        if picks and picks[-1][1] == k:
-            picks[-1][0] += 1
-        else:
-            picks.append([1, k])
-    return [(n, fields[k]) for n, k in picks], [fields[k] for k in dict.fromkeys(k for _, k in picks)]
+    counts = list(map(_first, runs))
+    total = sum(counts)
+    a = src[0] if src else 0
+    if FAST and src and 0 <= a and src[-1] < total and src[-1] - a == len(src) - 1 and src == list(range(a, src[-1] + 1)):
+        # a slice (narrow, chunk, split): the runs it covers, the first and last cut to it; the
+        # runs are already joined (no neighbours of one field)
+        starts = list(accumulate(counts, initial=0))
+        b = src[-1] + 1
+        i, j = bisect_right(starts, a) - 1, bisect_left(starts, b)
+        sel = rid[i:j]
+        cut = counts[i:j]
+        cut[0] = min(starts[i + 1], b) - a
+        if j - 1 > i:
+            cut[-1] = b - starts[j - 1]
+        return list(zip(cut, map(fields.__getitem__, sel))), [fields[k] for k in dict.fromkeys(sel)]
+    if FAST and src and total <= 4 * len(src) + 4096 and min(src) >= 0 and max(src) < total:
+        # each input channel's field id spelled out (#30: no search per channel; C loops throughout)
+        chan = list(chain.from_iterable(map(repeat, rid, counts)))
+        picked = list(map(chan.__getitem__, src))
+    else:
+        starts = list(accumulate(counts, initial=0))
+        picked = [rid[bisect_right(starts, c) - 1] for c in src]
+    if not picked:
+        return [], []
+    cuts = [0, *compress(range(1, len(picked)), map(ne, picked, picked[1:])), len(picked)]
+    out = list(zip(map(sub, cuts[1:], cuts), map(fields.__getitem__, map(picked.__getitem__, cuts))))
+    return out, [fields[k] for k in dict.fromkeys(picked)]
 
 
 def replace_exact(r: RF) -> RF:
@@ -329,7 +422,7 @@ def _network_input(shape0: Shape) -> tuple[dict[str, Shape], dict[str, str | Non
     per spatial axis) and axis order (the natural one); each layer adds its own under its name."""
     spatial = len(shape0) - 2
     return ({"input": shape0}, {"input": None}, {"input": [RF.identity()] * spatial if spatial > 0 else None},
-            {"input": tuple(range(len(shape0)))})  # axis order: each axis's (N, C, …) axis
+            {"input": _identity(len(shape0))})  # axis order: each axis's (N, C, …) axis
 
 
 def _shared_owner(src: Source, node: Node, layer: Layer, weights: dict[str, Shape], done: dict[str, LayerReport],
@@ -395,6 +488,36 @@ def _through_layout(layer: Layer, ctx: Ctx, layouts: list[tuple[int, ...]],
 
 
 _REORDERS: dict[type, bool] = {}  #: per layer class: it has an `order` (permute, transpose)
+FAST = True
+"""The walk's shortcuts (#30): the usual layer in one go (`_kind`), point-wise fields per channel
+kept for the walk (`_each`), slices and concats of runs by whole runs (`_picked`, `_joined`).
+Each gives what the general path gives; False takes the general path everywhere (the test that
+says so compares the two)."""
+TRACE: dict[str, Any] | None = None
+"""When a dict, each walk leaves in it its tensors' strides, fields per channel, axis orders and
+fields (for that test)."""
+_PLAIN, _ASK, _OTHER = "plain", "ask", "other"
+_KIND: dict[type[Layer], str] = {}
+#: the types whose strides `through` tracks as views (or keeps as they are)
+_VIEWS = frozenset(("narrow", "identity", "view", "reshape", "flatten", "unflatten"))
+_JOINS = ("concat", "splits")  #: channel sources that make fields per channel of uniform inputs
+
+
+def _kind(cls: type[Layer]) -> str:
+    """Per layer class, asked once, what `_walk`'s fast path may assume on inputs in natural
+    axis order, with one field for all their channels and row-major strides: _PLAIN, the output
+    is in natural order with the field of the layer's own rule and one field for all channels
+    (the class keeps the default channel_sources: 'each' or 'other') and has row-major strides
+    (no type the class is registered under is a view, a slice or a reordering); _ASK, the same
+    unless its channel_sources is one of _JOINS; _OTHER: the general path."""
+    reorders = callable(getattr(cls, "order", None))
+    types = [name for name, c in REGISTRY.items() if c is cls]
+    if reorders or not types or any(t in _VIEWS for t in types):
+        got = _OTHER
+    else:
+        got = _PLAIN if cls.channel_sources is Layer.channel_sources else _ASK
+    _KIND[cls] = got
+    return got
 _IDENTITY: dict[int, tuple[int, ...]] = {}
 
 
