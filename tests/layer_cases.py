@@ -311,6 +311,10 @@ CASES = [
                                         C(type="matmul", inputs=["input", "t"])],
      # (2, 3, 4, 5) @ (2, 1, 5, 4): the 1 broadcasts to 3
      dict(shape=(2, 3, 4, 4), params=0, macs=2 * 3 * 4 * 4 * 5, ew=0)),
+    ("sum", (3, 4, 5), 2, [C(type="sum", dim=-1, keepdim=True)],
+     # 5 entries summed: 4 additions per output element
+     dict(shape=(2, 3, 4, 1), params=0, macs=0, ew=4 * 2 * 3 * 4)),
+    ("sum-channels", (3, 4, 5), 1, [C(type="sum", dim=1)], dict(shape=(1, 4, 5), params=0, macs=0, ew=2 * 4 * 5)),
     ("attention_bias", (2, 6, 6), 2, [C(type="attention_bias", resolution=[2, 3])],
      # table 2 heads × 2·3 offsets; index 6·6; one add per element
      dict(shape=(2, 2, 6, 6), params=2 * 6, buffers=6 * 6, macs=0, ew=2 * 2 * 6 * 6)),

@@ -640,3 +640,15 @@ class AttentionBias(nn.Module):
             return x + self.attention_biases[:, self.get_buffer("attention_bias_idxs")]
         bias = self.relative_position_bias_table[self.get_buffer("relative_position_index")]
         return x + bias.view(self.queries, -1, bias.shape[-1]).permute(2, 0, 1)
+
+
+@recorded
+class SumAlong(nn.Module):
+    """x.sum(dim, keepdim)."""
+
+    def __init__(self, dim, keepdim=False):
+        super().__init__()
+        self.dim, self.keepdim = dim, keepdim
+
+    def forward(self, x):
+        return x.sum(self.dim, keepdim=self.keepdim)

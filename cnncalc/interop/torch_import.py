@@ -347,7 +347,10 @@ def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model"
 
     model = model.eval()
     try:
-        graph = Tracer().trace(model)
+        try:
+            graph = Tracer().trace(model)
+        except fx.proxy.TraceError as exc:  # control flow on sizes (`if H % p:`): traced again at this input's sizes
+            graph = _concrete_trace(model, input_shape, Tracer, exc)
     except _TooMany as exc:
         where = f"module {visible(exc.args[0])}" if exc.args[0] else "the top level"
         raise CnnError.single(f"import: {what} makes more than {MAX_TRACED_OPS:,} operations in one forward pass "
@@ -388,6 +391,102 @@ def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model"
                               + (" (torch.fx passes the model's code a read-only list, which that code changes: "
                                  "the model cannot be traced as written)" if frozen else "")) from None
     return _Reader(gm, values, t, model).read()
+
+
+def _concrete_trace(model: Any, input_shape: tuple[int, ...], tracer: type, first: BaseException) -> Any:
+    """The graph of a forward pass whose Python code branches on sizes (`B, C, H, W = x.shape`, then
+    `if new_h != H:`: timm's MobileViT), traced with every size a number: each op is also run on fake
+    tensors (shapes, no data) as it is recorded, so `x.shape` and `x.size()` are this input's (batch 2,
+    as the reader runs it) and the branches taken are this input size's — the spec is written for one
+    input size. Module paths stay as fx keeps them. Raises `first` (the symbolic trace's error) where
+    this trace fails too."""
+    import inspect
+
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    t = kit()
+    fx = t.torch.fx
+    mode = FakeTensorMode(allow_non_fake_inputs=True)  # the model's own tensors are read as they are
+    with mode:
+        x = t.torch.empty(2, *input_shape, dtype=_dtype(model, t))
+
+    class Sized(fx.Proxy):  # type: ignore[name-defined]
+        """A proxy whose value on the fake forward pass is known: its sizes are numbers."""
+
+        value: Any = None
+
+        @property
+        def shape(self) -> Any:
+            if isinstance(self.value, t.torch.Tensor):
+                return self.value.shape
+            return self.tracer.create_proxy("call_function", getattr, (self, "shape"), {})
+
+        def size(self, dim: Any = None) -> Any:
+            if isinstance(self.value, t.torch.Tensor):
+                return self.value.size() if dim is None else self.value.size(dim)
+            return self.tracer.create_proxy("call_method", "size", (self,) if dim is None else (self, dim), {})
+
+        def dim(self) -> Any:
+            if isinstance(self.value, t.torch.Tensor):
+                return self.value.dim()
+            return self.tracer.create_proxy("call_method", "dim", (self,), {})
+
+    class Concrete(tracer):
+        computing = False  # running an op on fake tensors: modules are called, attributes read, as they are
+
+        def proxy(self, node: Any) -> Any:
+            return Sized(node, self)
+
+        def getattr(self, attr: str, attr_val: Any, cache: dict[str, Any]) -> Any:
+            return attr_val if self.computing else super().getattr(attr, attr_val, cache)
+
+        def call_module(self, m: Any, forward: Any, args: Any, kwargs: Any) -> Any:
+            if self.computing:
+                return forward(*args, **kwargs)
+            return super().call_module(m, forward, args, kwargs)
+
+        def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, *rest: Any, **kw: Any) -> Any:
+            rv = super().create_proxy(kind, target, args, kwargs, *rest, **kw)
+            if self.computing or not isinstance(rv, Sized):
+                return rv
+            if kind == "placeholder":
+                rv.value = x if not any(isinstance(v.value, t.torch.Tensor) for v in self.placed) else None
+                self.placed.append(rv)
+                return rv
+
+            def value(v: Any) -> Any:
+                if isinstance(v, fx.Proxy):
+                    if getattr(v, "value", None) is None:
+                        raise LookupError
+                    return v.value
+                return v
+            self.computing = True
+            try:
+                a, k = fx.node.map_aggregate((args, kwargs), value)
+                with mode:
+                    if kind == "call_function":
+                        rv.value = target(*a, **k)
+                    elif kind == "call_method":
+                        rv.value = getattr(a[0], target)(*a[1:], **k)
+                    elif kind == "call_module":
+                        rv.value = self.root.get_submodule(target).forward(*a, **k)
+                    elif kind == "get_attr":
+                        rv.value = functools.reduce(getattr, str(target).split("."), self.root)
+            except Exception:  # noqa: BLE001 - no value: its sizes stay symbolic
+                rv.value = None
+            finally:
+                self.computing = False
+            return rv
+
+    try:
+        inspect.signature(model.forward)
+        tr = Concrete()
+        tr.placed = []
+        return tr.trace(model)
+    except _TooMany:
+        raise
+    except Exception:  # noqa: BLE001 - the symbolic trace's error says what cannot be traced
+        raise first from None
 
 
 def _where(n: Any) -> str:
@@ -719,8 +818,8 @@ class _Reader:
             return
         if n.op == "call_module":
             self.module(n)
-        elif n.target in ("sum", self.t.torch.sum):
-            self.summed(n)
+        elif n.target in ("sum", self.t.torch.sum) and self.summed(n):
+            return
         elif n.target in ("mean", self.t.torch.mean) and self.token_mean(n):
             return
         elif n.target in (operator.truediv, self.t.torch.div, self.t.torch.true_divide, "div", "div_",
@@ -863,11 +962,11 @@ class _Reader:
         if n.op == "call_method" and str(n.target).endswith("_") and isinstance(changed, _T):
             self.names[changed.node] = self.names[n]
 
-    def summed(self, n: Any) -> None:
+    def summed(self, n: Any) -> bool:
         """`x.sum(dim=1)` (`torch.sum(x, 1)`) over an axis 1 of R ≤ 64 entries — ResNeSt's and SK-Net's
         split attention, summing the radix paths: R one-entry `narrow`s of axis 1 added by one `add`
         (R − 1 additions per output element, as the sum makes) and, without keepdim, a `reshape`
-        dropping the axis (a view). Any other sum has no layer type."""
+        dropping the axis (a view). False for any other sum (the `sum` layer type's reader decides)."""
         x = self.arg(n.args[0])
         args = [self.arg(a) for a in n.args[1:]]
         kwargs = self.arg(n.kwargs)
@@ -877,8 +976,7 @@ class _Reader:
         shape = tuple(x.node.meta["cnncalc_shape"])
         if (len(dims) != 1 or not isinstance(dims[0], int) or isinstance(dims[0], bool) or args or kwargs
                 or not isinstance(keep, bool) or len(shape) < 3 or dims[0] % len(shape) != 1 or shape[1] > 64):
-            raise _Unsupported(f"{_op_name(n)} other than over axis 1 (of at most 64 entries), without a dtype "
-                               "(only that sum is written with layers: narrows added)")
+            return False
         owner = self.owner(n)
         base = f"{owner}.sum" if owner else "sum"
         part = (shape[0], 1, *shape[2:])
@@ -898,12 +996,13 @@ class _Reader:
             names = [name]
         if keep:
             self.names[n] = names[0]
-            return
+            return True
         name = self.fresh(f"{base}.out")
         self.found.append(Found(name, {"type": "reshape", "shape": list(shape[2:])}, names, self.scopes(n),
                                 (shape[0], *shape[2:])))
         self.scope_of[name] = self.found[-1].scopes
         self.names[n] = name
+        return True
 
     def stacked(self, n: Any) -> None:
         """`torch.stack(tensors, dim=1)` (SK-Net's paths): each tensor `reshape`d to a new axis 1 of one

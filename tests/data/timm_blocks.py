@@ -813,7 +813,8 @@ class SplitNets(nn.Module):
 
 
 class SumOver(nn.Module):
-    """Sums import has no layers for (a spatial axis; a dtype), and one it has, kept (keepdim)."""
+    """Sums import has no layers for (over the batch; a dtype), a `sum` layer (a spatial axis), and
+    one written as narrows added, kept (keepdim)."""
 
     def __init__(self, how):
         super().__init__()
@@ -826,6 +827,8 @@ class SumOver(nn.Module):
             return x.sum(2)
         if self.how == "dtype":
             return x.sum(1, dtype=torch.float64)
+        if self.how == "batch":
+            return x.sum(0)
         if self.how == "stack0":
             return torch.stack([x, x], 0)
         return x.sum(1, keepdim=True) + torch.stack([x, x], dim=1).sum(1)

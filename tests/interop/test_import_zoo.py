@@ -459,8 +459,15 @@ def test_a_sum_kept_and_a_stack_of_one_tensor_twice():
     assert report.layer("sum.add").output_shape == (1, 1, 5, 5)
 
 
-@pytest.mark.parametrize("how, words", [("spatial", "other than over axis 1"), ("dtype", "without a dtype"),
-                                        ("stack0", "other than a new axis 1")])
+def test_a_sum_over_a_spatial_axis_is_a_sum_layer():
+    text, report = judged(T.SumOver("spatial"), (3, 5, 5))
+    (row,) = [r for r in report.layers if r.type == "sum"]
+    assert (row.layer.dim, row.layer.keepdim, row.output_shape) == (2, False, (1, 4, 5))
+    assert row.elementwise_ops == (5 - 1) * 4 * 5  # 4 additions per output element
+
+
+@pytest.mark.parametrize("how, words", [("batch", "sum over other than one axis after the batch"),
+                                        ("dtype", "with a dtype"), ("stack0", "other than a new axis 1")])
 def test_sums_and_stacks_no_layers_write_are_refused(how, words):
     with pytest.raises(cnncalc.CnnError, match=words):
         cnncalc.spec_from_torch(T.SumOver(how), (3, 5, 5))

@@ -1,0 +1,63 @@
+"""A sum along one axis (MobileViTv2's linear self-attention: the context vector Σ_n k·s over the
+patches)."""
+
+from math import prod
+from typing import Any, ClassVar, Literal
+
+from cnncalc.errors import LayerError
+from cnncalc.layers.base import Ctx, Flag, Kit, Layer, Shape, fmt_shape
+from cnncalc.layers.field import RF
+from cnncalc.layers.routes import TorchCall, TorchForm, Traced, Unsupported
+
+
+def _sum(call: TorchCall, x: Any, dim: Any = None, keepdim: Any = False, dtype: Any = None) -> tuple[Any, list[Any]]:
+    if isinstance(dim, (list, tuple)) and len(dim) == 1:
+        dim = dim[0]
+    if not isinstance(x, Traced) or not isinstance(dim, int) or isinstance(dim, bool) or dtype is not None \
+            or not isinstance(keepdim, bool) or dim % len(x.shape) == 0:
+        raise Unsupported("sum over other than one axis after the batch (or with a dtype)")
+    return {"type": "sum", "dim": dim, **({"keepdim": True} if keepdim else {})}, [x]
+
+
+class Sum(Layer):
+    """Sum along axis `dim` (torch's x.sum(dim, keepdim)); the batch axis stays. Output: that
+    axis dropped, or kept as size 1 with `keepdim`.
+
+    No params; element-wise ops = (n − 1) per output element, n the axis's size; RF: none (the
+    field ends, as after a reshape). Autograd keeps nothing; the input's gradient is the
+    output's, expanded (a view)."""
+
+    category: ClassVar[str] = "reshape"
+    type: Literal["sum"]
+    dim: int
+    keepdim: bool = False
+    passes_gradient = Flag(True)
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("torch.sum", "Tensor.sum"), "sum", _sum),)
+
+    def axis(self, ctx: Ctx) -> int:
+        r = len(ctx.x)
+        if not -r <= self.dim < r or self.dim % r == 0:
+            raise LayerError(f"dim {self.dim} is not an axis after the batch of {fmt_shape(ctx.x)}", "dim")
+        return self.dim % r
+
+    def shape(self, ctx: Ctx) -> Shape:
+        d = self.axis(ctx)
+        return (*ctx.x[:d], *((1,) if self.keepdim else ()), *ctx.x[d + 1:])
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return (ctx.x[self.axis(ctx)] - 1) * prod(ctx.out)
+
+    def channel_sources(self, ctx: Ctx) -> str | list[int]:
+        return "each" if self.axis(ctx) != 1 and self.keepdim else "other"
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        return None
+
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        return [None]
+
+    def build(self, ctx: Ctx, t: Kit) -> Any:
+        return t.ext.SumAlong(self.dim, self.keepdim)
+
+    def probe(self, ctx: Ctx, t: Kit) -> Any:
+        return self.build(ctx, t)
