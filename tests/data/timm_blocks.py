@@ -1361,3 +1361,204 @@ class LevitLite(nn.Module):
     def forward(self, x):
         x = self.stem(x).flatten(2).transpose(1, 2)
         return self.mlp(self.down(x))
+
+
+# ---- timm/models/mobilevit.py (MobileViTv2), timm/layers/norm.py GroupNorm1, mlp.py ConvMlp ------------
+class GroupNorm1(nn.GroupNorm):
+    """ Group Normalization with 1 group.
+    Input: tensor in shape [B, C, *]
+    """
+
+    def __init__(self, num_channels: int, **kwargs):
+        super().__init__(1, num_channels, **kwargs)
+        self._fast_norm = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+
+class ConvMlp(nn.Module):
+    """ MLP using 1x1 convs that keeps spatial dims (for 2D NCHW tensors)
+    """
+    def __init__(self, in_features, hidden_features=None, out_features=None, act_layer=nn.ReLU, norm_layer=None,
+                 bias=True, drop=0.):
+        super().__init__()
+        out_features = out_features or in_features
+        hidden_features = hidden_features or in_features
+        bias = (bias, bias)
+
+        self.fc1 = nn.Conv2d(in_features, hidden_features, kernel_size=1, bias=bias[0])
+        self.norm = norm_layer(hidden_features) if norm_layer else nn.Identity()
+        self.act = act_layer()
+        self.drop = nn.Dropout(drop)
+        self.fc2 = nn.Conv2d(hidden_features, out_features, kernel_size=1, bias=bias[1])
+
+    def forward(self, x):
+        x = self.fc1(x)
+        x = self.norm(x)
+        x = self.act(x)
+        x = self.drop(x)
+        x = self.fc2(x)
+        return x
+
+
+class LinearSelfAttention(nn.Module):
+    """timm's LinearSelfAttention (its self-attention path; the cross-attention one is left out)."""
+
+    def __init__(self, embed_dim, attn_drop=0.0, proj_drop=0.0, bias=True):
+        super().__init__()
+        self.embed_dim = embed_dim
+
+        self.qkv_proj = nn.Conv2d(
+            in_channels=embed_dim,
+            out_channels=1 + (2 * embed_dim),
+            bias=bias,
+            kernel_size=1,
+        )
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.out_proj = nn.Conv2d(
+            in_channels=embed_dim,
+            out_channels=embed_dim,
+            bias=bias,
+            kernel_size=1,
+        )
+        self.out_drop = nn.Dropout(proj_drop)
+
+    def _forward_self_attn(self, x: torch.Tensor) -> torch.Tensor:
+        # [B, C, P, N] --> [B, h + 2d, P, N]
+        qkv = self.qkv_proj(x)
+
+        # Project x into query, key and value
+        # Query --> [B, 1, P, N]
+        # value, key --> [B, d, P, N]
+        query, key, value = qkv.split([1, self.embed_dim, self.embed_dim], dim=1)
+
+        # apply softmax along N dimension
+        context_scores = F.softmax(query, dim=-1)
+        context_scores = self.attn_drop(context_scores)
+
+        # Compute context vector
+        # [B, d, P, N] x [B, 1, P, N] -> [B, d, P, N] --> [B, d, P, 1]
+        context_vector = (key * context_scores).sum(dim=-1, keepdim=True)
+
+        # combine context vector with values
+        # [B, d, P, N] * [B, d, P, 1] --> [B, d, P, N]
+        out = F.relu(value) * context_vector.expand_as(value)
+        out = self.out_proj(out)
+        out = self.out_drop(out)
+        return out
+
+    def forward(self, x: torch.Tensor, x_prev=None) -> torch.Tensor:
+        if x_prev is None:
+            return self._forward_self_attn(x)
+        raise NotImplementedError('cross-attention is not copied')
+
+
+class LinearTransformerBlock(nn.Module):
+    def __init__(self, embed_dim, mlp_ratio=2.0, drop=0.0, attn_drop=0.0, drop_path=0.0, act_layer=None,
+                 norm_layer=None):
+        super().__init__()
+        act_layer = act_layer or nn.SiLU
+        norm_layer = norm_layer or GroupNorm1
+
+        self.norm1 = norm_layer(embed_dim)
+        self.attn = LinearSelfAttention(embed_dim=embed_dim, attn_drop=attn_drop, proj_drop=drop)
+        self.drop_path1 = nn.Identity()
+
+        self.norm2 = norm_layer(embed_dim)
+        self.mlp = ConvMlp(
+            in_features=embed_dim,
+            hidden_features=int(embed_dim * mlp_ratio),
+            act_layer=act_layer,
+            drop=drop)
+        self.drop_path2 = nn.Identity()
+
+    def forward(self, x: torch.Tensor, x_prev=None) -> torch.Tensor:
+        if x_prev is None:
+            # self-attention
+            x = x + self.drop_path1(self.attn(self.norm1(x)))
+        else:
+            # cross-attention
+            res = x
+            x = self.norm1(x)  # norm
+            x = self.attn(x, x_prev)  # attn
+            x = self.drop_path1(x) + res  # residual
+
+        # Feed forward network
+        x = x + self.drop_path2(self.mlp(self.norm2(x)))
+        return x
+
+
+class MobileVitV2Block(nn.Module):
+    """timm's MobileVitV2Block (conv_norm_act written as conv, batch norm, SiLU; coreml_exportable False):
+    its forward reads the input's sizes and branches on them, which torch.fx cannot trace symbolically."""
+
+    def __init__(self, in_chs, out_chs=None, kernel_size=3, mlp_ratio=2.0, transformer_dim=None,
+                 transformer_depth=2, patch_size=8):
+        super().__init__()
+        out_chs = out_chs or in_chs
+        transformer_dim = transformer_dim or make_divisible(in_chs)
+
+        self.conv_kxk = nn.Sequential(nn.Conv2d(in_chs, in_chs, kernel_size, padding=kernel_size // 2, groups=in_chs,
+                                                bias=False), nn.BatchNorm2d(in_chs), nn.SiLU())
+        self.conv_1x1 = nn.Conv2d(in_chs, transformer_dim, kernel_size=1, bias=False)
+
+        self.transformer = nn.Sequential(*[
+            LinearTransformerBlock(transformer_dim, mlp_ratio=mlp_ratio, act_layer=nn.SiLU, norm_layer=GroupNorm1)
+            for _ in range(transformer_depth)
+        ])
+        self.norm = GroupNorm1(transformer_dim)
+
+        self.conv_proj = nn.Sequential(nn.Conv2d(transformer_dim, out_chs, 1, bias=False), nn.BatchNorm2d(out_chs))
+
+        self.patch_size = (patch_size, patch_size)
+        self.patch_area = self.patch_size[0] * self.patch_size[1]
+        self.coreml_exportable = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        patch_h, patch_w = self.patch_size
+        new_h, new_w = math.ceil(H / patch_h) * patch_h, math.ceil(W / patch_w) * patch_w
+        num_patch_h, num_patch_w = new_h // patch_h, new_w // patch_w  # n_h, n_w
+        num_patches = num_patch_h * num_patch_w  # N
+        if new_h != H or new_w != W:
+            x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=True)
+
+        # Local representation
+        x = self.conv_kxk(x)
+        x = self.conv_1x1(x)
+
+        # Unfold (feature map -> patches), [B, C, H, W] -> [B, C, P, N]
+        C = x.shape[1]
+        if self.coreml_exportable:
+            x = F.unfold(x, kernel_size=(patch_h, patch_w), stride=(patch_h, patch_w))
+        else:
+            x = x.reshape(B, C, num_patch_h, patch_h, num_patch_w, patch_w).permute(0, 1, 3, 5, 2, 4)
+        x = x.reshape(B, C, -1, num_patches)
+
+        # Global representations
+        x = self.transformer(x)
+        x = self.norm(x)
+
+        # Fold (patches -> feature map), [B, C, P, N] --> [B, C, H, W]
+        if self.coreml_exportable:
+            x = x.reshape(B, C * patch_h * patch_w, num_patch_h, num_patch_w)
+            x = F.pixel_shuffle(x, upscale_factor=patch_h)
+        else:
+            x = x.reshape(B, C, patch_h, patch_w, num_patch_h, num_patch_w).permute(0, 1, 4, 2, 5, 3)
+            x = x.reshape(B, C, num_patch_h * patch_h, num_patch_w * patch_w)
+
+        x = self.conv_proj(x)
+        return x
+
+
+class MobileVitV2Lite(nn.Module):
+    """A stem conv, then a MobileViTv2 block with 2×2 patches (one transformer block)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.block = MobileVitV2Block(8, 8, transformer_dim=8, transformer_depth=1, patch_size=2)
+
+    def forward(self, x):
+        return self.block(self.stem(x))

@@ -64,12 +64,12 @@ def test_the_bias_index_rule_is_timms():
 
 
 def test_lambda_layer_imports_exactly_with_matmuls():
-    text, report = judged(randomised(T.LambdaNetLite()), (3, 8, 8))
+    text, report = judged(randomised(T.LambdaNetLite()), (3, 6, 6))
     kinds = [r.type for r in report.layers]
     assert kinds.count("matmul") == 3  # k @ v, q @ content λ, q @ position λ
-    # q @ content λ: (1, 4 heads, 64 positions, 4) @ (1, 1, 4, 4): 4·64·4 outputs of 4 products
+    # q @ content λ: (1, 4 heads, 36 positions, 4) @ (1, 1, 4, 4): 4·36·4 outputs of 4 products
     row = next(r for r in report.layers if r.type == "matmul" and r.ctx.ins[1][1] == 1 and len(r.ctx.ins[1]) == 4)
-    assert row.macs == 4 * 64 * 4 * 4
+    assert row.macs == 4 * 36 * 4 * 4
     assert "conv3d" in kinds
 
 
@@ -112,3 +112,20 @@ def test_a_table_read_at_no_grid_positions_is_refused_by_name():
     text = "\n".join(p.message for p in err.value.problems)
     assert "attention_bias_idxs" in text and "attention_biases" in text and "Traceback" not in text
     assert "an `attention_bias` layer holds a bias table" in text  # the type that would hold it, and why not
+
+
+def test_mobilevitv2_block_branching_on_sizes_imports_exactly():
+    """MobileVitV2Block reads x.shape and branches on it (`if new_h != H`): fx cannot trace it
+    symbolically; import traces it again at the input's sizes. Its context vector is a `sum` over the
+    patches, its unfold and fold permutes and reshapes."""
+    text, report = judged(randomised(T.MobileVitV2Lite()), (3, 6, 4))
+    (row,) = [r for r in report.layers if r.type == "sum"]
+    # (1, 8 channels, 4 pixels per patch, 6 patches) summed over the patches, kept
+    assert (row.layer.dim, row.layer.keepdim, row.output_shape) == (-1, True, (1, 8, 4, 1))
+    assert [r.type for r in report.layers].count("permute") == 2
+    assert "upsample" not in [r.type for r in report.layers]  # 6×4 is whole patches: no resize taken
+
+
+def test_a_size_branch_taken_at_another_input_size_is_the_branch_of_that_size():
+    text, report = judged(randomised(T.MobileVitV2Lite()), (3, 5, 4))  # 5 rows: resized to 6 first
+    assert report.layers[1].type == "upsample"
