@@ -4,9 +4,10 @@ where torch refuses it: a view needs sizes compatible with the input's strides (
 
 Strides are tracked exactly through permute, transpose, narrow, view, reshape, flatten,
 unflatten and identity, starting from a contiguous input. Any other layer makes a fresh
-contiguous tensor when all its inputs are contiguous; on 4-D tensors a layer that declares
-`follows_channels_last` (convolutions, norms, pooling, constant pads, upsampling, cat) writes
-channels-last where every input suggests it (torch's suggest_memory_format), else contiguous.
+contiguous tensor when all its inputs are contiguous; on 4-D and 5-D tensors a layer that
+declares `follows_channels_last` (convolutions, norms, pooling, constant pads, upsampling, cat)
+writes channels-last where every input suggests it (torch's suggest_memory_format; 5-D:
+channels_last_3d, left unknown), else contiguous.
 A layer that declares `keeps_layout` (element-wise in torch's TensorIterator: activations,
 dropout, add, mul) keeps its inputs' strides when they all have the output's shape and one
 non-overlapping, dense layout (a permuted order; TensorIterator's fast setup, `empty_like`) in
@@ -77,13 +78,14 @@ def is_channels_last(shape: Shape, strides: Strides) -> bool:
 
 
 def suggests_channels_last(shape: Shape, strides: Strides) -> bool:
-    """torch's suggest_memory_format() == channels_last for 4 axes (c10/core/MemoryFormat.h,
-    is_channels_last_strides_2d_s4): the strides of C, W, H, N never decrease, each at least the
-    extent of the one before; ambiguous cases (C of stride 0, N×1×1×1 strides) are contiguous."""
-    if len(shape) != 4 or strides[1] == 0:
+    """torch's suggest_memory_format() == channels_last (4 axes) or channels_last_3d (5 axes)
+    (c10/core/MemoryFormat.h, is_channels_last_strides_2d_s4/3d_s5): the strides of C, then the
+    spatial axes from the last, then N never decrease, each at least the extent of the one
+    before; ambiguous cases (C of stride 0, N×1×1×1 strides) are contiguous."""
+    if len(shape) not in (4, 5) or strides[1] == 0:
         return False
     low = 0
-    for d in (1, 3, 2, 0):
+    for d in ((1, 3, 2, 0) if len(shape) == 4 else (1, 4, 3, 2, 0)):
         if shape[d] == 0 or strides[d] < low:
             return False
         if d == 0 and low == strides[1]:
@@ -147,6 +149,8 @@ def through(layer: Layer, shapes: list[Shape], out: Shape, ins: list[Strides | N
                              f"as {'×'.join(map(str, out))}; use reshape (which copies), or view it before the "
                              "reordering", "shape")
         return contiguous(out)  # reshape and flatten copy
+    if layer.keeps_layout and s is not None and x == out and layer.aliases(False) and layer.aliases(True):
+        return s  # in place: the output is the input itself
     if layer.keeps_layout and s0 is not None and all(shape == out for shape in shapes) and all(i == s0 for i in ins):
         # TensorIterator's fast setup: canonical strides for a contiguous or channels-last input
         # (size-1 axes included), else a dense input's own strides
@@ -158,10 +162,14 @@ def through(layer: Layer, shapes: list[Shape], out: Shape, ins: list[Strides | N
         return fresh if fresh == s0 else None
     if all(i is not None and (i == contiguous(shape) or is_contiguous(shape, i)) for shape, i in zip(shapes, ins)):
         return contiguous(out)
-    if layer.follows_channels_last and len(out) == 4 and all(i is not None and len(x) == 4 for x, i in zip(shapes, ins)):
-        # the memory format its inputs suggest (a conv after a permute to N×C×H×W of an N×H×W×C map)
-        cl = all(suggests_channels_last(x, i) for x, i in zip(shapes, ins))  # type: ignore[arg-type]
-        return channels_last(out) if cl else contiguous(out)
+    rank = len(out)
+    if layer.follows_channels_last and rank in (4, 5) and all(i is not None and len(x) == rank
+                                                              for x, i in zip(shapes, ins)):
+        # the memory format its inputs suggest (a conv after a permute to N×C×H×W of an N×H×W×C
+        # map; a contiguous one after a slice); channels-last 3-D outputs are not followed
+        if all(suggests_channels_last(x, i) for x, i in zip(shapes, ins)):  # type: ignore[arg-type]
+            return channels_last(out) if rank == 4 else None
+        return contiguous(out)
     return None
 
 

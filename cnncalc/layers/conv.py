@@ -212,6 +212,11 @@ class ConvNd(_Window, _ConvFields):
     + 1 − H, 0), ⌊P_total/2⌋ before and the rest after (timm's Conv2dSame, Keras ports)."""
     autocast: ClassVar[str | dict[str, str]] = "lower"
 
+    @Flag.rule
+    def follows_channels_last(self) -> bool:
+        """On 4-D and 5-D tensors with zero padding (torch pads reflect/replicate/circular first)."""
+        return self.padding_mode == "zeros"
+
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         """groups 1: every input channel; depthwise: its own; other groups: its group's."""
         if self.groups == 1:
@@ -366,11 +371,6 @@ class Conv1d(ConvNd):
 class Conv2d(ConvNd):
     type: Literal["conv2d"]
     dims: ClassVar[int] = 2
-
-    @Flag.rule
-    def follows_channels_last(self) -> bool:
-        """With zero padding (torch pads reflect/replicate/circular first, in its own format)."""
-        return self.padding_mode == "zeros"
 
 
 class Conv3d(ConvNd):

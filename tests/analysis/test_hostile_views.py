@@ -240,7 +240,7 @@ def _follower_rows():
     for case in CASES:
         cid, inp, batch, layers, _ = case
         cls = REGISTRY[layers[0]["type"]]
-        if len(inp) == 3 and len(layers) == 1 and cls.max_inputs == 1 and cls.follows_channels_last:
+        if len(inp) in (3, 4) and len(layers) == 1 and cls.max_inputs == 1 and cls.follows_channels_last:
             rows.append(pytest.param(inp, batch, layers[0], id=cid))
     return rows
 
@@ -248,9 +248,10 @@ def _follower_rows():
 def _spec(inp, batch, layer, before):
     import json
 
-    c, h, w = inp
-    first, dims = {"cl": ((h, w, c), [0, 3, 1, 2]), "nhcw": ((h, c, w), [0, 2, 1, 3]),
-                   "sliced": ((c + 1, h, w), None)}[before]
+    c, *hw = inp
+    first, dims = {"cl": ((*hw, c), [0, len(inp), *range(1, len(inp))]),
+                   "nhcw": ((hw[0], c, *hw[1:]), [0, 2, 1, 3, 4][:len(inp) + 1]),
+                   "sliced": ((c + 1, *hw), None)}[before]
     lines = [f"input: {'x'.join(map(str, first))}", f"batch: {batch}", "layers:"]
     lines.append(f"  - {{name: p0, type: permute, dims: {dims}}}" if dims else
                  f"  - {{name: p0, type: narrow, start: 1, length: {c}}}")
@@ -260,13 +261,13 @@ def _spec(inp, batch, layer, before):
 
 @pytest.mark.parametrize("inp, batch, layer", _follower_rows())
 def test_a_layer_that_follows_channels_last_gives_torchs_layout(inp, batch, layer):
-    """Every one-layer case row on 4-D tensors whose layer declares `follows_channels_last`, run
-    by torch after a permute to channels-last, after one to another order, and after a slice
+    """Every one-layer case row on 4-D or 5-D tensors whose layer declares `follows_channels_last`,
+    run by torch after a permute to channels-last (4-D), after one to another order, and after a slice
     (not dense): cnncalc states the output's layout (channels-last or contiguous), and it is torch's."""
     from cnncalc import backend as tb
     from cnncalc.analysis.strides import is_channels_last, is_contiguous
 
-    for before in ("cl", "nhcw", "sliced"):
+    for before in ("cl", "nhcw", "sliced") if len(inp) == 3 else ("nhcw", "sliced"):  # 5-D: channels_last_3d not followed
         report = cnncalc.analyze(cnncalc.parse_spec(_spec(inp, batch, layer, before), "k.yaml"))
         under = report.layers[-1]
         if not under.layer.follows_channels_last:

@@ -100,11 +100,25 @@ for view in ("{type: narrow, start: 2, length: 4}", "{type: chunk, chunks: 2}", 
         NETS[f"{act}_-on-{view.split(',')[0][7:]}"] = net("8x8x8", 2, f"  - {view}\n  - {{type: {act}, inplace: true}}\n",
                                                           tail="permute" not in view)
 
+# found by the 10,000-network property run (seed 27010): a conv after an in-place activation on a chunk piece
+# (whose strides are the piece's own, not contiguous ones), then a permute and a flatten, which copies
+NETS["flatten-of-permuted-after-a-conv-on-an-in-place-piece"] = (
+    "input: 1x6x6x6\nbatch: 1\nlayers:\n  - {type: conv3d, out_channels: 4, kernel_size: 1}\n"
+    "  - {type: chunk, chunks: 2}\n  - {type: celu, inplace: true}\n  - {type: conv3d, out_channels: 2, kernel_size: 1}\n"
+    "  - {type: circular_pad3d, padding: [0, 0, 0, 0, 1, 3]}\n  - {type: permute, dims: [0, 2, 3, 4, 1]}\n"
+    "  - {type: flatten}\n")
+# a conv after a permute to channels-last writes channels-last, so a flatten of it copies
+NETS["flatten-of-a-conv-on-channels-last"] = (
+    "input: 5x6x3\nbatch: 2\nlayers:\n  - {type: permute, dims: [0, 3, 1, 2]}\n"
+    "  - {type: conv2d, out_channels: 4, kernel_size: 3, padding: 1}\n  - {type: flatten}\n")
+NETS["flatten-of-a-pool-on-channels-last"] = (
+    "input: 5x6x3\nbatch: 2\nlayers:\n  - {type: permute, dims: [0, 3, 1, 2]}\n"
+    "  - {type: maxpool2d, kernel_size: 2}\n  - {type: flatten}\n  - {type: linear, out_features: 3}\n")
 
 #: one network per rule runs in the fast loop; the variations are slow (each builds and trains in torch)
 FAST = {"prelu", "add-a-a-last", "mul-three", "lppool1d", "circular_pad2d", "flatten-of-permuted",
         "same-even-kernel", "linear-true-after-permute", "split-with-an-unused-piece",
-        "permute-linear-false-permute", "relu_-on-narrow"}
+        "permute-linear-false-permute", "relu_-on-narrow", "flatten-of-a-conv-on-channels-last"}
 
 
 @pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in NETS])
