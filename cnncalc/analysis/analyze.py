@@ -80,9 +80,8 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
     exceeded = False
     extent = tuple(shape0[2:])
     chans: dict[str, Channels] = {}  # fields per channel, where channels differ (absent: None)
-    natural = {"input"}  # the tensors in (N, C, spatial…) axis order
-    dense = {"input"}  # the tensors with row-major strides (`contiguous`)
-    reach: dict[str, Reach] = {"input": None}  # what a tensor without a field reads, all its elements together
+    simple = {"input"}  # the tensors in (N, C, spatial…) axis order, row-major, one field for all channels
+    reach: dict[str, Reach] = {}  # what a tensor without a field reads, all its elements together (absent: None)
     missing: dict[str, str] = {}  # torch.chunk's pieces that do not exist: refused where used
     fast = FAST  # the shortcuts of #30 (tests/analysis/test_fast_path.py turns them off)
     pointwise: dict[int, tuple[tuple[RF, ...], tuple[RF, ...]]] | None = {} if fast else None  # see `_each`
@@ -96,6 +95,7 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
                 problems.append(src.problem(missing[i0], node.path, node.name, index=node.index))
                 continue
             in_shapes, in_layouts, in_fields, in_notes = [shapes[i0]], [layouts[i0]], [fields[i0]], [notes[i0]]
+            producers = [done.get(i0)]
         else:
             if any(i not in shapes for i in inputs):
                 continue
@@ -105,32 +105,32 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
                 continue
             in_shapes, in_layouts = [shapes[i] for i in inputs], [layouts[i] for i in inputs]
             in_fields, in_notes = [fields[i] for i in inputs], [notes[i] for i in inputs]
+            producers = [done.get(i) for i in inputs]
         try:
             layer = node.resolve(in_shapes[0], src, shapes)  # evaluates `in.*` and `${LAYER.height}` fields
         except CnnError as exc:
             problems += exc.problems
             continue
-        ctx = Ctx(in_shapes, notes=in_notes, layouts=list(in_layouts), extent=extent,
-                  producers=[done.get(i) for i in inputs])
+        ctx = Ctx(in_shapes, notes=in_notes, layouts=list(in_layouts), extent=extent, producers=producers)
         try:
             ctx.out = layer.shape(ctx)
             if max(ctx.out, default=0) > MAX_INT:
                 raise LayerError(f"output shape {'×'.join(map(str, ctx.out))} has a size above the limit 2^40")
-            weights, buffers = layer.weights(ctx), layer.buffers(ctx)
-            macs, elementwise = layer.macs(ctx), layer.elementwise(ctx)
-            if len(inputs) > 1 and None in in_fields:
-                in_fields = _reached(ctx, in_fields, [reach[i] for i in inputs])
             cls = type(layer)
             kind = _KIND.get(cls)
             if kind is None:
                 kind = _kind(cls)
+            weights = layer.weights(ctx)
+            buffers = layer.buffers(ctx) if cls.buffers is not _NO_BUFFERS else {}  # (the default: none)
+            macs, elementwise = layer.macs(ctx), layer.elementwise(ctx)
+            if len(inputs) > 1 and None in in_fields:
+                in_fields = _reached(ctx, in_fields, [reach.get(i) for i in inputs])
             # the usual case in one go (#30): every input in natural axis order, one field for all
             # its channels, row-major strides; the layer no reorder, view or slice
-            if len(inputs) == 1:
-                plain = i0 in natural and i0 not in chans and i0 in dense
-            else:
-                plain = all(i in natural and i not in chans and i in dense for i in inputs)
-            if fast and plain and kind is not _OTHER and (kind is _PLAIN or layer.channel_sources(ctx) not in _JOINS):
+            plain = i0 in simple if len(inputs) == 1 else all([i in simple for i in inputs])
+            quick = fast and plain and kind is not _OTHER and (kind is _PLAIN or
+                                                               layer.channel_sources(ctx) not in _JOINS)
+            if quick:
                 layout = _identity(len(ctx.out))
                 rf = layer.rf(ctx, in_fields)
                 channels = None
@@ -144,7 +144,7 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
             if layer.type in ("flatten", "linear"):  # whether torch's reshape copies (memory.py asks)
                 ctx.__dict__["in_strides"] = memory[inputs[0]]
             note = layer.note(ctx)
-            layer_warnings = layer.warnings(ctx)
+            layer_warnings = layer.warnings(ctx) if cls.warnings is not _NO_WARNINGS else ()
         except LayerError as exc:
             problems.append(src.problem(str(exc) + _used_at(src, node), node.path + (exc.field or ()), node.name,
                                         index=node.index))
@@ -156,7 +156,7 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
                 continue
         params = 0 if shared or not weights else sum([prod(s) for s in weights.values()])
         nbuf = 0 if shared or not buffers else sum([prod(s) for s in buffers.values()])
-        shown = rf if layout == _identity(len(ctx.out)) else None  # permuted: no field to show
+        shown = rf if quick or layout == _identity(len(ctx.out)) else None  # permuted: no field to show
         row = LayerReport(node.index, node.name, layer.type, list(node.inputs), ctx.out, params,
                           params if layer.trainable else 0, nbuf, macs, elementwise, prod(ctx.out) * b, shown,
                           weights, buffers, shared, src.locate(node.path)[0], layer, ctx, node.path, node.blocks)
@@ -166,14 +166,16 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
         memory[node.name] = strides
         if channels is not None:
             chans[node.name] = channels
-        if layout is _identity(len(layout)) or layout == _identity(len(layout)):
-            natural.add(node.name)
-        if strides is not None and strides == contiguous(ctx.out):
-            dense.add(node.name)
+        if quick or (channels is None and layout == _identity(len(layout)) and strides is not None
+                     and strides == contiguous(ctx.out)):
+            simple.add(node.name)
         if layer.type == "narrow" and layer.piece_missing(ctx.x):  # type: ignore[attr-defined]
             # torch.chunk returns fewer pieces than asked (6 channels into 4: 3): legal while unused
             missing[node.name] = f"'{node.name}' is used here but " + layer.missing_message(ctx.x[1])  # type: ignore[attr-defined]
-        reach[node.name] = None if rf is not None else _reach(ctx, in_layouts, in_fields, [reach[i] for i in inputs])
+        if rf is None:
+            whole = _reach(ctx, in_layouts, in_fields, [reach.get(i) for i in inputs])
+            if whole is not None:
+                reach[node.name] = whole
         used.update(inputs)
         for msg in layer_warnings:
             warnings.append(src.problem(msg, node.path, node.name, "warning", node.index))
@@ -497,6 +499,7 @@ TRACE: dict[str, Any] | None = None
 """When a dict, each walk leaves in it its tensors' strides, fields per channel, axis orders and
 fields (for that test)."""
 _PLAIN, _ASK, _OTHER = "plain", "ask", "other"
+_NO_BUFFERS, _NO_WARNINGS = Layer.buffers, Layer.warnings  #: the defaults (no call: {} and [])
 _KIND: dict[type[Layer], str] = {}
 #: the types whose strides `through` tracks as views (or keeps as they are)
 _VIEWS = frozenset(("narrow", "identity", "view", "reshape", "flatten", "unflatten"))

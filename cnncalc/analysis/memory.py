@@ -22,7 +22,7 @@ from math import prod
 from typing import TYPE_CHECKING, NamedTuple
 
 from cnncalc.analysis.strides import permuted_grad_copies, reshape_copies
-from cnncalc.layers.base import Saved
+from cnncalc.layers.base import Layer, Saved
 
 if TYPE_CHECKING:
     from cnncalc.analysis.report import LayerReport
@@ -49,6 +49,19 @@ class _Pool:
         else:
             self.total -= self.size.pop(key)
             del refs[key]
+
+
+_NOTHING = Saved()
+_RULES: dict[type[Layer], tuple[bool, bool, bool, bool]] = {}
+
+
+def _rules(cls: type[Layer]) -> tuple[bool, bool, bool, bool]:
+    """Per layer class, whether it has its own scratch, aliases, saved and backward_scratch
+    rules; False: the default's answer (0, False, nothing saved, 0) without the call (#30)."""
+    got = _RULES[cls] = (cls.scratch is not Layer.scratch, cls.aliases is not Layer.aliases,
+                         cls.saved is not Layer.saved,
+                         cls.backward_scratch is not Layer.backward_scratch or cls.scratch is not Layer.scratch)
+    return got
 
 
 def _drops(rows: list[LayerReport], outputs: list[str]) -> tuple[set[str], dict[int, list[str]]]:
@@ -118,7 +131,8 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
     linears: dict[str, int] = {}  # linear layers' outputs → row index
     for r in rows:
         name, inputs, layer, index = r.name, r.inputs, r.layer, r.index
-        scratch = layer.scratch(r.ctx, b)
+        rules = _RULES.get(type(layer)) or _rules(type(layer))
+        scratch = layer.scratch(r.ctx, b) if rules[0] else 0
         folded = 0  # a linear on a permuted map: matmul folds it to 2-D with a copy (reshape)
         if r.type == "linear" and len(r.ctx.ins[0]) > 2:  # inside the operator unless kept
             x = r.ctx.ins[0]
@@ -127,7 +141,7 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
         dropped = pending.get(index)
         unused = name not in last  # never used: freed at once
         if inference:  # -- the inference pass
-            if layer.aliases(False) and not (r.type == "flatten" and reshape_copies(r.ctx)):
+            if rules[1] and layer.aliases(False) and not (r.type == "flatten" and reshape_copies(r.ctx)):
                 key = iroot[name] = iroot[inputs[0]]
                 irefs[key] += 1
             else:
@@ -163,7 +177,7 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
         needs[name] = gin
         if r.type == "linear":
             linears[name] = index
-        if layer.aliases(True) and not (r.type == "flatten" and reshape_copies(r.ctx)):
+        if rules[1] and layer.aliases(True) and not (r.type == "flatten" and reshape_copies(r.ctx)):
             key = froot[name] = froot[inputs[0]]
             frefs[key] += 1
             if layer.category == "reshape" and r.type != "identity":  # a view of its input
@@ -183,7 +197,7 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
             ftotal += nbytes
         extra = 0
         if g and not (dead and name in dead):
-            s = layer.saved(r.ctx, gin)
+            s = layer.saved(r.ctx, gin) if rules[2] else _NOTHING
             if folded and s.inputs:  # mm keeps the folded copy, not the input, for the weight's gradient
                 s = Saved(extra_bytes=folded)
             keys = [froot[inputs[i]] for i in s.inputs]
@@ -348,7 +362,9 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
                 gsize[k] = size[n]
                 grefs[k] = 1
                 gtotal += size[n]
-        now = pool.total + gtotal + weight_grads + accumulating + layer.backward_scratch(r.ctx, b, needs[name])
+        rules = _RULES.get(type(layer)) or _rules(type(layer))
+        now = pool.total + gtotal + weight_grads + accumulating + (
+            layer.backward_scratch(r.ctx, b, needs[name]) if rules[3] else 0)
         if onview and r.index in onview:  # see _Forward.onview
             now += onview[r.index]
         if now > peak:

@@ -3,7 +3,7 @@ as fractions), windows, and the output-size formulas of convolution, transposed 
 'same' padding and adaptive pooling."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from math import gcd, prod  # noqa: F401  (prod re-exported for layer rules)
 
@@ -33,43 +33,33 @@ class Window:
     dilation: int = 1
     ceil_mode: bool = False
 
+    span: int = field(init=False, repr=False, compare=False)
+    """K_eff = D·(K − 1) + 1."""
+    padded: int = field(init=False, repr=False, compare=False)
+    """H + P_lo + P_hi."""
+    out: int = field(init=False, repr=False, compare=False)
+    """H' = ⌊(H + P_lo + P_hi − K_eff) / S⌋ + 1; with ceil_mode ⌈…⌉ + 1, minus one when the
+    last window would start in the right padding ((H'−1)·S ≥ H + P_lo, torch's rule)."""
+    unreached: int = field(init=False, repr=False, compare=False)
+    """Input rows at the end that no window reaches: H + P_lo − ((H'−1)·S + K_eff)."""
+
     def __init__(self, size: int, kernel: int, stride: int = 1, pad_lo: int = 0, pad_hi: int = 0,
                  dilation: int = 1, ceil_mode: bool = False) -> None:
         # the dataclass's own (frozen) __init__ sets each field through object.__setattr__: 5×
-        # slower, and made for every axis of every window layer (#30)
-        self.__dict__.update(size=size, kernel=kernel, stride=stride, pad_lo=pad_lo, pad_hi=pad_hi,
-                             dilation=dilation, ceil_mode=ceil_mode)
-
-    @property
-    def span(self) -> int:
-        """K_eff = D·(K − 1) + 1."""
-        return self.dilation * (self.kernel - 1) + 1
-
-    @property
-    def padded(self) -> int:
-        return self.size + self.pad_lo + self.pad_hi
-
-    @property
-    def out(self) -> int:
-        """H' = ⌊(H + P_lo + P_hi − K_eff) / S⌋ + 1; with ceil_mode ⌈…⌉ + 1, minus one when the
-        last window would start in the right padding ((H'−1)·S ≥ H + P_lo, torch's rule)."""
-        out = self.__dict__.get("_out")  # asked several times per layer: computed once (not a field)
-        if out is not None:
-            return out
-        num = self.padded - self.span
-        if not self.ceil_mode:
-            out = num // self.stride + 1
+        # slower, and made for every axis of every window layer (#30); the derived sizes are
+        # plain attributes, computed here once (the rules read them several times per layer)
+        span = dilation * (kernel - 1) + 1
+        padded = size + pad_lo + pad_hi
+        num = padded - span
+        if not ceil_mode:
+            out = num // stride + 1
         else:
-            out = -(-num // self.stride) + 1
-            if (out - 1) * self.stride >= self.size + self.pad_lo:
+            out = -(-num // stride) + 1
+            if (out - 1) * stride >= size + pad_lo:
                 out -= 1
-        self.__dict__["_out"] = out
-        return out
-
-    @property
-    def unreached(self) -> int:
-        """Input rows at the end that no window reaches: H + P_lo − ((H'−1)·S + K_eff)."""
-        return max(0, self.size + self.pad_lo - ((self.out - 1) * self.stride + self.span))
+        self.__dict__.update(size=size, kernel=kernel, stride=stride, pad_lo=pad_lo, pad_hi=pad_hi,
+                             dilation=dilation, ceil_mode=ceil_mode, span=span, padded=padded, out=out,
+                             unreached=max(0, size + pad_lo - ((out - 1) * stride + span)))
 
     def formula(self) -> str:
         """The output-size arithmetic with this axis' numbers substituted."""
@@ -213,9 +203,16 @@ class RF:
         return cls(1, 1, 0)
 
     def _next(self, spread: Num, jump: Num, start: Num, holes: bool = False, uniform: bool = True) -> RF:
-        spread, jump, start = _q(spread), _q(jump), _q(start)
+        if type(spread) is not int:  # (_q inlined for ints: #30, a field per axis of most layers)
+            spread = _q(spread)
+        if type(jump) is not int:
+            jump = _q(jump)
+        if type(start) is not int:
+            start = _q(start)
         g0 = self._grain
-        size = _q(self._size + spread)
+        size = self._size + spread
+        if type(size) is not int:
+            size = _q(size)
         _bounded(size, jump, start)
         grain = jump if jump % g0 == 0 else g0
         irregular = self.irregular or not (jump % grain == 0 or grain % jump == 0)
@@ -273,9 +270,10 @@ class RF:
     def window(self, kernel: int, stride: int = 1, pad_left: int = 0, dilation: int = 1) -> RF:
         """Sliding window (conv, pool): r' = r + (K_eff − 1)·j;  j' = j·S;
         start' = start + ((K_eff − 1)/2 − P_left)·j."""
-        k = effective_kernel(kernel, dilation)
         j = self._jump
-        return self._next((k - 1) * j, j * stride, self._start + _half((k - 1) * j) - pad_left * j)
+        reach = dilation * (kernel - 1) * j  # (K_eff − 1)·j
+        half = reach >> 1 if type(reach) is int and not reach & 1 else _half(reach)
+        return self._next(reach, j * stride, self._start + half - pad_left * j)
 
     def transposed(self, kernel: int, stride: int, padding: int, dilation: int = 1) -> RF:
         """Transposed conv: output o reads inputs i with o + P − k·D = i·S (k < K).
