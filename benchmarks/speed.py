@@ -18,7 +18,9 @@ measured in this one run, so that a loaded machine slows both sides alike:
     python benchmarks/speed.py [--against REV] [--rounds 3]
 
 - warm `analyze` of ResNet-50 ÷ a fixed pure-Python workload (sum(i*i % 7 for i in
-  range(200_000)), best of several, timed next to it): target ≤ 0.3;
+  range(200_000)), best of several, timed next to it): target ≤ 0.3; DenseNet-121 and
+  ShuffleNetV2 (concat-heavy: fields per channel through concats, slices and shuffles) the same
+  way, as figures without a target;
 - per layer on a 20,000-layer conv/relu chain ÷ the workload: target ≤ 1e-3, and per layer at
   100,000 layers ÷ per layer at 20,000: target ≤ 1.25 (linear);
 - cold `cnncalc analyze examples/resnet50.yaml` ÷ a bare import of its stack (typer, rich,
@@ -225,6 +227,11 @@ w = best(work, 7)
 net = cnncalc.load_spec(SPEC)
 cnncalc.analyze(net)
 resnet = best(lambda: cnncalc.analyze(net), 15)
+nets = {}
+for key, path in CONCAT.items():  # concat-heavy: fields per channel through concats, slices, shuffles
+    other = cnncalc.load_spec(path)
+    cnncalc.analyze(other)
+    nets[key] = best(lambda: cnncalc.analyze(other), 10)
 per = {}
 for n, k in ((20_000, 2), (100_000, 1)):
     c = cnncalc.parse_spec(chain(n))
@@ -233,7 +240,8 @@ for n, k in ((20_000, 2), (100_000, 1)):
     del c
     gc.collect()
 w = min(w, best(work, 7))
-print(json.dumps({"file": cnncalc.__file__, "work": w, "resnet": resnet, "per20k": per[20_000], "per100k": per[100_000]}))
+print(json.dumps({"file": cnncalc.__file__, "work": w, "resnet": resnet, "per20k": per[20_000], "per100k": per[100_000],
+                  **nets}))
 """
 
 
@@ -242,6 +250,7 @@ def child_source() -> str:
 
     chain_src = inspect.getsource(chain).split("return", 1)[1].strip()
     return (CHILD.replace("return WORKLOAD", "return " + WORKLOAD).replace("return CHAIN", "return " + chain_src)
+            .replace("CONCAT.items()", repr(CONCAT) + ".items()")
             .replace("SPEC", repr(os.path.join("examples", "resnet50.yaml"))))
 
 
@@ -295,8 +304,13 @@ def cold(tree: str, runs: int) -> tuple[float, float]:
     return min(a), min(s)
 
 
-TARGETS = (  # (key, what, target)
+#: concat-heavy examples timed warm next to ResNet-50 (figures, no target)
+CONCAT = {"densenet": os.path.join("examples", "densenet121.yaml"),
+          "shufflenet": os.path.join("examples", "shufflenet_v2.yaml")}
+TARGETS = (  # (key, what, target; None: a figure without one)
     ("resnet", "warm analyze, ResNet-50 ÷ workload", 0.3),
+    ("densenet", "warm analyze, DenseNet-121 ÷ workload", None),
+    ("shufflenet", "warm analyze, ShuffleNetV2 ÷ workload", None),
     ("per20k", "per layer, 20,000-layer chain ÷ workload", 1e-3),
     ("linear", "per layer at 100,000 ÷ at 20,000 layers", 1.25),
     ("cold", "cold `analyze resnet50.yaml` ÷ stack import", 1.5),
@@ -320,20 +334,22 @@ def targets(against: str, rounds: int) -> None:
                 got = in_child(tree)
                 t_cold, t_stack = cold(tree, 3)
                 for k, v in (("work", got["work"]), ("resnet", got["resnet"]), ("per20k", got["per20k"]),
-                             ("per100k", got["per100k"]), ("cold", t_cold), ("stack", t_stack)):
+                             ("per100k", got["per100k"]), ("cold", t_cold), ("stack", t_stack),
+                             ("densenet", got["densenet"]), ("shufflenet", got["shufflenet"])):
                     raw[name][k] = min(raw[name].get(k, v), v)
         for name, _ in trees:  # each time the best of the rounds, then their ratio: a round slowed
             x = raw[name]      # while one side ran no longer skews the ratio (#30)
             best[name] = {"resnet": x["resnet"] / x["work"], "per20k": x["per20k"] / x["work"],
-                          "linear": x["per100k"] / x["per20k"], "cold": x["cold"] / x["stack"]}
+                          "linear": x["per100k"] / x["per20k"], "cold": x["cold"] / x["stack"],
+                          "densenet": x["densenet"] / x["work"], "shufflenet": x["shufflenet"] / x["work"]}
         print(f"\nratios of the best times of {rounds} rounds (lower is better; the workload is `{WORKLOAD}`)")
         head = f"{'':<44}{'target':>8}" + "".join(f"{name[:22]:>24}" for name, _ in trees)
         print(head + ("    × before" if len(trees) > 1 else ""))
         for key, what, goal in TARGETS:
-            row = f"{what:<44}{goal:>8.3g}"
+            row = f"{what:<44}{'—' if goal is None else format(goal, '.3g'):>8}"
             for name, _ in trees:
                 v = best[name][key]
-                row += f"{v:>17.3g} {'ok' if v <= goal else 'MISS':>6}"
+                row += f"{v:>17.3g} {'' if goal is None else 'ok' if v <= goal else 'MISS':>6}"
             if len(trees) > 1:
                 row += f"{best[trees[0][0]][key] / best[trees[1][0]][key]:>12.2f}"
             print(row)
@@ -341,6 +357,7 @@ def targets(against: str, rounds: int) -> None:
         for name, _ in trees:
             x = raw[name]
             print(f"  {name:<22} workload {x['work'] * 1e3:.1f} ms · ResNet-50 analyze {x['resnet'] * 1e3:.2f} ms · "
+                  f"DenseNet-121 {x['densenet'] * 1e3:.2f} ms · ShuffleNetV2 {x['shufflenet'] * 1e3:.2f} ms · "
                   f"chain {x['per20k'] * 1e6:.1f} µs/layer at 20k, {x['per100k'] * 1e6:.1f} at 100k · "
                   f"cold analyze {x['cold']:.3f} s, stack {x['stack']:.3f} s")
     finally:
