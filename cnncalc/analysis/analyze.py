@@ -80,7 +80,7 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
     exceeded = False
     extent = tuple(shape0[2:])
     chans: dict[str, Channels] = {}  # fields per channel, where channels differ (absent: None)
-    simple = {"input"}  # the tensors in (N, C, spatial…) axis order, row-major, one field for all channels
+    flats = {"input"}  # the tensors in (N, C, spatial…) axis order with row-major strides
     reach: dict[str, Reach] = {}  # what a tensor without a field reads, all its elements together (absent: None)
     missing: dict[str, str] = {}  # torch.chunk's pieces that do not exist: refused where used
     fast = FAST  # the shortcuts of #30 (tests/analysis/test_fast_path.py turns them off)
@@ -125,16 +125,24 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
             macs, elementwise = layer.macs(ctx), layer.elementwise(ctx)
             if len(inputs) > 1 and None in in_fields:
                 in_fields = _reached(ctx, in_fields, [reach.get(i) for i in inputs])
-            # the usual case in one go (#30): every input in natural axis order, one field for all
-            # its channels, row-major strides; the layer no reorder, view or slice
-            plain = i0 in simple if len(inputs) == 1 else all([i in simple for i in inputs])
-            quick = fast and plain and kind is not _OTHER and (kind is _PLAIN or
-                                                               layer.channel_sources(ctx) not in _JOINS)
+            # the usual case in one go (#30): every input in natural axis order with row-major
+            # strides, the layer no reorder, view or slice; the fields per channel only where an
+            # input has them or the layer joins channels (concat)
+            if len(inputs) == 1:
+                flat, uniform = i0 in flats, i0 not in chans
+            else:
+                flat = all([i in flats for i in inputs])
+                uniform = not chans or all([i not in chans for i in inputs])
+            quick = fast and flat and kind is not _OTHER
             if quick:
                 layout = _identity(len(ctx.out))
                 rf = layer.rf(ctx, in_fields)
-                channels = None
                 strides: Strides | None = contiguous(ctx.out)
+                if uniform and (kind is _PLAIN or layer.channel_sources(ctx) not in _JOINS):
+                    channels = None
+                else:
+                    rf, channels = _per_channel(layer, ctx, in_fields, [chans.get(i) for i in inputs], rf, True,
+                                                pointwise)
             else:
                 layout, rf = _through_layout(layer, ctx, in_layouts, in_fields)
                 in_chans = [chans.get(i) for i in inputs]
@@ -166,9 +174,8 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
         memory[node.name] = strides
         if channels is not None:
             chans[node.name] = channels
-        if quick or (channels is None and layout == _identity(len(layout)) and strides is not None
-                     and strides == contiguous(ctx.out)):
-            simple.add(node.name)
+        if quick or (layout == _identity(len(layout)) and strides is not None and strides == contiguous(ctx.out)):
+            flats.add(node.name)
         if layer.type == "narrow" and layer.piece_missing(ctx.x):  # type: ignore[attr-defined]
             # torch.chunk returns fewer pieces than asked (6 channels into 4: 3): legal while unused
             missing[node.name] = f"'{node.name}' is used here but " + layer.missing_message(ctx.x[1])  # type: ignore[attr-defined]
@@ -279,7 +286,7 @@ def _per_channel(layer: Layer, ctx: Ctx, fields: list[list[RF] | None], chans: l
     if src == "concat":
         out = _joined(per)
     elif FAST and src == "each" and len(per) == 1 and sum([n for n, _ in per[0]]) == ctx.out[1]:
-        out = _runs(_each(layer, ctx, per[0], pointwise))
+        out = _each(layer, ctx, per[0], pointwise)
     elif src == "each":  # channel c of the output reads channel c of each input (a broadcast one: its only)
         done: dict[tuple[tuple[RF, ...], ...], tuple[RF, ...]] = {}
         out = []
@@ -334,9 +341,11 @@ def _each(layer: Layer, ctx: Ctx, runs: list[Run],
     shape: `merged`'s one-input case, `union` of each window alone, which reads nothing but the
     window) gives every field the same answer wherever it stands: `pointwise` keeps those
     answers for the whole walk, by field object (kept alive with it, so its id is not reused),
-    for the next batch norm or activation on the same runs."""
+    for the next batch norm or activation on the same runs. Joined as `_runs` joins them: the
+    input's runs themselves where every field is kept as it is (they are joined already)."""
     memo: dict[int, tuple[RF, ...]] = {}
     out: list[Run] = []
+    kept = True
     if pointwise is not None and type(layer).rf is Layer.rf and len(ctx.ins) == 1 and ctx.ins[0] == ctx.out:
         for n, f in runs:
             hit = pointwise.get(id(f))
@@ -344,16 +353,19 @@ def _each(layer: Layer, ctx: Ctx, runs: list[Run],
                 new = [union([r], []) for r in f]
                 same = all([a is b for a, b in zip(new, f)])
                 hit = pointwise[id(f)] = (f, f if same else tuple(new))
-            out.append((n, hit[1]))
-        return out
+            got = hit[1]
+            kept = kept and got is f
+            out.append((n, got))
+        return runs if kept else _runs(out)
     for n, f in runs:
-        got = memo.get(id(f))
-        if got is None:
+        known = memo.get(id(f))
+        if known is None:
             ruled = layer.rf(ctx, [list(f)]) or ()
             same = len(ruled) == len(f) and all([a is b for a, b in zip(ruled, f)])
-            got = memo[id(f)] = f if same else tuple(ruled)
-        out.append((n, got))
-    return out
+            known = memo[id(f)] = f if same else tuple(ruled)
+        kept = kept and known is f
+        out.append((n, known))
+    return runs if kept else _runs(out)
 
 
 def _aligned(per: list[list[Run]], channels: int) -> Iterator[tuple[int, tuple[tuple[RF, ...], ...]]]:
