@@ -5,6 +5,8 @@ relative position."""
 from math import prod
 from typing import Any, ClassVar, Literal
 
+from pydantic import field_validator
+
 from cnncalc.errors import LayerError
 from cnncalc.layers.base import Axes, Ctx, Flag, Kit, Layer, PosInt, Saved, Shape, fmt_shape, per_axis
 from cnncalc.layers.field import RF
@@ -118,10 +120,17 @@ class AttentionBias(Layer):
     """queries on every stride-th row and column of the grid (LeViT's and EfficientFormerV2's downsampling attention)"""
     memory_exact = Flag(False)
     passes_gradient = Flag(True)
+    autocast: ClassVar[str | dict[str, str]] = "float"  # x + its float32 table's entries
+
+    @field_validator("resolution", mode="before")
+    @classmethod
+    def _grid(cls, v: Any) -> tuple[int, ...]:
+        return per_axis(v, 2)
+
     # cnncalc's own module by its name; import reads timm's from the table's gather (torch_import)
 
     def grid(self) -> tuple[int, int]:
-        h, w = per_axis(self.resolution, 2)
+        h, w = self.resolution
         return h, w
 
     def sizes(self) -> tuple[int, int]:
