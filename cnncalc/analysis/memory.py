@@ -307,9 +307,18 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
     backward makes the base-sized gradient of the view and a clone of it. A linear whose
     output a permute or transpose reads (a channels-last sub-graph) gets its gradient permuted:
     when its input needs no gradient, matmul folds a copy of it to 2-D (measured; with the
-    input's gradient torch takes another path, which copies nothing more). Returns its peak
-    (-1 when nothing runs) and the bytes of the weights' gradients, which the step still holds."""
+    input's gradient torch takes another path, which copies nothing more). A spec's chunk is
+    one torch.chunk (analysis/chunks.py): its pieces' gradients wait for its first piece's
+    row, where the input's gradient is made once. Returns its peak (-1 when nothing runs) and
+    the bytes of the weights' gradients, which the step still holds."""
+    from cnncalc.analysis.chunks import chunk_groups
+
     pool, held, grad, needs, onview = fw.pool, fw.held, fw.grad, fw.needs, fw.onview
+    piece_of: dict[int, int] = {}  # row index of a chunk's piece → its first piece's index
+    pieces: dict[int, list[str]] = {}
+    for first, (_, members) in chunk_groups(rows).items():
+        pieces[first] = [n for _, n in members]
+        piece_of.update((first + k, first) for k in range(len(members)))
     size = {r.name: r.activation_bytes for r in rows}
     # the gradients' pool (storage → bytes, storage → references), inlined as in `_passes`
     gsize: dict[str, int] = {}
@@ -328,6 +337,12 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
     granted: set[str] = set()  # weights whose gradient exists (shared weights: from their first use)
     for r in reversed(rows):
         name = r.name
+        if piece_of and r.index in piece_of and grad[name]:
+            if r.index == piece_of[r.index]:  # the chunk's backward: every piece's gradient is in
+                peak = max(peak, _chunk_backward(pieces[r.index], r.inputs[0], size, grad, gkey, gsize, grefs,
+                                                 pool.total + weight_grads))
+                gtotal = sum(gsize.values())
+            continue  # (a later piece: its gradient waits)
         if not grad[name] or name not in gkey:
             if r.index in held:
                 _release(pool, held.pop(r.index))
@@ -379,6 +394,30 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
             gtotal -= gsize.pop(k)
             del grefs[k]
     return peak, weight_grads
+
+
+def _chunk_backward(names: list[str], src: str, size: dict[str, int], grad: dict[str, bool], gkey: dict[str, str],
+                    gsize: dict[str, int], grefs: dict[str, int], other: int) -> int:
+    """torch.chunk's backward (split_with_sizes_backward) in `_backward`'s gradient pool: zeros
+    for each piece without a gradient, their concatenation as the gradient of `src` (made, then
+    added in place if `src` has one already), then the pieces' gradients freed. Returns the
+    bytes alive at its peak, `other` (activations, weights' gradients) included."""
+    live = [n for n in names if n in gkey]
+    if not live:
+        return -1
+    zeros = sum(size[n] for n in names if n not in gkey)
+    made = size[src] if grad.get(src) and src != "input" else 0
+    now = other + sum(gsize.values()) + zeros + made
+    if made and src not in gkey:
+        gkey[src] = src
+        gsize[src] = made
+        grefs[src] = 1
+    for n in live:
+        k = gkey[n]
+        grefs[k] -= 1
+        if not grefs[k]:
+            del grefs[k], gsize[k]
+    return now
 
 
 def _step(rows: list[LayerReport], b: int, optimizer: str, weight_grads: int, alive: int) -> int:

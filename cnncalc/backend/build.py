@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cnncalc.analysis.chunks import chunk_groups
 from cnncalc.analysis.report import Report
 from cnncalc.backend.device import out_of_memory
 from cnncalc.backend.kit import Kit, kit
@@ -44,6 +45,7 @@ def _graph_class(t: Kit) -> Any:
             super().__init__()
             kept = [r for r in report.layers if r.name in modules]  # the probe keeps a row's ancestors only
             self.rows = [(r.index, r.name, list(r.inputs)) for r in kept]
+            self.chunks = chunk_groups(kept)  # each spec's chunk runs as one torch.chunk
             self.layers = nn.ModuleDict({f"l{r.index}": modules[r.name] for r in kept})
             self.outputs = list(report.outputs)
             last: dict[str, int] = {}
@@ -76,7 +78,13 @@ def _graph_class(t: Kit) -> Any:
                 # the recomputation in backward runs this again, and what it holds is held then too
                 local = dict(zip(reads, args))
                 for i, name, ins in rows:
-                    local[name] = self.layers[f"l{i}"](*[local[n] for n in ins])
+                    if i in self.chunks:  # one torch.chunk, as in forward
+                        chunks, pieces = self.chunks[i]
+                        made = torch.chunk(local[ins[0]], chunks, 1)
+                        local.update((n, made[k]) for k, n in pieces if k < len(made))
+                        del made
+                    if name not in local:
+                        local[name] = self.layers[f"l{i}"](*[local[n] for n in ins])
                     for n in [*ins, name]:
                         if n not in keep and last.get(n, -1) <= i:
                             local.pop(n, None)
@@ -91,16 +99,23 @@ def _graph_class(t: Kit) -> Any:
         def forward(self, x, stop: int | None = None):
             values = {"input": x}
             skip = -1
+            whole = self.hook is None and stop is None  # a pass as the spec names it (not counted layer by layer)
             for i, name, ins in self.rows:
                 if i <= skip:
                     continue
-                if i in self.segments and self.hook is None and stop is None and torch.is_grad_enabled():
+                if i in self.segments and whole and torch.is_grad_enabled():
                     self._segment(self.segments[i], values)
                     skip = self.segments[i][-1]
                     continue
-                module = self.layers[f"l{i}"]
-                args = [values[n] for n in ins]
-                values[name] = self.hook(i, module, args) if self.hook else module(*args)
+                if whole and i in self.chunks:  # a spec's chunk: one torch.chunk makes the pieces of this row
+                    chunks, pieces = self.chunks[i]  # and the ones after it
+                    made = torch.chunk(values[ins[0]], chunks, 1)
+                    values.update((n, made[k]) for k, n in pieces if k < len(made))
+                    del made  # (each piece is freed after its last reader, as any tensor)
+                if not (whole and name in values):  # (a piece its chunk made)
+                    module = self.layers[f"l{i}"]
+                    args = [values[n] for n in ins]
+                    values[name] = self.hook(i, module, args) if self.hook else module(*args)
                 if stop is not None and i == stop:
                     return values[name]
                 for n in ins:

@@ -81,6 +81,16 @@ NETS["split-with-an-unused-piece"] = net("8x8x8", 2, "  - {name: s, type: split,
                                          + "  - {type: relu, inputs: [s.1]}\n", tail=False)
 NETS["chunk-with-a-dead-branch"] = net("8x8x8", 2, "  - {name: s, type: chunk, chunks: 2}\n" + PIECE
                                        + "  - {type: conv2d, out_channels: 4, kernel_size: 1, inputs: [s.1]}\n", tail=False)
+# a spec's chunk is one torch.chunk (analysis/chunks.py): one input gradient for all pieces, zeros for unused ones
+NETS["chunk-shufflenet-unit"] = net("8x8x8", 2, "  - {name: s, type: chunk, chunks: 2}\n"
+                                    "  - {name: b, type: conv2d, out_channels: 4, kernel_size: 3, padding: 1, inputs: [s.1]}\n"
+                                    "  - {type: concat, inputs: [s.0, b]}\n  - {type: channel_shuffle, groups: 2}\n")
+NETS["chunk-three-one-unused"] = net("9x8x8", 2, "  - {name: s, type: chunk, chunks: 3}\n"
+                                     "  - {name: x, type: conv2d, out_channels: 4, kernel_size: 1, inputs: [s.2]}\n"
+                                     "  - {type: add, inputs: [s.0, s.0]}\n", tail=False)
+NETS["chunk-read-again-later"] = net("8x8x8", 2, "  - {name: s, type: chunk, chunks: 4}\n"
+                                     "  - {name: m, type: mul, inputs: [s.0, s.3]}\n"
+                                     "  - {type: concat, inputs: [m, s.1]}\n", tail=False)
 NETS["flatten-of-a-permute-back"] = ("input: 1x6\nbatch: 2\nlayers:\n  - {type: permute, dims: [0, 2, 1]}\n"
                                      "  - {type: linear, out_features: 2}\n  - {type: permute, dims: [0, 2, 1]}\n"
                                      "  - {type: permute, dims: [0, 2, 1]}\n  - {type: flatten}\n"
@@ -118,7 +128,8 @@ NETS["flatten-of-a-pool-on-channels-last"] = (
 #: one network per rule runs in the fast loop; the variations are slow (each builds and trains in torch)
 FAST = {"prelu", "add-a-a-last", "mul-three", "lppool1d", "circular_pad2d", "flatten-of-permuted",
         "same-even-kernel", "linear-true-after-permute", "split-with-an-unused-piece",
-        "permute-linear-false-permute", "relu_-on-narrow", "flatten-of-a-conv-on-channels-last"}
+        "permute-linear-false-permute", "relu_-on-narrow", "flatten-of-a-conv-on-channels-last",
+        "chunk-shufflenet-unit"}
 
 
 @pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in NETS])

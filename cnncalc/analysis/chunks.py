@@ -1,0 +1,38 @@
+"""A spec's `chunk` as torch runs it: one torch.chunk (a split into views), not a narrow per piece.
+
+`{name: s, type: chunk, chunks: n}` expands to rows s.0, s.1, … (narrows by torch.chunk's
+rule). Built and measured as one torch.chunk, its backward (derivatives.yaml: split →
+split_with_sizes_backward) waits until every piece's gradient is in, then makes the input's
+gradient once: zeros for each piece with no gradient, and their concatenation
+
+    at the chunk's backward: the pieces' gradients + zeros of the pieces without one + the input's gradient
+
+after which the pieces' gradients are freed (one narrow per piece would make an input-sized
+gradient for each piece and add them). torch forbids modifying a multi-output view in place
+while training, so a chunk one of whose pieces an in-place layer reads is built and modelled as
+narrows."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def chunk_groups(rows: list[Any]) -> dict[int, tuple[int, list[tuple[int, str]]]]:
+    """The spec's chunks among `rows` (consecutive narrow rows s.0, s.1, … with `chunks`, of one
+    input): first row's index → (chunks, [(piece number, row name)…]); none whose piece an
+    in-place layer reads."""
+    groups: dict[tuple[str, str, int], list[tuple[int, int, str]]] = {}
+    for r in rows:
+        layer = r.layer
+        if layer.type == "narrow" and layer.chunks is not None and "." in r.name:
+            key = (r.name.rsplit(".", 1)[0], r.inputs[0], layer.chunks)
+            groups.setdefault(key, []).append((r.index, layer.chunk or 0, r.name))
+    if not groups:
+        return {}
+    in_place = {n for r in rows if getattr(r.layer, "inplace", False) is True for n in r.inputs}
+    out = {}
+    for (_, _, chunks), members in groups.items():
+        at = [i for i, _, _ in members]
+        names = [n for _, _, n in members]
+        if at == list(range(at[0], at[0] + len(at))) and not in_place.intersection(names):
+            out[at[0]] = (chunks, [(k, n) for _, k, n in members])
+    return out
