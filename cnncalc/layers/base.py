@@ -57,7 +57,7 @@ def per_axis(value: Any, dims: int, minimum: int = 1) -> tuple[int, ...]:
     raise ValueError(f"expected {what} or {axes} (one per spatial axis), received {value!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Saved:
     """The tensors autograd keeps from a layer's forward call for its backward call (torch's
     derivatives.yaml): inputs kept as they are (shared with any other layer keeping them), the
@@ -69,6 +69,12 @@ class Saved:
     """new tensors in the compute dtype, elements"""
     extra_bytes: int = 0
     """new tensors of a fixed dtype (int64 indices, bool masks), bytes"""
+
+    def __init__(self, inputs: tuple[int, ...] = (), output: bool = False, extra: int = 0,
+                 extra_bytes: int = 0) -> None:
+        # as the dataclass's own __init__, without its object.__setattr__ per field (#30: the
+        # memory simulation asks every layer on the gradient's way)
+        self.__dict__.update(inputs=inputs, output=output, extra=extra, extra_bytes=extra_bytes)
 
 
 class Flag:

@@ -101,12 +101,13 @@ class _Window:
 
     def windows(self, ctx: Ctx) -> list[Window]:
         memo = ctx.__dict__.get("_windows")  # shape, rf, warnings and memory all ask: made once per ctx
-        if memo is not None and memo[0] is self and memo[1] == ctx.x:
+        x = ctx.ins[0]
+        if memo is not None and memo[0] is self and memo[1] == x:
             return memo[2]
         ceil = self.__dict__.get("ceil_mode", False)  # (getattr of a missing field is slow on a model)
         out = [Window(h, k, s, lo, hi, d, ceil) for h, k, s, (lo, hi), d in
-               zip(ctx.x[2:], self.kernel_size, self.strides, self.pads(ctx), self.dilations)]  # type: ignore[attr-defined]
-        ctx.__dict__["_windows"] = (self, ctx.x, out)
+               zip(x[2:], self.kernel_size, self.strides, self.pads(ctx), self.dilations)]  # type: ignore[attr-defined]
+        ctx.__dict__["_windows"] = (self, x, out)
         return out
 
     def window_shape(self, ctx: Ctx) -> tuple[int, ...]:
@@ -147,9 +148,10 @@ class _Window:
         f = fields[0]
         if f is None:
             return None
-        out = [r.window(w.kernel, w.stride, w.pad_lo, w.dilation) for r, w in zip(f, self.windows(ctx))]
+        windows = self.windows(ctx)
+        out = [r.window(w.kernel, w.stride, w.pad_lo, w.dilation) for r, w in zip(f, windows)]
         zeros = getattr(self, "padding_mode", "zeros") == "zeros"
-        for a, (r, w) in enumerate(zip(f, self.windows(ctx))):
+        for a, (r, w) in enumerate(zip(f, windows)):
             if r.whole and zeros and (w.pad_lo >= w.span or (w.out - 1) * w.stride - w.pad_lo > w.size - 1):
                 out[a] = out[a].emptied()  # a first or last unit reads padding alone
         return out
@@ -298,7 +300,7 @@ class ConvNd(_Window, _ConvFields):
         """Elements of the padded copy torch makes first (a padding_mode other than zeros, or
         uneven zero padding); 0 when the kernel pads on the fly."""
         memo = ctx.__dict__.get("_padded")  # the memory rules ask four times: made once per ctx
-        if memo is not None and memo[0] is self and memo[1] == ctx.x:
+        if memo is not None and memo[0] is self and memo[1] == ctx.ins[0]:
             return memo[2]
         pads = self.pads(ctx)
         if self.padding_mode == "zeros" and all(a == b for a, b in pads):
