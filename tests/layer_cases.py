@@ -315,6 +315,12 @@ CASES = [
      # 5 entries summed: 4 additions per output element
      dict(shape=(2, 3, 4, 1), params=0, macs=0, ew=4 * 2 * 3 * 4)),
     ("sum-channels", (3, 4, 5), 1, [C(type="sum", dim=1)], dict(shape=(1, 4, 5), params=0, macs=0, ew=2 * 4 * 5)),
+    ("normalize", (3, 4, 5), 2, [C(type="normalize", dim=-1)],
+     # 2·3·4 vectors of 5: 3 ops per element, 2 per vector
+     dict(shape=(2, 3, 4, 5), params=0, macs=0, ew=3 * 2 * 3 * 4 * 5 + 2 * 2 * 3 * 4)),
+    ("fourier_pos_embed", (6, 4), 2, [C(type="fourier_pos_embed", resolution=[2, 3], hidden_dim=4)],
+     # 6 tokens of 4 channels from a 2×3 map; the 1×1 conv 2·4 → 4 at each of 2·6 positions
+     dict(shape=(2, 6, 4), params=8 * 4 + 4, macs=2 * 6 * 4 * 8, ew=2 * 2 * 6 * 4)),
     ("attention_bias", (2, 6, 6), 2, [C(type="attention_bias", resolution=[2, 3])],
      # table 2 heads × 2·3 offsets; index 6·6; one add per element
      dict(shape=(2, 2, 6, 6), params=2 * 6, buffers=6 * 6, macs=0, ew=2 * 2 * 6 * 6)),

@@ -652,3 +652,43 @@ class SumAlong(nn.Module):
 
     def forward(self, x):
         return x.sum(self.dim, keepdim=self.keepdim)
+
+
+@recorded
+class Normalize(nn.Module):
+    """F.normalize(x, dim=dim, eps=eps): unit L2 norm along dim."""
+
+    def __init__(self, dim=1, eps=1e-12):
+        super().__init__()
+        self.dim, self.eps = dim, eps
+
+    def forward(self, x):
+        return F.normalize(x, dim=self.dim, eps=self.eps)
+
+
+@recorded
+class FourierPosEmbed(nn.Module):
+    """x + the Fourier position encoding of an h×w grid projected by a 1×1 conv (timm's
+    PositionalEncodingFourier, as EdgeNeXt adds it to its tokens (N, h·w, C))."""
+
+    def __init__(self, channels, resolution, hidden_dim=32, temperature=10000.0):
+        super().__init__()
+        self.resolution, self.hidden_dim, self.temperature = list(resolution), hidden_dim, temperature
+        self.token_projection = nn.Conv2d(hidden_dim * 2, channels, kernel_size=1)
+
+    def forward(self, x):
+        h, w = self.resolution
+        inv_mask = ~torch.zeros((x.shape[0], h, w), dtype=torch.bool, device=x.device)
+        y_embed = inv_mask.cumsum(1, dtype=torch.float32)
+        x_embed = inv_mask.cumsum(2, dtype=torch.float32)
+        y_embed = y_embed / (y_embed[:, -1:, :] + 1e-6) * (2 * torch.pi)
+        x_embed = x_embed / (x_embed[:, :, -1:] + 1e-6) * (2 * torch.pi)
+        dim_t = torch.arange(self.hidden_dim, dtype=torch.int64, device=x.device).to(torch.float32)
+        dim_t = self.temperature ** (2 * torch.div(dim_t, 2, rounding_mode='floor') / self.hidden_dim)
+        pos_x = x_embed[:, :, :, None] / dim_t
+        pos_y = y_embed[:, :, :, None] / dim_t
+        pos_x = torch.stack((pos_x[:, :, :, 0::2].sin(), pos_x[:, :, :, 1::2].cos()), dim=4).flatten(3)
+        pos_y = torch.stack((pos_y[:, :, :, 0::2].sin(), pos_y[:, :, :, 1::2].cos()), dim=4).flatten(3)
+        pos = torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)
+        pos = self.token_projection(pos.to(self.token_projection.weight.dtype))
+        return x + pos.reshape(x.shape[0], -1, x.shape[1]).permute(0, 2, 1)

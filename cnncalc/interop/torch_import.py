@@ -332,7 +332,7 @@ def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model"
     t = kit()
     fx = t.torch.fx
     # read before tracing: while fx traces, reading a parameter (a conv's bias) makes a graph node
-    read_whole = {id(m) for m in model.modules() if composite(m) is not None or refused(m)}
+    read_whole = {id(m) for m in model.modules() if composite(m) is not None or refused(m) or _fourier(m)}
 
     class Tracer(fx.Tracer):  # type: ignore[name-defined]
         def is_leaf_module(self, m: Any, qualname: str) -> bool:
@@ -529,6 +529,11 @@ class _Reader:
         for n in self.gm.graph.nodes:
             if n.op == "get_attr" and "cnncalc_shape" in n.meta:
                 self.attention_bias(n)
+            elif n.op == "call_module" and _fourier(self.gm.get_submodule(n.target)):
+                self.fourier(n)
+            elif n.op == "call_method" and n.target == "unbind" and isinstance(n.args[0], self.t.torch.fx.Node) \
+                    and n.args[0].op == "call_method" and n.args[0].target == "permute" and len(n.args[0].users) == 1:
+                self.absorbed.add(n.args[0])  # read with the unbind (`unbound`), or refused there
         for n in self.gm.graph.nodes:
             try:
                 self.node(n)
@@ -753,6 +758,10 @@ class _Reader:
             return
         if n in self.biases:
             made, other, renamed = self.biases[n]
+            if made["type"] == "fourier_pos_embed":  # the module's path: its state_dict keys stay
+                self.calls[renamed[0][0]] = name = self.fresh(renamed[0][0])
+                self.add(n, name, made, [self.arg(other)])
+                return
             self.add(n, self.fresh(renamed[0][0]), made, [self.arg(other)])
             for old, suffix in renamed:
                 self.bias_keys[old] = (f"{self.names[n]}.{suffix}", None)
@@ -778,11 +787,15 @@ class _Reader:
                     entry["factor"] = _float32(float(first))
             elif gamma.numel() and bool((gamma.detach() == first).all()) and float(first) != 1e-6:
                 entry["init_value"] = _float32(float(first))  # a fresh model's init_value, as written
-            if self.scales_axis[n] == 2 and len(x.shape) == 3:  # tokens (N, L, C): the last axis, said
-                entry["dim"] = -1
             self.add(n, self.fresh(str(attr.target)), entry, [x])
             self.scaled.append((self.found[-1], str(attr.target), self.scales_axis[n]))
             self.in_place(n, x)
+            return
+        if n.op == "call_module" and _fourier(self.gm.get_submodule(n.target)):
+            raise _Unsupported(f"{type(self.gm.get_submodule(n.target)).__name__} (module {n.target}) other than "
+                               "added to the tokens of the map it encodes, as EdgeNeXt adds it (x + "
+                               "pos.reshape(B, -1, C).permute(0, 2, 1)): `fourier_pos_embed`")
+        if n.op == "call_method" and n.target == "unbind" and self.unbound(n):
             return
         if n.op == "call_module" and refused(m := self.gm.get_submodule(n.target)):
             raise _Unsupported(f"{type(m).__name__} (module {n.target}), a weight-standardised conv")
@@ -1171,6 +1184,99 @@ class _Reader:
         self.biases[plus] = (entry, other, renamed)
         self.absorbed.update(inside)
 
+    def fourier(self, n: Any) -> None:
+        """timm's PositionalEncodingFourier called on (B, H, W) and added to tokens x (N, H·W, C) as
+        EdgeNeXt adds it, `x + pos(…).reshape(B, -1, C).permute(0, 2, 1)`: that add is a
+        `fourier_pos_embed` layer under the module's path (recorded in self.biases)."""
+        m = self.gm.get_submodule(n.target)
+        shape = n.meta.get("cnncalc_shape")
+        if not shape or len(shape) != 4 or len(n.users) != 1:
+            return
+        (r,) = n.users
+        if not (r.op == "call_method" and r.target in ("reshape", "view") and r.args[0] is n and len(r.users) == 1):
+            return
+        (p,) = r.users
+        if not (p.op == "call_method" and p.target == "permute" and p.args[0] is r and len(p.users) == 1
+                and not p.kwargs and list(p.args[1:]) in ([0, 2, 1], [[0, 2, 1]], [(0, 2, 1)])):
+            return
+        (plus,) = p.users
+        if plus.target not in (operator.add, self.t.torch.add, "add") or plus.kwargs or len(plus.args) != 2:
+            return
+        other = plus.args[1] if plus.args[0] is p else plus.args[0]
+        b, c, h, w = shape
+        tokens = (b, h * w, c)
+        if other is p or not isinstance(other, self.t.torch.fx.Node) or other.meta.get("cnncalc_shape") != tokens \
+                or plus.meta.get("cnncalc_shape") != tokens:
+            return
+        entry: dict[str, Any] = {"type": "fourier_pos_embed", "resolution": h if h == w else [h, w]}
+        if m.hidden_dim != 32:
+            entry["hidden_dim"] = int(m.hidden_dim)
+        if float(m.temperature) != 10000.0:
+            entry["temperature"] = float(m.temperature)
+        self.biases[plus] = (entry, other, [(str(n.target), "")])
+        self.absorbed.update((n, r, p))
+
+    def unbound(self, n: Any) -> bool:
+        """`x.permute(dims).unbind(0)` (EdgeNeXt's q, k, v = qkv.permute(2, 0, 3, 4, 1).unbind(0)): the
+        permute moves axis a ≠ 0 first, then takes it apart; piece i is entry i of axis a — moved to
+        the channels, narrowed, moved back (views), that axis dropped (`reshape`) — with the other axes
+        in the permute's order (`permute`). False for any other unbind."""
+        p = n.args[0]
+        dim = n.kwargs.get("dim", n.args[1] if len(n.args) > 1 else 0)
+        if len(n.args) > 2 or set(n.kwargs) - {"dim"} or dim != 0 or not isinstance(p, self.t.torch.fx.Node) \
+                or not (p.op == "call_method" and p.target == "permute") or len(p.users) != 1:
+            return False
+        x = self.arg(p.args[0])
+        dims = [self.arg(a) for a in p.args[1:]]
+        dims = list(dims[0]) if len(dims) == 1 and isinstance(dims[0], (list, tuple)) else dims
+        if not isinstance(x, _T) or p.kwargs or not all(type(d) is int for d in dims):
+            return False
+        shape = x.shape
+        rank = len(shape)
+        if sorted(d % rank for d in dims) != list(range(rank)) or rank < 4:
+            return False
+        dims = [d % rank for d in dims]
+        a = dims[0]
+        if a == 0 or dims[1] != 0:
+            return False  # the batch must come right after the axis taken apart
+        rest = [d for d in range(rank) if d != a]  # the axes left, in x's order
+        order = [rest.index(d) for d in dims[1:]]
+        owner = self.owner(n)
+        base = self.fresh(f"{owner}.unbind" if owner else "unbind")
+        swap = {"type": "transpose", "dim0": 1, "dim1": a}
+
+        def swapped(s: tuple[int, ...]) -> tuple[int, ...]:
+            out = list(s)
+            out[1], out[a] = out[a], out[1]
+            return tuple(out)
+        src = self.names[x.node]
+        if a != 1:
+            moved = self.fresh(f"{base}_in")
+            self.found.append(Found(moved, dict(swap), [src], self.scopes(n), swapped(shape)))
+            self.scope_of[moved] = self.found[-1].scopes
+            src = moved
+        one = tuple(1 if i == a else v for i, v in enumerate(shape))
+        kept = tuple(shape[d] for d in rest)
+        for i in range(shape[a]):
+            if not any(u.target is operator.getitem and u.args[1] % shape[a] == i for u in n.users
+                       if isinstance(u.args[1], int)):
+                continue
+            steps: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
+                (f"{base}.cut{i}", {"type": "narrow", "start": i, "length": 1}, swapped(one))]
+            if a != 1:
+                steps.append((f"{base}.cut{i}_out", dict(swap), one))
+            steps.append((f"{base}.drop{i}", {"type": "reshape", "shape": list(kept[1:])}, kept))
+            if order != list(range(rank - 1)):
+                steps.append((f"{base}.{i}", {"type": "permute", "dims": order}, tuple(kept[d] for d in order)))
+            last = src
+            for name, entry, out in steps:
+                name = self.fresh(name)
+                self.found.append(Found(name, entry, [last], self.scopes(n), out))
+                self.scope_of[name] = self.found[-1].scopes
+                last = name
+            self.names[n, i] = last
+        return True
+
     def _constant(self, a: Any) -> list[Any] | None:
         """The nodes computing index `a` from the model's integer buffers alone (views and indexing
         of them), or None where it reads anything else."""
@@ -1408,6 +1514,16 @@ class _Reader:
         self.found.append(Found(name, made, srcs, scopes, n.meta["cnncalc_shape"], shared))
 
 
+def _fourier(m: Any) -> bool:
+    """Whether module `m` is timm's PositionalEncodingFourier (EdgeNeXt): a 1×1 conv `token_projection`
+    of 2·hidden_dim channels applied to Fourier features its forward computes from a shape."""
+    return (type(m).__name__ == "PositionalEncodingFourier" and isinstance(getattr(m, "hidden_dim", None), int)
+            and isinstance(getattr(m, "temperature", None), (int, float))
+            and getattr(m, "scale", None) == 2 * 3.141592653589793
+            and set(m.state_dict()) == {"token_projection.weight", "token_projection.bias"}
+            and tuple(m.token_projection.weight.shape[1:]) == (2 * m.hidden_dim, 1, 1))
+
+
 def _bias_kind(got: Any, table: tuple[int, ...]) -> tuple[str, tuple[int, int], int] | None:
     """(kind, grid, stride) of the `attention_bias` layer whose gather gives `got` (heads, Q, K),
     the table's entry numbers (row-major over a table of shape `table`); None if none does."""
@@ -1606,7 +1722,32 @@ def import_model(model: Any, input_shape: tuple[int, ...], name: str, header: li
 
     found, outputs, notes, keys = trace(model, input_shape, what)
     text = write_spec(found, name, input_shape, header, outputs)
+    if _scale_axes(text, found, keys, what):
+        text = write_spec(found, name, input_shape, header, outputs)
     return text, notes + check(text, found, model, input_shape, what, prove, keys)
+
+
+def _scale_axes(text: str, found: list[Found], keys: dict[str, tuple[str, int | None]], what: str) -> bool:
+    """A `layer_scale` scales the channels wherever the spec's permutes put them; where its tensor
+    scales another axis of the traced tensor (timm's LayerScale on tokens (N, L, C) after a reshape,
+    EdgeNeXt's per-head temperature after a matmul of permuted tensors), its `dim` says which (-1:
+    the last). Whether any entry was changed (the spec is then written again)."""
+    from cnncalc.interop.spec_writer import analyse_written
+
+    axes = {new.rpartition(".")[0]: axis for new, axis in keys.values() if axis is not None}
+    if not axes:
+        return False
+    report = analyse_written(text, found, what, "torch", batch=False)
+    changed = False
+    for f in found:
+        axis = axes.get(f.name)
+        if axis is None or f.entry.get("type") != "layer_scale":
+            continue
+        row = report.layer(f.name)
+        if row.layer.channel_axis(row.ctx) != axis:
+            f.entry["dim"] = -1 if axis == len(f.shape) - 1 else axis
+            changed = True
+    return changed
 
 
 def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...], what: str,

@@ -170,3 +170,56 @@ class AttentionBias(Layer):
 
     def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.AttentionBias(ctx.x[1], self.kind, list(self.grid()), self.stride)
+
+
+class FourierPosEmbed(Layer):
+    """x + P: tokens x (N, h·w, C) of an h×w map (`resolution`) plus a position encoding P, the
+    Fourier features of each position (sines and cosines of its normalised row and column at
+    `hidden_dim` frequencies, base `temperature`: 2·hidden_dim values) projected by a 1×1 conv to
+    C channels — timm's PositionalEncodingFourier, as EdgeNeXt adds it. P depends on the position
+    only; torch computes it for every sample of the batch.
+
+    params = the conv's 2·hidden_dim·C + C; MACs = N·h·w·2·hidden_dim·C (the conv); element-wise
+    ops = 2 per output element (the conv's bias and the add); RF: none. Memory an estimate (the
+    features and the projected encoding are not modelled)."""
+
+    category: ClassVar[str] = "attention"
+    type: Literal["fourier_pos_embed"]
+    resolution: Axes
+    """the map [h, w] the tokens come from (one number: a square)"""
+    hidden_dim: PosInt = 32
+    temperature: float = 10000.0
+    memory_exact = Flag(False)
+    passes_gradient = Flag(True)
+    # import reads cnncalc's own module by its name, and timm's PositionalEncodingFourier (torch_import)
+
+    @field_validator("resolution", mode="before")
+    @classmethod
+    def _grid(cls, v: Any) -> tuple[int, ...]:
+        return per_axis(v, 2)
+
+    def shape(self, ctx: Ctx) -> Shape:
+        h, w = self.resolution
+        if len(ctx.x) != 3 or ctx.x[1] != h * w:
+            raise LayerError(f"expected tokens (N, {h * w}, C) of a {h}×{w} map, received {fmt_shape(ctx.x)}",
+                             "resolution")
+        return ctx.x
+
+    def weights(self, ctx: Ctx) -> dict[str, Shape]:
+        c = ctx.x[2]
+        return {"token_projection.weight": (c, 2 * self.hidden_dim, 1, 1), "token_projection.bias": (c,)}
+
+    def macs(self, ctx: Ctx) -> int:
+        return prod(ctx.out) * 2 * self.hidden_dim
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return 2 * prod(ctx.out)
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        return None
+
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        return [None]
+
+    def build(self, ctx: Ctx, t: Kit) -> Any:
+        return t.ext.FourierPosEmbed(ctx.x[2], list(self.resolution), self.hidden_dim, self.temperature)

@@ -61,3 +61,46 @@ class Sum(Layer):
 
     def probe(self, ctx: Ctx, t: Kit) -> Any:
         return self.build(ctx, t)
+
+
+def _normalize(call: TorchCall, x: Any, p: Any = 2.0, dim: Any = 1, eps: Any = 1e-12, out: Any = None
+               ) -> tuple[Any, list[Any]]:
+    if not isinstance(x, Traced) or out is not None or not isinstance(dim, int) or isinstance(dim, bool) \
+            or type(p) not in (int, float) or float(p) != 2.0 or type(eps) not in (int, float) \
+            or dim % len(x.shape) == 0:
+        raise Unsupported("normalize other than the L2 norm along one axis after the batch")
+    return {"type": "normalize", "dim": dim, **({"eps": float(eps)} if eps != 1e-12 else {})}, [x]
+
+
+class Normalize(Layer):
+    """x / max(‖x‖₂, eps) along axis `dim` (torch's F.normalize with p = 2): every vector along
+    that axis scaled to unit length (EdgeNeXt's cross-covariance attention normalises q and k).
+
+    No params; element-wise ops = 3 per element (square, sum, divide) + 2 per norm (root and the
+    eps bound); RF: none (the field ends, as after a reshape). Memory an estimate (the norm and
+    its clamped copy are not modelled)."""
+
+    category: ClassVar[str] = "normalization"
+    type: Literal["normalize"]
+    dim: int = 1
+    eps: float = 1e-12
+    memory_exact = Flag(False)
+    torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("F.normalize",), "normalize", _normalize),)
+
+    def shape(self, ctx: Ctx) -> Shape:
+        r = len(ctx.x)
+        if not -r <= self.dim < r or self.dim % r == 0:
+            raise LayerError(f"dim {self.dim} is not an axis after the batch of {fmt_shape(ctx.x)}", "dim")
+        return ctx.x
+
+    def elementwise(self, ctx: Ctx) -> int:
+        return 3 * prod(ctx.out) + 2 * prod(ctx.out) // ctx.x[self.dim % len(ctx.x)]
+
+    def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
+        return None
+
+    def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
+        return [None]
+
+    def build(self, ctx: Ctx, t: Kit) -> Any:
+        return t.ext.Normalize(self.dim, self.eps)

@@ -129,3 +129,19 @@ def test_mobilevitv2_block_branching_on_sizes_imports_exactly():
 def test_a_size_branch_taken_at_another_input_size_is_the_branch_of_that_size():
     text, report = judged(randomised(T.MobileVitV2Lite()), (3, 5, 4))  # 5 rows: resized to 6 first
     assert report.layers[1].type == "upsample"
+
+
+def test_edgenext_xca_with_its_fourier_position_encoding_imports_exactly():
+    """EdgeNeXt: the Fourier position encoding added to the tokens (`fourier_pos_embed`, under the
+    module's own path: its conv's keys stay), q, k, v taken apart by permute + unbind, F.normalize,
+    the per-head temperature and the channels-last gammas (`layer_scale` with dim)."""
+    model = randomised(T.EdgeNeXtXcaLite())
+    text, report = judged(model, (3, 4, 3))
+    (pos,) = [r for r in report.layers if r.type == "fourier_pos_embed"]
+    assert (pos.name, pos.layer.resolution, pos.layer.hidden_dim) == ("pos_embd", (4, 3), 4)
+    assert pos.params == 8 * 8 + 8 and pos.macs == 12 * 8 * 8  # 1×1 conv 2·4 → 8 at 4·3 positions
+    assert [r.type for r in report.layers].count("normalize") == 2
+    scales = {r.name: r.layer for r in report.layers if r.type == "layer_scale"}
+    # the temperature scales axis 1 of (N, heads, d, d), a matmul of permuted tensors: said, as the gammas' last axis
+    assert {n: s.dim for n, s in scales.items()} == {"gamma_xca": -1, "xca.temperature": 1, "gamma": -1}
+    assert report.layer("xca.temperature").weights == {"weight": (2, 1, 1)}  # one per head

@@ -219,10 +219,11 @@ def test_scales_no_layer_type_reads_are_refused_once_grouped_with_the_layer_that
     assert lines[0].strip().startswith("3 × the tensor attribute self.stage.N.scale used directly in forward")
     assert "self.stage.0.scale" in lines[0] and "Scaled" in lines[0] and "`layer_scale`" in lines[0]
     assert "README, section 'The spec'" in msg
-    # a parameter on the last axis of a tensor whose channels are on axis 1 (8 columns, 8 channels)
-    with pytest.raises(cnncalc.CnnError, match="cannot be written as a spec") as err:
-        cnncalc.spec_from_torch(Scaled(), (3, 5, 8))
-    assert "the learnable scale self.scale multiplies axis 3 of its input" in said(err)
+    # a parameter on the last axis of a tensor whose channels are on axis 1 (8 columns, 8 channels): a
+    # layer_scale whose `dim` says the axis it scales, as torch scales it
+    text, report = judged(Scaled(), (3, 5, 8))
+    (row,) = [r for r in report.layers if r.type == "layer_scale"]
+    assert (row.layer.dim, row.weights, row.params) == (-1, {"weight": (8,)}, 8)
 
 
 def test_convnext_block_without_layer_scale_imports():
