@@ -320,6 +320,7 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
         pieces[first] = [n for _, n in members]
         piece_of.update((first + k, first) for k in range(len(members)))
     size = {r.name: r.activation_bytes for r in rows}
+    psize, prefs = pool.size, pool.refs
     # the gradients' pool (storage → bytes, storage → references), inlined as in `_passes`
     gsize: dict[str, int] = {}
     grefs: dict[str, int] = {}
@@ -384,8 +385,16 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
             now += onview[r.index]
         if now > peak:
             peak = now
-        if r.index in held:
-            _release(pool, held.pop(r.index))
+        kept = held.pop(r.index, None)
+        if kept is not None:  # (`_release` inlined: every layer on the gradient's way has one)
+            pool.total -= kept[1]
+            for k in kept[0]:
+                c = prefs[k] - 1
+                if c:
+                    prefs[k] = c
+                else:
+                    pool.total -= psize.pop(k)
+                    del prefs[k]
         k = gkey[name]
         c = grefs[k] - 1
         if c:
