@@ -21,6 +21,7 @@ import os
 import re
 from typing import Any
 
+from cnncalc.analysis.chunks import chunk_groups
 from cnncalc.analysis.report import Report
 from cnncalc.backend.build import build_model
 from cnncalc.backend.kit import Kit, kit
@@ -133,8 +134,10 @@ def to_torch(report: Report) -> str:
     writer = _Writer(t)
     tree: dict[str, Any] = {}
     access: dict[str, str] = {}
+    chunks = chunk_groups(report.layers)  # each written as one torch.chunk
+    piece = {i + k for i, (_, members) in chunks.items() for k in range(len(members))}
     for row in report.layers:
-        if row.type in INLINE or row.type == "concat" or row.shared_with:
+        if row.type in INLINE or row.type == "concat" or row.shared_with or row.index in piece:
             continue
         parts = row.name.split(".")
         node = tree
@@ -168,6 +171,16 @@ def to_torch(report: Report) -> str:
     indices: dict[str, str] = {}  # a max pool with return_indices → the variable of its indices
     for row in report.layers:
         args = [var[i] for i in row.inputs]
+        if row.index in piece:
+            if row.index in chunks:  # `a, b = torch.chunk(x, 2, 1)`: as many names as torch returns
+                n, members = chunks[row.index]
+                width = -(-row.ctx.x[1] // n)
+                names = [_ident(name, taken) for _, name in members]
+                var.update((name, v) for (_, name), v in zip(members, names))
+                returned = -(-row.ctx.x[1] // width)
+                lines.append(f"        {', '.join(names[:returned])}{',' if returned == 1 else ''} = "
+                             f"torch.chunk({args[0]}, {n}, 1)")
+            continue
         out = var[row.name] = _ident(row.name, taken)
         if getattr(row.layer, "return_indices", False):
             indices[row.name] = _ident(row.name + "_indices", taken)
