@@ -13,6 +13,12 @@ from typing import Iterable
 from cnncalc.safe import visible as _one_line  # every field of a message on one safe line
 
 
+def _shortened(text: str, most: int = 240) -> str:
+    """A file name as messages show it: whole up to `most` characters, else its start and end
+    around an ellipsis (a path of a megabyte, as a program may pass, prints as one line)."""
+    return text if len(text) <= most else f"{text[:most // 2]}…{text[-(most // 2):]}"
+
+
 @dataclass(frozen=True)
 class Problem:
     """One located problem: ``file:line:col: [layer] message``."""
@@ -28,7 +34,7 @@ class Problem:
 
     def location(self) -> str:
         """file:line:col, or 'cnncalc' for a problem that is about no file (a device, an option)."""
-        parts = [_one_line(self.file) if self.file else "cnncalc"]
+        parts = [_one_line(_shortened(self.file)) if self.file else "cnncalc"]
         if self.line is not None:
             parts.append(str(self.line))
             if self.col is not None:

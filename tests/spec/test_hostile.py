@@ -390,3 +390,14 @@ def test_the_bracket_form_the_input_message_offers_is_accepted():
 def test_hostile_language_constructs_are_plain_errors(text, message):
     out = CliRunner().invoke(app, ["analyze", "-"], input=text)
     assert out.exit_code == 1 and message in out.stderr and "Traceback" not in out.output, out.output
+
+
+def test_a_huge_path_is_named_in_one_short_line():
+    # a program passing a spec's text where a path goes (an 800 kB "file name"): the message names its start and
+    # end, never the whole of it
+    path = "input: [3, 8, 8]\nlayers:\n" + "  - {type: relu}\n" * 50_000
+    with pytest.raises(cnncalc.CnnError) as err:
+        cnncalc.load_spec(path)
+    text = str(err.value)
+    assert len(text) < 600 and "…" in text and "\n" not in text
+    assert text.startswith("input: [3, 8, 8]\\x0alayers:")
