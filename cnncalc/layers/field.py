@@ -213,7 +213,9 @@ class RF:
         size = self._size + spread
         if type(size) is not int:
             size = _q(size)
-        _bounded(size, jump, start)
+        if not (type(size) is int and type(jump) is int and type(start) is int and size.bit_length() <= MAX_FIELD_BITS
+                and jump.bit_length() <= MAX_FIELD_BITS and start.bit_length() <= MAX_FIELD_BITS):
+            _bounded(size, jump, start)  # (whole and in bounds, nearly always, checked inline)
         grain = jump if jump % g0 == 0 else g0
         irregular = self.irregular or not (jump % grain == 0 or grain % jump == 0)
         subsampled = jump > self._jump and not self.uniform  # may keep only the smaller fields
