@@ -30,7 +30,8 @@ the cnncalc of this checkout first on the path:
 (`pip install -e .` of this checkout into that venv works as well.) Useful flags: `--only a,b`
 (names or fnmatch patterns), `--skip-torchvision`, `--skip-timm`, `--no-video`, `--jobs N` (models in
 parallel; default 1), `--timeout S` (per model, default 240), `--mem-gb G` (address-space cap per
-model, default 10), `--default-size` (timm's pretrained_cfg input_size instead of 224),
+model, default 10; regnet_y_128gf gets at least 18: MEM_GB_AT_LEAST), `--default-size` (timm's
+pretrained_cfg input_size instead of 224),
 `--specs DIR` (keep each written spec), `--list` (the models and inputs, nothing run).
 """
 from __future__ import annotations
@@ -107,6 +108,9 @@ TIMM: list[tuple[str, str]] = [
 #: timm models whose default input (pretrained_cfg input_size) is demanded, not only their fixed-size
 #: ones: HaloNet's attention asserts feature maps divisible by its block (8), which 224 is not
 NEEDS_DEFAULT = {"halonet26t"}
+#: models that need more address space than --mem-gb's default: regnet_y_128gf (645 M params) holds the
+#: model, the spec's module and the exported module at once (3 × 2.6 GB) besides torch itself
+MEM_GB_AT_LEAST = {"regnet_y_128gf": 18.0}
 NOT_CNN = {"vit_tiny_patch16_224": "ViT"}  #: transformers users point import at: run, not counted as CNNs
 #: torchvision video models and their input (C, T, H, W): s3d and MViT fix their spatial size
 VIDEO_SHAPES = {"s3d": (3, 16, 224, 224), "mvit_v1_b": (3, 16, 224, 224), "mvit_v2_s": (3, 16, 224, 224)}
@@ -257,7 +261,9 @@ def run_one(row: dict, args: argparse.Namespace) -> dict:
             ["--specs", args.specs] if args.specs else [])
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=_limit(args.mem_gb), env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                                preexec_fn=_limit(max(args.mem_gb, MEM_GB_AT_LEAST.get(row["name"], 0))
+                                                  if args.mem_gb > 0 else 0),
+                                env={**os.environ, "PYTHONWARNINGS": "ignore"})
         try:
             log, _ = proc.communicate(timeout=args.timeout)
             timed_out = False
