@@ -332,9 +332,10 @@ class ConvNd(_Window, _ConvFields):
         """When the input needs a gradient, the padding runs as its own backward step: first the
         conv makes the padded copy's gradient (next to the output's); then, the output's
         gradient and the saved copy freed, the padding turns it into the input's."""
-        copy, x, out = self.padded(ctx), prod(ctx.x), prod(ctx.out)
+        copy = self.padded(ctx)
         if not grads[0] or not copy:
             return 0
+        x, out = prod(ctx.x), prod(ctx.out)
         frozen = 0 if self.trainable or self._same_inside() else copy  # (torch's own 'same': as trained)
         second = (copy if self.padding_mode == "circular" else 0) + frozen - out
         return max(copy - x, second, 0) * b
