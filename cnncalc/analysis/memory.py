@@ -135,6 +135,7 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
     views: set[str] = set()  # outputs of view layers (narrow, transpose, permute, …)
     onview: dict[int, int] = {}  # row index → bytes its backward makes beyond the layer's rules
     linears: dict[str, int] = {}  # linear layers' outputs → row index
+    fused: dict[str, int] = {}  # those on a contiguous input of 3+ axes (folded as a view) → the input's bytes
     for r in rows:
         name, inputs, layer, index = r.name, r.inputs, r.layer, r.index
         rules = _RULES.get(type(layer)) or _rules(type(layer))
@@ -183,16 +184,22 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
         needs[name] = gin
         if r.type == "linear":
             linears[name] = index
+            if len(r.ctx.x) > 2 and _contiguous_input(r.ctx):  # folded to 2-D as a view (addmm or mm)
+                fused[name] = prod(r.ctx.x) * b
         if rules[1] and layer.aliases(True) and not (r.type == "flatten" and reshape_copies(r.ctx)):
             key = froot[name] = froot[inputs[0]]
             frefs[key] += 1
             if layer.category == "reshape" and r.type != "identity":  # a view of its input
                 views.add(name)
-                if inputs[0] in linears and r.type in ("permute", "transpose") and not needs[inputs[0]][0]:
-                    x = r.ctx.x  # the gradient of a linear (on an input that needs none) arrives permuted:
+                if inputs[0] in linears and r.type in ("permute", "transpose") and (
+                        not needs[inputs[0]][0] or inputs[0] in fused):
+                    x = r.ctx.x  # the gradient of a linear arrives permuted: it is folded to 2-D with a copy
                     if permuted_grad_copies(x, layer.order(len(x))):  # type: ignore[attr-defined]
-                        li = linears[inputs[0]]  # its matmul folds a copy of it (measured: not so when
-                        onview[li] = onview.get(li, 0) + r.activation_bytes  # the input needs one)
+                        li = linears[inputs[0]]  # (on a strided input: only when it needs no gradient,
+                        extra = r.activation_bytes  # measured). On a contiguous input (folded as a view) always:
+                        if needs[inputs[0]][0]:  # the copy is made while the gradient it copies is alive,
+                            extra = max(0, extra - fused[inputs[0]])  # before the input's gradient
+                        onview[li] = onview.get(li, 0) + extra
             elif inputs[0] in views and getattr(layer, "inplace", False):  # in place on a view:
                 onview[index] = 2 * fsize[key]  # autograd rebases its base: base-sized gradient and clone
         else:
@@ -411,6 +418,17 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
             gtotal -= gsize.pop(k)
             del grefs[k]
     return peak, weight_grads
+
+
+def _contiguous_input(ctx) -> bool:  # type: ignore[no-untyped-def]
+    """Whether torch sees a layer's input as contiguous: by the strides the analysis tracked
+    (`in_strides`; unknown: no), else by its natural axis order."""
+    from cnncalc.analysis.strides import is_contiguous
+
+    if "in_strides" in ctx.__dict__:
+        known = ctx.__dict__["in_strides"]
+        return known is not None and is_contiguous(ctx.x, known)
+    return bool(ctx.natural(0))
 
 
 def _chunk_backward(names: list[str], src: str, size: dict[str, int], grad: dict[str, bool], gkey: dict[str, str],
