@@ -166,10 +166,12 @@ def networks(draw):
             layers.append(dict(name=f"{name}p", type="permute", inputs=[prev], dims=[0, *range(2, d + 2), 1]))
             if draw(st.booleans()):
                 layers.append(dict(name=f"{name}l", type="linear", out_features=draw(st.integers(1, 4)),
-                                   trainable=draw(st.sampled_from([True, True, False]))))
+                                   trainable=draw(st.sampled_from([True, True, False])), bias=draw(st.booleans())))
                 layers.append(dict(name=f"{name}b", type="permute", dims=[0, d + 1, *range(1, d + 1)]))
-                # not the network's output: see test_memory_backward's xfail (a permuted loss gradient)
-                layers.append(dict(name=name, type=draw(st.sampled_from(["relu", f"conv{d}d"]))))
+                after = draw(st.sampled_from(["relu", f"conv{d}d", None]))
+                if after is None:  # the permuted map is the network's output (its loss gradient arrives permuted)
+                    break
+                layers.append(dict(name=name, type=after))
                 if layers[-1]["type"] != "relu":
                     layers[-1].update(out_channels=2, kernel_size=1)
             else:  # flatten of the permuted map: reshape copies; the end of the network
