@@ -80,7 +80,10 @@ class Linear(Layer):
         """Autograd keeps the input for the weight's gradient. On a permuted map (channels-last
         after a permute or transpose) whose leading axes no view can fold into one, torch's
         matmul folds a copy (reshape) and keeps that copy instead; frozen, the copy lives only
-        inside the operator (the memory walk applies this, from analysis/strides.py)."""
+        inside the operator (the memory walk applies this, from analysis/strides.py). Its
+        gradient arriving permuted (a permute back after it) is folded with a copy in backward:
+        on a contiguous input always, made while that gradient is alive; on a strided one only
+        when the input needs no gradient (matmul's other path copies nothing more)."""
         return Saved(inputs=(0,)) if self.trainable else Saved()
 
     def probe(self, ctx: Ctx, t: Kit) -> Any:
