@@ -617,6 +617,12 @@ class _Reader:
             seen.add(u)
             if u.op == "call_method" and u.target in ("reshape", "view", "unsqueeze", "squeeze"):
                 readers += list(u.users)
+            elif u.target is operator.getitem and u.args[0] is n and any(
+                    v.target is getattr(self.t.F, "scaled_dot_product_attention", None) for v in _readers(u)):
+                return ("an `attention_bias` layer holds a bias table read at relative positions, but here it is "
+                        "the attn_mask of F.scaled_dot_product_attention, whose FLOPs torch's FlopCounterMode does "
+                        "not count on the CPU (no exact reference to prove a spec against); timm models run the "
+                        "attention as written out with TIMM_FUSED_ATTN=0")
             elif u.target is operator.getitem and u.args[0] is n:
                 return ("an `attention_bias` layer holds a bias table read at the relative positions of queries and "
                         "keys on a grid (LeViT's and EfficientFormer's `table[:, index]`, Swin's `table[index]`) and "
@@ -1512,6 +1518,22 @@ class _Reader:
         self.names[n] = name
         self.scope_of[name] = scopes
         self.found.append(Found(name, made, srcs, scopes, n.meta["cnncalc_shape"], shared))
+
+
+def _readers(n: Any) -> list[Any]:
+    """The nodes reading `n` through views, permutes and copies of it (not those themselves)."""
+    out, todo, seen = [], list(n.users), set()
+    while todo:
+        u = todo.pop()
+        if u in seen:
+            continue
+        seen.add(u)
+        if u.op == "call_method" and u.target in ("reshape", "view", "unsqueeze", "squeeze", "permute", "contiguous",
+                                                   "transpose", "expand"):
+            todo += list(u.users)
+        else:
+            out.append(u)
+    return out
 
 
 def _fourier(m: Any) -> bool:

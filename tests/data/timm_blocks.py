@@ -1658,3 +1658,111 @@ class EdgeNeXtXcaLite(nn.Module):
         if self.gamma is not None:
             x = self.gamma * x
         return x.permute(0, 3, 1, 2)
+
+
+# ---- timm/layers/pos_embed_rel.py RelPosBias, timm/models/maxxvit.py Attention2d (CoAtNet) ------------
+def gen_relative_position_index(q_size, k_size=None, class_token=False, device=None):
+    assert k_size is None, 'Different q & k sizes not currently supported'  # FIXME
+
+    coords = torch.stack(ndgrid(
+        torch.arange(q_size[0], device=device),
+        torch.arange(q_size[1], device=device),
+    )).flatten(1)  # 2, Wh, Ww
+    relative_coords = coords[:, :, None] - coords[:, None, :]  # 2, Wh*Ww, Wh*Ww
+    relative_coords = relative_coords.permute(1, 2, 0)  # Qh*Qw, Kh*Kw, 2
+    relative_coords[:, :, 0] += q_size[0] - 1  # shift to start from 0
+    relative_coords[:, :, 1] += q_size[1] - 1
+    relative_coords[:, :, 0] *= 2 * q_size[1] - 1
+    relative_position_index = relative_coords.sum(-1)  # Wh*Ww, Wh*Ww
+    return relative_position_index.contiguous()
+
+
+class RelPosBias(nn.Module):
+    """ Relative Position Bias
+    Adapted from Swin-V1 relative position bias impl, modularized.
+    """
+
+    def __init__(self, window_size, num_heads, prefix_tokens=0):
+        super().__init__()
+        assert prefix_tokens == 0
+        self.window_size = window_size
+        self.window_area = window_size[0] * window_size[1]
+        self.prefix_tokens = prefix_tokens
+        self.bias_shape = (self.window_area + prefix_tokens,) * 2 + (num_heads,)
+
+        num_relative_distance = (2 * window_size[0] - 1) * (2 * window_size[1] - 1) + 3 * prefix_tokens
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(num_relative_distance, num_heads))
+        self.register_buffer(
+            "relative_position_index",
+            gen_relative_position_index(self.window_size).view(-1),
+            persistent=False,
+        )
+
+    def get_bias(self) -> torch.Tensor:
+        relative_position_bias = self.relative_position_bias_table[self.relative_position_index]
+        # win_h * win_w, win_h * win_w, num_heads
+        relative_position_bias = relative_position_bias.view(self.bias_shape).permute(2, 0, 1)
+        return relative_position_bias.unsqueeze(0).contiguous()
+
+    def forward(self, attn, shared_rel_pos=None):
+        return attn + self.get_bias()
+
+
+class MaxxVitAttention2d(nn.Module):
+    """timm's maxxvit.Attention2d (head_first), its `fused_attn` given: True runs
+    F.scaled_dot_product_attention with the bias as its mask (timm's default), False the attention as
+    written out (TIMM_FUSED_ATTN=0)."""
+
+    def __init__(self, dim, dim_out=None, dim_head=32, bias=True, expand_first=True, head_first=True,
+                 window_size=(4, 4), fused_attn=False):
+        super().__init__()
+        dim_out = dim_out or dim
+        dim_attn = dim_out if expand_first else dim
+        self.num_heads = dim_attn // dim_head
+        self.dim_head = dim_head
+        self.head_first = head_first
+        self.scale = dim_head ** -0.5
+        self.fused_attn = fused_attn
+
+        self.qkv = nn.Conv2d(dim, dim_attn * 3, 1, bias=bias)
+        self.rel_pos = RelPosBias(window_size, num_heads=self.num_heads)
+        self.attn_drop = nn.Dropout(0.)
+        self.proj = nn.Conv2d(dim_attn, dim_out, 1, bias=bias)
+        self.proj_drop = nn.Dropout(0.)
+
+    def forward(self, x: torch.Tensor, shared_rel_pos=None) -> torch.Tensor:
+        B, C, H, W = x.shape
+
+        if self.head_first:
+            q, k, v = self.qkv(x).view(B, self.num_heads, self.dim_head * 3, -1).chunk(3, dim=2)
+        else:
+            q, k, v = self.qkv(x).reshape(B, 3, self.num_heads, self.dim_head, -1).unbind(1)
+
+        if self.fused_attn:
+            attn_bias = None
+            if self.rel_pos is not None:
+                attn_bias = self.rel_pos.get_bias()
+            elif shared_rel_pos is not None:
+                attn_bias = shared_rel_pos
+
+            x = torch.nn.functional.scaled_dot_product_attention(
+                q.transpose(-1, -2).contiguous(),
+                k.transpose(-1, -2).contiguous(),
+                v.transpose(-1, -2).contiguous(),
+                attn_mask=attn_bias,
+                dropout_p=self.attn_drop.p if self.training else 0.,
+            ).transpose(-1, -2).reshape(B, -1, H, W)
+        else:
+            q = q * self.scale
+            attn = q.transpose(-2, -1) @ k
+            if self.rel_pos is not None:
+                attn = self.rel_pos(attn)
+            elif shared_rel_pos is not None:
+                attn = attn + shared_rel_pos
+            attn = attn.softmax(dim=-1)
+            attn = self.attn_drop(attn)
+            x = (v @ attn.transpose(-2, -1)).view(B, -1, H, W)
+
+        x = self.proj(x)
+        x = self.proj_drop(x)
+        return x

@@ -145,3 +145,24 @@ def test_edgenext_xca_with_its_fourier_position_encoding_imports_exactly():
     # the temperature scales axis 1 of (N, heads, d, d), a matmul of permuted tensors: said, as the gammas' last axis
     assert {n: s.dim for n, s in scales.items()} == {"gamma_xca": -1, "xca.temperature": 1, "gamma": -1}
     assert report.layer("xca.temperature").weights == {"weight": (2, 1, 1)}  # one per head
+
+
+def test_maxvit_relative_position_bias_imports_exactly_as_the_relative_kind():
+    """CoAtNet's/MaxViT's Attention2d written out (TIMM_FUSED_ATTN=0): RelPosBias's table
+    ((2h − 1)·(2w − 1), heads) gathered by a non-persistent index, chunk along the head-dim axis."""
+    model = randomised(T.MaxxVitAttention2d(8, dim_head=4, window_size=(3, 4)))
+    text, report = judged(model, (8, 3, 4))
+    (bias,) = [r for r in report.layers if r.type == "attention_bias"]
+    assert (bias.layer.kind, bias.layer.grid(), bias.name) == ("relative", (3, 4), "rel_pos.relative_position_bias_table")
+    assert bias.params == 5 * 7 * 2 and bias.buffers == 12 * 12  # the table; the index, as timm keeps it
+    assert bias_index("relative", (3, 4)) == T.gen_relative_position_index((3, 4)).tolist()
+
+
+def test_a_bias_given_to_fused_attention_is_refused_saying_why():
+    """timm's default runs F.scaled_dot_product_attention, which FlopCounterMode counts as no FLOPs on
+    the CPU: nothing to prove a spec against, so refused, saying so."""
+    with pytest.raises(CnnError) as err:
+        cnncalc.spec_from_torch(T.MaxxVitAttention2d(8, dim_head=4, fused_attn=True), (8, 4, 4))
+    text = "\n".join(p.message for p in err.value.problems)
+    assert "relative_position_bias_table" in text and "attn_mask of F.scaled_dot_product_attention" in text
+    assert "Traceback" not in text
