@@ -106,11 +106,13 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
             in_shapes, in_layouts = [shapes[i] for i in inputs], [layouts[i] for i in inputs]
             in_fields, in_notes = [fields[i] for i in inputs], [notes[i] for i in inputs]
             producers = [done.get(i) for i in inputs]
-        try:
-            layer = node.resolve(in_shapes[0], src, shapes)  # evaluates `in.*` and `${LAYER.height}` fields
-        except CnnError as exc:
-            problems += exc.problems
-            continue
+        layer = node.layer  # (resolved already, unless a field reads a shape)
+        if layer is None:
+            try:
+                layer = node.resolve(in_shapes[0], src, shapes)  # evaluates `in.*` and `${LAYER.height}` fields
+            except CnnError as exc:
+                problems += exc.problems
+                continue
         ctx = Ctx(in_shapes, notes=in_notes, layouts=list(in_layouts), extent=extent, producers=producers)
         try:
             ctx.out = layer.shape(ctx)
