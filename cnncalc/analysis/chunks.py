@@ -9,8 +9,8 @@ gradient once: zeros for each piece with no gradient, and their concatenation
 
 after which the pieces' gradients are freed (one narrow per piece would make an input-sized
 gradient for each piece and add them). torch forbids modifying a multi-output view in place
-while training, so a chunk one of whose pieces an in-place layer reads is built and modelled as
-narrows."""
+while training, so a chunk one of whose pieces an in-place layer reads (directly or through a
+view of it) is built and modelled as narrows."""
 from __future__ import annotations
 
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 def chunk_groups(rows: list[Any]) -> dict[int, tuple[int, list[tuple[int, str]]]]:
     """The spec's chunks among `rows` (consecutive narrow rows s.0, s.1, … with `chunks`, of one
     input): first row's index → (chunks, [(piece number, row name)…]); none whose piece an
-    in-place layer reads."""
+    in-place layer reads, directly or through views of it."""
     groups: dict[tuple[str, str, int], list[tuple[int, int, str]]] = {}
     for r in rows:
         layer = r.layer
@@ -28,7 +28,19 @@ def chunk_groups(rows: list[Any]) -> dict[int, tuple[int, list[tuple[int, str]]]
             groups.setdefault(key, []).append((r.index, layer.chunk or 0, r.name))
     if not groups:
         return {}
-    in_place = {n for r in rows if getattr(r.layer, "inplace", False) is True for n in r.inputs}
+    # the tensors that view each piece's storage (narrow, permute, a flatten that views, in-place
+    # layers): torch refuses an in-place layer on any of them while training
+    from cnncalc.analysis.strides import reshape_copies
+
+    root = {n: n for members in groups.values() for _, _, n in members}
+    in_place: set[str] = set()
+    for r in rows:
+        src = r.inputs[0] if r.inputs else None
+        if src in root:
+            if getattr(r.layer, "inplace", False) is True:
+                in_place.add(root[src])
+            if r.layer.aliases(True) and not (r.type in ("flatten", "reshape") and reshape_copies(r.ctx)):
+                root[r.name] = root[src]
     out = {}
     for (_, _, chunks), members in groups.items():
         at = [i for i, _, _ in members]

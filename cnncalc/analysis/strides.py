@@ -160,15 +160,17 @@ def through(layer: Layer, shapes: list[Shape], out: Shape, ins: list[Strides | N
         # `empty_like` it (hardtanh, relu6; dropout on CUDA), which keeps a dense input's strides
         # as they are: certain only where both ways agree (not so for odd strides of size-1 axes)
         return fresh if fresh == s0 else None
-    if all(i is not None and (i == contiguous(shape) or is_contiguous(shape, i)) for shape, i in zip(shapes, ins)):
-        return contiguous(out)
     rank = len(out)
     if layer.follows_channels_last and rank in (4, 5) and all(i is not None and len(x) == rank
                                                               for x, i in zip(shapes, ins)):
+        # (asked before the contiguous rule below: size-1 axes can make a channels-last tensor
+        # contiguous too, C = 1 after a permute, and then torch still suggests channels-last)
         # the memory format its inputs suggest (a conv after a permute to N×C×H×W of an N×H×W×C
         # map; a contiguous one after a slice); channels-last 3-D outputs are not followed
         if all(suggests_channels_last(x, i) for x, i in zip(shapes, ins)):  # type: ignore[arg-type]
             return channels_last(out) if rank == 4 else None
+        return contiguous(out)
+    if all(i is not None and (i == contiguous(shape) or is_contiguous(shape, i)) for shape, i in zip(shapes, ins)):
         return contiguous(out)
     return None
 

@@ -292,8 +292,6 @@ class PixelUnshuffle(Layer):
     """Pixel unshuffle: (N, C, H·r, W·r) → (N, C·r², H, W). No params, no ops; RF: each output
     position gathers an r×r block, like a kernel-r, stride-r window."""
 
-    follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
-
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         return "splits"  # each output channel reads another offset of the block
 

@@ -230,8 +230,6 @@ class GroupNorm(_Norm):
     """Group normalisation: statistics per sample over groups of C/num_groups channels.
 
     params = 2·C with affine; element-wise ops = 2 per element."""
-
-    follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
     autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32"}
 
     type: Literal["groupnorm"]

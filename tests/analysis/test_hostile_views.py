@@ -307,3 +307,28 @@ def test_cat_follows_channels_last_only_when_every_input_suggests_it():
     assert is_channels_last(shape["c"], memory["c"]) and is_channels_last(shape["cat1"], memory["cat1"])
     assert is_channels_last(shape["cat2"], memory["cat2"])
     assert memory["f"] == contiguous(shape["f"])  # flatten of a channels-last map copies
+
+
+@pytest.mark.parametrize("layer", ["{type: conv2d, out_channels: 3, kernel_size: 1}", "{type: batchnorm2d}",
+                                   "{type: maxpool2d, kernel_size: 1}", "{type: upsample, scale_factor: 2}",
+                                   "{type: concat, inputs: [p, p]}"])
+def test_size_one_axes_do_not_hide_channels_last(layer):
+    """After an N×H×W×C → N×C×H×W permute with C, H or W of 1 the tensor is contiguous as well as
+    channels-last; torch still suggests channels-last, and the layers that follow it write so."""
+    from cnncalc import backend as tb
+    from cnncalc.analysis.strides import is_channels_last, is_contiguous
+
+    for c, h, w, n in [(1, 3, 4, 2), (2, 1, 1, 2), (1, 1, 4, 1), (2, 3, 1, 1), (1, 3, 4, 1)]:
+        text = f"input: {h}x{w}x{c}\nbatch: {n}\nlayers:\n  - {{name: p, type: permute, dims: [0, 3, 1, 2]}}\n" \
+               f"  - {{name: under, {layer[1:]}\n"
+        report = cnncalc.analyze(cnncalc.parse_spec(text, "k.yaml"))
+        memory = {"input": contiguous(report.input_shape)}
+        for row in report.layers:
+            memory[row.name] = through(row.layer, list(row.ctx.ins), row.ctx.out, [memory[k] for k in row.inputs])
+        ours, out = memory["under"], tuple(report.layers[-1].ctx.out)
+        model = tb.build_model(report, tb.kit()).eval()
+        with torch.no_grad():
+            y = model(torch.randn(report.input_shape))
+        assert ours is not None
+        assert (is_contiguous(out, ours), is_channels_last(out, ours)) == \
+            (y.is_contiguous(), y.is_contiguous(memory_format=torch.channels_last)), (c, h, w, n, ours, y.stride())

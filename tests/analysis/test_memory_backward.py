@@ -163,3 +163,19 @@ def test_permuted_output_of_a_narrow_channels_last_linear():
         test_backward_allocations_match_torch("open")
     finally:
         del NETS["open"]
+
+
+def test_a_chunk_whose_piece_a_view_hands_to_an_in_place_layer_still_trains():
+    """torch refuses an in-place layer on a piece of torch.chunk, or on a view of one, while training: such a
+    chunk is built (and its memory modelled) as narrows, so verify can still train it."""
+    from cnncalc.analysis.chunks import chunk_groups
+
+    text = net("4x4x4", 2, "  - {name: s, type: chunk, chunks: 2}\n  - {name: v, type: flatten, inputs: [s.0]}\n"
+               "  - {type: relu, inplace: true}\n  - {name: w, type: flatten, inputs: [s.1]}\n"
+               "  - {type: concat, inputs: [v, w]}\n", tail=False)
+    report = analyze_text(text, optimizer="sgd")
+    assert chunk_groups(report.layers) == {}
+    assert chunk_groups(analyze_text(text.replace("inplace: true", "inplace: false")).layers)  # else one op
+    t = tb.kit()
+    model = tb.build_model(report, t)
+    assert measure_training(model, torch.randn(report.input_shape), t, torch.device("cpu"), "sgd") is not None
