@@ -173,7 +173,7 @@ class Layer(BaseModel):
     keeps_layout: ClassVar[Flag] = Flag(False)
     #: on 4-D tensors torch writes the output in the memory format its inputs suggest: channels-
     #: last where every input's strides suggest it (`suggest_memory_format`), else contiguous
-    #: (convolutions, batch/group norm, pooling, constant pads, upsampling, cat; analysis/strides.py)
+    #: (convolutions, batch norm, pooling, constant pads, upsampling, cat; analysis/strides.py)
     follows_channels_last: ClassVar[Flag] = Flag(False)
     #: channel c of the output reads channel c of each input alone (a broadcast input: its one
     #: channel): activations, per-channel norms, pools, pads, element-wise merges; the fields per
