@@ -315,6 +315,12 @@ CASES = [
      # 5 entries summed: 4 additions per output element
      dict(shape=(2, 3, 4, 1), params=0, macs=0, ew=4 * 2 * 3 * 4)),
     ("sum-channels", (3, 4, 5), 1, [C(type="sum", dim=1)], dict(shape=(1, 4, 5), params=0, macs=0, ew=2 * 4 * 5)),
+    ("sum-channels-keepdim", (3, 4, 5), 1, [C(type="sum", dim=1, keepdim=True)],
+     # 3 channels summed at each of 4·5 positions (point-wise in space: the field passes)
+     dict(shape=(1, 1, 4, 5), params=0, macs=0, ew=2 * 4 * 5)),
+    ("normalize-channels", (3, 4, 5), 2, [C(type="normalize")],
+     # 2·4·5 vectors of 3 channels (point-wise in space: the field passes)
+     dict(shape=(2, 3, 4, 5), params=0, macs=0, ew=3 * 2 * 3 * 4 * 5 + 2 * 2 * 4 * 5)),
     ("normalize", (3, 4, 5), 2, [C(type="normalize", dim=-1)],
      # 2·3·4 vectors of 5: 3 ops per element, 2 per vector
      dict(shape=(2, 3, 4, 5), params=0, macs=0, ew=3 * 2 * 3 * 4 * 5 + 2 * 2 * 3 * 4)),

@@ -3,9 +3,9 @@ batched matrix product of two tensors, and a learnable attention bias gathered f
 relative position."""
 
 from math import prod
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from cnncalc.errors import LayerError
 from cnncalc.layers.base import Axes, Ctx, Flag, Kit, Layer, PosInt, Saved, Shape, fmt_shape, per_axis
@@ -188,7 +188,7 @@ class FourierPosEmbed(Layer):
     resolution: Axes
     """the map [h, w] the tokens come from (one number: a square)"""
     hidden_dim: PosInt = 32
-    temperature: float = 10000.0
+    temperature: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10000.0
     memory_exact = Flag(False)
     passes_gradient = Flag(True)
     # import reads cnncalc's own module by its name, and timm's PositionalEncodingFourier (torch_import)
@@ -211,6 +211,10 @@ class FourierPosEmbed(Layer):
 
     def macs(self, ctx: Ctx) -> int:
         return prod(ctx.out) * 2 * self.hidden_dim
+
+    def explain(self, ctx: Ctx) -> list[tuple[str, str, int]]:
+        n, tokens, c = ctx.x
+        return [*super().explain(ctx), ("MACs", f"{n}·{tokens}·{c}·2·{self.hidden_dim}", self.macs(ctx))]
 
     def elementwise(self, ctx: Ctx) -> int:
         return 2 * prod(ctx.out)

@@ -2,7 +2,9 @@
 patches)."""
 
 from math import prod
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
 
 from cnncalc.errors import LayerError
 from cnncalc.layers.base import Ctx, Flag, Kit, Layer, Shape, fmt_shape
@@ -23,11 +25,13 @@ class Sum(Layer):
     """Sum along axis `dim` (torch's x.sum(dim, keepdim)); the batch axis stays. Output: that
     axis dropped, or kept as size 1 with `keepdim`.
 
-    No params; element-wise ops = (n − 1) per output element, n the axis's size; RF: none (the
-    field ends, as after a reshape). Autograd keeps nothing; the input's gradient is the
-    output's, expanded (a view)."""
+    No params; element-wise ops = (n − 1) per output element, n the axis's size; RF: the
+    input's over the channels with keepdim (point-wise in space), else none (the field ends, as
+    after a reshape). Autograd keeps nothing; the input's gradient is the output's, expanded (a
+    view). Under autocast on CUDA it runs in float32 (torch's fp32 list: sum)."""
 
     category: ClassVar[str] = "reshape"
+    autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32"}
     type: Literal["sum"]
     dim: int
     keepdim: bool = False
@@ -50,11 +54,15 @@ class Sum(Layer):
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         return "each" if self.axis(ctx) != 1 and self.keepdim else "other"
 
+    def _pointwise(self, ctx: Ctx) -> bool:
+        """Over the channels of a map, keeping the axis: every position reads its own."""
+        return self.keepdim and len(ctx.x) >= 3 and self.axis(ctx) == 1
+
     def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
-        return None
+        return fields[0] if self._pointwise(ctx) else None
 
     def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
-        return [None]
+        return [(lo, hi) if self._pointwise(ctx) else None]
 
     def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.SumAlong(self.dim, self.keepdim)
@@ -77,13 +85,16 @@ class Normalize(Layer):
     that axis scaled to unit length (EdgeNeXt's cross-covariance attention normalises q and k).
 
     No params; element-wise ops = 3 per element (square, sum, divide) + 2 per norm (root and the
-    eps bound); RF: none (the field ends, as after a reshape). Memory an estimate (the norm and
-    its clamped copy are not modelled)."""
+    eps bound); RF: the input's along the channels of a map (point-wise in space), else none
+    (the field ends, as after a reshape). Memory an estimate (the norm and its clamped copy are
+    not modelled). Under autocast on CUDA the norm runs in float32 (torch's fp32 list:
+    linalg_vector_norm), so the quotient is float32."""
 
     category: ClassVar[str] = "normalization"
+    autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32"}
     type: Literal["normalize"]
     dim: int = 1
-    eps: float = 1e-12
+    eps: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-12
     memory_exact = Flag(False)
     torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("F.normalize",), "normalize", _normalize),)
 
@@ -96,11 +107,15 @@ class Normalize(Layer):
     def elementwise(self, ctx: Ctx) -> int:
         return 3 * prod(ctx.out) + 2 * prod(ctx.out) // ctx.x[self.dim % len(ctx.x)]
 
+    def _pointwise(self, ctx: Ctx) -> bool:
+        """Along the channels of a map: every position reads its own."""
+        return len(ctx.x) >= 3 and self.dim % len(ctx.x) == 1
+
     def rf(self, ctx: Ctx, fields: list[list[RF] | None]) -> list[RF] | None:
-        return None
+        return fields[0] if self._pointwise(ctx) else None
 
     def reads(self, ctx: Ctx, axis: int, lo: int, hi: int, real: bool = False) -> list[tuple[int, int] | None]:
-        return [None]
+        return [(lo, hi) if self._pointwise(ctx) else None]
 
     def build(self, ctx: Ctx, t: Kit) -> Any:
         return t.ext.Normalize(self.dim, self.eps)
