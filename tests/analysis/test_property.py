@@ -17,6 +17,9 @@ from cnncalc import backend as tb  # noqa: E402
 from cnncalc.layers import REGISTRY  # noqa: E402
 
 EXAMPLES = int(os.environ.get("CNNCALC_DEEP", "30"))
+#: the CI-sized run draws the same networks every time (a red run is one a person can rerun); long
+#: runs (CNNCALC_DEEP=N, --hypothesis-seed=S) draw new ones
+FIXED = "CNNCALC_DEEP" not in os.environ
 
 
 def _valid(entry):
@@ -189,7 +192,7 @@ def networks(draw):
     return text + "".join(f"  - {json.dumps(layer)}\n" for layer in layers)
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=FIXED, suppress_health_check=[HealthCheck.too_slow])
 @given(networks())
 def test_random_networks_agree_with_torch(text):
     try:
@@ -206,7 +209,7 @@ def test_random_networks_agree_with_torch(text):
     assert tb.compare(report, checks) == [], text
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=FIXED, suppress_health_check=[HealthCheck.too_slow])
 @given(networks(), st.sampled_from(["sgd", "momentum", "adam"]))
 def test_random_networks_memory_matches_torch(text, optimizer):
     """Inference peak and training step as torch allocates them (the profiler's allocation
@@ -234,7 +237,7 @@ def test_random_networks_memory_matches_torch(text, optimizer):
     assert abs(training.tensors - totals["training_memory_bytes"]) <= 256, (text, totals["training_peak_phase"])
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=FIXED, suppress_health_check=[HealthCheck.too_slow])
 @given(networks(), st.integers(0, 2**16))
 def test_rf_unit_windows_match_the_gradient(text, pick):
     """Every window `rf --unit` calls exact is the hull of the input pixels torch's gradient
