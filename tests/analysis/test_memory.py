@@ -79,7 +79,8 @@ def test_deform_conv_memory_is_not_judged():
     assert [c[0] for c in CASES if c not in JUDGED] == [
         "conv2d-same-even-circular", "conv2d-valid-replicate", "conv_transpose3d", "deform_conv2d",
         "deform_conv2d-modulated-groups", "rmsnorm", "rmsnorm-last-axis-eps", "rmsnorm-plain", "max_unpool1d",
-        "max_unpool2d", "max_unpool3d", "self_attention", "matmul", "matmul-broadcast", "normalize", "fourier_pos_embed",
+        "max_unpool2d", "max_unpool3d", "self_attention", "matmul", "matmul-broadcast", "normalize-channels", "normalize",
+        "fourier_pos_embed",
         "attention_bias", "attention_bias-relative-stride", "reshape", "std_conv2d-scaled", "std_conv2d-same-strided",
         "blur_pool2d", "blur_pool2d-5-constant"]
     report = analyze_text(spec_text(CASES[[c[0] for c in CASES].index("deform_conv2d")]))
