@@ -259,6 +259,7 @@ def _spec(inp, batch, layer, before):
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow  # ~50 rows, each built in torch
 @pytest.mark.parametrize("inp, batch, layer", _follower_rows())
 def test_a_layer_that_follows_channels_last_gives_torchs_layout(inp, batch, layer):
     """Every one-layer case row on 4-D or 5-D tensors whose layer declares `follows_channels_last`,
