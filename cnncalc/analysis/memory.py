@@ -422,13 +422,13 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
 
 def _contiguous_input(ctx) -> bool:  # type: ignore[no-untyped-def]
     """Whether torch sees a layer's input as contiguous: by the strides the analysis tracked
-    (`in_strides`; unknown: no), else by its natural axis order."""
+    (`in_strides`), else (unknown) by its axis order."""
     from cnncalc.analysis.strides import is_contiguous
 
-    if "in_strides" in ctx.__dict__:
-        known = ctx.__dict__["in_strides"]
-        return known is not None and is_contiguous(ctx.x, known)
-    return bool(ctx.natural(0))
+    known = ctx.__dict__.get("in_strides")
+    if known is not None:
+        return is_contiguous(ctx.x, known)
+    return bool(ctx.natural(0))  # (unknown strides: those of its axis order)
 
 
 def _chunk_backward(names: list[str], src: str, size: dict[str, int], grad: dict[str, bool], gkey: dict[str, str],

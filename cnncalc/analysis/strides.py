@@ -178,12 +178,12 @@ def through(layer: Layer, shapes: list[Shape], out: Shape, ins: list[Strides | N
 def reshape_copies(ctx: Ctx, shape: Shape | None = None) -> bool:
     """Whether torch's reshape (flatten is one) copies its input rather than viewing it as
     `shape` (default: the output's): no view of that shape can follow the input's strides
-    (computeStride fails). The strides are those the analysis tracked (unknown: a view is
-    assumed), else those of a permutation of a contiguous tensor (ctx.layouts)."""
-    if "in_strides" in ctx.__dict__:  # the input's strides, as the analysis tracked them
-        known = ctx.__dict__["in_strides"]
-        return known is not None and view_strides(ctx.x, known, shape or ctx.out) is None
-    if ctx.natural(0):
+    (computeStride fails). The strides are those the analysis tracked, else (unknown, or not
+    tracked) those of a permutation of a contiguous tensor in its axis order (ctx.layouts)."""
+    known = ctx.__dict__.get("in_strides")  # the input's strides, as the analysis tracked them
+    if known is not None:
+        return view_strides(ctx.x, known, shape or ctx.out) is None
+    if ctx.natural(0):  # (unknown strides: those of its axis order, as a fresh tensor has them)
         return False
     x, order = ctx.x, ctx.layouts[0]
     natural = [0] * len(x)
