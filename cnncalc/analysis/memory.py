@@ -208,6 +208,8 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
             fsize[name] = nbytes
             frefs[name] = 1
             ftotal += nbytes
+            if layer.returns_view:  # autograd sees a view of a tensor of its own size: an in-place
+                views.add(name)     # layer on it rebases that (see below)
         extra = 0
         if g and not (dead and name in dead):
             s = layer.saved(r.ctx, gin) if rules[2] else _NOTHING

@@ -90,6 +90,7 @@ class _Cast:
     type = "autocast_cast"
     category = "other"
     inplace = False
+    returns_view = False
 
     def aliases(self, training: bool) -> bool:
         return False

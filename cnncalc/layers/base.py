@@ -175,6 +175,10 @@ class Layer(BaseModel):
     #: last where every input's strides suggest it (`suggest_memory_format`), else contiguous
     #: (convolutions, batch norm, pooling, constant pads, upsampling, cat; analysis/strides.py)
     follows_channels_last: ClassVar[Flag] = Flag(False)
+    #: while training torch returns its output as a view of a tensor of the same size (1-D pools
+    #: run as 2-D ones on an unsqueezed input and squeeze; instance norm views a batch norm's
+    #: output): an in-place layer on it rebases the view (analysis/memory.py)
+    returns_view: ClassVar[Flag] = Flag(False)
     #: channel c of the output reads channel c of each input alone (a broadcast input: its one
     #: channel): activations, per-channel norms, pools, pads, element-wise merges; the fields per
     #: channel pass through it (`channel_sources`)

@@ -69,6 +69,7 @@ class LayerNorm2d(Layer):
 
     category: ClassVar[str] = "normalization"
     type: Literal["layernorm2d"]
+    returns_view = Flag(True)  # the permute back (Layer.returns_view)
     eps: Annotated[float, Field(gt=0)] = 1e-6
     elementwise_affine: bool = True
 

@@ -106,6 +106,7 @@ class InstanceNormNd(BatchNormNd):
     (default off); element-wise ops = 2 per element."""
 
     follows_channels_last = Flag(False)  # torch's instance norm returns a contiguous output
+    returns_view = Flag(True)  # a view of the batch norm it runs on the reshaped input
 
     affine: bool = False
     track_running_stats: bool = False

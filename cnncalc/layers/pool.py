@@ -335,6 +335,7 @@ class LPPoolNd(PoolNd):
 class MaxPool1d(MaxPoolNd):
     type: Literal["maxpool1d"]
     dims: ClassVar[int] = 1
+    returns_view = Flag(True)  # autograd sees its output as a view (Layer.returns_view)
 
 
 class MaxPool2d(MaxPoolNd):
@@ -351,6 +352,7 @@ class MaxPool3d(MaxPoolNd):
 class AvgPool1d(AvgPoolNd):
     type: Literal["avgpool1d"]
     dims: ClassVar[int] = 1
+    returns_view = Flag(True)  # autograd sees its output as a view (Layer.returns_view)
 
 
 class AvgPool2d(AvgPoolNd):
@@ -460,6 +462,7 @@ class AdaptivePoolNd(Layer):
 class AdaptiveAvgPool1d(AdaptivePoolNd):
     type: Literal["adaptive_avgpool1d"]
     dims: ClassVar[int] = 1
+    returns_view = Flag(True)  # autograd sees its output as a view (Layer.returns_view)
 
 
 class AdaptiveAvgPool2d(AdaptivePoolNd):
@@ -476,6 +479,7 @@ class AdaptiveAvgPool3d(AdaptivePoolNd):
 class AdaptiveMaxPool1d(AdaptivePoolNd):
     type: Literal["adaptive_maxpool1d"]
     dims: ClassVar[int] = 1
+    returns_view = Flag(True)  # autograd sees its output as a view (Layer.returns_view)
 
 
 class AdaptiveMaxPool2d(AdaptivePoolNd):
@@ -506,6 +510,11 @@ class GlobalPool(Layer):
         OnnxForm(("GlobalMaxPool",), lambda node: ({"type": "global_maxpool"}, {})),
         OnnxForm(("ReduceMean",), _onnx_mean, reads_constants=True))
     keepdims: bool = True
+
+    @Flag.rule
+    def returns_view(self) -> bool:
+        """Max: torch's adaptive max pooling views its result (Layer.returns_view)."""
+        return self.type == "global_maxpool"
 
     def shape(self, ctx: Ctx) -> Shape:
         if len(ctx.x) < 3:
