@@ -235,3 +235,23 @@ def test_returns_view_is_what_autograd_sees(case):
     model(x)
     y = seen["y"][0] if isinstance(seen["y"], tuple) else seen["y"]
     assert y._is_view() == bool(row.layer.returns_view), row.type
+
+
+OPEN = {  # found by the 10,000-network memory run (seed 27014) once the generator let a channels-last linear have
+    # no bias and its permuted map be the network's output: open (#27)
+    "permuted-output-of-a-linear-on-a-strided-map": (  # training: torch 272 B over the model
+        "input: [1, 6, 6]\nbatch: 2\nlayers:\n  - {type: conv2d, out_channels: 2, kernel_size: 1, bias: false}\n"
+        "  - {type: conv2d, out_channels: 2, kernel_size: 1, bias: false}\n  - {type: permute, dims: [0, 2, 3, 1]}\n"
+        "  - {type: linear, out_features: 3, bias: false}\n  - {type: permute, dims: [0, 3, 1, 2]}\n"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="open (#27): see OPEN")
+@pytest.mark.parametrize("name", list(OPEN))
+def test_open_cases_of_the_long_memory_run(name):
+    NETS["open"] = OPEN[name]
+    try:
+        test_backward_allocations_match_torch("open")
+    finally:
+        del NETS["open"]
