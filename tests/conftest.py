@@ -91,3 +91,22 @@ def parity(report, probe=True):
         for idx in whole:
             checks[idx].rf_whole = tb.probe_whole(report, idx, t)
     return checks, tb.compare(report, checks)
+
+
+def torch_numbers(model, shape):
+    """What torch itself says: parameters and buffers of the modules forward calls, FLOPs, output shapes."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.eval()
+    used = set()
+    hooks = [m.register_forward_hook(lambda mod, i, o: used.add(id(mod))) for m in model.modules()]
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        out = model(torch.randn(1, *shape))
+    for h in hooks:
+        h.remove()
+    mods = [m for m in model.modules() if id(m) in used]
+    outs = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (list, tuple)) else [out]
+    return {"params": sum(p.numel() for m in mods for p in m.parameters(recurse=False)),
+            "buffers": sum(b.numel() for m in mods for b in m.buffers(recurse=False)),
+            "flops": counter.get_total_flops(), "outputs": [tuple(o.shape) for o in outs]}

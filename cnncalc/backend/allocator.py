@@ -91,8 +91,17 @@ def measure_allocator(t: Any, dev: Any, spec: str | None = None, batch: int = RE
     x = torch.randn(report.input_shape, device=dev)
     torch.cuda.synchronize(dev)
     torch.cuda.empty_cache()
-    with peaks_around(torch, dev) as seen:
-        peak = measure_training(model, x, t, dev, "adam")
+    try:
+        with peaks_around(torch, dev) as seen:
+            peak = measure_training(model, x, t, dev, "adam")
+    except (RuntimeError, MemoryError) as exc:  # out of memory at this batch, a kernel torch lacks
+        from cnncalc.backend.device import out_of_memory
+        from cnncalc.errors import CnnError
+
+        why = "runs out of memory" if out_of_memory(exc) else "cannot train it"
+        raise CnnError.single(f"calibrate: the reference training step ({net.name}, batch {batch}) {why} on "
+                              f"{dev}: {str(exc).splitlines()[0][:200]}; try a smaller --reference-batch",
+                              exit_code=1) from None
     opt_state = report.totals["trainable_params"] * 4 * 2  # Adam's exp_avg and exp_avg_sq (the step count is a CPU scalar)
     known = sum(v.nbytes for v in [*model.parameters(), *model.buffers()]) + opt_state + x.nbytes
     allocated_after = int(torch.cuda.memory_allocated(dev))

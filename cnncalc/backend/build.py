@@ -79,10 +79,7 @@ def _graph_class(t: Kit) -> Any:
                 local = dict(zip(reads, args))
                 for i, name, ins in rows:
                     if i in self.chunks:  # one torch.chunk, as in forward
-                        chunks, pieces = self.chunks[i]
-                        made = torch.chunk(local[ins[0]], chunks, 1)
-                        local.update((n, made[k]) for k, n in pieces if k < len(made))
-                        del made
+                        self._chunk(i, ins[0], local)
                     if name not in local:
                         local[name] = self.layers[f"l{i}"](*[local[n] for n in ins])
                     for n in [*ins, name]:
@@ -96,6 +93,13 @@ def _graph_class(t: Kit) -> Any:
                 if self.last.get(n, -1) <= end:
                     values.pop(n, None)
 
+        def _chunk(self, i: int, source: str, values: dict) -> None:
+            """The pieces of the spec's chunk at row i, made by one torch.chunk, into `values`
+            (only there: each is freed after its last reader, as any tensor)."""
+            chunks, pieces = self.chunks[i]
+            made = torch.chunk(values[source], chunks, 1)
+            values.update((n, made[k]) for k, n in pieces if k < len(made))
+
         def forward(self, x, stop: int | None = None):
             values = {"input": x}
             skip = -1
@@ -108,10 +112,7 @@ def _graph_class(t: Kit) -> Any:
                     skip = self.segments[i][-1]
                     continue
                 if whole and i in self.chunks:  # a spec's chunk: one torch.chunk makes the pieces of this row
-                    chunks, pieces = self.chunks[i]  # and the ones after it
-                    made = torch.chunk(values[ins[0]], chunks, 1)
-                    values.update((n, made[k]) for k, n in pieces if k < len(made))
-                    del made  # (each piece is freed after its last reader, as any tensor)
+                    self._chunk(i, ins[0], values)  # and the ones after it
                 if not (whole and name in values):  # (a piece its chunk made)
                     module = self.layers[f"l{i}"]
                     args = [values[n] for n in ins]

@@ -10,14 +10,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.slow  # faithful timm blocks traced, imported and proved against torch
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import cnncalc  # noqa: E402
 from cnncalc.errors import CnnError  # noqa: E402
 from cnncalc.layers.attention import bias_index  # noqa: E402
 from cnncalc.spec.expand import parse_spec  # noqa: E402
 
-from conftest import DATA  # noqa: E402
+from conftest import DATA, torch_numbers  # noqa: E402
 
 sys.path.insert(0, DATA)
 import timm_blocks as T  # noqa: E402
@@ -28,17 +27,10 @@ def judged(model, shape):
     model.eval()
     text = cnncalc.spec_from_torch(model, shape)  # prove=True: state_dict and outputs checked by import
     report = cnncalc.analyze(parse_spec(text))
-    used = set()
-    hooks = [m.register_forward_hook(lambda mod, i, o: used.add(id(mod))) for m in model.modules()]
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        out = model(torch.randn(1, *shape))
-    for h in hooks:
-        h.remove()
-    mods = [m for m in model.modules() if id(m) in used]
-    want = (sum(p.numel() for m in mods for p in m.parameters(recurse=False)),
-            sum(b.numel() for m in mods for b in m.buffers(recurse=False)), counter.get_total_flops())
-    assert (report.totals["params"], report.totals["buffers"], report.totals["flops"]) == want
-    assert [report.layer(o).output_shape for o in report.outputs] == [tuple(out.shape)]
+    want = torch_numbers(model, shape)
+    assert (report.totals["params"], report.totals["buffers"], report.totals["flops"]) == \
+        (want["params"], want["buffers"], want["flops"])
+    assert [report.layer(o).output_shape for o in report.outputs] == want["outputs"]
     return text, report
 
 

@@ -10,31 +10,14 @@ from collections import OrderedDict
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import cnncalc  # noqa: E402
 from cnncalc.spec.expand import parse_spec  # noqa: E402
 
-from conftest import DATA  # noqa: E402
+from conftest import DATA, torch_numbers  # noqa: E402
 
 sys.path.insert(0, DATA)
 import timm_blocks as T  # noqa: E402
-
-
-def torch_numbers(model, shape):
-    """What torch itself says: parameters and buffers of the modules forward calls, FLOPs, output shapes."""
-    model.eval()
-    used = set()
-    hooks = [m.register_forward_hook(lambda mod, i, o: used.add(id(mod))) for m in model.modules()]
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        out = model(torch.randn(1, *shape))
-    for h in hooks:
-        h.remove()
-    mods = [m for m in model.modules() if id(m) in used]
-    outs = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (list, tuple)) else [out]
-    return {"params": sum(p.numel() for m in mods for p in m.parameters(recurse=False)),
-            "buffers": sum(b.numel() for m in mods for b in m.buffers(recurse=False)),
-            "flops": counter.get_total_flops(), "outputs": [tuple(o.shape) for o in outs]}
 
 
 def imported(model, shape):
