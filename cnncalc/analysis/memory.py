@@ -135,7 +135,7 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
     views: set[str] = set()  # outputs of view layers (narrow, transpose, permute, …)
     onview: dict[int, int] = {}  # row index → bytes its backward makes beyond the layer's rules
     linears: dict[str, int] = {}  # linear layers' outputs → row index
-    fused: dict[str, int] = {}  # those on a contiguous input of 3+ axes (folded as a view) → the input's bytes
+    regrad: dict[int, int] = {}  # row index of a linear → bytes of the copy its permuted gradient folds to
     for r in rows:
         name, inputs, layer, index = r.name, r.inputs, r.layer, r.index
         rules = _RULES.get(type(layer)) or _rules(type(layer))
@@ -184,22 +184,16 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
         needs[name] = gin
         if r.type == "linear":
             linears[name] = index
-            if len(r.ctx.x) > 2 and _contiguous_input(r.ctx):  # folded to 2-D as a view (addmm or mm)
-                fused[name] = prod(r.ctx.x) * b
         if rules[1] and layer.aliases(True) and not (r.type == "flatten" and reshape_copies(r.ctx)):
             key = froot[name] = froot[inputs[0]]
             frefs[key] += 1
             if layer.category == "reshape" and r.type != "identity":  # a view of its input
                 views.add(name)
-                if inputs[0] in linears and r.type in ("permute", "transpose") and (
-                        not needs[inputs[0]][0] or inputs[0] in fused):
-                    x = r.ctx.x  # the gradient of a linear arrives permuted: it is folded to 2-D with a copy
+                if inputs[0] in linears and r.type in ("permute", "transpose"):
+                    x = r.ctx.x  # the gradient of a linear arrives permuted: folded to 2-D with a copy
                     if permuted_grad_copies(x, layer.order(len(x))):  # type: ignore[attr-defined]
-                        li = linears[inputs[0]]  # (on a strided input: only when it needs no gradient,
-                        extra = r.activation_bytes  # measured). On a contiguous input (folded as a view) always:
-                        if needs[inputs[0]][0]:  # the copy is made while the gradient it copies is alive,
-                            extra = max(0, extra - fused[inputs[0]])  # before the input's gradient
-                        onview[li] = onview.get(li, 0) + extra
+                        li = linears[inputs[0]]
+                        regrad[li] = regrad.get(li, 0) + r.activation_bytes
             elif inputs[0] in views and getattr(layer, "inplace", False):  # in place on a view:
                 onview[index] = 2 * fsize[key]  # autograd rebases its base: base-sized gradient and clone
         else:
@@ -253,7 +247,7 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
     pool.size, pool.refs, pool.total = fsize, frefs, ftotal
     kept = {k for keys, _ in held.values() for k in keys}
     saved = sum([fsize[k] for k in kept]) + sum([extra for _, extra in held.values()])
-    return ipeak, _Forward(pool, held, grad, needs, fpeak, saved, onview)
+    return ipeak, _Forward(pool, held, grad, needs, fpeak, saved, onview, regrad)
 
 
 @dataclass
@@ -307,8 +301,10 @@ class _Forward(NamedTuple):
     """what autograd holds at its end"""
     onview: dict[int, int]
     """row index → bytes its backward makes beyond its layer's rules: an in-place layer on a
-    view (the base-sized gradient and its clone), a linear whose gradient arrives permuted (the
-    folded copy)"""
+    view (the base-sized gradient and its clone)"""
+    regrad: dict[int, int]
+    """row index of a linear whose gradient arrives permuted → the bytes of the contiguous copy
+    that folds it to 2-D (see `_backward`)"""
 
 
 def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward) -> tuple[int, int]:
@@ -321,14 +317,16 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
     transpose) rebases the view's base (derivatives.yaml: copy_ and the view's backward): its
     backward makes the base-sized gradient of the view and a clone of it. A linear whose
     output a permute or transpose reads (a channels-last sub-graph) gets its gradient permuted:
-    when its input needs no gradient, matmul folds a copy of it to 2-D (measured; with the
-    input's gradient torch takes another path, which copies nothing more). A spec's chunk is
+    the backward of the view that folded its output (matmul's _unsafe_view, linear's view)
+    reshapes that gradient to 2-D with a contiguous copy while the gradient is alive; autograd
+    then frees the gradient (when nothing else holds it) before mm makes the input's and the
+    weight's gradients, which the copy outlives (traced with the profiler). A spec's chunk is
     one torch.chunk (analysis/chunks.py): its pieces' gradients wait for its first piece's
     row, where the input's gradient is made once. Returns its peak (-1 when nothing runs) and
     the bytes of the weights' gradients, which the step still holds."""
     from cnncalc.analysis.chunks import chunk_groups
 
-    pool, held, grad, needs, onview = fw.pool, fw.held, fw.grad, fw.needs, fw.onview
+    pool, held, grad, needs, onview, regrad = fw.pool, fw.held, fw.grad, fw.needs, fw.onview, fw.regrad
     piece_of: dict[int, int] = {}  # row index of a chunk's piece → its first piece's index
     pieces: dict[int, list[str]] = {}
     for first, (_, members) in chunk_groups(rows).items():
@@ -364,6 +362,17 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
                 _release(pool, held.pop(r.index))
             continue
         layer, inputs = r.layer, r.inputs
+        copy = regrad.get(r.index, 0) if regrad else 0
+        if copy:  # the folded copy of the permuted gradient, then that gradient freed (see above)
+            if pool.total + gtotal + weight_grads + copy > peak:
+                peak = pool.total + gtotal + weight_grads + copy
+            k = gkey[name]
+            c = grefs[k] - 1
+            if c:
+                grefs[k] = c
+            else:
+                gtotal -= gsize.pop(k)
+                del grefs[k]
         owner = r.shared_with or name
         accumulating = 0  # a shared weight's later gradients are made, then added in place
         if owner in granted:
@@ -400,8 +409,8 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
             layer.backward_scratch(r.ctx, b, needs[name]) if rules[3] else 0)
         if onview and r.index in onview:  # see _Forward.onview
             now += onview[r.index]
-        if now > peak:
-            peak = now
+        if now + copy > peak:
+            peak = now + copy
         kept = held.pop(r.index, None)
         if kept is not None:  # (`_release` inlined: every layer on the gradient's way has one)
             pool.total -= kept[1]
@@ -412,6 +421,8 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
                 else:
                     pool.total -= psize.pop(k)
                     del prefs[k]
+        if copy:
+            continue  # (its gradient is released already)
         k = gkey[name]
         c = grefs[k] - 1
         if c:
@@ -420,17 +431,6 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
             gtotal -= gsize.pop(k)
             del grefs[k]
     return peak, weight_grads
-
-
-def _contiguous_input(ctx) -> bool:  # type: ignore[no-untyped-def]
-    """Whether torch sees a layer's input as contiguous: by the strides the analysis tracked
-    (`in_strides`), else (unknown) by its axis order."""
-    from cnncalc.analysis.strides import is_contiguous
-
-    known = ctx.__dict__.get("in_strides")
-    if known is not None:
-        return is_contiguous(ctx.x, known)
-    return bool(ctx.natural(0))  # (unknown strides: those of its axis order)
 
 
 def _chunk_backward(names: list[str], src: str, size: dict[str, int], grad: dict[str, bool], gkey: dict[str, str],
