@@ -7,7 +7,8 @@ unflatten and identity, starting from a contiguous input. Any other layer makes 
 contiguous tensor when all its inputs are contiguous; on 4-D and 5-D tensors a layer that
 declares `follows_channels_last` (convolutions, norms, pooling, constant pads, upsampling, cat)
 writes channels-last where every input suggests it (torch's suggest_memory_format; 5-D:
-channels_last_3d, left unknown), else contiguous.
+channels_last_3d, left unknown), else contiguous; one that declares `writes_contiguous`
+(linear) always writes a contiguous tensor.
 A layer that declares `keeps_layout` (element-wise in torch's TensorIterator: activations,
 dropout, add, mul) keeps its inputs' strides when they all have the output's shape and one
 non-overlapping, dense layout (a permuted order; TensorIterator's fast setup, `empty_like`) in
@@ -149,6 +150,8 @@ def through(layer: Layer, shapes: list[Shape], out: Shape, ins: list[Strides | N
                              f"as {'×'.join(map(str, out))}; use reshape (which copies), or view it before the "
                              "reordering", "shape")
         return contiguous(out)  # reshape and flatten copy
+    if layer.writes_contiguous:
+        return contiguous(out)
     if layer.keeps_layout and s is not None and x == out and layer.aliases(False) and layer.aliases(True):
         return s  # in place: the output is the input itself
     if layer.keeps_layout and s0 is not None and all(shape == out for shape in shapes) and all(i == s0 for i in ins):

@@ -47,36 +47,42 @@ def unit_field(report: Report, layer: str, unit: tuple[int, ...]) -> list[dict[s
     return out
 
 
-Box = tuple[tuple[tuple[int, int], ...], bool]
+Box = tuple[tuple[tuple[int, int], ...], bool, "frozenset[int] | None"]
 MAX_BOXES = 64  #: distinct windows tracked per tensor on the way back (beyond: the formula)
 
 
 def _sweep(report: Report, row: Any, unit: tuple[int, ...], real: bool) -> list[tuple[int, int]] | None:
     """Walk back from `unit` of `row` to the input with each layer's `reads`, keeping per
-    tensor the distinct boxes (one interval per axis; a box inside another is dropped) that
-    the paths through merges need; per axis the hull of the boxes that reach the input.
+    tensor the distinct boxes (one interval per spatial axis, and the channels that need it; a
+    box inside another is dropped) that the paths through merges need; per axis the hull of
+    the boxes that reach the input. Channels follow each layer's `channel_sources`: a slice
+    keeps its own, a concat hands each input only its channels (an input none of whose
+    channels is needed is not read), a layer that mixes channels needs all of them.
     `real`: only positions inside each tensor (a box all in padding along one axis reads
     nothing on any axis); else padding positions count, as in the field's size. A box whose
     positions are not all needed (a layer skipped some: dilation, strides past the kernel)
     is exact at the input but not through a further layer. None where a reach is no fixed
-    interval, or not exact, or the boxes multiply past MAX_BOXES."""
-    need: dict[str, list[Box]] = {row.name: [(tuple((u, u) for u in unit), True)]}
+    interval, or not exact, or the channels' windows may differ where a layer moves channels
+    in an untracked way, or the boxes multiply past MAX_BOXES."""
+    need: dict[str, list[Box]] = {row.name: [(tuple((u, u) for u in unit), True, None)]}
     blind = [False]
+    differ: dict[str, bool] = {}
     for r in reversed(report.layers[: row.index + 1]):
         todo = need.pop(r.name, [])
         if not todo:
             continue
-        if _selects_channels(report, r):
-            return None
         permuted = _permuted(r, len(unit))
         if permuted is None:  # no field (linear, flatten, view: a gate's branch): each input read whole,
             blind[0] = True   # which holds only where the field says every element reads all of it
             for name, shape in zip(r.inputs, r.ctx.ins):
                 extent = tuple((0, n - 1) for n in shape[2:]) if len(shape) == len(unit) + 2 else ((0, 0),) * len(unit)
-                need.setdefault(name, []).append((extent, True))
+                need.setdefault(name, []).append((extent, True, None))
             continue
-        for box, dense in todo:
+        for box, dense, chans in todo:
             if not dense:
+                return None
+            routes = _channels_read(report, r, chans, permuted, differ)
+            if routes is None:
                 return None
             per_axis: list[list[tuple[int, int] | None]]
             if permuted:  # carries the field in (N, C, spatial…) order: point-wise in space
@@ -86,23 +92,61 @@ def _sweep(report: Report, row: Any, unit: tuple[int, ...], real: bool) -> list[
                 per_axis = [r.layer.reads(r.ctx, a, lo, hi, real) for a, (lo, hi) in enumerate(box)]
                 keeps = all(r.layer.dense(r.ctx, a) for a in range(len(box)))
             for i, name in enumerate(r.inputs):
+                if routes[i] is False:  # none of this input's channels is needed
+                    continue
+                sub = routes[i]
                 spans = tuple(spans[i] for spans in per_axis)
                 if any(span is None for span in spans):
                     return None
                 if any(lo > hi for lo, hi in spans):  # type: ignore[misc]  # this input is not read
                     continue
                 have = need.setdefault(name, [])
-                inside = [o for o in have if all(a <= lo and hi <= b for (lo, hi), (a, b) in zip(spans, o[0]))]  # type: ignore[misc]
+                inside = [o for o in have if _within(sub, o[2])
+                          and all(a <= lo and hi <= b for (lo, hi), (a, b) in zip(spans, o[0]))]  # type: ignore[misc]
                 if inside and any(o[1] for o in inside):
                     continue  # a box that needs all its positions already holds these
-                have[:] = [o for o in have if not all(lo <= a and b <= hi for (lo, hi), (a, b) in zip(spans, o[0]))]  # type: ignore[misc]
-                have.append((spans, keeps))  # type: ignore[arg-type]
+                have[:] = [o for o in have if not (_within(o[2], sub)
+                           and all(lo <= a and b <= hi for (lo, hi), (a, b) in zip(spans, o[0])))]  # type: ignore[misc]
+                have.append((spans, keeps, sub))  # type: ignore[arg-type]
                 if len(have) > MAX_BOXES:
                     return None
     if blind[0] and not all(f.exact for f in row.receptive_field):
         return None
-    boxes = [b for b, _ in need.get("input", [])]
+    boxes = [b for b, _, _ in need.get("input", [])]
     return [(min(b[a][0] for b in boxes), max(b[a][1] for b in boxes)) if boxes else (1, 0) for a in range(len(unit))]
+
+
+def _within(a: frozenset[int] | None, b: frozenset[int] | None) -> bool:
+    """Whether channel set `a` lies inside `b` (None: all channels)."""
+    return b is None or (a is not None and a <= b)
+
+
+def _channels_read(report: Report, row: Any, chans: frozenset[int] | None, permuted: bool,
+                   differ: dict[str, bool]) -> list[frozenset[int] | None | bool] | None:
+    """Per input of `row`, the channels that output channels `chans` read (None: all; False:
+    none), by the layer's `channel_sources`. None (not traceable) where the layer moves channels
+    in a way not tracked and the input's channels may read different windows."""
+    ins = row.ctx.ins
+    src = "other" if permuted else row.layer.channel_sources(row.ctx)  # (permuted: axis 1 is not the channels)
+    if src == "all" or (chans is None and src != "moves" and not isinstance(src, list)):  # (a shuffle's
+        return [None] * len(ins)                                            # positions read some channels each)
+    if src == "each" and chans is not None:
+        return [None if x[1] == 1 or len(chans) == x[1] else chans for x in ins]
+    if src == "concat" and chans is not None:
+        out: list[frozenset[int] | None | bool] = []
+        offset = 0
+        for x in ins:
+            sub = frozenset(c - offset for c in chans if offset <= c < offset + x[1])
+            out.append(False if not sub else None if len(sub) == x[1] else sub)
+            offset += x[1]
+        return out
+    if isinstance(src, list):  # (a slice, a channel shuffle)
+        sub = frozenset(src) if chans is None else frozenset(src[c] for c in chans)
+        return [None if len(sub) == ins[0][1] else sub]
+    # moves, splits, other: the channels' windows must not differ
+    if any(_channels_differ(report, name, differ) for name in row.inputs):
+        return None
+    return [None] * len(ins)
 
 
 def _permuted(row: Any, axes: int) -> bool | None:
@@ -117,17 +161,6 @@ def _permuted(row: Any, axes: int) -> bool | None:
         return False if row.receptive_field is not None else None
     carried = _through_layout(row.layer, row.ctx, layouts, [[RF.identity()] * axes for _ in layouts])[1]
     return True if carried is not None else None
-
-
-def _selects_channels(report: Report, row: Any) -> bool:
-    """`reads` are unions over channels: a layer that keeps some channels (a slice) or gives
-    each output position others (pixel_shuffle) reads less wherever the channels' windows differ,
-    which the analysis' per-channel fields show (a slice's field differs from its input's, a
-    shuffle's is inexact): no box traced through it is exact."""
-    src = row.layer.channel_sources(row.ctx)
-    if src == "moves" or (isinstance(src, list) and sorted(src) != list(range(row.ctx.x[1]))):
-        return _channels_differ(report, row.inputs[0], {})
-    return False
 
 
 def _channels_differ(report: Report, name: str, memo: dict[str, bool]) -> bool:

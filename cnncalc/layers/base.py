@@ -175,6 +175,9 @@ class Layer(BaseModel):
     #: last where every input's strides suggest it (`suggest_memory_format`), else contiguous
     #: (convolutions, batch norm, pooling, constant pads, upsampling, cat; analysis/strides.py)
     follows_channels_last: ClassVar[Flag] = Flag(False)
+    #: torch's output is a fresh contiguous tensor whatever its input's strides (linear: matmul
+    #: folds its input to 2-D, copying it if need be; analysis/strides.py)
+    writes_contiguous: ClassVar[Flag] = Flag(False)
     #: while training torch returns its output as a view of a tensor of the same size (1-D pools
     #: run as 2-D ones on an unsqueezed input and squeeze; instance norm views a batch norm's
     #: output): an in-place layer on it rebases the view (analysis/memory.py)

@@ -4,7 +4,7 @@ from math import prod
 from typing import Any, ClassVar, Literal
 
 from cnncalc.errors import LayerError
-from cnncalc.layers.base import Ctx, Kit, Layer, PosInt, Saved, Shape, fmt_shape
+from cnncalc.layers.base import Ctx, Flag, Kit, Layer, PosInt, Saved, Shape, fmt_shape
 from cnncalc.layers.routes import OnnxForm, OnnxNode, Unsupported
 
 
@@ -28,6 +28,7 @@ class Linear(Layer):
 
     category: ClassVar[str] = "linear"
     absorbs_affine: ClassVar[bool] = True
+    writes_contiguous = Flag(True)  # matmul folds the input to 2-D (a copy where no view folds it)
     type: Literal["linear"]
     onnx_ops: ClassVar[tuple[OnnxForm, ...]] = (OnnxForm(("Gemm",), _onnx_gemm),)
     out_features: PosInt

@@ -105,7 +105,8 @@ class InstanceNormNd(BatchNormNd):
     params = 2·C with affine (default off); buffers = 2·C + 1 with track_running_stats
     (default off); element-wise ops = 2 per element."""
 
-    follows_channels_last = Flag(False)  # torch's instance norm returns a contiguous output
+    follows_channels_last = Flag(False)
+    writes_contiguous = Flag(True)  # batch norm on the input made contiguous, viewed back
     returns_view = Flag(True)  # a view of the batch norm it runs on the reshaped input
 
     affine: bool = False
@@ -147,6 +148,7 @@ class LayerNorm(_Norm):
     params = 2·∏normalized_shape with elementwise_affine (one without bias);
     element-wise ops = 2 per element."""
     autocast: ClassVar[str | dict[str, str]] = {"cuda": "fp32"}
+    writes_contiguous = Flag(True)  # torch's kernels make the input contiguous, and their output too
 
     type: Literal["layernorm"]
     normalized_shape: Annotated[Any, WithJsonSchema({"anyOf": [
@@ -208,6 +210,7 @@ class RMSNorm(LayerNorm):
     but its backward's temporaries (several operators on the CPU) are not modelled (a training
     step measured 1.1–1.45× the estimate), so verify does not judge it."""
 
+    writes_contiguous = Flag(False)  # element-wise ops in torch: they keep a permuted layout
     type: Literal["rmsnorm"]  # type: ignore[assignment]
     eps: float | None = None  # type: ignore[assignment]
     """Default: the dtype's machine epsilon (torch.finfo(dtype).eps), as torch."""

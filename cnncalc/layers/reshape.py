@@ -558,6 +558,7 @@ class Unfold(_Blocks):
     op for it (exporters write gathers): import from torch only."""
 
     type: Literal["unfold"]
+    writes_contiguous = Flag(True)  # a new (N, C·∏k, L) tensor
     torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("F.unfold",), "unfold", _unfold),)
 
     @Flag.rule
@@ -586,6 +587,7 @@ class Fold(_Blocks):
     else an estimate (see scratch)."""
 
     type: Literal["fold"]
+    writes_contiguous = Flag(True)  # a new (N, C, H, W) tensor, summed into
     torch_functions: ClassVar[tuple[TorchForm, ...]] = (TorchForm(("F.fold",), "fold", _fold),)
 
     @Flag.rule

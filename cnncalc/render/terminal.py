@@ -228,8 +228,9 @@ def print_unit_field(layer: str, unit: tuple[int, ...], axes: list[dict[str, Any
     console.print(f"unit {tuple(unit)} of {escape(layer)} sees:")
     for name, a in zip(names, axes):
         approx = "" if a["exact"] else " (approximate: see RF.exact in the README)"
-        console.print(f"  {name} {a['from']}..{a['to']} of the input → {a['clipped'][0]}..{a['clipped'][1]} inside "
-                      f"it, {a['padding']} in the padding{approx}")
+        lo, hi = a["clipped"]
+        inside = f"{lo}..{hi} inside it" if lo <= hi else "nothing inside it"  # (it reads padding alone)
+        console.print(f"  {name} {a['from']}..{a['to']} of the input → {inside}, {a['padding']} in the padding{approx}")
 
 
 class VerifyProgress:

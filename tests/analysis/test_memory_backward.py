@@ -172,6 +172,16 @@ for strided in (True, False):
                "  - {type: permute, dims: [0, 3, 1, 2]}\n" if strided else
                "  - {type: linear, out_features: 3}\n  - {type: permute, dims: [0, 1, 3, 2]}\n"))
 
+# found by the same run (seed 27014, after 5,801 passing): a linear writes a contiguous output whatever its input's
+# strides; its one-feature output permuted back suggests channels-last to the conv after it, whose channels-last
+# output a permute makes contiguous again, so the flatten views it (torch 144 B under at 6×6 when the strides
+# were unknown)
+NETS["flatten-after-a-conv-on-a-one-feature-linear-permuted-back"] = (
+    "input: [2, 12, 12]\nbatch: 1\nlayers:\n  - {type: permute, dims: [0, 2, 3, 1]}\n"
+    "  - {type: linear, out_features: 1, bias: false}\n  - {type: permute, dims: [0, 3, 1, 2]}\n"
+    "  - {type: conv2d, out_channels: 2, kernel_size: 1}\n  - {type: permute, dims: [0, 2, 3, 1]}\n"
+    "  - {type: flatten, start_dim: 1}\n  - {type: linear, out_features: 3}\n")
+
 #: one network per rule runs in the fast loop; the variations are slow (each builds and trains in torch)
 FAST = {"prelu", "add-a-a-last", "mul-three", "lppool1d", "circular_pad2d", "flatten-of-permuted",
         "same-even-kernel", "linear-true-after-permute", "split-with-an-unused-piece",
