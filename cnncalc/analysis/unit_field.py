@@ -92,9 +92,9 @@ def _sweep(report: Report, row: Any, unit: tuple[int, ...], real: bool) -> list[
                 per_axis = [r.layer.reads(r.ctx, a, lo, hi, real) for a, (lo, hi) in enumerate(box)]
                 keeps = all(r.layer.dense(r.ctx, a) for a in range(len(box)))
             for i, name in enumerate(r.inputs):
-                if routes[i] is False:  # none of this input's channels is needed
-                    continue
                 sub = routes[i]
+                if sub is False or sub is True:  # (False: none of this input's channels is needed)
+                    continue
                 spans = tuple(spans[i] for spans in per_axis)
                 if any(span is None for span in spans):
                     return None
