@@ -7,7 +7,8 @@ unflatten and identity, starting from a contiguous input. Any other layer makes 
 contiguous tensor when all its inputs are contiguous; on 4-D and 5-D tensors a layer that
 declares `follows_channels_last` (convolutions, norms, pooling, constant pads, upsampling, cat)
 writes channels-last where every input suggests it (torch's suggest_memory_format; 5-D:
-channels_last_3d, left unknown), else contiguous; one that declares `writes_contiguous`
+channels_last_3d, left unknown but where the layer declares `follows_channels_last_3d`: cat),
+else contiguous; one that declares `writes_contiguous`
 (linear) always writes a contiguous tensor.
 A layer that declares `keeps_layout` (element-wise in torch's TensorIterator: activations,
 dropout, add, mul) keeps its inputs' strides when they all have the output's shape and one
@@ -60,9 +61,15 @@ def is_dense(shape: Shape, strides: Strides) -> bool:
 
 
 def channels_last(shape: Shape) -> Strides:
-    """torch's channels-last strides of an (N, C, H, W) shape: C 1, then W, H, N."""
-    n, c, h, w = shape
-    return (h * w * c, 1, w * c, c)
+    """torch's channels-last strides of an (N, C, spatial…) shape (channels_last, and
+    channels_last_3d for 5 axes): C 1, then the spatial axes from the last, then N."""
+    out = [1] * len(shape)
+    step = shape[1]
+    for a in range(len(shape) - 1, 1, -1):
+        out[a] = step
+        step *= shape[a]
+    out[0] = step
+    return tuple(out)
 
 
 def is_channels_last(shape: Shape, strides: Strides) -> bool:
@@ -171,7 +178,7 @@ def through(layer: Layer, shapes: list[Shape], out: Shape, ins: list[Strides | N
         # the memory format its inputs suggest (a conv after a permute to N×C×H×W of an N×H×W×C
         # map; a contiguous one after a slice); channels-last 3-D outputs are not followed
         if all(suggests_channels_last(x, i) for x, i in zip(shapes, ins)):  # type: ignore[arg-type]
-            return channels_last(out) if rank == 4 else None
+            return channels_last(out) if rank == 4 or layer.follows_channels_last_3d else None
         return contiguous(out)
     if all(i is not None and (i == contiguous(shape) or is_contiguous(shape, i)) for shape, i in zip(shapes, ins)):
         return contiguous(out)

@@ -175,6 +175,9 @@ class Layer(BaseModel):
     #: last where every input's strides suggest it (`suggest_memory_format`), else contiguous
     #: (convolutions, batch norm, pooling, constant pads, upsampling, cat; analysis/strides.py)
     follows_channels_last: ClassVar[Flag] = Flag(False)
+    #: on 5-D tensors too (channels_last_3d), on every device: cat (whose kernels follow the memory
+    #: format its inputs suggest at any rank; conv3d, pools and norms differ by device and kernel)
+    follows_channels_last_3d: ClassVar[Flag] = Flag(False)
     #: torch's output is a fresh contiguous tensor whatever its input's strides (linear: matmul
     #: folds its input to 2-D, copying it if need be; analysis/strides.py)
     writes_contiguous: ClassVar[Flag] = Flag(False)

@@ -211,6 +211,7 @@ class Concat(_Merge):
     No params, no ops; RF: the union of the inputs' windows."""
 
     follows_channels_last = Flag(True)  # on a channels-last input, a channels-last output (analysis/strides.py)
+    follows_channels_last_3d = Flag(True)
 
     def channel_sources(self, ctx: Ctx) -> str | list[int]:
         return "concat" if self.dim % len(ctx.x) == 1 else "other"

@@ -310,6 +310,28 @@ def test_cat_follows_channels_last_only_when_every_input_suggests_it():
     assert memory["f"] == contiguous(shape["f"])  # flatten of a channels-last map copies
 
 
+def test_cat_follows_channels_last_3d_where_the_others_do_not_say():
+    """On 5-D maps cat writes channels_last_3d where every input suggests it (found by the memory run, seed
+    27014: a flatten of its permute views it); a conv3d's or pool's 5-D layout differs by device: unknown."""
+    a = torch.randn(2, 4, 5, 6, 3).permute(0, 4, 1, 2, 3)  # channels_last_3d
+    b = torch.randn(2, 3, 4, 5, 6)                         # contiguous
+    assert torch.cat([a, a], 1).is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.cat([a, b], 1).is_contiguous()
+    text = ("input: 4x5x6x3\nlayers:\n  - {name: p, type: permute, dims: [0, 4, 1, 2, 3]}\n"
+            "  - {name: c, type: conv3d, out_channels: 3, kernel_size: 1}\n"
+            "  - {name: cat1, type: concat, inputs: [p, p]}\n  - {name: cat2, type: concat, inputs: [p, c]}\n"
+            "  - {name: q, type: conv3d, out_channels: 3, kernel_size: 1, inputs: [cat1]}\n"
+            "  - {name: u, type: maxpool3d, kernel_size: 1, inputs: [p]}\n  - {name: cat3, type: concat, inputs: [u, u]}\n")
+    report = cnncalc.analyze(cnncalc.parse_spec(text, "k.yaml"))
+    memory = {"input": contiguous(report.input_shape)}
+    for row in report.layers:
+        memory[row.name] = through(row.layer, list(row.ctx.ins), row.ctx.out, [memory[n] for n in row.inputs])
+    # (1, 6, 4, 5, 6): C 1, W C, H W·C, D H·W·C, N D·H·W·C
+    assert memory["cat1"] == torch.cat([a[:1], a[:1]], 1).stride() == (6 * 6 * 5 * 4, 1, 6 * 6 * 5, 6 * 6, 6)
+    assert memory["c"] is None and memory["cat2"] is None  # (the conv3d's layout unknown, and so the cat's)
+    assert memory["u"] is None and memory["cat3"] is None
+
+
 @pytest.mark.parametrize("layer", ["{type: conv2d, out_channels: 3, kernel_size: 1}", "{type: batchnorm2d}",
                                    "{type: maxpool2d, kernel_size: 1}", "{type: upsample, scale_factor: 2}",
                                    "{type: concat, inputs: [p, p]}"])

@@ -182,6 +182,14 @@ NETS["flatten-after-a-conv-on-a-one-feature-linear-permuted-back"] = (
     "  - {type: conv2d, out_channels: 2, kernel_size: 1}\n  - {type: permute, dims: [0, 2, 3, 1]}\n"
     "  - {type: flatten, start_dim: 1}\n  - {type: linear, out_features: 3}\n")
 
+# found by the same run (seed 27014, after 9,599 passing): cat of channels_last_3d maps writes channels_last_3d,
+# so a flatten of its permute to channels-last is a view (1,728 B over when the cat's layout was unknown)
+NETS["flatten-of-a-cat-of-channels-last-3d-maps"] = (
+    "input: [1, 6, 6, 6]\nbatch: 1\nlayers:\n  - {type: permute, dims: [0, 2, 3, 4, 1]}\n"
+    "  - {type: linear, out_features: 2, bias: false}\n  - {name: b, type: permute, dims: [0, 4, 1, 2, 3]}\n"
+    "  - {type: concat, inputs: [b, b]}\n  - {type: permute, dims: [0, 2, 3, 4, 1]}\n"
+    "  - {type: flatten, start_dim: 1}\n  - {type: linear, out_features: 3}\n")
+
 #: one network per rule runs in the fast loop; the variations are slow (each builds and trains in torch)
 FAST = {"prelu", "add-a-a-last", "mul-three", "lppool1d", "circular_pad2d", "flatten-of-permuted",
         "same-even-kernel", "linear-true-after-permute", "split-with-an-unused-piece",
