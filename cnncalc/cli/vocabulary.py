@@ -1,7 +1,6 @@
 """`cnncalc layers` and `cnncalc schema`: the vocabulary and the JSON Schema."""
 from __future__ import annotations
 
-import json
 from typing import Optional
 
 import typer
@@ -25,6 +24,6 @@ def layers(type: Optional[str] = typer.Argument(None, help="Show one layer type 
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the spec format (for editors' YAML language server)."""
-    from cnncalc.render.vocabulary import spec_schema
+    from cnncalc.render.vocabulary import spec_schema_text
 
-    print(json.dumps(spec_schema(), indent=2))
+    print(spec_schema_text())  # kept in the user's cache folder, under a key of cnncalc's sources

@@ -5,6 +5,8 @@ import ast
 import functools
 import inspect
 import json
+import os
+import types
 from typing import Annotated, Any, Union
 
 from cnncalc.errors import CnnError, did_you_mean
@@ -60,20 +62,78 @@ def _own_attribute_docs(klass: type) -> dict[str, str]:
     return docs
 
 
-def fields_of(cls: type[Layer]) -> list[tuple[str, str, str, str]]:
-    """(name, type, default, description) of a layer class' own fields."""
+def fields_of(cls: type[Layer], docs: bool = True) -> list[tuple[str, str, str, str]]:
+    """(name, type, default, description) of a layer class' own fields; `docs=False` leaves the
+    descriptions empty (the table prints none, and reading them parses the modules' source).
+    Each type is read from the field's annotation (`_prop`), as the JSON Schema would state it,
+    without building the class's schema (114 builds were most of `cnncalc layers`, #30); a class
+    with an annotation `_prop` does not know falls back to its JSON Schema."""
     out = []
-    schema = cls.model_json_schema()["properties"]
-    docs = attribute_docs(cls)
+    own = attribute_docs(cls) if docs else {}
+    props = _props(cls)
     for attr, f in cls.model_fields.items():
         name = f.alias or attr  # as the spec writes it (reshape's `shape`)
         if name in COMMON:
             continue
-        prop = schema.get(name, {})
-        kind = _kind(prop)
+        kind = _kind(props.get(name, {}))
         default = "required" if f.is_required() else repr(f.default)
-        out.append((name, kind, default, docs.get(attr, "")))
+        out.append((name, kind, default, own.get(attr, "")))
     return out
+
+
+@functools.cache
+def _props(cls: type[Layer]) -> dict[str, dict]:
+    """The JSON-Schema property of each field of `cls` that `_kind` reads (type, enum, const,
+    anyOf, items), from the annotations; the class's JSON Schema when one is not understood."""
+    out = {}
+    for attr, f in cls.model_fields.items():
+        prop = _prop(f.annotation, f.metadata) if f.json_schema_extra is None else None
+        if prop is None:
+            return {name: prop for name, prop in cls.model_json_schema()["properties"].items()}
+        out[f.alias or attr] = prop
+    return out
+
+
+_SIMPLE = {int: "integer", float: "number", str: "string", bool: "boolean", type(None): "null"}
+
+
+def _prop(annotation: Any, metadata: list | tuple = ()) -> dict | None:
+    """What pydantic's JSON Schema says of `annotation` as far as `_kind` prints it, or None where
+    this does not know (a class, a constraint that changes the type, a serializer)."""
+    import typing
+
+    from pydantic import WithJsonSchema
+    from pydantic.fields import FieldInfo
+
+    for m in metadata:
+        if isinstance(m, WithJsonSchema):
+            return m.json_schema if m.mode in (None, "validation") and isinstance(m.json_schema, dict) else None
+        if isinstance(m, FieldInfo):
+            if m.json_schema_extra is not None:
+                return None
+            return _prop(annotation, m.metadata)
+        if type(m).__module__ not in ("annotated_types", "pydantic._internal._fields", "pydantic.types") or \
+                type(m).__name__ not in ("Ge", "Gt", "Le", "Lt", "MinLen", "MaxLen", "AllowInfNan",
+                                         "_PydanticGeneralMetadata", "Strict"):
+            return None
+    if annotation in _SIMPLE:
+        return {"type": _SIMPLE[annotation]}
+    if annotation is Any:
+        return {}
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _prop(args[0], args[1:])
+    if origin is typing.Literal:
+        if not all(type(a) in (str, int, bool) for a in args):
+            return None
+        return {"const": args[0]} if len(args) == 1 else {"enum": list(args)}
+    if origin is list and len(args) == 1:
+        item = _prop(args[0])
+        return None if item is None else {"type": "array", "items": item}
+    if origin in (typing.Union, types.UnionType):
+        alts = [_prop(a) for a in args]
+        return None if any(a is None for a in alts) else {"anyOf": alts}
+    return None
 
 
 def _kind(prop: dict) -> str:
@@ -141,8 +201,7 @@ def memory_rules(cls: type[Layer]) -> list[tuple[str, str]]:
 
 def print_vocabulary(console: Any) -> None:
     from rich.table import Table
-
-    from cnncalc.safe import markup as escape
+    from rich.text import Text
 
     table = Table(title="cnncalc layer types (fields mirror torch.nn; `cnncalc layers TYPE` for one)",
                   show_lines=True, title_justify="left")
@@ -153,8 +212,8 @@ def print_vocabulary(console: Any) -> None:
         table.width = 160
     for name in sorted(REGISTRY, key=lambda n: (REGISTRY[n].category, n)):
         cls = REGISTRY[name]
-        fields = ", ".join(f"{n}" + ("" if d == "required" else f"={d}") for n, _, d, _ in fields_of(cls))
-        table.add_row(name, escape(fields or "–"), escape(formula(cls)))
+        fields = ", ".join(f"{n}" + ("" if d == "required" else f"={d}") for n, _, d, _ in fields_of(cls, docs=False))
+        table.add_row(name, Text(fields or "–"), Text(formula(cls)))  # plain text: no markup to parse
     console.print(table)
     console.print("Every layer also takes: name, inputs (earlier layer names), trainable (false freezes), "
                   "share (reuse an earlier layer's weights).\nCounting: params = learnable elements counted "
@@ -166,6 +225,94 @@ def spec_schema() -> dict:
     """JSON Schema (draft 2020-12) of a spec file, built from the same classes that validate it.
     Built once per process (it takes seconds); each call returns a fresh copy the caller may change."""
     return json.loads(_spec_schema_json())
+
+
+def spec_schema_text(cache: bool = True) -> str:
+    """`spec_schema()` as `cnncalc schema` prints it (indented JSON). Building it costs pydantic a
+    schema of every layer class (most of the command, #30), so with `cache` the text is kept in
+    `schema_cache_dir()`, under a key of everything it is made from: the bytes of every source
+    file of the package (its version included), pydantic's and Python's versions. A file whose
+    content does not match its checksum is rebuilt; a folder that cannot be written is no error
+    (the schema is then built each time)."""
+    if not cache:
+        return json.dumps(spec_schema(), indent=2)
+    folder = schema_cache_dir()
+    path = os.path.join(folder, f"schema-{_source_key()}.json")
+    text = _read_cached(path)
+    if text is None:
+        text = json.dumps(spec_schema(), indent=2)
+        _write_cached(folder, path, text)
+    return text
+
+
+def schema_cache_dir() -> str:
+    """$CNNCALC_CACHE_DIR, else $XDG_CACHE_HOME/cnncalc, else ~/.cache/cnncalc."""
+    if os.environ.get("CNNCALC_CACHE_DIR"):
+        return os.environ["CNNCALC_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "cnncalc")
+
+
+def _source_key(root: str | None = None) -> str:
+    """A hash of what the schema is made of: the bytes of every .py file of the package at `root`
+    (default: this cnncalc's; its version is in __init__.py), pydantic's and Python's versions."""
+    import hashlib
+    import sys
+
+    import pydantic
+
+    root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    h = hashlib.sha256(f"{pydantic.VERSION}\0{sys.version}\0".encode())
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                h.update(os.path.relpath(path, root).encode() + b"\0")
+                with open(path, "rb") as fh:
+                    h.update(fh.read())
+                h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
+def _read_cached(path: str) -> str | None:
+    """The text of a cache file (first line: the SHA-256 of the rest), or None when missing or
+    not intact."""
+    import hashlib
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            digest, _, text = fh.read().partition("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if hashlib.sha256(text.encode()).hexdigest() == digest else None
+
+
+def _write_cached(folder: str, path: str, text: str) -> None:
+    """Write atomically (a temporary file in the same folder, renamed over the path), and remove
+    the schemas of other keys (older sources); any OSError leaves things as they are."""
+    import hashlib
+    import tempfile
+
+    tmp = None
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".schema-", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(hashlib.sha256(text.encode()).hexdigest() + "\n" + text)
+        os.replace(tmp, path)
+        tmp = None
+        for name in os.listdir(folder):
+            if name.startswith("schema-") and name.endswith(".json") and name != os.path.basename(path):
+                os.remove(os.path.join(folder, name))
+    except OSError:
+        pass
+    finally:
+        if tmp is not None:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
 
 
 @functools.cache

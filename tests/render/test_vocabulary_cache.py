@@ -1,0 +1,109 @@
+"""`cnncalc layers` reads field types from annotations, `cnncalc schema` keeps its text in a cache
+(#30): both must say exactly what pydantic's JSON Schema says."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Any, Literal, Optional
+
+import pytest
+from pydantic import BaseModel, Field, WithJsonSchema
+
+from cnncalc.layers import REGISTRY
+from cnncalc.render import vocabulary as voc
+
+
+def test_field_types_from_annotations_are_those_of_the_json_schema():
+    for name, cls in REGISTRY.items():
+        full = cls.model_json_schema()["properties"]
+        fast = voc._props(cls)
+        assert set(fast) == set(full), name
+        for field, prop in fast.items():
+            assert voc._kind(prop) == voc._kind(full[field]), (name, field)
+
+
+def test_an_annotation_it_does_not_know_falls_back_to_the_json_schema():
+    class Inner(BaseModel):
+        x: int = 0
+
+    class Odd(BaseModel):
+        inner: Inner = Inner()
+        when: Optional[Annotated[Any, WithJsonSchema({"type": "integer"})]] = None
+        mode: Literal["a", "b"] = "a"
+        sizes: list[Annotated[int, Field(ge=1)]] = []
+
+    assert voc._prop(Odd.model_fields["inner"].annotation) is None
+    props = voc._props(Odd)  # type: ignore[arg-type]
+    schema = Odd.model_json_schema()["properties"]
+    assert {k: voc._kind(v) for k, v in props.items()} == {k: voc._kind(v) for k, v in schema.items()}
+    assert voc._kind(props["when"]) == "integer | null"
+    assert voc._kind(props["mode"]) == "'a' | 'b'" and voc._kind(props["sizes"]) == "list[integer]"
+
+
+def test_the_table_leaves_descriptions_out_and_the_detail_keeps_them():
+    cls = REGISTRY["conv2d"]
+    short = voc.fields_of(cls, docs=False)
+    full = voc.fields_of(cls)
+    assert [f[:3] for f in short] == [f[:3] for f in full]
+    assert all(f[3] == "" for f in short)
+    assert dict((f[0], f[3]) for f in full)["out_channels"] == voc.attribute_docs(cls)["out_channels"] != ""
+
+
+def test_schema_text_is_cached_under_a_key_and_rebuilt_when_damaged(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNCALC_CACHE_DIR", str(tmp_path / "cache"))
+    expected = json.dumps(voc.spec_schema(), indent=2)
+    assert voc.spec_schema_text(cache=False) == expected
+    assert voc.spec_schema_text() == expected
+    files = os.listdir(tmp_path / "cache")
+    assert files == [f"schema-{voc._source_key()}.json"]
+    path = tmp_path / "cache" / files[0]
+
+    built = []
+    monkeypatch.setattr(voc, "spec_schema", lambda: built.append(1) or json.loads(expected))
+    assert voc.spec_schema_text() == expected and built == []  # read back, not built
+
+    path.write_text(path.read_text()[:-10])  # damaged: its checksum no longer matches
+    assert voc.spec_schema_text() == expected and built == [1]
+    assert voc._read_cached(str(path)) == expected  # written again, whole
+
+    (tmp_path / "cache" / "schema-0123.json").write_text("old")  # another key's: removed on the next write
+    path.unlink()
+    assert voc.spec_schema_text() == expected
+    assert sorted(os.listdir(tmp_path / "cache")) == files
+
+
+def test_the_key_follows_the_sources(tmp_path):
+    fake = tmp_path / "cnncalc"
+    (fake / "layers").mkdir(parents=True)
+    (fake / "__init__.py").write_text('__version__ = "0.1.0"\n')
+    (fake / "layers" / "conv.py").write_text("A = 1\n")
+    first = voc._source_key(str(fake))
+    assert first != voc._source_key()
+    (fake / "layers" / "conv.py").write_text("A = 2\n")
+    assert voc._source_key(str(fake)) != first
+    (fake / "layers" / "conv.py").write_text("A = 1\n")
+    assert voc._source_key(str(fake)) == first
+    (fake / "layers" / "notes.txt").write_text("not code")
+    assert voc._source_key(str(fake)) == first
+    (fake / "__init__.py").write_text('__version__ = "0.2.0"\n')
+    assert voc._source_key(str(fake)) != first
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes anywhere")
+def test_a_folder_that_cannot_be_written_is_no_error(tmp_path, monkeypatch):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    monkeypatch.setenv("CNNCALC_CACHE_DIR", str(folder))
+    try:
+        assert voc.spec_schema_text() == json.dumps(voc.spec_schema(), indent=2)
+        assert os.listdir(folder) == []
+    finally:
+        folder.chmod(0o700)
+
+
+def test_a_cache_path_that_is_a_file_is_no_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("CNNCALC_CACHE_DIR", str(blocker / "cnncalc"))  # its parent is a file
+    assert voc.spec_schema_text() == json.dumps(voc.spec_schema(), indent=2)
