@@ -82,9 +82,9 @@ class Linear(Layer):
         after a permute or transpose) whose leading axes no view can fold into one, torch's
         matmul folds a copy (reshape) and keeps that copy instead; frozen, the copy lives only
         inside the operator (the memory walk applies this, from analysis/strides.py). Its
-        gradient arriving permuted (a permute back after it) is folded with a copy in backward:
-        on a contiguous input always, made while that gradient is alive; on a strided one only
-        when the input needs no gradient (matmul's other path copies nothing more)."""
+        gradient arriving permuted (a permute back after it) is folded to 2-D with a copy in
+        backward, made while that gradient is alive; autograd frees the gradient before mm makes
+        the input's and weight's gradients, which the copy outlives (analysis/memory.py)."""
         return Saved(inputs=(0,)) if self.trainable else Saved()
 
     def probe(self, ctx: Ctx, t: Kit) -> Any:
