@@ -24,7 +24,10 @@ measured in this one run, so that a loaded machine slows both sides alike:
 - per layer on a 20,000-layer conv/relu chain ÷ the workload: target ≤ 1e-3, and per layer at
   100,000 layers ÷ per layer at 20,000: target ≤ 1.25 (linear);
 - cold `cnncalc analyze examples/resnet50.yaml` ÷ a bare import of its stack (typer, rich,
-  pydantic, yaml): target ≤ 1.5.
+  pydantic, yaml): target ≤ 1.5; cold `cnncalc schema`, `cnncalc layers` and `cnncalc validate
+  examples/*.yaml` ÷ the same import: target ≤ 2 (whole processes with bytecode caches on, and
+  schema's own cache in a temporary folder per tree, written by a first run as a user's first
+  run writes it).
 Each is measured for this tree and for REV (default HEAD~, checked out with `git worktree add`
 in a temporary folder and removed at the end), interleaved round by round; each time is the
 best of the rounds and each ratio that of two such bests, printed with the load average
@@ -286,22 +289,37 @@ def in_child(tree: str) -> dict:
     return got
 
 
-def cold(tree: str, runs: int) -> tuple[float, float]:
-    """Best of `runs`: `python -m cnncalc analyze resnet50.yaml` in `tree`, and the bare import of
-    its stack, interleaved."""
-    cmd = [sys.executable, "-m", "cnncalc", "analyze", os.path.join(tree, "examples", "resnet50.yaml")]
-    stack = [sys.executable, "-c", STACK]
-    env = clean_env(tree)
-    subprocess.run(cmd, capture_output=True, cwd=tree, env=env)  # writes the bytecode caches once
-    a, s = [], []
+#: whole commands timed cold next to the bare import of their stack: key → arguments after
+#: `python -m cnncalc` ({ex}: the tree's examples folder; validate's list is expanded there)
+COLD = {"cold": ["analyze", "{ex}/resnet50.yaml"], "schema": ["schema"], "layers": ["layers"],
+        "validate": ["validate", "{ex}/*.yaml"]}
+
+
+def cold(tree: str, runs: int, cache: str) -> dict[str, float]:
+    """Best of `runs` of each command of COLD in `tree`, and of the bare import of its stack
+    ("stack"), interleaved. `cache`: the tree's own folder for `schema`'s cache (its first run
+    writes it, as a user's first run does; trees of other sources would replace each other's)."""
+    ex = os.path.join(tree, "examples")
+    cmds = {}
+    for key, args in COLD.items():
+        cmd = [sys.executable, "-m", "cnncalc"]
+        for a in args:
+            a = a.format(ex=ex)
+            cmd += sorted(glob.glob(a)) if "*" in a else [a]
+        cmds[key] = cmd
+    cmds["stack"] = [sys.executable, "-c", STACK]
+    env = {**clean_env(tree), "CNNCALC_CACHE_DIR": cache}
+    for c in cmds.values():
+        subprocess.run(c, capture_output=True, cwd=tree, env=env)  # writes the bytecode caches once
+    best: dict[str, float] = {}
     for _ in range(runs):
-        for out, c in ((a, cmd), (s, stack)):
+        for key, c in cmds.items():
             t0 = time.perf_counter()
             proc = subprocess.run(c, capture_output=True, cwd=tree, env=env)
-            out.append(time.perf_counter() - t0)
-            if proc.returncode:
-                raise SystemExit(f"{' '.join(c)} failed: {proc.stderr[-500:]!r}")
-    return min(a), min(s)
+            best[key] = min(best.get(key, float("inf")), time.perf_counter() - t0)
+            if proc.returncode > (1 if key == "validate" else 0):  # validate: 1 is an invalid example
+                raise SystemExit(f"{' '.join(c[:4])} … failed: {proc.stderr[-500:]!r}")
+    return best
 
 
 #: concat-heavy examples timed warm next to ResNet-50 (figures, no target)
@@ -314,12 +332,16 @@ TARGETS = (  # (key, what, target; None: a figure without one)
     ("per20k", "per layer, 20,000-layer chain ÷ workload", 1e-3),
     ("linear", "per layer at 100,000 ÷ at 20,000 layers", 1.25),
     ("cold", "cold `analyze resnet50.yaml` ÷ stack import", 1.5),
+    ("schema", "cold `schema` ÷ stack import", 2.0),
+    ("layers", "cold `layers` ÷ stack import", 2.0),
+    ("validate", "cold `validate examples/*` ÷ stack import", 2.0),
 )
 
 
 def targets(against: str, rounds: int) -> None:
     trees = [("this tree", ROOT)]
     made = None
+    caches = tempfile.mkdtemp(prefix="cnncalc-cache-")
     if against != "none":
         made, short = prev_tree(against)
         trees.append((against if short.startswith(against) else f"{against} ({short})", made))
@@ -330,18 +352,19 @@ def targets(against: str, rounds: int) -> None:
             load = os.getloadavg()
             print(f"round {r + 1}/{rounds}: load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
                   f"on {os.cpu_count()} cores", flush=True)
-            for name, tree in trees:
+            for i, (name, tree) in enumerate(trees):
                 got = in_child(tree)
-                t_cold, t_stack = cold(tree, 3)
+                times = cold(tree, 3, os.path.join(caches, str(i)))
                 for k, v in (("work", got["work"]), ("resnet", got["resnet"]), ("per20k", got["per20k"]),
-                             ("per100k", got["per100k"]), ("cold", t_cold), ("stack", t_stack),
-                             ("densenet", got["densenet"]), ("shufflenet", got["shufflenet"])):
+                             ("per100k", got["per100k"]), ("densenet", got["densenet"]),
+                             ("shufflenet", got["shufflenet"]), *times.items()):
                     raw[name][k] = min(raw[name].get(k, v), v)
         for name, _ in trees:  # each time the best of the rounds, then their ratio: a round slowed
             x = raw[name]      # while one side ran no longer skews the ratio (#30)
             best[name] = {"resnet": x["resnet"] / x["work"], "per20k": x["per20k"] / x["work"],
-                          "linear": x["per100k"] / x["per20k"], "cold": x["cold"] / x["stack"],
-                          "densenet": x["densenet"] / x["work"], "shufflenet": x["shufflenet"] / x["work"]}
+                          "linear": x["per100k"] / x["per20k"],
+                          "densenet": x["densenet"] / x["work"], "shufflenet": x["shufflenet"] / x["work"],
+                          **{k: x[k] / x["stack"] for k in COLD}}
         print(f"\nratios of the best times of {rounds} rounds (lower is better; the workload is `{WORKLOAD}`)")
         head = f"{'':<44}{'target':>8}" + "".join(f"{name[:22]:>24}" for name, _ in trees)
         print(head + ("    × before" if len(trees) > 1 else ""))
@@ -359,8 +382,10 @@ def targets(against: str, rounds: int) -> None:
             print(f"  {name:<22} workload {x['work'] * 1e3:.1f} ms · ResNet-50 analyze {x['resnet'] * 1e3:.2f} ms · "
                   f"DenseNet-121 {x['densenet'] * 1e3:.2f} ms · ShuffleNetV2 {x['shufflenet'] * 1e3:.2f} ms · "
                   f"chain {x['per20k'] * 1e6:.1f} µs/layer at 20k, {x['per100k'] * 1e6:.1f} at 100k · "
-                  f"cold analyze {x['cold']:.3f} s, stack {x['stack']:.3f} s")
+                  f"cold analyze {x['cold']:.3f} s, schema {x['schema']:.3f} s, layers {x['layers']:.3f} s, "
+                  f"validate {x['validate']:.3f} s, stack {x['stack']:.3f} s")
     finally:
+        shutil.rmtree(caches, ignore_errors=True)
         if made:
             subprocess.run(["git", "worktree", "remove", "--force", made], cwd=ROOT, capture_output=True)
 
