@@ -13,6 +13,7 @@ Python.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 import re
@@ -126,13 +127,22 @@ def lookup(name: str, args: dict[str, Any]) -> Any:
     return args[name]
 
 
-def evaluate(expr: str, args: dict[str, Any]) -> Number:
-    """Evaluate an expression such as ``planes * 4`` or ``make_divisible(16 * width)``."""
+@functools.lru_cache(maxsize=4096)
+def _parsed(expr: str) -> ast.Expression | None:
+    """The syntax tree of an expression (None: not Python syntax), parsed once per text: a block
+    repeated N times evaluates the same few expressions N times (#30). The trees are only read."""
     try:
         text = _IN.sub(lambda m: "in__" + m.group(1), expr.strip())
-        tree = ast.parse(re.sub(r"\b(true|false)\b", lambda m: m.group(1).title(), text), mode="eval")
+        return ast.parse(re.sub(r"\b(true|false)\b", lambda m: m.group(1).title(), text), mode="eval")
     except SyntaxError:
-        raise SubstError(f"cannot read expression '${{{expr}}}': use {ALLOWED}") from None
+        return None
+
+
+def evaluate(expr: str, args: dict[str, Any]) -> Number:
+    """Evaluate an expression such as ``planes * 4`` or ``make_divisible(16 * width)``."""
+    tree = _parsed(expr)
+    if tree is None:
+        raise SubstError(f"cannot read expression '${{{expr}}}': use {ALLOWED}")
     try:
         value = _eval(tree.body, args, expr)
     except (OverflowError, ValueError, TypeError, ZeroDivisionError) as exc:
