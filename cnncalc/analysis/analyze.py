@@ -84,6 +84,7 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
     reach: dict[str, Reach] = {}  # what a tensor without a field reads, all its elements together (absent: None)
     missing: dict[str, str] = {}  # torch.chunk's pieces that do not exist: refused where used
     fast = FAST  # the shortcuts of #30 (tests/analysis/test_fast_path.py turns them off)
+    at = src.positions.get  # a layer's own node is nearly always there: `locate`'s first step, no call
     pointwise: dict[int, tuple[tuple[RF, ...], tuple[RF, ...]]] | None = {} if fast else None  # see `_each`
     for node in net.nodes:
         inputs = node.inputs
@@ -169,7 +170,8 @@ def _walk(net: Network, shape0: Shape, b: int) -> tuple[list[LayerReport], list[
         shown = rf if quick or layout == _identity(len(ctx.out)) else None  # permuted: no field to show
         row = LayerReport(node.index, node.name, layer.type, list(node.inputs), ctx.out, params,
                           params if layer.trainable else 0, nbuf, macs, elementwise, prod(ctx.out) * b, shown,
-                          weights, buffers, shared, src.locate(node.path)[0], layer, ctx, node.path, node.blocks)
+                          weights, buffers, shared, (at(node.path) or src.locate(node.path))[0], layer, ctx, node.path,
+                          node.blocks)
         rows.append(row)
         done[node.name] = row
         shapes[node.name], notes[node.name], fields[node.name], layouts[node.name] = ctx.out, note, rf, layout

@@ -97,21 +97,26 @@ class Report:
 
     def compute_totals(self) -> None:
         b = self.bytes_per_element
-        params = sum(r.params for r in self.layers)
-        trainable = sum(r.trainable_params for r in self.layers)
+        params = trainable = activations = buffers = macs = elementwise = buffer_bytes = 0
+        for r in self.layers:  # one pass over the rows (#30: seven sums were a pass each)
+            params += r.params
+            trainable += r.trainable_params
+            activations += r.activation_bytes
+            buffers += r.buffers
+            macs += r.macs
+            elementwise += r.elementwise_ops
+            if r.buffer_shapes and r.shared_with is None:
+                for k, s in r.buffer_shapes.items():
+                    buffer_bytes += (8 if k == "num_batches_tracked" else b) * prod(s)
         input_bytes = prod(self.input_shape) * b
-        activations = sum(r.activation_bytes for r in self.layers)
-        buffer_bytes = sum((8 if k == "num_batches_tracked" else b) * prod(s)
-                           for r in self.layers if r.shared_with is None for k, s in r.buffer_shapes.items())
         param_bytes = params * b
         states = OPTIMIZER_STATES[self.optimizer]
         peak, train = memory_figures(self.layers, self.outputs, input_bytes, b, self.optimizer,
                                      param_bytes + buffer_bytes + trainable * b * states)
         self._totals = Totals({
             "params": params, "trainable_params": trainable, "non_trainable_params": params - trainable,
-            "buffers": sum(r.buffers for r in self.layers),
-            "macs": sum(r.macs for r in self.layers), "flops": sum(r.flops for r in self.layers),
-            "elementwise_ops": sum(r.elementwise_ops for r in self.layers),
+            "buffers": buffers, "macs": macs, "flops": 2 * macs,  # each row's flops are 2·MACs
+            "elementwise_ops": elementwise,
             "activation_bytes": activations, "input_bytes": input_bytes,
             "param_bytes": param_bytes, "buffer_bytes": buffer_bytes,
             "inference_peak_activation_bytes": peak,
