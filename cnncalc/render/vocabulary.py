@@ -236,8 +236,11 @@ def spec_schema_text(cache: bool = True) -> str:
     (the schema is then built each time)."""
     if not cache:
         return json.dumps(spec_schema(), indent=2)
+    key = _source_key()
+    if key is None:  # no source files to key it on (a zip, bytecode only): never cached
+        return json.dumps(spec_schema(), indent=2)
     folder = schema_cache_dir()
-    path = os.path.join(folder, f"schema-{_source_key()}.json")
+    path = os.path.join(folder, f"schema-{key}.json")
     text = _read_cached(path)
     if text is None:
         text = json.dumps(spec_schema(), indent=2)
@@ -253,9 +256,10 @@ def schema_cache_dir() -> str:
     return os.path.join(base, "cnncalc")
 
 
-def _source_key(root: str | None = None) -> str:
+def _source_key(root: str | None = None) -> str | None:
     """A hash of what the schema is made of: the bytes of every .py file of the package at `root`
-    (default: this cnncalc's; its version is in __init__.py), pydantic's and Python's versions."""
+    (default: this cnncalc's; its version is in __init__.py), pydantic's and Python's versions;
+    None where the package has no source files to read."""
     import hashlib
     import sys
 
@@ -263,6 +267,7 @@ def _source_key(root: str | None = None) -> str:
 
     root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     h = hashlib.sha256(f"{pydantic.VERSION}\0{sys.version}\0".encode())
+    read = False
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         for name in sorted(files):
@@ -272,7 +277,8 @@ def _source_key(root: str | None = None) -> str:
                 with open(path, "rb") as fh:
                     h.update(fh.read())
                 h.update(b"\0")
-    return h.hexdigest()[:32]
+                read = True
+    return h.hexdigest()[:32] if read else None
 
 
 def _read_cached(path: str) -> str | None:

@@ -87,6 +87,14 @@ def test_the_key_follows_the_sources(tmp_path):
     assert voc._source_key(str(fake)) == first
     (fake / "__init__.py").write_text('__version__ = "0.2.0"\n')
     assert voc._source_key(str(fake)) != first
+    assert voc._source_key(str(tmp_path / "nothing")) is None  # no sources (a zip): nothing to key a cache on
+
+
+def test_without_sources_the_schema_is_built_and_not_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNCALC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(voc, "_source_key", lambda root=None: None)
+    assert voc.spec_schema_text() == json.dumps(voc.spec_schema(), indent=2)
+    assert not (tmp_path / "cache").exists()
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes anywhere")
@@ -107,3 +115,15 @@ def test_a_cache_path_that_is_a_file_is_no_error(tmp_path, monkeypatch):
     blocker.write_text("")
     monkeypatch.setenv("CNNCALC_CACHE_DIR", str(blocker / "cnncalc"))  # its parent is a file
     assert voc.spec_schema_text() == json.dumps(voc.spec_schema(), indent=2)
+
+
+def test_the_schema_command_prints_the_same_text_built_or_read(tmp_path):
+    from typer.testing import CliRunner
+
+    from cnncalc.cli import app
+
+    env = {"CNNCALC_CACHE_DIR": str(tmp_path)}
+    first, second = (CliRunner().invoke(app, ["schema"], env=env) for _ in range(2))
+    assert first.exit_code == second.exit_code == 0
+    assert first.stdout == second.stdout == json.dumps(voc.spec_schema(), indent=2) + "\n"
+    assert len(os.listdir(tmp_path)) == 1
