@@ -252,7 +252,7 @@ class _Expander:
 
         def walk(value: Any, where: Path) -> Any:
             if isinstance(value, str):
-                m = _EXPR.match(value)
+                m = _EXPR.match(value) if value[:1] == "$" else None
                 if not m or not REF_FIELD.search(m.group(1)):
                     return value
                 expr = m.group(1)

@@ -79,6 +79,8 @@ def input_args(shape: tuple[int, ...], prefix: str = "in__") -> dict[str, int]:
 def reads_input(value: Any) -> bool:
     """Whether a value still holds a ${…} expression over `in.*` (left for the analysis)."""
     if isinstance(value, str):
+        if value[:1] != "$":  # (most strings: names, modes) no expression, no match to try
+            return False
         m = _EXPR.match(value)
         return bool(m and (_IN.search(m.group(1)) or _REF.search(m.group(1))))
     if isinstance(value, list):
@@ -92,6 +94,8 @@ def substitute(value: Any, args: dict[str, Any], defer: bool = False) -> Any:
     """Replace ``$name`` / ``${expr}`` strings anywhere inside ``value``; with `defer`, an
     expression over the layer's input (``in.channels``) stays as it is, for the analysis."""
     if isinstance(value, str):
+        if value[:1] != "$":  # both forms start with $: most strings are returned as they are
+            return value
         m = _NAME.match(value)
         if m:
             return lookup(m.group(1), args)
