@@ -248,9 +248,12 @@ class ConvNd(_Window, _ConvFields):
         return self
 
     def c_in(self, ctx: Ctx) -> int:
-        self.expect_rank(ctx.x, 2 + self.dims, spatial_axes(self.dims))
-        c = ctx.x[1]
-        self.check_declared("in_channels", self.in_channels, c, "channels")
+        x = ctx.ins[0]
+        if len(x) != 2 + self.dims:  # (the axes' names, a string made per call, only for the message: #30)
+            self.expect_rank(x, 2 + self.dims, spatial_axes(self.dims))
+        c = x[1]
+        if self.in_channels is not None:
+            self.check_declared("in_channels", self.in_channels, c, "channels")
         if c % self.groups:
             raise LayerError(f"input channels {c} are not divisible by groups={self.groups}", "groups")
         return c
