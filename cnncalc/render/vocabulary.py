@@ -7,7 +7,10 @@ import inspect
 import json
 import os
 import types
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import WithJsonSchema
+from pydantic.fields import FieldInfo
 
 from cnncalc.errors import CnnError, did_you_mean
 from cnncalc.layers import REGISTRY, Layer
@@ -100,11 +103,6 @@ _SIMPLE = {int: "integer", float: "number", str: "string", bool: "boolean", type
 def _prop(annotation: Any, metadata: list | tuple = ()) -> dict | None:
     """What pydantic's JSON Schema says of `annotation` as far as `_kind` prints it, or None where
     this does not know (a class, a constraint that changes the type, a serializer)."""
-    import typing
-
-    from pydantic import WithJsonSchema
-    from pydantic.fields import FieldInfo
-
     for m in metadata:
         if isinstance(m, WithJsonSchema):
             return m.json_schema if m.mode in (None, "validation") and isinstance(m.json_schema, dict) else None
@@ -120,17 +118,17 @@ def _prop(annotation: Any, metadata: list | tuple = ()) -> dict | None:
         return {"type": _SIMPLE[annotation]}
     if annotation is Any:
         return {}
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Annotated:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
         return _prop(args[0], args[1:])
-    if origin is typing.Literal:
+    if origin is Literal:
         if not all(type(a) in (str, int, bool) for a in args):
             return None
         return {"const": args[0]} if len(args) == 1 else {"enum": list(args)}
     if origin is list and len(args) == 1:
         item = _prop(args[0])
         return None if item is None else {"type": "array", "items": item}
-    if origin in (typing.Union, types.UnionType):
+    if origin in (Union, types.UnionType):
         alts = [_prop(a) for a in args]
         return None if any(a is None for a in alts) else {"anyOf": alts}
     return None
