@@ -234,10 +234,9 @@ def spec_schema_text(cache: bool = True) -> str:
     (the schema is then built each time)."""
     if not cache:
         return json.dumps(spec_schema(), indent=2)
-    key = _source_key()
-    if key is None:  # no source files to key it on (a zip, bytecode only): never cached
+    key, folder = _source_key(), schema_cache_dir()
+    if key is None or not folder:  # no sources to key it on (a zip, bytecode only), or no home: not cached
         return json.dumps(spec_schema(), indent=2)
-    folder = schema_cache_dir()
     path = os.path.join(folder, f"schema-{key}.json")
     text = _read_cached(path)
     if text is None:
@@ -247,11 +246,12 @@ def spec_schema_text(cache: bool = True) -> str:
 
 
 def schema_cache_dir() -> str:
-    """$CNNCALC_CACHE_DIR, else $XDG_CACHE_HOME/cnncalc, else ~/.cache/cnncalc."""
+    """$CNNCALC_CACHE_DIR, else $XDG_CACHE_HOME/cnncalc, else ~/.cache/cnncalc; empty where the
+    home folder is unknown (never a folder relative to wherever the command runs)."""
     if os.environ.get("CNNCALC_CACHE_DIR"):
         return os.environ["CNNCALC_CACHE_DIR"]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "cnncalc")
+    return os.path.join(base, "cnncalc") if os.path.isabs(base) else ""
 
 
 def _source_key(root: str | None = None) -> str | None:

@@ -127,3 +127,15 @@ def test_the_schema_command_prints_the_same_text_built_or_read(tmp_path):
     assert first.exit_code == second.exit_code == 0
     assert first.stdout == second.stdout == json.dumps(voc.spec_schema(), indent=2) + "\n"
     assert len(os.listdir(tmp_path)) == 1
+
+
+def test_no_home_no_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv("CNNCALC_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(os.path, "expanduser", lambda p: p)  # home unknown: '~' stays '~'
+    monkeypatch.chdir(tmp_path)
+    assert voc.schema_cache_dir() == ""
+    assert voc.spec_schema_text() == json.dumps(voc.spec_schema(), indent=2)
+    assert os.listdir(tmp_path) == []  # nothing written where the command ran
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert voc.schema_cache_dir() == str(tmp_path / "xdg" / "cnncalc")
