@@ -10,9 +10,12 @@ GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 HOSTILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile")
 sys.path.insert(0, os.path.dirname(__file__))
 if not os.environ.get("CNNCALC_CACHE_DIR"):  # `cnncalc schema`'s cache: the suite's own, not the user's folder
+    import atexit
+    import shutil
     import tempfile
 
     os.environ["CNNCALC_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnncalc-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["CNNCALC_CACHE_DIR"], True)
 
 
 @pytest.fixture(scope="session")
