@@ -4,13 +4,26 @@ torch), how long the written spec is against the hand-written example, and wheth
 the example's.
 
     python benchmarks/imports.py
+    python benchmarks/imports.py --split [N]
+
+`--split` (issue #30): where the import of torchvision's ResNet-50 (written out below, as
+torchvision builds it) spends its time, each run in a fresh Python process (bytecode caches on),
+the three kinds of run interleaved round by round, N rounds (default 5), best of N per stage:
+`import torch` alone, the model built, the reference "one traced pass" torch itself offers for
+shapes (`torch.fx.symbolic_trace`, then `ShapeProp` on fake tensors), and
+`import_model(..., prove=False)` and `prove=True` split into their stages (`stages=`: fx trace,
+fake pass, read, write, analyse, counts; build and run with prove). It prints the ratios
+import_model(prove=False) ÷ (torch import + one traced pass), both in-process and end to end
+(cnncalc's own import included), and prove=True ÷ prove=False, with the load (os.getloadavg).
 
 (torchvision is not loadable on this machine: its wheels are CUDA builds; these models follow it.)
 """
 from __future__ import annotations
 
 import glob
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -18,10 +31,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [ROOT, os.path.join(ROOT, "tests")] + [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 # (benchmarks/profile.py would shadow the standard library's profile, which torch's fake tensors import)
-
-import cnncalc  # noqa: E402
-from cnncalc.interop.torch_export import to_torch  # noqa: E402
-from cnncalc.interop.torch_import import import_model  # noqa: E402
 
 KEYS = ("params", "buffers", "macs")
 
@@ -31,6 +40,9 @@ def lines(text: str) -> int:
 
 
 def row(label: str, model, shape, example: str) -> None:
+    import cnncalc
+    from cnncalc.interop.torch_import import import_model
+
     ours = cnncalc.analyze(cnncalc.load_spec(example))
     start = time.perf_counter()
     text, _ = import_model(model, shape, label, [])
@@ -44,6 +56,9 @@ def row(label: str, model, shape, example: str) -> None:
 def main() -> None:
     import reference_models as R
 
+    import cnncalc
+    from cnncalc.interop.torch_export import to_torch
+
     print("torchvision-faithful models (module tree kept: blocks and repeat)")
     for make, name in (("ShuffleNetV2", "shufflenet_v2"), ("MobileNetV3Large", "mobilenet_v3_large"),
                        ("DenseNet", "densenet121")):
@@ -56,5 +71,136 @@ def main() -> None:
         row(os.path.basename(path), namespace["build"](), report.input_shape[1:], path)
 
 
+# ---- --split: where an import's time goes (#30) ------------------------------------------------
+def resnet50():
+    """torchvision.models.resnet50() (Bottleneck, ResNet._make_layer), line for line, untrained."""
+    import torch
+    from torch import nn
+
+    class Bottleneck(nn.Module):
+        expansion = 4
+
+        def __init__(self, inplanes, planes, stride=1, downsample=None):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(inplanes, planes, 1, bias=False), nn.BatchNorm2d(planes)
+            self.conv2, self.bn2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False), nn.BatchNorm2d(planes)
+            self.conv3, self.bn3 = nn.Conv2d(planes, planes * 4, 1, bias=False), nn.BatchNorm2d(planes * 4)
+            self.relu = nn.ReLU(inplace=True)
+            self.downsample, self.stride = downsample, stride
+
+        def forward(self, x):
+            identity = x
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.relu(self.bn2(self.conv2(out)))
+            out = self.bn3(self.conv3(out))
+            if self.downsample is not None:
+                identity = self.downsample(x)
+            out += identity
+            return self.relu(out)
+
+    class ResNet(nn.Module):
+        def __init__(self, layers=(3, 4, 6, 3), num_classes=1000):
+            super().__init__()
+            self.inplanes = 64
+            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+            self.bn1, self.relu, self.maxpool = nn.BatchNorm2d(64), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
+            self.layer1 = self._make_layer(64, layers[0])
+            self.layer2 = self._make_layer(128, layers[1], 2)
+            self.layer3 = self._make_layer(256, layers[2], 2)
+            self.layer4 = self._make_layer(512, layers[3], 2)
+            self.avgpool, self.fc = nn.AdaptiveAvgPool2d((1, 1)), nn.Linear(2048, num_classes)
+
+        def _make_layer(self, planes, blocks, stride=1):
+            down = None
+            if stride != 1 or self.inplanes != planes * 4:
+                down = nn.Sequential(nn.Conv2d(self.inplanes, planes * 4, 1, stride, bias=False),
+                                     nn.BatchNorm2d(planes * 4))
+            layers = [Bottleneck(self.inplanes, planes, stride, down)]
+            self.inplanes = planes * 4
+            layers += [Bottleneck(self.inplanes, planes) for _ in range(1, blocks)]
+            return nn.Sequential(*layers)
+
+        def forward(self, x):
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    return ResNet()
+
+
+SHAPE = (3, 224, 224)
+KINDS = ("traced pass", "prove=False", "prove=True")
+
+
+def child(kind: str) -> None:
+    """One fresh process's run of `kind`: its seconds per stage, as JSON on stdout."""
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    import torch
+    out["import torch"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model = resnet50().eval()
+    out["build model"] = time.perf_counter() - t0
+    if kind == "traced pass":
+        t0 = time.perf_counter()
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        from torch.fx.passes.shape_prop import ShapeProp
+
+        gm = torch.fx.symbolic_trace(model)
+        out["fx trace"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with torch.no_grad(), FakeTensorMode(allow_non_fake_inputs=True):
+            ShapeProp(gm).propagate(torch.empty(2, *SHAPE))
+        out["fake pass"] = time.perf_counter() - t0
+    else:
+        t0 = time.perf_counter()
+        from cnncalc.interop.torch_import import import_model
+        out["import cnncalc"] = time.perf_counter() - t0
+        stages: dict[str, float] = {}
+        t0 = time.perf_counter()
+        import_model(model, SHAPE, "resnet50", [], prove=kind == "prove=True", stages=stages)
+        out["import_model"] = time.perf_counter() - t0
+        out.update(stages)
+    print(json.dumps(out))
+
+
+def split(rounds: int) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    me = os.path.abspath(__file__)
+    subprocess.run([sys.executable, me, "--child", "prove=True"], check=True, capture_output=True, env=env)  # caches
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in KINDS}
+    loads = []
+    for _ in range(rounds):
+        loads.append(os.getloadavg()[0])
+        for kind in KINDS:
+            proc = subprocess.run([sys.executable, me, "--child", kind], capture_output=True, text=True, env=env,
+                                  cwd=ROOT)
+            if proc.returncode:
+                sys.exit(f"{kind}: {proc.stderr[-2000:]}")
+            runs[kind].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    best = {k: {s: min(r[s] for r in v) for s in v[0]} for k, v in runs.items()}
+    print(f"ResNet-50 (torchvision's, written out) at {'x'.join(map(str, SHAPE))}, fresh process per run, "
+          f"best of {rounds}, interleaved; load (1 min) {min(loads):.2f}–{max(loads):.2f} on {os.cpu_count()} CPUs")
+    for kind in KINDS:
+        print(f"  {kind}")
+        for stage, sec in best[kind].items():
+            print(f"    {stage:16s} {sec:7.3f} s")
+    tp, pf, pt = best["traced pass"], best["prove=False"], best["prove=True"]
+    one = tp["fx trace"] + tp["fake pass"]
+    print(f"  one traced pass (fx trace + ShapeProp on fake tensors): {one:.3f} s")
+    print(f"  import_model(prove=False) ÷ one traced pass:                         {pf['import_model'] / one:5.2f}")
+    print(f"  (import cnncalc + import_model(prove=False)) ÷ one traced pass:      "
+          f"{(pf['import cnncalc'] + pf['import_model']) / one:5.2f}")
+    print(f"  torch import + cnncalc import + import_model(prove=False) ÷ torch import + one traced pass: "
+          f"{(pf['import torch'] + pf['import cnncalc'] + pf['import_model']) / (tp['import torch'] + one):5.2f}")
+    print(f"  import_model prove=True ÷ prove=False:                               "
+          f"{pt['import_model'] / pf['import_model']:5.2f}")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2])
+    elif sys.argv[1:2] == ["--split"]:
+        split(int(sys.argv[2]) if len(sys.argv) > 2 else 5)
+    else:
+        main()

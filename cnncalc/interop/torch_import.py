@@ -17,6 +17,7 @@ import operator
 import os
 import re
 import sys
+import time
 from math import prod
 from typing import Any, Callable
 
@@ -323,13 +324,32 @@ class _After(Exception):
 
 
 # ---- the trace ---------------------------------------------------------------------------------
-def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model"
+class _Clock:
+    """Adds the seconds spent in each stage into `stages` (when given): `clock("name")` ends the
+    stage running and starts that one; `clock(None)` ends it."""
+
+    def __init__(self, stages: dict[str, float] | None):
+        self.stages, self.stage, self.since = stages, "", 0.0
+
+    def __call__(self, stage: str | None) -> None:
+        if self.stages is None:
+            return
+        now = time.perf_counter()
+        if self.stage:
+            self.stages[self.stage] = self.stages.get(self.stage, 0.0) + now - self.since
+        self.stage, self.since = stage or "", now
+
+
+def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model", *, stages: dict[str, float] | None = None
           ) -> tuple[list[Found], list[str], list[str], dict[str, tuple[str, int | None]]]:
     """The model's layers, in the order its forward pass makes them, the names of its outputs,
     notes (modules never called, renamed keys) and the state_dict keys the spec holds under
     another name (a layer scale's tensor → the layer's weight). Raises a CnnError listing every
-    op that has no layer type."""
+    op that has no layer type. `stages`, when given, adds up the seconds of each stage ("fx
+    trace", "fake pass", "read")."""
     t = kit()
+    clock = _Clock(stages)
+    clock("fx trace")
     fx = t.torch.fx
     # read before tracing: while fx traces, reading a parameter (a conv's bias) makes a graph node
     read_whole = {id(m) for m in model.modules() if composite(m) is not None or refused(m) or _fourier(m)}
@@ -363,6 +383,7 @@ def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model"
         raise CnnError.single(f"import: torch.fx cannot trace {what}: {_one_line(exc)} (import needs a forward "
                               "pass without Python control flow on tensor values)") from None
     gm = fx.GraphModule(model, graph)
+    clock("fake pass")
     values: dict[Any, Any] = {}
     failed: list[Any] = []  # the node whose op raised
 
@@ -390,7 +411,11 @@ def trace(model: Any, input_shape: tuple[int, ...], what: str = "the model"
                               f"{_where(failed[0]) if failed else ''}: {_one_line(exc)}"
                               + (" (torch.fx passes the model's code a read-only list, which that code changes: "
                                  "the model cannot be traced as written)" if frozen else "")) from None
-    return _Reader(gm, values, t, model).read()
+    clock("read")
+    try:
+        return _Reader(gm, values, t, model).read()
+    finally:
+        clock(None)
 
 
 def _concrete_trace(model: Any, input_shape: tuple[int, ...], tracer: type, first: BaseException) -> Any:
@@ -1734,19 +1759,30 @@ def snake_name(text: str, default: str = "net") -> str:
 
 
 def import_model(model: Any, input_shape: tuple[int, ...], name: str, header: list[str],
-                 what: str = "the model", prove: bool = True) -> tuple[str, list[str]]:
+                 what: str = "the model", prove: bool = True, *, stages: dict[str, float] | None = None
+                 ) -> tuple[str, list[str]]:
     """The spec text of `model` at `input_shape` (no batch), and notes for the user. The spec is
     analysed and checked against torch before it is returned: every layer's output shape, the
     params, buffers and FlopCounterMode FLOPs; with `prove` (the default) the model's own
     state_dict also loads strictly into the exported module and the two give equal outputs on a
-    forward pass (prove=False skips that, the slow part, and says so in the notes)."""
+    forward pass (prove=False skips that, the slow part, and says so in the notes). `stages`,
+    when given, adds up the seconds spent in each stage (as `verify_report(stages=...)` does):
+    "fx trace", "fake pass", "read" (the graph into layers), "write" (the spec text, read back),
+    "analyse" (the written spec parsed and analysed), "counts" (FlopCounterMode's pass), and with
+    `prove` "build" (the spec's torch module, the state_dict loaded) and "run" (both forward
+    passes, compared)."""
     from cnncalc.interop.spec_writer import write_spec
 
-    found, outputs, notes, keys = trace(model, input_shape, what)
-    text = write_spec(found, name, input_shape, header, outputs)
-    if _scale_axes(text, found, keys, what):
+    clock = _Clock(stages)
+    found, outputs, notes, keys = trace(model, input_shape, what, stages=stages)
+    clock("write")
+    try:
         text = write_spec(found, name, input_shape, header, outputs)
-    return text, notes + check(text, found, model, input_shape, what, prove, keys)
+        if _scale_axes(text, found, keys, what):
+            text = write_spec(found, name, input_shape, header, outputs)
+    finally:
+        clock(None)
+    return text, notes + check(text, found, model, input_shape, what, prove, keys, stages=stages)
 
 
 def _scale_axes(text: str, found: list[Found], keys: dict[str, tuple[str, int | None]], what: str) -> bool:
@@ -1773,9 +1809,20 @@ def _scale_axes(text: str, found: list[Found], keys: dict[str, tuple[str, int | 
 
 
 def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...], what: str,
-          prove: bool = True, keys: dict[str, tuple[str, int | None]] | None = None) -> list[str]:
+          prove: bool = True, keys: dict[str, tuple[str, int | None]] | None = None, *,
+          stages: dict[str, float] | None = None) -> list[str]:
     """Raise a CnnError unless the spec `text` analyses to what torch says of `model` (and, with
-    `prove`, its exported module gives the model's outputs); notes on what was not compared."""
+    `prove`, its exported module gives the model's outputs); notes on what was not compared.
+    `stages`: as import_model's."""
+    clock = _Clock(stages)
+    try:
+        return _check(text, found, model, input_shape, what, prove, keys, clock)
+    finally:
+        clock(None)
+
+
+def _check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...], what: str,
+           prove: bool, keys: dict[str, tuple[str, int | None]] | None, clock: _Clock) -> list[str]:
     from cnncalc.backend.build import build_model
     from cnncalc.interop.spec_writer import analyse_written, wrong
     from cnncalc.interop.torch_export import exported_module
@@ -1785,6 +1832,7 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
     def fail(why: str) -> CnnError:
         return wrong(what, why)
 
+    clock("analyse")
     report = analyse_written(text, found, what, "torch", batch=False)  # traced at batch 2
     for old, (new, axis) in (keys or {}).items():  # a scale on the last axis: the layer must find the channels there
         row = report.layer(new.rpartition(".")[0])
@@ -1793,12 +1841,14 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
                                   f"multiplies axis {axis} of its input, the channels of a channels-last tensor, but "
                                   "the tensor reaches it by no permute that moves the channels there, so a "
                                   "`layer_scale` layer would scale another axis (README, section 'The spec')")
+    clock("counts")
     counts, used = _counts_and_used(model, input_shape)
     ours = {"params": report.totals["params"], "buffers": report.totals["buffers"], "flops": report.totals["flops"]}
     if ours != counts:
         raise fail(", ".join(f"{k}: cnncalc {ours[k]:,}, torch {counts[k]:,}" for k in ours if ours[k] != counts[k]))
     if not prove:  # the exported module is built only to prove the outputs
         return ["outputs not compared (prove=False): every shape, the params, buffers and FLOPs were"]
+    clock("build")
     net = exported_module(report, build_model(report, t)).eval()
     state = model.state_dict()
     mine = net.state_dict()
@@ -1824,6 +1874,7 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
     if need > MAX_RUN_BYTES:
         return said + [f"outputs not compared: the forward pass needs about {need / 2**30:.1f} GiB (shapes, params, buffers, "
                 "FLOPs and the state_dict were)"]
+    clock("run")
     x = t.torch.randn(2, *input_shape).to(_dtype(model, t))
     try:
         with t.torch.no_grad():
