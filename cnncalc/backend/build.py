@@ -45,7 +45,7 @@ def _graph_class(t: Kit) -> Any:
             super().__init__()
             kept = [r for r in report.layers if r.name in modules]  # the probe keeps a row's ancestors only
             self.rows = [(r.index, r.name, list(r.inputs)) for r in kept]
-            self.chunks = chunk_groups(kept)  # each spec's chunk runs as one torch.chunk
+            self.chunks = chunk_groups(kept)  # each spec's chunk (split) runs as one torch.chunk (torch.split)
             self.layers = nn.ModuleDict({f"l{r.index}": modules[r.name] for r in kept})
             self.outputs = list(report.outputs)
             last: dict[str, int] = {}
@@ -94,10 +94,12 @@ def _graph_class(t: Kit) -> Any:
                     values.pop(n, None)
 
         def _chunk(self, i: int, source: str, values: dict) -> None:
-            """The pieces of the spec's chunk at row i, made by one torch.chunk, into `values`
-            (only there: each is freed after its last reader, as any tensor)."""
+            """The pieces of the spec's chunk (split) at row i, made by one torch.chunk
+            (torch.split), into `values` (only there: each is freed after its last reader, as
+            any tensor)."""
             chunks, pieces = self.chunks[i]
-            made = torch.chunk(values[source], chunks, 1)
+            made = (torch.chunk(values[source], chunks, 1) if isinstance(chunks, int)
+                    else torch.split(values[source], chunks, 1))
             values.update((n, made[k]) for k, n in pieces if k < len(made))
 
         def forward(self, x, stop: int | None = None):

@@ -134,7 +134,7 @@ def to_torch(report: Report) -> str:
     writer = _Writer(t)
     tree: dict[str, Any] = {}
     access: dict[str, str] = {}
-    chunks = chunk_groups(report.layers)  # each written as one torch.chunk
+    chunks = chunk_groups(report.layers)  # each written as one torch.chunk (torch.split)
     piece = {i + k for i, (_, members) in chunks.items() for k in range(len(members))}
     for row in report.layers:
         if row.type in INLINE or row.type == "concat" or row.shared_with or row.index in piece:
@@ -174,12 +174,14 @@ def to_torch(report: Report) -> str:
         if row.index in piece:
             if row.index in chunks:  # `a, b = torch.chunk(x, 2, 1)`: as many names as torch returns
                 n, members = chunks[row.index]
-                width = -(-row.ctx.x[1] // n)
                 names = [_ident(name, taken) for _, name in members]
                 var.update((name, v) for (_, name), v in zip(members, names))
-                returned = -(-row.ctx.x[1] // width)
-                lines.append(f"        {', '.join(names[:returned])}{',' if returned == 1 else ''} = "
-                             f"torch.chunk({args[0]}, {n}, 1)")
+                if isinstance(n, int):
+                    returned = -(-row.ctx.x[1] // -(-row.ctx.x[1] // n))
+                    call = f"torch.chunk({args[0]}, {n}, 1)"
+                else:  # `a, b = torch.split(x, [2, 6], 1)`
+                    returned, call = len(n), f"torch.split({args[0]}, {n}, 1)"
+                lines.append(f"        {', '.join(names[:returned])}{',' if returned == 1 else ''} = {call}")
             continue
         out = var[row.name] = _ident(row.name, taken)
         if getattr(row.layer, "return_indices", False):

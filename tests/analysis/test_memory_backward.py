@@ -85,6 +85,13 @@ NETS["chunk-with-a-dead-branch"] = net("8x8x8", 2, "  - {name: s, type: chunk, c
 NETS["chunk-shufflenet-unit"] = net("8x8x8", 2, "  - {name: s, type: chunk, chunks: 2}\n"
                                     "  - {name: b, type: conv2d, out_channels: 4, kernel_size: 3, padding: 1, inputs: [s.1]}\n"
                                     "  - {type: concat, inputs: [s.0, b]}\n  - {type: channel_shuffle, groups: 2}\n")
+# a spec's split is one torch.split (split_with_sizes_backward), as its chunk is one torch.chunk
+NETS["split-shufflenet-unit"] = net("8x8x8", 2, "  - {name: s, type: split, sizes: [3, 5]}\n"
+                                    "  - {name: b, type: conv2d, out_channels: 5, kernel_size: 3, padding: 1, inputs: [s.1]}\n"
+                                    "  - {type: concat, inputs: [s.0, b]}\n")
+NETS["split-three-one-unused"] = net("8x8x8", 2, "  - {name: s, type: split, sizes: [2, 2, 4]}\n"
+                                     "  - {name: x, type: conv2d, out_channels: 4, kernel_size: 1, inputs: [s.2]}\n"
+                                     "  - {type: add, inputs: [s.0, s.0]}\n", tail=False)
 NETS["chunk-three-one-unused"] = net("9x8x8", 2, "  - {name: s, type: chunk, chunks: 3}\n"
                                      "  - {name: x, type: conv2d, out_channels: 4, kernel_size: 1, inputs: [s.2]}\n"
                                      "  - {type: add, inputs: [s.0, s.0]}\n", tail=False)
@@ -257,3 +264,29 @@ def test_returns_view_is_what_autograd_sees(case):
     model(x)
     y = seen["y"][0] if isinstance(seen["y"], tuple) else seen["y"]
     assert y._is_view() == bool(row.layer.returns_view), row.type
+
+
+@pytest.mark.slow
+def test_a_split_is_modelled_as_torch_split_runs_it():
+    """A spec's split is what torch.split does (one operator; its backward waits for every piece's gradient and
+    makes the input's once), judged on a module written by hand, not on cnncalc's own build: narrows would make an
+    input-sized gradient per piece (3,072 B more here)."""
+    nn = torch.nn
+
+    class Hand(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.x = nn.Conv2d(8, 8, 1), nn.Conv2d(4, 4, 1)
+
+        def forward(self, inp):
+            a, _, d = torch.split(self.c(inp), [2, 2, 4], 1)
+            self.x(d)  # (never read, as the spec's x)
+            return a + a
+
+    report = analyze_text(NETS["split-three-one-unused"], optimizer="sgd")
+    torch.manual_seed(0)
+    model = Hand()
+    measured = measure_training(model, torch.randn(report.input_shape), tb.kit(), torch.device("cpu"), "sgd")
+    assert measured is not None
+    assert abs(measured.tensors - report.totals["training_memory_bytes"]) <= SCALARS
+    assert [r.type for r in report.layers] == ["conv2d", "narrow", "narrow", "narrow", "conv2d", "add"]

@@ -178,3 +178,23 @@ def test_a_hostile_name_never_becomes_code(tmp_path):
     module = load(text, tmp_path, "hostile")  # executing the file raises nothing
     assert module.build()(torch.ones(1, 3, 8, 8)).shape == (1, 3, 8, 8)
     assert "\nraise SystemExit" not in text and "\x1b" not in text
+
+
+@pytest.mark.slow
+def test_a_split_and_a_chunk_are_written_as_torch_writes_them(tmp_path):
+    """A spec's split is one torch.split in the written forward (a chunk one torch.chunk), as the executor runs
+    them; the module equals the executor and scripts."""
+    report = analyze_text("input: 8x6x6\nbatch: 2\nlayers:\n  - {name: c, type: conv2d, out_channels: 8, kernel_size: 1}\n"
+                          "  - {name: s, type: split, sizes: [3, 5]}\n  - {name: h, type: chunk, chunks: 2, inputs: [c]}\n"
+                          "  - {name: b, type: conv2d, out_channels: 5, kernel_size: 1, inputs: [s.1]}\n"
+                          "  - {type: concat, inputs: [s.0, b, h.1]}\n")
+    source = to_torch(report)
+    assert source.count("torch.split(") == 1 and "[3, 5], 1)" in source and source.count("torch.chunk(") == 1
+    net = load(source, tmp_path).build().eval()
+    torch.manual_seed(0)
+    model = build_model(report, kit()).eval()
+    net.load_state_dict(executor_state(report, model), strict=True)
+    x = torch.randn(report.input_shape)
+    with torch.inference_mode():
+        assert torch.allclose(model(x), net(x), atol=1e-6)
+        assert torch.allclose(torch.jit.script(net)(x), net(x), atol=1e-6)
