@@ -579,8 +579,9 @@ class _Reader:
         self.name_outputs()
         called = set(self.calls) | {key.rpartition(".")[0] for _, key, _ in self.scaled}  # a scale's module: used
         called |= {key.rpartition(".")[0] for key in self.bias_keys}
-        unused = [p for p, m in self.model.named_modules() if p and not any(c == p or c.startswith(p + ".") or
-                                                                      p.startswith(c + ".") for c in called)
+        held = {q for c in called for q in _dotted(c)}  # a module called, or holding one called
+        unused = [p for p, m in self.model.named_modules() if p and p not in held
+                  and not any(q in called for q in _dotted(p)[:-1])  # inside one called
                   and any(True for _ in m.parameters(recurse=False))]
         notes = [f"left out: {p} (its parameters are never used by forward)" for p in unused]
         keys = {key: (f.name + (".weight" if axis is not None else ".scale"), axis)  # (names as finally written)
@@ -1545,6 +1546,12 @@ class _Reader:
         self.found.append(Found(name, made, srcs, scopes, n.meta["cnncalc_shape"], shared))
 
 
+def _dotted(path: str) -> list[str]:
+    """'a.b.c' → ['a', 'a.b', 'a.b.c']: the path and the paths of the modules holding it."""
+    parts = path.split(".")
+    return [".".join(parts[:k]) for k in range(1, len(parts) + 1)]
+
+
 def _readers(n: Any) -> list[Any]:
     """The nodes reading `n` through views, permutes and copies of it (not those themselves)."""
     out, todo, seen = [], list(n.users), set()
@@ -1823,9 +1830,7 @@ def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...
 
 def _check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...], what: str,
            prove: bool, keys: dict[str, tuple[str, int | None]] | None, clock: _Clock) -> list[str]:
-    from cnncalc.backend.build import build_model
     from cnncalc.interop.spec_writer import analyse_written, wrong
-    from cnncalc.interop.torch_export import exported_module
 
     t = kit()
 
@@ -1849,27 +1854,7 @@ def _check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ..
     if not prove:  # the exported module is built only to prove the outputs
         return ["outputs not compared (prove=False): every shape, the params, buffers and FLOPs were"]
     clock("build")
-    net = exported_module(report, build_model(report, t)).eval()
-    state = model.state_dict()
-    mine = net.state_dict()
-    for old, (new, _) in (keys or {}).items():  # a layer scale's tensor: the layer's weight, in its shape
-        if old not in state and new in mine:  # an attention bias's index the model keeps out of its state_dict
-            try:
-                state[old] = model.get_buffer(old)
-            except (AttributeError, TypeError):
-                continue
-        if old in state and new in mine and state[old].numel() == mine[new].numel():
-            state[new] = state.pop(old).reshape(mine[new].shape)
-    held = set(mine)
-    never = {p for p, m in model.named_modules() if id(m) not in used}  # aux heads eval never calls
-    left = sorted(k for k in state if k not in held and k.rpartition(".")[0] in never)
-    state = {k: v for k, v in state.items() if k not in left}
-    said = [f"the proof loads the state_dict without the {len(left)} keys of modules forward never calls "
-            f"({', '.join(left[:3])}{', …' if len(left) > 3 else ''})"] if left else []
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise fail(f"its state_dict does not load: {_one_line(exc)}") from None
+    net, said = _proof_module(report, model, keys or {}, used, t, fail)
     need = 2 * report.totals["inference_memory_bytes"]  # the model and the exported module, one after the other
     if need > MAX_RUN_BYTES:
         return said + [f"outputs not compared: the forward pass needs about {need / 2**30:.1f} GiB (shapes, params, buffers, "
@@ -1886,6 +1871,59 @@ def _check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ..
     if len(want) != len(got) or not all(a.shape == b.shape and _close(a, b, t) for a, b in zip(want, got)):
         raise fail("the outputs differ")
     return said
+
+
+def _proof_module(report: Any, model: Any, keys: dict[str, tuple[str, int | None]], used: set[int], t: Kit,
+                  fail: Callable[[str], CnnError]) -> tuple[Any, list[str]]:
+    """The spec's exported module holding the model's state_dict (loaded strictly), and a note on
+    the keys left out. Built on the meta device (no weights made, initialised, then overwritten:
+    most of this stage's time for a ResNet-50) and given the model's own tensors (`assign`), where
+    every tensor it holds then is one of the model's, of the dtype the module declares for it, on
+    the CPU; otherwise (and on any failure there) built and loaded as before: made, then copied into."""
+    from cnncalc.backend.build import build_model
+    from cnncalc.interop.torch_export import exported_module
+
+    try:
+        with t.torch.device("meta"):
+            net = exported_module(report, build_model(report, t)).eval()
+        state, said = _state_for(net, model, keys, used)
+        mine = net.state_dict()
+        if all(k in mine and v.dtype == mine[k].dtype and v.device.type == "cpu" for k, v in state.items()):
+            net.load_state_dict(state, strict=True, assign=True)
+            if not any(v.is_meta for v in (*net.parameters(), *net.buffers())):
+                return net, said
+    except Exception:  # noqa: BLE001, S110 - built and loaded the usual way below, which says what fails
+        pass
+    net = exported_module(report, build_model(report, t)).eval()
+    state, said = _state_for(net, model, keys, used)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise fail(f"its state_dict does not load: {_one_line(exc)}") from None
+    return net, said
+
+
+def _state_for(net: Any, model: Any, keys: dict[str, tuple[str, int | None]], used: set[int]
+               ) -> tuple[dict[str, Any], list[str]]:
+    """The model's state_dict under the names `net` holds (a layer scale's tensor: the layer's
+    weight, in its shape), without the keys of modules forward never calls; and a note on those."""
+    state = model.state_dict()
+    mine = net.state_dict()
+    for old, (new, _) in keys.items():
+        if old not in state and new in mine:  # an attention bias's index the model keeps out of its state_dict
+            try:
+                state[old] = model.get_buffer(old)
+            except (AttributeError, TypeError):
+                continue
+        if old in state and new in mine and state[old].numel() == mine[new].numel():
+            state[new] = state.pop(old).reshape(mine[new].shape)
+    held = set(mine)
+    never = {p for p, m in model.named_modules() if id(m) not in used}  # aux heads eval never calls
+    left = sorted(k for k in state if k not in held and k.rpartition(".")[0] in never)
+    state = {k: v for k, v in state.items() if k not in left}
+    said = [f"the proof loads the state_dict without the {len(left)} keys of modules forward never calls "
+            f"({', '.join(left[:3])}{', …' if len(left) > 3 else ''})"] if left else []
+    return state, said
 
 
 def run_exported(report: Any, state: dict[str, Any], x: Any) -> list[Any]:
