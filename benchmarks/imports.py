@@ -4,7 +4,7 @@ torch), how long the written spec is against the hand-written example, and wheth
 the example's.
 
     python benchmarks/imports.py
-    python benchmarks/imports.py --split [N]
+    python benchmarks/imports.py --split [N] [--against REV]
 
 `--split` (issue #30): where the import of torchvision's ResNet-50 (written out below, as
 torchvision builds it) spends its time, each run in a fresh Python process (bytecode caches on),
@@ -15,6 +15,8 @@ shapes (`torch.fx.symbolic_trace`, then `ShapeProp` on fake tensors), and
 fake pass, read, write, analyse, counts; build and run with prove). It prints the ratios
 import_model(prove=False) ÷ (torch import + one traced pass), both in-process and end to end
 (cnncalc's own import included), and prove=True ÷ prove=False, with the load (os.getloadavg).
+`--against REV` also runs REV (checked out in a temporary git worktree, removed at the end; it
+must have `import_model(stages=)`, 2026-12 on) in the same rounds, interleaved, for a before/after.
 
 (torchvision is not loadable on this machine: its wheels are CUDA builds; these models follow it.)
 """
@@ -156,6 +158,7 @@ def child(kind: str) -> None:
         t0 = time.perf_counter()
         from cnncalc.interop.torch_import import import_model
         out["import cnncalc"] = time.perf_counter() - t0
+        assert sys.modules[import_model.__module__].__file__.startswith(ROOT), "measured another tree's cnncalc"
         stages: dict[str, float] = {}
         t0 = time.perf_counter()
         import_model(model, SHAPE, "resnet50", [], prove=kind == "prove=True", stages=stages)
@@ -164,22 +167,47 @@ def child(kind: str) -> None:
     print(json.dumps(out))
 
 
-def split(rounds: int) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    me = os.path.abspath(__file__)
-    subprocess.run([sys.executable, me, "--child", "prove=True"], check=True, capture_output=True, env=env)  # caches
-    runs: dict[str, list[dict[str, float]]] = {k: [] for k in KINDS}
-    loads = []
+def split(rounds: int, against: str | None) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
+    trees = {"this tree": ROOT}
+    if against:
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="cnncalc-imports-")
+        os.rmdir(folder)
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", folder, against], cwd=ROOT, check=True,
+                       capture_output=True)
+        trees = {against: folder, "this tree": ROOT}
+    try:
+        runs = measure(trees, rounds, env)
+    finally:
+        if against:
+            subprocess.run(["git", "worktree", "remove", "--force", trees[against]], cwd=ROOT, capture_output=True)
+    for label, (loads, per_kind) in runs.items():
+        report(label, rounds, loads, per_kind)
+
+
+def measure(trees: dict[str, str], rounds: int, env: dict[str, str]) -> dict[str, tuple[list[float], dict]]:
+    """Each tree's runs of each kind, one fresh process each, interleaved round by round."""
+    for tree in trees.values():  # the bytecode caches written once
+        subprocess.run([sys.executable, os.path.join(tree, "benchmarks", "imports.py"), "--child", "prove=True"],
+                       check=True, capture_output=True, env=env, cwd=tree)
+    runs: dict[str, tuple[list[float], dict]] = {label: ([], {k: [] for k in KINDS}) for label in trees}
     for _ in range(rounds):
-        loads.append(os.getloadavg()[0])
-        for kind in KINDS:
-            proc = subprocess.run([sys.executable, me, "--child", kind], capture_output=True, text=True, env=env,
-                                  cwd=ROOT)
-            if proc.returncode:
-                sys.exit(f"{kind}: {proc.stderr[-2000:]}")
-            runs[kind].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        for label, tree in trees.items():
+            runs[label][0].append(os.getloadavg()[0])
+            for kind in KINDS:
+                proc = subprocess.run([sys.executable, os.path.join(tree, "benchmarks", "imports.py"), "--child", kind],
+                                      capture_output=True, text=True, env=env, cwd=tree)
+                if proc.returncode:
+                    sys.exit(f"{label}, {kind}: {proc.stderr[-2000:]}")
+                runs[label][1][kind].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return runs
+
+
+def report(label: str, rounds: int, loads: list[float], runs: dict) -> None:
     best = {k: {s: min(r[s] for r in v) for s in v[0]} for k, v in runs.items()}
-    print(f"ResNet-50 (torchvision's, written out) at {'x'.join(map(str, SHAPE))}, fresh process per run, "
+    print(f"{label}: ResNet-50 (torchvision's, written out) at {'x'.join(map(str, SHAPE))}, fresh process per run, "
           f"best of {rounds}, interleaved; load (1 min) {min(loads):.2f}–{max(loads):.2f} on {os.cpu_count()} CPUs")
     for kind in KINDS:
         print(f"  {kind}")
@@ -201,6 +229,9 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         child(sys.argv[2])
     elif sys.argv[1:2] == ["--split"]:
-        split(int(sys.argv[2]) if len(sys.argv) > 2 else 5)
+        args = sys.argv[2:]
+        rev = args[args.index("--against") + 1] if "--against" in args else None
+        numbers = [a for a in args if a.isdigit()]
+        split(int(numbers[0]) if numbers else 5, rev)
     else:
         main()

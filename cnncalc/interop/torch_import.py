@@ -1785,23 +1785,26 @@ def import_model(model: Any, input_shape: tuple[int, ...], name: str, header: li
     clock("write")
     try:
         text = write_spec(found, name, input_shape, header, outputs)
-        if _scale_axes(text, found, keys, what):
-            text = write_spec(found, name, input_shape, header, outputs)
+        changed, analysed = _scale_axes(text, found, keys, what)
+        if changed:
+            text, analysed = write_spec(found, name, input_shape, header, outputs), None
     finally:
         clock(None)
-    return text, notes + check(text, found, model, input_shape, what, prove, keys, stages=stages)
+    return text, notes + check(text, found, model, input_shape, what, prove, keys, stages=stages, analysed=analysed)
 
 
-def _scale_axes(text: str, found: list[Found], keys: dict[str, tuple[str, int | None]], what: str) -> bool:
+def _scale_axes(text: str, found: list[Found], keys: dict[str, tuple[str, int | None]], what: str
+                ) -> tuple[bool, Any]:
     """A `layer_scale` scales the channels wherever the spec's permutes put them; where its tensor
     scales another axis of the traced tensor (timm's LayerScale on tokens (N, L, C) after a reshape,
     EdgeNeXt's per-head temperature after a matmul of permuted tensors), its `dim` says which (-1:
-    the last). Whether any entry was changed (the spec is then written again)."""
+    the last). Whether any entry was changed (the spec is then written again), and the report of
+    `text` where it was analysed (None where no layer scale needed it)."""
     from cnncalc.interop.spec_writer import analyse_written
 
     axes = {new.rpartition(".")[0]: axis for new, axis in keys.values() if axis is not None}
     if not axes:
-        return False
+        return False, None
     report = analyse_written(text, found, what, "torch", batch=False)
     changed = False
     for f in found:
@@ -1812,24 +1815,24 @@ def _scale_axes(text: str, found: list[Found], keys: dict[str, tuple[str, int | 
         if row.layer.channel_axis(row.ctx) != axis:
             f.entry["dim"] = -1 if axis == len(f.shape) - 1 else axis
             changed = True
-    return changed
+    return changed, report
 
 
 def check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...], what: str,
           prove: bool = True, keys: dict[str, tuple[str, int | None]] | None = None, *,
-          stages: dict[str, float] | None = None) -> list[str]:
+          stages: dict[str, float] | None = None, analysed: Any = None) -> list[str]:
     """Raise a CnnError unless the spec `text` analyses to what torch says of `model` (and, with
     `prove`, its exported module gives the model's outputs); notes on what was not compared.
-    `stages`: as import_model's."""
+    `stages`: as import_model's; `analysed`: the report of `text` where it was already analysed."""
     clock = _Clock(stages)
     try:
-        return _check(text, found, model, input_shape, what, prove, keys, clock)
+        return _check(text, found, model, input_shape, what, prove, keys, clock, analysed)
     finally:
         clock(None)
 
 
 def _check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ...], what: str,
-           prove: bool, keys: dict[str, tuple[str, int | None]] | None, clock: _Clock) -> list[str]:
+           prove: bool, keys: dict[str, tuple[str, int | None]] | None, clock: _Clock, analysed: Any) -> list[str]:
     from cnncalc.interop.spec_writer import analyse_written, wrong
 
     t = kit()
@@ -1838,7 +1841,8 @@ def _check(text: str, found: list[Found], model: Any, input_shape: tuple[int, ..
         return wrong(what, why)
 
     clock("analyse")
-    report = analyse_written(text, found, what, "torch", batch=False)  # traced at batch 2
+    # traced at batch 2: the batch axis is not compared
+    report = analysed if analysed is not None else analyse_written(text, found, what, "torch", batch=False)
     for old, (new, axis) in (keys or {}).items():  # a scale on the last axis: the layer must find the channels there
         row = report.layer(new.rpartition(".")[0])
         if axis is not None and row.layer.channel_axis(row.ctx) != axis:
