@@ -349,6 +349,7 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
     weight_grads = 0
     trainable = {r.name: r.trainable_params for r in rows}
     granted: set[str] = set()  # weights whose gradient exists (shared weights: from their first use)
+    viewed: set[str] = set()  # tensors whose gradient is a view (handed back by a view layer's backward)
     for r in reversed(rows):
         name = r.name
         if piece_of and r.index in piece_of and grad[name]:
@@ -384,28 +385,38 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
         passes = rules[4]
         if passes is None:
             passes = layer.passes_gradient
+        summed = 0  # gradients a new sum replaces (see below): alive while it is made
         for n in inputs:
             if not grad.get(n) or n == "input":
                 continue
             if n in gkey:  # made, then added in place to the gradient already there
-                if passes and gkey[n] == gkey[name]:  # read twice by this merge: both reads hold the
-                    grefs[gkey[n]] -= 1               # output's gradient, so their sum is a new tensor
+                if (passes and gkey[n] == gkey[name]) or n in viewed:  # read twice by this merge (both
+                    # reads hold the output's gradient), or the gradient there is a view: the sum is new
+                    accumulating += 0 if passes else size[n]
+                    grefs[gkey[n]] -= 1
+                    if not grefs[gkey[n]]:  # (freed after the sum, which reads it)
+                        summed += gsize[gkey[n]]
+                        gtotal -= gsize.pop(gkey[n])
+                        del grefs[gkey[n]]
                     k = gkey[n] = n
                     gsize[k] = size[n]
                     grefs[k] = 1
                     gtotal += size[n]
+                    viewed.discard(n)
                 else:
                     accumulating += 0 if passes else size[n]
                 continue
             if passes:  # (a broadcast input's small reduced gradient is not counted)
                 k = gkey[n] = gkey[name]
                 grefs[k] += 1
+                if name in viewed or (layer.category == "reshape" and layer.type != "identity"):
+                    viewed.add(n)  # a view's backward views the gradient; add and concat pass it as is
             else:
                 k = gkey[n] = n
                 gsize[k] = size[n]
                 grefs[k] = 1
                 gtotal += size[n]
-        now = pool.total + gtotal + weight_grads + accumulating + (
+        now = pool.total + gtotal + weight_grads + accumulating + summed + (
             layer.backward_scratch(r.ctx, b, needs[name]) if rules[3] else 0)
         if onview and r.index in onview:  # see _Forward.onview
             now += onview[r.index]

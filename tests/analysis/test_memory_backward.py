@@ -197,6 +197,17 @@ NETS["flatten-of-a-cat-of-channels-last-3d-maps"] = (
     "  - {type: concat, inputs: [b, b]}\n  - {type: permute, dims: [0, 2, 3, 4, 1]}\n"
     "  - {type: flatten, start_dim: 1}\n  - {type: linear, out_features: 3}\n")
 
+# found by the memory run (seed 27018, after 7,051 passing): a gradient handed back through a view (flatten,
+# permute) is a view, and autograd adds another gradient to it out of place (a new tensor; 296 B over before): a
+# gate's global pool hands its input a second gradient, with the merge read by a flatten or a permute and flatten
+for tail in ("flatten", "permute"):
+    NETS[f"second-gradient-into-a-viewed-one-{tail}"] = (
+        'input: [1, 6, 6]\nbatch: 1\nlayers:\n  - {name: a, type: conv2d, out_channels: 2, kernel_size: 1}\n'
+        '  - {name: b, type: conv2d, out_channels: 2, kernel_size: 1, bias: false, inputs: [input]}\n'
+        '  - {name: g, type: global_avgpool, inputs: [a]}\n  - {name: m, type: add, inputs: [a, b, b, g]}\n'
+        + ("  - {type: permute, dims: [0, 2, 3, 1]}\n" if tail == "permute" else "")
+        + "  - {type: flatten, start_dim: 1}\n  - {type: linear, out_features: 3}\n")
+
 #: one network per rule runs in the fast loop; the variations are slow (each builds and trains in torch)
 FAST = {"prelu", "add-a-a-last", "mul-three", "lppool1d", "circular_pad2d", "flatten-of-permuted",
         "same-even-kernel", "linear-true-after-permute", "split-with-an-unused-piece",
