@@ -313,7 +313,9 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
     and temporaries, before it frees what it saved and its output's gradient. A tensor a merge
     reads twice (add [a, a], concat [a, a]) receives the passed-on gradient twice: autograd
     sums the two into a new tensor (the engine's InputBuffer cannot add in place into a
-    gradient another reference holds). An in-place layer on a view (relu_ after narrow or
+    gradient another reference holds); so it does where the gradient already there is a view
+    (handed back by a view layer's backward, passed on as is by add or concat), both operands
+    alive while the sum is made. An in-place layer on a view (relu_ after narrow or
     transpose) rebases the view's base (derivatives.yaml: copy_ and the view's backward): its
     backward makes the base-sized gradient of the view and a clone of it. A linear whose
     output a permute or transpose reads (a channels-last sub-graph) gets its gradient permuted:
