@@ -482,8 +482,9 @@ def _through_layout(layer: Layer, ctx: Ctx, layouts: list[tuple[int, ...]],
                     fields: list[list[RF] | None]) -> tuple[tuple[int, ...], list[RF] | None]:
     """The output's axis order and field. In (N, C, spatial…) order a layer's own rule decides.
     A permute reorders the axes and carries the field; on a permuted tensor, a point-wise layer
-    (inputs of one shape) or one mixing only the last axis while it holds the channels keeps
-    order and field; anything else ends the field."""
+    (inputs of one shape; one that resizes an axis only where it holds N or C) or one mixing
+    only the last axis while it holds the channels keeps order and field; anything else ends
+    the field."""
     identity = _identity(len(ctx.out))
     cls = type(layer)
     reorders = _REORDERS.get(cls)
@@ -499,6 +500,8 @@ def _through_layout(layer: Layer, ctx: Ctx, layouts: list[tuple[int, ...]],
         return identity, layer.rf(ctx, fields)
     lay = layouts[0]
     same = all(x == lay for x in layouts) and all(s == ctx.x for s in ctx.ins) and len(ctx.out) == len(lay)
+    if same and any(n != ctx.x[a] and lay[a] >= 2 for a, n in enumerate(ctx.out)):
+        same = False  # it resizes an axis that holds a spatial one (a narrow of W after a permute)
     pointwise = type(layer).rf is Layer.rf or (layer.last_axis_only(ctx) and lay[-1] == 1)
     if same and pointwise:
         return lay, fields[0]

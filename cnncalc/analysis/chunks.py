@@ -36,7 +36,7 @@ def chunk_groups(rows: list[Any]) -> dict[int, tuple[int | list[int], list[tuple
                 groups.setdefault(key, []).append((r.index, int(piece), r.name))
     if not groups:
         return {}
-    lengths = {r.name: r.output_shape[1] for r in rows if r.type == "narrow"}
+    spans = {r.name: (r.layer.start, r.output_shape[1]) for r in rows if r.type == "narrow"}
     # the tensors that view each piece's storage (narrow, permute, a flatten that views, in-place
     # layers): torch refuses an in-place layer on any of them while training
     from cnncalc.analysis.strides import reshape_copies
@@ -58,8 +58,9 @@ def chunk_groups(rows: list[Any]) -> dict[int, tuple[int | list[int], list[tuple
             continue
         if is_chunk:
             out[at[0]] = (chunks, [(k, n) for _, k, n in members])
-        else:  # a split: every piece, in order, its sizes summing to the input's channels
-            sizes = [lengths[n] for n in names]
-            if [k for _, k, _ in members] == list(range(len(members))) and sum(sizes) == chunks:
+        else:  # a split: every piece, in order, each starting where the one before ends
+            sizes = [spans[n][1] for n in names]
+            if ([k for _, k, _ in members] == list(range(len(members))) and sum(sizes) == chunks
+                    and [spans[n][0] for n in names] == [sum(sizes[:k]) for k in range(len(sizes))]):
                 out[at[0]] = (sizes, [(k, n) for _, k, n in members])
     return out

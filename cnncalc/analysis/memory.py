@@ -192,8 +192,8 @@ def _passes(rows: list[LayerReport], outputs: list[str], input_bytes: int, b: in
                 if inputs[0] in linears and r.type in ("permute", "transpose"):
                     x = r.ctx.x  # the gradient of a linear arrives permuted: folded to 2-D with a copy
                     if permuted_grad_copies(x, layer.order(len(x))):  # type: ignore[attr-defined]
-                        li = linears[inputs[0]]
-                        regrad[li] = regrad.get(li, 0) + r.activation_bytes
+                        # once per linear: the gradients of several readers are summed first, then folded
+                        regrad[linears[inputs[0]]] = r.activation_bytes
             elif inputs[0] in views and getattr(layer, "inplace", False):  # in place on a view:
                 onview[index] = 2 * fsize[key]  # autograd rebases its base: base-sized gradient and clone
         else:
@@ -365,7 +365,7 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
                 _release(pool, held.pop(r.index))
             continue
         layer, inputs = r.layer, r.inputs
-        copy = regrad.get(r.index, 0) if regrad else 0
+        copy = regrad.get(r.index, 0)
         if copy:  # the folded copy of the permuted gradient, then that gradient freed (see above)
             if pool.total + gtotal + weight_grads + copy > peak:
                 peak = pool.total + gtotal + weight_grads + copy

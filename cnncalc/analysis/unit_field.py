@@ -127,9 +127,15 @@ def _channels_read(report: Report, row: Any, chans: frozenset[int] | None, permu
     none), by the layer's `channel_sources`. None (not traceable) where the layer moves channels
     in a way not tracked and the input's channels may read different windows."""
     ins = row.ctx.ins
-    src = "other" if permuted else row.layer.channel_sources(row.ctx)  # (permuted: axis 1 is not the channels)
+    src = row.layer.channel_sources(row.ctx)
+    if permuted:  # axis 1 is not the channels the field carries: a slice of it cuts a spatial axis,
+        if isinstance(src, list) and sorted(src) != list(range(ins[0][1])):  # which `reads` does not say
+            return None
+        src = "other"
     if src == "all" or (chans is None and src != "moves" and not isinstance(src, list)):  # (a shuffle's
         return [None] * len(ins)                                            # positions read some channels each)
+    if chans is not None and src in ("moves", "splits"):  # some output channels: other input positions
+        return None                                         # each (pixel_unshuffle's offsets), not traced
     if src == "each" and chans is not None:
         return [None if x[1] == 1 or len(chans) == x[1] else chans for x in ins]
     if src == "concat" and chans is not None:

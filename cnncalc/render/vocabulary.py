@@ -246,10 +246,11 @@ def spec_schema_text(cache: bool = True) -> str:
 
 
 def schema_cache_dir() -> str:
-    """$CNNCALC_CACHE_DIR, else $XDG_CACHE_HOME/cnncalc, else ~/.cache/cnncalc; empty where the
-    home folder is unknown (never a folder relative to wherever the command runs)."""
+    """$CNNCALC_CACHE_DIR, else $XDG_CACHE_HOME/cnncalc, else ~/.cache/cnncalc; empty (no cache)
+    where the home folder is unknown or the folder given is relative (never a folder relative to
+    wherever the command runs)."""
     if os.environ.get("CNNCALC_CACHE_DIR"):
-        return os.environ["CNNCALC_CACHE_DIR"]
+        return os.environ["CNNCALC_CACHE_DIR"] if os.path.isabs(os.environ["CNNCALC_CACHE_DIR"]) else ""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "cnncalc") if os.path.isabs(base) else ""
 
@@ -279,22 +280,43 @@ def _source_key(root: str | None = None) -> str | None:
     return h.hexdigest()[:32] if read else None
 
 
+MAX_CACHED = 16 << 20  #: bytes; a larger file at the cache's path is not read
+
+
 def _read_cached(path: str) -> str | None:
-    """The text of a cache file (first line: the SHA-256 of the rest), or None when missing or
-    not intact."""
+    """The text of a cache file (first line: the SHA-256 of the rest), or None when missing, not
+    a regular file (a FIFO would block), too large, not intact, or not what `json.dumps` writes
+    (printable ASCII JSON: whoever else can write the folder cannot make the command print
+    control characters or anything but a JSON object)."""
     import hashlib
+    import re
+    import stat
 
     try:
-        with open(path, encoding="utf-8") as fh:
-            digest, _, text = fh.read().partition("\n")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_CACHED:
+                return None
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                raw = fh.read(MAX_CACHED + 1)
+        finally:
+            os.close(fd)
+        digest, _, text = raw.decode("ascii").partition("\n")
     except (OSError, UnicodeDecodeError):
         return None
-    return text if hashlib.sha256(text.encode()).hexdigest() == digest else None
+    if hashlib.sha256(text.encode()).hexdigest() != digest or re.search(r"[^\x20-\x7e\n]", text):
+        return None
+    try:
+        return text if isinstance(json.loads(text), dict) else None
+    except ValueError:
+        return None
 
 
 def _write_cached(folder: str, path: str, text: str) -> None:
     """Write atomically (a temporary file in the same folder, renamed over the path), and remove
-    the schemas of other keys (older sources); any OSError leaves things as they are."""
+    this cache's files of other keys not used for a week (older sources; another installation's
+    in use stay); any OSError leaves things as they are."""
     import hashlib
     import tempfile
 
@@ -306,9 +328,14 @@ def _write_cached(folder: str, path: str, text: str) -> None:
             fh.write(hashlib.sha256(text.encode()).hexdigest() + "\n" + text)
         os.replace(tmp, path)
         tmp = None
-        for name in os.listdir(folder):
-            if name.startswith("schema-") and name.endswith(".json") and name != os.path.basename(path):
-                os.remove(os.path.join(folder, name))
+        import re
+        import time
+
+        for name in os.listdir(folder):  # its own older keys, a week unused (another install's stay)
+            old = os.path.join(folder, name)
+            if (re.fullmatch(r"schema-[0-9a-f]{32}\.json", name) and name != os.path.basename(path)
+                    and os.path.isfile(old) and os.path.getmtime(old) < time.time() - 7 * 86400):
+                os.remove(old)
     except OSError:
         pass
     finally:

@@ -208,6 +208,13 @@ for tail in ("flatten", "permute"):
         + ("  - {type: permute, dims: [0, 2, 3, 1]}\n" if tail == "permute" else "")
         + "  - {type: flatten, start_dim: 1}\n  - {type: linear, out_features: 3}\n")
 
+# found by the review: two permutes of one linear: their gradients are summed, then folded with one copy
+NETS["two-permutes-of-one-linear"] = (
+    "input: [2, 6, 6]\nbatch: 2\nlayers:\n  - {name: c, type: conv2d, out_channels: 2, kernel_size: 1, bias: false}\n"
+    "  - {name: p, type: permute, dims: [0, 2, 3, 1]}\n  - {name: l, type: linear, out_features: 3, bias: false}\n"
+    "  - {name: q, type: permute, inputs: [l], dims: [0, 3, 1, 2]}\n"
+    "  - {name: q2, type: permute, inputs: [l], dims: [0, 3, 1, 2]}\n  - {name: s, type: add, inputs: [q, q2]}\n")
+
 #: one network per rule runs in the fast loop; the variations are slow (each builds and trains in torch)
 FAST = {"prelu", "add-a-a-last", "mul-three", "lppool1d", "circular_pad2d", "flatten-of-permuted",
         "same-even-kernel", "linear-true-after-permute", "split-with-an-unused-piece",
@@ -301,3 +308,18 @@ def test_a_split_is_modelled_as_torch_split_runs_it():
     assert measured is not None
     assert abs(measured.tensors - report.totals["training_memory_bytes"]) <= SCALARS
     assert [r.type for r in report.layers] == ["conv2d", "narrow", "narrow", "narrow", "conv2d", "add"]
+
+
+def test_only_a_whole_split_in_order_is_one_torch_split():
+    """Narrows written by hand with a split's sizes_sum but starts that are not the split's (a piece read twice,
+    out of order) stay narrows: one torch.split would take other channels (found by the review)."""
+    from cnncalc.analysis.chunks import chunk_groups
+
+    body = ("input: 8x4x4\nlayers:\n  - {name: c, type: conv2d, out_channels: 8, kernel_size: 1}\n"
+            "  - {name: s.0, type: narrow, inputs: [c], start: 0, length: 2, sizes_sum: 8}\n"
+            "  - {name: s.1, type: narrow, inputs: [c], start: START, length: 4, sizes_sum: 8}\n"
+            "  - {name: s.2, type: narrow, inputs: [c], start: 6, length: 2, sizes_sum: 8}\n"
+            "  - {type: concat, inputs: [s.0, s.1, s.2]}\n")
+    assert chunk_groups(analyze_text(body.replace("START", "4")).layers) == {}
+    assert list(chunk_groups(analyze_text(body.replace("START", "2")).layers).values()) == [
+        ([2, 4, 2], [(0, "s.0"), (1, "s.1"), (2, "s.2")])]

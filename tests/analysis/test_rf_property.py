@@ -162,9 +162,21 @@ PIECE_OF_PADDING = {"input": [4, 24, 24], "layers": [
     _conv("b1u", ["b1t"], 4, 1, 0)]}
 
 
+#: found by the review: a slice of pixel_unshuffle's channels reads one offset of each block (not the block), and
+#: a narrow after a permute cuts a spatial axis (its offset moves the field): neither may be called exact
+SLICE_OF_UNSHUFFLE = {"input": [1, 8, 8], "layers": [
+    dict(name="u", type="pixel_unshuffle", inputs=["input"], downscale_factor=2),
+    dict(name="n", type="narrow", start=0, length=1), _conv("c", ["n"], 1, 1, 0)]}
+NARROW_OF_A_PERMUTE = {"input": [2, 4, 6], "layers": [
+    dict(name="p", type="permute", inputs=["input"], dims=[0, 3, 1, 2]), dict(name="n", type="narrow", start=3, length=2),
+    dict(name="q", type="permute", dims=[0, 2, 3, 1]), _conv("c", ["q"], 1, 1, 0)]}
+
+
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(networks())
 @example(spec=PIECE_OF_PADDING)
+@example(spec=SLICE_OF_UNSHUFFLE)
+@example(spec=NARROW_OF_A_PERMUTE)
 def test_fields_marked_exact_are_what_torch_reads(spec):
     import yaml
 

@@ -14,12 +14,14 @@ from cnncalc.render import vocabulary as voc
 
 
 def test_field_types_from_annotations_are_those_of_the_json_schema():
+    """Every field of every type is read from its annotation (no fallback), as the JSON Schema says."""
     for name, cls in REGISTRY.items():
         full = cls.model_json_schema()["properties"]
-        fast = voc._props(cls)
-        assert set(fast) == set(full), name
-        for field, prop in fast.items():
-            assert voc._kind(prop) == voc._kind(full[field]), (name, field)
+        assert set(voc._props(cls)) == set(full), name
+        for attr, f in cls.model_fields.items():
+            prop = voc._prop(f.annotation, f.metadata)
+            assert prop is not None and f.json_schema_extra is None, (name, attr)  # (the fast path, not the fallback)
+            assert voc._kind(prop) == voc._kind(full[f.alias or attr]), (name, attr)
 
 
 def test_an_annotation_it_does_not_know_falls_back_to_the_json_schema():
@@ -66,10 +68,35 @@ def test_schema_text_is_cached_under_a_key_and_rebuilt_when_damaged(tmp_path, mo
     assert voc.spec_schema_text() == expected and built == [1]
     assert voc._read_cached(str(path)) == expected  # written again, whole
 
-    (tmp_path / "cache" / "schema-0123.json").write_text("old")  # another key's: removed on the next write
+    stale, fresh = tmp_path / "cache" / f"schema-{'a' * 32}.json", tmp_path / "cache" / f"schema-{'b' * 32}.json"
+    for other in (stale, fresh, tmp_path / "cache" / "schema-api.json"):  # (not this cache's: a user's file)
+        other.write_text("old")
+    os.utime(stale, (0, 0))  # another key's, unused for a week: removed on the next write; the others stay
     path.unlink()
     assert voc.spec_schema_text() == expected
-    assert sorted(os.listdir(tmp_path / "cache")) == files
+    assert sorted(os.listdir(tmp_path / "cache")) == sorted([*files, fresh.name, "schema-api.json"])
+
+
+def test_a_cache_file_is_printed_only_as_json_dumps_writes_it(tmp_path, monkeypatch):
+    """Whoever else can write the cache folder cannot make `cnncalc schema` print control characters or
+    anything but a JSON object: a file with a matching checksum but other content is rebuilt; a FIFO at the
+    path is not opened for reading (it would block)."""
+    import hashlib
+
+    monkeypatch.setenv("CNNCALC_CACHE_DIR", str(tmp_path))
+    expected = json.dumps(voc.spec_schema(), indent=2)
+    path = tmp_path / f"schema-{voc._source_key()}.json"
+    for text in ('{"x": "\x1b]0;pwned\x07\x1b[2J"}', "not json", "[1, 2]", '{"x": "caf\u00e9"}'):
+        body = text.encode("utf-8")
+        path.write_bytes(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+        assert voc._read_cached(str(path)) is None, text
+        assert voc.spec_schema_text() == expected
+    if hasattr(os, "mkfifo"):
+        path.unlink()
+        os.mkfifo(path)
+        assert voc._read_cached(str(path)) is None
+    monkeypatch.setenv("CNNCALC_CACHE_DIR", "relative/cache")  # never a folder relative to the working one
+    assert voc.schema_cache_dir() == ""
 
 
 def test_the_key_follows_the_sources(tmp_path):
