@@ -257,7 +257,8 @@ def schema_cache_dir() -> str:
 
 def _source_key(root: str | None = None) -> str | None:
     """A hash of what the schema is made of: the bytes of every .py file of the package at `root`
-    (default: this cnncalc's; its version is in __init__.py), pydantic's and Python's versions;
+    (default: this cnncalc's; its version is in __init__.py), pydantic's, pydantic-core's and
+    Python's versions;
     None where the package has no source files to read."""
     import hashlib
     import sys
@@ -265,7 +266,9 @@ def _source_key(root: str | None = None) -> str | None:
     import pydantic
 
     root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    h = hashlib.sha256(f"{pydantic.VERSION}\0{sys.version}\0".encode())
+    import pydantic_core
+
+    h = hashlib.sha256(f"{pydantic.VERSION}\0{pydantic_core.__version__}\0{sys.version}\0".encode())
     read = False
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
