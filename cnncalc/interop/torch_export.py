@@ -177,8 +177,8 @@ def to_torch(report: Report) -> str:
                 names = [_ident(name, taken) for _, name in members]
                 var.update((name, v) for (_, name), v in zip(members, names))
                 if isinstance(n, int):
-                    returned = -(-row.ctx.x[1] // -(-row.ctx.x[1] // n))
-                    call = f"torch.chunk({args[0]}, {n}, 1)"
+                    width = -(-row.ctx.x[1] // n)  # ⌈C/chunks⌉ channels a piece: ⌈C/width⌉ pieces returned
+                    returned, call = -(-row.ctx.x[1] // width), f"torch.chunk({args[0]}, {n}, 1)"
                 else:  # `a, b = torch.split(x, [2, 6], 1)`
                     returned, call = len(n), f"torch.split({args[0]}, {n}, 1)"
                 lines.append(f"        {', '.join(names[:returned])}{',' if returned == 1 else ''} = {call}")
