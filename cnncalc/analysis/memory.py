@@ -369,13 +369,7 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
         if copy:  # the folded copy of the permuted gradient, then that gradient freed (see above)
             if pool.total + gtotal + weight_grads + copy > peak:
                 peak = pool.total + gtotal + weight_grads + copy
-            k = gkey[name]
-            c = grefs[k] - 1
-            if c:
-                grefs[k] = c
-            else:
-                gtotal -= gsize.pop(k)
-                del grefs[k]
+            gtotal -= _unref(gsize, grefs, gkey[name])
         owner = r.shared_with or name
         accumulating = 0  # a shared weight's later gradients are made, then added in place
         if owner in granted:
@@ -395,11 +389,9 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
                 if (passes and gkey[n] == gkey[name]) or n in viewed:  # read twice by this merge (both
                     # reads hold the output's gradient), or the gradient there is a view: the sum is new
                     accumulating += 0 if passes else size[n]
-                    grefs[gkey[n]] -= 1
-                    if not grefs[gkey[n]]:  # (freed after the sum, which reads it)
-                        summed += gsize[gkey[n]]
-                        gtotal -= gsize.pop(gkey[n])
-                        del grefs[gkey[n]]
+                    freed = _unref(gsize, grefs, gkey[n])
+                    summed += freed  # (freed after the sum, which reads it)
+                    gtotal -= freed
                     k = gkey[n] = n
                     gsize[k] = size[n]
                     grefs[k] = 1
@@ -444,6 +436,17 @@ def _backward(rows: list[LayerReport], outputs: list[str], b: int, fw: _Forward)
             gtotal -= gsize.pop(k)
             del grefs[k]
     return peak, weight_grads
+
+
+def _unref(sizes: dict[str, int], refs: dict[str, int], key: str) -> int:
+    """One reference to storage `key` dropped: the bytes freed (0 while others hold it). (The
+    hot loops inline this; the rare paths call it.)"""
+    n = refs[key] - 1
+    if n:
+        refs[key] = n
+        return 0
+    del refs[key]
+    return sizes.pop(key)
 
 
 def _chunk_backward(names: list[str], src: str, size: dict[str, int], grad: dict[str, bool], gkey: dict[str, str],

@@ -57,19 +57,9 @@ class Window:
             out = -(-num // stride) + 1
             if (out - 1) * stride >= size + pad_lo:
                 out -= 1
-        unreached = size + pad_lo - ((out - 1) * stride + span)
-        d = self.__dict__  # (one store per item: a keyword dict for update() costs half as much again, #30)
-        d["size"] = size
-        d["kernel"] = kernel
-        d["stride"] = stride
-        d["pad_lo"] = pad_lo
-        d["pad_hi"] = pad_hi
-        d["dilation"] = dilation
-        d["ceil_mode"] = ceil_mode
-        d["span"] = span
-        d["padded"] = padded
-        d["out"] = out
-        d["unreached"] = unreached if unreached > 0 else 0
+        self.__dict__.update(size=size, kernel=kernel, stride=stride, pad_lo=pad_lo, pad_hi=pad_hi,
+                             dilation=dilation, ceil_mode=ceil_mode, span=span, padded=padded, out=out,
+                             unreached=max(0, size + pad_lo - ((out - 1) * stride + span)))
 
     def formula(self) -> str:
         """The output-size arithmetic with this axis' numbers substituted."""
@@ -189,16 +179,8 @@ class RF:
                  irregular: bool = False, exact: bool = True, even: bool = True, whole: bool = False) -> None:
         # as the dataclass's own __init__ (the same fields and defaults, kept by `replace`), without
         # its object.__setattr__ per field: a field is made for every axis of most layers (#30)
-        d = self.__dict__
-        d["_size"] = _size
-        d["_jump"] = _jump
-        d["_start"] = _start
-        d["_grain"] = _grain
-        d["uniform"] = uniform
-        d["irregular"] = irregular
-        d["exact"] = exact
-        d["even"] = even
-        d["whole"] = whole
+        self.__dict__.update(_size=_size, _jump=_jump, _start=_start, _grain=_grain, uniform=uniform,
+                             irregular=irregular, exact=exact, even=even, whole=whole)
 
     @property
     def size(self) -> Fraction:

@@ -19,6 +19,15 @@ from cnncalc.layers.base import REGISTRY
 
 torch = pytest.importorskip("torch")
 
+
+def _tracked(report) -> dict:
+    """Each tensor's strides as the analysis tracks them (`through`, layer by layer from a contiguous input)."""
+    memory = {"input": contiguous(report.input_shape)}
+    for row in report.layers:
+        memory[row.name] = through(row.layer, list(row.ctx.ins), row.ctx.out, [memory[n] for n in row.inputs])
+    return memory
+
+
 ELEMENTWISE = ["relu", "gelu", "sigmoid", "dropout", "add", "mul", "batchnorm"]
 
 
@@ -215,9 +224,7 @@ def test_a_layer_that_keeps_the_layout_gives_torchs_strides(kind):
         extra += REQUIRED.get(kind, "")
         lines.append(f"  - {{name: under, type: {kind}{extra}}}")
         report = cnncalc.analyze(cnncalc.parse_spec("\n".join(lines) + "\n", "k.yaml"))
-        memory = {"input": contiguous(report.input_shape)}
-        for row in report.layers:
-            memory[row.name] = through(row.layer, list(row.ctx.ins), row.ctx.out, [memory[n] for n in row.inputs])
+        memory = _tracked(report)
         ours, seen = memory["under"], {}
         model = tb.build_model(report, tb.kit())
         model.layers[f"l{len(before)}"].register_forward_hook(
@@ -273,9 +280,7 @@ def test_a_layer_that_follows_channels_last_gives_torchs_layout(inp, batch, laye
         under = report.layers[-1]
         if not under.layer.follows_channels_last:
             pytest.skip(f"{layer['type']} does not declare follows_channels_last")
-        memory = {"input": contiguous(report.input_shape)}
-        for row in report.layers:
-            memory[row.name] = through(row.layer, list(row.ctx.ins), row.ctx.out, [memory[n] for n in row.inputs])
+        memory = _tracked(report)
         ours, out = memory["under"], tuple(under.ctx.out)
         model = tb.build_model(report, tb.kit()).eval()
         seen: dict = {}
@@ -301,9 +306,7 @@ def test_cat_follows_channels_last_only_when_every_input_suggests_it():
     report = cnncalc.analyze(cnncalc.parse_spec(text, "k.yaml"))
     from cnncalc.analysis.strides import is_channels_last
 
-    memory = {"input": contiguous(report.input_shape)}
-    for row in report.layers:
-        memory[row.name] = through(row.layer, list(row.ctx.ins), row.ctx.out, [memory[n] for n in row.inputs])
+    memory = _tracked(report)
     shape = {r.name: tuple(r.ctx.out) for r in report.layers}
     assert is_channels_last(shape["c"], memory["c"]) and is_channels_last(shape["cat1"], memory["cat1"])
     assert is_channels_last(shape["cat2"], memory["cat2"])
@@ -323,9 +326,7 @@ def test_cat_follows_channels_last_3d_where_the_others_do_not_say():
             "  - {name: q, type: conv3d, out_channels: 3, kernel_size: 1, inputs: [cat1]}\n"
             "  - {name: u, type: maxpool3d, kernel_size: 1, inputs: [p]}\n  - {name: cat3, type: concat, inputs: [u, u]}\n")
     report = cnncalc.analyze(cnncalc.parse_spec(text, "k.yaml"))
-    memory = {"input": contiguous(report.input_shape)}
-    for row in report.layers:
-        memory[row.name] = through(row.layer, list(row.ctx.ins), row.ctx.out, [memory[n] for n in row.inputs])
+    memory = _tracked(report)
     # (1, 6, 4, 5, 6): C 1, W C, H W·C, D H·W·C, N D·H·W·C
     assert memory["cat1"] == torch.cat([a[:1], a[:1]], 1).stride() == (6 * 6 * 5 * 4, 1, 6 * 6 * 5, 6 * 6, 6)
     assert memory["c"] is None and memory["cat2"] is None  # (the conv3d's layout unknown, and so the cat's)
@@ -345,9 +346,7 @@ def test_size_one_axes_do_not_hide_channels_last(layer):
         text = f"input: {h}x{w}x{c}\nbatch: {n}\nlayers:\n  - {{name: p, type: permute, dims: [0, 3, 1, 2]}}\n" \
                f"  - {{name: under, {layer[1:]}\n"
         report = cnncalc.analyze(cnncalc.parse_spec(text, "k.yaml"))
-        memory = {"input": contiguous(report.input_shape)}
-        for row in report.layers:
-            memory[row.name] = through(row.layer, list(row.ctx.ins), row.ctx.out, [memory[k] for k in row.inputs])
+        memory = _tracked(report)
         ours, out = memory["under"], tuple(report.layers[-1].ctx.out)
         model = tb.build_model(report, tb.kit()).eval()
         with torch.no_grad():
@@ -386,9 +385,7 @@ def test_a_layer_that_writes_contiguous_does_on_any_layout(inp, batch, layer):
         else:
             text = _spec(inp, batch, layer, before)
         report = cnncalc.analyze(cnncalc.parse_spec(text, "k.yaml"))
-        memory = {"input": contiguous(report.input_shape)}
-        for row in report.layers:
-            memory[row.name] = through(row.layer, list(row.ctx.ins), row.ctx.out, [memory[n] for n in row.inputs])
+        memory = _tracked(report)
         assert memory["under"] == contiguous(report.layers[-1].ctx.out)
         model = tb.build_model(report, tb.kit())
         seen: dict = {}
