@@ -229,12 +229,10 @@ def spec_schema_text(cache: bool = True) -> str:
     """`spec_schema()` as `cnncalc schema` prints it (indented JSON). Building it costs pydantic a
     schema of every layer class (most of the command, #30), so with `cache` the text is kept in
     `schema_cache_dir()`, under a key of everything it is made from: the bytes of every source
-    file of the package (its version included), pydantic's and Python's versions. A file whose
-    content does not match its checksum is rebuilt; a folder that cannot be written is no error
-    (the schema is then built each time)."""
-    if not cache:
-        return json.dumps(spec_schema(), indent=2)
-    key, folder = _source_key(), schema_cache_dir()
+    file of the package (its version included), pydantic's, pydantic-core's and Python's
+    versions. A file that `_read_cached` does not accept is rebuilt; a folder that cannot be
+    written is no error (the schema is then built each time)."""
+    key, folder = (_source_key(), schema_cache_dir()) if cache else (None, "")
     if key is None or not folder:  # no sources to key it on (a zip, bytecode only), or no home: not cached
         return json.dumps(spec_schema(), indent=2)
     path = os.path.join(folder, f"schema-{key}.json")
